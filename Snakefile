@@ -1,0 +1,24 @@
+# deploysnake: trained model -> exported, checked, served on Triton, measured -> results/report.html
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/checkpoint.smk"
+include: "workflow/rules/export.smk"
+include: "workflow/rules/correctness.smk"
+include: "workflow/rules/repository.smk"
+include: "workflow/rules/accuracy.smk"
+include: "workflow/rules/perf.smk"
+include: "workflow/rules/native.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        "results/report.html",
+    default_target: True

@@ -1,0 +1,81 @@
+"""Accuracy stage: the validation set through the running server (tritonclient gRPC), outputs
+dumped, the recipe's metrics computed beside the source model's and the in-process artifact's."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import np_to_triton_dtype
+
+from .checkpoint import load_state
+from .correctness import source_outputs
+from .plugins import Recipe, validation_batches
+from .runtime import ArtifactRuntime
+from .server import TritonServer
+
+log = logging.getLogger(__name__)
+
+
+def infer_served(server: TritonServer, model_name: str, io: dict[str, Any], inputs: dict[str, np.ndarray], timeout_s: float) -> dict[str, np.ndarray]:
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    try:
+        requests = []
+        for tensor in io["inputs"]:
+            array = np.ascontiguousarray(inputs[tensor["name"]])
+            item = grpcclient.InferInput(tensor["name"], list(array.shape), np_to_triton_dtype(array.dtype))
+            item.set_data_from_numpy(array)
+            requests.append(item)
+        result = client.infer(model_name, requests, client_timeout=timeout_s)
+        return {t["name"]: result.as_numpy(t["name"]) for t in io["outputs"]}
+    finally:
+        client.close()
+
+
+def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+
+def evaluate(recipe: Recipe, params: dict[str, Any], checkpoint: str | Path, server: TritonServer, model: str, fmt: str, device: str, model_name: str, artifact: str | Path, io_json: str | Path, batch_size: int, dump: str | Path, output: str | Path) -> list[dict[str, Any]]:
+    io = json.loads(Path(io_json).read_text())
+    names_in, names_out = [t["name"] for t in io["inputs"]], [t["name"] for t in io["outputs"]]
+    source = load_state(recipe, params, checkpoint)
+    runtime = ArtifactRuntime(artifact, fmt, names_in, names_out)
+    batches = validation_batches(recipe, params, batch_size)
+    served, exported, reference, ids, labels = [], [], [], [], []
+    for k, batch in enumerate(batches, start=1):
+        server.check_alive()
+        served.append(infer_served(server, model_name, io, batch["inputs"], timeout_s=60.0))
+        exported.append(runtime(batch["inputs"]))
+        reference.append(source_outputs(source, recipe, batch["inputs"]))
+        ids.append(np.asarray(batch["ids"]))
+        labels.append(np.asarray(batch["labels"]))
+        if k % 10 == 0 or k == len(batches):
+            log.info("batch %d of %d sent through the server", k, len(batches))
+    all_labels = np.concatenate(labels)
+    outputs = {"served": _concat(served), "exported": _concat(exported), "source": _concat(reference)}
+    Path(dump).parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(dump, ids=np.concatenate(ids), labels=all_labels, **{f"{k}/{n}": v for k, o in outputs.items() for n, v in o.items()})
+    metrics = {k: recipe.metrics.compute(o, all_labels) for k, o in outputs.items()}
+    diff = max(float(np.max(np.abs(outputs["served"][n].astype(np.float64) - outputs["exported"][n].astype(np.float64)), initial=0.0)) for n in names_out)
+    rows = [
+        {
+            "model": model, "format": fmt, "device": device, "metric": name,
+            "source": metrics["source"][name], "exported": metrics["exported"][name], "served": metrics["served"][name],
+            "served_minus_source": metrics["served"][name] - metrics["source"][name],
+            "samples": len(all_labels), "max_abs_diff_served_vs_exported": diff,
+        }
+        for name in metrics["source"]
+    ]
+    with open(output, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    for row in rows:
+        log.info("%s: source %.6g, exported %.6g, served %.6g", row["metric"], row["source"], row["exported"], row["served"])
+    return rows

@@ -1,0 +1,89 @@
+"""Config validation: the JSON schema (config/config.schema.yaml) plus the checks a schema cannot
+express. Every problem is reported before any job runs, naming the key and what is allowed."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator, validators
+
+from .errors import UserError
+
+SCHEMA = Path(__file__).resolve().parents[2] / "config" / "config.schema.yaml"
+
+
+def _with_defaults(cls: Any) -> Any:
+    """A validator that also fills in schema defaults (as snakemake.utils.validate does)."""
+    check_properties = cls.VALIDATORS["properties"]
+
+    def properties(validator: Any, props: dict[str, Any], instance: Any, schema: dict[str, Any]) -> Any:
+        if isinstance(instance, dict):
+            for key, sub in props.items():
+                if "default" in sub and key not in instance:
+                    instance[key] = copy.deepcopy(sub["default"])
+        yield from check_properties(validator, props, instance, schema)
+
+    return validators.extend(cls, {"properties": properties})
+
+
+def _where(path: Any) -> str:
+    parts = [f"[{p}]" if isinstance(p, int) else f".{p}" for p in path]
+    return "config" + "".join(parts)
+
+
+def _explain(error: Any) -> str:
+    where = _where(error.absolute_path)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        return f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; allowed keys: {', '.join(allowed)}"
+    if error.validator == "enum":
+        return f"{where}: {error.instance!r} is not allowed; allowed values: {', '.join(map(str, error.validator_value))}"
+    if error.validator == "propertyNames":
+        return f"{where}: name {error.instance!r} is not allowed: use letters, digits, '_', '.', '-' (no '/', spaces or shell characters), at most 64, starting with a letter or digit"
+    if error.validator == "type":
+        return f"{where}: {error.instance!r} should be of type {error.validator_value}"
+    return f"{where}: {error.message}"
+
+
+def load_schema(path: Path = SCHEMA) -> dict[str, Any]:
+    return dict(yaml.safe_load(path.read_text()))
+
+
+def validate(config: dict[str, Any], gpu_available: bool | None = None) -> dict[str, Any]:
+    """Return the config with defaults filled in, or raise UserError listing every problem."""
+    config = copy.deepcopy(dict(config))
+    validator = _with_defaults(Draft202012Validator)(load_schema())
+    problems = sorted({_explain(e) for e in validator.iter_errors(config)})
+    if problems:
+        raise UserError("invalid config:\n  " + "\n  ".join(problems))
+    problems = semantic_problems(config, gpu_available)
+    if problems:
+        raise UserError("invalid config:\n  " + "\n  ".join(problems))
+    return config
+
+
+def semantic_problems(config: dict[str, Any], gpu_available: bool | None = None) -> list[str]:
+    problems = []
+    max_batch = config["triton"]["max_batch_size"]
+    for key, sizes in (("perf.offline.batch_sizes", config["perf"]["offline"]["batch_sizes"]), ("perf.online.batch_size", [config["perf"]["online"]["batch_size"]]), ("accuracy.batch_size", [config["accuracy"]["batch_size"]])):
+        too_big = [b for b in sizes if b > max_batch]
+        if too_big:
+            problems.append(f"config.{key}: {too_big} above triton.max_batch_size ({max_batch}); lower it or raise triton.max_batch_size")
+    for name, model in config["models"].items():
+        recipe = Path(model["recipe"])
+        if not recipe.is_dir():
+            problems.append(f"config.models.{name}.recipe: folder {recipe} does not exist (it holds model.py, dataloader.py, metrics.py)")
+        if model["checkpoint"] and not Path(model["checkpoint"]).is_file():
+            problems.append(f"config.models.{name}.checkpoint: file {model['checkpoint']} does not exist; give a trained state_dict or leave it empty to train")
+    gpus = [d for d in config["devices"] if d != "cpu"]
+    if gpus:
+        if gpu_available is None:
+            gpu_available = shutil.which("nvidia-smi") is not None
+        if not gpu_available:
+            problems.append(f"config.devices: {gpus} need a GPU, and this machine has none (no nvidia-smi); measure on 'cpu' here, or run on a GPU node")
+    return problems

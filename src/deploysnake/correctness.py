@@ -1,0 +1,82 @@
+"""Correctness stage: every exported artifact against the source model on real validation batches."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .checkpoint import load_state
+from .plugins import Recipe, validation_batches
+from .runtime import ArtifactRuntime
+
+log = logging.getLogger(__name__)
+
+
+def source_outputs(model: torch.nn.Module, recipe: Recipe, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    with torch.inference_mode():
+        out: Any = model(*(torch.from_numpy(inputs[n]) for n in recipe.input_names))
+    if isinstance(out, torch.Tensor):
+        out = (out,)
+    elif isinstance(out, dict):
+        out = tuple(out.values())
+    return {n: t.numpy() for n, t in zip(recipe.output_names, out)}
+
+
+def tolerance(settings: dict[str, Any], output: str) -> tuple[float, float]:
+    tol = {**settings["default"], **settings.get("outputs", {}).get(output, {})}
+    return float(tol["atol"]), float(tol["rtol"])
+
+
+def compare(reference: np.ndarray, candidate: np.ndarray, atol: float, rtol: float) -> dict[str, Any]:
+    """numpy.allclose semantics, plus the worst absolute and relative errors so a failure says how far off."""
+    if reference.shape != candidate.shape:
+        return {"passed": False, "max_abs_err": float("inf"), "max_rel_err": float("inf"), "reason": f"shape {candidate.shape} != source {reference.shape}"}
+    ref = reference.astype(np.float64)
+    cand = candidate.astype(np.float64)
+    diff = np.abs(ref - cand)
+    rel = diff / np.maximum(np.abs(ref), np.finfo(np.float64).tiny)
+    passed = bool(np.all(diff <= atol + rtol * np.abs(ref)))
+    return {"passed": passed, "max_abs_err": float(diff.max(initial=0.0)), "max_rel_err": float(rel.max(initial=0.0))}
+
+
+def check(recipe: Recipe, params: dict[str, Any], checkpoint: str | Path, fmt: str, artifact: str | Path, io_json: str | Path, settings: dict[str, Any], output: str | Path) -> dict[str, Any]:
+    io = json.loads(Path(io_json).read_text())
+    model = load_state(recipe, params, checkpoint)
+    runtime = ArtifactRuntime(artifact, fmt, [t["name"] for t in io["inputs"]], [t["name"] for t in io["outputs"]])
+    worst: dict[str, dict[str, Any]] = {}
+    batches = validation_batches(recipe, params, int(settings["batch_size"]), limit=int(settings["batches"]))
+    for batch in batches:
+        ref = source_outputs(model, recipe, batch["inputs"])
+        got = runtime(batch["inputs"])
+        for name in recipe.output_names:
+            atol, rtol = tolerance(settings, name)
+            result = compare(ref[name], got[name], atol, rtol)
+            prev = worst.get(name)
+            worst[name] = {
+                "atol": atol,
+                "rtol": rtol,
+                "passed": result["passed"] and (prev is None or prev["passed"]),
+                "max_abs_err": max(result["max_abs_err"], prev["max_abs_err"] if prev else 0.0),
+                "max_rel_err": max(result["max_rel_err"], prev["max_rel_err"] if prev else 0.0),
+                **({"reason": result["reason"]} if "reason" in result else {}),
+            }
+    passed = all(o["passed"] for o in worst.values())
+    failing = [n for n, o in worst.items() if not o["passed"]]
+    report = {
+        "format": fmt,
+        "passed": passed,
+        "samples": int(sum(len(b["ids"]) for b in batches)),
+        "outputs": worst,
+        "reason": "" if passed else "; ".join(
+            f"{n}: max abs err {worst[n]['max_abs_err']:.3g} (atol {worst[n]['atol']:g}), max rel err {worst[n]['max_rel_err']:.3g} (rtol {worst[n]['rtol']:g})" for n in failing
+        ),
+    }
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    Path(output).write_text(json.dumps(report, indent=2) + "\n")
+    log.info("%s: %s", fmt, "passed" if passed else f"FAILED: {report['reason']}")
+    return report

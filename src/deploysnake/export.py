@@ -1,0 +1,105 @@
+"""Export stage: the checkpointed model to TorchScript (trace) and ONNX, with an IO description.
+
+The IO description (io.json) is read back from the exported artifact, not from the recipe, so the
+Triton config describes what the server will really load.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .checkpoint import load_state
+from .errors import UserError
+from .plugins import Recipe
+
+log = logging.getLogger(__name__)
+
+# Format name -> file name of the artifact inside results/export/<model>/<format>/.
+ARTIFACTS = {"torchscript_trace": "model.pt", "onnx": "model.onnx"}
+# Batch used for tracing/export: >= 2 so exporters keep the batch dimension dynamic.
+EXAMPLE_BATCH = 4
+
+
+def _example(recipe: Recipe) -> tuple[torch.Tensor, ...]:
+    inputs = recipe.model.example_inputs(EXAMPLE_BATCH)
+    return tuple(inputs[name] for name in recipe.input_names)
+
+
+def _as_tuple(out: Any) -> tuple[torch.Tensor, ...]:
+    if isinstance(out, torch.Tensor):
+        return (out,)
+    if isinstance(out, dict):
+        return tuple(out.values())
+    return tuple(out)
+
+
+def _describe(names: list[str], tensors: tuple[torch.Tensor, ...] | list[np.ndarray]) -> list[dict[str, Any]]:
+    return [{"name": n, "dtype": str(np.asarray(t).dtype), "dims": [-1] + list(np.asarray(t).shape[1:])} for n, t in zip(names, tensors)]
+
+
+def export_torchscript_trace(model: torch.nn.Module, recipe: Recipe, artifact: Path) -> dict[str, Any]:
+    example = _example(recipe)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated in 2.13 but Triton's libtorch backend needs it
+        traced = torch.jit.trace(model, example)
+        torch.jit.save(traced, str(artifact))
+        loaded = torch.jit.load(str(artifact))
+        outputs = _as_tuple(loaded(*example))
+    return {
+        "inputs": _describe(recipe.input_names, [t.numpy() for t in example]),
+        "outputs": _describe(recipe.output_names, [t.numpy() for t in outputs]),
+    }
+
+
+def export_onnx(model: torch.nn.Module, recipe: Recipe, artifact: Path, opset: int, dynamo: bool) -> dict[str, Any]:
+    import onnx
+
+    example = _example(recipe)
+    axes = {name: {0: "batch"} for name in recipe.input_names + recipe.output_names}
+    with torch.no_grad():
+        kwargs: dict[str, Any] = {"dynamo": dynamo}
+        if dynamo:
+            kwargs["external_data"] = False  # one self-contained file, as Triton's model.onnx
+        torch.onnx.export(
+            model, example, str(artifact), input_names=recipe.input_names, output_names=recipe.output_names,
+            dynamic_axes=axes, opset_version=opset, **kwargs,
+        )
+    graph = onnx.load(str(artifact)).graph
+
+    def describe(values: Any) -> list[dict[str, Any]]:
+        described = []
+        for value in values:
+            tensor = value.type.tensor_type
+            dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim]
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type)
+            described.append({"name": value.name, "dtype": str(np.dtype(dtype)), "dims": [-1] + dims[1:]})
+        return described
+
+    return {"inputs": describe(graph.input), "outputs": describe(graph.output)}
+
+
+def export(recipe: Recipe, params: dict[str, Any], checkpoint: str | Path, fmt: str, artifact: str | Path, io_json: str | Path, options: dict[str, Any]) -> None:
+    if fmt not in ARTIFACTS:
+        raise UserError(f"unknown format {fmt!r}: choose from {sorted(ARTIFACTS)}")
+    artifact = Path(artifact)
+    artifact.parent.mkdir(parents=True, exist_ok=True)
+    model = load_state(recipe, params, checkpoint)
+    log.info("exporting %s to %s", fmt, artifact)
+    if fmt == "torchscript_trace":
+        io = export_torchscript_trace(model, recipe, artifact)
+    else:
+        io = export_onnx(model, recipe, artifact, opset=int(options.get("onnx_opset", 18)), dynamo=options.get("onnx_exporter", "dynamo") == "dynamo")
+    got = [t["name"] for t in io["inputs"]], [t["name"] for t in io["outputs"]]
+    if got != (recipe.input_names, recipe.output_names):
+        raise UserError(f"exported {fmt} has inputs/outputs {got}, expected {recipe.input_names}/{recipe.output_names} from model.py")
+    io["format"] = fmt
+    io["artifact"] = artifact.name
+    Path(io_json).write_text(json.dumps(io, indent=2) + "\n")
+    log.info("io: %s", io)

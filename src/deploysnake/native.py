@@ -1,0 +1,67 @@
+"""Native baseline stage: the same artifact run in-process by its runtime at the perf batch sizes,
+so the report can show what serving costs (served / native throughput)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .runtime import ArtifactRuntime
+
+log = logging.getLogger(__name__)
+
+NUMPY_RANDOM = {"f": lambda rng, shape, dt: rng.random(shape, dtype=np.float32).astype(dt), "i": lambda rng, shape, dt: rng.integers(0, 2, shape).astype(dt)}
+
+
+def random_inputs(io: dict[str, Any], batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random data of the served shapes, as perf_analyzer sends by default (dynamic dims: 1)."""
+    rng = np.random.default_rng(seed)
+    inputs = {}
+    for tensor in io["inputs"]:
+        shape = [batch] + [d if d > 0 else 1 for d in tensor["dims"][1:]]
+        dtype = np.dtype(tensor["dtype"])
+        inputs[tensor["name"]] = NUMPY_RANDOM.get(dtype.kind, NUMPY_RANDOM["i"])(rng, shape, dtype)
+    return inputs
+
+
+def time_batch(runtime: ArtifactRuntime, inputs: dict[str, np.ndarray], window_s: float, max_iterations: int) -> dict[str, float]:
+    """Run repeatedly for window_s (bounded by max_iterations too); throughput and latency percentiles."""
+    for _ in range(3):  # warm-up: first calls allocate and pick kernels
+        runtime(inputs)
+    batch = next(iter(inputs.values())).shape[0]
+    latencies = []
+    start = time.perf_counter()
+    while len(latencies) < max_iterations and time.perf_counter() - start < window_s:
+        t0 = time.perf_counter()
+        runtime(inputs)
+        latencies.append(time.perf_counter() - t0)
+    elapsed = time.perf_counter() - start
+    lat_us = np.asarray(latencies) * 1e6
+    return {
+        "throughput_infer_per_s": batch * len(latencies) / elapsed,
+        "p50_latency_us": float(np.percentile(lat_us, 50)),
+        "p99_latency_us": float(np.percentile(lat_us, 99)),
+        "iterations": len(latencies),
+    }
+
+
+def measure(model: str, fmt: str, device: str, artifact: str | Path, io_json: str | Path, batch_sizes: list[int], threads: int, window_s: float, max_iterations: int, output: str | Path) -> list[dict[str, Any]]:
+    io = json.loads(Path(io_json).read_text())
+    runtime = ArtifactRuntime(artifact, fmt, [t["name"] for t in io["inputs"]], [t["name"] for t in io["outputs"]], threads)
+    rows = []
+    for k, batch in enumerate(batch_sizes, start=1):
+        result = time_batch(runtime, random_inputs(io, int(batch)), window_s, max_iterations)
+        rows.append({"model": model, "format": fmt, "device": device, "batch": int(batch), **result})
+        log.info("point %d of %d: batch %d: %.0f infer/s in-process (p99 %.0f us)", k, len(batch_sizes), batch, result["throughput_infer_per_s"], result["p99_latency_us"])
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    with open(output, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows

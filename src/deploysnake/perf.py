@@ -1,0 +1,118 @@
+"""Perf stage: perf_analyzer against the running server, one invocation per sweep point.
+
+Offline: concurrency 1, static batch sweep, system shared memory. Online: dynamic batching on the
+server, batch-1 requests, concurrency sweep. Each point keeps every column perf_analyzer writes
+with -f; a point perf_analyzer cannot measure stably is recorded as "unstable", never as a number.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .server import TritonServer
+
+log = logging.getLogger(__name__)
+
+UNSTABLE_MARKERS = ("Failed to obtain stable measurement", "Failed to get stable")
+COLUMNS = ["model", "format", "device", "mode", "batch", "concurrency", "status"]
+
+
+@dataclass(frozen=True)
+class Point:
+    batch: int
+    concurrency: int
+
+
+def sweep(mode: str, settings: dict[str, Any]) -> list[Point]:
+    if mode == "offline":
+        return [Point(int(b), 1) for b in settings["offline"]["batch_sizes"]]
+    online = settings["online"]
+    return [Point(int(online.get("batch_size", 1)), int(c)) for c in online["concurrency"]]
+
+
+def command(executable: str, model_name: str, server: TritonServer, point: Point, settings: dict[str, Any], mode: str, csv_path: Path, output_bytes: int) -> list[str]:
+    args = [
+        executable, "-m", model_name, "-u", server.grpc_url, "-i", "grpc",
+        "-b", str(point.batch), "--concurrency-range", f"{point.concurrency}:{point.concurrency}:1",
+        "--measurement-mode", settings["measurement_mode"],
+        "--measurement-interval", str(settings["measurement_interval_ms"]),
+        "--measurement-request-count", str(settings["measurement_request_count"]),
+        "--stability-percentage", str(settings["stability_percentage"]),
+        "--max-trials", str(settings["max_trials"]),
+        "-f", str(csv_path),
+    ]
+    if mode == "offline" and settings["offline"].get("shared_memory", "none") != "none":
+        args += ["--shared-memory", settings["offline"]["shared_memory"], "--output-shared-memory-size", str(max(102400, output_bytes * point.batch))]
+    return args
+
+
+def _output_bytes(io: dict[str, Any]) -> int:
+    total = 0
+    for tensor in io["outputs"]:
+        dims = [d for d in tensor["dims"][1:]]
+        # A dynamic non-batch dim has no size until run time: assume 4096 elements for the buffer.
+        elements = int(np.prod([d if d > 0 else 4096 for d in dims])) if dims else 1
+        total += elements * np.dtype(tensor["dtype"]).itemsize
+    return total
+
+
+def run_point(args: list[str], timeout_s: float) -> tuple[str, dict[str, str], str]:
+    """Run perf_analyzer once; return (status, its CSV row, its output)."""
+    csv_path = Path(args[args.index("-f") + 1])
+    try:
+        done = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as exc:
+        return "unstable", {}, f"perf_analyzer did not finish within {timeout_s:.0f} s: {exc}"
+    output = done.stdout + done.stderr
+    if done.returncode != 0:
+        if any(marker in output for marker in UNSTABLE_MARKERS):
+            return "unstable", {}, output
+        raise RuntimeError(f"perf_analyzer failed (exit {done.returncode}): {' '.join(args)}\n{output[-3000:]}")
+    with open(csv_path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        raise RuntimeError(f"perf_analyzer wrote no rows to {csv_path}:\n{output[-3000:]}")
+    return "ok", rows[0], output
+
+
+def measure(executable: str, server: TritonServer, model: str, fmt: str, device: str, model_name: str, io_json: str | Path, settings: dict[str, Any], mode: str, output: str | Path) -> list[dict[str, Any]]:
+    io = json.loads(Path(io_json).read_text())
+    points = sweep(mode, settings)
+    # Bound each call: at most max_trials windows plus start-up, whatever perf_analyzer does.
+    window_s = settings["measurement_interval_ms"] / 1000.0
+    timeout_s = 60.0 + 3 * window_s * int(settings["max_trials"])
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="deploysnake-perf-") as tmp:
+        for k, point in enumerate(points, start=1):
+            server.check_alive()
+            args = command(executable, model_name, server, point, settings, mode, Path(tmp) / f"point{k}.csv", _output_bytes(io))
+            log.info("point %d of %d (%s): batch %d, concurrency %d: %s", k, len(points), mode, point.batch, point.concurrency, " ".join(args))
+            started = time.monotonic()
+            status, measured, text = run_point(args, timeout_s)
+            server.check_alive()
+            row = {"model": model, "format": fmt, "device": device, "mode": mode, "batch": point.batch, "concurrency": point.concurrency, "status": status, **measured}
+            rows.append(row)
+            if status == "ok":
+                log.info("point %d of %d: %s infer/s, p99 %s us (%.1f s)", k, len(points), measured.get("Inferences/Second"), measured.get("p99 latency"), time.monotonic() - started)
+            else:
+                log.warning("point %d of %d: unstable measurement, recorded as unstable:\n%s", k, len(points), text[-1500:])
+    columns = COLUMNS + [c for c in dict.fromkeys(k for r in rows for k in r) if c not in COLUMNS]
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_suffix(".partial")
+    with open(partial, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    partial.replace(output)  # only a complete sweep becomes the output
+    return rows

@@ -1,0 +1,44 @@
+"""Triton python-backend model that runs the exported artifact with its own runtime.
+
+Copied into the model repository as 1/model.py beside runtime.py and the artifact. Used only
+where the server has no native backend for the format.
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from runtime import ArtifactRuntime  # noqa: E402
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        self.inputs = [t["name"] for t in config["input"]]
+        self.outputs = [t["name"] for t in config["output"]]
+        here = os.path.join(args["model_repository"], args["model_version"])
+        self.runtime = ArtifactRuntime(
+            os.path.join(here, params["artifact"]), params["format"], self.inputs, self.outputs, int(params.get("threads", "0"))
+        )
+
+    def execute(self, requests):
+        try:
+            arrays = {n: [pb_utils.get_input_tensor_by_name(r, n).as_numpy() for r in requests] for n in self.inputs}
+            sizes = [a.shape[0] for a in arrays[self.inputs[0]]]
+            # Dynamic batching hands over several requests: run them as one batch, then split.
+            batch = {n: a[0] if len(a) == 1 else np.concatenate(a) for n, a in arrays.items()}
+            out = self.runtime(batch)
+        except Exception as exc:  # report to every client rather than crash the stub
+            error = pb_utils.TritonError(f"{type(exc).__name__}: {exc}")
+            return [pb_utils.InferenceResponse(output_tensors=[], error=error) for _ in requests]
+        responses, start = [], 0
+        for size in sizes:
+            tensors = [pb_utils.Tensor(n, np.ascontiguousarray(out[n][start : start + size])) for n in self.outputs]
+            responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+            start += size
+        return responses

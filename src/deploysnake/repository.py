@@ -1,0 +1,83 @@
+"""Triton config stage: a model repository per format and device, config.pbtxt written through
+Triton's protobuf schema (model_config_pb2 + text_format) so every field is one Triton knows.
+
+Two flavours share one config builder, so batching, instances and IO stay identical:
+- "native": the artifact under Triton's native backend (onnxruntime_onnx, pytorch_libtorch);
+- "python": Triton's python backend running the artifact with the runtime that reads it, for
+  servers without native backends (the tritonserver shipped in the nvidia-pytriton wheel).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from . import runtime as runtime_module
+from .errors import UserError
+
+DTYPES = {
+    "float32": mc.TYPE_FP32, "float16": mc.TYPE_FP16, "float64": mc.TYPE_FP64, "int64": mc.TYPE_INT64,
+    "int32": mc.TYPE_INT32, "int16": mc.TYPE_INT16, "int8": mc.TYPE_INT8, "uint8": mc.TYPE_UINT8, "bool": mc.TYPE_BOOL,
+}
+NATIVE_PLATFORMS = {"onnx": "onnxruntime_onnx", "torchscript_trace": "pytorch_libtorch"}
+RUNNER = Path(__file__).with_name("python_backend_model.py")
+
+
+def triton_model_name(model: str, fmt: str) -> str:
+    return f"{model}_{fmt}"
+
+
+def build_config(name: str, io: dict[str, Any], triton: dict[str, Any], device: str, flavour: str) -> mc.ModelConfig:
+    cfg = mc.ModelConfig(name=name, max_batch_size=int(triton["max_batch_size"]))
+    fmt = io["format"]
+    if flavour == "native":
+        cfg.platform = NATIVE_PLATFORMS[fmt]
+        cfg.default_model_filename = io["artifact"]
+    else:
+        cfg.backend = "python"
+        for key, value in {"artifact": io["artifact"], "format": fmt, "threads": str(triton.get("runtime_threads", 0))}.items():
+            cfg.parameters[key].string_value = value
+    for kind, tensors in (("input", io["inputs"]), ("output", io["outputs"])):
+        for tensor in tensors:
+            if tensor["dtype"] not in DTYPES:
+                raise UserError(f"{kind} {tensor['name']!r} has dtype {tensor['dtype']}, which Triton's config cannot express; supported: {sorted(DTYPES)}")
+            entry = getattr(cfg, kind).add()
+            entry.name = tensor["name"]
+            entry.data_type = DTYPES[tensor["dtype"]]
+            entry.dims.extend(int(d) for d in tensor["dims"][1:])  # the batch dim is implied by max_batch_size
+    batching = triton.get("dynamic_batching", {})
+    if batching.get("enabled", True) and cfg.max_batch_size > 0:
+        preferred = [b for b in batching.get("preferred_batch_sizes", []) if b <= cfg.max_batch_size]
+        cfg.dynamic_batching.preferred_batch_size.extend(preferred)
+        cfg.dynamic_batching.max_queue_delay_microseconds = int(batching.get("max_queue_delay_us", 0))
+    group = cfg.instance_group.add()
+    group.count = int(triton["instances"].get(device, triton["instances"].get("default", 1)))
+    group.kind = mc.ModelInstanceGroup.KIND_CPU if device == "cpu" else mc.ModelInstanceGroup.KIND_GPU
+    return cfg
+
+
+def write_repository(model: str, artifact: str | Path, io_json: str | Path, triton: dict[str, Any], device: str, flavour: str, out_dir: str | Path) -> Path:
+    """Write <out_dir>/<model>_<format>/{config.pbtxt, 1/<artifact>[, 1/model.py, 1/runtime.py]}."""
+    io = json.loads(Path(io_json).read_text())
+    name = triton_model_name(model, io["format"])
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    version = out_dir / name / "1"
+    version.mkdir(parents=True)
+    cfg = build_config(name, io, triton, device, flavour)
+    (out_dir / name / "config.pbtxt").write_text(text_format.MessageToString(cfg))
+    shutil.copyfile(artifact, version / io["artifact"])
+    if flavour == "python":
+        shutil.copyfile(RUNNER, version / "model.py")
+        shutil.copyfile(runtime_module.__file__, version / "runtime.py")
+    return out_dir / name
+
+
+def read_config(path: str | Path) -> mc.ModelConfig:
+    return text_format.Parse(Path(path).read_text(), mc.ModelConfig())

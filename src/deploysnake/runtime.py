@@ -1,0 +1,59 @@
+"""Run an exported artifact in-process with the runtime that reads it (onnxruntime, torch).
+
+This file is self-contained (numpy plus the runtime, imported lazily) because it is also copied into
+the served model repository, where Triton's python backend loads it as the model's runner.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class ArtifactRuntime:
+    """Load an artifact once; run batches of named numpy inputs -> named numpy outputs."""
+
+    def __init__(self, artifact: str | Path, fmt: str, input_names: list[str], output_names: list[str], threads: int = 0) -> None:
+        self.fmt = fmt
+        self.input_names = list(input_names)
+        self.output_names = list(output_names)
+        artifact = str(artifact)
+        if fmt.startswith("onnx"):
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            if threads > 0:
+                options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            self._session = ort.InferenceSession(artifact, options, providers=["CPUExecutionProvider"])
+            self._run = self._run_onnx
+        elif fmt.startswith("torchscript"):
+            import torch
+
+            if threads > 0:
+                torch.set_num_threads(threads)
+            self._torch = torch
+            self._module = torch.jit.load(artifact, map_location="cpu").eval()
+            self._run = self._run_torchscript
+        else:
+            raise ValueError(f"no in-process runtime for format {fmt!r}")
+
+    def _run_onnx(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outputs = self._session.run(self.output_names, inputs)
+        return dict(zip(self.output_names, outputs))
+
+    def _run_torchscript(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        torch = self._torch
+        with torch.inference_mode():
+            # from_numpy shares memory: no copy on the way in.
+            out: Any = self._module(*(torch.from_numpy(inputs[n]) for n in self.input_names))
+        if isinstance(out, torch.Tensor):
+            out = (out,)
+        elif isinstance(out, dict):
+            out = tuple(out.values())
+        return {n: t.numpy() for n, t in zip(self.output_names, out)}
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self._run(inputs)

@@ -1,0 +1,233 @@
+"""Server stage: start the official tritonserver on loopback and free ports, await readiness, and
+stop it in every case (error, SIGTERM from Snakemake, Ctrl-C, death of the job process).
+
+The server runs inside each measuring job (accuracy, perf), so the job is self-contained and runs
+unchanged on a cluster node; the server's start, ports and its own log appear in the job's log.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+from .errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServerBinary:
+    executable: Path
+    flavour: str  # "native": has native backends, serves deploy/ configs; "python": bundled, python backend only
+    backend_dir: Path | None
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def _bundled() -> ServerBinary | None:
+    try:
+        import pytriton
+    except ImportError:
+        return None
+    root = Path(pytriton.__file__).parent / "tritonserver"
+    libs = Path(pytriton.__file__).parent.parent / "nvidia_pytriton.libs"
+    exe = root / "bin" / "tritonserver"
+    if not exe.exists():
+        return None
+    venv_bin = str(Path(sys.executable).parent)
+    env = {
+        "LD_LIBRARY_PATH": os.pathsep.join(p for p in (str(libs), os.environ.get("LD_LIBRARY_PATH", "")) if p),
+        # The python-backend stub runs the first `python` on PATH's packages: make it this venv's.
+        "PATH": os.pathsep.join((venv_bin, os.environ.get("PATH", ""))),
+    }
+    return ServerBinary(exe, "python", root / "backends", env)
+
+
+def _native(path: str) -> ServerBinary | None:
+    exe = Path(path)
+    backends = exe.resolve().parent.parent / "backends"
+    if exe.is_file() and (backends / "onnxruntime").is_dir():
+        return ServerBinary(exe, "native", backends, {})
+    return None
+
+
+def locate(setting: str) -> ServerBinary:
+    """`auto`: a tritonserver with native backends on PATH (NGC container, cluster module), else the
+    bundled one; `bundled`: always the bundled one; anything else: the path of a tritonserver."""
+    if setting not in ("auto", "bundled"):
+        found = _native(setting)
+        if found is None:
+            raise UserError(f"triton.server is {setting!r}, but that is not a tritonserver with native backends beside it (../backends/onnxruntime); use 'auto' or 'bundled'")
+        return found
+    if setting == "auto" and (on_path := shutil.which("tritonserver")):
+        found = _native(on_path)
+        if found is not None:
+            return found
+    bundled = _bundled()
+    if bundled is None:
+        raise UserError("no tritonserver found: install the project (make run installs nvidia-pytriton) or set triton.server to a tritonserver path")
+    return bundled
+
+
+def free_ports(host: str, count: int) -> list[int]:
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def _die_with_parent() -> None:
+    # If the job process is killed (even with SIGKILL) the kernel kills the server too: no orphans.
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class _Terminated(Exception):
+    pass
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise _Terminated(f"received signal {signum}")
+
+
+class TritonServer:
+    """Context manager: `with TritonServer(repo, binary, log_path) as server: server.grpc_url`."""
+
+    def __init__(self, repository: str | Path, binary: ServerBinary, log_path: str | Path, host: str = "127.0.0.1", readiness_timeout_s: float = 120.0, extra_args: list[str] | None = None) -> None:
+        self.repository = Path(repository).resolve()
+        self.binary = binary
+        self.log_path = Path(log_path)
+        self.host = host
+        self.readiness_timeout_s = readiness_timeout_s
+        self.extra_args = extra_args or []
+        self.process: subprocess.Popen[bytes] | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._old_handlers: dict[int, Any] = {}
+        self.http_port = self.grpc_port = self.metrics_port = 0
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"{self.host}:{self.http_port}"
+
+    def _backend_dir(self) -> Path:
+        assert self.binary.backend_dir is not None
+        if self.binary.flavour == "native":
+            return self.binary.backend_dir
+        # The bundled python backend needs the stub for this Python beside it: assemble a backend dir.
+        import pytriton
+
+        self._tmp = tempfile.TemporaryDirectory(prefix="deploysnake-backends-")
+        target = Path(self._tmp.name) / "backends"
+        shutil.copytree(self.binary.backend_dir, target)
+        stub = Path(pytriton.__file__).parent / "tritonserver" / "python_backend_stubs" / f"{sys.version_info.major}.{sys.version_info.minor}" / "triton_python_backend_stub"
+        shutil.copy2(stub, target / "python" / "triton_python_backend_stub")
+        return target
+
+    def _command(self, backend_dir: Path) -> list[str]:
+        return [
+            str(self.binary.executable), "--model-repository", str(self.repository), "--backend-directory", str(backend_dir),
+            "--http-address", self.host, "--http-port", str(self.http_port),
+            "--grpc-address", self.host, "--grpc-port", str(self.grpc_port),
+            "--metrics-address", self.host, "--metrics-port", str(self.metrics_port),
+            "--exit-on-error", "true", "--strict-readiness", "true", "--exit-timeout-secs", "10",
+            *self.extra_args,
+        ]
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""
+
+    def is_ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{self.http_url}/v2/health/ready", timeout=2) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def start(self) -> None:
+        backend_dir = self._backend_dir()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.http_port, self.grpc_port, self.metrics_port = free_ports(self.host, 3)
+        command = self._command(backend_dir)
+        log.info("starting tritonserver (%s backends): %s", self.binary.flavour, " ".join(command))
+        log.info("server log: %s", self.log_path)
+        with open(self.log_path, "ab") as log_file:
+            self.process = subprocess.Popen(
+                command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={**os.environ, **self.binary.env}, start_new_session=True, preexec_fn=_die_with_parent,
+            )
+        deadline = time.monotonic() + self.readiness_timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"tritonserver exited with code {self.process.returncode} before it was ready; its log ({self.log_path}) ends:\n{self.tail()}")
+            if self.is_ready():
+                log.info("tritonserver ready (pid %d, http %s, grpc %s) after %.1f s", self.process.pid, self.http_url, self.grpc_url, self.readiness_timeout_s - (deadline - time.monotonic()))
+                return
+            time.sleep(0.25)
+        raise RuntimeError(f"tritonserver was not ready within {self.readiness_timeout_s:.0f} s (triton.readiness_timeout_s); its log ({self.log_path}) ends:\n{self.tail()}")
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+            except ProcessLookupError:
+                pass
+            log.info("tritonserver stopped (exit code %s)", process.returncode)
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def check_alive(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            code = None if self.process is None else self.process.returncode
+            raise RuntimeError(f"tritonserver died during the measurement (exit code {code}); its log ({self.log_path}) ends:\n{self.tail()}")
+
+    def __enter__(self) -> "TritonServer":
+        # SIGTERM (Snakemake cancelling a job, scancel) becomes an exception, so __exit__ stops the server.
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            self._old_handlers[sig] = signal.signal(sig, _raise_terminated)
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            self._restore()
+            raise
+        return self
+
+    def _restore(self) -> None:
+        for sig, handler in self._old_handlers.items():
+            signal.signal(sig, handler)
+        self._old_handlers.clear()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+        self._restore()

@@ -1,0 +1,25 @@
+# Measuring jobs take every core (threads: workflow.cores) so no other job skews their numbers;
+# each starts its own tritonserver on loopback and stops it when done (see its log).
+rule tritonclient_accuracy:
+    input:
+        repository="results/repository/{model}/{format}/{device}",
+        artifact=artifact,
+        io="results/export/{model}/{format}/io.json",
+        checkpoint="results/checkpoint/{model}/model.pt",
+        recipe=recipe_files,
+        code=package_file("accuracy"),
+    output:
+        csv="results/accuracy/{model}/{format}/{device}.csv",
+        dump="results/accuracy/{model}/{format}/{device}.npz",
+    log:
+        "logs/accuracy/{model}/{format}/{device}.log",
+        server="logs/accuracy/{model}/{format}/{device}.server.log",
+    params:
+        settings=model_settings,
+        server=config["triton"],
+        batch_size=config["accuracy"]["batch_size"],
+    threads: workflow.cores
+    conda:
+        "../../envs/triton.yaml"
+    script:
+        "../scripts/accuracy.py"

@@ -1,0 +1,15 @@
+rule torch_train:
+    input:
+        recipe=recipe_files,
+        given=given_checkpoint,
+        code=package_file("checkpoint"),
+    output:
+        "results/checkpoint/{model}/model.pt",
+    log:
+        "logs/checkpoint/{model}.log",
+    params:
+        settings=model_settings,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/checkpoint.py"

@@ -1,0 +1,88 @@
+# Helpers and input functions shared by every stage.
+import json
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+# The package holding the logic: importable from the venv, or from src/ (e.g. under --sdm conda).
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from deploysnake.configuration import validate
+from deploysnake.errors import UserError
+from deploysnake.export import ARTIFACTS
+from deploysnake.server import locate
+
+try:
+    config = validate(config)
+except UserError as exc:
+    raise WorkflowError(str(exc))
+
+MODELS = sorted(config["models"])
+FORMATS = config["formats"]
+DEVICES = config["devices"]
+# Which repository flavour the server takes: native backends (deploy configs) or the python backend.
+SERVER_FLAVOUR = locate(config["triton"]["server"]).flavour
+
+
+wildcard_constraints:
+    model="|".join(MODELS),
+    format="|".join(ARTIFACTS),
+    device="|".join(DEVICES),
+
+
+def package_file(module):
+    """The package module a stage runs: an input, so editing a stage's code re-runs that stage."""
+    return f"src/deploysnake/{module}.py"
+
+
+def recipe_files(wildcards):
+    folder = Path(config["models"][wildcards.model]["recipe"])
+    return [str(folder / f"{kind}.py") for kind in ("model", "dataloader", "metrics")]
+
+
+def model_settings(wildcards):
+    return config["models"][wildcards.model]
+
+
+def given_checkpoint(wildcards):
+    path = config["models"][wildcards.model]["checkpoint"]
+    return [path] if path else []
+
+
+def artifact(wildcards):
+    return f"results/export/{wildcards.model}/{wildcards.format}/{ARTIFACTS[wildcards.format]}"
+
+
+def passed_correctness(model, fmt):
+    """Read the correctness checkpoint's verdict: a failed format goes no further."""
+    verdict = checkpoints.runtime_check_correctness.get(model=model, format=fmt).output[0]
+    return json.loads(Path(verdict).read_text())["passed"]
+
+
+def measurement_inputs(stage, suffix):
+    return [
+        f"results/{stage}/{model}/{fmt}/{device}.{suffix}"
+        for model in MODELS
+        for fmt in FORMATS
+        if passed_correctness(model, fmt)
+        for device in DEVICES
+    ]
+
+
+def report_inputs(wildcards):
+    return {
+        "correctness": expand(
+            "results/correctness/{model}/{format}.json", model=MODELS, format=FORMATS
+        ),
+        "accuracy": measurement_inputs("accuracy", "csv"),
+        "offline": measurement_inputs("perf_offline", "csv"),
+        "online": measurement_inputs("perf_online", "csv"),
+        "native": measurement_inputs("native", "csv"),
+        "environment": "results/environment/environment.json",
+    }
+
+
+def perf_settings(mode):
+    """The perf settings one sweep reads: the shared ones plus only its own sweep."""
+    shared = {k: v for k, v in config["perf"].items() if k not in ("offline", "online")}
+    return {**shared, mode: config["perf"][mode]}

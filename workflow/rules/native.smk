@@ -1,0 +1,19 @@
+# The same artifact in-process at the offline batch sizes: the baseline for served/native.
+rule runtime_native_baseline:
+    input:
+        artifact=artifact,
+        io="results/export/{model}/{format}/io.json",
+        code=package_file("native"),
+    output:
+        "results/native/{model}/{format}/{device}.csv",
+    log:
+        "logs/native/{model}/{format}/{device}.log",
+    params:
+        batch_sizes=config["perf"]["offline"]["batch_sizes"],
+        threads=config["triton"]["runtime_threads"],
+        native=config["native"],
+    threads: workflow.cores
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/native.py"

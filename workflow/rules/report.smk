@@ -1,0 +1,25 @@
+rule python_describe_environment:
+    output:
+        "results/environment/environment.json",
+    log:
+        "logs/environment/environment.log",
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../scripts/environment.py"
+
+
+rule altair_report:
+    input:
+        unpack(report_inputs),
+        code=package_file("report"),
+    output:
+        "results/report.html",
+    log:
+        "logs/report/report.log",
+    params:
+        config=config,
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../scripts/report.py"

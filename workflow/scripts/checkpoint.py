@@ -1,0 +1,14 @@
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../../src")  # the package, also under --sdm conda
+from deploysnake import checkpoint, job
+from deploysnake.plugins import load_recipe
+
+
+def main(sm):
+    settings = sm.params.settings
+    recipe = load_recipe(settings["recipe"])
+    checkpoint.make_checkpoint(recipe, settings["params"], settings["checkpoint"], sm.output[0])
+
+
+job.run(snakemake, main)

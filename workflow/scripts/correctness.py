@@ -1,0 +1,15 @@
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../../src")  # the package, also under --sdm conda
+from deploysnake import correctness, job
+from deploysnake.plugins import load_recipe
+
+
+def main(sm):
+    settings = sm.params.settings
+    recipe = load_recipe(settings["recipe"])
+    fmt = sm.wildcards.format
+    correctness.check(recipe, settings["params"], sm.input.checkpoint, fmt, sm.input.artifact, sm.input.io, sm.params.tolerances, sm.output[0])
+
+
+job.run(snakemake, main)

@@ -1,0 +1,13 @@
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../../src")  # the package, also under --sdm conda
+from pathlib import Path
+
+from deploysnake import environment, job
+
+
+def main(sm):
+    environment.describe(Path(sm.scriptdir).parents[1], sm.output[0])
+
+
+job.run(snakemake, main)

@@ -1,0 +1,14 @@
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../../src")  # the package, also under --sdm conda
+from deploysnake import export, job
+from deploysnake.plugins import load_recipe
+
+
+def main(sm):
+    settings = sm.params.settings
+    recipe = load_recipe(settings["recipe"])
+    export.export(recipe, settings["params"], sm.input.checkpoint, sm.params.fmt, sm.output.artifact, sm.output.io, sm.params.options)
+
+
+job.run(snakemake, main)

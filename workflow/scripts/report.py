@@ -1,0 +1,14 @@
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../../src")  # the package, also under --sdm conda
+from pathlib import Path
+
+from deploysnake import job, report
+
+
+def main(sm):
+    paths = {key: [Path(p) for p in sm.input[key]] for key in ("correctness", "accuracy", "offline", "online", "native")}
+    report.build_report(sm.params.config, environment=Path(sm.input.environment), output=Path(sm.output[0]), **paths)
+
+
+job.run(snakemake, main)
