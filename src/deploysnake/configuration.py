@@ -13,7 +13,8 @@ from jsonschema import Draft202012Validator, validators
 
 from .errors import UserError
 
-SCHEMA = Path(__file__).resolve().parents[2] / "config" / "config.schema.yaml"
+PROJECT = Path(__file__).resolve().parents[2]
+SCHEMA = PROJECT / "config" / "config.schema.yaml"
 
 
 def _with_defaults(cls: Any) -> Any:
@@ -43,7 +44,7 @@ def _explain(error: Any) -> str:
         return f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; allowed keys: {', '.join(allowed)}"
     if error.validator == "enum":
         return f"{where}: {error.instance!r} is not allowed; allowed values: {', '.join(map(str, error.validator_value))}"
-    if error.validator == "propertyNames":
+    if "propertyNames" in error.schema_path:
         return f"{where}: name {error.instance!r} is not allowed: use letters, digits, '_', '.', '-' (no '/', spaces or shell characters), at most 64, starting with a letter or digit"
     if error.validator == "type":
         return f"{where}: {error.instance!r} should be of type {error.validator_value}"
@@ -76,6 +77,10 @@ def semantic_problems(config: dict[str, Any], gpu_available: bool | None = None)
             problems.append(f"config.{key}: {too_big} above triton.max_batch_size ({max_batch}); lower it or raise triton.max_batch_size")
     for name, model in config["models"].items():
         recipe = Path(model["recipe"])
+        if not recipe.is_absolute() and not recipe.exists() and (PROJECT / recipe).is_dir():
+            # The shipped recipes also work when Snakemake runs in another --directory.
+            recipe = PROJECT / recipe
+            model["recipe"] = str(recipe)
         if not recipe.is_dir():
             problems.append(f"config.models.{name}.recipe: folder {recipe} does not exist (it holds model.py, dataloader.py, metrics.py)")
         if model["checkpoint"] and not Path(model["checkpoint"]).is_file():

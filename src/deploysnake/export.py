@@ -62,14 +62,17 @@ def export_onnx(model: torch.nn.Module, recipe: Recipe, artifact: Path, opset: i
     import onnx
 
     example = _example(recipe)
-    axes = {name: {0: "batch"} for name in recipe.input_names + recipe.output_names}
-    with torch.no_grad():
-        kwargs: dict[str, Any] = {"dynamo": dynamo}
-        if dynamo:
-            kwargs["external_data"] = False  # one self-contained file, as Triton's model.onnx
+    kwargs: dict[str, Any] = {"dynamo": dynamo}
+    if dynamo:
+        batch = torch.export.Dim("batch", min=1)
+        kwargs["dynamic_shapes"] = tuple({0: batch} for _ in recipe.input_names)
+        kwargs["external_data"] = False  # one self-contained file, as Triton's model.onnx
+    else:
+        kwargs["dynamic_axes"] = {name: {0: "batch"} for name in recipe.input_names + recipe.output_names}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
-            model, example, str(artifact), input_names=recipe.input_names, output_names=recipe.output_names,
-            dynamic_axes=axes, opset_version=opset, **kwargs,
+            model, example, str(artifact), input_names=recipe.input_names, output_names=recipe.output_names, opset_version=opset, **kwargs
         )
     graph = onnx.load(str(artifact)).graph
 

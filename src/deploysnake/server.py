@@ -155,11 +155,15 @@ class TritonServer:
             *self.extra_args,
         ]
 
-    def tail(self, lines: int = 30) -> str:
+    def tail(self, lines: int = 15) -> str:
+        """The server's error lines (glog level E) and its last lines: what a user needs to see."""
         try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+            text = self.log_path.read_text(errors="replace").splitlines()
         except FileNotFoundError:
             return ""
+        errors = [line for line in text if line.startswith("E")][-lines:]
+        last = [line for line in text[-lines:] if line not in errors and not line.startswith(("+", "|"))]
+        return "\n".join(errors + (["..."] if errors and last else []) + last)
 
     def is_ready(self) -> bool:
         try:

@@ -32,7 +32,7 @@ wildcard_constraints:
 
 def package_file(module):
     """The package module a stage runs: an input, so editing a stage's code re-runs that stage."""
-    return f"src/deploysnake/{module}.py"
+    return str(Path(workflow.basedir) / "src" / "deploysnake" / f"{module}.py")
 
 
 def recipe_files(wildcards):

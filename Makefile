@@ -1,0 +1,30 @@
+# make run   set up .venv if needed, then run the workflow on config/config.yaml -> results/report.html
+# make test  set up .venv with the test extras, then run the whole test suite
+# make lint  snakemake --lint and snakefmt --check
+SHELL := /bin/bash
+VENV := .venv
+# The venv's bin first: Snakemake's scripts and Triton's python-backend stub then use its packages.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+CORES ?= 8
+PYTEST_ARGS ?=
+
+.PHONY: run test lint setup setup-test clean
+
+setup:
+	scripts/setup.sh
+
+setup-test:
+	scripts/setup.sh test
+
+run: setup
+	snakemake --cores $(CORES) results/report.html
+
+test: setup-test
+	python -m pytest -v $(PYTEST_ARGS) tests
+
+lint: setup-test
+	snakemake --lint
+	snakefmt --check .
+
+clean:
+	rm -rf results logs .snakemake

@@ -1,0 +1,55 @@
+"""Shared fixtures: a trained digits checkpoint and its exports, made once per test session."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from deploysnake import checkpoint, export
+from deploysnake.plugins import Recipe, load_recipe
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = {"channels": 8, "epochs": 2, "batch_size": 64, "seed": 0}
+
+
+@pytest.fixture(scope="session")
+def recipe() -> Recipe:
+    return load_recipe(ROOT / "recipes" / "digits")
+
+
+@pytest.fixture(scope="session")
+def exported(recipe: Recipe, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """checkpoint + one export per format: {"checkpoint": path, "<format>": artifact, "<format>/io": io.json}."""
+    out = tmp_path_factory.mktemp("exported")
+    paths: dict[str, Path] = {"checkpoint": out / "model.pt"}
+    checkpoint.make_checkpoint(recipe, PARAMS, None, paths["checkpoint"])
+    for fmt, name in export.ARTIFACTS.items():
+        paths[fmt] = out / fmt / name
+        paths[f"{fmt}/io"] = out / fmt / "io.json"
+        export.export(recipe, PARAMS, paths["checkpoint"], fmt, paths[fmt], paths[f"{fmt}/io"], {})
+    return paths
+
+
+def processes_named(name: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        try:
+            if proc.info["name"] == name or any(Path(a).name == name for a in (proc.info["cmdline"] or [])[:1]):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def snakemake(*args: str, cwd: Path, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """Run the real snakemake CLI of this venv on the project's Snakefile, in cwd."""
+    exe = shutil.which("snakemake") or str(Path(sys.executable).parent / "snakemake")
+    done = subprocess.run([exe, "--snakefile", str(ROOT / "Snakefile"), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    if check and done.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({done.returncode}):\n{done.stdout[-5000:]}\n{done.stderr[-8000:]}")
+    return done

@@ -1,0 +1,73 @@
+"""Config validation: every bad input is rejected before any job runs, naming the key and what is allowed."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deploysnake.configuration import validate
+from deploysnake.errors import UserError
+
+from .conftest import ROOT, snakemake
+
+DEFAULT = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+def changed(**edits: object) -> dict:
+    config = copy.deepcopy(DEFAULT)
+    for dotted, value in edits.items():
+        *parents, last = dotted.split("__")
+        node = config
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    return config
+
+
+def test_default_config_is_valid_and_defaults_are_filled() -> None:
+    minimal = {"models": {"m1": {"recipe": "recipes/digits"}}, "formats": ["onnx"], "devices": ["cpu"]}
+    config = validate(minimal)
+    assert config["triton"]["host"] == "127.0.0.1"
+    assert config["perf"]["offline"]["shared_memory"] == "system"
+    assert config["models"]["m1"]["checkpoint"] == ""
+    validate(DEFAULT)
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        (dict(DEFAULT, colour="red"), "unknown key(s) 'colour'"),
+        (changed(perf__offline__batch_szes=[1]), "config.perf.offline: unknown key(s) 'batch_szes'; allowed keys: batch_sizes, shared_memory"),
+        (changed(triton__max_batch_size="big"), "config.triton.max_batch_size: 'big' should be of type integer"),
+        (changed(formats=[]), "config.formats"),
+        (changed(formats=["tflite"]), "config.formats[0]: 'tflite' is not allowed; allowed values: torchscript_trace, onnx"),
+        (changed(devices=["tpu"]), "config.devices[0]: 'tpu' is not allowed; allowed values: cpu"),
+        (changed(perf__offline__batch_sizes=[1, 512]), "config.perf.offline.batch_sizes: [512] above triton.max_batch_size (256)"),
+        (changed(models={"a/b": {"recipe": "recipes/digits"}}), "name 'a/b' is not allowed"),
+        (changed(models={"x; rm -rf": {"recipe": "recipes/digits"}}), "name 'x; rm -rf' is not allowed"),
+        (changed(models__digits__checkpoint="/nowhere/model.pt"), "config.models.digits.checkpoint: file /nowhere/model.pt does not exist"),
+        (changed(models__digits__recipe="/nowhere"), "config.models.digits.recipe: folder /nowhere does not exist"),
+    ],
+)
+def test_bad_config_names_the_key(config: dict, expected: str) -> None:
+    with pytest.raises(UserError) as error:
+        validate(config)
+    assert expected in str(error.value)
+
+
+def test_gpu_device_without_gpu_fails_early() -> None:
+    with pytest.raises(UserError, match=r"config.devices: \['a100'\] need a GPU"):
+        validate(changed(devices=["cpu", "a100"]), gpu_available=False)
+    assert validate(changed(devices=["cpu", "a100"]), gpu_available=True)["devices"] == ["cpu", "a100"]
+
+
+def test_snakemake_rejects_bad_config_before_any_job(tmp_path: Path) -> None:
+    bad = changed(perf__online__concurency=[1, 2])
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    done = snakemake("results/report.html", "--cores", "1", "--configfile", "bad.yaml", cwd=tmp_path, check=False, timeout=120)
+    assert done.returncode != 0
+    assert "config.perf.online: unknown key(s) 'concurency'" in done.stdout + done.stderr
+    assert not (tmp_path / "results").exists()

@@ -1,0 +1,115 @@
+"""The real tritonserver: readiness, inference, clean stop in every case, clear load errors."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+
+from deploysnake import repository, server
+from deploysnake.accuracy import infer_served
+from deploysnake.runtime import ArtifactRuntime
+
+TRITON = {"max_batch_size": 64, "dynamic_batching": {"preferred_batch_sizes": [8]}, "instances": {"cpu": 1}}
+
+
+def port_is_free(port: int) -> bool:
+    """Nobody listens there and a server (SO_REUSEADDR, as Triton's) can bind it again."""
+    if any(c.laddr.port == port and c.status == psutil.CONN_LISTEN for c in psutil.net_connections(kind="tcp")):
+        return False
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def repo(exported: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One repository holding both formats' models (python backend)."""
+    base = tmp_path_factory.mktemp("repo")
+    for fmt in ("onnx", "torchscript_trace"):
+        model_dir = repository.write_repository("digits", exported[fmt], exported[f"{fmt}/io"], TRITON, "cpu", "python", base / fmt)
+        os.replace(model_dir, base / model_dir.name)
+        (base / fmt).rmdir()
+    return base
+
+
+def is_loopback(ip: str) -> bool:
+    address = ipaddress.ip_address(ip)
+    return address.is_loopback or bool(getattr(address, "ipv4_mapped", None) and address.ipv4_mapped.is_loopback)
+
+
+def test_serves_both_formats_on_loopback_and_stops(repo: Path, exported: dict[str, Path], tmp_path: Path) -> None:
+    import json
+
+    binary = server.locate("bundled")
+    inputs = {"image": np.random.default_rng(0).random((5, 1, 8, 8), dtype=np.float32)}
+    with server.TritonServer(repo, binary, tmp_path / "server.log", readiness_timeout_s=120) as running:
+        pid, ports = running.process.pid, (running.http_port, running.grpc_port, running.metrics_port)
+        listening = {c.laddr for c in psutil.Process(pid).net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN}
+        assert len(listening) == 3 and all(is_loopback(a.ip) for a in listening), listening
+        for fmt in ("onnx", "torchscript_trace"):
+            io = json.loads(exported[f"{fmt}/io"].read_text())
+            served = infer_served(running, f"digits_{fmt}", io, inputs, timeout_s=30)
+            local = ArtifactRuntime(exported[fmt], fmt, ["image"], ["logits"])(inputs)
+            np.testing.assert_allclose(served["logits"], local["logits"], rtol=1e-6, atol=1e-6)
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert all(port_is_free(p) for p in ports)
+    assert "successfully loaded" in (tmp_path / "server.log").read_text()
+
+
+def test_model_that_cannot_load_fails_with_server_error(repo: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    (broken / "digits_onnx" / "1").mkdir(parents=True)
+    (broken / "digits_onnx" / "config.pbtxt").write_text((repo / "digits_onnx" / "config.pbtxt").read_text())
+    for name in ("model.py", "runtime.py"):
+        (broken / "digits_onnx" / "1" / name).write_bytes((repo / "digits_onnx" / "1" / name).read_bytes())
+    (broken / "digits_onnx" / "1" / "model.onnx").write_bytes(b"not an onnx file")
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="exited with code .* before it was ready") as error:
+        with server.TritonServer(broken, server.locate("bundled"), tmp_path / "server.log", readiness_timeout_s=60):
+            pass
+    assert time.monotonic() - started < 60
+    assert "digits_onnx" in str(error.value) and ("INVALID_PROTOBUF" in str(error.value) or "failed to load" in str(error.value))
+
+
+JOB = """
+import sys, time
+sys.path.insert(0, {src!r})
+from deploysnake import server
+with server.TritonServer({repo!r}, server.locate("bundled"), {log!r}) as s:
+    print(s.process.pid, flush=True)
+    time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_server_dies_with_its_job(sig: signal.Signals, repo: Path, tmp_path: Path) -> None:
+    src = str(Path(server.__file__).parents[1])
+    code = textwrap.dedent(JOB.format(src=src, repo=str(repo), log=str(tmp_path / "server.log")))
+    job = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(job.stdout.readline())
+        assert psutil.pid_exists(pid)
+        job.send_signal(sig)
+        job.wait(timeout=30)
+        deadline = time.monotonic() + 20
+        while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    finally:
+        job.kill()
+        job.wait()
