@@ -83,3 +83,15 @@ def test_config_pbtxt_parses_back_with_what_was_asked(flavour: str, exported: di
     else:
         assert cfg.backend == "python" and cfg.parameters["threads"].string_value == "2"
         assert (model_dir / "1" / "model.py").exists() and (model_dir / "1" / "runtime.py").exists()
+
+
+def test_legacy_onnx_exporter_is_selectable(recipe: Recipe, exported: dict[str, Path], tmp_path: Path) -> None:
+    from deploysnake import export
+
+    artifact, io_json = tmp_path / "model.onnx", tmp_path / "io.json"
+    export.export(recipe, PARAMS, exported["checkpoint"], "onnx", artifact, io_json, {"onnx_exporter": "legacy", "onnx_opset": 17})
+    verdict = correctness.check(recipe, PARAMS, exported["checkpoint"], "onnx", artifact, io_json, TOLERANCE, tmp_path / "c.json")
+    assert verdict["passed"]
+    import onnx
+
+    assert onnx.load(str(artifact)).opset_import[0].version == 17

@@ -14,12 +14,12 @@ rule tritonclient_accuracy:
     log:
         "logs/accuracy/{model}/{format}/{device}.log",
         server="logs/accuracy/{model}/{format}/{device}.server.log",
+    conda:
+        "../../envs/triton.yaml"
+    threads: workflow.cores
     params:
         settings=model_settings,
         server=config["triton"],
         batch_size=config["accuracy"]["batch_size"],
-    threads: workflow.cores
-    conda:
-        "../../envs/triton.yaml"
     script:
         "../scripts/accuracy.py"

@@ -7,9 +7,9 @@ rule torch_train:
         "results/checkpoint/{model}/model.pt",
     log:
         "logs/checkpoint/{model}.log",
-    params:
-        settings=model_settings,
     conda:
         "../../envs/torch.yaml"
+    params:
+        settings=model_settings,
     script:
         "../scripts/checkpoint.py"

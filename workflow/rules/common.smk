@@ -55,7 +55,9 @@ def artifact(wildcards):
 
 def passed_correctness(model, fmt):
     """Read the correctness checkpoint's verdict: a failed format goes no further."""
-    verdict = checkpoints.runtime_check_correctness.get(model=model, format=fmt).output[0]
+    verdict = checkpoints.runtime_check_correctness.get(model=model, format=fmt).output[
+        0
+    ]
     return json.loads(Path(verdict).read_text())["passed"]
 
 

@@ -10,10 +10,10 @@ checkpoint runtime_check_correctness:
         "results/correctness/{model}/{format}.json",
     log:
         "logs/correctness/{model}/{format}.log",
+    conda:
+        "../../envs/torch.yaml"
     params:
         settings=model_settings,
         tolerances=config["correctness"],
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../scripts/correctness.py"

@@ -8,12 +8,12 @@ rule torch_export_torchscript:
         io="results/export/{model}/torchscript_trace/io.json",
     log:
         "logs/export/{model}/torchscript_trace.log",
+    conda:
+        "../../envs/torch.yaml"
     params:
         settings=model_settings,
         fmt="torchscript_trace",
         options=config["export"],
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../scripts/export.py"
 
@@ -28,11 +28,11 @@ rule torch_export_onnx:
         io="results/export/{model}/onnx/io.json",
     log:
         "logs/export/{model}/onnx.log",
+    conda:
+        "../../envs/torch.yaml"
     params:
         settings=model_settings,
         fmt="onnx",
         options=config["export"],
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../scripts/export.py"

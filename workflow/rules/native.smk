@@ -8,12 +8,12 @@ rule runtime_native_baseline:
         "results/native/{model}/{format}/{device}.csv",
     log:
         "logs/native/{model}/{format}/{device}.log",
+    conda:
+        "../../envs/torch.yaml"
+    threads: workflow.cores
     params:
         batch_sizes=config["perf"]["offline"]["batch_sizes"],
         threads=config["triton"]["runtime_threads"],
         native=config["native"],
-    threads: workflow.cores
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../scripts/native.py"

@@ -10,13 +10,13 @@ rule perf_analyzer_offline:
     log:
         "logs/perf_offline/{model}/{format}/{device}.log",
         server="logs/perf_offline/{model}/{format}/{device}.server.log",
+    conda:
+        "../../envs/triton.yaml"
+    threads: workflow.cores
     params:
         mode="offline",
         server=config["triton"],
         perf=perf_settings("offline"),
-    threads: workflow.cores
-    conda:
-        "../../envs/triton.yaml"
     script:
         "../scripts/perf.py"
 
@@ -31,12 +31,12 @@ rule perf_analyzer_online:
     log:
         "logs/perf_online/{model}/{format}/{device}.log",
         server="logs/perf_online/{model}/{format}/{device}.server.log",
+    conda:
+        "../../envs/triton.yaml"
+    threads: workflow.cores
     params:
         mode="online",
         server=config["triton"],
         perf=perf_settings("online"),
-    threads: workflow.cores
-    conda:
-        "../../envs/triton.yaml"
     script:
         "../scripts/perf.py"

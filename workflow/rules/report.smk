@@ -17,9 +17,9 @@ rule altair_report:
         "results/report.html",
     log:
         "logs/report/report.log",
-    params:
-        config=config,
     conda:
         "../../envs/report.yaml"
+    params:
+        config=config,
     script:
         "../scripts/report.py"

@@ -7,10 +7,10 @@ rule triton_write_repository:
         directory("results/repository/{model}/{format}/{device}"),
     log:
         "logs/repository/{model}/{format}/{device}.log",
+    conda:
+        "../../envs/triton.yaml"
     params:
         triton=config["triton"],
         flavour=SERVER_FLAVOUR,
-    conda:
-        "../../envs/triton.yaml"
     script:
         "../scripts/repository.py"
