@@ -33,7 +33,7 @@ def test_export_describes_io_and_passes_correctness(fmt: str, recipe: Recipe, ex
     io = json.loads(exported[f"{fmt}/io"].read_text())
     assert io["inputs"] == [{"name": "image", "dtype": "float32", "dims": [-1, 1, 8, 8]}]
     assert io["outputs"] == [{"name": "logits", "dtype": "float32", "dims": [-1, 10]}]
-    verdict = correctness.check(recipe, PARAMS, exported["checkpoint"], fmt, exported[fmt], exported[f"{fmt}/io"], TOLERANCE, tmp_path / "c.json")
+    verdict = correctness.check(recipe, PARAMS, exported["checkpoint"], "digits", fmt, exported[fmt], exported[f"{fmt}/io"], TOLERANCE, tmp_path / "c.json")
     assert verdict["passed"], verdict
     assert verdict["samples"] == 96
     assert verdict["outputs"]["logits"]["max_abs_err"] < 1e-4
@@ -44,7 +44,7 @@ def test_export_describes_io_and_passes_correctness(fmt: str, recipe: Recipe, ex
 
 def test_too_tight_tolerance_fails_with_the_error(recipe: Recipe, exported: dict[str, Path], tmp_path: Path) -> None:
     tight = {**TOLERANCE, "default": {"atol": 0.0, "rtol": 0.0}}
-    verdict = correctness.check(recipe, PARAMS, exported["checkpoint"], "onnx", exported["onnx"], exported["onnx/io"], tight, tmp_path / "c.json")
+    verdict = correctness.check(recipe, PARAMS, exported["checkpoint"], "digits", "onnx", exported["onnx"], exported["onnx/io"], tight, tmp_path / "c.json")
     assert not verdict["passed"]
     assert verdict["outputs"]["logits"]["max_abs_err"] > 0
     assert "logits: max abs err" in verdict["reason"] and "(atol 0)" in verdict["reason"]
@@ -90,7 +90,7 @@ def test_legacy_onnx_exporter_is_selectable(recipe: Recipe, exported: dict[str, 
 
     artifact, io_json = tmp_path / "model.onnx", tmp_path / "io.json"
     export.export(recipe, PARAMS, exported["checkpoint"], "onnx", artifact, io_json, {"onnx_exporter": "legacy", "onnx_opset": 17})
-    verdict = correctness.check(recipe, PARAMS, exported["checkpoint"], "onnx", artifact, io_json, TOLERANCE, tmp_path / "c.json")
+    verdict = correctness.check(recipe, PARAMS, exported["checkpoint"], "digits", "onnx", artifact, io_json, TOLERANCE, tmp_path / "c.json")
     assert verdict["passed"]
     import onnx
 

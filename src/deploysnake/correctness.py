@@ -44,7 +44,7 @@ def compare(reference: np.ndarray, candidate: np.ndarray, atol: float, rtol: flo
     return {"passed": passed, "max_abs_err": float(diff.max(initial=0.0)), "max_rel_err": float(rel.max(initial=0.0))}
 
 
-def check(recipe: Recipe, params: dict[str, Any], checkpoint: str | Path, fmt: str, artifact: str | Path, io_json: str | Path, settings: dict[str, Any], output: str | Path) -> dict[str, Any]:
+def check(recipe: Recipe, params: dict[str, Any], checkpoint: str | Path, model_name: str, fmt: str, artifact: str | Path, io_json: str | Path, settings: dict[str, Any], output: str | Path) -> dict[str, Any]:
     io = json.loads(Path(io_json).read_text())
     model = load_state(recipe, params, checkpoint)
     runtime = ArtifactRuntime(artifact, fmt, [t["name"] for t in io["inputs"]], [t["name"] for t in io["outputs"]])
@@ -68,6 +68,7 @@ def check(recipe: Recipe, params: dict[str, Any], checkpoint: str | Path, fmt: s
     passed = all(o["passed"] for o in worst.values())
     failing = [n for n, o in worst.items() if not o["passed"]]
     report = {
+        "model": model_name,
         "format": fmt,
         "passed": passed,
         "samples": int(sum(len(b["ids"]) for b in batches)),

@@ -1,0 +1,641 @@
+"""Report stage: one self-contained HTML file with correctness, accuracy and Triton performance per model, format and device.
+
+The page must open anywhere, offline, years later: the Vega/Vega-Lite/vega-embed bundle is inlined once and every
+chart spec carries its data inline. Every string that comes from config, CSV or JSON is untrusted (a model name is
+free text) and goes through html.escape() or, inside <script>, through _script_json().
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import logging
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import altair as alt
+import polars as pl
+import yaml
+
+log = logging.getLogger(__name__)
+
+MISSING = "—"
+UNSTABLE = "unstable"
+NO_STABLE = "no stable points"
+
+ID = ["model", "format", "device"]
+PERF_TEXT = ["model", "format", "device", "mode", "status"]  # every other perf column is a number
+THROUGHPUT = "Inferences/Second"
+PERCENTILES = ["p50 latency", "p90 latency", "p95 latency", "p99 latency"]
+BREAKDOWN = [
+    "Client Send",
+    "Network+Server Send/Recv",
+    "Server Queue",
+    "Server Compute Input",
+    "Server Compute Infer",
+    "Server Compute Output",
+    "Client Recv",
+]
+PERF_NUMBERS = ["batch", "concurrency", "Concurrency", THROUGHPUT, *BREAKDOWN, *PERCENTILES]
+ACCURACY_TEXT = ["model", "format", "device", "metric"]
+ACCURACY_NUMBERS = ["source", "exported", "served", "served_minus_source", "samples", "max_abs_diff_served_vs_exported"]
+NATIVE_TEXT = ["model", "format", "device"]
+NATIVE_NUMBERS = ["batch", "throughput_infer_per_s", "p50_latency_us", "p99_latency_us", "iterations"]
+
+EMBED_OPTIONS = {"renderer": "svg", "actions": False}  # svg so a DOM dump shows the marks
+CHART_WIDTH = 340
+CHART_HEIGHT = 210
+
+CSS = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 1.5em auto; max-width: 1400px; padding: 0 1em; color: #222; }
+h1 { margin-bottom: .2em; } h2 { border-bottom: 2px solid #ccd; padding-bottom: .2em; margin-top: 2em; }
+h3 { margin-top: 1.6em; } h4 { margin: 1em 0 .3em; }
+.table-wrap { overflow-x: auto; max-width: 100%; }
+table.data { border-collapse: collapse; margin: .5em 0 1em; font-size: 12.5px; }
+table.data th, table.data td { border: 1px solid #d6d6e0; padding: 2px 7px; text-align: left; vertical-align: top; }
+table.data th { background: #eef0f6; }
+table.data td.num { text-align: right; font-variant-numeric: tabular-nums; }
+table.data tr:nth-child(even) td { background: #fafafc; }
+td.unstable { color: #a15c00; font-style: italic; }
+td.bad, li.bad { color: #b00020; font-weight: 600; }
+.note { color: #666; font-style: italic; }
+.charts { display: flex; flex-wrap: wrap; gap: 1.5em; }
+.chart { min-height: 60px; }
+pre { background: #f5f5f8; padding: .8em; overflow-x: auto; font-size: 12px; }
+nav ul { margin: .2em 0; }
+"""
+
+
+# ---------------------------------------------------------------- formatting and escaping
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _fmt(value: Any) -> str:
+    """3-4 significant digits; large numbers without exponent so throughputs read naturally."""
+    if value is None:
+        return MISSING
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}" if abs(value) >= 10_000 else str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return MISSING
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        mag = abs(value)
+        if mag >= 1e15:
+            return f"{value:.4g}"
+        if mag >= 1000:
+            return f"{value:,.0f}"
+        if value == int(value):
+            return str(int(value))
+        return f"{value:.4g}" if mag >= 1e-3 else f"{value:.3g}"
+    text = str(value)
+    return text if text else MISSING
+
+
+def _script_json(obj: Any) -> str:
+    """JSON that is safe inside <script>: no '</script', '<!--' or '-->' can survive, whatever a config string holds.
+
+    '<' and '>' become \\u003c / \\u003e (valid in JSON and JS, the way Jinja's tojson does it), a stronger form of
+    escaping '</' as '<\\/'; '&' and U+2028/2029 likewise, so the text is inert in any HTML or JS context.
+    """
+    text = json.dumps(obj, ensure_ascii=True, allow_nan=False, default=str)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _anchor(*parts: str) -> str:
+    """A safe, unique id: a readable slug plus a hash, since model names may hold any character."""
+    joined = "\x00".join(parts)
+    slug = re.sub(r"[^a-z0-9]+", "-", joined.lower()).strip("-")[:40] or "x"
+    return f"s-{slug}-{hashlib.sha1(joined.encode()).hexdigest()[:8]}"
+
+
+def _plain(obj: Any) -> Any:
+    """Config as plain YAML-able data (snakemake may hand over Path or other objects)."""
+    return json.loads(json.dumps(obj, default=str))
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _existing(paths: Iterable[Path | str]) -> list[Path]:
+    out = []
+    for p in map(Path, paths):
+        if p.is_file() and p.stat().st_size > 0:
+            out.append(p)
+        else:
+            log.warning("report: skipping missing or empty input %s", p)
+    return out
+
+
+def _read_csvs(paths: Iterable[Path | str], text: Sequence[str], numbers: Sequence[str]) -> pl.DataFrame:
+    """All CSVs as one frame; read as text first, so all-empty (unstable) columns never get a wrong inferred type."""
+    frames = []
+    for p in _existing(paths):
+        try:
+            frames.append(pl.read_csv(p, infer_schema=False))
+        except pl.exceptions.NoDataError:
+            log.warning("report: %s has no rows", p)
+    df = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+    df = df.with_columns(pl.lit(None, pl.String).alias(c) for c in (*text, *numbers) if c not in df.columns)
+    casts = []
+    for col in df.columns:
+        if col in text:
+            continue
+        as_number = pl.col(col).cast(pl.Float64, strict=False)
+        # Unknown (extra perf_analyzer) columns become numbers only when no non-empty value would be lost.
+        lost = df.select((as_number.is_null() & pl.col(col).is_not_null() & (pl.col(col) != "")).sum()).item()
+        if col in numbers or lost == 0:
+            casts.append(as_number.fill_nan(None).alias(col))
+    return df.with_columns(casts)
+
+
+def _load_correctness(paths: Iterable[Path | str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(one row per checked output, one row per model/format with passed and reason)."""
+    outputs: list[dict[str, Any]] = []
+    formats: list[dict[str, Any]] = []
+    for p in _existing(paths):
+        doc = json.loads(p.read_text())
+        # Path is results/correctness/<model>/<format>.json: the fallback when the JSON lacks the names.
+        model, fmt = str(doc.get("model") or p.parent.name), str(doc.get("format") or p.stem)
+        passed = bool(doc.get("passed", False))
+        reason = str(doc.get("reason") or "")
+        formats.append({"model": model, "format": fmt, "passed": passed, "reason": reason, "samples": doc.get("samples")})
+        checks: Mapping[str, Any] = doc.get("outputs") or {}
+        if not checks:  # e.g. the artifact failed to load: still one visible row
+            checks = {MISSING: {"passed": passed}}
+        for name, res in checks.items():
+            ok = bool(res.get("passed", passed))
+            status = "passed" if ok else f"FAILED: {reason}" if reason else "FAILED"
+            outputs.append(
+                {
+                    "model": model,
+                    "format": fmt,
+                    "output": str(name),
+                    "samples": _num(doc.get("samples")),
+                    "atol": _num(res.get("atol")),
+                    "rtol": _num(res.get("rtol")),
+                    "max abs err": _num(res.get("max_abs_err")),
+                    "max rel err": _num(res.get("max_rel_err")),
+                    "status": status,
+                }
+            )
+    out_schema = {"model": pl.String, "format": pl.String, "output": pl.String, "samples": pl.Float64, "atol": pl.Float64,
+                  "rtol": pl.Float64, "max abs err": pl.Float64, "max rel err": pl.Float64, "status": pl.String}  # fmt: skip
+    fmt_schema = {"model": pl.String, "format": pl.String, "passed": pl.Boolean, "reason": pl.String, "samples": pl.Float64}
+    per_output = pl.DataFrame(outputs, schema=out_schema).sort("model", "format", "output")
+    per_format = pl.DataFrame(
+        [{**f, "samples": _num(f["samples"])} for f in formats], schema=fmt_schema
+    ).sort("model", "format")
+    return per_output, per_format
+
+
+def _num(value: Any) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(out) else out
+
+
+# ---------------------------------------------------------------- HTML pieces
+
+
+def _table(df: pl.DataFrame, name: str, *, mask: Sequence[str] = (), status: str = "status") -> str:
+    """An escaped HTML table; in rows whose status is "unstable" the columns in `mask` read "unstable"."""
+    if df.height == 0:
+        return '<p class="note">no data</p>'
+    head = "".join(f"<th>{_e(c)}</th>" for c in df.columns)
+    rows = []
+    for row in df.iter_rows(named=True):
+        unstable = row.get(status) == UNSTABLE
+        cells = []
+        for col in df.columns:
+            value = row[col]
+            if unstable and col in mask:
+                cells.append(f'<td class="unstable">{UNSTABLE}</td>')
+                continue
+            text = _fmt(value)
+            numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+            cls = "num" if numeric else "bad" if text.startswith("FAILED") else ""
+            cells.append(f'<td class="{cls}">{_e(text)}</td>' if cls else f"<td>{_e(text)}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return (
+        f'<div class="table-wrap"><table class="data" data-table="{_e(name)}"><thead><tr>{head}</tr></thead>'
+        f'<tbody>{"".join(rows)}</tbody></table></div>'
+    )
+
+
+class _Charts:
+    """Hands out unique div ids; each chart is a div plus a vegaEmbed call with its spec (and data) inline."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def embed(self, chart: alt.TopLevelMixin | None, title: str, empty_note: str = NO_STABLE) -> str:
+        if chart is None:
+            return f'<div class="chart-missing"><h4>{_e(title)}</h4><p class="note">{_e(empty_note)}</p></div>'
+        self.count += 1
+        div = f"chart-{self.count}"
+        spec = chart.to_dict()
+        # A failed embed leaves its error on the div, so a DOM dump (and a reader) sees why.
+        return (
+            f'<div class="chart-box"><h4>{_e(title)}</h4><div class="chart" id="{div}" data-title="{_e(title)}"></div>\n'
+            f"<script>vegaEmbed('#{div}', {_script_json(spec)}, {_script_json(EMBED_OPTIONS)})"
+            f".catch(function (e) {{ document.getElementById('{div}').setAttribute('data-error', String(e)); }});</script></div>"
+        )
+
+
+def _vega_bundle() -> tuple[str, str]:
+    """(Vega-Lite version, vega-embed JS bundle) matching altair's schema, as altair's own "inline" HTML does."""
+    import vl_convert as vlc
+    from altair.utils._importers import vl_version_for_vl_convert
+
+    bundle = vlc.javascript_bundle(vl_version=vl_version_for_vl_convert())
+    # The bundle holds no '</script' today; make sure a future one cannot end our <script> early.
+    return alt.SCHEMA_VERSION, re.sub(r"</(script)", r"<\\/\1", bundle, flags=re.IGNORECASE)
+
+
+# ---------------------------------------------------------------- charts
+
+
+def _records(df: pl.DataFrame) -> alt.Data:
+    """Inline chart data; inf/NaN become null (JSON has no such numbers and vega-lite skips nulls)."""
+    floats = [c for c, t in df.schema.items() if t.is_float()]
+    clean = df.with_columns(pl.when(pl.col(c).is_finite()).then(pl.col(c)).otherwise(None).alias(c) for c in floats)
+    return alt.Data(values=clean.to_dicts())
+
+
+def _points(df: pl.DataFrame, cols: Sequence[str]) -> pl.DataFrame:
+    """Only status "ok" rows are charted: unstable/error points have no trustworthy numbers."""
+    ok = df.filter(pl.col("status") == "ok")
+    return ok.drop_nulls(list(cols)) if cols else ok
+
+
+def _line_points(data: pl.DataFrame, x: alt.X, y: alt.Y, color: str, tooltip: list[Any], **extra: Any) -> alt.LayerChart:
+    base = alt.Chart(_records(data)).encode(x=x, y=y, color=alt.Color(color), tooltip=tooltip, **extra)
+    return alt.layer(base.mark_line(), base.mark_point(filled=True, size=45))
+
+
+def _offline_charts(charts: _Charts, df: pl.DataFrame, label: str) -> str:
+    tput = _points(df, ["batch", THROUGHPUT]).select("format", "batch", pl.col(THROUGHPUT).alias("throughput"))
+    chart1 = None
+    if tput.height:
+        chart1 = _line_points(
+            tput, alt.X("batch:O", title="batch"), alt.Y("throughput:Q", title="inferences/s"), "format:N",
+            ["format:N", "batch:Q", alt.Tooltip("throughput:Q", format=",.1f")],
+        ).properties(width=CHART_WIDTH, height=CHART_HEIGHT)  # fmt: skip
+    lat = (
+        _points(df, ["batch"])
+        .unpivot(on=PERCENTILES, index=["format", "batch"], variable_name="percentile", value_name="us")
+        .drop_nulls("us")
+        .with_columns(pl.col("percentile").str.replace(" latency", ""), (pl.col("us") / 1000).alias("ms"))
+    )
+    chart2 = None
+    if lat.height:
+        layered = _line_points(
+            lat, alt.X("batch:O", title="batch"), alt.Y("ms:Q", title="latency (ms)"), "percentile:N",
+            ["format:N", "batch:Q", "percentile:N", alt.Tooltip("ms:Q", format=",.3f")],
+        )  # fmt: skip
+        chart2 = layered.properties(width=CHART_WIDTH * 0.8, height=CHART_HEIGHT).facet(column=alt.Column("format:N", title=None))
+    return (
+        '<div class="charts">'
+        + charts.embed(chart1, f"{label}: offline throughput vs batch")
+        + charts.embed(chart2, f"{label}: offline latency percentiles vs batch")
+        + "</div>"
+    )
+
+
+def _online_charts(charts: _Charts, df: pl.DataFrame, label: str) -> str:
+    pts = _points(df, [THROUGHPUT, "p99 latency"]).select(
+        "format",
+        pl.coalesce("concurrency", "Concurrency").alias("concurrency"),
+        pl.col(THROUGHPUT).alias("throughput"),
+        (pl.col("p99 latency") / 1000).alias("p99_ms"),
+    )
+    chart1 = None
+    if pts.height:
+        base = alt.Chart(_records(pts)).encode(
+            x=alt.X("p99_ms:Q", title="p99 latency (ms)", scale=alt.Scale(zero=False)),
+            y=alt.Y("throughput:Q", title="inferences/s"),
+            color=alt.Color("format:N"),
+            tooltip=["format:N", "concurrency:Q", alt.Tooltip("throughput:Q", format=",.1f"), alt.Tooltip("p99_ms:Q", format=",.3f")],
+        )
+        chart1 = alt.layer(
+            base.mark_line().encode(order="concurrency:Q"),
+            base.mark_point(filled=True, size=45),
+            base.mark_text(align="left", dx=6, dy=-6, fontSize=10).encode(text="concurrency:Q"),  # concurrency labels
+        ).properties(width=CHART_WIDTH, height=CHART_HEIGHT)
+    parts = [c for c in BREAKDOWN if c in df.columns]
+    stack = (
+        _points(df, [])
+        .with_columns(pl.coalesce("concurrency", "Concurrency").alias("conc"))
+        .unpivot(on=parts, index=["format", "conc"], variable_name="component", value_name="us")
+        .drop_nulls(["us", "conc"])
+        .with_columns(pl.col("component").replace_strict(parts, list(range(len(parts))), return_dtype=pl.Int64).alias("order"))
+    )
+    chart2 = None
+    if stack.height:
+        chart2 = (
+            alt.Chart(_records(stack))
+            .mark_bar()
+            .encode(
+                x=alt.X("conc:O", title="concurrency"),
+                y=alt.Y("us:Q", title="latency (µs)", stack="zero"),
+                color=alt.Color("component:N", sort=parts, title="component"),
+                order=alt.Order("order:Q"),
+                tooltip=["format:N", "conc:Q", "component:N", alt.Tooltip("us:Q", format=",.0f")],
+            )
+            .properties(width=CHART_WIDTH * 0.8, height=CHART_HEIGHT)
+            .facet(column=alt.Column("format:N", title=None))
+        )
+    return (
+        '<div class="charts">'
+        + charts.embed(chart1, f"{label}: online throughput vs p99 latency (labels: concurrency)")
+        + charts.embed(chart2, f"{label}: online latency breakdown per concurrency")
+        + "</div>"
+    )
+
+
+def _native_charts(charts: _Charts, df: pl.DataFrame, label: str) -> str:
+    both = pl.concat(
+        [
+            df.filter(pl.col("served status") == "ok").select("format", "batch", pl.lit("served (Triton)").alias("run"), pl.col("served infer/s").alias("throughput")),
+            df.select("format", "batch", pl.lit("native (in-process)").alias("run"), pl.col("native infer/s").alias("throughput")),
+        ]
+    ).drop_nulls(["batch", "throughput"])  # fmt: skip
+    chart1 = None
+    if both.height:
+        chart1 = _line_points(
+            both, alt.X("batch:O", title="batch"), alt.Y("throughput:Q", title="inferences/s"), "format:N",
+            ["format:N", "run:N", "batch:Q", alt.Tooltip("throughput:Q", format=",.1f")],
+            strokeDash=alt.StrokeDash("run:N", title="run"),
+        ).properties(width=CHART_WIDTH, height=CHART_HEIGHT)  # fmt: skip
+    ratio = df.drop_nulls(["batch", "served/native"]).select("format", "batch", pl.col("served/native").alias("ratio"))
+    chart2 = None
+    if ratio.height:
+        one = alt.Chart(alt.Data(values=[{"one": 1}])).mark_rule(strokeDash=[4, 3], color="#888").encode(y=alt.Y("one:Q", title="served / native throughput"))
+        chart2 = alt.layer(
+            _line_points(
+                ratio, alt.X("batch:O", title="batch"), alt.Y("ratio:Q", title="served / native throughput"), "format:N",
+                ["format:N", "batch:Q", alt.Tooltip("ratio:Q", format=".3f")],
+            ),
+            one,
+        ).properties(width=CHART_WIDTH, height=CHART_HEIGHT)  # fmt: skip
+    return (
+        '<div class="charts">'
+        + charts.embed(chart1, f"{label}: served vs native throughput")
+        + charts.embed(chart2, f"{label}: served / native throughput", "no batch size with a stable served and a native run")
+        + "</div>"
+    )
+
+
+# ---------------------------------------------------------------- derived tables
+
+
+def _served_vs_native(offline: pl.DataFrame, native: pl.DataFrame) -> pl.DataFrame:
+    served = offline.select(
+        *ID, "batch",
+        pl.col("status").alias("served status"),
+        pl.col(THROUGHPUT).alias("served infer/s"),
+        pl.col("p50 latency").alias("served p50 µs"),
+        pl.col("p99 latency").alias("served p99 µs"),
+    )  # fmt: skip
+    nat = native.select(
+        *ID, "batch",
+        pl.col("throughput_infer_per_s").alias("native infer/s"),
+        pl.col("p50_latency_us").alias("native p50 µs"),
+        pl.col("p99_latency_us").alias("native p99 µs"),
+    )  # fmt: skip
+    joined = served.join(nat, on=[*ID, "batch"], how="full", coalesce=True, nulls_equal=True)
+    ok = pl.col("served status") == "ok"
+    return joined.with_columns(
+        pl.when(ok).then(pl.col("served infer/s") / pl.col("native infer/s")).otherwise(None).alias("served/native")
+    ).sort(*ID, "batch", nulls_last=True)
+
+
+def _summary(corr: pl.DataFrame, acc: pl.DataFrame, offline: pl.DataFrame, online: pl.DataFrame, sv: pl.DataFrame) -> pl.DataFrame:
+    keys = pl.concat([d.select(ID) for d in (acc, offline, online, sv)]).drop_nulls(["model", "format"]).unique()
+    verdict = corr.select(
+        "model",
+        "format",
+        pl.when(pl.col("passed"))
+        .then(pl.lit("passed"))
+        .otherwise(pl.concat_str(pl.lit("FAILED — not served: "), pl.col("reason").fill_null("")))
+        .alias("correctness"),
+    )
+    # Formats that failed correctness have no measurements and thus no device: they keep one row, device empty.
+    rows = verdict.join(keys, on=["model", "format"], how="full", coalesce=True)
+
+    metric_text = {
+        (r["model"], r["format"], r["device"]): [] for r in acc.select(ID).unique().iter_rows(named=True)
+    }  # fmt: skip
+    for r in acc.sort(*ID, "metric").iter_rows(named=True):
+        metric_text[(r["model"], r["format"], r["device"])].append(
+            f"{r['metric']}: {_fmt(r['served'])} (source {_fmt(r['source'])}, Δ {_fmt(r['served_minus_source'])})"
+        )
+    served_metric = pl.DataFrame(
+        [{"model": k[0], "format": k[1], "device": k[2], "served vs source": "; ".join(v)} for k, v in metric_text.items()],
+        schema={"model": pl.String, "format": pl.String, "device": pl.String, "served vs source": pl.String},
+    )
+
+    def best(df: pl.DataFrame, at: str, name: str) -> pl.DataFrame:
+        return (
+            df.filter(pl.col("status") == "ok")
+            .drop_nulls(THROUGHPUT)
+            .sort(THROUGHPUT, descending=True)
+            .group_by(ID, maintain_order=True)
+            .first()
+            .select(*ID, pl.col(THROUGHPUT).alias(f"best {name} infer/s"), pl.col(at).alias(f"{name} {at}"))
+        )
+
+    common = (
+        sv.drop_nulls("served/native")
+        .sort("batch", descending=True)
+        .group_by(ID, maintain_order=True)
+        .first()
+        .select(*ID, pl.col("served/native"), pl.col("batch").alias("at batch"))
+    )
+    for part in (served_metric, best(offline, "batch", "offline"), best(online, "concurrency", "online"), common):
+        rows = rows.join(part, on=ID, how="left", nulls_equal=True)
+    return rows.select(*ID, pl.exclude(ID)).sort(*ID, nulls_last=True)
+
+
+# ---------------------------------------------------------------- sections
+
+
+def _model_section(
+    model: str,
+    charts: _Charts,
+    corr_out: pl.DataFrame,
+    corr_fmt: pl.DataFrame,
+    acc: pl.DataFrame,
+    offline: pl.DataFrame,
+    online: pl.DataFrame,
+    sv: pl.DataFrame,
+) -> tuple[str, list[tuple[str, str]]]:
+    """(HTML, index entries) for one model: correctness, accuracy, offline, online, served vs native."""
+    mine = [d.filter(pl.col("model") == model) for d in (corr_out, corr_fmt, acc, offline, online, sv)]
+    c_out, c_fmt, m_acc, m_off, m_on, m_sv = mine
+    devices = sorted({d for frame in (m_off, m_on, m_sv) for d in frame["device"].drop_nulls().to_list()})
+    sid = {k: _anchor(model, k) for k in ("model", "correctness", "accuracy", "offline", "online", "native")}
+    parts = [f'<section id="{sid["model"]}"><h2>Model: {_e(model)}</h2>']
+
+    parts.append(f'<section id="{sid["correctness"]}"><h3>Correctness against the source model</h3>')
+    parts.append(_table(c_out, "correctness"))
+    failed = c_fmt.filter(~pl.col("passed"))
+    if failed.height:
+        items = "".join(
+            f'<li class="bad" data-format="{_e(r["format"])}"><b>{_e(r["format"])}</b> — not served: {_e(r["reason"] or MISSING)}</li>'
+            for r in failed.iter_rows(named=True)
+        )
+        parts.append(f'<p>Formats that failed the check (no Triton model, no measurements):</p><ul class="not-served">{items}</ul>')
+    parts.append("</section>")
+
+    parts.append(f'<section id="{sid["accuracy"]}"><h3>Accuracy: source vs exported vs served</h3>')
+    parts.append(_table(m_acc.sort(*ID, "metric", nulls_last=True), "accuracy") + "</section>")
+
+    perf_mask = [c for c in m_off.columns if c not in PERF_TEXT and c not in ("batch", "concurrency")]
+    parts.append(f'<section id="{sid["offline"]}"><h3>Offline (concurrency 1, batch sweep)</h3><p class="note">latencies in µs</p>')
+    parts.append(_table(m_off.sort(*ID, "batch", nulls_last=True), "offline", mask=perf_mask))
+    for device in devices:
+        parts.append(_offline_charts(charts, m_off.filter(pl.col("device") == device), f"{model} · {device}"))
+    parts.append("</section>")
+
+    on_mask = [c for c in m_on.columns if c not in PERF_TEXT and c not in ("batch", "concurrency")]
+    parts.append(f'<section id="{sid["online"]}"><h3>Online (batch 1, concurrency sweep)</h3><p class="note">latencies in µs</p>')
+    parts.append(_table(m_on.sort(*ID, "concurrency", nulls_last=True), "online", mask=on_mask))
+    for device in devices:
+        parts.append(_online_charts(charts, m_on.filter(pl.col("device") == device), f"{model} · {device}"))
+    parts.append("</section>")
+
+    sv_mask = ["served infer/s", "served p50 µs", "served p99 µs", "served/native"]
+    parts.append(
+        f'<section id="{sid["native"]}"><h3>Served (Triton, offline) vs native (in-process runtime)</h3>'
+        '<p class="note">served/native: Triton throughput over the same artifact run in-process, same batch</p>'
+    )
+    parts.append(_table(m_sv, "served-vs-native", mask=sv_mask, status="served status"))
+    for device in devices:
+        parts.append(_native_charts(charts, m_sv.filter(pl.col("device") == device), f"{model} · {device}"))
+    parts.append("</section></section>")
+
+    index = [
+        (sid["correctness"], "Correctness"),
+        (sid["accuracy"], "Accuracy"),
+        (sid["offline"], "Offline"),
+        (sid["online"], "Online"),
+        (sid["native"], "Served vs native"),
+    ]
+    return "\n".join(parts), [(sid["model"], model), *index]
+
+
+def _key_values(pairs: Sequence[tuple[str, Any]], name: str) -> str:
+    return _table(pl.DataFrame({"item": [k for k, _ in pairs], "value": [_fmt_any(v) for _, v in pairs]}), name)
+
+
+def _fmt_any(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}: {_fmt_any(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return "; ".join(_fmt_any(v) for v in value) if value else "none"
+    return _fmt(value)
+
+
+def _environment_section(env: Mapping[str, Any], config: Mapping[str, Any]) -> str:
+    hardware = env.get("hardware") or {}
+    packages = env.get("packages") or {}
+    pkg = pl.DataFrame(
+        {"package": [str(k) for k in packages], "version": [_fmt(v) for v in packages.values()]},
+        schema={"package": pl.String, "version": pl.String},
+    ).sort("package")
+    software = [
+        ("python", env.get("python")),
+        ("platform", env.get("platform")),
+        ("deploysnake", env.get("deploysnake")),
+        ("git commit", env.get("git_commit")),
+    ]
+    used = config if config else env.get("config") or {}
+    dump = yaml.safe_dump(_plain(used), sort_keys=False, allow_unicode=True, default_flow_style=False)
+    return (
+        '<section id="environment"><h2>Environment</h2>'
+        "<h3>Hardware</h3>" + _key_values(list(hardware.items()), "hardware")
+        + "<h3>Software</h3>" + _key_values(software, "software")
+        + "<h3>Package versions</h3>" + _table(pkg, "packages")
+        + f'<h3>Config used</h3><pre class="config">{_e(dump)}</pre></section>'
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def build_report(
+    config: dict,
+    correctness: list[Path],
+    accuracy: list[Path],
+    offline: list[Path],
+    online: list[Path],
+    native: list[Path],
+    environment: Path,
+    output: Path,
+) -> None:
+    """Write one self-contained HTML report (no network needed to view it) to `output`."""
+    corr_out, corr_fmt = _load_correctness(correctness)
+    acc = _read_csvs(accuracy, ACCURACY_TEXT, ACCURACY_NUMBERS)
+    off = _read_csvs(offline, PERF_TEXT, PERF_NUMBERS)
+    on = _read_csvs(online, PERF_TEXT, PERF_NUMBERS)
+    nat = _read_csvs(native, NATIVE_TEXT, NATIVE_NUMBERS)
+    env: dict[str, Any] = json.loads(Path(environment).read_text())
+    sv = _served_vs_native(off, nat)
+
+    models = sorted(
+        {m for frame in (corr_fmt, acc, off, on, nat) for m in frame["model"].drop_nulls().to_list()}
+    )  # fmt: skip
+    charts = _Charts()
+    sections, index = [], []
+    for model in models:
+        body, entries = _model_section(model, charts, corr_out, corr_fmt, acc, off, on, sv)
+        sections.append(body)
+        index.append(entries)
+
+    summary = _summary(corr_fmt, acc, off, on, sv)
+    nav = ['<nav id="index"><h2>Contents</h2><ul><li><a href="#summary">Summary</a></li>']
+    for (mid, name), *subs in index:
+        links = "".join(f'<li><a href="#{sid}">{_e(title)}</a></li>' for sid, title in subs)
+        nav.append(f'<li><a href="#{mid}">Model: {_e(name)}</a><ul>{links}</ul></li>')
+    nav.append('<li><a href="#environment">Environment</a></li></ul></nav>')
+
+    vl_version, bundle = _vega_bundle()
+    page = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        "<title>deploysnake report</title>",
+        f"<style>{CSS}</style>",
+        f'<script type="text/javascript">\n// vega-embed bundle with Vega-Lite {_e(vl_version)}\n{bundle}\n</script>',
+        "</head><body>",
+        "<h1>deploysnake report</h1>",
+        f'<p class="note">deploysnake {_e(_fmt(env.get("deploysnake")))}, git commit {_e(_fmt(env.get("git_commit")))}; '
+        f"{len(models)} model(s), {corr_fmt.height} checked format(s).</p>",
+        "".join(nav),
+        '<section id="summary"><h2>Summary</h2>',
+        '<p class="note">best throughputs count stable points only; served/native is taken at the largest batch '
+        "measured both ways.</p>",
+        _table(summary, "summary"),
+        "</section>",
+        *sections,
+        _environment_section(env, config),
+        "</body></html>",
+    ]
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text("\n".join(page), encoding="utf-8")
+    log.info("report: %s (%d charts)", output, charts.count)

@@ -1,0 +1,387 @@
+"""report.build_report on small, hand-written inputs in the workflow's exact file shapes.
+
+Two models: "digits" (onnx and torchscript served on cpu, onnx also on gpu, tensorrt failing correctness) and a
+model named <script>alert(1)</script> (one offline point, online all unstable) to prove escaping end to end.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import sys
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/browser.py, whatever pytest's import mode
+
+from browser import chart_summary, chromium_available, render_in_chromium  # noqa: E402
+
+from deploysnake.report import _script_json, build_report  # noqa: E402
+
+EVIL = "<script>alert(1)</script>"
+# A format name reaches the chart specs (legend, tooltip data) inside <script>: it must not end that script.
+EVIL_FORMAT = 'onnx</script><script>document.documentElement.setAttribute("data-pwned","2")</script><!--'
+# If the config dump could close a <script>, this would run and mark the page; the browser test checks it did not.
+PWN = '</script><script>document.documentElement.setAttribute("data-pwned","1")</script><!--'
+REASON = "logits: max abs err 0.3 (atol 1e-09) <b>too far</b>"
+PERF_ANALYZER = [
+    "Concurrency", "Inferences/Second", "Client Send", "Network+Server Send/Recv", "Server Queue",
+    "Server Compute Input", "Server Compute Infer", "Server Compute Output", "Client Recv",
+    "p50 latency", "p90 latency", "p95 latency", "p99 latency",
+    "Avg latency",  # a further perf_analyzer column: must be kept and shown
+]  # fmt: skip
+PERF_HEADER = ["model", "format", "device", "mode", "batch", "concurrency", "status", *PERF_ANALYZER]
+ACC_HEADER = ["model", "format", "device", "metric", "source", "exported", "served", "served_minus_source", "samples",
+              "max_abs_diff_served_vs_exported"]  # fmt: skip
+NATIVE_HEADER = ["model", "format", "device", "batch", "throughput_infer_per_s", "p50_latency_us", "p99_latency_us", "iterations"]
+# digits' served offline throughput per image is FACTOR x native's, so served/native is FACTOR at every batch.
+FACTOR = {"onnx": 0.9, "torchscript": 0.8}
+
+
+def perf_row(model: str, fmt: str, device: str, mode: str, batch: int, conc: int, status: str, tput: float) -> list[Any]:
+    """One perf CSV row; a non-"ok" row has empty numbers unless tput is given (the report must not trust them)."""
+    if status != "ok" and not tput:
+        return [model, fmt, device, mode, batch, conc, status] + [""] * len(PERF_ANALYZER)
+    lat = 1e6 * batch * conc / tput  # µs, consistent with the throughput
+    parts = [0.05, 0.15, 0.1, 0.05, 0.5, 0.05, 0.1]
+    return [model, fmt, device, mode, batch, conc, status, conc, tput, *(round(lat * p) for p in parts),
+            round(lat), round(lat * 1.2), round(lat * 1.3), round(lat * 1.5), round(lat * 1.05)]  # fmt: skip
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def correctness_doc(model: str, fmt: str, passed: bool) -> dict[str, Any]:
+    out = {"atol": 1e-4, "rtol": 1e-3, "passed": True, "max_abs_err": 6.6e-06, "max_rel_err": 2.5e-4}
+    if not passed:
+        out = {"atol": 1e-9, "rtol": 1e-9, "passed": False, "max_abs_err": 0.3, "max_rel_err": 0.02}
+    return {"format": fmt, "model": model, "passed": passed, "samples": 256, "reason": "" if passed else REASON,
+            "outputs": {"logits": out}}  # fmt: skip
+
+
+def make_inputs(root: Path) -> dict[str, Any]:
+    """build_report's keyword arguments; files sit under neutral names since a model name may hold any character."""
+    correctness, accuracy, offline, online, native = [], [], [], [], []
+    for i, (model, fmt, passed) in enumerate(
+        [("digits", "onnx", True), ("digits", "torchscript", True), ("digits", "tensorrt", False), (EVIL, EVIL_FORMAT, True)]
+    ):
+        p = root / "correctness" / f"{i}.json"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps(correctness_doc(model, fmt, passed)))
+        correctness.append(p)
+
+    served = [("digits", "onnx", "cpu"), ("digits", "torchscript", "cpu"), ("digits", "onnx", "gpu")]
+    for i, (model, fmt, dev) in enumerate(served):
+        f = FACTOR[fmt] * (5 if dev == "gpu" else 1)
+        batches = [1, 2, 4, 8]
+        off = [perf_row(model, fmt, dev, "offline", b, 1, "ok", 1000 * b * f) for b in batches]
+        if fmt == "torchscript":
+            off[-1] = perf_row(model, fmt, dev, "offline", 8, 1, "unstable", 99_999)  # numbers, yet unstable
+        offline.append(write_csv(root / "offline" / f"{i}.csv", PERF_HEADER, off))
+        on = [perf_row(model, fmt, dev, "online", 1, c, "ok", 900 * c * f) for c in (1, 2, 4)]
+        if fmt == "torchscript":
+            on[1] = perf_row(model, fmt, dev, "online", 1, 2, "unstable", 0)
+        online.append(write_csv(root / "online" / f"{i}.csv", PERF_HEADER, on))
+        nat = [[model, fmt, dev, b, 1000 * b * (5 if dev == "gpu" else 1), 800, 1200, 500] for b in batches]
+        if fmt == "torchscript":
+            nat[-1][6] = "nan"  # a NaN must read as missing
+        native.append(write_csv(root / "native" / f"{i}.csv", NATIVE_HEADER, nat))
+        accuracy.append(
+            write_csv(
+                root / "accuracy" / f"{i}.csv",
+                ACC_HEADER,
+                [[model, fmt, dev, "accuracy", 0.9833, 0.9833, 0.9833, 0.0, 360, 1.2e-6],
+                 [model, fmt, dev, "cross_entropy", 0.0612, 0.0612, 0.0613, 1e-4, 360, 1.2e-6]],
+            )
+        )  # fmt: skip
+
+    # The evil model: a single offline point, every online point unstable, served metric missing.
+    offline.append(write_csv(root / "offline" / "evil.csv", PERF_HEADER, [perf_row(EVIL, EVIL_FORMAT, "cpu", "offline", 1, 1, "ok", 500)]))
+    online.append(write_csv(root / "online" / "evil.csv", PERF_HEADER,
+                            [perf_row(EVIL, EVIL_FORMAT, "cpu", "online", 1, c, "unstable", 0) for c in (1, 2)]))  # fmt: skip
+    native.append(write_csv(root / "native" / "evil.csv", NATIVE_HEADER, [[EVIL, EVIL_FORMAT, "cpu", 1, 1000, 900, 1100, 100]]))
+    accuracy.append(write_csv(root / "accuracy" / "evil.csv", ACC_HEADER, [[EVIL, EVIL_FORMAT, "cpu", "accuracy", 0.5, 0.5, "", "", 10, ""]]))
+
+    config = {"models": {"digits": {"recipe": "recipes/digits"}, EVIL: {"recipe": "x"}}, "note": PWN,
+              "formats": ["onnx", "torchscript", "tensorrt"]}  # fmt: skip
+    environment = root / "environment.json"
+    environment.write_text(json.dumps({
+        "hardware": {"cpu": "Test CPU <x86>", "cores": 2, "memory_gb": 23.4, "gpus": []},
+        "packages": {"torch": "2.13.0", "onnxruntime": "1.31.1"},
+        "platform": "Linux-test", "python": "3.11.7", "deploysnake": "0.1.0", "git_commit": "abc1234", "config": config,
+    }))  # fmt: skip
+    return {"config": config, "correctness": correctness, "accuracy": accuracy, "offline": offline, "online": online,
+            "native": native, "environment": environment}  # fmt: skip
+
+
+class Tables(HTMLParser):
+    """Rows of every <table data-table=NAME>, as dicts keyed by header text."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tables: list[tuple[str, list[dict[str, str]]]] = []
+        self.header: list[str] = []
+        self.row: list[str] | None = None
+        self.cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table":
+            self.tables.append((dict(attrs).get("data-table") or "", []))
+            self.header = []
+        elif tag == "tr":
+            self.row = []
+        elif tag in ("td", "th"):
+            self.cell = []
+
+    def handle_data(self, data: str) -> None:
+        if self.cell is not None:
+            self.cell.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self.cell is not None and self.row is not None:
+            self.row.append("".join(self.cell).strip())
+            self.cell = None
+        elif tag == "tr" and self.row is not None:
+            if not self.header:
+                self.header = self.row
+            else:
+                self.tables[-1][1].append(dict(zip(self.header, self.row)))
+            self.row = None
+
+
+def rows(html: str, name: str) -> list[dict[str, str]]:
+    parser = Tables()
+    parser.feed(html)
+    return [r for table, rs in parser.tables if table == name for r in rs]
+
+
+def number(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("report")
+    out = root / "out" / "report.html"
+    build_report(**make_inputs(root / "in"), output=out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def html(report: Path) -> str:
+    return report.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def dom(report: Path) -> str:
+    if not chromium_available():
+        pytest.skip("chromium is not installed (scripts/setup.sh test installs it); cannot check rendered charts")
+    return render_in_chromium(report)
+
+
+def test_self_contained(html: str) -> None:
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", html, re.I), "page loads something remote"
+    assert not re.search(r"<link\b|@import", html, re.I)
+    assert not re.search(r"<script[^>]*\bsrc\s*=", html, re.I)
+    assert html.count("window.vegaEmbed=") == 1, "vega-embed bundle must be inlined exactly once"
+
+
+def test_untrusted_strings_are_escaped(html: str) -> None:
+    assert "<script>alert(1)" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html  # shown as text (headings, tables, index)
+    assert 'setAttribute("data-pwned"' not in html
+    assert PWN not in html and "</script><script>document" not in html and EVIL_FORMAT not in html
+    # every <script> block closes where the page means it to: one for the bundle, one per chart
+    opened = len(re.findall(r"<script\b", html, re.I))
+    assert opened == len(re.findall(r"</script>", html, re.I)) == 1 + html.count('class="chart"')
+    assert "<b>too far</b>" not in html and "&lt;b&gt;too far&lt;/b&gt;" in html
+
+
+def test_script_json_cannot_close_script() -> None:
+    text = _script_json({"a": PWN, "b": "<!-- -->", "c": "x & y"})
+    assert "</" not in text and "<!--" not in text and "-->" not in text and "<" not in text
+    assert json.loads(text) == {"a": PWN, "b": "<!-- -->", "c": "x & y"}
+
+
+def test_failed_format_not_served(html: str) -> None:
+    failed = re.findall(r'<li class="bad" data-format="([^"]*)">(.*?)</li>', html)
+    assert [f for f, _ in failed] == ["tensorrt"]
+    assert "not served: logits: max abs err 0.3 (atol 1e-09) &lt;b&gt;too far&lt;/b&gt;" in failed[0][1]
+    corr = {(r["model"], r["format"]): r for r in rows(html, "correctness")}
+    assert corr[("digits", "tensorrt")]["status"] == f"FAILED: {REASON}"
+    assert corr[("digits", "onnx")]["status"] == "passed"
+    assert corr[("digits", "onnx")]["max abs err"] == "6.6e-06"
+    summary = [r for r in rows(html, "summary") if r["format"] == "tensorrt"]
+    assert len(summary) == 1 and summary[0]["correctness"] == f"FAILED — not served: {REASON}"
+    assert summary[0]["device"] == "—" and summary[0]["best offline infer/s"] == "—"
+    assert not [r for r in rows(html, "offline") + rows(html, "online") if r["format"] == "tensorrt"]
+
+
+def test_unstable_rows_show_unstable(html: str) -> None:
+    online = rows(html, "online")
+    bad = [r for r in online if r["status"] == "unstable"]
+    assert len(bad) == 3  # torchscript concurrency 2 and the evil model's two points
+    for r in bad:
+        for col in PERF_ANALYZER:
+            assert r[col] == "unstable", (col, r)
+    ts2 = next(r for r in bad if r["model"] == "digits")
+    assert ts2["format"] == "torchscript" and ts2["concurrency"] == "2"
+    ok = next(r for r in online if r["model"] == "digits" and r["format"] == "onnx" and r["device"] == "cpu" and r["concurrency"] == "4")
+    assert number(ok["Inferences/Second"]) == pytest.approx(900 * 4 * 0.9, rel=1e-3)
+    assert re.fullmatch(r"[\d,.]+", ok["Avg latency"])  # the extra perf_analyzer column is kept
+    off8 = next(r for r in rows(html, "offline") if r["format"] == "torchscript" and r["batch"] == "8")
+    assert off8["Inferences/Second"] == "unstable" and off8["p99 latency"] == "unstable"
+    sv8 = next(r for r in rows(html, "served-vs-native") if r["format"] == "torchscript" and r["batch"] == "8")
+    assert sv8["served infer/s"] == "unstable" and sv8["served/native"] == "unstable"
+    assert number(sv8["native infer/s"]) == 8000 and sv8["native p99 µs"] == "—"  # NaN reads as missing
+
+
+def test_missing_values_dash(html: str) -> None:
+    evil = [r for r in rows(html, "accuracy") if r["model"] == EVIL]
+    assert len(evil) == 1
+    assert evil[0]["served"] == "—" and evil[0]["served_minus_source"] == "—" and evil[0]["source"] == "0.5"
+
+
+def test_summary_numbers(html: str) -> None:
+    summary = {(r["model"], r["format"], r["device"]): r for r in rows(html, "summary")}
+    assert len(summary) == 5
+    assert list(rows(html, "summary")[0])[:4] == ["model", "format", "device", "correctness"]
+    onnx = summary[("digits", "onnx", "cpu")]
+    assert onnx["correctness"] == "passed"
+    assert number(onnx["best offline infer/s"]) == 7200 and onnx["offline batch"] == "8"
+    assert number(onnx["best online infer/s"]) == pytest.approx(3240) and onnx["online concurrency"] == "4"
+    assert onnx["served/native"] == "0.9" and onnx["at batch"] == "8"
+    assert onnx["served vs source"].startswith("accuracy: 0.9833 (source 0.9833")
+    ts = summary[("digits", "torchscript", "cpu")]
+    assert number(ts["best offline infer/s"]) == 3200 and ts["offline batch"] == "4"  # batch 8 was unstable
+    assert ts["served/native"] == "0.8" and ts["at batch"] == "4"
+    evil = summary[(EVIL, EVIL_FORMAT, "cpu")]
+    assert evil["best online infer/s"] == "—" and number(evil["best offline infer/s"]) == 500
+
+
+def test_sections_and_index(html: str) -> None:
+    ids = re.findall(r'<section id="([^"]+)"', html)
+    assert len(ids) == len(set(ids)) and all(re.fullmatch(r"[A-Za-z0-9_-]+", i) for i in ids)
+    links = re.findall(r'<a href="#([^"]+)"', html)
+    assert set(links) == set(ids)
+    # models in sorted order ("<" sorts before "d"), between the summary and the environment
+    order = [html.index(s) for s in ('id="summary"', "<h2>Model: &lt;script&gt;", "<h2>Model: digits", 'id="environment"')]
+    assert order == sorted(order)
+
+
+def test_charts_and_notes(html: str) -> None:
+    # digits: cpu and gpu, 6 charts each; evil: 2 offline + 2 served-vs-native, its online ones are notes.
+    assert html.count('class="chart"') == 16
+    assert html.count("no stable points") == 2
+
+
+def test_environment(html: str) -> None:
+    env = {r["item"]: r["value"] for r in rows(html, "hardware") + rows(html, "software")}
+    assert env["cpu"] == "Test CPU <x86>" and env["gpus"] == "none" and env["git commit"] == "abc1234"
+    assert {r["package"]: r["version"] for r in rows(html, "packages")} == {"torch": "2.13.0", "onnxruntime": "1.31.1"}
+    pre = re.search(r'<pre class="config">(.*?)</pre>', html, re.S)
+    assert pre and "&lt;/script&gt;&lt;script&gt;document" in pre.group(1) and "formats:" in pre.group(1)
+
+
+def test_only_environment(tmp_path: Path) -> None:
+    inputs = make_inputs(tmp_path / "in")
+    out = tmp_path / "r.html"
+    build_report(inputs["config"], [], [], [], [], [], inputs["environment"], out)
+    text = out.read_text()
+    assert 'id="environment"' in text and 'class="chart"' not in text and "2.13.0" in text
+
+
+def test_all_unstable_and_single_row(tmp_path: Path) -> None:
+    inputs = make_inputs(tmp_path / "in")
+    evil = [p for p in inputs["offline"] + inputs["online"] if p.name == "evil.csv"]
+    out = tmp_path / "r.html"
+    build_report({}, [], [], [evil[0]], [evil[1]], [], inputs["environment"], out)
+    text = out.read_text()
+    # offline: both charts from one point; online: two notes; served vs native: served only, no ratio
+    assert text.count('class="chart"') == 3 and text.count("no stable points") == 2
+    assert "no batch size with a stable served and a native run" in text
+    assert [r["status"] for r in rows(text, "online")] == ["unstable", "unstable"]
+
+
+@pytest.mark.browser
+def test_browser_charts_have_data(dom: str) -> None:
+    charts = chart_summary(dom)
+    assert len(charts) == 16
+    for c in charts:
+        assert c["error"] is None, c
+        assert c["has_svg"] and c["marks"] > 0, c
+    tput = next(c for c in charts if c["title"] == "digits · cpu: offline throughput vs batch")
+    # 4 onnx points + 3 torchscript (batch 8 unstable, not charted), one line per format
+    assert tput["by_mark"] == {"line": 2, "symbol": 7}, tput
+    breakdown = next(c for c in charts if c["title"] == "digits · cpu: online latency breakdown per concurrency")
+    assert breakdown["by_mark"].get("rect") == 7 * (3 + 2), breakdown  # 7 components x (3 onnx + 2 stable torchscript)
+
+
+@pytest.mark.browser
+def test_browser_shows_evil_name_as_text(dom: str) -> None:
+    class Scripts(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inside = False
+            self.bodies: list[str] = []
+            self.text: list[str] = []
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            if tag == "script":
+                self.inside = True
+                self.bodies.append("")
+
+        def handle_endtag(self, tag: str) -> None:
+            if tag == "script":
+                self.inside = False
+
+        def handle_data(self, data: str) -> None:
+            if self.inside:
+                self.bodies[-1] += data
+            else:
+                self.text.append(data)
+
+    parsed = Scripts()
+    parsed.feed(dom)
+    root = re.search(r"<html\b[^>]*>", dom)
+    assert root and "data-pwned" not in root.group(0)  # the config payload never ran
+    injected = ("alert(1)", 'document.documentElement.setAttribute("data-pwned","1")', 'document.documentElement.setAttribute("data-pwned","2")')
+    assert not [b for b in parsed.bodies if b.strip() in injected]
+    assert f"Model: {EVIL}" in "".join(parsed.text)  # the name reads as text
+    assert sum(b.count("<script") for b in parsed.bodies) == 0  # not even inside a script
+
+
+@pytest.mark.browser
+def test_render_timeout_is_bounded(tmp_path: Path) -> None:
+    if not chromium_available():
+        pytest.skip("chromium is not installed; nothing to time out")
+    page = tmp_path / "slow.html"
+    page.write_text("<html><body><script>while (true) {}</script></body></html>")
+    start = time.monotonic()
+    with pytest.raises(TimeoutError):
+        render_in_chromium(page, timeout_s=3)
+    assert time.monotonic() - start < 20
+
+
+def test_non_finite_numbers_and_failed_only_model(tmp_path: Path) -> None:
+    inputs = make_inputs(tmp_path / "in")
+    odd = perf_row("odd", "onnx", "cpu", "offline", 2, 1, "ok", 100)
+    odd[PERF_HEADER.index("Inferences/Second")] = "inf"
+    off = write_csv(tmp_path / "odd.csv", PERF_HEADER, [perf_row("odd", "onnx", "cpu", "offline", 1, 1, "ok", 100), odd])
+    failed = [p for p in inputs["correctness"] if not json.loads(p.read_text())["passed"]]
+    out = tmp_path / "r.html"
+    build_report({}, failed, [], [off], [], [], inputs["environment"], out)  # inf must not break the chart JSON
+    text = out.read_text()
+    assert [r["Inferences/Second"] for r in rows(text, "offline")] == ["100", "inf"]
+    assert "<h2>Model: digits</h2>" in text and "not served: logits" in text  # a model with nothing served still shows

@@ -1,0 +1,144 @@
+"""The real workflow end to end on a tiny config: real tritonserver, real perf_analyzer, real report.
+
+One run builds everything; the later tests reuse its results directory (tests in this module run in
+order) to check caching, rerun scope and a correctness failure without re-measuring.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .browser import chart_summary, chromium_available, render_in_chromium
+from .conftest import ROOT, processes_named, snakemake
+
+pytestmark = pytest.mark.e2e
+
+PERF_COLUMNS = [
+    "Concurrency", "Inferences/Second", "Client Send", "Network+Server Send/Recv", "Server Queue",
+    "Server Compute Input", "Server Compute Infer", "Server Compute Output", "Client Recv",
+    "p50 latency", "p90 latency", "p95 latency", "p99 latency",
+]
+FORMATS = ["torchscript_trace", "onnx"]
+TINY = {
+    "models": {"digits": {"recipe": str(ROOT / "recipes" / "digits"), "params": {"channels": 8, "epochs": 3, "batch_size": 64, "seed": 0}}},
+    "formats": FORMATS,
+    "devices": ["cpu"],
+    "correctness": {"batch_size": 64, "batches": 2},
+    "triton": {"max_batch_size": 64, "dynamic_batching": {"preferred_batch_sizes": [8, 32], "max_queue_delay_us": 100}, "instances": {"cpu": 1}, "readiness_timeout_s": 120},
+    "accuracy": {"batch_size": 64},
+    "perf": {
+        "measurement_interval_ms": 500, "stability_percentage": 50, "max_trials": 5,
+        "offline": {"batch_sizes": [1, 32]}, "online": {"concurrency": [1, 4]},
+    },
+    "native": {"window_s": 0.3},
+}
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def planned_jobs(output: str) -> dict[str, int]:
+    """Snakemake's dry-run 'Job stats' table as {rule: count} (empty when nothing is to be done)."""
+    if "Nothing to be done" in output:
+        return {}
+    table = output.split("Job stats:", 1)[1]
+    counts = {}
+    for line in table.splitlines()[3:]:
+        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if not match:
+            break
+        counts[match.group(1)] = int(match.group(2))
+    counts.pop("total", None)
+    return counts
+
+
+def write_config(workdir: Path, name: str, config: dict) -> str:
+    (workdir / name).write_text(yaml.safe_dump(config))
+    return name
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    workdir = tmp_path_factory.mktemp("workflow")
+    config = write_config(workdir, "tiny.yaml", TINY)
+    snakemake("results/report.html", "--cores", "2", "--configfile", config, cwd=workdir)
+    return workdir
+
+
+def test_every_stage_wrote_real_results(workdir: Path) -> None:
+    results = workdir / "results"
+    for fmt in FORMATS:
+        verdict = json.loads((results / "correctness" / "digits" / f"{fmt}.json").read_text())
+        assert verdict["passed"], verdict
+        for row in rows(results / "accuracy" / "digits" / fmt / "cpu.csv"):
+            # The served model gives the exported model's outputs, so the same metric.
+            assert float(row["max_abs_diff_served_vs_exported"]) < 1e-5
+            assert abs(float(row["served"]) - float(row["exported"])) < 1e-6
+            assert int(row["samples"]) == 359
+        accuracy = {r["metric"]: float(r["served"]) for r in rows(results / "accuracy" / "digits" / fmt / "cpu.csv")}
+        assert accuracy["accuracy"] > 0.8
+        for mode, points in (("offline", [("1", "1"), ("32", "1")]), ("online", [("1", "1"), ("1", "4")])):
+            measured = rows(results / f"perf_{mode}" / "digits" / fmt / "cpu.csv")
+            assert [(r["batch"], r["concurrency"]) for r in measured] == points
+            assert set(PERF_COLUMNS) <= set(measured[0]), measured[0].keys()
+            assert {r["status"] for r in measured} <= {"ok", "unstable"}
+            stable = [r for r in measured if r["status"] == "ok"]
+            assert stable, f"no stable {mode} point for {fmt}"
+            assert all(float(r["Inferences/Second"]) > 0 and float(r["p99 latency"]) >= float(r["p50 latency"]) > 0 for r in stable)
+        native = rows(results / "native" / "digits" / fmt / "cpu.csv")
+        assert [r["batch"] for r in native] == ["1", "32"] and all(float(r["throughput_infer_per_s"]) > 0 for r in native)
+        config = (results / "repository" / "digits" / fmt / "cpu" / f"digits_{fmt}" / "config.pbtxt").read_text()
+        assert "max_batch_size: 64" in config and "preferred_batch_size: 32" in config
+    perf_log = (workdir / "logs" / "perf_offline" / "digits" / "onnx" / "cpu.log").read_text()
+    assert "point 1 of 2" in perf_log and "point 2 of 2" in perf_log and "tritonserver stopped" in perf_log
+    assert "successfully loaded 'digits_onnx'" in (workdir / "logs" / "perf_offline" / "digits" / "onnx" / "cpu.server.log").read_text()
+    assert not processes_named("tritonserver") and not processes_named("perf_analyzer")
+
+
+def test_report_renders_offline_with_data_in_every_chart(workdir: Path) -> None:
+    html = (workdir / "results" / "report.html").read_text()
+    assert not re.search(r"""<script[^>]+src=["']https?:""", html), "the report must not load scripts from the network"
+    for fmt in FORMATS:
+        assert fmt in html
+    if not chromium_available():
+        pytest.skip("chromium is not installed (make test installs Debian's chromium)")
+    charts = chart_summary(render_in_chromium(workdir / "results" / "report.html"))
+    assert len(charts) >= 5, charts
+    assert all(c["has_svg"] and c["marks"] > 0 for c in charts), charts
+
+
+def test_second_run_does_nothing(workdir: Path) -> None:
+    done = snakemake("results/report.html", "--cores", "2", "--configfile", "tiny.yaml", "--dry-run", cwd=workdir)
+    assert planned_jobs(done.stdout) == {}, done.stdout[-3000:]
+
+
+def test_changing_online_concurrency_reruns_only_online_perf_and_report(workdir: Path) -> None:
+    config = copy.deepcopy(TINY)
+    config["perf"]["online"]["concurrency"] = [1, 2]
+    name = write_config(workdir, "online.yaml", config)
+    done = snakemake("results/report.html", "--cores", "2", "--configfile", name, "--dry-run", cwd=workdir)
+    assert planned_jobs(done.stdout) == {"perf_analyzer_online": 2, "altair_report": 1}, done.stdout[-3000:]
+
+
+def test_failing_format_is_not_served_and_nothing_is_lost(workdir: Path) -> None:
+    config = copy.deepcopy(TINY)
+    config["correctness"]["default"] = {"atol": 0.0, "rtol": 0.0}  # TorchScript is exact, ONNX is not
+    name = write_config(workdir, "tight.yaml", config)
+    onnx_perf = workdir / "results" / "perf_offline" / "digits" / "onnx" / "cpu.csv"
+    before = onnx_perf.read_bytes()
+    done = snakemake("results/report.html", "--cores", "2", "--configfile", name, cwd=workdir)
+    assert "runtime_check_correctness" in done.stderr
+    verdicts = {fmt: json.loads((workdir / "results" / "correctness" / "digits" / f"{fmt}.json").read_text()) for fmt in FORMATS}
+    assert verdicts["torchscript_trace"]["passed"] and not verdicts["onnx"]["passed"]
+    html = (workdir / "results" / "report.html").read_text()
+    assert "not served" in html and "max abs err" in html
+    assert onnx_perf.read_bytes() == before  # computed results stay on disk
