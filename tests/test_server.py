@@ -113,3 +113,26 @@ def test_server_dies_with_its_job(sig: signal.Signals, repo: Path, tmp_path: Pat
     finally:
         job.kill()
         job.wait()
+
+
+def test_port_taken_before_the_server_binds_is_retried(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = server.free_ports
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        calls: list[list[int]] = []
+
+        def first_pick_races(host: str, count: int) -> list[int]:
+            # The first pick hands out a port that another process grabbed meanwhile (the race).
+            ports = real(host, count)
+            if not calls:
+                ports[1] = taken
+            calls.append(ports)
+            return ports
+
+        monkeypatch.setattr(server, "free_ports", first_pick_races)
+        with server.TritonServer(repo, server.locate("bundled"), tmp_path / "server.log", readiness_timeout_s=60) as running:
+            assert running.is_ready() and running.grpc_port != taken
+    assert len(calls) == 2
+    assert "already in use" in (tmp_path / "server.log").read_text()

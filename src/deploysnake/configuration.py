@@ -12,6 +12,7 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 
 from .errors import UserError
+from .plugins import plugin_paths
 
 PROJECT = Path(__file__).resolve().parents[2]
 SCHEMA = PROJECT / "config" / "config.schema.yaml"
@@ -83,6 +84,9 @@ def semantic_problems(config: dict[str, Any], gpu_available: bool | None = None)
             model["recipe"] = str(recipe)
         if not recipe.is_dir():
             problems.append(f"config.models.{name}.recipe: folder {recipe} does not exist (it holds model.py, dataloader.py, metrics.py)")
+        for kind, path in plugin_paths(model).items():
+            if recipe.is_dir() and not path.is_file():
+                problems.append(f"config.models.{name}: {kind} plugin {path} does not exist; write it or name another file in config.models.{name}.{kind}")
         if model["checkpoint"] and not Path(model["checkpoint"]).is_file():
             problems.append(f"config.models.{name}.checkpoint: file {model['checkpoint']} does not exist; give a trained state_dict or leave it empty to train")
     gpus = [d for d in config["devices"] if d != "cpu"]

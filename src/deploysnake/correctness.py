@@ -46,6 +46,11 @@ def compare(reference: np.ndarray, candidate: np.ndarray, atol: float, rtol: flo
 
 def check(recipe: Recipe, params: dict[str, Any], checkpoint: str | Path, model_name: str, fmt: str, artifact: str | Path, io_json: str | Path, settings: dict[str, Any], output: str | Path) -> dict[str, Any]:
     io = json.loads(Path(io_json).read_text())
+    if io.get("status") == "failed":
+        return _write(output, {
+            "model": model_name, "format": fmt, "passed": False, "stage": "export", "samples": 0, "outputs": {},
+            "reason": f"export failed: {io['error']}", "log_excerpt": io.get("log_excerpt", ""),
+        })
     model = load_state(recipe, params, checkpoint)
     runtime = ArtifactRuntime(artifact, fmt, [t["name"] for t in io["inputs"]], [t["name"] for t in io["outputs"]])
     worst: dict[str, dict[str, Any]] = {}
@@ -71,13 +76,21 @@ def check(recipe: Recipe, params: dict[str, Any], checkpoint: str | Path, model_
         "model": model_name,
         "format": fmt,
         "passed": passed,
+        "stage": "correctness",
         "samples": int(sum(len(b["ids"]) for b in batches)),
         "outputs": worst,
         "reason": "" if passed else "; ".join(
             f"{n}: max abs err {worst[n]['max_abs_err']:.3g} (atol {worst[n]['atol']:g}), max rel err {worst[n]['max_rel_err']:.3g} (rtol {worst[n]['rtol']:g})" for n in failing
         ),
     }
+    return _write(output, report)
+
+
+def _write(output: str | Path, verdict: dict[str, Any]) -> dict[str, Any]:
     Path(output).parent.mkdir(parents=True, exist_ok=True)
-    Path(output).write_text(json.dumps(report, indent=2) + "\n")
-    log.info("%s: %s", fmt, "passed" if passed else f"FAILED: {report['reason']}")
-    return report
+    Path(output).write_text(json.dumps(verdict, indent=2) + "\n")
+    if verdict["passed"]:
+        log.info("%s: passed", verdict["format"])
+    else:
+        log.warning("%s/%s is not served: %s", verdict["model"], verdict["format"], verdict["reason"])
+    return verdict

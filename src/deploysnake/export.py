@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import traceback
 import warnings
 from pathlib import Path
 from typing import Any
@@ -88,6 +90,15 @@ def export_onnx(model: torch.nn.Module, recipe: Recipe, artifact: Path, opset: i
     return {"inputs": describe(graph.input), "outputs": describe(graph.output)}
 
 
+def root_cause(exc: BaseException) -> str:
+    """The innermost cause's first line: exporters wrap the useful message ("No ONNX function found
+    for aten._linalg_eigh") in generic ones ("Failed to convert ... step 3/3")."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:400] if lines else ''}"
+
+
 def export(recipe: Recipe, params: dict[str, Any], checkpoint: str | Path, fmt: str, artifact: str | Path, io_json: str | Path, options: dict[str, Any]) -> None:
     if fmt not in ARTIFACTS:
         raise UserError(f"unknown format {fmt!r}: choose from {sorted(ARTIFACTS)}")
@@ -95,14 +106,26 @@ def export(recipe: Recipe, params: dict[str, Any], checkpoint: str | Path, fmt: 
     artifact.parent.mkdir(parents=True, exist_ok=True)
     model = load_state(recipe, params, checkpoint)
     log.info("exporting %s to %s", fmt, artifact)
-    if fmt == "torchscript_trace":
-        io = export_torchscript_trace(model, recipe, artifact)
-    else:
-        io = export_onnx(model, recipe, artifact, opset=int(options.get("onnx_opset", 18)), dynamo=options.get("onnx_exporter", "dynamo") == "dynamo")
+    try:
+        if fmt == "torchscript_trace":
+            io = export_torchscript_trace(model, recipe, artifact)
+        else:
+            io = export_onnx(model, recipe, artifact, opset=int(options.get("onnx_opset", 18)), dynamo=options.get("onnx_exporter", "dynamo") == "dynamo")
+    except Exception as exc:
+        # A format the exporter cannot handle is a result to report, not a crash: the other formats go on.
+        log.exception("%s export failed", fmt)
+        artifact.write_bytes(b"")  # placeholder output; io.json says the export failed
+        failed = {
+            "format": fmt, "artifact": artifact.name, "status": "failed", "error": root_cause(exc),
+            "log_excerpt": "".join(traceback.format_exception(exc)[-12:])[-4000:], "inputs": [], "outputs": [],
+        }
+        Path(io_json).write_text(json.dumps(failed, indent=2) + "\n")
+        return
     got = [t["name"] for t in io["inputs"]], [t["name"] for t in io["outputs"]]
     if got != (recipe.input_names, recipe.output_names):
         raise UserError(f"exported {fmt} has inputs/outputs {got}, expected {recipe.input_names}/{recipe.output_names} from model.py")
     io["format"] = fmt
     io["artifact"] = artifact.name
+    io["status"] = "ok"
     Path(io_json).write_text(json.dumps(io, indent=2) + "\n")
     log.info("io: %s", io)

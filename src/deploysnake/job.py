@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
+from .processes import watch_snakemake
 
 
 def run(snakemake: Any, stage: Callable[[Any], object]) -> None:
@@ -23,11 +24,16 @@ def run(snakemake: Any, stage: Callable[[Any], object]) -> None:
         os.dup2(log_file.fileno(), 2)
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
         logging.captureWarnings(True)
+        # Warnings and errors (a format not served, an unstable point) also reach the console.
+        to_console = logging.StreamHandler(console)
+        to_console.setLevel(logging.WARNING)
+        to_console.setFormatter(logging.Formatter(f"deploysnake [{snakemake.rule}]: %(message)s"))
+        logging.getLogger("deploysnake").addHandler(to_console)
+        watch_snakemake()
         try:
             stage(snakemake)
         except UserError as exc:
-            logging.getLogger("deploysnake").error("%s", exc)
-            print(f"deploysnake: error in rule {snakemake.rule}: {exc}", file=console)
+            logging.getLogger("deploysnake").error("error: %s", exc)
             sys.exit(1)
         except BaseException:
             logging.getLogger("deploysnake").exception("rule %s failed", snakemake.rule)

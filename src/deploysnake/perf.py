@@ -19,12 +19,18 @@ from typing import Any
 
 import numpy as np
 
+from .processes import die_with_parent
 from .server import TritonServer
 
 log = logging.getLogger(__name__)
 
 UNSTABLE_MARKERS = ("Failed to obtain stable measurement", "Failed to get stable")
 COLUMNS = ["model", "format", "device", "mode", "batch", "concurrency", "status"]
+# perf_analyzer's -f columns (2.51); always written, empty for an unstable point, so every CSV has them.
+PERF_ANALYZER_COLUMNS = [
+    "Concurrency", "Inferences/Second", "Client Send", "Network+Server Send/Recv", "Server Queue", "Server Compute Input",
+    "Server Compute Infer", "Server Compute Output", "Client Recv", "p50 latency", "p90 latency", "p95 latency", "p99 latency",
+]
 
 
 @dataclass(frozen=True)
@@ -66,15 +72,16 @@ def _output_bytes(io: dict[str, Any]) -> int:
     return total
 
 
-def run_point(args: list[str], timeout_s: float) -> tuple[str, dict[str, str], str]:
+def run_point(args: list[str], timeout_s: float, server: TritonServer) -> tuple[str, dict[str, str], str]:
     """Run perf_analyzer once; return (status, its CSV row, its output)."""
     csv_path = Path(args[args.index("-f") + 1])
     try:
-        done = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
+        done = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
     except subprocess.TimeoutExpired as exc:
         return "unstable", {}, f"perf_analyzer did not finish within {timeout_s:.0f} s: {exc}"
     output = done.stdout + done.stderr
     if done.returncode != 0:
+        server.check_alive()  # a dead server is the cause to report, not perf_analyzer's symptom
         if any(marker in output for marker in UNSTABLE_MARKERS):
             return "unstable", {}, output
         raise RuntimeError(f"perf_analyzer failed (exit {done.returncode}): {' '.join(args)}\n{output[-3000:]}")
@@ -98,7 +105,7 @@ def measure(executable: str, server: TritonServer, model: str, fmt: str, device:
             args = command(executable, model_name, server, point, settings, mode, Path(tmp) / f"point{k}.csv", _output_bytes(io))
             log.info("point %d of %d (%s): batch %d, concurrency %d: %s", k, len(points), mode, point.batch, point.concurrency, " ".join(args))
             started = time.monotonic()
-            status, measured, text = run_point(args, timeout_s)
+            status, measured, text = run_point(args, timeout_s, server)
             server.check_alive()
             row = {"model": model, "format": fmt, "device": device, "mode": mode, "batch": point.batch, "concurrency": point.concurrency, "status": status, **measured}
             rows.append(row)
@@ -106,7 +113,8 @@ def measure(executable: str, server: TritonServer, model: str, fmt: str, device:
                 log.info("point %d of %d: %s infer/s, p99 %s us (%.1f s)", k, len(points), measured.get("Inferences/Second"), measured.get("p99 latency"), time.monotonic() - started)
             else:
                 log.warning("point %d of %d: unstable measurement, recorded as unstable:\n%s", k, len(points), text[-1500:])
-    columns = COLUMNS + [c for c in dict.fromkeys(k for r in rows for k in r) if c not in COLUMNS]
+    known = COLUMNS + PERF_ANALYZER_COLUMNS
+    columns = known + [c for c in dict.fromkeys(k for r in rows for k in r) if c not in known]
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_suffix(".partial")

@@ -51,14 +51,20 @@ def _load_module(path: Path, kind: str) -> ModuleType:
     return module
 
 
-def load_recipe(folder: str | Path) -> Recipe:
-    folder = Path(folder)
-    return Recipe(
-        folder=folder,
-        model=_load_module(folder / "model.py", "model"),
-        dataloader=_load_module(folder / "dataloader.py", "dataloader"),
-        metrics=_load_module(folder / "metrics.py", "metrics"),
-    )
+def plugin_paths(settings: dict[str, Any]) -> dict[str, Path]:
+    """The three plugin files of a model's settings: <recipe>/<kind>.py unless the config names a file."""
+    folder = Path(settings["recipe"])
+    return {kind: Path(settings.get(kind) or folder / f"{kind}.py") for kind in CONTRACT}
+
+
+def load_recipe(folder: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
+    paths = plugin_paths({"recipe": folder, **(overrides or {})})
+    return Recipe(folder=Path(folder), **{kind: _load_module(path, kind) for kind, path in paths.items()})
+
+
+def load_settings(settings: dict[str, Any]) -> Recipe:
+    """The recipe of one model's config settings (models.<name>)."""
+    return load_recipe(settings["recipe"], {kind: settings.get(kind) for kind in CONTRACT})
 
 
 def validation_batches(recipe: Recipe, params: dict[str, Any], batch_size: int, limit: int | None = None) -> list[dict[str, Any]]:

@@ -169,7 +169,7 @@ def _load_correctness(paths: Iterable[Path | str]) -> tuple[pl.DataFrame, pl.Dat
         model, fmt = str(doc.get("model") or p.parent.name), str(doc.get("format") or p.stem)
         passed = bool(doc.get("passed", False))
         reason = str(doc.get("reason") or "")
-        formats.append({"model": model, "format": fmt, "passed": passed, "reason": reason, "samples": doc.get("samples")})
+        formats.append({"model": model, "format": fmt, "passed": passed, "reason": reason, "samples": doc.get("samples"), "log_excerpt": str(doc.get("log_excerpt") or "")})
         checks: Mapping[str, Any] = doc.get("outputs") or {}
         if not checks:  # e.g. the artifact failed to load: still one visible row
             checks = {MISSING: {"passed": passed}}
@@ -191,7 +191,7 @@ def _load_correctness(paths: Iterable[Path | str]) -> tuple[pl.DataFrame, pl.Dat
             )
     out_schema = {"model": pl.String, "format": pl.String, "output": pl.String, "samples": pl.Float64, "atol": pl.Float64,
                   "rtol": pl.Float64, "max abs err": pl.Float64, "max rel err": pl.Float64, "status": pl.String}  # fmt: skip
-    fmt_schema = {"model": pl.String, "format": pl.String, "passed": pl.Boolean, "reason": pl.String, "samples": pl.Float64}
+    fmt_schema = {"model": pl.String, "format": pl.String, "passed": pl.Boolean, "reason": pl.String, "samples": pl.Float64, "log_excerpt": pl.String}
     per_output = pl.DataFrame(outputs, schema=out_schema).sort("model", "format", "output")
     per_format = pl.DataFrame(
         [{**f, "samples": _num(f["samples"])} for f in formats], schema=fmt_schema
@@ -495,7 +495,9 @@ def _model_section(
     failed = c_fmt.filter(~pl.col("passed"))
     if failed.height:
         items = "".join(
-            f'<li class="bad" data-format="{_e(r["format"])}"><b>{_e(r["format"])}</b> — not served: {_e(r["reason"] or MISSING)}</li>'
+            f'<li class="bad" data-format="{_e(r["format"])}"><b>{_e(r["format"])}</b> — not served: {_e(r["reason"] or MISSING)}'
+            + (f'<details><summary>log excerpt</summary><pre>{_e(r["log_excerpt"])}</pre></details>' if r.get("log_excerpt") else "")
+            + "</li>"
             for r in failed.iter_rows(named=True)
         )
         parts.append(f'<p>Formats that failed the check (no Triton model, no measurements):</p><ul class="not-served">{items}</ul>')

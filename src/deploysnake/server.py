@@ -7,7 +7,6 @@ unchanged on a cluster node; the server's start, ports and its own log appear in
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import shutil
@@ -24,6 +23,7 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from .errors import UserError
+from .processes import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,19 @@ def locate(setting: str) -> ServerBinary:
     return bundled
 
 
+PORT_NAMES = ("http_port", "grpc_port", "metrics_port")
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 def free_ports(host: str, count: int) -> list[int]:
     sockets = []
     try:
@@ -94,12 +107,6 @@ def free_ports(host: str, count: int) -> list[int]:
             s.close()
 
 
-def _die_with_parent() -> None:
-    # If the job process is killed (even with SIGKILL) the kernel kills the server too: no orphans.
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 class _Terminated(Exception):
     pass
 
@@ -111,12 +118,16 @@ def _raise_terminated(signum: int, frame: FrameType | None) -> None:
 class TritonServer:
     """Context manager: `with TritonServer(repo, binary, log_path) as server: server.grpc_url`."""
 
-    def __init__(self, repository: str | Path, binary: ServerBinary, log_path: str | Path, host: str = "127.0.0.1", readiness_timeout_s: float = 120.0, extra_args: list[str] | None = None) -> None:
+    def __init__(
+        self, repository: str | Path, binary: ServerBinary, log_path: str | Path, host: str = "127.0.0.1", readiness_timeout_s: float = 120.0,
+        ports: dict[str, int] | None = None, extra_args: list[str] | None = None,
+    ) -> None:
         self.repository = Path(repository).resolve()
         self.binary = binary
         self.log_path = Path(log_path)
         self.host = host
         self.readiness_timeout_s = readiness_timeout_s
+        self.ports = ports or {}  # http_port/grpc_port/metrics_port; 0 or absent: a free port
         self.extra_args = extra_args or []
         self.process: subprocess.Popen[bytes] | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -172,18 +183,44 @@ class TritonServer:
         except OSError:
             return False
 
+    def _pick_ports(self) -> None:
+        pinned = {name: int(self.ports.get(name, 0)) for name in PORT_NAMES}
+        fresh = iter(free_ports(self.host, sum(1 for p in pinned.values() if p == 0)))
+        for name, port in pinned.items():
+            if port and port_in_use(self.host, port):
+                raise UserError(f"triton.{name} {port} on {self.host} is in use by another process; stop that process or set triton.{name} to 0 to pick a free port")
+            setattr(self, name, port or next(fresh))
+
     def start(self) -> None:
         backend_dir = self._backend_dir()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.http_port, self.grpc_port, self.metrics_port = free_ports(self.host, 3)
-        command = self._command(backend_dir)
-        log.info("starting tritonserver (%s backends): %s", self.binary.flavour, " ".join(command))
-        log.info("server log: %s", self.log_path)
-        with open(self.log_path, "ab") as log_file:
-            self.process = subprocess.Popen(
-                command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, **self.binary.env}, start_new_session=True, preexec_fn=_die_with_parent,
-            )
+        for attempt in range(1, 4):
+            self._pick_ports()
+            command = self._command(backend_dir)
+            log.info("starting tritonserver (%s backends): %s", self.binary.flavour, " ".join(command))
+            log.info("server log: %s", self.log_path)
+            offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+            with open(self.log_path, "ab") as log_file:
+                self.process = subprocess.Popen(
+                    command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    env={**os.environ, **self.binary.env}, start_new_session=True, preexec_fn=die_with_parent,
+                )
+            try:
+                self._await_ready()
+                return
+            except RuntimeError:
+                with open(self.log_path, "rb") as handle:
+                    handle.seek(offset)
+                    raced = b"already in use" in handle.read()
+                # A free port taken by someone else between our pick and the server's bind: pick again.
+                if raced and attempt < 3 and not any(self.ports.get(n) for n in PORT_NAMES):
+                    log.warning("a port was taken before tritonserver could bind it; retrying with other ports")
+                    self.stop(keep_backends=True)
+                    continue
+                raise
+
+    def _await_ready(self) -> None:
+        assert self.process is not None
         deadline = time.monotonic() + self.readiness_timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -194,7 +231,7 @@ class TritonServer:
             time.sleep(0.25)
         raise RuntimeError(f"tritonserver was not ready within {self.readiness_timeout_s:.0f} s (triton.readiness_timeout_s); its log ({self.log_path}) ends:\n{self.tail()}")
 
-    def stop(self) -> None:
+    def stop(self, keep_backends: bool = False) -> None:
         process, self.process = self.process, None
         if process is not None and process.poll() is None:
             try:
@@ -206,7 +243,7 @@ class TritonServer:
             except ProcessLookupError:
                 pass
             log.info("tritonserver stopped (exit code %s)", process.returncode)
-        if self._tmp is not None:
+        if self._tmp is not None and not keep_backends:
             self._tmp.cleanup()
             self._tmp = None
 
@@ -235,3 +272,9 @@ class TritonServer:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
         self._restore()
+
+
+def from_settings(repository: str | Path, triton: dict[str, Any], log_path: str | Path) -> TritonServer:
+    """The server a measuring job runs, from the config's triton section."""
+    ports = {name: int(triton.get(name, 0)) for name in PORT_NAMES}
+    return TritonServer(repository, locate(triton["server"]), log_path, triton["host"], triton["readiness_timeout_s"], ports)

@@ -10,12 +10,18 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from deploysnake.configuration import validate
 from deploysnake.errors import UserError
 from deploysnake.export import ARTIFACTS
+from deploysnake.plugins import plugin_paths
+from deploysnake.processes import remove_stale_locks
 from deploysnake.server import locate
 
 try:
     config = validate(config)
 except UserError as exc:
     raise WorkflowError(str(exc))
+
+if workflow.is_main_process:
+    # A run killed with kill -9 leaves its locks behind; without a live Snakemake here they are stale.
+    remove_stale_locks(Path.cwd())
 
 MODELS = sorted(config["models"])
 FORMATS = config["formats"]
@@ -36,8 +42,7 @@ def package_file(module):
 
 
 def recipe_files(wildcards):
-    folder = Path(config["models"][wildcards.model]["recipe"])
-    return [str(folder / f"{kind}.py") for kind in ("model", "dataloader", "metrics")]
+    return [str(p) for p in plugin_paths(config["models"][wildcards.model]).values()]
 
 
 def model_settings(wildcards):

@@ -2,15 +2,14 @@ import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../../src")  # the package, also under --sdm conda
 from deploysnake import accuracy, job, server
-from deploysnake.plugins import load_recipe
+from deploysnake.plugins import load_settings
 from deploysnake.repository import triton_model_name
 
 
 def main(sm):
     w, settings, triton = sm.wildcards, sm.params.settings, sm.params.server
-    recipe = load_recipe(settings["recipe"])
-    binary = server.locate(triton["server"])
-    with server.TritonServer(sm.input.repository, binary, sm.log.server, triton["host"], triton["readiness_timeout_s"]) as running:
+    recipe = load_settings(settings)
+    with server.from_settings(sm.input.repository, triton, sm.log.server) as running:
         accuracy.evaluate(
             recipe, settings["params"], sm.input.checkpoint, running, w.model, w.format, w.device,
             triton_model_name(w.model, w.format), sm.input.artifact, sm.input.io, sm.params.batch_size, sm.output.dump, sm.output.csv,

@@ -2,12 +2,12 @@ import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../../src")  # the package, also under --sdm conda
 from deploysnake import correctness, job
-from deploysnake.plugins import load_recipe
+from deploysnake.plugins import load_settings
 
 
 def main(sm):
     settings = sm.params.settings
-    recipe = load_recipe(settings["recipe"])
+    recipe = load_settings(settings)
     fmt = sm.wildcards.format
     correctness.check(recipe, settings["params"], sm.input.checkpoint, sm.wildcards.model, fmt, sm.input.artifact, sm.input.io, sm.params.tolerances, sm.output[0])
 

@@ -2,12 +2,12 @@ import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../../src")  # the package, also under --sdm conda
 from deploysnake import export, job
-from deploysnake.plugins import load_recipe
+from deploysnake.plugins import load_settings
 
 
 def main(sm):
     settings = sm.params.settings
-    recipe = load_recipe(settings["recipe"])
+    recipe = load_settings(settings)
     export.export(recipe, settings["params"], sm.input.checkpoint, sm.params.fmt, sm.output.artifact, sm.output.io, sm.params.options)
 
 

@@ -8,8 +8,7 @@ from deploysnake.repository import triton_model_name
 def main(sm):
     w, triton, settings = sm.wildcards, sm.params.server, sm.params.perf
     executable = tools.perf_analyzer(settings["perf_analyzer"])
-    binary = server.locate(triton["server"])
-    with server.TritonServer(sm.input.repository, binary, sm.log.server, triton["host"], triton["readiness_timeout_s"]) as running:
+    with server.from_settings(sm.input.repository, triton, sm.log.server) as running:
         perf.measure(executable, running, w.model, w.format, w.device, triton_model_name(w.model, w.format), sm.input.io, settings, sm.params.mode, sm.output[0])
 
 

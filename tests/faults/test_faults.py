@@ -1,0 +1,177 @@
+"""Faults driven through the real workflow: each asserts the message the user sees, what survives,
+that no tritonserver/perf_analyzer/job process of the run remains, and that a rerun completes."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import torch
+
+from ..conftest import ROOT
+from .conftest import TINY, no_processes_left, processes_in, run, start, wait_until, write_config
+
+pytestmark = pytest.mark.e2e
+
+
+def perf_csv(workdir: Path, mode: str, fmt: str = "onnx") -> Path:
+    return workdir / "results" / f"perf_{mode}" / "digits" / fmt / "cpu.csv"
+
+
+def job_log(workdir: Path, stage: str, fmt: str = "onnx") -> Path:
+    return workdir / "logs" / stage / "digits" / fmt / "cpu.log"
+
+
+@pytest.mark.parametrize("kind", ["truncated", "other_architecture"])
+def test_bad_checkpoint_is_named(kind: str, tmp_path: Path) -> None:
+    bad = tmp_path / f"{kind}.pt"
+    state = torch.nn.Linear(3, 2).state_dict() if kind == "other_architecture" else None
+    if state is not None:
+        torch.save(state, bad)
+    else:
+        torch.save({"w": torch.zeros(1000)}, bad)
+        bad.write_bytes(bad.read_bytes()[:300])
+    config = copy.deepcopy(TINY)
+    config["models"]["digits"]["checkpoint"] = str(bad)
+    write_config(tmp_path, config)
+    done = run(tmp_path, check=False)
+    said = done.stdout + done.stderr
+    assert done.returncode != 0
+    expected = "does not fit the recipe's model" if kind == "other_architecture" else "cannot be read"
+    assert f"checkpoint {bad} {expected}" in said, said[-3000:]
+    assert not (tmp_path / "results" / "export").exists()
+    no_processes_left(tmp_path)
+
+
+def test_format_that_cannot_export_is_reported_and_the_others_go_on(tmp_path: Path) -> None:
+    config = copy.deepcopy(TINY)
+    config["models"]["digits"].update(
+        recipe=str(ROOT / "tests" / "recipes" / "unexportable"),
+        dataloader=str(ROOT / "recipes" / "digits" / "dataloader.py"),
+        metrics=str(ROOT / "recipes" / "digits" / "metrics.py"),
+    )
+    write_config(tmp_path, config)
+    done = run(tmp_path)
+    assert "digits/onnx is not served: export failed" in done.stdout + done.stderr
+    verdict = json.loads((tmp_path / "results" / "correctness" / "digits" / "onnx.json").read_text())
+    assert verdict["stage"] == "export" and not verdict["passed"]
+    assert "No ONNX function found" in verdict["reason"] and "_linalg_eigh" in verdict["reason"]
+    assert perf_csv(tmp_path, "offline", "torchscript_trace").exists() and not perf_csv(tmp_path, "offline").exists()
+    html = (tmp_path / "results" / "report.html").read_text()
+    assert "not served: export failed" in html and "log excerpt" in html and "_linalg_eigh" in html
+
+
+def test_model_the_server_cannot_load_fails_within_the_timeout(copy_of_finished: Path) -> None:
+    workdir = copy_of_finished
+    model = workdir / "results" / "repository" / "digits" / "onnx" / "cpu" / "digits_onnx" / "1" / "model.onnx"
+    model.write_bytes(b"corrupted on disk")
+    perf_csv(workdir, "offline").unlink()
+    started = time.monotonic()
+    done = run(workdir, str(perf_csv(workdir, "offline").relative_to(workdir)), check=False)
+    assert done.returncode != 0
+    assert time.monotonic() - started < 60 + 30
+    said = done.stdout + done.stderr + job_log(workdir, "perf_offline").read_text()
+    assert "before it was ready" in said
+    # Triton's own error lines, not just "it failed": the python backend's load error for this model.
+    assert "digits_onnx" in said and "failed to load" in said.lower(), said[-4000:]
+    assert not perf_csv(workdir, "offline").exists()
+    no_processes_left(workdir)
+
+
+def test_server_killed_mid_sweep_fails_cleanly_and_the_rerun_completes(copy_of_finished: Path) -> None:
+    workdir = copy_of_finished
+    config = copy.deepcopy(TINY)
+    config["perf"]["offline"]["batch_sizes"] = [1, 2, 4, 8, 16, 32]
+    write_config(workdir, config, "longer.yaml")
+    target = str(perf_csv(workdir, "offline").relative_to(workdir))
+    job = start(workdir, target, config="longer.yaml")
+    try:
+        log = job_log(workdir, "perf_offline")
+        wait_until(lambda: log.exists() and "point 2 of 6" in log.read_text(), 120, "the sweep to reach point 2")
+        servers = [p for p in psutil.process_iter(["name", "cwd"]) if p.info["name"] == "tritonserver" and p.info["cwd"] and Path(p.info["cwd"]).is_relative_to(workdir)]
+        assert len(servers) == 1
+        servers[0].kill()
+        job.wait(timeout=120)
+    finally:
+        job.kill()
+    output = (workdir / "snakemake.out").read_text()
+    assert job.returncode != 0
+    assert "tritonserver died during the measurement" in output + log.read_text()
+    assert not perf_csv(workdir, "offline").exists() and not perf_csv(workdir, "offline").with_suffix(".partial").exists()
+    no_processes_left(workdir)
+    run(workdir, target, config="longer.yaml")
+    with open(perf_csv(workdir, "offline")) as handle:
+        assert [r["batch"] for r in csv.DictReader(handle)] == ["1", "2", "4", "8", "16", "32"]
+
+
+@pytest.mark.parametrize("how", ["kill -9", "Ctrl-C"])
+def test_interrupted_run_leaves_no_process_and_the_plain_rerun_completes(how: str, copy_of_finished: Path) -> None:
+    workdir = copy_of_finished
+    for mode in ("offline", "online"):
+        for fmt in ("onnx", "torchscript_trace"):
+            perf_csv(workdir, mode, fmt).unlink()
+    (workdir / "results" / "report.html").unlink()  # else Snakemake sees nothing to do
+    job = start(workdir)
+    try:
+        wait_until(lambda: any("perf_analyzer" in p for p in processes_in(workdir)), 120, "perf_analyzer to run")
+        if how == "kill -9":
+            job.kill()  # snakemake alone; its jobs notice and stop
+        else:
+            os.killpg(job.pid, signal.SIGINT)  # what a terminal sends to the foreground group on Ctrl-C
+        job.wait(timeout=120)
+    finally:
+        job.kill()
+    no_processes_left(workdir)
+    assert not list((workdir / "results").rglob("*.partial"))
+    run(workdir)  # no --unlock, no manual cleanup
+    assert all(perf_csv(workdir, m, f).exists() for m in ("offline", "online") for f in ("onnx", "torchscript_trace"))
+    no_processes_left(workdir)
+
+
+def test_measurement_under_load_is_reported_unstable(copy_of_finished: Path) -> None:
+    workdir = copy_of_finished
+    config = copy.deepcopy(TINY)
+    # 3 windows in a row within 0.01 % of each other never happens on a busy machine.
+    config["perf"].update(stability_percentage=0.01, max_trials=3)
+    write_config(workdir, config, "strict.yaml")
+    hog = "import time\nend = time.monotonic() + 90\nwhile time.monotonic() < end: pass\n"
+    hogs = [subprocess.Popen([sys.executable, "-c", hog]) for _ in range(os.cpu_count() or 2)]
+    try:
+        done = run(workdir, config="strict.yaml")
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+    assert "unstable measurement" in done.stdout + done.stderr
+    with open(perf_csv(workdir, "online")) as handle:
+        rows = list(csv.DictReader(handle))
+    unstable = [r for r in rows if r["status"] == "unstable"]
+    assert unstable and all(r["Inferences/Second"] == "" for r in unstable)
+    assert ">unstable<" in (workdir / "results" / "report.html").read_text()
+
+
+def test_pinned_port_in_use_is_a_clear_error(copy_of_finished: Path) -> None:
+    workdir = copy_of_finished
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = copy.deepcopy(TINY)
+        config["triton"]["grpc_port"] = port
+        write_config(workdir, config, "pinned.yaml")
+        accuracy = workdir / "results" / "accuracy" / "digits" / "onnx" / "cpu.csv"
+        accuracy.unlink()
+        done = run(workdir, str(accuracy.relative_to(workdir)), config="pinned.yaml", check=False)
+    assert done.returncode != 0
+    assert f"triton.grpc_port {port} on 127.0.0.1 is in use by another process" in done.stdout + done.stderr
+    no_processes_left(workdir)
