@@ -10,7 +10,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from deploysnake import checkpoint, export
+from deploysnake import checkpoint, export, onnx_variants
+from deploysnake.formats import ARTIFACTS, ONNX_VARIANTS
 from deploysnake.plugins import Recipe, load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,10 +29,13 @@ def exported(recipe: Recipe, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     out = tmp_path_factory.mktemp("exported")
     paths: dict[str, Path] = {"checkpoint": out / "model.pt"}
     checkpoint.make_checkpoint(recipe, PARAMS, None, paths["checkpoint"])
-    for fmt, name in export.ARTIFACTS.items():
-        paths[fmt] = out / fmt / name
+    for fmt in ("torchscript_trace", "torchscript_script", "onnx", *ONNX_VARIANTS):
+        paths[fmt] = out / fmt / ARTIFACTS[fmt]
         paths[f"{fmt}/io"] = out / fmt / "io.json"
-        export.export(recipe, PARAMS, paths["checkpoint"], fmt, paths[fmt], paths[f"{fmt}/io"], {})
+        if fmt in ONNX_VARIANTS:
+            onnx_variants.convert(fmt, paths["onnx"], paths["onnx/io"], paths[fmt], paths[f"{fmt}/io"], recipe, PARAMS, {})
+        else:
+            export.export(recipe, PARAMS, paths["checkpoint"], fmt, paths[fmt], paths[f"{fmt}/io"], {})
     return paths
 
 

@@ -12,6 +12,7 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 
 from .errors import UserError
+from .formats import FRAMEWORK_FORMATS, TENSORRT, tensorrt_unavailable
 from .plugins import plugin_paths
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -69,8 +70,34 @@ def validate(config: dict[str, Any], gpu_available: bool | None = None) -> dict[
     return config
 
 
+def plan_formats(config: dict[str, Any]) -> tuple[dict[str, list[str]], list[dict[str, str]]]:
+    """The formats each model goes through, and the ones skipped with the reason (for the report).
+
+    `formats: auto` takes every format of the model's framework that this machine can build; a format
+    listed by name that the machine cannot build is a config error (raised by validate)."""
+    trt_reason = tensorrt_unavailable()
+    planned: dict[str, list[str]] = {}
+    skipped: list[dict[str, str]] = []
+    for name, model in sorted(config["models"].items()):
+        framework = model["framework"]
+        candidates = FRAMEWORK_FORMATS[framework] if config["formats"] == "auto" else config["formats"]
+        planned[name] = []
+        for fmt in candidates:
+            if fmt not in FRAMEWORK_FORMATS[framework]:
+                skipped.append({"model": name, "format": fmt, "reason": f"not a format of {framework} models"})
+            elif fmt in TENSORRT and trt_reason:
+                skipped.append({"model": name, "format": fmt, "reason": f"skipped: {trt_reason}"})
+            else:
+                planned[name].append(fmt)
+    return planned, skipped
+
+
 def semantic_problems(config: dict[str, Any], gpu_available: bool | None = None) -> list[str]:
     problems = []
+    if config["formats"] != "auto":
+        wanted = [f for f in config["formats"] if f in TENSORRT]
+        if wanted and (reason := tensorrt_unavailable()):
+            problems.append(f"config.formats: {wanted} cannot be built on this machine: {reason}; remove them, or use formats: auto to skip what this machine cannot build")
     max_batch = config["triton"]["max_batch_size"]
     for key, sizes in (("perf.offline.batch_sizes", config["perf"]["offline"]["batch_sizes"]), ("perf.online.batch_size", [config["perf"]["online"]["batch_size"]]), ("accuracy.batch_size", [config["accuracy"]["batch_size"]])):
         too_big = [b for b in sizes if b > max_batch]

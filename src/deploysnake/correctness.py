@@ -27,8 +27,9 @@ def source_outputs(model: torch.nn.Module, recipe: Recipe, inputs: dict[str, np.
     return {n: t.numpy() for n, t in zip(recipe.output_names, out)}
 
 
-def tolerance(settings: dict[str, Any], output: str) -> tuple[float, float]:
-    tol = {**settings["default"], **settings.get("outputs", {}).get(output, {})}
+def tolerance(settings: dict[str, Any], fmt: str, output: str) -> tuple[float, float]:
+    """default, then the output's own, then the format's (a reduced precision needs looser bounds)."""
+    tol = {**settings["default"], **settings.get("outputs", {}).get(output, {}), **settings.get("formats", {}).get(fmt, {})}
     return float(tol["atol"]), float(tol["rtol"])
 
 
@@ -55,11 +56,14 @@ def check(recipe: Recipe, params: dict[str, Any], checkpoint: str | Path, model_
     runtime = ArtifactRuntime(artifact, fmt, [t["name"] for t in io["inputs"]], [t["name"] for t in io["outputs"]])
     worst: dict[str, dict[str, Any]] = {}
     batches = validation_batches(recipe, params, int(settings["batch_size"]), limit=int(settings["batches"]))
+    refs, gots = [], []
     for batch in batches:
         ref = source_outputs(model, recipe, batch["inputs"])
         got = runtime(batch["inputs"])
+        refs.append(ref)
+        gots.append(got)
         for name in recipe.output_names:
-            atol, rtol = tolerance(settings, name)
+            atol, rtol = tolerance(settings, fmt, name)
             result = compare(ref[name], got[name], atol, rtol)
             prev = worst.get(name)
             worst[name] = {
@@ -70,6 +74,10 @@ def check(recipe: Recipe, params: dict[str, Any], checkpoint: str | Path, model_
                 "max_rel_err": max(result["max_rel_err"], prev["max_rel_err"] if prev else 0.0),
                 **({"reason": result["reason"]} if "reason" in result else {}),
             }
+    # The task metric on the same batches: what a reduced precision costs, beside the raw errors.
+    labels = np.concatenate([np.asarray(b["labels"]) for b in batches])
+    joined = [{n: np.concatenate([part[n] for part in parts]) for n in recipe.output_names} for parts in (refs, gots)]
+    metrics = {name: {"source": value, "artifact": recipe.metrics.compute(joined[1], labels)[name]} for name, value in recipe.metrics.compute(joined[0], labels).items()}
     passed = all(o["passed"] for o in worst.values())
     failing = [n for n, o in worst.items() if not o["passed"]]
     report = {
@@ -78,6 +86,7 @@ def check(recipe: Recipe, params: dict[str, Any], checkpoint: str | Path, model_
         "passed": passed,
         "stage": "correctness",
         "samples": int(sum(len(b["ids"]) for b in batches)),
+        "metrics": metrics,
         "outputs": worst,
         "reason": "" if passed else "; ".join(
             f"{n}: max abs err {worst[n]['max_abs_err']:.3g} (atol {worst[n]['atol']:g}), max rel err {worst[n]['max_rel_err']:.3g} (rtol {worst[n]['rtol']:g})" for n in failing
@@ -94,3 +103,14 @@ def _write(output: str | Path, verdict: dict[str, Any]) -> dict[str, Any]:
     else:
         log.warning("%s/%s is not served: %s", verdict["model"], verdict["format"], verdict["reason"])
     return verdict
+
+
+def collect(verdicts: list[str | Path], output: str | Path) -> dict[str, Any]:
+    """One model's verdicts in one file: which formats go on to serving, which stop and why."""
+    docs = [json.loads(Path(p).read_text()) for p in verdicts]
+    summary = {
+        "passed": [d["format"] for d in docs if d["passed"]],
+        "failed": {d["format"]: d["reason"] for d in docs if not d["passed"]},
+    }
+    Path(output).write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

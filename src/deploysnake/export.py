@@ -1,4 +1,4 @@
-"""Export stage: the checkpointed model to TorchScript (trace) and ONNX, with an IO description.
+"""Export stage: the checkpointed model to TorchScript (trace, script) and ONNX, with an IO description.
 
 The IO description (io.json) is read back from the exported artifact, not from the recipe, so the
 Triton config describes what the server will really load.
@@ -23,8 +23,6 @@ from .plugins import Recipe
 
 log = logging.getLogger(__name__)
 
-# Format name -> file name of the artifact inside results/export/<model>/<format>/.
-ARTIFACTS = {"torchscript_trace": "model.pt", "onnx": "model.onnx"}
 # Batch used for tracing/export: >= 2 so exporters keep the batch dimension dynamic.
 EXAMPLE_BATCH = 4
 
@@ -54,6 +52,18 @@ def export_torchscript_trace(model: torch.nn.Module, recipe: Recipe, artifact: P
         torch.jit.save(traced, str(artifact))
         loaded = torch.jit.load(str(artifact))
         outputs = _as_tuple(loaded(*example))
+    return {
+        "inputs": _describe(recipe.input_names, [t.numpy() for t in example]),
+        "outputs": _describe(recipe.output_names, [t.numpy() for t in outputs]),
+    }
+
+
+def export_torchscript_script(model: torch.nn.Module, recipe: Recipe, artifact: Path) -> dict[str, Any]:
+    example = _example(recipe)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(torch.jit.script(model), str(artifact))
+        outputs = _as_tuple(torch.jit.load(str(artifact))(*example))
     return {
         "inputs": _describe(recipe.input_names, [t.numpy() for t in example]),
         "outputs": _describe(recipe.output_names, [t.numpy() for t in outputs]),
@@ -99,9 +109,14 @@ def root_cause(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0][:400] if lines else ''}"
 
 
+def failure(exc: BaseException) -> dict[str, Any]:
+    """The io.json fields of a format that could not be made: its root cause and a traceback excerpt."""
+    return {"status": "failed", "error": root_cause(exc), "log_excerpt": "".join(traceback.format_exception(exc)[-12:])[-4000:], "inputs": [], "outputs": []}
+
+
 def export(recipe: Recipe, params: dict[str, Any], checkpoint: str | Path, fmt: str, artifact: str | Path, io_json: str | Path, options: dict[str, Any]) -> None:
-    if fmt not in ARTIFACTS:
-        raise UserError(f"unknown format {fmt!r}: choose from {sorted(ARTIFACTS)}")
+    if fmt not in ("torchscript_trace", "torchscript_script", "onnx"):
+        raise UserError(f"format {fmt!r} is not exported from the checkpoint: choose torchscript_trace, torchscript_script or onnx")
     artifact = Path(artifact)
     artifact.parent.mkdir(parents=True, exist_ok=True)
     model = load_state(recipe, params, checkpoint)
@@ -109,16 +124,15 @@ def export(recipe: Recipe, params: dict[str, Any], checkpoint: str | Path, fmt: 
     try:
         if fmt == "torchscript_trace":
             io = export_torchscript_trace(model, recipe, artifact)
+        elif fmt == "torchscript_script":
+            io = export_torchscript_script(model, recipe, artifact)
         else:
             io = export_onnx(model, recipe, artifact, opset=int(options.get("onnx_opset", 18)), dynamo=options.get("onnx_exporter", "dynamo") == "dynamo")
     except Exception as exc:
         # A format the exporter cannot handle is a result to report, not a crash: the other formats go on.
         log.exception("%s export failed", fmt)
         artifact.write_bytes(b"")  # placeholder output; io.json says the export failed
-        failed = {
-            "format": fmt, "artifact": artifact.name, "status": "failed", "error": root_cause(exc),
-            "log_excerpt": "".join(traceback.format_exception(exc)[-12:])[-4000:], "inputs": [], "outputs": [],
-        }
+        failed = {"format": fmt, "artifact": artifact.name, **failure(exc)}
         Path(io_json).write_text(json.dumps(failed, indent=2) + "\n")
         return
     got = [t["name"] for t in io["inputs"]], [t["name"] for t in io["outputs"]]

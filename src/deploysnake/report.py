@@ -579,6 +579,38 @@ def _environment_section(env: Mapping[str, Any], config: Mapping[str, Any]) -> s
 # ---------------------------------------------------------------- entry point
 
 
+def _best_section(perf_csvs: list[Path], p99_budget_ms: float | None, deploy: list[Path]) -> str:
+    """First thing in the report: per model and device, the fastest format within the p99 budget."""
+    from .selection import best
+
+    budget = 10.0 if p99_budget_ms is None else float(p99_budget_ms)
+    rows = best([Path(p) for p in perf_csvs if Path(p).exists()], budget * 1000.0)
+    table = pl.DataFrame(
+        [
+            {
+                "model": r["model"], "device": r["device"], "best format": r["format"] if r["within_budget"] else f"none within budget (closest: {r['format']})",
+                "mode": r["mode"], "batch": r["batch"], "concurrency": r["concurrency"], "infer/s": r["throughput"], "p99 µs": r["p99_us"],
+            }
+            for r in rows
+        ],
+        schema={"model": pl.String, "device": pl.String, "best format": pl.String, "mode": pl.String, "batch": pl.Int64, "concurrency": pl.Int64, "infer/s": pl.Float64, "p99 µs": pl.Float64},
+    )
+    archives = "".join(f"<li><code>{_e(p)}</code></li>" for p in deploy)
+    return (
+        f'<section id="best"><h2>Best format per device</h2><p class="note">highest throughput among stable points of formats that '
+        f"passed correctness, with p99 latency within {_e(_fmt(budget))} ms (selection.p99_budget_ms)</p>{_table(table, 'best')}"
+        + (f"<p>Native Triton model repositories (formats that passed), ready for a production Triton:</p><ul>{archives}</ul>" if archives else "")
+        + "</section>"
+    )
+
+
+def _skipped_list(skipped: list[dict[str, str]]) -> str:
+    if not skipped:
+        return ""
+    items = "".join(f'<li data-format="{_e(s["format"])}"><b>{_e(s["model"])} / {_e(s["format"])}</b>: {_e(s["reason"])}</li>' for s in skipped)
+    return f'<p>Formats not built on this machine:</p><ul class="skipped">{items}</ul>'
+
+
 def build_report(
     config: dict,
     correctness: list[Path],
@@ -588,6 +620,9 @@ def build_report(
     native: list[Path],
     environment: Path,
     output: Path,
+    skipped: list[dict[str, str]] | None = None,
+    p99_budget_ms: float | None = None,
+    deploy: list[Path] | None = None,
 ) -> None:
     """Write one self-contained HTML report (no network needed to view it) to `output`."""
     corr_out, corr_fmt = _load_correctness(correctness)
@@ -609,7 +644,7 @@ def build_report(
         index.append(entries)
 
     summary = _summary(corr_fmt, acc, off, on, sv)
-    nav = ['<nav id="index"><h2>Contents</h2><ul><li><a href="#summary">Summary</a></li>']
+    nav = ['<nav id="index"><h2>Contents</h2><ul><li><a href="#best">Best format per device</a></li><li><a href="#summary">Summary</a></li>']
     for (mid, name), *subs in index:
         links = "".join(f'<li><a href="#{sid}">{_e(title)}</a></li>' for sid, title in subs)
         nav.append(f'<li><a href="#{mid}">Model: {_e(name)}</a><ul>{links}</ul></li>')
@@ -628,10 +663,12 @@ def build_report(
         f'<p class="note">deploysnake {_e(_fmt(env.get("deploysnake")))}, git commit {_e(_fmt(env.get("git_commit")))}; '
         f"{len(models)} model(s), {corr_fmt.height} checked format(s).</p>",
         "".join(nav),
+        _best_section(offline + online, p99_budget_ms, deploy or []),
         '<section id="summary"><h2>Summary</h2>',
         '<p class="note">best throughputs count stable points only; served/native is taken at the largest batch '
         "measured both ways.</p>",
         _table(summary, "summary"),
+        _skipped_list(skipped or []),
         "</section>",
         *sections,
         _environment_section(env, config),

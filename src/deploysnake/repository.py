@@ -24,7 +24,24 @@ DTYPES = {
     "float32": mc.TYPE_FP32, "float16": mc.TYPE_FP16, "float64": mc.TYPE_FP64, "int64": mc.TYPE_INT64,
     "int32": mc.TYPE_INT32, "int16": mc.TYPE_INT16, "int8": mc.TYPE_INT8, "uint8": mc.TYPE_UINT8, "bool": mc.TYPE_BOOL,
 }
-NATIVE_PLATFORMS = {"onnx": "onnxruntime_onnx", "torchscript_trace": "pytorch_libtorch"}
+# Format family (the part before "_") -> Triton's native platform.
+NATIVE_PLATFORMS = {"onnx": "onnxruntime_onnx", "torchscript": "pytorch_libtorch", "savedmodel": "tensorflow_savedmodel", "tensorrt": "tensorrt_plan"}
+
+
+def native_platform(fmt: str) -> str:
+    return NATIVE_PLATFORMS[fmt.split("_")[0]]
+
+
+def _gpu_settings(cfg: mc.ModelConfig, fmt: str) -> None:
+    """The accelerator settings the guides use on GPU: CUDA graphs for TensorRT plans, the TensorRT
+    execution accelerator (fp16 for the fp16 variant) for ONNX Runtime."""
+    if fmt.startswith("tensorrt"):
+        cfg.optimization.cuda.graphs = True
+    elif fmt.startswith("onnx") and fmt != "onnx_int8":
+        accelerator = cfg.optimization.execution_accelerators.gpu_execution_accelerator.add()
+        accelerator.name = "tensorrt"
+        accelerator.parameters["precision_mode"] = "FP16" if fmt == "onnx_fp16" else "FP32"
+        accelerator.parameters["max_workspace_size_bytes"] = str(1 << 30)
 RUNNER = Path(__file__).with_name("python_backend_model.py")
 
 
@@ -36,8 +53,10 @@ def build_config(name: str, io: dict[str, Any], triton: dict[str, Any], device: 
     cfg = mc.ModelConfig(name=name, max_batch_size=int(triton["max_batch_size"]))
     fmt = io["format"]
     if flavour == "native":
-        cfg.platform = NATIVE_PLATFORMS[fmt]
+        cfg.platform = native_platform(fmt)
         cfg.default_model_filename = io["artifact"]
+        if device != "cpu":
+            _gpu_settings(cfg, fmt)
     else:
         cfg.backend = "python"
         for key, value in {"artifact": io["artifact"], "format": fmt, "threads": str(triton.get("runtime_threads", 0))}.items():
@@ -72,7 +91,10 @@ def write_repository(model: str, artifact: str | Path, io_json: str | Path, trit
     version.mkdir(parents=True)
     cfg = build_config(name, io, triton, device, flavour)
     (out_dir / name / "config.pbtxt").write_text(text_format.MessageToString(cfg))
-    shutil.copyfile(artifact, version / io["artifact"])
+    if Path(artifact).is_dir():  # a SavedModel is a folder
+        shutil.copytree(artifact, version / io["artifact"])
+    else:
+        shutil.copyfile(artifact, version / io["artifact"])
     if flavour == "python":
         shutil.copyfile(RUNNER, version / "model.py")
         shutil.copyfile(runtime_module.__file__, version / "runtime.py")

@@ -7,9 +7,9 @@ from snakemake.exceptions import WorkflowError
 
 # The package holding the logic: importable from the venv, or from src/ (e.g. under --sdm conda).
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-from deploysnake.configuration import validate
+from deploysnake.configuration import plan_formats, validate
 from deploysnake.errors import UserError
-from deploysnake.export import ARTIFACTS
+from deploysnake.formats import ARTIFACTS, ONNX_VARIANTS, TENSORRT
 from deploysnake.plugins import plugin_paths
 from deploysnake.processes import remove_stale_locks
 from deploysnake.server import locate
@@ -24,7 +24,8 @@ if workflow.is_main_process:
     remove_stale_locks(Path.cwd())
 
 MODELS = sorted(config["models"])
-FORMATS = config["formats"]
+# The formats each model goes through; SKIPPED (model, format, reason) are listed in the report.
+FORMATS, SKIPPED = plan_formats(config)
 DEVICES = config["devices"]
 # Which repository flavour the server takes: native backends (deploy configs) or the python backend.
 SERVER_FLAVOUR = locate(config["triton"]["server"]).flavour
@@ -54,33 +55,56 @@ def given_checkpoint(wildcards):
     return [path] if path else []
 
 
+def artifact_path(model, fmt):
+    return f"results/export/{model}/{fmt}/{ARTIFACTS[fmt]}"
+
+
 def artifact(wildcards):
-    return f"results/export/{wildcards.model}/{wildcards.format}/{ARTIFACTS[wildcards.format]}"
+    return artifact_path(wildcards.model, wildcards.format)
 
 
-def passed_correctness(model, fmt):
-    """Read the correctness checkpoint's verdict: a failed format goes no further."""
-    verdict = checkpoints.runtime_check_correctness.get(model=model, format=fmt).output[
-        0
-    ]
-    return json.loads(Path(verdict).read_text())["passed"]
+def passed_formats():
+    """Read each model's verdicts (a checkpoint): a format that failed goes no further."""
+    passed = []
+    for model in MODELS:
+        verdicts = checkpoints.python_collect_verdicts.get(model=model).output[0]
+        passed += [(model, f) for f in json.loads(Path(verdicts).read_text())["passed"]]
+    return passed
 
 
 def measurement_inputs(stage, suffix):
     return [
         f"results/{stage}/{model}/{fmt}/{device}.{suffix}"
-        for model in MODELS
-        for fmt in FORMATS
-        if passed_correctness(model, fmt)
+        for model, fmt in passed_formats()
         for device in DEVICES
     ]
 
 
+def deploy_entries(wildcards):
+    """The native repository holds every format that passed correctness."""
+    return [
+        {
+            "model": model,
+            "format": fmt,
+            "artifact": artifact_path(model, fmt),
+            "io": f"results/export/{model}/{fmt}/io.json",
+        }
+        for model, fmt in passed_formats()
+    ]
+
+
+def deploy_inputs(wildcards):
+    return [e[key] for e in deploy_entries(wildcards) for key in ("artifact", "io")]
+
+
 def report_inputs(wildcards):
     return {
-        "correctness": expand(
-            "results/correctness/{model}/{format}.json", model=MODELS, format=FORMATS
-        ),
+        "correctness": [
+            f"results/correctness/{model}/{fmt}.json"
+            for model in MODELS
+            for fmt in FORMATS[model]
+        ],
+        "deploy": expand("results/deploy/{device}.tar.gz", device=DEVICES),
         "accuracy": measurement_inputs("accuracy", "csv"),
         "offline": measurement_inputs("perf_offline", "csv"),
         "online": measurement_inputs("perf_online", "csv"),

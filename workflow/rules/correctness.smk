@@ -1,5 +1,4 @@
-# A checkpoint: the report reads each verdict, and only formats that passed are served and measured.
-checkpoint runtime_check_correctness:
+rule runtime_check_correctness:
     input:
         checkpoint="results/checkpoint/{model}/model.pt",
         artifact=artifact,
@@ -17,3 +16,19 @@ checkpoint runtime_check_correctness:
         tolerances=config["correctness"],
     script:
         "../scripts/correctness.py"
+
+
+# A checkpoint: once every format's verdict is in, only the formats that passed are served and measured.
+checkpoint python_collect_verdicts:
+    input:
+        verdicts=lambda w: expand(
+            "results/correctness/{{model}}/{format}.json", format=FORMATS[w.model]
+        ),
+    output:
+        "results/correctness/{model}/verdicts.json",
+    log:
+        "logs/correctness/{model}/verdicts.log",
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../scripts/verdicts.py"

@@ -18,6 +18,26 @@ rule torch_export_torchscript:
         "../scripts/export.py"
 
 
+rule torch_export_torchscript_script:
+    input:
+        checkpoint="results/checkpoint/{model}/model.pt",
+        recipe=recipe_files,
+        code=package_file("export"),
+    output:
+        artifact="results/export/{model}/torchscript_script/model.pt",
+        io="results/export/{model}/torchscript_script/io.json",
+    log:
+        "logs/export/{model}/torchscript_script.log",
+    conda:
+        "../../envs/torch.yaml"
+    params:
+        settings=model_settings,
+        fmt="torchscript_script",
+        options=config["export"],
+    script:
+        "../scripts/export.py"
+
+
 rule torch_export_onnx:
     input:
         checkpoint="results/checkpoint/{model}/model.pt",
@@ -36,3 +56,52 @@ rule torch_export_onnx:
         options=config["export"],
     script:
         "../scripts/export.py"
+
+
+# Precision variants of the ONNX export: graph-optimized, fp16 (fp32 IO), int8 static QDQ.
+rule onnxruntime_convert_variant:
+    input:
+        onnx="results/export/{model}/onnx/model.onnx",
+        io="results/export/{model}/onnx/io.json",
+        recipe=recipe_files,
+        code=package_file("onnx_variants"),
+    output:
+        artifact="results/export/{model}/{format}/model.onnx",
+        io="results/export/{model}/{format}/io.json",
+    log:
+        "logs/export/{model}/{format}.log",
+    wildcard_constraints:
+        format="|".join(ONNX_VARIANTS),
+    conda:
+        "../../envs/torch.yaml"
+    params:
+        settings=model_settings,
+        options=config["export"],
+    script:
+        "../scripts/onnx_variant.py"
+
+
+# TensorRT plans from the ONNX export: planned only where a GPU and tensorrt exist (formats: auto).
+rule tensorrt_build_plan:
+    input:
+        onnx="results/export/{model}/onnx/model.onnx",
+        io="results/export/{model}/onnx/io.json",
+        recipe=recipe_files,
+        code=package_file("onnx_variants"),
+    output:
+        artifact="results/export/{model}/{format}/model.plan",
+        io="results/export/{model}/{format}/io.json",
+    log:
+        "logs/export/{model}/{format}.log",
+    wildcard_constraints:
+        format="|".join(TENSORRT),
+    conda:
+        "../../envs/torch.yaml"
+    params:
+        settings=model_settings,
+        options={
+            **config["export"],
+            "max_batch_size": config["triton"]["max_batch_size"],
+        },
+    script:
+        "../scripts/onnx_variant.py"

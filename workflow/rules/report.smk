@@ -21,5 +21,7 @@ rule altair_report:
         "../../envs/report.yaml"
     params:
         config=config,
+        skipped=SKIPPED,
+        p99_budget_ms=config["selection"]["p99_budget_ms"],
     script:
         "../scripts/report.py"

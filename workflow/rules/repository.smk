@@ -14,3 +14,22 @@ rule triton_write_repository:
         flavour=SERVER_FLAVOUR,
     script:
         "../scripts/repository.py"
+
+
+# The native repository a production Triton (NGC container, GPU) loads as is, packed as one archive.
+rule triton_write_deploy:
+    input:
+        deploy_inputs,
+        code=package_file("deploy"),
+    output:
+        repository=directory("results/deploy/{device}"),
+        archive="results/deploy/{device}.tar.gz",
+    log:
+        "logs/deploy/{device}.log",
+    conda:
+        "../../envs/triton.yaml"
+    params:
+        entries=deploy_entries,
+        triton=config["triton"],
+    script:
+        "../scripts/deploy.py"

@@ -1,0 +1,32 @@
+"""The deployment formats: their artifact names, which frameworks they apply to, and which ones this
+machine can build. Light on imports: the Snakefile reads it at every start."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+
+# Format name -> file name of the artifact inside results/export/<model>/<format>/ (Triton's default names).
+ARTIFACTS = {
+    "torchscript_trace": "model.pt",
+    "torchscript_script": "model.pt",
+    "onnx": "model.onnx",
+    "onnx_optimized": "model.onnx",
+    "onnx_fp16": "model.onnx",
+    "onnx_int8": "model.onnx",
+    "tensorrt_fp32": "model.plan",
+    "tensorrt_fp16": "model.plan",
+}
+ONNX_VARIANTS = ("onnx_optimized", "onnx_fp16", "onnx_int8")
+TENSORRT = ("tensorrt_fp32", "tensorrt_fp16")
+# Formats each framework's models can be deployed in (`formats: auto` takes those the machine can build).
+FRAMEWORK_FORMATS = {"torch": list(ARTIFACTS)}
+
+
+def tensorrt_unavailable() -> str | None:
+    """Why TensorRT plans cannot be built here, or None when they can."""
+    if importlib.util.find_spec("tensorrt") is None:
+        return "the tensorrt Python package is not installed (TensorRT needs an NVIDIA GPU machine)"
+    if shutil.which("nvidia-smi") is None:
+        return "no NVIDIA GPU on this machine (no nvidia-smi)"
+    return None
