@@ -43,7 +43,7 @@ def test_default_config_is_valid_and_defaults_are_filled() -> None:
         (changed(perf__offline__batch_szes=[1]), "config.perf.offline: unknown key(s) 'batch_szes'; allowed keys: batch_sizes, shared_memory"),
         (changed(triton__max_batch_size="big"), "config.triton.max_batch_size: 'big' should be of type integer"),
         (changed(formats=[]), "config.formats"),
-        (changed(formats=["tflite"]), "config.formats[0]: 'tflite' is not allowed; allowed values: torchscript_trace, onnx"),
+        (changed(formats=["tflite"]), "config.formats[0]: 'tflite' is not allowed; allowed values: torchscript_trace, torchscript_script, onnx"),
         (changed(devices=["tpu"]), "config.devices[0]: 'tpu' is not allowed; allowed values: cpu"),
         (changed(perf__offline__batch_sizes=[1, 512]), "config.perf.offline.batch_sizes: [512] above triton.max_batch_size (256)"),
         (changed(models={"a/b": {"recipe": "recipes/digits"}}), "name 'a/b' is not allowed"),
@@ -71,3 +71,17 @@ def test_snakemake_rejects_bad_config_before_any_job(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert "config.perf.online: unknown key(s) 'concurency'" in done.stdout + done.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_formats_auto_skips_what_this_machine_cannot_build() -> None:
+    from deploysnake.configuration import plan_formats
+    from deploysnake.formats import tensorrt_unavailable
+
+    planned, skipped = plan_formats(validate(changed(formats="auto")))
+    reason = tensorrt_unavailable()
+    if reason is None:
+        pytest.skip("this machine can build TensorRT plans")
+    assert planned["digits"] == ["torchscript_trace", "torchscript_script", "onnx", "onnx_optimized", "onnx_fp16", "onnx_int8"]
+    assert [(s["format"], s["reason"]) for s in skipped] == [("tensorrt_fp32", f"skipped: {reason}"), ("tensorrt_fp16", f"skipped: {reason}")]
+    with pytest.raises(UserError, match=r"config.formats: \['tensorrt_fp16'\] cannot be built on this machine: .*formats: auto"):
+        validate(changed(formats=["onnx", "tensorrt_fp16"]))

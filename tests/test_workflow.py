@@ -10,6 +10,7 @@ import copy
 import csv
 import json
 import re
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -25,10 +26,11 @@ PERF_COLUMNS = [
     "Server Compute Input", "Server Compute Infer", "Server Compute Output", "Client Recv",
     "p50 latency", "p90 latency", "p95 latency", "p99 latency",
 ]
-FORMATS = ["torchscript_trace", "onnx"]
+# formats: auto -> every format this CPU machine can build goes through the whole DAG.
+FORMATS = ["torchscript_trace", "torchscript_script", "onnx", "onnx_optimized", "onnx_fp16", "onnx_int8"]
 TINY = {
     "models": {"digits": {"recipe": str(ROOT / "recipes" / "digits"), "params": {"channels": 8, "epochs": 3, "batch_size": 64, "seed": 0}}},
-    "formats": FORMATS,
+    "formats": "auto",
     "devices": ["cpu"],
     "correctness": {"batch_size": 64, "batches": 2},
     "triton": {"max_batch_size": 64, "dynamic_batching": {"preferred_batch_sizes": [8, 32], "max_queue_delay_us": 100}, "instances": {"cpu": 1}, "readiness_timeout_s": 120},
@@ -98,6 +100,8 @@ def test_every_stage_wrote_real_results(workdir: Path) -> None:
         assert [r["batch"] for r in native] == ["1", "32"] and all(float(r["throughput_infer_per_s"]) > 0 for r in native)
         config = (results / "repository" / "digits" / fmt / "cpu" / f"digits_{fmt}" / "config.pbtxt").read_text()
         assert "max_batch_size: 64" in config and "preferred_batch_size: 32" in config
+    with tarfile.open(results / "deploy" / "cpu.tar.gz") as tar:
+        assert {f"cpu/digits_{fmt}/config.pbtxt" for fmt in FORMATS} <= set(tar.getnames())
     perf_log = (workdir / "logs" / "perf_offline" / "digits" / "onnx" / "cpu.log").read_text()
     assert "point 1 of 2" in perf_log and "point 2 of 2" in perf_log and "tritonserver stopped" in perf_log
     assert "successfully loaded 'digits_onnx'" in (workdir / "logs" / "perf_offline" / "digits" / "onnx" / "cpu.server.log").read_text()
@@ -106,6 +110,9 @@ def test_every_stage_wrote_real_results(workdir: Path) -> None:
 
 def test_report_renders_offline_with_data_in_every_chart(workdir: Path) -> None:
     html = (workdir / "results" / "report.html").read_text()
+    # The best format per device comes first, then the formats this machine could not build.
+    assert html.index('id="best"') < html.index('id="summary"')
+    assert "tensorrt_fp16</b>: skipped:" in html
     assert not re.search(r"""<script[^>]+src=["']https?:""", html), "the report must not load scripts from the network"
     for fmt in FORMATS:
         assert fmt in html
@@ -126,19 +133,20 @@ def test_changing_online_concurrency_reruns_only_online_perf_and_report(workdir:
     config["perf"]["online"]["concurrency"] = [1, 2]
     name = write_config(workdir, "online.yaml", config)
     done = snakemake("results/report.html", "--cores", "2", "--configfile", name, "--dry-run", cwd=workdir)
-    assert planned_jobs(done.stdout) == {"perf_analyzer_online": 2, "altair_report": 1}, done.stdout[-3000:]
+    assert planned_jobs(done.stdout) == {"perf_analyzer_online": len(FORMATS), "altair_report": 1}, done.stdout[-3000:]
 
 
 def test_failing_format_is_not_served_and_nothing_is_lost(workdir: Path) -> None:
     config = copy.deepcopy(TINY)
     config["correctness"]["default"] = {"atol": 0.0, "rtol": 0.0}  # TorchScript is exact, ONNX is not
+    config["correctness"]["formats"] = {}  # no looser bounds for fp16/int8 either
     name = write_config(workdir, "tight.yaml", config)
     onnx_perf = workdir / "results" / "perf_offline" / "digits" / "onnx" / "cpu.csv"
     before = onnx_perf.read_bytes()
     done = snakemake("results/report.html", "--cores", "2", "--configfile", name, cwd=workdir)
     assert "runtime_check_correctness" in done.stderr
     verdicts = {fmt: json.loads((workdir / "results" / "correctness" / "digits" / f"{fmt}.json").read_text()) for fmt in FORMATS}
-    assert verdicts["torchscript_trace"]["passed"] and not verdicts["onnx"]["passed"]
+    assert [f for f in FORMATS if verdicts[f]["passed"]] == ["torchscript_trace", "torchscript_script"]
     html = (workdir / "results" / "report.html").read_text()
     assert "not served" in html and "max abs err" in html
     assert onnx_perf.read_bytes() == before  # computed results stay on disk

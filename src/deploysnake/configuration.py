@@ -39,6 +39,11 @@ def _where(path: Any) -> str:
 
 
 def _explain(error: Any) -> str:
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        # Explain the alternative that got furthest (e.g. a list with a bad item), not "no schema matched".
+        deepest = max(error.context, key=lambda e: len(e.absolute_path))
+        if len(deepest.absolute_path) > len(error.absolute_path):
+            return _explain(deepest)
     where = _where(error.absolute_path)
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
