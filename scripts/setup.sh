@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up (or bring up to date) the project's .venv; idempotent, safe to run before every command.
 #   scripts/setup.sh          the workflow's packages, perf_analyzer, libb64 (apt, when root)
-#   scripts/setup.sh test     also the test extras and Debian's chromium (for the report test)
+#   scripts/setup.sh test     also the test and tf extras and Debian's chromium (for the report test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WANT=${1:-run}
@@ -22,7 +22,8 @@ apt_install() {  # apt_install PKG...: install Debian packages when root, else s
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 
 # pip only when pyproject.toml changed since the last install (the stamp holds its hash).
-extras=$([ "$WANT" = test ] && echo "[test]" || echo "")
+# test: the test extras and the tf extra (the suite runs a Keras recipe too).
+extras=$([ "$WANT" = test ] && echo "[test,tf]" || echo "")
 stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)${extras:+-test}"
 if [ ! -f "$stamp" ]; then
     "$VENV/bin/pip" install -q -e ".$extras"

@@ -43,7 +43,7 @@ def test_default_config_is_valid_and_defaults_are_filled() -> None:
         (changed(perf__offline__batch_szes=[1]), "config.perf.offline: unknown key(s) 'batch_szes'; allowed keys: batch_sizes, shared_memory"),
         (changed(triton__max_batch_size="big"), "config.triton.max_batch_size: 'big' should be of type integer"),
         (changed(formats=[]), "config.formats"),
-        (changed(formats=["tflite"]), "config.formats[0]: 'tflite' is not allowed; allowed values: torchscript_trace, torchscript_script, onnx"),
+        (changed(formats=["tflite"]), "config.formats[0]: 'tflite' is not allowed; allowed values: torchscript_trace, torchscript_script, savedmodel, onnx,"),
         (changed(devices=["tpu"]), "config.devices[0]: 'tpu' is not allowed; allowed values: cpu"),
         (changed(perf__offline__batch_sizes=[1, 512]), "config.perf.offline.batch_sizes: [512] above triton.max_batch_size (256)"),
         (changed(models={"a/b": {"recipe": "recipes/digits"}}), "name 'a/b' is not allowed"),

@@ -12,6 +12,8 @@ from sklearn.datasets import load_digits
 def _split(split: str, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     digits = load_digits()
     images = (digits.images / 16.0).astype(np.float32)[:, None, :, :]
+    if params.get("layout", "nchw") == "nhwc":  # channels last, as Keras models take images
+        images = np.ascontiguousarray(images.transpose(0, 2, 3, 1))
     labels = digits.target.astype(np.int64)
     order = np.random.default_rng(int(params.get("seed", 0))).permutation(len(labels))
     n_val = int(len(labels) * float(params.get("validation_fraction", 0.2)))

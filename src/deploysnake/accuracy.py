@@ -13,8 +13,7 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import np_to_triton_dtype
 
-from .checkpoint import load_state
-from .correctness import source_outputs
+from .frameworks import source_model
 from .plugins import Recipe, validation_batches
 from .runtime import ArtifactRuntime
 from .server import TritonServer
@@ -41,10 +40,13 @@ def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
-def evaluate(recipe: Recipe, params: dict[str, Any], checkpoint: str | Path, server: TritonServer, model: str, fmt: str, device: str, model_name: str, artifact: str | Path, io_json: str | Path, batch_size: int, dump: str | Path, output: str | Path) -> list[dict[str, Any]]:
+def evaluate(
+    recipe: Recipe, params: dict[str, Any], checkpoint: str | Path, server: TritonServer, model: str, fmt: str, device: str, model_name: str,
+    artifact: str | Path, io_json: str | Path, batch_size: int, dump: str | Path, output: str | Path, framework: str = "torch",
+) -> list[dict[str, Any]]:
     io = json.loads(Path(io_json).read_text())
     names_in, names_out = [t["name"] for t in io["inputs"]], [t["name"] for t in io["outputs"]]
-    source = load_state(recipe, params, checkpoint)
+    source = source_model(framework, recipe, params, checkpoint)
     runtime = ArtifactRuntime(artifact, fmt, names_in, names_out)
     batches = validation_batches(recipe, params, batch_size)
     served, exported, reference, ids, labels = [], [], [], [], []
@@ -52,7 +54,7 @@ def evaluate(recipe: Recipe, params: dict[str, Any], checkpoint: str | Path, ser
         server.check_alive()
         served.append(infer_served(server, model_name, io, batch["inputs"], timeout_s=60.0))
         exported.append(runtime(batch["inputs"]))
-        reference.append(source_outputs(source, recipe, batch["inputs"]))
+        reference.append(source(batch["inputs"]))
         ids.append(np.asarray(batch["ids"]))
         labels.append(np.asarray(batch["labels"]))
         if k % 10 == 0 or k == len(batches):

@@ -50,7 +50,13 @@ def train(recipe: Recipe, params: dict[str, Any]) -> torch.nn.Module:
         torch.use_deterministic_algorithms(False)
 
 
-def make_checkpoint(recipe: Recipe, params: dict[str, Any], source: str | None, output: str | Path) -> None:
+def make_checkpoint(recipe: Recipe, params: dict[str, Any], source: str | None, output: str | Path, framework: str = "torch") -> None:
+    if framework == "keras":
+        from .frameworks import make_keras_checkpoint
+
+        make_keras_checkpoint(recipe, params, source, output)
+        log.info("wrote %s", output)
+        return
     if source:
         log.info("checking the given checkpoint %s", source)
         model = load_state(recipe, params, source)

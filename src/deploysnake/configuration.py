@@ -4,6 +4,7 @@ express. Every problem is reported before any job runs, naming the key and what 
 from __future__ import annotations
 
 import copy
+import importlib.util
 import shutil
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,9 @@ def semantic_problems(config: dict[str, Any], gpu_available: bool | None = None)
                 problems.append(f"config.models.{name}: {kind} plugin {path} does not exist; write it or name another file in config.models.{name}.{kind}")
         if model["checkpoint"] and not Path(model["checkpoint"]).is_file():
             problems.append(f"config.models.{name}.checkpoint: file {model['checkpoint']} does not exist; give a trained state_dict or leave it empty to train")
+    keras = [name for name, model in config["models"].items() if model["framework"] == "keras"]
+    if keras and (importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("tf2onnx") is None):
+        problems.append(f"config.models: {keras} are keras models, which need TensorFlow and tf2onnx: pip install -e '.[tf]' (make test installs them)")
     gpus = [d for d in config["devices"] if d != "cpu"]
     if gpus:
         if gpu_available is None:

@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checkpoint import load_state
 from .plugins import Recipe, validation_batches
 from .runtime import ArtifactRuntime
 
@@ -45,20 +44,29 @@ def compare(reference: np.ndarray, candidate: np.ndarray, atol: float, rtol: flo
     return {"passed": passed, "max_abs_err": float(diff.max(initial=0.0)), "max_rel_err": float(rel.max(initial=0.0))}
 
 
-def check(recipe: Recipe, params: dict[str, Any], checkpoint: str | Path, model_name: str, fmt: str, artifact: str | Path, io_json: str | Path, settings: dict[str, Any], output: str | Path) -> dict[str, Any]:
+def source_model(framework: str, recipe: Recipe, params: dict[str, Any], checkpoint: str | Path) -> Any:
+    from .frameworks import source_model as load
+
+    return load(framework, recipe, params, checkpoint)
+
+
+def check(
+    recipe: Recipe, params: dict[str, Any], checkpoint: str | Path, model_name: str, fmt: str, artifact: str | Path, io_json: str | Path,
+    settings: dict[str, Any], output: str | Path, framework: str = "torch",
+) -> dict[str, Any]:
     io = json.loads(Path(io_json).read_text())
     if io.get("status") == "failed":
         return _write(output, {
             "model": model_name, "format": fmt, "passed": False, "stage": "export", "samples": 0, "outputs": {},
             "reason": f"export failed: {io['error']}", "log_excerpt": io.get("log_excerpt", ""),
         })
-    model = load_state(recipe, params, checkpoint)
+    source = source_model(framework, recipe, params, checkpoint)
     runtime = ArtifactRuntime(artifact, fmt, [t["name"] for t in io["inputs"]], [t["name"] for t in io["outputs"]])
     worst: dict[str, dict[str, Any]] = {}
     batches = validation_batches(recipe, params, int(settings["batch_size"]), limit=int(settings["batches"]))
     refs, gots = [], []
     for batch in batches:
-        ref = source_outputs(model, recipe, batch["inputs"])
+        ref = source(batch["inputs"])
         got = runtime(batch["inputs"])
         refs.append(ref)
         gots.append(got)

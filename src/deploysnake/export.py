@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import subprocess
+import sys
 import traceback
 import warnings
 from pathlib import Path
@@ -86,6 +88,13 @@ def export_onnx(model: torch.nn.Module, recipe: Recipe, artifact: Path, opset: i
         torch.onnx.export(
             model, example, str(artifact), input_names=recipe.input_names, output_names=recipe.output_names, opset_version=opset, **kwargs
         )
+    return describe_onnx(artifact)
+
+
+def describe_onnx(artifact: Path) -> dict[str, Any]:
+    """Inputs and outputs read back from the ONNX file: names, dtypes, dims (-1: dynamic)."""
+    import onnx
+
     graph = onnx.load(str(artifact)).graph
 
     def describe(values: Any) -> list[dict[str, Any]]:
@@ -109,29 +118,60 @@ def root_cause(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0][:400] if lines else ''}"
 
 
+def export_onnx_from_savedmodel(savedmodel: Path, artifact: Path, opset: int) -> dict[str, Any]:
+    """tf2onnx on the SavedModel (its from_keras path fails with Keras 3), in a subprocess: it prints
+    a lot and keeps TensorFlow state that is better not shared with this process."""
+    command = [sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(savedmodel), "--opset", str(opset), "--output", str(artifact)]
+    log.info("running %s", " ".join(command))
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+    log.info("tf2onnx output:\n%s", (done.stdout + done.stderr)[-4000:])
+    if done.returncode != 0:
+        lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+        raise RuntimeError(f"tf2onnx failed (exit {done.returncode}): {lines[-1] if lines else ''}")
+    return describe_onnx(artifact)
+
+
 def failure(exc: BaseException) -> dict[str, Any]:
     """The io.json fields of a format that could not be made: its root cause and a traceback excerpt."""
     return {"status": "failed", "error": root_cause(exc), "log_excerpt": "".join(traceback.format_exception(exc)[-12:])[-4000:], "inputs": [], "outputs": []}
 
 
-def export(recipe: Recipe, params: dict[str, Any], checkpoint: str | Path, fmt: str, artifact: str | Path, io_json: str | Path, options: dict[str, Any]) -> None:
-    if fmt not in ("torchscript_trace", "torchscript_script", "onnx"):
-        raise UserError(f"format {fmt!r} is not exported from the checkpoint: choose torchscript_trace, torchscript_script or onnx")
+def export(
+    recipe: Recipe, params: dict[str, Any], checkpoint: str | Path, fmt: str, artifact: str | Path, io_json: str | Path, options: dict[str, Any],
+    framework: str = "torch", savedmodel: str | Path | None = None,
+) -> None:
+    """Export one format; keras models export a SavedModel, and ONNX from that SavedModel."""
+    if fmt not in ("torchscript_trace", "torchscript_script", "onnx", "savedmodel"):
+        raise UserError(f"format {fmt!r} is not exported from the checkpoint: choose torchscript_trace, torchscript_script, onnx or savedmodel")
     artifact = Path(artifact)
     artifact.parent.mkdir(parents=True, exist_ok=True)
-    model = load_state(recipe, params, checkpoint)
-    log.info("exporting %s to %s", fmt, artifact)
+    model = load_state(recipe, params, checkpoint) if framework == "torch" else None
+    log.info("exporting %s (%s) to %s", fmt, framework, artifact)
     try:
-        if fmt == "torchscript_trace":
+        if framework == "keras":
+            from .frameworks import export_savedmodel
+
+            if fmt == "savedmodel":
+                io = export_savedmodel(recipe, params, checkpoint, artifact)
+            elif fmt == "onnx" and savedmodel is not None:
+                io = export_onnx_from_savedmodel(Path(savedmodel), artifact, int(options.get("onnx_opset", 18)))
+            else:
+                raise UserError(f"format {fmt!r} is not a format of keras models: use savedmodel or onnx (and its variants)")
+        elif fmt == "torchscript_trace":
             io = export_torchscript_trace(model, recipe, artifact)
         elif fmt == "torchscript_script":
             io = export_torchscript_script(model, recipe, artifact)
         else:
             io = export_onnx(model, recipe, artifact, opset=int(options.get("onnx_opset", 18)), dynamo=options.get("onnx_exporter", "dynamo") == "dynamo")
+    except UserError:
+        raise
     except Exception as exc:
         # A format the exporter cannot handle is a result to report, not a crash: the other formats go on.
         log.exception("%s export failed", fmt)
-        artifact.write_bytes(b"")  # placeholder output; io.json says the export failed
+        if fmt == "savedmodel":  # placeholder output; io.json says the export failed
+            artifact.mkdir(exist_ok=True)
+        else:
+            artifact.write_bytes(b"")
         failed = {"format": fmt, "artifact": artifact.name, **failure(exc)}
         Path(io_json).write_text(json.dumps(failed, indent=2) + "\n")
         return

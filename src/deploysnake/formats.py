@@ -10,6 +10,7 @@ import shutil
 ARTIFACTS = {
     "torchscript_trace": "model.pt",
     "torchscript_script": "model.pt",
+    "savedmodel": "model.savedmodel",
     "onnx": "model.onnx",
     "onnx_optimized": "model.onnx",
     "onnx_fp16": "model.onnx",
@@ -20,7 +21,10 @@ ARTIFACTS = {
 ONNX_VARIANTS = ("onnx_optimized", "onnx_fp16", "onnx_int8")
 TENSORRT = ("tensorrt_fp32", "tensorrt_fp16")
 # Formats each framework's models can be deployed in (`formats: auto` takes those the machine can build).
-FRAMEWORK_FORMATS = {"torch": list(ARTIFACTS)}
+FRAMEWORK_FORMATS = {
+    "torch": [f for f in ARTIFACTS if f != "savedmodel"],
+    "keras": [f for f in ARTIFACTS if not f.startswith("torchscript")],
+}
 
 
 def tensorrt_unavailable() -> str | None:

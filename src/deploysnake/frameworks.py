@@ -108,6 +108,6 @@ def export_savedmodel(recipe: Recipe, params: dict[str, Any], checkpoint: str | 
     tf.saved_model.save(module, str(target), signatures={"serving_default": module.serve})
     outputs = module.serve(*[tf.constant(example[n]) for n in recipe.input_names])
     return {
-        "inputs": [{"name": n, "dtype": str(example[n].dtype), "dims": [-1, *example[n].shape[1:]]} for n in recipe.input_names],
-        "outputs": [{"name": n, "dtype": str(outputs[n].dtype.as_numpy_dtype().dtype), "dims": [-1, *outputs[n].shape[1:]]} for n in names],
+        "inputs": [{"name": n, "dtype": str(example[n].dtype), "dims": [-1, *(int(d) for d in example[n].shape[1:])]} for n in recipe.input_names],
+        "outputs": [{"name": n, "dtype": str(np.dtype(outputs[n].dtype.as_numpy_dtype)), "dims": [-1, *(int(d) for d in outputs[n].shape[1:])]} for n in names],
     }

@@ -37,8 +37,23 @@ class ArtifactRuntime:
             self._torch = torch
             self._module = torch.jit.load(artifact, map_location="cpu").eval()
             self._run = self._run_torchscript
+        elif fmt == "savedmodel":
+            import tensorflow as tf
+
+            if threads > 0:
+                try:
+                    tf.config.threading.set_intra_op_parallelism_threads(threads)
+                except RuntimeError:  # TensorFlow already initialised in this process
+                    pass
+            self._tf = tf
+            self._signature = tf.saved_model.load(artifact).signatures["serving_default"]
+            self._run = self._run_savedmodel
         else:
             raise ValueError(f"no in-process runtime for format {fmt!r}")
+
+    def _run_savedmodel(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = self._signature(**{n: self._tf.constant(inputs[n]) for n in self.input_names})
+        return {n: out[n].numpy() for n in self.output_names}
 
     def _run_onnx(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outputs = self._session.run(self.output_names, inputs)

@@ -5,7 +5,7 @@ rule tritonclient_accuracy:
         repository="results/repository/{model}/{format}/{device}",
         artifact=artifact,
         io="results/export/{model}/{format}/io.json",
-        checkpoint="results/checkpoint/{model}/model.pt",
+        checkpoint=checkpoint_file,
         recipe=recipe_files,
         code=package_file("accuracy"),
     output:

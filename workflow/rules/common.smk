@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from deploysnake.configuration import plan_formats, validate
 from deploysnake.errors import UserError
 from deploysnake.formats import ARTIFACTS, ONNX_VARIANTS, TENSORRT
+from deploysnake.frameworks import CHECKPOINT_NAMES
 from deploysnake.plugins import plugin_paths
 from deploysnake.processes import remove_stale_locks
 from deploysnake.server import locate
@@ -27,6 +28,8 @@ MODELS = sorted(config["models"])
 # The formats each model goes through; SKIPPED (model, format, reason) are listed in the report.
 FORMATS, SKIPPED = plan_formats(config)
 DEVICES = config["devices"]
+TORCH_MODELS = [m for m in MODELS if config["models"][m]["framework"] == "torch"]
+KERAS_MODELS = [m for m in MODELS if config["models"][m]["framework"] == "keras"]
 # Which repository flavour the server takes: native backends (deploy configs) or the python backend.
 SERVER_FLAVOUR = locate(config["triton"]["server"]).flavour
 
@@ -35,6 +38,20 @@ wildcard_constraints:
     model="|".join(MODELS),
     format="|".join(ARTIFACTS),
     device="|".join(DEVICES),
+
+
+def models_of(names):
+    """A wildcard pattern matching these model names only (never matching when there are none)."""
+    return "|".join(names) if names else "(?!x)x"
+
+
+def checkpoint_file(wildcards):
+    model = wildcards.model
+    return f"results/checkpoint/{model}/{CHECKPOINT_NAMES[config['models'][model]['framework']]}"
+
+
+def framework(wildcards):
+    return config["models"][wildcards.model]["framework"]
 
 
 def package_file(module):

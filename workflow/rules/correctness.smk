@@ -1,6 +1,6 @@
 rule runtime_check_correctness:
     input:
-        checkpoint="results/checkpoint/{model}/model.pt",
+        checkpoint=checkpoint_file,
         artifact=artifact,
         io="results/export/{model}/{format}/io.json",
         recipe=recipe_files,

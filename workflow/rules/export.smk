@@ -1,6 +1,6 @@
 rule torch_export_torchscript:
     input:
-        checkpoint="results/checkpoint/{model}/model.pt",
+        checkpoint=checkpoint_file,
         recipe=recipe_files,
         code=package_file("export"),
     output:
@@ -20,7 +20,7 @@ rule torch_export_torchscript:
 
 rule torch_export_torchscript_script:
     input:
-        checkpoint="results/checkpoint/{model}/model.pt",
+        checkpoint=checkpoint_file,
         recipe=recipe_files,
         code=package_file("export"),
     output:
@@ -40,7 +40,7 @@ rule torch_export_torchscript_script:
 
 rule torch_export_onnx:
     input:
-        checkpoint="results/checkpoint/{model}/model.pt",
+        checkpoint=checkpoint_file,
         recipe=recipe_files,
         code=package_file("export"),
     output:
@@ -48,6 +48,8 @@ rule torch_export_onnx:
         io="results/export/{model}/onnx/io.json",
     log:
         "logs/export/{model}/onnx.log",
+    wildcard_constraints:
+        model=models_of(TORCH_MODELS),
     conda:
         "../../envs/torch.yaml"
     params:
@@ -105,3 +107,49 @@ rule tensorrt_build_plan:
         },
     script:
         "../scripts/onnx_variant.py"
+
+
+rule tensorflow_export_savedmodel:
+    input:
+        checkpoint=checkpoint_file,
+        recipe=recipe_files,
+        code=package_file("frameworks"),
+    output:
+        artifact=directory("results/export/{model}/savedmodel/model.savedmodel"),
+        io="results/export/{model}/savedmodel/io.json",
+    log:
+        "logs/export/{model}/savedmodel.log",
+    wildcard_constraints:
+        model=models_of(KERAS_MODELS),
+    conda:
+        "../../envs/tensorflow.yaml"
+    params:
+        settings=model_settings,
+        fmt="savedmodel",
+        options=config["export"],
+    script:
+        "../scripts/export.py"
+
+
+# ONNX of a Keras model: tf2onnx on the SavedModel.
+rule tf2onnx_convert:
+    input:
+        checkpoint=checkpoint_file,
+        savedmodel="results/export/{model}/savedmodel/model.savedmodel",
+        recipe=recipe_files,
+        code=package_file("export"),
+    output:
+        artifact="results/export/{model}/onnx/model.onnx",
+        io="results/export/{model}/onnx/io.json",
+    log:
+        "logs/export/{model}/onnx.log",
+    wildcard_constraints:
+        model=models_of(KERAS_MODELS),
+    conda:
+        "../../envs/tensorflow.yaml"
+    params:
+        settings=model_settings,
+        fmt="onnx",
+        options=config["export"],
+    script:
+        "../scripts/export.py"

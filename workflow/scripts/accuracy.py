@@ -13,6 +13,7 @@ def main(sm):
         accuracy.evaluate(
             recipe, settings["params"], sm.input.checkpoint, running, w.model, w.format, w.device,
             triton_model_name(w.model, w.format), sm.input.artifact, sm.input.io, sm.params.batch_size, sm.output.dump, sm.output.csv,
+            settings["framework"],
         )
 
 
