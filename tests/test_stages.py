@@ -168,3 +168,12 @@ def test_deploy_repository_and_archive_are_reproducible(exported: dict[str, Path
     assert {"cpu/digits_onnx/config.pbtxt", "cpu/digits_onnx/1/model.onnx", "cpu/digits_torchscript_trace/1/model.pt"} <= members
     cfg = repository.read_config(tmp_path / "a" / "cpu" / "digits_torchscript_trace" / "config.pbtxt")
     assert cfg.platform == "pytorch_libtorch" and cfg.max_batch_size == 128
+
+
+def test_gpu_runtime_says_what_is_missing(exported: dict[str, Path]) -> None:
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA: the GPU path runs instead")
+    with pytest.raises(RuntimeError, match="no CUDAExecutionProvider .install onnxruntime-gpu."):
+        ArtifactRuntime(exported["onnx"], "onnx", ["image"], ["logits"], device="cuda")

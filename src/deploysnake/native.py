@@ -53,7 +53,8 @@ def time_batch(runtime: ArtifactRuntime, inputs: dict[str, np.ndarray], window_s
 
 def measure(model: str, fmt: str, device: str, artifact: str | Path, io_json: str | Path, batch_sizes: list[int], threads: int, window_s: float, max_iterations: int, output: str | Path) -> list[dict[str, Any]]:
     io = json.loads(Path(io_json).read_text())
-    runtime = ArtifactRuntime(artifact, fmt, [t["name"] for t in io["inputs"]], [t["name"] for t in io["outputs"]], threads)
+    names_in, names_out = [t["name"] for t in io["inputs"]], [t["name"] for t in io["outputs"]]
+    runtime = ArtifactRuntime(artifact, fmt, names_in, names_out, threads, "cpu" if device == "cpu" else "cuda")
     rows = []
     for k, batch in enumerate(batch_sizes, start=1):
         result = time_batch(runtime, random_inputs(io, int(batch)), window_s, max_iterations)

@@ -22,8 +22,10 @@ class TritonPythonModel:
         self.inputs = [t["name"] for t in config["input"]]
         self.outputs = [t["name"] for t in config["output"]]
         here = os.path.join(args["model_repository"], args["model_version"])
+        # A KIND_GPU instance runs on the GPU Triton assigned to it.
+        device = f"cuda:{args['model_instance_device_id']}" if args.get("model_instance_kind") == "GPU" else "cpu"
         self.runtime = ArtifactRuntime(
-            os.path.join(here, params["artifact"]), params["format"], self.inputs, self.outputs, int(params.get("threads", "0"))
+            os.path.join(here, params["artifact"]), params["format"], self.inputs, self.outputs, int(params.get("threads", "0")), device
         )
 
     def execute(self, requests):

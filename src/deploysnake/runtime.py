@@ -15,8 +15,11 @@ import numpy as np
 class ArtifactRuntime:
     """Load an artifact once; run batches of named numpy inputs -> named numpy outputs."""
 
-    def __init__(self, artifact: str | Path, fmt: str, input_names: list[str], output_names: list[str], threads: int = 0) -> None:
+    def __init__(self, artifact: str | Path, fmt: str, input_names: list[str], output_names: list[str], threads: int = 0, device: str = "cpu") -> None:
+        """device: "cpu", or "cuda"/"cuda:N" for the GPU path (ONNX Runtime's TensorRT and CUDA
+        providers, TorchScript on CUDA). Unverified here: the project's machines have no GPU."""
         self.fmt = fmt
+        self.device = device
         self.input_names = list(input_names)
         self.output_names = list(output_names)
         artifact = str(artifact)
@@ -27,7 +30,7 @@ class ArtifactRuntime:
             if threads > 0:
                 options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-            self._session = ort.InferenceSession(artifact, options, providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(artifact, options, providers=self._onnx_providers(ort, fmt, device))
             self._run = self._run_onnx
         elif fmt.startswith("torchscript"):
             import torch
@@ -35,7 +38,7 @@ class ArtifactRuntime:
             if threads > 0:
                 torch.set_num_threads(threads)
             self._torch = torch
-            self._module = torch.jit.load(artifact, map_location="cpu").eval()
+            self._module = torch.jit.load(artifact, map_location=device).eval()
             self._run = self._run_torchscript
         elif fmt == "savedmodel":
             import tensorflow as tf
@@ -55,6 +58,19 @@ class ArtifactRuntime:
         out = self._signature(**{n: self._tf.constant(inputs[n]) for n in self.input_names})
         return {n: out[n].numpy() for n in self.output_names}
 
+    @staticmethod
+    def _onnx_providers(ort: Any, fmt: str, device: str) -> list[Any]:
+        if device == "cpu":
+            return ["CPUExecutionProvider"]
+        available = set(ort.get_available_providers())
+        if "CUDAExecutionProvider" not in available:
+            raise RuntimeError(f"device {device}: this onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)")
+        device_id = int(device.split(":")[1]) if ":" in device else 0
+        providers: list[Any] = []
+        if "TensorrtExecutionProvider" in available and fmt != "onnx_int8":
+            providers.append(("TensorrtExecutionProvider", {"device_id": device_id, "trt_fp16_enable": fmt == "onnx_fp16"}))
+        return [*providers, ("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"]
+
     def _run_onnx(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outputs = self._session.run(self.output_names, inputs)
         return dict(zip(self.output_names, outputs))
@@ -63,12 +79,12 @@ class ArtifactRuntime:
         torch = self._torch
         with torch.inference_mode():
             # from_numpy shares memory: no copy on the way in.
-            out: Any = self._module(*(torch.from_numpy(inputs[n]) for n in self.input_names))
+            out: Any = self._module(*(torch.from_numpy(inputs[n]).to(self.device) for n in self.input_names))
         if isinstance(out, torch.Tensor):
             out = (out,)
         elif isinstance(out, dict):
             out = tuple(out.values())
-        return {n: t.numpy() for n, t in zip(self.output_names, out)}
+        return {n: t.cpu().numpy() for n, t in zip(self.output_names, out)}
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self._run(inputs)
