@@ -177,3 +177,12 @@ def test_gpu_runtime_says_what_is_missing(exported: dict[str, Path]) -> None:
         pytest.skip("this onnxruntime has CUDA: the GPU path runs instead")
     with pytest.raises(RuntimeError, match="no CUDAExecutionProvider .install onnxruntime-gpu."):
         ArtifactRuntime(exported["onnx"], "onnx", ["image"], ["logits"], device="cuda")
+
+
+def test_a_given_checkpoint_is_checked_and_used(recipe: Recipe, exported: dict[str, Path], tmp_path: Path) -> None:
+    given = tmp_path / "given.pt"
+    torch.save({"state_dict": torch.load(exported["checkpoint"], weights_only=True)}, given)  # a common wrapper
+    checkpoint.make_checkpoint(recipe, PARAMS, str(given), tmp_path / "out" / "model.pt")
+    saved = torch.load(tmp_path / "out" / "model.pt", weights_only=True)
+    original = torch.load(exported["checkpoint"], weights_only=True)
+    assert saved.keys() == original.keys() and all(torch.equal(saved[k], original[k]) for k in saved)

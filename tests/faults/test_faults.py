@@ -175,3 +175,26 @@ def test_pinned_port_in_use_is_a_clear_error(copy_of_finished: Path) -> None:
     assert done.returncode != 0
     assert f"triton.grpc_port {port} on 127.0.0.1 is in use by another process" in done.stdout + done.stderr
     no_processes_left(workdir)
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda c: c.update(colour="red"), "config: unknown key(s) 'colour'"),
+        (lambda c: c["triton"].update(max_batch_size="big"), "config.triton.max_batch_size: 'big' should be of type integer"),
+        (lambda c: c.update(formats=[]), "config.formats"),
+        (lambda c: c["perf"]["offline"].update(batch_sizes=[1, 64]), "config.perf.offline.batch_sizes: [64] above triton.max_batch_size (32)"),
+        (lambda c: c.update(devices=["cpu", "tpu"]), "config.devices[1]: 'tpu' is not allowed; allowed values: cpu, gpu"),
+        (lambda c: c.update(models={"my model; rm -rf ~": c["models"]["digits"]}), "name 'my model; rm -rf ~' is not allowed"),
+        (lambda c: c["models"]["digits"].update(checkpoint="/nowhere/model.pt"), "config.models.digits.checkpoint: file /nowhere/model.pt does not exist"),
+    ],
+    ids=["unknown key", "wrong type", "no formats", "batch above max", "unknown device", "shell characters in name", "missing checkpoint"],
+)
+def test_bad_config_is_rejected_before_any_job(edit, expected: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    config = copy.deepcopy(TINY)
+    edit(config)
+    write_config(tmp_path, config)
+    done = run(tmp_path, check=False, timeout=120)
+    assert done.returncode != 0
+    assert expected in done.stdout + done.stderr, (done.stdout + done.stderr)[-2000:]
+    assert not (tmp_path / "results").exists() and not (tmp_path / "logs").exists()
