@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,9 +39,15 @@ class Recipe:
 def _load_module(path: Path, kind: str) -> ModuleType:
     if not path.is_file():
         raise UserError(f"recipe {kind} plugin not found: {path} (a recipe folder holds model.py, dataloader.py and metrics.py)")
-    # A unique module name per file, so two recipes with a model.py do not clash.
-    name = f"deploysnake_plugin_{kind}_{abs(hash(str(path.resolve())))}"
-    spec = importlib.util.spec_from_file_location(name, path)
+    # The module name ends up inside TorchScript and ONNX files (class names, scopes): derive it from
+    # the recipe folder's name, not from the path or a per-process hash, so exports are the same bytes
+    # in every checkout and run. A clash within one process gets a counter.
+    base = "deploysnake_recipe_" + re.sub(r"\W", "_", path.parent.name) + f"_{kind}"
+    name, count = base, 1
+    while name in sys.modules and getattr(sys.modules[name], "__file__", None) != str(path):
+        count += 1
+        name = f"{base}_{count}"
+    spec = importlib.util.spec_from_file_location(name, str(path))
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module

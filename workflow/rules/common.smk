@@ -1,9 +1,14 @@
 # Helpers and input functions shared by every stage.
 import json
+import os
 import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+
+# Jobs inherit a fixed hash seed: torch.jit.script writes class constants in set order, so with
+# Python's per-process random seed the same model scripts to different bytes.
+os.environ.setdefault("PYTHONHASHSEED", "0")
 
 # The package holding the logic: importable from the venv, or from src/ (e.g. under --sdm conda).
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
