@@ -96,6 +96,11 @@ def test_every_stage_wrote_real_results(workdir: Path) -> None:
             stable = [r for r in measured if r["status"] == "ok"]
             assert stable, f"no stable {mode} point for {fmt}"
             assert all(float(r["Inferences/Second"]) > 0 and float(r["p99 latency"]) >= float(r["p50 latency"]) > 0 for r in stable)
+        # Every row says what produced it: settings hash, code version, packages, hardware.
+        for stage in ("accuracy", "perf_offline", "perf_online", "native"):
+            for row in rows(results / stage / "digits" / fmt / "cpu.csv"):
+                assert re.fullmatch(r"[0-9a-f]{12}", row["config_hash"]) and row["code_version"] and row["hardware"]
+                assert "torch=2.13.0" in row["packages"] and "onnxruntime=" in row["packages"]
         native = rows(results / "native" / "digits" / fmt / "cpu.csv")
         assert [r["batch"] for r in native] == ["1", "32"] and all(float(r["throughput_infer_per_s"]) > 0 for r in native)
         config = (results / "repository" / "digits" / fmt / "cpu" / f"digits_{fmt}" / "config.pbtxt").read_text()
@@ -113,6 +118,7 @@ def test_report_renders_offline_with_data_in_every_chart(workdir: Path) -> None:
     # The best format per device comes first, then the formats this machine could not build.
     assert html.index('id="best"') < html.index('id="summary"')
     assert "tensorrt_fp16</b>: skipped:" in html
+    assert 'id="provenance"' in html and "torch=2.13.0" in html
     assert not re.search(r"""<script[^>]+src=["']https?:""", html), "the report must not load scripts from the network"
     for fmt in FORMATS:
         assert fmt in html

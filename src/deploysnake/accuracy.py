@@ -43,6 +43,7 @@ def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 def evaluate(
     recipe: Recipe, params: dict[str, Any], checkpoint: str | Path, server: TritonServer, model: str, fmt: str, device: str, model_name: str,
     artifact: str | Path, io_json: str | Path, batch_size: int, dump: str | Path, output: str | Path, framework: str = "torch",
+    provenance: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     io = json.loads(Path(io_json).read_text())
     names_in, names_out = [t["name"] for t in io["inputs"]], [t["name"] for t in io["outputs"]]
@@ -70,7 +71,7 @@ def evaluate(
             "model": model, "format": fmt, "device": device, "metric": name,
             "source": metrics["source"][name], "exported": metrics["exported"][name], "served": metrics["served"][name],
             "served_minus_source": metrics["served"][name] - metrics["source"][name],
-            "samples": len(all_labels), "max_abs_diff_served_vs_exported": diff,
+            "samples": len(all_labels), "max_abs_diff_served_vs_exported": diff, **(provenance or {}),
         }
         for name in metrics["source"]
     ]

@@ -51,14 +51,17 @@ def time_batch(runtime: ArtifactRuntime, inputs: dict[str, np.ndarray], window_s
     }
 
 
-def measure(model: str, fmt: str, device: str, artifact: str | Path, io_json: str | Path, batch_sizes: list[int], threads: int, window_s: float, max_iterations: int, output: str | Path) -> list[dict[str, Any]]:
+def measure(
+    model: str, fmt: str, device: str, artifact: str | Path, io_json: str | Path, batch_sizes: list[int], threads: int, window_s: float, max_iterations: int,
+    output: str | Path, provenance: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:
     io = json.loads(Path(io_json).read_text())
     names_in, names_out = [t["name"] for t in io["inputs"]], [t["name"] for t in io["outputs"]]
     runtime = ArtifactRuntime(artifact, fmt, names_in, names_out, threads, "cpu" if device == "cpu" else "cuda")
     rows = []
     for k, batch in enumerate(batch_sizes, start=1):
         result = time_batch(runtime, random_inputs(io, int(batch)), window_s, max_iterations)
-        rows.append({"model": model, "format": fmt, "device": device, "batch": int(batch), **result})
+        rows.append({"model": model, "format": fmt, "device": device, "batch": int(batch), **result, **(provenance or {})})
         log.info("point %d of %d: batch %d: %.0f infer/s in-process (p99 %.0f us)", k, len(batch_sizes), batch, result["throughput_infer_per_s"], result["p99_latency_us"])
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     with open(output, "w", newline="") as handle:

@@ -92,7 +92,10 @@ def run_point(args: list[str], timeout_s: float, server: TritonServer) -> tuple[
     return "ok", rows[0], output
 
 
-def measure(executable: str, server: TritonServer, model: str, fmt: str, device: str, model_name: str, io_json: str | Path, settings: dict[str, Any], mode: str, output: str | Path) -> list[dict[str, Any]]:
+def measure(
+    executable: str, server: TritonServer, model: str, fmt: str, device: str, model_name: str, io_json: str | Path, settings: dict[str, Any], mode: str,
+    output: str | Path, provenance: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:
     io = json.loads(Path(io_json).read_text())
     points = sweep(mode, settings)
     # Bound each call: at most max_trials windows plus start-up, whatever perf_analyzer does.
@@ -107,7 +110,7 @@ def measure(executable: str, server: TritonServer, model: str, fmt: str, device:
             started = time.monotonic()
             status, measured, text = run_point(args, timeout_s, server)
             server.check_alive()
-            row = {"model": model, "format": fmt, "device": device, "mode": mode, "batch": point.batch, "concurrency": point.concurrency, "status": status, **measured}
+            row = {"model": model, "format": fmt, "device": device, "mode": mode, "batch": point.batch, "concurrency": point.concurrency, "status": status, **measured, **(provenance or {})}
             rows.append(row)
             if status == "ok":
                 log.info("point %d of %d: %s infer/s, p99 %s us (%.1f s)", k, len(points), measured.get("Inferences/Second"), measured.get("p99 latency"), time.monotonic() - started)

@@ -28,7 +28,9 @@ UNSTABLE = "unstable"
 NO_STABLE = "no stable points"
 
 ID = ["model", "format", "device"]
-PERF_TEXT = ["model", "format", "device", "mode", "status"]  # every other perf column is a number
+# Provenance columns (config_hash, code_version, packages, hardware) are text; shown in their own table.
+PROVENANCE = ["config_hash", "code_version", "packages", "hardware"]
+PERF_TEXT = ["model", "format", "device", "mode", "status", *PROVENANCE]  # every other perf column is a number
 THROUGHPUT = "Inferences/Second"
 PERCENTILES = ["p50 latency", "p90 latency", "p95 latency", "p99 latency"]
 BREAKDOWN = [
@@ -41,9 +43,9 @@ BREAKDOWN = [
     "Client Recv",
 ]
 PERF_NUMBERS = ["batch", "concurrency", "Concurrency", THROUGHPUT, *BREAKDOWN, *PERCENTILES]
-ACCURACY_TEXT = ["model", "format", "device", "metric"]
+ACCURACY_TEXT = ["model", "format", "device", "metric", *PROVENANCE]
 ACCURACY_NUMBERS = ["source", "exported", "served", "served_minus_source", "samples", "max_abs_diff_served_vs_exported"]
-NATIVE_TEXT = ["model", "format", "device"]
+NATIVE_TEXT = ["model", "format", "device", *PROVENANCE]
 NATIVE_NUMBERS = ["batch", "throughput_infer_per_s", "p50_latency_us", "p99_latency_us", "iterations"]
 
 EMBED_OPTIONS = {"renderer": "svg", "actions": False}  # svg so a DOM dump shows the marks
@@ -579,6 +581,17 @@ def _environment_section(env: Mapping[str, Any], config: Mapping[str, Any]) -> s
 # ---------------------------------------------------------------- entry point
 
 
+def _provenance(frames: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
+    parts = [
+        frame.select(["model", "format", "device", *PROVENANCE]).unique().with_columns(pl.lit(stage).alias("stage"))
+        for stage, frame in frames.items()
+        if frame.height and all(c in frame.columns for c in PROVENANCE)
+    ]
+    if not parts:
+        return pl.DataFrame()
+    return pl.concat(parts, how="diagonal_relaxed").select(["model", "format", "device", "stage", *PROVENANCE]).sort(["model", "format", "device", "stage"])
+
+
 def _best_section(perf_csvs: list[Path], p99_budget_ms: float | None, deploy: list[Path]) -> str:
     """First thing in the report: per model and device, the fastest format within the p99 budget."""
     from .selection import best
@@ -631,6 +644,8 @@ def build_report(
     on = _read_csvs(online, PERF_TEXT, PERF_NUMBERS)
     nat = _read_csvs(native, NATIVE_TEXT, NATIVE_NUMBERS)
     env: dict[str, Any] = json.loads(Path(environment).read_text())
+    provenance = _provenance({"accuracy": acc, "perf offline": off, "perf online": on, "native": nat})
+    acc, off, on, nat = (frame.drop([c for c in PROVENANCE if c in frame.columns]) for frame in (acc, off, on, nat))
     sv = _served_vs_native(off, nat)
 
     models = sorted(
@@ -648,7 +663,7 @@ def build_report(
     for (mid, name), *subs in index:
         links = "".join(f'<li><a href="#{sid}">{_e(title)}</a></li>' for sid, title in subs)
         nav.append(f'<li><a href="#{mid}">Model: {_e(name)}</a><ul>{links}</ul></li>')
-    nav.append('<li><a href="#environment">Environment</a></li></ul></nav>')
+    nav.append('<li><a href="#environment">Environment</a></li><li><a href="#provenance">Provenance</a></li></ul></nav>')
 
     vl_version, bundle = _vega_bundle()
     page = [
@@ -672,6 +687,8 @@ def build_report(
         "</section>",
         *sections,
         _environment_section(env, config),
+        '<section id="provenance"><h2>Provenance</h2><p class="note">what produced each result: config_hash is the hash of the '
+        "settings the job read; code_version the git commit of the workflow</p>" + _table(provenance, "provenance") + "</section>",
         "</body></html>",
     ]
     output = Path(output)

@@ -1,7 +1,7 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../../src")  # the package, also under --sdm conda
-from deploysnake import accuracy, job, server
+from deploysnake import accuracy, job, provenance, server
 from deploysnake.plugins import load_settings
 from deploysnake.repository import triton_model_name
 
@@ -13,7 +13,7 @@ def main(sm):
         accuracy.evaluate(
             recipe, settings["params"], sm.input.checkpoint, running, w.model, w.format, w.device,
             triton_model_name(w.model, w.format), sm.input.artifact, sm.input.io, sm.params.batch_size, sm.output.dump, sm.output.csv,
-            settings["framework"],
+            settings["framework"], provenance.of_job(sm),
         )
 
 
