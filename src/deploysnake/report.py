@@ -309,12 +309,12 @@ def _offline_charts(charts: _Charts, df: pl.DataFrame, label: str) -> str:
             ["format:N", "batch:Q", "percentile:N", alt.Tooltip("ms:Q", format=",.3f")],
         )  # fmt: skip
         chart2 = layered.properties(width=CHART_WIDTH * 0.8, height=CHART_HEIGHT).facet(column=alt.Column("format:N", title=None))
-    return (
-        '<div class="charts">'
-        + charts.embed(chart1, f"{label}: offline throughput vs batch")
-        + charts.embed(chart2, f"{label}: offline latency percentiles vs batch")
-        + "</div>"
-    )
+    return _side_by_side(charts, (chart1, f"{label}: offline throughput vs batch"), (chart2, f"{label}: offline latency percentiles vs batch"))
+
+
+def _side_by_side(charts: _Charts, *items: tuple[Any, str]) -> str:
+    """Charts in one flex row; a missing chart (None) becomes a "no stable points" note."""
+    return '<div class="charts">' + "".join(charts.embed(chart, title) for chart, title in items) + "</div>"
 
 
 def _online_charts(charts: _Charts, df: pl.DataFrame, label: str) -> str:
@@ -360,12 +360,7 @@ def _online_charts(charts: _Charts, df: pl.DataFrame, label: str) -> str:
             .properties(width=CHART_WIDTH * 0.8, height=CHART_HEIGHT)
             .facet(column=alt.Column("format:N", title=None))
         )
-    return (
-        '<div class="charts">'
-        + charts.embed(chart1, f"{label}: online throughput vs p99 latency (labels: concurrency)")
-        + charts.embed(chart2, f"{label}: online latency breakdown per concurrency")
-        + "</div>"
-    )
+    return _side_by_side(charts, (chart1, f"{label}: online throughput vs p99 latency (labels: concurrency)"), (chart2, f"{label}: online latency breakdown per concurrency"))
 
 
 def _native_charts(charts: _Charts, df: pl.DataFrame, label: str) -> str:
