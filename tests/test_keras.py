@@ -59,7 +59,9 @@ def test_keras_model_end_to_end(tmp_path: Path) -> None:
             for row in csv.DictReader(handle):
                 assert float(row["max_abs_diff_served_vs_exported"]) < 1e-5
         with open(results / "perf_offline" / "kdigits" / fmt / "cpu.csv") as handle:
-            assert any(r["status"] == "ok" and float(r["Inferences/Second"]) > 0 for r in csv.DictReader(handle))
+            measured = list(csv.DictReader(handle))
+            assert any(r["status"] == "ok" and float(r["Inferences/Second"]) > 0 for r in measured)
+            assert {r["input_shapes"] for r in measured} == {"image:8x8x1"}
     config = read_config(results / "deploy" / "cpu" / "kdigits_savedmodel" / "config.pbtxt")
     assert (config.platform, config.default_model_filename) == ("tensorflow_savedmodel", "model.savedmodel")
     with tarfile.open(results / "deploy" / "cpu.tar.gz") as tar:

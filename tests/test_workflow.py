@@ -92,6 +92,8 @@ def test_every_stage_wrote_real_results(workdir: Path) -> None:
             measured = rows(results / f"perf_{mode}" / "digits" / fmt / "cpu.csv")
             assert [(r["batch"], r["concurrency"]) for r in measured] == points
             assert set(PERF_COLUMNS) <= set(measured[0]), measured[0].keys()
+            # Real validation samples from the dataloader went to the server, with their shapes recorded.
+            assert {(r["input_data"], r["input_shapes"]) for r in measured} == {("dataloader", "image:1x8x8")}
             assert {r["status"] for r in measured} <= {"ok", "unstable"}
             stable = [r for r in measured if r["status"] == "ok"]
             assert stable, f"no stable {mode} point for {fmt}"

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .plugins import Recipe, validation_batches
 from .processes import die_with_parent
 from .server import TritonServer
 
@@ -46,7 +47,36 @@ def sweep(mode: str, settings: dict[str, Any]) -> list[Point]:
     return [Point(int(online.get("batch_size", 1)), int(c)) for c in online["concurrency"]]
 
 
-def command(executable: str, model_name: str, server: TritonServer, point: Point, settings: dict[str, Any], mode: str, csv_path: Path, output_bytes: int) -> list[str]:
+def prepare_input_data(recipe: Recipe, params: dict[str, Any], samples: int, output: str | Path) -> dict[str, Any]:
+    """perf_analyzer --input-data JSON from the validation split: one entry per sample, with its own
+    shape (so variable dimensions get real sizes); perf_analyzer batches the entries itself."""
+    data: list[dict[str, Any]] = []
+    for batch in validation_batches(recipe, params, batch_size=min(samples, 256)):
+        for i in range(len(batch["ids"])):
+            if len(data) >= samples:
+                break
+            data.append({
+                name: {"content": np.asarray(array[i]).ravel().tolist(), "shape": list(np.asarray(array[i]).shape)}
+                for name, array in batch["inputs"].items()
+            })
+        if len(data) >= samples:
+            break
+    doc = {"data": data}
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    Path(output).write_text(json.dumps(doc))
+    log.info("%d samples of %s for perf_analyzer in %s", len(data), sorted(data[0]) if data else [], output)
+    return doc
+
+
+def input_shapes(input_data: str | Path | None, io: dict[str, Any]) -> str:
+    """The per-sample input shapes perf_analyzer sends, for the CSV ("image:1x8x8")."""
+    if input_data:
+        first = json.loads(Path(input_data).read_text())["data"][0]
+        return " ".join(f"{n}:{'x'.join(map(str, v['shape']))}" for n, v in first.items())
+    return " ".join(f"{t['name']}:{'x'.join(str(d if d > 0 else 1) for d in t['dims'][1:])}" for t in io["inputs"])
+
+
+def command(executable: str, model_name: str, server: TritonServer, point: Point, settings: dict[str, Any], mode: str, csv_path: Path, output_bytes: int, input_data: str | Path | None = None) -> list[str]:
     args = [
         executable, "-m", model_name, "-u", server.grpc_url, "-i", "grpc",
         "-b", str(point.batch), "--concurrency-range", f"{point.concurrency}:{point.concurrency}:1",
@@ -57,6 +87,8 @@ def command(executable: str, model_name: str, server: TritonServer, point: Point
         "--max-trials", str(settings["max_trials"]),
         "-f", str(csv_path),
     ]
+    if input_data:  # real samples from the dataloader, as the guides' prepare-input-data step
+        args += ["--input-data", str(input_data)]
     if mode == "offline" and settings["offline"].get("shared_memory", "none") != "none":
         args += ["--shared-memory", settings["offline"]["shared_memory"], "--output-shared-memory-size", str(max(102400, output_bytes * point.batch))]
     return args
@@ -94,9 +126,11 @@ def run_point(args: list[str], timeout_s: float, server: TritonServer) -> tuple[
 
 def measure(
     executable: str, server: TritonServer, model: str, fmt: str, device: str, model_name: str, io_json: str | Path, settings: dict[str, Any], mode: str,
-    output: str | Path, provenance: dict[str, str] | None = None,
+    output: str | Path, provenance: dict[str, str] | None = None, input_data: str | Path | None = None,
 ) -> list[dict[str, Any]]:
     io = json.loads(Path(io_json).read_text())
+    data = input_data if settings.get("input_data", "dataloader") == "dataloader" else None
+    described = {"input_data": "dataloader" if data else "random", "input_shapes": input_shapes(data, io)}
     points = sweep(mode, settings)
     # Bound each call: at most max_trials windows plus start-up, whatever perf_analyzer does.
     window_s = settings["measurement_interval_ms"] / 1000.0
@@ -105,12 +139,12 @@ def measure(
     with tempfile.TemporaryDirectory(prefix="deploysnake-perf-") as tmp:
         for k, point in enumerate(points, start=1):
             server.check_alive()
-            args = command(executable, model_name, server, point, settings, mode, Path(tmp) / f"point{k}.csv", _output_bytes(io))
+            args = command(executable, model_name, server, point, settings, mode, Path(tmp) / f"point{k}.csv", _output_bytes(io), data)
             log.info("point %d of %d (%s): batch %d, concurrency %d: %s", k, len(points), mode, point.batch, point.concurrency, " ".join(args))
             started = time.monotonic()
             status, measured, text = run_point(args, timeout_s, server)
             server.check_alive()
-            row = {"model": model, "format": fmt, "device": device, "mode": mode, "batch": point.batch, "concurrency": point.concurrency, "status": status, **measured, **(provenance or {})}
+            row = {"model": model, "format": fmt, "device": device, "mode": mode, "batch": point.batch, "concurrency": point.concurrency, "status": status, **measured, **described, **(provenance or {})}
             rows.append(row)
             if status == "ok":
                 log.info("point %d of %d: %s infer/s, p99 %s us (%.1f s)", k, len(points), measured.get("Inferences/Second"), measured.get("p99 latency"), time.monotonic() - started)

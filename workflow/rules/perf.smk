@@ -1,9 +1,28 @@
+# Real samples for perf_analyzer (--input-data), from the recipe's dataloader.
+rule python_prepare_perf_data:
+    input:
+        recipe=recipe_files,
+        code=package_file("perf"),
+    output:
+        "results/perf_data/{model}/input.json",
+    log:
+        "logs/perf_data/{model}.log",
+    conda:
+        "../../envs/triton.yaml"
+    params:
+        settings=model_settings,
+        samples=config["perf"]["input_samples"],
+    script:
+        "../scripts/perf_data.py"
+
+
 # perf_analyzer sweeps against a server started inside the job; one CSV row per sweep point.
 # Offline and online read only their own sweep settings, so changing one re-runs only its jobs.
 rule perf_analyzer_offline:
     input:
         repository="results/repository/{model}/{format}/{device}",
         io="results/export/{model}/{format}/io.json",
+        data="results/perf_data/{model}/input.json",
         code=package_file("perf"),
     output:
         "results/perf_offline/{model}/{format}/{device}.csv",
@@ -25,6 +44,7 @@ rule perf_analyzer_online:
     input:
         repository="results/repository/{model}/{format}/{device}",
         io="results/export/{model}/{format}/io.json",
+        data="results/perf_data/{model}/input.json",
         code=package_file("perf"),
     output:
         "results/perf_online/{model}/{format}/{device}.csv",

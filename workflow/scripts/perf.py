@@ -9,7 +9,7 @@ def main(sm):
     w, triton, settings = sm.wildcards, sm.params.server, sm.params.perf
     executable = tools.perf_analyzer(settings["perf_analyzer"])
     with server.from_settings(sm.input.repository, triton, sm.log.server) as running:
-        perf.measure(executable, running, w.model, w.format, w.device, triton_model_name(w.model, w.format), sm.input.io, settings, sm.params.mode, sm.output[0], provenance.of_job(sm))
+        perf.measure(executable, running, w.model, w.format, w.device, triton_model_name(w.model, w.format), sm.input.io, settings, sm.params.mode, sm.output[0], provenance.of_job(sm), sm.input.data)
 
 
 job.run(snakemake, main)

@@ -1,0 +1,13 @@
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../../src")  # the package, also under --sdm conda
+from deploysnake import job, perf
+from deploysnake.plugins import load_settings
+
+
+def main(sm):
+    settings = sm.params.settings
+    perf.prepare_input_data(load_settings(settings), settings["params"], sm.params.samples, sm.output[0])
+
+
+job.run(snakemake, main)
