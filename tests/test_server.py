@@ -59,7 +59,11 @@ def test_serves_both_formats_on_loopback_and_stops(repo: Path, exported: dict[st
     inputs = {"image": np.random.default_rng(0).random((5, 1, 8, 8), dtype=np.float32)}
     with server.TritonServer(repo, binary, tmp_path / "server.log", readiness_timeout_s=120) as running:
         pid, ports = running.process.pid, (running.http_port, running.grpc_port, running.metrics_port)
-        listening = {c.laddr for c in psutil.Process(pid).net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN}
+        listening: set = set()
+        deadline = time.monotonic() + 10  # the metrics endpoint may start listening just after readiness
+        while len(listening) < 3 and time.monotonic() < deadline:
+            listening = {c.laddr for c in psutil.Process(pid).net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN}
+            time.sleep(0.1)
         assert len(listening) == 3 and all(is_loopback(a.ip) for a in listening), listening
         for fmt in ("onnx", "torchscript_trace"):
             io = json.loads(exported[f"{fmt}/io"].read_text())
