@@ -243,6 +243,12 @@ class TritonServer:
             except ProcessLookupError:
                 pass
             log.info("tritonserver stopped (exit code %s)", process.returncode)
+        if process is not None:
+            # A server that was killed leaves its python-backend stubs behind in its process group: end them.
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         if self._tmp is not None and not keep_backends:
             self._tmp.cleanup()
             self._tmp = None
