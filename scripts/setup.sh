@@ -59,5 +59,13 @@ chmod +x "$VENV/bin/perf_analyzer"
 
 if [ "$WANT" = test ]; then
     command -v chromium >/dev/null || apt_install chromium
+    # The slurm extra, apart from the venv (see pyproject.toml): the SLURM test puts it on PYTHONPATH.
+    plugin_stamp=".venv/slurm-plugin/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+    if [ ! -f "$plugin_stamp" ]; then
+        rm -rf .venv/slurm-plugin
+        "$VENV/bin/python" -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["slurm"]))' \
+            | xargs "$VENV/bin/pip" install -q --no-deps --target .venv/slurm-plugin
+        touch "$plugin_stamp"
+    fi
 fi
 echo "setup: $VENV ready ($("$VENV/bin/python" --version), perf_analyzer at $VENV/bin/perf_analyzer)"

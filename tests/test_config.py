@@ -58,10 +58,13 @@ def test_bad_config_names_the_key(config: dict, expected: str) -> None:
     assert expected in str(error.value)
 
 
-def test_gpu_device_without_gpu_fails_early() -> None:
-    with pytest.raises(UserError, match=r"config.devices: \['a100'\] need a GPU"):
-        validate(changed(devices=["cpu", "a100"]), gpu_available=False)
-    assert validate(changed(devices=["cpu", "a100"]), gpu_available=True)["devices"] == ["cpu", "a100"]
+def test_gpu_model_mapping_names_gpu_kinds() -> None:
+    # a site profile maps every kind its cluster has, whatever devices this run measures on
+    assert validate(changed(gpu_models={"a100": "nvidia_a100_80gb", "t4": "tesla_t4"}))["gpu_models"]["t4"] == "tesla_t4"
+    with pytest.raises(UserError, match=r"config.gpu_models"):
+        validate(changed(gpu_models={"tpu": "v5e"}))
+    with pytest.raises(UserError, match=r"config.gpu_models.a100"):
+        validate(changed(gpu_models={"a100": "a100; rm -rf /"}))
 
 
 def test_snakemake_rejects_bad_config_before_any_job(tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import importlib.util
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -63,14 +62,14 @@ def load_schema(path: Path = SCHEMA) -> dict[str, Any]:
     return dict(yaml.safe_load(path.read_text()))
 
 
-def validate(config: dict[str, Any], gpu_available: bool | None = None) -> dict[str, Any]:
+def validate(config: dict[str, Any]) -> dict[str, Any]:
     """Return the config with defaults filled in, or raise UserError listing every problem."""
     config = copy.deepcopy(dict(config))
     validator = _with_defaults(Draft202012Validator)(load_schema())
     problems = sorted({_explain(e) for e in validator.iter_errors(config)})
     if problems:
         raise UserError("invalid config:\n  " + "\n  ".join(problems))
-    problems = semantic_problems(config, gpu_available)
+    problems = semantic_problems(config)
     if problems:
         raise UserError("invalid config:\n  " + "\n  ".join(problems))
     return config
@@ -98,7 +97,7 @@ def plan_formats(config: dict[str, Any]) -> tuple[dict[str, list[str]], list[dic
     return planned, skipped
 
 
-def semantic_problems(config: dict[str, Any], gpu_available: bool | None = None) -> list[str]:
+def semantic_problems(config: dict[str, Any]) -> list[str]:
     problems = []
     if config["formats"] != "auto":
         wanted = [f for f in config["formats"] if f in TENSORRT]
@@ -125,10 +124,6 @@ def semantic_problems(config: dict[str, Any], gpu_available: bool | None = None)
     keras = [name for name, model in config["models"].items() if model["framework"] == "keras"]
     if keras and (importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("tf2onnx") is None):
         problems.append(f"config.models: {keras} are keras models, which need TensorFlow and tf2onnx: pip install -e '.[tf]' (make test installs them)")
-    gpus = [d for d in config["devices"] if d != "cpu"]
-    if gpus:
-        if gpu_available is None:
-            gpu_available = shutil.which("nvidia-smi") is not None
-        if not gpu_available:
-            problems.append(f"config.devices: {gpus} need a GPU, and this machine has none (no nvidia-smi); measure on 'cpu' here, or run on a GPU node")
+    # Whether the machine or cluster has each GPU device is checked when the run starts (devices.check_available):
+    # a cluster's submit host has no GPU of its own.
     return problems

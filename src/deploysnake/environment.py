@@ -60,8 +60,10 @@ def versions() -> dict[str, str]:
     return found
 
 
-def describe(root: str | Path, output: str | Path) -> dict[str, Any]:
+def describe(root: str | Path, output: str | Path, device: str = "cpu") -> dict[str, Any]:
+    """Describe the node this runs on: a job per device, so a GPU device's description comes from its node."""
     env = {
+        "device": device,
         "hardware": {
             "cpu": cpu_name(),
             "cores": os.cpu_count(),

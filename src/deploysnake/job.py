@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .devices import pin_local_gpu
 from .errors import UserError
 from .processes import watch_snakemake
 
@@ -31,6 +32,8 @@ def run(snakemake: Any, stage: Callable[[Any], object]) -> None:
         logging.getLogger("deploysnake").addHandler(to_console)
         watch_snakemake()
         try:
+            if device := getattr(snakemake.wildcards, "device", None):
+                pin_local_gpu(device)
             stage(snakemake)
         except UserError as exc:
             logging.getLogger("deploysnake").error("error: %s", exc)

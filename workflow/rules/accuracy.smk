@@ -1,4 +1,4 @@
-# Measuring jobs take every core (threads: workflow.cores) so no other job skews their numbers;
+# Measuring jobs take every core (MEASURING_THREADS) so no other job skews their numbers;
 # each starts its own tritonserver on loopback and stops it when done (see its log).
 rule tritonclient_accuracy:
     input:
@@ -16,7 +16,10 @@ rule tritonclient_accuracy:
         server="logs/accuracy/{model}/{format}/{device}.server.log",
     conda:
         "../../envs/triton.yaml"
-    threads: workflow.cores
+    threads: MEASURING_THREADS
+    resources:
+        gpu=device_resource("gpu"),
+        gpu_model=device_resource("gpu_model"),
     params:
         settings=model_settings,
         server=config["triton"],

@@ -12,6 +12,7 @@ os.environ.setdefault("PYTHONHASHSEED", "0")
 
 # The package holding the logic: importable from the venv, or from src/ (e.g. under --sdm conda).
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from deploysnake import devices
 from deploysnake.configuration import plan_formats, validate
 from deploysnake.errors import UserError
 from deploysnake.formats import ARTIFACTS, ONNX_VARIANTS, TENSORRT
@@ -35,6 +36,12 @@ FORMATS, SKIPPED = plan_formats(config)
 DEVICES = config["devices"]
 TORCH_MODELS = [m for m in MODELS if config["models"][m]["framework"] == "torch"]
 KERAS_MODELS = [m for m in MODELS if config["models"][m]["framework"] == "keras"]
+try:
+    # Locally a measuring job takes every core, so nothing else skews its numbers. A cluster run has
+    # no --cores: the profile's set-threads decides.
+    MEASURING_THREADS = workflow.cores
+except WorkflowError:
+    MEASURING_THREADS = 1
 # Which repository flavour the server takes: native backends (deploy configs) or the python backend.
 SERVER_FLAVOUR = locate(config["triton"]["server"]).flavour
 
@@ -43,6 +50,19 @@ wildcard_constraints:
     model="|".join(MODELS),
     format="|".join(ARTIFACTS),
     device="|".join(DEVICES),
+
+
+onstart:
+    # Before any job is submitted: a GPU device the machine or cluster lacks fails here, not in a queue.
+    try:
+        devices.check_available(DEVICES, workflow.executor_plugin.name, config["gpu_models"])
+    except UserError as exc:
+        raise WorkflowError(str(exc))
+
+
+def device_resource(name):
+    """A GPU device's jobs ask for gpu=1 and gpu_model=<kind> (the slurm executor makes that --gpus)."""
+    return lambda wildcards: devices.resources(wildcards.device, config["gpu_models"])[name]
 
 
 def models_of(names):
@@ -131,7 +151,7 @@ def report_inputs(wildcards):
         "offline": measurement_inputs("perf_offline", "csv"),
         "online": measurement_inputs("perf_online", "csv"),
         "native": measurement_inputs("native", "csv"),
-        "environment": "results/environment/environment.json",
+        "environment": expand("results/environment/{device}.json", device=DEVICES),
     }
 
 

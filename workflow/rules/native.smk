@@ -10,7 +10,10 @@ rule runtime_native_baseline:
         "logs/native/{model}/{format}/{device}.log",
     conda:
         "../../envs/torch.yaml"
-    threads: workflow.cores
+    threads: MEASURING_THREADS
+    resources:
+        gpu=device_resource("gpu"),
+        gpu_model=device_resource("gpu_model"),
     params:
         batch_sizes=config["perf"]["offline"]["batch_sizes"],
         threads=config["triton"]["runtime_threads"],

@@ -31,7 +31,10 @@ rule perf_analyzer_offline:
         server="logs/perf_offline/{model}/{format}/{device}.server.log",
     conda:
         "../../envs/triton.yaml"
-    threads: workflow.cores
+    threads: MEASURING_THREADS
+    resources:
+        gpu=device_resource("gpu"),
+        gpu_model=device_resource("gpu_model"),
     params:
         mode="offline",
         server=config["triton"],
@@ -53,7 +56,10 @@ rule perf_analyzer_online:
         server="logs/perf_online/{model}/{format}/{device}.server.log",
     conda:
         "../../envs/triton.yaml"
-    threads: workflow.cores
+    threads: MEASURING_THREADS
+    resources:
+        gpu=device_resource("gpu"),
+        gpu_model=device_resource("gpu_model"),
     params:
         mode="online",
         server=config["triton"],

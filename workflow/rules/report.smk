@@ -1,10 +1,14 @@
+# Runs on a node of each device (same resources as that device's measuring jobs).
 rule python_describe_environment:
     output:
-        "results/environment/environment.json",
+        "results/environment/{device}.json",
     log:
-        "logs/environment/environment.log",
+        "logs/environment/{device}.log",
     conda:
         "../../envs/report.yaml"
+    resources:
+        gpu=device_resource("gpu"),
+        gpu_model=device_resource("gpu_model"),
     script:
         "../scripts/environment.py"
 

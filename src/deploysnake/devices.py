@@ -1,0 +1,156 @@
+"""Devices: what each device name in config means, where it can run and what its hardware is.
+
+A GPU device becomes the resources `gpu=1` and `gpu_model=<name>` of every job that measures on it;
+Snakemake's slurm executor turns those into `--gpus=<model>:1`, so the job lands on a node with that
+GPU. Locally the job is pinned to a matching GPU through CUDA_VISIBLE_DEVICES. Before anything is
+submitted, `check_available` makes sure the machine or cluster has each device, so a typo or a
+missing GPU fails at once instead of after hours in a queue.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+from .errors import UserError
+
+
+@dataclass(frozen=True)
+class GpuKind:
+    """Datasheet figures of a GPU kind (dense, no sparsity): what the hardware table shows as peaks."""
+
+    name: str
+    arch: str
+    memory_gb: int
+    sms: int
+    fp32_tflops: float
+    fp16_tflops: float  # tensor cores
+    bandwidth_gbs: int
+    match: str  # a word of the name nvidia-smi prints for it
+
+
+GPU_KINDS: dict[str, GpuKind] = {
+    "v100": GpuKind("Tesla V100 (SXM2 32 GB)", "Volta", 32, 80, 15.7, 125.0, 900, "V100"),
+    "t4": GpuKind("Tesla T4", "Turing", 16, 40, 8.1, 65.0, 320, "T4"),
+    "a10": GpuKind("NVIDIA A10", "Ampere", 24, 72, 31.2, 125.0, 600, "A10"),
+    "a100": GpuKind("NVIDIA A100 (SXM4 80 GB)", "Ampere", 80, 108, 19.5, 312.0, 2039, "A100"),
+    "l4": GpuKind("NVIDIA L4", "Ada Lovelace", 24, 58, 30.3, 121.0, 300, "L4"),
+    "h100": GpuKind("NVIDIA H100 (SXM5 80 GB)", "Hopper", 80, 132, 66.9, 989.0, 3350, "H100"),
+    "h200": GpuKind("NVIDIA H200 (SXM 141 GB)", "Hopper", 141, 132, 66.9, 989.0, 4800, "H200"),
+}
+# "gpu": any GPU, whatever its kind (no datasheet figures).
+DEVICE_NAMES = ["cpu", "gpu", *GPU_KINDS]
+
+
+def is_gpu(device: str) -> bool:
+    return device != "cpu"
+
+
+def gres_model(device: str, gpu_models: dict[str, str] | None = None) -> str:
+    """The cluster's name for this GPU kind (config gpu_models maps them where a site names them otherwise)."""
+    return (gpu_models or {}).get(device, device)
+
+
+def resources(device: str, gpu_models: dict[str, str] | None = None) -> dict[str, int | str]:
+    """Snakemake resources of a job measuring on this device."""
+    if not is_gpu(device):
+        return {"gpu": 0, "gpu_model": ""}
+    return {"gpu": 1, "gpu_model": "" if device == "gpu" else gres_model(device, gpu_models)}
+
+
+def local_gpus() -> list[tuple[int, str]]:
+    """(index, name) of this machine's GPUs, from nvidia-smi; none without it."""
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=index,name", "--format=csv,noheader"], capture_output=True, text=True, timeout=30, check=True).stdout
+    except (subprocess.SubprocessError, OSError):
+        return []
+    found = []
+    for line in out.splitlines():
+        index, _, name = line.partition(",")
+        if index.strip().isdigit():
+            found.append((int(index), name.strip()))
+    return found
+
+
+def matching_gpus(device: str, gpus: list[tuple[int, str]]) -> list[int]:
+    if device == "gpu":
+        return [i for i, _ in gpus]
+    word = GPU_KINDS[device].match.upper()
+    # "A10" must not match "A100": compare whole words of the name.
+    return [i for i, name in gpus if word in name.upper().replace("-", " ").split()]
+
+
+def cluster_gres() -> list[str]:
+    """The generic resources of every SLURM node (sinfo %G), e.g. ['gpu:a100:4', '(null)']."""
+    try:
+        out = subprocess.run(["sinfo", "-h", "-o", "%G"], capture_output=True, text=True, timeout=60, check=True).stdout
+    except (subprocess.SubprocessError, OSError) as exc:
+        raise UserError(f"config.devices: cannot ask SLURM which GPUs its nodes have (sinfo failed: {exc}); is the cluster reachable from here?") from exc
+    return [g for line in out.splitlines() for g in line.strip().split(",") if g.strip()]
+
+
+def cluster_has(device: str, gres: list[str], gpu_models: dict[str, str] | None = None) -> bool:
+    gpus = [g for g in gres if g.split(":")[0] == "gpu"]
+    if device == "gpu":
+        return bool(gpus)
+    model = gres_model(device, gpu_models)
+    return any(len(parts := g.split("(")[0].split(":")) >= 3 and parts[1] == model for g in gpus)
+
+
+def check_available(devices: list[str], executor: str, gpu_models: dict[str, str] | None = None) -> None:
+    """Fail before submission when the machine (local executor) or cluster (slurm) lacks a device."""
+    gpu_devices = [d for d in devices if is_gpu(d)]
+    if not gpu_devices:
+        return
+    if executor == "local":
+        gpus = local_gpus()
+        missing = [d for d in gpu_devices if not matching_gpus(d, gpus)]
+        if missing:
+            have = ", ".join(name for _, name in gpus) or "no GPU (no working nvidia-smi)"
+            raise UserError(f"config.devices: {missing} are not on this machine, which has {have}; measure on what it has (e.g. devices: [cpu]), or run on a node that has them (e.g. --profile profiles/slurm)")
+    elif executor == "slurm":
+        gres = cluster_gres()
+        missing = [d for d in gpu_devices if not cluster_has(d, gres, gpu_models)]
+        if missing:
+            have = ", ".join(sorted({g for g in gres if g.startswith("gpu")})) or "no GPUs"
+            raise UserError(
+                f"config.devices: no SLURM node has {[f'gpu:{gres_model(d, gpu_models)}' for d in missing]} (the cluster's GPUs: {have}); "
+                "fix the device names, or map them to the cluster's GPU names with gpu_models in the profile's config"
+            )
+
+
+def pin_local_gpu(device: str) -> str | None:
+    """Locally, a job measuring on a GPU kind sees only one GPU of that kind. Under SLURM (which sets
+    CUDA_VISIBLE_DEVICES for the GPUs it granted) or with the variable already set, leave it alone."""
+    if not is_gpu(device) or "CUDA_VISIBLE_DEVICES" in os.environ:
+        return os.environ.get("CUDA_VISIBLE_DEVICES")
+    indices = matching_gpus(device, local_gpus())
+    if not indices:
+        raise UserError(f"device {device}: this machine has no such GPU (nvidia-smi lists {local_gpus() or 'none'})")
+    os.environ["CUDA_VISIBLE_DEVICES"] = str(indices[0])
+    return os.environ["CUDA_VISIBLE_DEVICES"]
+
+
+def hardware_row(device: str, found: dict[str, object]) -> dict[str, object]:
+    """One row of the report's hardware table: what the node reported, and the kind's datasheet peaks."""
+    if not is_gpu(device):
+        return {
+            "device": device, "platform": "CPU", "name": found.get("cpu"), "memory": f"{found.get('memory_gb')} GB",
+            "cores / SMs": found.get("cores"), "peak TFLOPS (FP32/FP16)": "-", "memory bandwidth (GB/s)": "-",
+        }
+    gpus = found.get("gpus") or []
+    seen = gpus[0] if isinstance(gpus, list) and gpus else {}
+    kind = GPU_KINDS.get(device)
+    return {
+        "device": device,
+        "platform": f"GPU ({kind.arch})" if kind else "GPU",
+        "name": seen.get("name") or (kind.name if kind else device),
+        "memory": seen.get("memory") or (f"{kind.memory_gb} GB" if kind else "-"),
+        "cores / SMs": kind.sms if kind else "-",
+        "peak TFLOPS (FP32/FP16)": f"{kind.fp32_tflops} ({kind.fp16_tflops})" if kind else "-",
+        "memory bandwidth (GB/s)": kind.bandwidth_gbs if kind else "-",
+    }

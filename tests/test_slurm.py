@@ -1,0 +1,111 @@
+"""The default workflow on a real SLURM: Debian's slurm-wlm and munge, one node on this machine's loopback.
+
+The module starts the daemons (scripts/slurm_local.sh, which installs the packages when missing), runs
+`snakemake --profile profiles/slurm` on config/config.yaml, and stops the daemons it started. The slurm
+executor plugin sits in .venv/slurm-plugin (make test installs it) and is put on PYTHONPATH here only.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, processes_named
+
+pytestmark = pytest.mark.e2e
+
+PLUGIN = ROOT / ".venv" / "slurm-plugin"
+SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+)")
+
+
+def slurm_run(*args: str, cwd: Path, timeout: float = 1500) -> subprocess.CompletedProcess[str]:
+    """snakemake TARGET --profile profiles/slurm, as a cluster user types it (targets first)."""
+    exe = shutil.which("snakemake") or str(Path(sys.executable).parent / "snakemake")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PLUGIN), os.environ.get("PYTHONPATH")]))}
+    # The node has `nproc` cores: --max-threads caps the profile's set-threads to what it can grant.
+    cmd = [exe, "results/report.html", "--snakefile", str(ROOT / "Snakefile"), "--configfile", str(ROOT / "config" / "config.yaml"),
+           "--profile", str(ROOT / "profiles" / "slurm"), "--max-threads", str(os.cpu_count()), *args]  # fmt: skip
+    with open(cwd / "snakemake.out", "w") as out:  # a file, never an unread pipe
+        code = subprocess.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=timeout).returncode
+    return subprocess.CompletedProcess(cmd, code, (cwd / "snakemake.out").read_text(), "")
+
+
+def slurm_jobs() -> dict[str, str]:
+    """{job id: state} of every job the controller still knows (finished ones stay MinJobAge = 300 s)."""
+    out = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i %T"], capture_output=True, text=True, timeout=60, check=True).stdout
+    return dict(line.split() for line in out.splitlines() if line.strip())
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    if os.geteuid() != 0:
+        pytest.skip("the SLURM test installs and starts slurmctld, slurmd and munged: it must run as root (CI does)")
+    if not (PLUGIN / "snakemake_executor_plugin_slurm").is_dir():
+        pytest.fail(f"the slurm executor plugin is missing from {PLUGIN}: run scripts/setup.sh test (make test does)")
+    state = tmp_path_factory.mktemp("slurm")
+    start = subprocess.run([str(ROOT / "scripts" / "slurm_local.sh"), "start", str(state)], capture_output=True, text=True, timeout=900)
+    if start.returncode == 3:
+        pytest.skip(f"this machine runs its own SLURM: {start.stderr.strip()}")
+    try:
+        assert start.returncode == 0, f"SLURM did not start:\n{start.stderr[-4000:]}"
+        yield
+    finally:
+        subprocess.run([str(ROOT / "scripts" / "slurm_local.sh"), "stop", str(state)], timeout=120, check=True)
+    for daemon in ("slurmctld", "slurmd"):
+        assert not processes_named(daemon), f"{daemon} still runs after stop"
+
+
+@pytest.fixture(scope="module")
+def finished(slurm: None, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    workdir = tmp_path_factory.mktemp("on_slurm")
+    done = slurm_run(cwd=workdir)
+    assert done.returncode == 0, f"the workflow failed on SLURM:\n{done.stdout[-8000:]}"
+    return workdir, done.stdout
+
+
+def test_every_job_went_through_sbatch(finished: tuple[Path, str]) -> None:
+    workdir, output = finished
+    submitted = SUBMITTED.findall(output)
+    steps = re.findall(r"(\d+) of (\d+) steps \(100%\) done", output)
+    assert steps and len(submitted) == int(steps[-1][1]), f"{len(submitted)} sbatch submissions for {steps} jobs"
+    known = slurm_jobs()
+    assert {known.get(job) for job in submitted} == {"COMPLETED"}, {job: known.get(job) for job in submitted}
+    # each job's SLURM log names its SLURM job id
+    logs = list((workdir / ".snakemake" / "slurm_logs").rglob("*.log"))
+    assert {p.stem for p in logs} >= set(submitted) or not logs  # the plugin deletes the logs of successful jobs
+
+
+def test_the_report_is_complete(finished: tuple[Path, str]) -> None:
+    workdir, _ = finished
+    html = (workdir / "results" / "report.html").read_text()
+    for fmt in ("torchscript_trace", "onnx"):
+        for stage in ("accuracy", "perf_offline", "perf_online", "native"):
+            assert (workdir / "results" / stage / "digits" / fmt / f"cpu.{'csv'}").stat().st_size > 0
+        assert f"digits / {fmt}" in html or f">{fmt}<" in html
+    assert 'id="best"' in html and 'data-table="hardware"' in html
+    # measured on the node, by jobs that started their own server on its loopback
+    server_log = (workdir / "logs" / "perf_offline" / "digits" / "onnx" / "cpu.server.log").read_text()
+    assert "127.0.0.1" in server_log or "Started GRPCInferenceService" in server_log
+
+
+def test_a_rerun_does_nothing(finished: tuple[Path, str]) -> None:
+    workdir, _ = finished
+    again = slurm_run(cwd=workdir)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout
+    assert not SUBMITTED.findall(again.stdout)
+
+
+def test_a_gpu_the_cluster_lacks_fails_before_submission(finished: tuple[Path, str]) -> None:
+    workdir, _ = finished
+    before = set(slurm_jobs())
+    done = slurm_run("--config", "devices=[cpu,a100]", cwd=workdir)
+    assert done.returncode != 0
+    assert "no SLURM node has ['gpu:a100']" in done.stdout, done.stdout[-3000:]
+    assert not SUBMITTED.findall(done.stdout) and set(slurm_jobs()) == before
