@@ -115,12 +115,15 @@ def make_inputs(root: Path) -> dict[str, Any]:
 
     config = {"models": {"digits": {"recipe": "recipes/digits"}, EVIL: {"recipe": "x"}}, "note": PWN,
               "formats": ["onnx", "torchscript", "tensorrt"]}  # fmt: skip
-    environment = root / "environment.json"
-    environment.write_text(json.dumps({
-        "hardware": {"cpu": "Test CPU <x86>", "cores": 2, "memory_gb": 23.4, "gpus": []},
+    environment = [root / "environment" / "cpu.json", root / "environment" / "a100.json"]
+    environment[0].parent.mkdir(parents=True, exist_ok=True)
+    software = {
         "packages": {"torch": "2.13.0", "onnxruntime": "1.31.1"},
         "platform": "Linux-test", "python": "3.11.7", "deploysnake": "0.1.0", "git_commit": "abc1234", "config": config,
-    }))  # fmt: skip
+    }  # fmt: skip
+    environment[0].write_text(json.dumps({"device": "cpu", "hardware": {"cpu": "Test CPU <x86>", "cores": 2, "memory_gb": 23.4, "gpus": []}, **software}))
+    gpu = {"name": "NVIDIA A100-SXM4-80GB", "memory": "81920 MiB", "driver": "550.54"}
+    environment[1].write_text(json.dumps({"device": "a100", "hardware": {"cpu": "Node CPU", "cores": 64, "memory_gb": 512, "gpus": [gpu]}, **software}))
     return {"config": config, "correctness": correctness, "accuracy": accuracy, "offline": offline, "online": online,
             "native": native, "environment": environment}  # fmt: skip
 
@@ -287,8 +290,14 @@ def test_charts_and_notes(html: str) -> None:
 
 
 def test_environment(html: str) -> None:
-    env = {r["item"]: r["value"] for r in rows(html, "hardware") + rows(html, "software")}
-    assert env["cpu"] == "Test CPU <x86>" and env["gpus"] == "none" and env["git commit"] == "abc1234"
+    hardware = {r["device"]: r for r in rows(html, "hardware")}
+    assert hardware["cpu"]["name"] == "Test CPU <x86>" and hardware["cpu"]["cores / SMs"] == "2" and hardware["cpu"]["memory"] == "23.4 GB"
+    # the GPU row: what its node reported (name, memory), and the kind's datasheet peaks
+    a100 = hardware["a100"]
+    assert (a100["name"], a100["memory"], a100["cores / SMs"]) == ("NVIDIA A100-SXM4-80GB", "81920 MiB", "108")
+    assert a100["peak TFLOPS (FP32/FP16)"] == "19.5 (312.0)" and a100["memory bandwidth (GB/s)"] == "2039"
+    software = {r["item"]: r["value"] for r in rows(html, "software")}
+    assert software["git commit"] == "abc1234"
     assert {r["package"]: r["version"] for r in rows(html, "packages")} == {"torch": "2.13.0", "onnxruntime": "1.31.1"}
     pre = re.search(r'<pre class="config">(.*?)</pre>', html, re.S)
     assert pre and "&lt;/script&gt;&lt;script&gt;document" in pre.group(1) and "formats:" in pre.group(1)

@@ -13,7 +13,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -212,8 +212,9 @@ def _num(value: Any) -> float | None:
 # ---------------------------------------------------------------- HTML pieces
 
 
-def _table(df: pl.DataFrame, name: str, *, mask: Sequence[str] = (), status: str = "status") -> str:
-    """An escaped HTML table; in rows whose status is "unstable" the columns in `mask` read "unstable"."""
+def _table(df: pl.DataFrame, name: str, *, mask: Sequence[str] = (), status: str = "status", links: Mapping[str, Callable[[Any], str]] | None = None) -> str:
+    """An escaped HTML table; in rows whose status is "unstable" the columns in `mask` read "unstable";
+    a column in `links` links each cell to the anchor its function gives."""
     if df.height == 0:
         return '<p class="note">no data</p>'
     head = "".join(f"<th>{_e(c)}</th>" for c in df.columns)
@@ -229,7 +230,11 @@ def _table(df: pl.DataFrame, name: str, *, mask: Sequence[str] = (), status: str
             text = _fmt(value)
             numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
             cls = "num" if numeric else "bad" if text.startswith("FAILED") else ""
-            cells.append(f'<td class="{cls}">{_e(text)}</td>' if cls else f"<td>{_e(text)}</td>")
+            if links and col in links:
+                text_html = f'<a href="{_e(links[col](value))}">{_e(text)}</a>'
+            else:
+                text_html = _e(text)
+            cells.append(f'<td class="{cls}">{text_html}</td>' if cls else f"<td>{text_html}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return (
         f'<div class="table-wrap"><table class="data" data-table="{_e(name)}"><thead><tr>{head}</tr></thead>'
@@ -549,8 +554,16 @@ def _fmt_any(value: Any) -> str:
     return _fmt(value)
 
 
-def _environment_section(env: Mapping[str, Any], config: Mapping[str, Any]) -> str:
-    hardware = env.get("hardware") or {}
+def _hardware_table(envs: list[Mapping[str, Any]]) -> pl.DataFrame:
+    """One row per device, as its own node described itself, with the GPU kind's datasheet peaks."""
+    from .devices import hardware_row
+
+    rows = [hardware_row(str(env.get("device", "cpu")), env.get("hardware") or {}) for env in envs]
+    return pl.DataFrame([{k: _fmt_any(v) for k, v in r.items()} for r in rows]) if rows else pl.DataFrame()
+
+
+def _environment_section(envs: list[Mapping[str, Any]], config: Mapping[str, Any]) -> str:
+    env = envs[0] if envs else {}
     packages = env.get("packages") or {}
     pkg = pl.DataFrame(
         {"package": [str(k) for k in packages], "version": [_fmt(v) for v in packages.values()]},
@@ -566,7 +579,8 @@ def _environment_section(env: Mapping[str, Any], config: Mapping[str, Any]) -> s
     dump = yaml.safe_dump(_plain(used), sort_keys=False, allow_unicode=True, default_flow_style=False)
     return (
         '<section id="environment"><h2>Environment</h2>'
-        "<h3>Hardware</h3>" + _key_values(list(hardware.items()), "hardware")
+        '<h3>Hardware</h3><p class="note">per device, as described by a job on the node that measured it; '
+        "peak figures are the GPU kind's datasheet values (dense)</p>" + _table(_hardware_table(envs), "hardware")
         + "<h3>Software</h3>" + _key_values(software, "software")
         + "<h3>Package versions</h3>" + _table(pkg, "packages")
         + f'<h3>Config used</h3><pre class="config">{_e(dump)}</pre></section>'
@@ -598,15 +612,18 @@ def _best_section(perf_csvs: list[Path], p99_budget_ms: float | None, deploy: li
             {
                 "model": r["model"], "device": r["device"], "best format": r["format"] if r["within_budget"] else f"none within budget (closest: {r['format']})",
                 "mode": r["mode"], "batch": r["batch"], "concurrency": r["concurrency"], "infer/s": r["throughput"], "p99 µs": r["p99_us"],
+                "input per sample": r.get("input_shapes") or "",
             }
             for r in rows
         ],
-        schema={"model": pl.String, "device": pl.String, "best format": pl.String, "mode": pl.String, "batch": pl.Int64, "concurrency": pl.Int64, "infer/s": pl.Float64, "p99 µs": pl.Float64},
-    )
+        schema={"model": pl.String, "device": pl.String, "best format": pl.String, "mode": pl.String, "batch": pl.Int64, "concurrency": pl.Int64,
+                "infer/s": pl.Float64, "p99 µs": pl.Float64, "input per sample": pl.String},
+    )  # fmt: skip
     archives = "".join(f"<li><code>{_e(p)}</code></li>" for p in deploy)
     return (
         f'<section id="best"><h2>Best format per device</h2><p class="note">highest throughput among stable points of formats that '
-        f"passed correctness, with p99 latency within {_e(_fmt(budget))} ms (selection.p99_budget_ms)</p>{_table(table, 'best')}"
+        f"passed correctness, with p99 latency within {_e(_fmt(budget))} ms (selection.p99_budget_ms); input per sample: the shape "
+        f"perf_analyzer sent (a sequence's length is its dynamic axis)</p>{_table(table, 'best', links={'model': lambda m: '#' + _anchor(m, 'model')})}"
         + (f"<p>Native Triton model repositories (formats that passed), ready for a production Triton:</p><ul>{archives}</ul>" if archives else "")
         + "</section>"
     )
@@ -626,7 +643,7 @@ def build_report(
     offline: list[Path],
     online: list[Path],
     native: list[Path],
-    environment: Path,
+    environment: Path | list[Path],
     output: Path,
     skipped: list[dict[str, str]] | None = None,
     p99_budget_ms: float | None = None,
@@ -638,7 +655,9 @@ def build_report(
     off = _read_csvs(offline, PERF_TEXT, PERF_NUMBERS)
     on = _read_csvs(online, PERF_TEXT, PERF_NUMBERS)
     nat = _read_csvs(native, NATIVE_TEXT, NATIVE_NUMBERS)
-    env: dict[str, Any] = json.loads(Path(environment).read_text())
+    env_paths = [environment] if isinstance(environment, (str, Path)) else list(environment)
+    envs: list[dict[str, Any]] = [json.loads(Path(p).read_text()) for p in env_paths]
+    env = envs[0] if envs else {}
     provenance = _provenance({"accuracy": acc, "perf offline": off, "perf online": on, "native": nat})
     acc, off, on, nat = (frame.drop([c for c in PROVENANCE if c in frame.columns]) for frame in (acc, off, on, nat))
     sv = _served_vs_native(off, nat)
@@ -681,7 +700,7 @@ def build_report(
         _skipped_list(skipped or []),
         "</section>",
         *sections,
-        _environment_section(env, config),
+        _environment_section(envs, config),
         '<section id="provenance"><h2>Provenance</h2><p class="note">what produced each result: config_hash is the hash of the '
         "settings the job read; code_version the git commit of the workflow</p>" + _table(provenance, "provenance") + "</section>",
         "</body></html>",

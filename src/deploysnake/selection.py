@@ -27,7 +27,8 @@ def best(perf_csvs: list[Path], p99_budget_us: float) -> list[dict[str, Any]]:
                     continue
                 points.setdefault((row["model"], row["device"]), []).append(
                     {"model": row["model"], "device": row["device"], "format": row["format"], "mode": row["mode"],
-                     "batch": int(row["batch"]), "concurrency": int(row["concurrency"]), "throughput": throughput, "p99_us": p99}
+                     "batch": int(row["batch"]), "concurrency": int(row["concurrency"]), "throughput": throughput, "p99_us": p99,
+                     "input_shapes": row.get("input_shapes", "")}
                 )
     chosen = []
     for key in sorted(points):
