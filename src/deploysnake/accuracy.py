@@ -14,7 +14,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import np_to_triton_dtype
 
 from .frameworks import source_model
-from .plugins import Recipe, validation_batches
+from .plugins import Recipe, pad_concat, validation_batches
 from .runtime import ArtifactRuntime
 from .server import TritonServer
 
@@ -37,7 +37,7 @@ def infer_served(server: TritonServer, model_name: str, io: dict[str, Any], inpu
 
 
 def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+    return {name: pad_concat([p[name] for p in parts], 0) for name in parts[0]}
 
 
 def evaluate(
@@ -60,7 +60,7 @@ def evaluate(
         labels.append(np.asarray(batch["labels"]))
         if k % 10 == 0 or k == len(batches):
             log.info("batch %d of %d sent through the server", k, len(batches))
-    all_labels = np.concatenate(labels)
+    all_labels = pad_concat(labels, -1 if np.issubdtype(labels[0].dtype, np.integer) else np.nan)
     outputs = {"served": _concat(served), "exported": _concat(exported), "source": _concat(reference)}
     Path(dump).parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(dump, ids=np.concatenate(ids), labels=all_labels, **{f"{k}/{n}": v for k, o in outputs.items() for n, v in o.items()})

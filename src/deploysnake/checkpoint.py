@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from .errors import UserError
-from .plugins import Recipe
+from .plugins import Recipe, check_contract
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ def train(recipe: Recipe, params: dict[str, Any]) -> torch.nn.Module:
 
 
 def make_checkpoint(recipe: Recipe, params: dict[str, Any], source: str | None, output: str | Path, framework: str = "torch") -> None:
+    check_contract(recipe, params, framework)
     if framework == "keras":
         from .frameworks import make_keras_checkpoint
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .plugins import Recipe, validation_batches
+from .plugins import Recipe, pad_concat, validation_batches
 from .runtime import ArtifactRuntime
 
 log = logging.getLogger(__name__)
@@ -83,8 +83,8 @@ def check(
                 **({"reason": result["reason"]} if "reason" in result else {}),
             }
     # The task metric on the same batches: what a reduced precision costs, beside the raw errors.
-    labels = np.concatenate([np.asarray(b["labels"]) for b in batches])
-    joined = [{n: np.concatenate([part[n] for part in parts]) for n in recipe.output_names} for parts in (refs, gots)]
+    labels = pad_concat([np.asarray(b["labels"]) for b in batches], -1 if np.issubdtype(np.asarray(batches[0]["labels"]).dtype, np.integer) else np.nan)
+    joined = [{n: pad_concat([part[n] for part in parts], 0) for n in recipe.output_names} for parts in (refs, gots)]
     metrics = {name: {"source": value, "artifact": recipe.metrics.compute(joined[1], labels)[name]} for name, value in recipe.metrics.compute(joined[0], labels).items()}
     passed = all(o["passed"] for o in worst.values())
     failing = [n for n, o in worst.items() if not o["passed"]]

@@ -42,8 +42,15 @@ def _as_tuple(out: Any) -> tuple[torch.Tensor, ...]:
     return tuple(out)
 
 
-def _describe(names: list[str], tensors: tuple[torch.Tensor, ...] | list[np.ndarray]) -> list[dict[str, Any]]:
-    return [{"name": n, "dtype": str(np.asarray(t).dtype), "dims": [-1] + list(np.asarray(t).shape[1:])} for n, t in zip(names, tensors)]
+def _describe(names: list[str], tensors: tuple[torch.Tensor, ...] | list[np.ndarray], dynamic: dict[str, dict[int, str]]) -> list[dict[str, Any]]:
+    """IO entries; the batch axis and the recipe's dynamic axes are -1."""
+    described = []
+    for name, tensor in zip(names, tensors):
+        dims = [-1] + list(np.asarray(tensor).shape[1:])
+        for axis in dynamic.get(name, {}):
+            dims[axis] = -1
+        described.append({"name": name, "dtype": str(np.asarray(tensor).dtype), "dims": dims})
+    return described
 
 
 def export_torchscript_trace(model: torch.nn.Module, recipe: Recipe, artifact: Path) -> dict[str, Any]:
@@ -55,8 +62,8 @@ def export_torchscript_trace(model: torch.nn.Module, recipe: Recipe, artifact: P
         loaded = torch.jit.load(str(artifact))
         outputs = _as_tuple(loaded(*example))
     return {
-        "inputs": _describe(recipe.input_names, [t.numpy() for t in example]),
-        "outputs": _describe(recipe.output_names, [t.numpy() for t in outputs]),
+        "inputs": _describe(recipe.input_names, [t.numpy() for t in example], recipe.dynamic_axes),
+        "outputs": _describe(recipe.output_names, [t.numpy() for t in outputs], recipe.dynamic_axes),
     }
 
 
@@ -67,8 +74,8 @@ def export_torchscript_script(model: torch.nn.Module, recipe: Recipe, artifact: 
         torch.jit.save(torch.jit.script(model), str(artifact))
         outputs = _as_tuple(torch.jit.load(str(artifact))(*example))
     return {
-        "inputs": _describe(recipe.input_names, [t.numpy() for t in example]),
-        "outputs": _describe(recipe.output_names, [t.numpy() for t in outputs]),
+        "inputs": _describe(recipe.input_names, [t.numpy() for t in example], recipe.dynamic_axes),
+        "outputs": _describe(recipe.output_names, [t.numpy() for t in outputs], recipe.dynamic_axes),
     }
 
 
@@ -78,17 +85,42 @@ def export_onnx(model: torch.nn.Module, recipe: Recipe, artifact: Path, opset: i
     example = _example(recipe)
     kwargs: dict[str, Any] = {"dynamo": dynamo}
     if dynamo:
-        batch = torch.export.Dim("batch", min=1)
-        kwargs["dynamic_shapes"] = tuple({0: batch} for _ in recipe.input_names)
+        dims = {"batch": torch.export.Dim("batch", min=1)}
+        for axes in recipe.dynamic_axes.values():
+            dims.update({dim: torch.export.Dim(dim, min=1) for dim in axes.values() if dim not in dims})
+        kwargs["dynamic_shapes"] = tuple(
+            {0: dims["batch"], **{axis: dims[dim] for axis, dim in recipe.dynamic_axes.get(name, {}).items()}} for name in recipe.input_names
+        )
         kwargs["external_data"] = False  # one self-contained file, as Triton's model.onnx
     else:
-        kwargs["dynamic_axes"] = {name: {0: "batch"} for name in recipe.input_names + recipe.output_names}
+        kwargs["dynamic_axes"] = {name: {0: "batch", **recipe.dynamic_axes.get(name, {})} for name in recipe.input_names + recipe.output_names}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
             model, example, str(artifact), input_names=recipe.input_names, output_names=recipe.output_names, opset_version=opset, **kwargs
         )
+    if recipe.dynamic_axes:
+        mark_dynamic(artifact, recipe.dynamic_axes)
     return describe_onnx(artifact)
+
+
+def mark_dynamic(artifact: Path, dynamic_axes: dict[str, dict[int, str]]) -> None:
+    """Declare the recipe's dynamic axes in the ONNX graph's IO. The dynamo exporter writes the
+    example's length into some outputs' shapes (an LSTM's: -1 x 12 x 5 for a dynamic sequence), which
+    the graph does not depend on; left so, Triton would reject other lengths."""
+    import onnx
+
+    proto = onnx.load(str(artifact))
+    changed = False
+    for value in list(proto.graph.input) + list(proto.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        for axis, name in dynamic_axes.get(value.name, {}).items():
+            if axis < len(dims) and dims[axis].dim_param != name:
+                dims[axis].Clear()
+                dims[axis].dim_param = name
+                changed = True
+    if changed:
+        onnx.save(proto, str(artifact))
 
 
 def describe_onnx(artifact: Path) -> dict[str, Any]:

@@ -48,24 +48,52 @@ def sweep(mode: str, settings: dict[str, Any]) -> list[Point]:
 
 
 def prepare_input_data(recipe: Recipe, params: dict[str, Any], samples: int, output: str | Path) -> dict[str, Any]:
-    """perf_analyzer --input-data JSON from the validation split: one entry per sample, with its own
-    shape (so variable dimensions get real sizes); perf_analyzer batches the entries itself."""
+    """perf_analyzer --input-data JSON from the validation split, one entry per sample with its shape.
+
+    perf_analyzer stacks entries into a batch, so they must share a shape: along the recipe's dynamic
+    axes (a sequence) every sample is cut or zero-padded to the median length of the validation
+    batches, a realistic length that the CSVs and the report name ("tokens:1x20" -> 20 tokens)."""
+    batches = validation_batches(recipe, params, batch_size=min(samples, 256))
+    lengths = _typical_lengths(recipe, batches)
     data: list[dict[str, Any]] = []
-    for batch in validation_batches(recipe, params, batch_size=min(samples, 256)):
+    for batch in batches:
         for i in range(len(batch["ids"])):
             if len(data) >= samples:
                 break
-            data.append({
-                name: {"content": np.asarray(array[i]).ravel().tolist(), "shape": list(np.asarray(array[i]).shape)}
-                for name, array in batch["inputs"].items()
-            })
+            entry = {}
+            for name, array in batch["inputs"].items():
+                sample = _fit(np.asarray(array[i]), {axis - 1: lengths[dim] for axis, dim in recipe.dynamic_axes.get(name, {}).items()})
+                entry[name] = {"content": sample.ravel().tolist(), "shape": list(sample.shape)}
+            data.append(entry)
         if len(data) >= samples:
             break
     doc = {"data": data}
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     Path(output).write_text(json.dumps(doc))
-    log.info("%d samples of %s for perf_analyzer in %s", len(data), sorted(data[0]) if data else [], output)
+    log.info("%d samples of %s for perf_analyzer in %s (dynamic lengths %s)", len(data), sorted(data[0]) if data else [], output, lengths or "none")
     return doc
+
+
+def _typical_lengths(recipe: Recipe, batches: list[dict[str, Any]]) -> dict[str, int]:
+    """Median size of each named dynamic axis over the validation batches."""
+    seen: dict[str, list[int]] = {}
+    for batch in batches:
+        for name, axes in recipe.dynamic_axes.items():
+            if name in batch["inputs"]:
+                for axis, dim in axes.items():
+                    seen.setdefault(dim, []).append(int(np.asarray(batch["inputs"][name]).shape[axis]))
+    return {dim: max(1, int(np.median(sizes))) for dim, sizes in seen.items()}
+
+
+def _fit(sample: np.ndarray, sizes: dict[int, int]) -> np.ndarray:
+    for axis, size in sizes.items():
+        if sample.shape[axis] > size:
+            sample = np.take(sample, range(size), axis=axis)
+        elif sample.shape[axis] < size:
+            pad = [(0, 0)] * sample.ndim
+            pad[axis] = (0, size - sample.shape[axis])
+            sample = np.pad(sample, pad)
+    return sample
 
 
 def input_shapes(input_data: str | Path | None, io: dict[str, Any]) -> str:
@@ -76,7 +104,10 @@ def input_shapes(input_data: str | Path | None, io: dict[str, Any]) -> str:
     return " ".join(f"{t['name']}:{'x'.join(str(d if d > 0 else 1) for d in t['dims'][1:])}" for t in io["inputs"])
 
 
-def command(executable: str, model_name: str, server: TritonServer, point: Point, settings: dict[str, Any], mode: str, csv_path: Path, output_bytes: int, input_data: str | Path | None = None) -> list[str]:
+def command(
+    executable: str, model_name: str, server: TritonServer, point: Point, settings: dict[str, Any], mode: str, csv_path: Path, output_bytes: int,
+    input_data: str | Path | None = None, shapes: dict[str, list[int]] | None = None,
+) -> list[str]:
     args = [
         executable, "-m", model_name, "-u", server.grpc_url, "-i", "grpc",
         "-b", str(point.batch), "--concurrency-range", f"{point.concurrency}:{point.concurrency}:1",
@@ -89,17 +120,25 @@ def command(executable: str, model_name: str, server: TritonServer, point: Point
     ]
     if input_data:  # real samples from the dataloader, as the guides' prepare-input-data step
         args += ["--input-data", str(input_data)]
+    for name, shape in (shapes or {}).items():  # inputs with dynamic dims: the sizes to send
+        args += ["--shape", f"{name}:{','.join(map(str, shape))}"]
     if mode == "offline" and settings["offline"].get("shared_memory", "none") != "none":
         args += ["--shared-memory", settings["offline"]["shared_memory"], "--output-shared-memory-size", str(max(102400, output_bytes * point.batch))]
     return args
 
 
-def _output_bytes(io: dict[str, Any]) -> int:
+def dynamic_shapes(io: dict[str, Any], prepared: str | Path) -> dict[str, list[int]]:
+    """Per-sample shapes of the inputs that have dynamic dims besides the batch (perf_analyzer --shape)."""
+    first = json.loads(Path(prepared).read_text())["data"][0]
+    return {t["name"]: first[t["name"]]["shape"] for t in io["inputs"] if any(d < 0 for d in t["dims"][1:]) and t["name"] in first}
+
+
+def _output_bytes(io: dict[str, Any], longest: int = 4096) -> int:
     total = 0
     for tensor in io["outputs"]:
         dims = [d for d in tensor["dims"][1:]]
-        # A dynamic non-batch dim has no size until run time: assume 4096 elements for the buffer.
-        elements = int(np.prod([d if d > 0 else 4096 for d in dims])) if dims else 1
+        # A dynamic non-batch dim has no size until run time: size the buffer for the longest input dim.
+        elements = int(np.prod([d if d > 0 else longest for d in dims])) if dims else 1
         total += elements * np.dtype(tensor["dtype"]).itemsize
     return total
 
@@ -130,7 +169,9 @@ def measure(
 ) -> list[dict[str, Any]]:
     io = json.loads(Path(io_json).read_text())
     data = input_data if settings.get("input_data", "dataloader") == "dataloader" else None
-    described = {"input_data": "dataloader" if data else "random", "input_shapes": input_shapes(data, io)}
+    shapes = dynamic_shapes(io, input_data) if input_data else {}
+    described = {"input_data": "dataloader" if data else "random", "input_shapes": input_shapes(input_data if shapes else data, io)}
+    longest = max((d for shape in shapes.values() for d in shape), default=4096)
     points = sweep(mode, settings)
     # Bound each call: at most max_trials windows plus start-up, whatever perf_analyzer does.
     window_s = settings["measurement_interval_ms"] / 1000.0
@@ -139,7 +180,7 @@ def measure(
     with tempfile.TemporaryDirectory(prefix="deploysnake-perf-") as tmp:
         for k, point in enumerate(points, start=1):
             server.check_alive()
-            args = command(executable, model_name, server, point, settings, mode, Path(tmp) / f"point{k}.csv", _output_bytes(io), data)
+            args = command(executable, model_name, server, point, settings, mode, Path(tmp) / f"point{k}.csv", _output_bytes(io, longest), data, shapes)
             log.info("point %d of %d (%s): batch %d, concurrency %d: %s", k, len(points), mode, point.batch, point.concurrency, " ".join(args))
             started = time.monotonic()
             status, measured, text = run_point(args, timeout_s, server)

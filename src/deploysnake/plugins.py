@@ -10,6 +10,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
+
 from .errors import UserError
 
 # What each plugin file must define; see README "Deploy your own model".
@@ -34,6 +36,12 @@ class Recipe:
     @property
     def output_names(self) -> list[str]:
         return list(self.model.OUTPUT_NAMES)
+
+    @property
+    def dynamic_axes(self) -> dict[str, dict[int, str]]:
+        """Axes besides the batch that vary between requests (optional DYNAMIC_AXES of model.py),
+        e.g. {"tokens": {1: "sequence"}, "tags": {1: "sequence"}}."""
+        return {name: {int(axis): str(dim) for axis, dim in axes.items()} for name, axes in getattr(self.model, "DYNAMIC_AXES", {}).items()}
 
 
 def _load_module(path: Path, kind: str) -> ModuleType:
@@ -89,3 +97,53 @@ def validation_batches(recipe: Recipe, params: dict[str, Any], batch_size: int, 
     if not out:
         raise UserError(f"dataloader {recipe.folder / 'dataloader.py'} yields no validation batches")
     return out
+
+
+def pad_concat(arrays: list[np.ndarray], fill: float | int) -> np.ndarray:
+    """Concatenate batches along the batch axis; batches of different lengths (a dynamic sequence
+    axis) are padded to the longest first: outputs with 0, integer labels with -1 (the contract)."""
+    arrays = [np.asarray(a) for a in arrays]
+    if len({a.shape[1:] for a in arrays}) > 1:
+        width = np.max([a.shape[1:] for a in arrays], axis=0)
+        arrays = [np.pad(a, [(0, 0)] + [(0, int(w) - s) for w, s in zip(width, a.shape[1:])], constant_values=fill) for a in arrays]
+    return np.concatenate(arrays)
+
+
+def check_contract(recipe: Recipe, params: dict[str, Any], framework: str = "torch") -> None:
+    """Run the plugins once on a small batch and name the first way they break the contract (see
+    README, 'Deploy your own model'), before any training or export time is spent."""
+    model_file, loader_file, metrics_file = (recipe.folder / f"{k}.py" for k in ("model", "dataloader", "metrics"))
+    for attr in ("INPUT_NAMES", "OUTPUT_NAMES"):
+        names = getattr(recipe.model, attr)
+        if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
+            raise UserError(f"{model_file}: {attr} must be a non-empty list of distinct tensor names, got {names!r}")
+    known = set(recipe.input_names) | set(recipe.output_names)
+    for name, axes in getattr(recipe.model, "DYNAMIC_AXES", {}).items():
+        if name not in known or not all(isinstance(a, int) and a >= 1 for a in axes):
+            raise UserError(f"{model_file}: DYNAMIC_AXES entry {name!r}: {axes!r} must name an input or output ({sorted(known)}) and axes >= 1 (0 is the batch)")
+    example = recipe.model.example_inputs(2)
+    if not isinstance(example, dict) or sorted(example) != sorted(recipe.input_names):
+        got = sorted(example) if isinstance(example, dict) else type(example).__name__
+        raise UserError(f"{model_file}: example_inputs() must return a dict keyed by INPUT_NAMES {recipe.input_names}, got {got}")
+    batch = next(iter(recipe.dataloader.batches("validation", 64, params)), None)
+    if not isinstance(batch, dict) or not {"ids", "inputs", "labels"} <= set(batch):
+        got = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
+        raise UserError(f"{loader_file}: batches() must yield dicts with ids, inputs and labels, got {got}")
+    if not isinstance(batch["inputs"], dict) or sorted(batch["inputs"]) != sorted(recipe.input_names):
+        got = sorted(batch["inputs"]) if isinstance(batch["inputs"], dict) else type(batch["inputs"]).__name__
+        raise UserError(f"{loader_file}: batches() yields inputs {got}, but the model's INPUT_NAMES are {recipe.input_names}")
+    if framework != "torch":
+        return
+    import torch
+
+    model = recipe.model.build_model(params)
+    if not isinstance(model, torch.nn.Module):
+        raise UserError(f"{model_file}: build_model() must return a torch.nn.Module, got {type(model).__name__}")
+    with torch.inference_mode():
+        out = model.eval()(*(torch.as_tensor(np.asarray(batch["inputs"][n])) for n in recipe.input_names))
+    outs = (out,) if isinstance(out, torch.Tensor) else tuple(out.values()) if isinstance(out, dict) else tuple(out)
+    if len(outs) != len(recipe.output_names):
+        raise UserError(f"{model_file}: the model returns {len(outs)} output(s), but OUTPUT_NAMES names {len(recipe.output_names)}: {recipe.output_names}")
+    metrics = recipe.metrics.compute({n: t.numpy() for n, t in zip(recipe.output_names, outs)}, np.asarray(batch["labels"]))
+    if not isinstance(metrics, dict) or not metrics or not all(isinstance(k, str) and isinstance(v, (int, float, np.number)) for k, v in metrics.items()):
+        raise UserError(f"{metrics_file}: compute() must return a non-empty dict of metric name -> number, got {metrics!r}")
