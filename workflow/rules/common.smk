@@ -55,14 +55,18 @@ wildcard_constraints:
 onstart:
     # Before any job is submitted: a GPU device the machine or cluster lacks fails here, not in a queue.
     try:
-        devices.check_available(DEVICES, workflow.executor_plugin.name, config["gpu_models"])
+        devices.check_available(
+            DEVICES, workflow.executor_plugin.name, config["gpu_models"]
+        )
     except UserError as exc:
         raise WorkflowError(str(exc))
 
 
 def device_resource(name):
     """A GPU device's jobs ask for gpu=1 and gpu_model=<kind> (the slurm executor makes that --gpus)."""
-    return lambda wildcards: devices.resources(wildcards.device, config["gpu_models"])[name]
+    return lambda wildcards: devices.resources(wildcards.device, config["gpu_models"])[
+        name
+    ]
 
 
 def models_of(names):
