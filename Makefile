@@ -1,6 +1,7 @@
 # make run   set up .venv if needed, then run the workflow on config/config.yaml -> results/report.html
 # make test  set up .venv with the test extras, then run the whole test suite
 # make lint  snakemake --lint and snakefmt --check
+# make bench the tuning and serving benchmark (prints figures; not a test)
 SHELL := /bin/bash
 VENV := .venv
 # The venv's bin first: Snakemake's scripts and Triton's python-backend stub then use its packages.
@@ -8,7 +9,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 CORES ?= 8
 PYTEST_ARGS ?=
 
-.PHONY: run test lint setup setup-test clean
+.PHONY: run test lint bench setup setup-test clean
 
 setup:
 	scripts/setup.sh
@@ -25,6 +26,9 @@ test: setup-test
 lint: setup-test
 	snakemake --lint
 	snakefmt --check .
+
+bench: setup
+	python benchmarks/tuning_bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf results logs .snakemake

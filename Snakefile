@@ -14,6 +14,7 @@ include: "workflow/rules/correctness.smk"
 include: "workflow/rules/repository.smk"
 include: "workflow/rules/accuracy.smk"
 include: "workflow/rules/perf.smk"
+include: "workflow/rules/tuning.smk"
 include: "workflow/rules/native.smk"
 include: "workflow/rules/report.smk"
 

@@ -93,8 +93,9 @@ JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 MpiDefault=none
 ReturnToService=2
-# Finished jobs stay visible to squeue this long: Snakemake's slurm executor reads their state there.
-MinJobAge=300
+# Finished jobs stay visible to squeue this long (an hour): Snakemake's slurm executor reads their
+# state there, and the test checks every job of a run that takes minutes.
+MinJobAge=3600
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$memory State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF

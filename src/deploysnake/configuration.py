@@ -12,7 +12,7 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 
 from .errors import UserError
-from .formats import FRAMEWORK_FORMATS, TENSORRT, tensorrt_unavailable
+from .formats import ARTIFACTS, FRAMEWORK_FORMATS, TENSORRT, tensorrt_unavailable
 from .plugins import plugin_paths
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -124,6 +124,22 @@ def semantic_problems(config: dict[str, Any]) -> list[str]:
     keras = [name for name, model in config["models"].items() if model["framework"] == "keras"]
     if keras and (importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("tf2onnx") is None):
         problems.append(f"config.models: {keras} are keras models, which need TensorFlow and tf2onnx: pip install -e '.[tf]' (make test installs them)")
+    tuning = config["tuning"]
+    unknown = [f for f in tuning["formats"] if f not in ARTIFACTS]
+    if unknown:
+        problems.append(f"config.tuning.formats: {unknown} are not formats; allowed: {', '.join(ARTIFACTS)}")
+    if tuning["formats"]:
+        # The tuned configuration is the one served: it must take every batch the workflow sends.
+        needed = max([*config["perf"]["offline"]["batch_sizes"], config["perf"]["online"]["batch_size"], config["accuracy"]["batch_size"]])
+        small = [b for b in tuning["space"]["max_batch_size"] if b < needed]
+        if small:
+            problems.append(
+                f"config.tuning.space.max_batch_size: {small} below the largest batch the workflow sends ({needed}, from perf.offline.batch_sizes, "
+                "perf.online.batch_size and accuracy.batch_size); raise them or lower those batches"
+            )
+    low, high = tuning["batch_range"]
+    if low > high:
+        problems.append(f"config.tuning.batch_range: [{low}, {high}] is empty; give [low, high] with low <= high")
     # Whether the machine or cluster has each GPU device is checked when the run starts (devices.check_available):
     # a cluster's submit host has no GPU of its own.
     return problems

@@ -22,7 +22,9 @@ def write_deploy(models: list[dict[str, Any]], triton: dict[str, Any], device: s
     out_dir.mkdir(parents=True, exist_ok=True)
     names = []
     for entry in models:
-        model_dir = write_repository(entry["model"], entry["artifact"], entry["io"], triton, device, "native", out_dir / entry["model"] / entry["format"])
+        # A tuned format is deployed with the configuration its search chose.
+        settings = json.loads(Path(entry["tuned"]).read_text())["triton"] if entry.get("tuned") else triton
+        model_dir = write_repository(entry["model"], entry["artifact"], entry["io"], settings, device, "native", out_dir / entry["model"] / entry["format"])
         target = out_dir / model_dir.name
         model_dir.rename(target)
         for empty in (model_dir.parent, model_dir.parent.parent):

@@ -25,7 +25,8 @@ from .server import TritonServer
 
 log = logging.getLogger(__name__)
 
-UNSTABLE_MARKERS = ("Failed to obtain stable measurement", "Failed to get stable")
+# "No valid requests": not one request finished inside a window (a loaded machine, or a window too short).
+UNSTABLE_MARKERS = ("Failed to obtain stable measurement", "Failed to get stable", "No valid requests recorded within time interval")
 COLUMNS = ["model", "format", "device", "mode", "batch", "concurrency", "status"]
 # perf_analyzer's -f columns (2.51); always written, empty for an unstable point, so every CSV has them.
 PERF_ANALYZER_COLUMNS = [

@@ -484,12 +484,13 @@ def _model_section(
     offline: pl.DataFrame,
     online: pl.DataFrame,
     sv: pl.DataFrame,
+    tuned: list[tuple[dict[str, Any], pl.DataFrame]] | None = None,
 ) -> tuple[str, list[tuple[str, str]]]:
-    """(HTML, index entries) for one model: correctness, accuracy, offline, online, served vs native."""
+    """(HTML, index entries) for one model: correctness, accuracy, offline, online, served vs native, tuning."""
     mine = [d.filter(pl.col("model") == model) for d in (corr_out, corr_fmt, acc, offline, online, sv)]
     c_out, c_fmt, m_acc, m_off, m_on, m_sv = mine
     devices = sorted({d for frame in (m_off, m_on, m_sv) for d in frame["device"].drop_nulls().to_list()})
-    sid = {k: _anchor(model, k) for k in ("model", "correctness", "accuracy", "offline", "online", "native")}
+    sid = {k: _anchor(model, k) for k in ("model", "correctness", "accuracy", "offline", "online", "native", "tuning")}
     parts = [f'<section id="{sid["model"]}"><h2>Model: {_e(model)}</h2>']
 
     parts.append(f'<section id="{sid["correctness"]}"><h3>Correctness against the source model</h3>')
@@ -530,7 +531,11 @@ def _model_section(
     parts.append(_table(m_sv, "served-vs-native", mask=sv_mask, status="served status"))
     for device in devices:
         parts.append(_native_charts(charts, m_sv.filter(pl.col("device") == device), f"{model} · {device}"))
-    parts.append("</section></section>")
+    parts.append("</section>")
+    mine_tuned = [t for t in tuned or [] if t[0].get("model") == model]
+    if mine_tuned:
+        parts.append(f'<section id="{sid["tuning"]}"><h3>Tuning: the Triton configuration searched</h3>{_tuning_section(charts, model, mine_tuned)}</section>')
+    parts.append("</section>")
 
     index = [
         (sid["correctness"], "Correctness"),
@@ -538,8 +543,61 @@ def _model_section(
         (sid["offline"], "Offline"),
         (sid["online"], "Online"),
         (sid["native"], "Served vs native"),
+        *([(sid["tuning"], "Tuning")] if mine_tuned else []),
     ]
     return "\n".join(parts), [(sid["model"], model), *index]
+
+
+def _load_tuning(paths: list[Path]) -> list[tuple[dict[str, Any], pl.DataFrame]]:
+    """(chosen.json, trials.csv) pairs; model, format and device from the folder they sit in."""
+    pairs = []
+    for chosen_path in sorted(Path(p) for p in paths if Path(p).name == "chosen.json"):
+        chosen = json.loads(chosen_path.read_text())
+        chosen.update(model=chosen_path.parts[-4], format=chosen_path.parts[-3], device=chosen_path.parts[-2])
+        trials = pl.read_csv(chosen_path.with_name("trials.csv"), infer_schema_length=None)
+        trials = trials.with_columns(pl.col("chosen").cast(pl.String).str.to_lowercase() == "true")
+        pairs.append((chosen, trials))
+    return pairs
+
+
+def _tuning_section(charts: _Charts, model: str, tuned: list[tuple[dict[str, Any], pl.DataFrame]]) -> str:
+    """Per tuned format and device: every trial on throughput vs p99 with the budget line, the chosen
+    one highlighted, the trial table and the chosen config.pbtxt."""
+    parts = []
+    for chosen, trials in tuned:
+        label = f"{model} · {chosen.get('format', '')} · {chosen.get('device', '')}"
+        budget = float(chosen["p99_budget_ms"])
+        naive, tput = chosen.get("naive_throughput"), chosen.get("throughput")
+        gain = f"; ×{tput / naive:.2f} over the untuned configuration ({_e(chosen['naive'])}, {naive:,.1f} infer/s)" if naive and tput else ""
+        if chosen.get("trial") is None:
+            verdict = '<p class="bad">no trial could be measured</p>'
+        elif chosen["within_budget"]:
+            verdict = f"<p>chosen: <b>{_e(chosen['trial'])}</b>: {tput:,.1f} infer/s, p99 {chosen['p99_us'] / 1000:,.2f} ms{gain}</p>"
+        else:
+            verdict = (
+                f'<p class="bad">no configuration meets p99 ≤ {_e(_fmt(budget))} ms (and ≥ {_e(_fmt(chosen["min_throughput"]))} infer/s); '
+                f"served is the closest trial, <b>{_e(chosen['trial'])}</b> (p99 {chosen['p99_us'] / 1000:,.2f} ms, {tput:,.1f} infer/s)</p>"
+            )
+        parts.append(
+            f"<h4>{_e(label)}</h4>{verdict}<p class=\"note\">{_e(chosen['strategy'])}: {chosen['measurements']} measurement(s) of a grid of "
+            f"{chosen['grid_size']}</p>"
+        )
+        pts = trials.filter(pl.col("status") == "ok").drop_nulls(["throughput", "p99_us"]).with_columns((pl.col("p99_us") / 1000).alias("p99_ms"))
+        chart = None
+        if pts.height:
+            data = _records(pts.select("trial", "throughput", "p99_ms", "chosen", "round"))
+            base = alt.Chart(data).mark_point(filled=True).encode(
+                x=alt.X("p99_ms:Q", title="p99 latency (ms)"), y=alt.Y("throughput:Q", title="inferences/s"),
+                color=alt.Color("chosen:N", title="chosen"), size=alt.condition("datum.chosen", alt.value(200), alt.value(50)),
+                tooltip=["trial:N", "round:N", alt.Tooltip("throughput:Q", format=",.1f"), alt.Tooltip("p99_ms:Q", format=",.2f")],
+            )  # fmt: skip
+            rule = alt.Chart(alt.Data(values=[{"budget": budget}])).mark_rule(strokeDash=[4, 4], color="red").encode(x="budget:Q")
+            chart = (base + rule).properties(width=CHART_WIDTH, height=CHART_HEIGHT)
+        parts.append(_side_by_side(charts, (chart, f"{label}: trials, throughput vs p99 (budget dashed)")))
+        parts.append(_table(trials.drop("chosen"), "tuning"))
+        if chosen.get("config_pbtxt"):
+            parts.append(f'<details><summary>chosen config.pbtxt (deploy/)</summary><pre class="config">{_e(chosen["config_pbtxt"])}</pre></details>')
+    return "".join(parts)
 
 
 def _key_values(pairs: Sequence[tuple[str, Any]], name: str) -> str:
@@ -648,6 +706,7 @@ def build_report(
     skipped: list[dict[str, str]] | None = None,
     p99_budget_ms: float | None = None,
     deploy: list[Path] | None = None,
+    tuning: list[Path] | None = None,
 ) -> None:
     """Write one self-contained HTML report (no network needed to view it) to `output`."""
     corr_out, corr_fmt = _load_correctness(correctness)
@@ -665,10 +724,11 @@ def build_report(
     models = sorted(
         {m for frame in (corr_fmt, acc, off, on, nat) for m in frame["model"].drop_nulls().to_list()}
     )  # fmt: skip
+    tuned = _load_tuning(tuning or [])
     charts = _Charts()
     sections, index = [], []
     for model in models:
-        body, entries = _model_section(model, charts, corr_out, corr_fmt, acc, off, on, sv)
+        body, entries = _model_section(model, charts, corr_out, corr_fmt, acc, off, on, sv, tuned)
         sections.append(body)
         index.append(entries)
 

@@ -46,10 +46,26 @@ except WorkflowError:
 SERVER_FLAVOUR = locate(config["triton"]["server"]).flavour
 
 
+# (model, format) pairs whose Triton configuration is searched (tuning.formats).
+TUNED_FORMATS = config["tuning"]["formats"]
+# What a tuning trial's measurement reads: changing the budget or strategy re-plans, never re-measures.
+TUNING_TRIAL = {k: config["tuning"][k] for k in ("mode", "concurrency", "batch_range")}
+TRIAL_TRITON = {
+    k: v
+    for k, v in config["triton"].items()
+    if k not in ("max_batch_size", "runtime_threads", "instances", "dynamic_batching")
+}
+TRIAL_TRITON["dynamic_batching"] = {
+    "preferred_batch_sizes": config["triton"]["dynamic_batching"]["preferred_batch_sizes"]
+}
+
+
 wildcard_constraints:
     model="|".join(MODELS),
     format="|".join(ARTIFACTS),
     device="|".join(DEVICES),
+    round=r"\d+",
+    trial=r"[a-z0-9~_]+",
 
 
 onstart:
@@ -126,6 +142,47 @@ def measurement_inputs(stage, suffix):
     ]
 
 
+def tuning_dir(model, fmt, device):
+    return f"results/tuning/{model}/{fmt}/{device}"
+
+
+def tuned_config(wildcards):
+    """The chosen configuration of a tuned format (served, measured and deployed); none otherwise."""
+    if wildcards.format in TUNED_FORMATS:
+        return [f"{tuning_dir(wildcards.model, wildcards.format, wildcards.device)}/chosen.json"]
+    return []
+
+
+def planned_trials(wildcards, round_no):
+    """Round round_no's plan (a checkpoint) and the trial files it asks for."""
+    plan = checkpoints.python_plan_tuning_round.get(
+        model=wildcards.model,
+        format=wildcards.format,
+        device=wildcards.device,
+        round=round_no,
+    ).output[0]
+    trials = json.loads(Path(plan).read_text())["trials"]
+    folder = tuning_dir(wildcards.model, wildcards.format, wildcards.device)
+    return plan, [f"{folder}/trials/{t}.csv" for t in trials]
+
+
+def earlier_trials(wildcards):
+    """Every trial of the rounds before this one: what the next round is planned from."""
+    return [t for k in range(int(wildcards.round)) for t in planned_trials(wildcards, k)[1]]
+
+
+def tuning_rounds(wildcards):
+    """Rounds until one plans nothing (the search has ended, or max_rounds is reached)."""
+    plans, trials = [], []
+    for k in range(config["tuning"]["max_rounds"] + 1):
+        plan, new = planned_trials(wildcards, k)
+        plans.append(plan)
+        trials += new
+        if not new:
+            break
+    return {"plans": plans, "trials": trials}
+
+
 def deploy_entries(wildcards):
     """The native repository holds every format that passed correctness."""
     return [
@@ -134,13 +191,23 @@ def deploy_entries(wildcards):
             "format": fmt,
             "artifact": artifact_path(model, fmt),
             "io": f"results/export/{model}/{fmt}/io.json",
+            "tuned": (
+                f"{tuning_dir(model, fmt, wildcards.device)}/chosen.json"
+                if fmt in TUNED_FORMATS
+                else None
+            ),
         }
         for model, fmt in passed_formats()
     ]
 
 
 def deploy_inputs(wildcards):
-    return [e[key] for e in deploy_entries(wildcards) for key in ("artifact", "io")]
+    return [
+        e[key]
+        for e in deploy_entries(wildcards)
+        for key in ("artifact", "io", "tuned")
+        if e[key]
+    ]
 
 
 def report_inputs(wildcards):
@@ -156,7 +223,19 @@ def report_inputs(wildcards):
         "online": measurement_inputs("perf_online", "csv"),
         "native": measurement_inputs("native", "csv"),
         "environment": expand("results/environment/{device}.json", device=DEVICES),
+        "tuning": [
+            f"{tuning_dir(model, fmt, device)}/{name}"
+            for model, fmt in passed_formats()
+            if fmt in TUNED_FORMATS
+            for device in DEVICES
+            for name in ("chosen.json", "trials.csv")
+        ],
     }
+
+
+def perf_shared():
+    """The perf settings of a single point (tuning trials): neither sweep."""
+    return {k: v for k, v in config["perf"].items() if k not in ("offline", "online")}
 
 
 def perf_settings(mode):

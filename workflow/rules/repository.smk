@@ -2,6 +2,7 @@ rule triton_write_repository:
     input:
         artifact=artifact,
         io="results/export/{model}/{format}/io.json",
+        tuned=tuned_config,
         code=package_file("repository"),
     output:
         directory("results/repository/{model}/{format}/{device}"),

@@ -1,12 +1,17 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../../src")  # the package, also under --sdm conda
+import json
+from pathlib import Path
+
 from deploysnake import job, repository
 
 
 def main(sm):
     w = sm.wildcards
-    repository.write_repository(w.model, sm.input.artifact, sm.input.io, sm.params.triton, w.device, sm.params.flavour, sm.output[0])
+    # A tuned format is served with the configuration its search chose.
+    triton = json.loads(Path(sm.input.tuned[0]).read_text())["triton"] if sm.input.tuned else sm.params.triton
+    repository.write_repository(w.model, sm.input.artifact, sm.input.io, triton, w.device, sm.params.flavour, sm.output[0])
 
 
 job.run(snakemake, main)

@@ -1,0 +1,262 @@
+"""Tuning stage: search Triton's configuration space for the highest throughput within a p99 budget.
+
+A trial is one configuration (max batch size, dynamic batching, preferred batch sizes, queue delay,
+instances, runtime threads), named by a Paramspace-style id (`mbs~64_db~1_delay~100_pref~max_inst~2_thr~1`)
+and measured by its own cached job. A strategy proposes trials in rounds, each round a Snakemake
+checkpoint that reads every trial measured before it:
+- brute_force: the whole grid in round 0 (the reference);
+- hill_climb (default): round 0 measures the workflow's own configuration (snapped to the grid) and
+  its neighbours; each later round measures the unmeasured neighbours of the best trial so far, one
+  step along one dimension; the search ends when the best trial has no unmeasured neighbour.
+Trials already measured are never proposed again, so a stopped search resumes where it was and a
+larger budget (more rounds, a wider space) only adds trials.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# Dimension order of the trial id; values are the options listed in config tuning.space.
+DIMENSIONS = ["max_batch_size", "dynamic_batching", "max_queue_delay_us", "preferred_batch_sizes", "instances", "runtime_threads"]
+SHORT = {"max_batch_size": "mbs", "dynamic_batching": "db", "max_queue_delay_us": "delay", "preferred_batch_sizes": "pref", "instances": "inst", "runtime_threads": "thr"}
+LONG = {v: k for k, v in SHORT.items()}
+TRIAL_COLUMNS = ["trial", *DIMENSIONS, "mode", "batch", "concurrency", "status", "throughput", "p99_us", "round"]
+
+
+def trial_id(trial: dict[str, Any]) -> str:
+    return "_".join(f"{SHORT[d]}~{int(trial[d]) if isinstance(trial[d], bool) else trial[d]}" for d in DIMENSIONS)
+
+
+def parse_trial(text: str) -> dict[str, Any]:
+    values = dict(part.split("~", 1) for part in text.split("_") if "~" in part)
+    if sorted(values) != sorted(SHORT.values()):
+        raise ValueError(f"not a trial id: {text!r} (expected {trial_id(dict.fromkeys(DIMENSIONS, 0))} style)")
+    trial: dict[str, Any] = {LONG[k]: v for k, v in values.items()}
+    for key in ("max_batch_size", "max_queue_delay_us", "instances", "runtime_threads"):
+        trial[key] = int(trial[key])
+    trial["dynamic_batching"] = trial["dynamic_batching"] == "1"
+    return trial
+
+
+def canonical(trial: dict[str, Any]) -> dict[str, Any]:
+    """Without dynamic batching the queue delay and preferred sizes mean nothing: one trial stands for all."""
+    trial = dict(trial)
+    if not trial["dynamic_batching"]:
+        trial["max_queue_delay_us"], trial["preferred_batch_sizes"] = 0, "none"
+    return trial
+
+
+def grid(space: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    trials: list[dict[str, Any]] = [{}]
+    for dim in DIMENSIONS:
+        trials = [{**t, dim: v} for t in trials for v in space[dim]]
+    seen, unique = set(), []
+    for trial in map(canonical, trials):
+        if (key := trial_id(trial)) not in seen:
+            seen.add(key)
+            unique.append(trial)
+    return unique
+
+
+def _nearest(options: list[Any], value: Any) -> Any:
+    if value in options:
+        return value
+    if isinstance(value, bool) or not all(isinstance(o, (int, float)) and not isinstance(o, bool) for o in options):
+        return options[0]
+    return min(options, key=lambda o: abs(o - value))
+
+
+def naive(triton: dict[str, Any], device: str, space: dict[str, list[Any]]) -> dict[str, Any]:
+    """The workflow's configuration before tuning (config triton section), snapped to the space."""
+    batching = triton.get("dynamic_batching", {})
+    start = {
+        "max_batch_size": triton["max_batch_size"],
+        "dynamic_batching": batching.get("enabled", True),
+        "max_queue_delay_us": batching.get("max_queue_delay_us", 0),
+        "preferred_batch_sizes": "config" if batching.get("preferred_batch_sizes") else "none",
+        "instances": triton["instances"].get(device, triton["instances"].get("default", 1)),
+        "runtime_threads": triton.get("runtime_threads", 0),
+    }
+    return canonical({d: _nearest(space[d], start[d]) for d in DIMENSIONS})
+
+
+def neighbours(trial: dict[str, Any], space: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """One step up or down along one dimension (the options in their config order)."""
+    found = []
+    for dim in DIMENSIONS:
+        options = space[dim]
+        if trial[dim] not in options:
+            continue
+        i = options.index(trial[dim])
+        for j in (i - 1, i + 1):
+            if 0 <= j < len(options):
+                found.append(canonical({**trial, dim: options[j]}))
+    return found
+
+
+def triton_settings(base: dict[str, Any], trial: dict[str, Any], device: str) -> dict[str, Any]:
+    """The config triton section with one trial's values: what the repository writer takes."""
+    mbs = int(trial["max_batch_size"])
+    pref = trial["preferred_batch_sizes"]
+    if pref == "config":
+        preferred = [b for b in base.get("dynamic_batching", {}).get("preferred_batch_sizes", []) if b <= mbs]
+    elif pref == "max":
+        preferred = [mbs]
+    elif pref == "halfmax":
+        preferred = sorted({max(1, mbs // 2), mbs})
+    else:
+        preferred = []
+    return {
+        **base,
+        "max_batch_size": mbs,
+        "dynamic_batching": {"enabled": bool(trial["dynamic_batching"]), "preferred_batch_sizes": preferred, "max_queue_delay_us": int(trial["max_queue_delay_us"])},
+        "instances": {**base.get("instances", {}), device: int(trial["instances"])},
+        "runtime_threads": int(trial["runtime_threads"]),
+    }
+
+
+def read_trials(paths: list[str | Path]) -> list[dict[str, Any]]:
+    rows = []
+    for path in paths:
+        with open(path, newline="") as handle:
+            for row in csv.DictReader(handle):
+                row["throughput"] = float(row["throughput"]) if row.get("throughput") else None
+                row["p99_us"] = float(row["p99_us"]) if row.get("p99_us") else None
+                rows.append(row)
+    return rows
+
+
+def incumbent(rows: list[dict[str, Any]], budget_us: float, min_throughput: float = 0.0) -> tuple[dict[str, Any] | None, bool]:
+    """(best trial, whether it meets the constraints): the highest throughput among stable trials
+    with p99 within the budget and throughput above the minimum; else the closest (lowest p99)."""
+    measured = [r for r in rows if r.get("status") == "ok" and r["throughput"] is not None and r["p99_us"] is not None]
+    feasible = [r for r in measured if r["p99_us"] <= budget_us and r["throughput"] >= min_throughput]
+    if feasible:
+        return max(feasible, key=lambda r: (r["throughput"], -r["p99_us"])), True
+    if measured:
+        return min(measured, key=lambda r: r["p99_us"]), False
+    return None, False
+
+
+def propose(strategy: str, space: dict[str, list[Any]], start: dict[str, Any], rows: list[dict[str, Any]], round_no: int, budget_us: float, min_throughput: float) -> list[dict[str, Any]]:
+    """The trials of one round: never one already measured."""
+    done = {r["trial"] for r in rows}
+    if strategy == "brute_force":
+        proposals = grid(space) if round_no == 0 else []
+    elif round_no == 0:
+        proposals = [start, *neighbours(start, space)]
+    else:
+        best, _ = incumbent(rows, budget_us, min_throughput)
+        proposals = neighbours(parse_trial(best["trial"]), space) if best else []
+    unique: dict[str, dict[str, Any]] = {}
+    for trial in proposals:
+        unique.setdefault(trial_id(trial), trial)
+    return [t for k, t in unique.items() if k not in done]
+
+
+def plan_round(settings: dict[str, Any], triton: dict[str, Any], device: str, round_no: int, trial_csvs: list[str], output: str | Path) -> dict[str, Any]:
+    """Write round N's plan from every trial measured in rounds before it (trial_csvs)."""
+    rows = read_trials(trial_csvs)
+    start = naive(triton, device, settings["space"])
+    budget_us = settings["p99_budget_ms"] * 1000.0
+    trials = [] if round_no >= settings["max_rounds"] else propose(settings["strategy"], settings["space"], start, rows, round_no, budget_us, settings["min_throughput"])
+    plan = {"round": round_no, "strategy": settings["strategy"], "trials": [trial_id(t) for t in trials], "measured_before": len(rows), "start": trial_id(start)}
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    Path(output).write_text(json.dumps(plan, indent=2) + "\n")
+    log.info("round %d (%s): %d new trial(s) after %d measured: %s", round_no, settings["strategy"], len(trials), len(rows), plan["trials"])
+    return plan
+
+
+def load_point(settings: dict[str, Any], trial: dict[str, Any]) -> tuple[int, int]:
+    """(batch, concurrency) a trial is measured at: online, single-sample requests at the configured
+    concurrency; offline, concurrency 1 at the largest batch the trial allows within batch_range."""
+    if settings["mode"] == "online":
+        return 1, int(settings["concurrency"])
+    low, high = settings["batch_range"]
+    return max(int(low), min(int(high), int(trial["max_batch_size"]))), 1
+
+
+def measure_trial(
+    executable: str, server: Any, model_name: str, io_json: str | Path, perf_settings: dict[str, Any], settings: dict[str, Any], trial_text: str,
+    output: str | Path, input_data: str | Path | None,
+) -> dict[str, Any]:
+    """One perf_analyzer point against a server already running this trial's repository."""
+    import tempfile
+
+    from .perf import Point, _output_bytes, command, dynamic_shapes, run_point
+
+    trial = parse_trial(trial_text)
+    io = json.loads(Path(io_json).read_text())
+    batch, concurrency = load_point(settings, trial)
+    shapes = dynamic_shapes(io, input_data) if input_data else {}
+    data = input_data if perf_settings.get("input_data", "dataloader") == "dataloader" else None
+    longest = max((d for shape in shapes.values() for d in shape), default=4096)
+    timeout_s = 60.0 + 3 * perf_settings["measurement_interval_ms"] / 1000.0 * int(perf_settings["max_trials"])
+    with tempfile.TemporaryDirectory(prefix="deploysnake-trial-") as tmp:
+        args = command(executable, model_name, server, Point(batch, concurrency), perf_settings, "trial", Path(tmp) / "trial.csv", _output_bytes(io, longest), data, shapes)
+        log.info("trial %s: batch %d, concurrency %d: %s", trial_text, batch, concurrency, " ".join(args))
+        status, measured, _ = run_point(args, timeout_s, server)
+    row = {
+        "trial": trial_text, **trial, "mode": settings["mode"], "batch": batch, "concurrency": concurrency, "status": status,
+        "throughput": measured.get("Inferences/Second", ""), "p99_us": measured.get("p99 latency", ""),
+    }
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    with open(output, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=[c for c in TRIAL_COLUMNS if c != "round"])
+        writer.writeheader()
+        writer.writerow(row)
+    log.info("trial %s: %s, %s infer/s, p99 %s us", trial_text, status, row["throughput"], row["p99_us"])
+    return row
+
+
+def choose(
+    settings: dict[str, Any], triton: dict[str, Any], model: str, device: str, plans: list[str], trial_csvs: list[str], chosen_path: str | Path,
+    table_path: str | Path, io_json: str | Path | None = None,
+) -> dict[str, Any]:
+    """The chosen configuration (chosen.json, with its triton settings) and every trial (trials.csv)."""
+    rows = read_trials(trial_csvs)
+    rounds = {t: json.loads(Path(p).read_text())["round"] for p in plans for t in json.loads(Path(p).read_text())["trials"]}
+    for row in rows:
+        row["round"] = rounds.get(row["trial"], "")
+    budget_us = settings["p99_budget_ms"] * 1000.0
+    best, within = incumbent(rows, budget_us, settings["min_throughput"])
+    start = trial_id(naive(triton, device, settings["space"]))
+    naive_row = next((r for r in rows if r["trial"] == start), None)
+    chosen = {
+        "trial": best["trial"] if best else None,
+        "within_budget": within,
+        "p99_budget_ms": settings["p99_budget_ms"],
+        "min_throughput": settings["min_throughput"],
+        "throughput": best["throughput"] if best else None,
+        "p99_us": best["p99_us"] if best else None,
+        "measurements": len(rows),
+        "grid_size": len(grid(settings["space"])),
+        "strategy": settings["strategy"],
+        "naive": start,
+        "naive_throughput": naive_row["throughput"] if naive_row else None,
+        # Nothing meets the constraints: serve the closest trial, and say so everywhere.
+        "triton": triton_settings(triton, parse_trial(best["trial"]), device) if best else triton,
+    }
+    if io_json:  # the config.pbtxt a production Triton gets (deploy/), for the report
+        from google.protobuf import text_format
+
+        from .repository import build_config, triton_model_name
+
+        io = json.loads(Path(io_json).read_text())
+        chosen["config_pbtxt"] = text_format.MessageToString(build_config(triton_model_name(model, io["format"]), io, chosen["triton"], device, "native"))
+    Path(chosen_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(chosen_path).write_text(json.dumps(chosen, indent=2) + "\n")
+    with open(table_path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=TRIAL_COLUMNS + ["chosen"], extrasaction="ignore")
+        writer.writeheader()
+        for row in sorted(rows, key=lambda r: (str(r["round"]), r["trial"])):
+            writer.writerow({**row, "chosen": row["trial"] == chosen["trial"]})
+    if best and not within:
+        log.warning("no trial meets p99 <= %s ms and throughput >= %s; the closest is %s (p99 %.0f us)", settings["p99_budget_ms"], settings["min_throughput"], best["trial"], best["p99_us"])
+    return chosen

@@ -1,0 +1,161 @@
+"""Tuning: the search logic on its own, and real searches through the workflow on a tiny space (real
+tritonserver and perf_analyzer): brute force end to end, an interrupted search that resumes without
+measuring a trial twice, and a budget that no configuration meets."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deploysnake import tuning
+
+from .browser import chart_summary, chromium_available, render_in_chromium
+from .conftest import ROOT, snakemake
+
+SPACE = {
+    "max_batch_size": [16, 64, 256],
+    "dynamic_batching": [False, True],
+    "max_queue_delay_us": [0, 100, 1000],
+    "preferred_batch_sizes": ["none", "max"],
+    "instances": [1, 2],
+    "runtime_threads": [1, 2],
+}
+
+
+def test_trial_ids_round_trip_and_the_grid_has_no_duplicates() -> None:
+    trials = tuning.grid(SPACE)
+    # without dynamic batching, delay and preferred sizes collapse: 3*2*2 off + 3*3*2*2*2 on
+    assert len(trials) == 3 * 2 * 2 + 3 * 3 * 2 * 2 * 2
+    ids = [tuning.trial_id(t) for t in trials]
+    assert len(set(ids)) == len(ids)
+    assert all(tuning.trial_id(tuning.parse_trial(i)) == i for i in ids)
+    with pytest.raises(ValueError, match="not a trial id"):
+        tuning.parse_trial("mbs~16_db~1")
+
+
+def test_hill_climbing_steps_from_the_best_and_never_repeats_a_trial() -> None:
+    start = tuning.naive({"max_batch_size": 200, "dynamic_batching": {"enabled": True, "max_queue_delay_us": 80}, "instances": {"cpu": 1}, "runtime_threads": 0}, "cpu", SPACE)
+    assert tuning.trial_id(start) == "mbs~256_db~1_delay~100_pref~none_inst~1_thr~1"
+    first = tuning.propose("hill_climb", SPACE, start, [], 0, 10_000, 0)
+    assert first[0] == start and all(sum(t[d] != start[d] for d in tuning.DIMENSIONS) <= 2 for t in first[1:])
+    # the best so far: two instances; the next round steps from it and skips what was measured
+    rows = [{"trial": tuning.trial_id(t), "status": "ok", "throughput": 100.0, "p99_us": 5000.0} for t in first]
+    best = next(r for r in rows if "inst~2" in r["trial"])
+    best["throughput"] = 500.0
+    second = tuning.propose("hill_climb", SPACE, start, rows, 1, 10_000, 0)
+    measured = {r["trial"] for r in rows}
+    assert second and not measured & {tuning.trial_id(t) for t in second}
+    assert all(t["instances"] == 2 or t == tuning.canonical({**tuning.parse_trial(best["trial"]), "instances": 1}) for t in second)
+    assert tuning.propose("brute_force", SPACE, start, rows, 1, 10_000, 0) == []
+
+
+def test_the_incumbent_respects_budget_and_minimum_or_is_the_closest() -> None:
+    rows = [
+        {"trial": "a", "status": "ok", "throughput": 900.0, "p99_us": 20_000.0},
+        {"trial": "b", "status": "ok", "throughput": 500.0, "p99_us": 8_000.0},
+        {"trial": "c", "status": "ok", "throughput": 300.0, "p99_us": 2_000.0},
+        {"trial": "d", "status": "unstable", "throughput": None, "p99_us": None},
+    ]
+    assert tuning.incumbent(rows, 10_000, 0) == (rows[1], True)
+    assert tuning.incumbent(rows, 10_000, 600) == (rows[2], False)  # none reaches 600/s within budget: the closest
+    assert tuning.incumbent(rows, 1_000, 0) == (rows[2], False)
+    assert tuning.incumbent(rows[3:], 1_000, 0) == (None, False)
+
+
+TINY = {
+    "models": {"digits": {"recipe": str(ROOT / "recipes" / "digits"), "params": {"channels": 8, "epochs": 2, "batch_size": 64, "seed": 0}}},
+    "formats": ["onnx"],
+    "devices": ["cpu"],
+    "correctness": {"batch_size": 64, "batches": 2},
+    "accuracy": {"batch_size": 16},
+    "perf": {"measurement_interval_ms": 300, "stability_percentage": 50, "max_trials": 4, "input_samples": 32,
+             "offline": {"batch_sizes": [1, 16]}, "online": {"concurrency": [1, 4]}},
+    "native": {"window_s": 0.2},
+    "tuning": {
+        "formats": ["onnx"], "strategy": "brute_force", "concurrency": 4, "p99_budget_ms": 200,
+        "space": {"max_batch_size": [16, 32], "dynamic_batching": [True], "max_queue_delay_us": [0, 200], "preferred_batch_sizes": ["none"],
+                  "instances": [1], "runtime_threads": [1]},
+    },
+}  # fmt: skip
+TUNED = Path("results") / "tuning" / "digits" / "onnx" / "cpu"
+
+
+def run(workdir: Path, config: dict, *args: str) -> None:
+    (workdir / "t.yaml").write_text(yaml.safe_dump(config))
+    snakemake("results/report.html", "--cores", "2", "--configfile", "t.yaml", *args, cwd=workdir, timeout=1200)
+
+
+@pytest.mark.e2e
+def test_a_brute_force_search_end_to_end(tmp_path: Path) -> None:
+    run(tmp_path, TINY)
+    chosen = json.loads((tmp_path / TUNED / "chosen.json").read_text())
+    trials = sorted(p.stem for p in (tmp_path / TUNED / "trials").glob("*.csv"))
+    assert len(trials) == chosen["measurements"] == chosen["grid_size"] == 4
+    assert chosen["within_budget"] and chosen["trial"] in trials
+    rows = tuning.read_trials([tmp_path / TUNED / "trials" / f"{t}.csv" for t in trials])
+    stable = [r for r in rows if r["status"] == "ok" and r["p99_us"] <= 200_000]
+    assert chosen["throughput"] == max(r["throughput"] for r in stable)
+    # the chosen configuration is what the served and the deployed repositories hold
+    mbs = tuning.parse_trial(chosen["trial"])["max_batch_size"]
+    served = (tmp_path / "results" / "repository" / "digits" / "onnx" / "cpu" / "digits_onnx" / "config.pbtxt").read_text()
+    deployed = (tmp_path / "results" / "deploy" / "cpu" / "digits_onnx" / "config.pbtxt").read_text()
+    assert f"max_batch_size: {mbs}\n" in served and f"max_batch_size: {mbs}\n" in deployed
+    assert chosen["config_pbtxt"] == deployed
+    html = (tmp_path / "results" / "report.html").read_text()
+    assert "Tuning: the Triton configuration searched" in html and f"chosen: <b>{chosen['trial']}</b>" in html
+    assert html.count('data-table="tuning"') == 1
+    if chromium_available():  # the trial plot renders: every stable trial a point, the budget a rule
+        charts = {c["title"]: c for c in chart_summary(render_in_chromium(tmp_path / "results" / "report.html"))}
+        plot = charts["digits · onnx · cpu: trials, throughput vs p99 (budget dashed)"]
+        assert plot["error"] is None and plot["by_mark"].get("rule") == 1
+        assert plot["by_mark"].get("symbol") == len([r for r in rows if r["status"] == "ok"])
+
+
+@pytest.mark.e2e
+def test_an_interrupted_search_resumes_without_measuring_a_trial_twice(tmp_path: Path) -> None:
+    config = json.loads(json.dumps(TINY))
+    config["tuning"].update(strategy="hill_climb", max_rounds=1)
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(config))
+    exe = str(Path(sys.executable).parent / "snakemake")
+    target = str(TUNED / "chosen.json")
+    with open(tmp_path / "first.out", "w") as out:
+        first = subprocess.Popen([exe, target, "--snakefile", str(ROOT / "Snakefile"), "--cores", "2", "--configfile", "t.yaml"], cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and first.poll() is None and not list((tmp_path / TUNED / "trials").glob("*.csv")):
+            time.sleep(0.5)
+        first.send_signal(signal.SIGINT)  # Ctrl-C in the middle of the search
+        first.wait(timeout=120)
+    done = {p: p.stat().st_mtime_ns for p in (tmp_path / TUNED / "trials").glob("*.csv")}
+    assert done, "no trial finished before the interruption"
+    # resume, then extend the search with more rounds: finished trials are kept as they are
+    snakemake(target, "--cores", "2", "--configfile", "t.yaml", cwd=tmp_path, timeout=1200)
+    config["tuning"]["max_rounds"] = 4
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(config))
+    snakemake(target, "--cores", "2", "--configfile", "t.yaml", cwd=tmp_path, timeout=1200)
+    assert {p: p.stat().st_mtime_ns for p in done} == done
+    for log in (tmp_path / "logs" / "tuning" / "digits" / "onnx" / "cpu" / "trials").glob("*[!r].log"):  # not *.server.log
+        finished = [line for line in log.read_text().splitlines() if "infer/s, p99" in line]
+        assert len(finished) <= 1, f"{log.name} was measured {len(finished)} times"
+    chosen = json.loads((tmp_path / TUNED / "chosen.json").read_text())
+    assert chosen["measurements"] == len(list((tmp_path / TUNED / "trials").glob("*.csv"))) < chosen["grid_size"] + 1
+
+
+@pytest.mark.e2e
+def test_a_budget_no_configuration_meets_is_reported_with_the_closest_trial(tmp_path: Path) -> None:
+    config = json.loads(json.dumps(TINY))
+    config["tuning"]["p99_budget_ms"] = 0.001  # one microsecond: no real server answers that fast
+    config["tuning"]["space"]["max_queue_delay_us"] = [0]
+    run(tmp_path, config)
+    chosen = json.loads((tmp_path / TUNED / "chosen.json").read_text())
+    rows = [r for r in tuning.read_trials(list((tmp_path / TUNED / "trials").glob("*.csv"))) if r["status"] == "ok"]
+    assert not chosen["within_budget"] and chosen["trial"] == min(rows, key=lambda r: r["p99_us"])["trial"]
+    html = (tmp_path / "results" / "report.html").read_text()
+    assert "no configuration meets p99 ≤ 0.001 ms" in html and f"the closest trial, <b>{chosen['trial']}</b>" in html

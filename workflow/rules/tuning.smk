@@ -1,0 +1,63 @@
+# The search of Triton's configuration space (see src/deploysnake/tuning.py): each round is a
+# checkpoint that plans its trials from every trial measured before it; each trial is a cached job.
+checkpoint python_plan_tuning_round:
+    input:
+        earlier=earlier_trials,
+        code=package_file("tuning"),
+    output:
+        "results/tuning/{model}/{format}/{device}/round{round}.json",
+    log:
+        "logs/tuning/{model}/{format}/{device}/round{round}.log",
+    conda:
+        "../../envs/triton.yaml"
+    params:
+        settings=config["tuning"],
+        triton=config["triton"],
+    script:
+        "../scripts/tuning_plan.py"
+
+
+# One trial: its repository, a server started inside the job, one perf_analyzer point.
+rule perf_analyzer_tuning_trial:
+    input:
+        artifact=artifact,
+        io="results/export/{model}/{format}/io.json",
+        data="results/perf_data/{model}/input.json",
+        code=package_file("tuning"),
+    output:
+        "results/tuning/{model}/{format}/{device}/trials/{trial}.csv",
+    log:
+        "logs/tuning/{model}/{format}/{device}/trials/{trial}.log",
+        server="logs/tuning/{model}/{format}/{device}/trials/{trial}.server.log",
+    conda:
+        "../../envs/triton.yaml"
+    threads: MEASURING_THREADS
+    resources:
+        gpu=device_resource("gpu"),
+        gpu_model=device_resource("gpu_model"),
+    params:
+        settings=TUNING_TRIAL,
+        triton=TRIAL_TRITON,
+        perf=perf_shared(),
+        flavour=SERVER_FLAVOUR,
+    script:
+        "../scripts/tuning_trial.py"
+
+
+rule python_choose_tuning:
+    input:
+        unpack(tuning_rounds),
+        io="results/export/{model}/{format}/io.json",
+        code=package_file("tuning"),
+    output:
+        chosen="results/tuning/{model}/{format}/{device}/chosen.json",
+        trials="results/tuning/{model}/{format}/{device}/trials.csv",
+    log:
+        "logs/tuning/{model}/{format}/{device}/chosen.log",
+    conda:
+        "../../envs/triton.yaml"
+    params:
+        settings=config["tuning"],
+        triton=config["triton"],
+    script:
+        "../scripts/tuning_choose.py"

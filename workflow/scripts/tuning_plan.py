@@ -1,0 +1,12 @@
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../../src")  # the package, also under --sdm conda
+from deploysnake import job, tuning
+
+
+def main(sm):
+    w = sm.wildcards
+    tuning.plan_round(sm.params.settings, sm.params.triton, w.device, int(w.round), list(sm.input.earlier), sm.output[0])
+
+
+job.run(snakemake, main)
