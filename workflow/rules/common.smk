@@ -56,7 +56,9 @@ TRIAL_TRITON = {
     if k not in ("max_batch_size", "runtime_threads", "instances", "dynamic_batching")
 }
 TRIAL_TRITON["dynamic_batching"] = {
-    "preferred_batch_sizes": config["triton"]["dynamic_batching"]["preferred_batch_sizes"]
+    "preferred_batch_sizes": config["triton"]["dynamic_batching"][
+        "preferred_batch_sizes"
+    ]
 }
 
 
@@ -149,7 +151,9 @@ def tuning_dir(model, fmt, device):
 def tuned_config(wildcards):
     """The chosen configuration of a tuned format (served, measured and deployed); none otherwise."""
     if wildcards.format in TUNED_FORMATS:
-        return [f"{tuning_dir(wildcards.model, wildcards.format, wildcards.device)}/chosen.json"]
+        return [
+            f"{tuning_dir(wildcards.model, wildcards.format, wildcards.device)}/chosen.json"
+        ]
     return []
 
 
@@ -168,7 +172,9 @@ def planned_trials(wildcards, round_no):
 
 def earlier_trials(wildcards):
     """Every trial of the rounds before this one: what the next round is planned from."""
-    return [t for k in range(int(wildcards.round)) for t in planned_trials(wildcards, k)[1]]
+    return [
+        t for k in range(int(wildcards.round)) for t in planned_trials(wildcards, k)[1]
+    ]
 
 
 def tuning_rounds(wildcards):
