@@ -60,20 +60,20 @@ def resources(device: str, gpu_models: dict[str, str] | None = None) -> dict[str
     return {"gpu": 1, "gpu_model": "" if device == "gpu" else gres_model(device, gpu_models)}
 
 
-def local_gpus() -> list[tuple[int, str]]:
-    """(index, name) of this machine's GPUs, from nvidia-smi; none without it."""
+def nvidia_smi(fields: list[str]) -> list[list[str]]:
+    """Rows of `nvidia-smi --query-gpu=<fields>`, one per GPU; none without a working nvidia-smi."""
     if not shutil.which("nvidia-smi"):
         return []
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=index,name", "--format=csv,noheader"], capture_output=True, text=True, timeout=30, check=True).stdout
+        out = subprocess.run(["nvidia-smi", f"--query-gpu={','.join(fields)}", "--format=csv,noheader"], capture_output=True, text=True, timeout=30, check=True).stdout
     except (subprocess.SubprocessError, OSError):
         return []
-    found = []
-    for line in out.splitlines():
-        index, _, name = line.partition(",")
-        if index.strip().isdigit():
-            found.append((int(index), name.strip()))
-    return found
+    return [[part.strip() for part in line.split(",")] for line in out.splitlines() if line.strip()]
+
+
+def local_gpus() -> list[tuple[int, str]]:
+    """(index, name) of this machine's GPUs."""
+    return [(int(index), name) for index, name, *_ in nvidia_smi(["index", "name"]) if index.isdigit()]
 
 
 def matching_gpus(device: str, gpus: list[tuple[int, str]]) -> list[int]:

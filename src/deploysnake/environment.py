@@ -15,6 +15,7 @@ from typing import Any
 import psutil
 
 from . import __version__
+from .devices import nvidia_smi
 
 PACKAGES = ["torch", "onnx", "onnxruntime", "onnxscript", "tritonclient", "nvidia-pytriton", "numpy", "polars", "altair", "snakemake", "scikit-learn", "tensorflow-cpu", "tf2onnx", "tensorrt"]
 
@@ -30,13 +31,7 @@ def cpu_name() -> str:
 
 
 def gpus() -> list[dict[str, str]]:
-    if not shutil.which("nvidia-smi"):
-        return []
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"], capture_output=True, text=True, timeout=30, check=True).stdout
-    except (subprocess.SubprocessError, OSError):
-        return []
-    return [dict(zip(("name", "memory", "driver"), (p.strip() for p in line.split(",")))) for line in out.splitlines() if line.strip()]
+    return [dict(zip(("name", "memory", "driver"), row)) for row in nvidia_smi(["name", "memory.total", "driver_version"])]
 
 
 def git_commit(root: Path) -> str | None:
