@@ -106,7 +106,7 @@ def input_shapes(input_data: str | Path | None, io: dict[str, Any]) -> str:
 
 
 def command(
-    executable: str, model_name: str, server: TritonServer, point: Point, settings: dict[str, Any], mode: str, csv_path: Path, output_bytes: int,
+    executable: str, model_name: str, server: TritonServer, point: Point, settings: dict[str, Any], mode: str, csv_path: Path, output_size: int,
     input_data: str | Path | None = None, shapes: dict[str, list[int]] | None = None,
 ) -> list[str]:
     args = [
@@ -124,7 +124,7 @@ def command(
     for name, shape in (shapes or {}).items():  # inputs with dynamic dims: the sizes to send
         args += ["--shape", f"{name}:{','.join(map(str, shape))}"]
     if mode == "offline" and settings["offline"].get("shared_memory", "none") != "none":
-        args += ["--shared-memory", settings["offline"]["shared_memory"], "--output-shared-memory-size", str(max(102400, output_bytes * point.batch))]
+        args += ["--shared-memory", settings["offline"]["shared_memory"], "--output-shared-memory-size", str(max(102400, output_size * point.batch))]
     return args
 
 
@@ -134,7 +134,7 @@ def dynamic_shapes(io: dict[str, Any], prepared: str | Path) -> dict[str, list[i
     return {t["name"]: first[t["name"]]["shape"] for t in io["inputs"] if any(d < 0 for d in t["dims"][1:]) and t["name"] in first}
 
 
-def _output_bytes(io: dict[str, Any], longest: int = 4096) -> int:
+def output_bytes(io: dict[str, Any], longest: int = 4096) -> int:
     total = 0
     for tensor in io["outputs"]:
         dims = [d for d in tensor["dims"][1:]]
@@ -181,7 +181,7 @@ def measure(
     with tempfile.TemporaryDirectory(prefix="deploysnake-perf-") as tmp:
         for k, point in enumerate(points, start=1):
             server.check_alive()
-            args = command(executable, model_name, server, point, settings, mode, Path(tmp) / f"point{k}.csv", _output_bytes(io, longest), data, shapes)
+            args = command(executable, model_name, server, point, settings, mode, Path(tmp) / f"point{k}.csv", output_bytes(io, longest), data, shapes)
             log.info("point %d of %d (%s): batch %d, concurrency %d: %s", k, len(points), mode, point.batch, point.concurrency, " ".join(args))
             started = time.monotonic()
             status, measured, text = run_point(args, timeout_s, server)

@@ -17,8 +17,11 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
+
+from .perf import Point, command, dynamic_shapes, output_bytes, run_point
 
 log = logging.getLogger(__name__)
 
@@ -187,10 +190,6 @@ def measure_trial(
     output: str | Path, input_data: str | Path | None,
 ) -> dict[str, Any]:
     """One perf_analyzer point against a server already running this trial's repository."""
-    import tempfile
-
-    from .perf import Point, _output_bytes, command, dynamic_shapes, run_point
-
     trial = parse_trial(trial_text)
     io = json.loads(Path(io_json).read_text())
     batch, concurrency = load_point(settings, trial)
@@ -199,7 +198,7 @@ def measure_trial(
     longest = max((d for shape in shapes.values() for d in shape), default=4096)
     timeout_s = 60.0 + 3 * perf_settings["measurement_interval_ms"] / 1000.0 * int(perf_settings["max_trials"])
     with tempfile.TemporaryDirectory(prefix="deploysnake-trial-") as tmp:
-        args = command(executable, model_name, server, Point(batch, concurrency), perf_settings, "trial", Path(tmp) / "trial.csv", _output_bytes(io, longest), data, shapes)
+        args = command(executable, model_name, server, Point(batch, concurrency), perf_settings, "trial", Path(tmp) / "trial.csv", output_bytes(io, longest), data, shapes)
         log.info("trial %s: batch %d, concurrency %d: %s", trial_text, batch, concurrency, " ".join(args))
         status, measured, _ = run_point(args, timeout_s, server)
     row = {

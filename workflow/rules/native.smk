@@ -3,6 +3,7 @@ rule runtime_native_baseline:
     input:
         artifact=artifact,
         io="results/export/{model}/{format}/io.json",
+        tuned=tuned_config,
         code=package_file("native"),
     output:
         "results/native/{model}/{format}/{device}.csv",
