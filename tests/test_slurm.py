@@ -71,15 +71,12 @@ def finished(slurm: None, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pat
 
 
 def test_every_job_went_through_sbatch(finished: tuple[Path, str]) -> None:
-    workdir, output = finished
+    _, output = finished
     submitted = SUBMITTED.findall(output)
     steps = re.findall(r"(\d+) of (\d+) steps \(100%\) done", output)
     assert steps and len(submitted) == int(steps[-1][1]), f"{len(submitted)} sbatch submissions for {steps} jobs"
     known = slurm_jobs()
     assert {known.get(job) for job in submitted} == {"COMPLETED"}, {job: known.get(job) for job in submitted}
-    # each job's SLURM log names its SLURM job id
-    logs = list((workdir / ".snakemake" / "slurm_logs").rglob("*.log"))
-    assert {p.stem for p in logs} >= set(submitted) or not logs  # the plugin deletes the logs of successful jobs
 
 
 def test_the_report_is_complete(finished: tuple[Path, str]) -> None:
@@ -87,12 +84,12 @@ def test_the_report_is_complete(finished: tuple[Path, str]) -> None:
     html = (workdir / "results" / "report.html").read_text()
     for fmt in ("torchscript_trace", "onnx"):
         for stage in ("accuracy", "perf_offline", "perf_online", "native"):
-            assert (workdir / "results" / stage / "digits" / fmt / f"cpu.{'csv'}").stat().st_size > 0
+            assert (workdir / "results" / stage / "digits" / fmt / "cpu.csv").stat().st_size > 0
         assert f"digits / {fmt}" in html or f">{fmt}<" in html
     assert 'id="best"' in html and 'data-table="hardware"' in html
     # measured on the node, by jobs that started their own server on its loopback
     server_log = (workdir / "logs" / "perf_offline" / "digits" / "onnx" / "cpu.server.log").read_text()
-    assert "127.0.0.1" in server_log or "Started GRPCInferenceService" in server_log
+    assert "Started GRPCInferenceService at 127.0.0.1:" in server_log
 
 
 def test_a_rerun_does_nothing(finished: tuple[Path, str]) -> None:

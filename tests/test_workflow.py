@@ -10,6 +10,7 @@ import copy
 import csv
 import json
 import re
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -41,6 +42,9 @@ TINY = {
     },
     "native": {"window_s": 0.3},
 }
+
+
+HEAD = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip() if (ROOT / ".git").exists() else ""
 
 
 def rows(path: Path) -> list[dict[str, str]]:
@@ -101,7 +105,9 @@ def test_every_stage_wrote_real_results(workdir: Path) -> None:
         # Every row says what produced it: settings hash, code version, packages, hardware.
         for stage in ("accuracy", "perf_offline", "perf_online", "native"):
             for row in rows(results / stage / "digits" / fmt / "cpu.csv"):
-                assert re.fullmatch(r"[0-9a-f]{12}", row["config_hash"]) and row["code_version"] and row["hardware"]
+                assert re.fullmatch(r"[0-9a-f]{12}", row["config_hash"]) and row["hardware"]
+                # the checkout's git commit ("-dirty" with uncommitted changes); the package version outside git
+                assert row["code_version"].startswith(HEAD) if HEAD else row["code_version"] == "deploysnake 0.1.0"
                 assert "torch=2.13.0" in row["packages"] and "onnxruntime=" in row["packages"]
         native = rows(results / "native" / "digits" / fmt / "cpu.csv")
         assert [r["batch"] for r in native] == ["1", "32"] and all(float(r["throughput_infer_per_s"]) > 0 for r in native)

@@ -36,4 +36,5 @@ def stamp(settings: dict[str, Any], root: str | Path, device: str) -> dict[str, 
 def of_job(snakemake: Any) -> dict[str, str]:
     """The stamp of the running Snakemake job (its params, this checkout, its device)."""
     settings = {key: value for key, value in snakemake.params.items()}
-    return stamp(settings, Path(snakemake.scriptdir).parents[1], getattr(snakemake.wildcards, "device", "cpu"))
+    # scriptdir is workflow/rules/../scripts: resolve it, or parents[1] is workflow/rules, not the checkout.
+    return stamp(settings, Path(snakemake.scriptdir).resolve().parents[1], getattr(snakemake.wildcards, "device", "cpu"))

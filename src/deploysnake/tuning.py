@@ -220,7 +220,7 @@ def choose(
 ) -> dict[str, Any]:
     """The chosen configuration (chosen.json, with its triton settings) and every trial (trials.csv)."""
     rows = read_trials(trial_csvs)
-    rounds = {t: json.loads(Path(p).read_text())["round"] for p in plans for t in json.loads(Path(p).read_text())["trials"]}
+    rounds = {t: plan["round"] for plan in (json.loads(Path(p).read_text()) for p in plans) for t in plan["trials"]}
     for row in rows:
         row["round"] = rounds.get(row["trial"], "")
     budget_us = settings["p99_budget_ms"] * 1000.0

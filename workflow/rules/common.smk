@@ -46,7 +46,7 @@ except WorkflowError:
 SERVER_FLAVOUR = locate(config["triton"]["server"]).flavour
 
 
-# (model, format) pairs whose Triton configuration is searched (tuning.formats).
+# Formats whose Triton configuration is searched, for every model that has them (tuning.formats).
 TUNED_FORMATS = config["tuning"]["formats"]
 # What a tuning trial's measurement reads: changing the budget or strategy re-plans, never re-measures.
 TUNING_TRIAL = {k: config["tuning"][k] for k in ("mode", "concurrency", "batch_range")}
