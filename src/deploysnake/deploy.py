@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .repository import write_repository
+from .tuning import chosen_triton
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ def write_deploy(models: list[dict[str, Any]], triton: dict[str, Any], device: s
     names = []
     for entry in models:
         # A tuned format is deployed with the configuration its search chose.
-        settings = json.loads(Path(entry["tuned"]).read_text())["triton"] if entry.get("tuned") else triton
+        settings = chosen_triton(entry["tuned"]) if entry.get("tuned") else triton
         model_dir = write_repository(entry["model"], entry["artifact"], entry["io"], settings, device, "native", out_dir / entry["model"] / entry["format"])
         target = out_dir / model_dir.name
         model_dir.rename(target)

@@ -164,27 +164,41 @@ def run_point(args: list[str], timeout_s: float, server: TritonServer) -> tuple[
     return "ok", rows[0], output
 
 
+@dataclass(frozen=True)
+class Load:
+    """What perf_analyzer sends for one model under some perf settings, and how long a call may run."""
+
+    data: str | Path | None  # the --input-data file; None: perf_analyzer's random data
+    shapes: dict[str, list[int]]  # --shape of the inputs with dynamic dims
+    output_size: int  # bytes of one sample's outputs (shared-memory buffers)
+    timeout_s: float
+
+
+def plan_load(io: dict[str, Any], settings: dict[str, Any], input_data: str | Path | None) -> Load:
+    data = input_data if settings.get("input_data", "dataloader") == "dataloader" else None
+    shapes = dynamic_shapes(io, input_data) if input_data else {}
+    longest = max((d for shape in shapes.values() for d in shape), default=4096)
+    # Bound each call: at most max_trials windows plus start-up, whatever perf_analyzer does.
+    timeout_s = 60.0 + 3 * settings["measurement_interval_ms"] / 1000.0 * int(settings["max_trials"])
+    return Load(data, shapes, output_bytes(io, longest), timeout_s)
+
+
 def measure(
     executable: str, server: TritonServer, model: str, fmt: str, device: str, model_name: str, io_json: str | Path, settings: dict[str, Any], mode: str,
     output: str | Path, provenance: dict[str, str] | None = None, input_data: str | Path | None = None,
 ) -> list[dict[str, Any]]:
     io = json.loads(Path(io_json).read_text())
-    data = input_data if settings.get("input_data", "dataloader") == "dataloader" else None
-    shapes = dynamic_shapes(io, input_data) if input_data else {}
-    described = {"input_data": "dataloader" if data else "random", "input_shapes": input_shapes(input_data if shapes else data, io)}
-    longest = max((d for shape in shapes.values() for d in shape), default=4096)
+    load = plan_load(io, settings, input_data)
+    described = {"input_data": "dataloader" if load.data else "random", "input_shapes": input_shapes(input_data if load.shapes else load.data, io)}
     points = sweep(mode, settings)
-    # Bound each call: at most max_trials windows plus start-up, whatever perf_analyzer does.
-    window_s = settings["measurement_interval_ms"] / 1000.0
-    timeout_s = 60.0 + 3 * window_s * int(settings["max_trials"])
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="deploysnake-perf-") as tmp:
         for k, point in enumerate(points, start=1):
             server.check_alive()
-            args = command(executable, model_name, server, point, settings, mode, Path(tmp) / f"point{k}.csv", output_bytes(io, longest), data, shapes)
+            args = command(executable, model_name, server, point, settings, mode, Path(tmp) / f"point{k}.csv", load.output_size, load.data, load.shapes)
             log.info("point %d of %d (%s): batch %d, concurrency %d: %s", k, len(points), mode, point.batch, point.concurrency, " ".join(args))
             started = time.monotonic()
-            status, measured, text = run_point(args, timeout_s, server)
+            status, measured, text = run_point(args, load.timeout_s, server)
             server.check_alive()
             row = {"model": model, "format": fmt, "device": device, "mode": mode, "batch": point.batch, "concurrency": point.concurrency, "status": status, **measured, **described, **(provenance or {})}
             rows.append(row)

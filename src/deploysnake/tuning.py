@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .perf import Point, command, dynamic_shapes, output_bytes, run_point
+from .perf import Point, command, plan_load, run_point
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,11 @@ def triton_settings(base: dict[str, Any], trial: dict[str, Any], device: str) ->
     }
 
 
+def chosen_triton(chosen_json: str | Path) -> dict[str, Any]:
+    """The triton settings a search chose: what the served, measured and deployed repositories use."""
+    return dict(json.loads(Path(chosen_json).read_text())["triton"])
+
+
 def read_trials(paths: list[str | Path]) -> list[dict[str, Any]]:
     rows = []
     for path in paths:
@@ -193,14 +198,11 @@ def measure_trial(
     trial = parse_trial(trial_text)
     io = json.loads(Path(io_json).read_text())
     batch, concurrency = load_point(settings, trial)
-    shapes = dynamic_shapes(io, input_data) if input_data else {}
-    data = input_data if perf_settings.get("input_data", "dataloader") == "dataloader" else None
-    longest = max((d for shape in shapes.values() for d in shape), default=4096)
-    timeout_s = 60.0 + 3 * perf_settings["measurement_interval_ms"] / 1000.0 * int(perf_settings["max_trials"])
+    load = plan_load(io, perf_settings, input_data)
     with tempfile.TemporaryDirectory(prefix="deploysnake-trial-") as tmp:
-        args = command(executable, model_name, server, Point(batch, concurrency), perf_settings, "trial", Path(tmp) / "trial.csv", output_bytes(io, longest), data, shapes)
+        args = command(executable, model_name, server, Point(batch, concurrency), perf_settings, "trial", Path(tmp) / "trial.csv", load.output_size, load.data, load.shapes)
         log.info("trial %s: batch %d, concurrency %d: %s", trial_text, batch, concurrency, " ".join(args))
-        status, measured, _ = run_point(args, timeout_s, server)
+        status, measured, _ = run_point(args, load.timeout_s, server)
     row = {
         "trial": trial_text, **trial, "mode": settings["mode"], "batch": batch, "concurrency": concurrency, "status": status,
         "throughput": measured.get("Inferences/Second", ""), "p99_us": measured.get("p99 latency", ""),

@@ -1,16 +1,13 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../../src")  # the package, also under --sdm conda
-import json
-from pathlib import Path
-
-from deploysnake import job, repository
+from deploysnake import job, repository, tuning
 
 
 def main(sm):
     w = sm.wildcards
     # A tuned format is served with the configuration its search chose.
-    triton = json.loads(Path(sm.input.tuned[0]).read_text())["triton"] if sm.input.tuned else sm.params.triton
+    triton = tuning.chosen_triton(sm.input.tuned[0]) if sm.input.tuned else sm.params.triton
     repository.write_repository(w.model, sm.input.artifact, sm.input.io, triton, w.device, sm.params.flavour, sm.output[0])
 
 
