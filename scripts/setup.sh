@@ -31,6 +31,10 @@ if [ ! -f "$stamp" ]; then
     touch "$stamp"
 fi
 
+# deploysnake's in-process Triton backend (src/deploysnake/inprocess.py): C, built against this Python.
+command -v cc >/dev/null || command -v gcc >/dev/null || apt_install gcc libc6-dev
+"$VENV/bin/python" -m deploysnake.inprocess
+
 # perf_analyzer: PyPI's perf-analyzer wheel needs glibc >= 2.38; the binary inside the tritonclient
 # 2.51.0 manylinux1 wheel runs on older systems with libb64 and libcudart.so.12 (from the
 # nvidia-cuda-runtime-cu12 wheel) on its library path. A wrapper in .venv/bin sets that path.

@@ -36,15 +36,27 @@ def port_is_free(port: int) -> bool:
     return True
 
 
+# Bundled runner -> the repository flavour it serves.
+RUNNERS = {"deploysnake": "inprocess", "python": "python"}
+
+
 @pytest.fixture(scope="module")
-def repo(exported: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One repository holding both formats' models (python backend)."""
-    base = tmp_path_factory.mktemp("repo")
-    for fmt in ("onnx", "torchscript_trace"):
-        model_dir = repository.write_repository("digits", exported[fmt], exported[f"{fmt}/io"], TRITON, "cpu", "python", base / fmt)
-        os.replace(model_dir, base / model_dir.name)
-        (base / fmt).rmdir()
-    return base
+def repos(exported: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Per bundled runner, one repository holding both formats' models."""
+    found = {}
+    for runner, flavour in RUNNERS.items():
+        base = tmp_path_factory.mktemp(runner)
+        for fmt in ("onnx", "torchscript_trace"):
+            model_dir = repository.write_repository("digits", exported[fmt], exported[f"{fmt}/io"], TRITON, "cpu", flavour, base / fmt)
+            os.replace(model_dir, base / model_dir.name)
+            (base / fmt).rmdir()
+        found[runner] = base
+    return found
+
+
+@pytest.fixture
+def repo(repos: dict[str, Path]) -> Path:
+    return repos["deploysnake"]
 
 
 def is_loopback(ip: str) -> bool:
@@ -52,10 +64,13 @@ def is_loopback(ip: str) -> bool:
     return address.is_loopback or bool(getattr(address, "ipv4_mapped", None) and address.ipv4_mapped.is_loopback)
 
 
-def test_serves_both_formats_on_loopback_and_stops(repo: Path, exported: dict[str, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_serves_both_formats_on_loopback_and_stops(runner: str, repos: dict[str, Path], exported: dict[str, Path], tmp_path: Path) -> None:
     import json
 
-    binary = server.locate("bundled")
+    binary = server.locate("bundled", runner)
+    assert binary.flavour == RUNNERS[runner]  # the in-process backend is built by scripts/setup.sh
+    repo = repos[runner]
     inputs = {"image": np.random.default_rng(0).random((5, 1, 8, 8), dtype=np.float32)}
     with server.TritonServer(repo, binary, tmp_path / "server.log", readiness_timeout_s=120) as running:
         pid, ports = running.process.pid, (running.http_port, running.grpc_port, running.metrics_port)
@@ -72,14 +87,16 @@ def test_serves_both_formats_on_loopback_and_stops(repo: Path, exported: dict[st
             np.testing.assert_allclose(served["logits"], local["logits"], rtol=1e-6, atol=1e-6)
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert all(port_is_free(p) for p in ports)
-    assert "successfully loaded" in (tmp_path / "server.log").read_text()
+    log = (tmp_path / "server.log").read_text()
+    assert "successfully loaded" in log
+    assert ("deploysnake backend: Python runner in the server process" in log) == (runner == "deploysnake")
 
 
 def test_model_that_cannot_load_fails_with_server_error(repo: Path, tmp_path: Path) -> None:
     broken = tmp_path / "broken"
     (broken / "digits_onnx" / "1").mkdir(parents=True)
     (broken / "digits_onnx" / "config.pbtxt").write_text((repo / "digits_onnx" / "config.pbtxt").read_text())
-    for name in ("model.py", "runtime.py"):
+    for name in ("deploysnake_model.py", "runtime.py"):
         (broken / "digits_onnx" / "1" / name).write_bytes((repo / "digits_onnx" / "1" / name).read_bytes())
     (broken / "digits_onnx" / "1" / "model.onnx").write_bytes(b"not an onnx file")
     started = time.monotonic()
@@ -140,3 +157,28 @@ def test_port_taken_before_the_server_binds_is_retried(repo: Path, tmp_path: Pat
             assert running.is_ready() and running.grpc_port != taken
     assert len(calls) == 2
     assert "already in use" in (tmp_path / "server.log").read_text()
+
+
+def test_inprocess_backend_answers_each_request_of_a_dynamic_batch(exported: dict[str, Path], tmp_path: Path) -> None:
+    """Requests of different sizes joined into one batch come back split, each with its own rows."""
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+
+    import tritonclient.http as httpclient
+
+    # A long queue delay, so the concurrent requests below meet in the batcher.
+    slow = {**TRITON, "dynamic_batching": {"preferred_batch_sizes": [], "max_queue_delay_us": 300_000}}
+    model_dir = repository.write_repository("digits", exported["onnx"], exported["onnx/io"], slow, "cpu", "inprocess", tmp_path / "repo")
+    io = json.loads(exported["onnx/io"].read_text())
+    local = ArtifactRuntime(exported["onnx"], "onnx", ["image"], ["logits"])
+    sizes = [1, 2, 3, 5, 7, 11]
+    batches = [np.random.default_rng(size).random((size, 1, 8, 8), dtype=np.float32) for size in sizes]
+    with server.TritonServer(tmp_path / "repo", server.locate("bundled"), tmp_path / "server.log", readiness_timeout_s=120) as running:
+        with ThreadPoolExecutor(len(sizes)) as pool:
+            served = list(pool.map(lambda x: infer_served(running, model_dir.name, io, {"image": x}, timeout_s=30), batches))
+        client = httpclient.InferenceServerClient(running.http_url)
+        stats = client.get_inference_statistics(model_dir.name)["model_stats"][0]
+    for x, got in zip(batches, served):
+        np.testing.assert_allclose(got["logits"], local({"image": x})["logits"], rtol=1e-6, atol=1e-6)
+    assert stats["inference_count"] == sum(sizes)
+    assert stats["execution_count"] < len(sizes)  # joined: fewer executions than requests

@@ -92,7 +92,7 @@ def test_variants_are_what_they_say(exported: dict[str, Path]) -> None:
     assert json.loads(exported["onnx_int8/io"].read_text())["format"] == "onnx_int8"
 
 
-@pytest.mark.parametrize("flavour", ["python", "native"])
+@pytest.mark.parametrize("flavour", ["inprocess", "python", "native"])
 def test_config_pbtxt_parses_back_with_what_was_asked(flavour: str, exported: dict[str, Path], tmp_path: Path) -> None:
     from tritonclient.grpc import model_config_pb2 as mc
 
@@ -109,8 +109,9 @@ def test_config_pbtxt_parses_back_with_what_was_asked(flavour: str, exported: di
     if flavour == "native":
         assert (cfg.platform, cfg.backend, cfg.default_model_filename) == ("onnxruntime_onnx", "", "model.onnx")
     else:
-        assert cfg.backend == "python" and cfg.parameters["threads"].string_value == "2"
-        assert (model_dir / "1" / "model.py").exists() and (model_dir / "1" / "runtime.py").exists()
+        backend, runner = {"python": ("python", "model.py"), "inprocess": ("deploysnake", "deploysnake_model.py")}[flavour]
+        assert cfg.backend == backend and cfg.parameters["threads"].string_value == "2"
+        assert sorted(p.name for p in (model_dir / "1").iterdir()) == sorted(["model.onnx", runner, "runtime.py"])
 
 
 def test_legacy_onnx_exporter_is_selectable(recipe: Recipe, exported: dict[str, Path], tmp_path: Path) -> None:

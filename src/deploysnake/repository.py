@@ -1,10 +1,13 @@
 """Triton config stage: a model repository per format and device, config.pbtxt written through
 Triton's protobuf schema (model_config_pb2 + text_format) so every field is one Triton knows.
 
-Two flavours share one config builder, so batching, instances and IO stay identical:
+Three flavours share one config builder, so batching, instances and IO stay identical:
 - "native": the artifact under Triton's native backend (onnxruntime_onnx, pytorch_libtorch);
-- "python": Triton's python backend running the artifact with the runtime that reads it, for
-  servers without native backends (the tritonserver shipped in the nvidia-pytriton wheel).
+- "inprocess": deploysnake's backend (inprocess.py) running the artifact with the runtime that reads
+  it inside the server process, for servers without native backends (the tritonserver shipped in the
+  nvidia-pytriton wheel);
+- "python": the same runner under Triton's python backend (a stub process per instance), where the
+  in-process backend is not built.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from . import inprocess
 from . import runtime as runtime_module
 from .errors import UserError
 
@@ -42,7 +46,9 @@ def _gpu_settings(cfg: mc.ModelConfig, fmt: str) -> None:
         accelerator.name = "tensorrt"
         accelerator.parameters["precision_mode"] = "FP16" if fmt == "onnx_fp16" else "FP32"
         accelerator.parameters["max_workspace_size_bytes"] = str(1 << 30)
-RUNNER = Path(__file__).with_name("python_backend_model.py")
+# The runner each flavour copies into the version folder, beside runtime.py.
+RUNNERS = {"python": Path(__file__).with_name("backend") / "python_backend_model.py", "inprocess": inprocess.RUNNER}
+BACKENDS = {"python": "python", "inprocess": inprocess.BACKEND}
 
 
 def triton_model_name(model: str, fmt: str) -> str:
@@ -58,7 +64,7 @@ def build_config(name: str, io: dict[str, Any], triton: dict[str, Any], device: 
         if device != "cpu":
             _gpu_settings(cfg, fmt)
     else:
-        cfg.backend = "python"
+        cfg.backend = BACKENDS[flavour]
         for key, value in {"artifact": io["artifact"], "format": fmt, "threads": str(triton.get("runtime_threads", 0))}.items():
             cfg.parameters[key].string_value = value
     for kind, tensors in (("input", io["inputs"]), ("output", io["outputs"])):
@@ -81,7 +87,7 @@ def build_config(name: str, io: dict[str, Any], triton: dict[str, Any], device: 
 
 
 def write_repository(model: str, artifact: str | Path, io_json: str | Path, triton: dict[str, Any], device: str, flavour: str, out_dir: str | Path) -> Path:
-    """Write <out_dir>/<model>_<format>/{config.pbtxt, 1/<artifact>[, 1/model.py, 1/runtime.py]}."""
+    """Write <out_dir>/<model>_<format>/{config.pbtxt, 1/<artifact>[, 1/<runner>.py, 1/runtime.py]}."""
     io = json.loads(Path(io_json).read_text())
     name = triton_model_name(model, io["format"])
     out_dir = Path(out_dir)
@@ -95,8 +101,9 @@ def write_repository(model: str, artifact: str | Path, io_json: str | Path, trit
         shutil.copytree(artifact, version / io["artifact"])
     else:
         shutil.copyfile(artifact, version / io["artifact"])
-    if flavour == "python":
-        shutil.copyfile(RUNNER, version / "model.py")
+    if flavour in RUNNERS:
+        # Triton's python backend loads model.py; deploysnake's backend loads its own module name.
+        shutil.copyfile(RUNNERS[flavour], version / ("model.py" if flavour == "python" else RUNNERS[flavour].name))
         shutil.copyfile(runtime_module.__file__, version / "runtime.py")
     return out_dir / name
 

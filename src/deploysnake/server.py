@@ -22,6 +22,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
+from . import inprocess
 from .errors import UserError
 from .processes import die_with_parent
 
@@ -31,12 +32,14 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ServerBinary:
     executable: Path
-    flavour: str  # "native": has native backends, serves deploy/ configs; "python": bundled, python backend only
+    # "native": has native backends, serves deploy/ configs; bundled (python backend only): "inprocess"
+    # (deploysnake's backend, see inprocess.py) or "python" (Triton's python backend)
+    flavour: str
     backend_dir: Path | None
     env: dict[str, str] = field(default_factory=dict)
 
 
-def _bundled() -> ServerBinary | None:
+def _bundled(runner: str) -> ServerBinary | None:
     try:
         import pytriton
     except ImportError:
@@ -52,6 +55,11 @@ def _bundled() -> ServerBinary | None:
         # The python-backend stub runs the first `python` on PATH's packages: make it this venv's.
         "PATH": os.pathsep.join((venv_bin, os.environ.get("PATH", ""))),
     }
+    if runner == "deploysnake":
+        if inprocess.built() is None:
+            log.warning("the in-process backend is not built (scripts/setup.sh builds it): the bundled server uses Triton's python backend")
+        else:
+            return ServerBinary(exe, "inprocess", root / "backends", {**env, **inprocess.server_env()})
     return ServerBinary(exe, "python", root / "backends", env)
 
 
@@ -63,9 +71,10 @@ def _native(path: str) -> ServerBinary | None:
     return None
 
 
-def locate(setting: str) -> ServerBinary:
+def locate(setting: str, bundled_runner: str = "deploysnake") -> ServerBinary:
     """`auto`: a tritonserver with native backends on PATH (NGC container, cluster module), else the
-    bundled one; `bundled`: always the bundled one; anything else: the path of a tritonserver."""
+    bundled one; `bundled`: always the bundled one; anything else: the path of a tritonserver.
+    bundled_runner: what runs the model in the bundled server, "deploysnake" or "python"."""
     if setting not in ("auto", "bundled"):
         found = _native(setting)
         if found is None:
@@ -75,7 +84,7 @@ def locate(setting: str) -> ServerBinary:
         found = _native(on_path)
         if found is not None:
             return found
-    bundled = _bundled()
+    bundled = _bundled(bundled_runner)
     if bundled is None:
         raise UserError("no tritonserver found: install the project (make run installs nvidia-pytriton) or set triton.server to a tritonserver path")
     return bundled
@@ -154,6 +163,9 @@ class TritonServer:
         shutil.copytree(self.binary.backend_dir, target)
         stub = Path(pytriton.__file__).parent / "tritonserver" / "python_backend_stubs" / f"{sys.version_info.major}.{sys.version_info.minor}" / "triton_python_backend_stub"
         shutil.copy2(stub, target / "python" / "triton_python_backend_stub")
+        if self.binary.flavour == "inprocess" and (library := inprocess.built()):
+            (target / inprocess.BACKEND).mkdir()
+            (target / inprocess.BACKEND / library.name).symlink_to(library)
         return target
 
     def _command(self, backend_dir: Path) -> list[str]:
@@ -283,4 +295,4 @@ class TritonServer:
 def from_settings(repository: str | Path, triton: dict[str, Any], log_path: str | Path) -> TritonServer:
     """The server a measuring job runs, from the config's triton section."""
     ports = {name: int(triton.get(name, 0)) for name in PORT_NAMES}
-    return TritonServer(repository, locate(triton["server"]), log_path, triton["host"], triton["readiness_timeout_s"], ports)
+    return TritonServer(repository, locate(triton["server"], triton["bundled_runner"]), log_path, triton["host"], triton["readiness_timeout_s"], ports)

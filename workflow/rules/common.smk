@@ -43,7 +43,9 @@ try:
 except WorkflowError:
     MEASURING_THREADS = 1
 # Which repository flavour the server takes: native backends (deploy configs) or the python backend.
-SERVER_FLAVOUR = locate(config["triton"]["server"]).flavour
+SERVER_FLAVOUR = locate(
+    config["triton"]["server"], config["triton"]["bundled_runner"]
+).flavour
 
 
 # Formats whose Triton configuration is searched, for every model that has them (tuning.formats).
