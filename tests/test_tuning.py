@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -55,6 +56,51 @@ def test_hill_climbing_steps_from_the_best_and_never_repeats_a_trial() -> None:
     assert second and not measured & {tuning.trial_id(t) for t in second}
     assert all(t["instances"] == 2 or t == tuning.canonical({**tuning.parse_trial(best["trial"]), "instances": 1}) for t in second)
     assert tuning.propose("brute_force", SPACE, start, rows, 1, 10_000, 0) == []
+
+
+def search(strategy: str, throughput: Any, max_rounds: int) -> list[dict[str, Any]]:
+    """The rounds as the workflow runs them (each planned from every earlier trial), on a made-up
+    throughput function of the configuration; the rows of every trial measured."""
+    start = tuning.naive({"max_batch_size": 16, "dynamic_batching": {"enabled": False}, "instances": {"cpu": 1}, "runtime_threads": 1}, "cpu", SPACE)
+    rows: list[dict[str, Any]] = []
+    for round_no in range(max_rounds):
+        trials = tuning.propose(strategy, SPACE, start, rows, round_no, 10_000, 0)
+        if not trials:
+            break
+        rows += [{"trial": tuning.trial_id(t), "status": "ok", "throughput": throughput(t), "p99_us": 1000.0} for t in trials]
+    return rows
+
+
+def separable(t: dict[str, Any]) -> float:
+    """Each setting adds its own share: the best is every dimension's best option."""
+    return (
+        1000.0 * t["dynamic_batching"] + 300.0 * t["instances"] + 200.0 * t["runtime_threads"] + t["max_batch_size"]
+        + (t["max_queue_delay_us"] / 10 + 50.0 * (t["preferred_batch_sizes"] == "max") if t["dynamic_batching"] else 0.0)
+    )
+
+
+def test_coordinate_search_finds_the_best_of_a_separable_space_in_one_pass_of_sweeps() -> None:
+    rows = search("coordinate", separable, max_rounds=len(tuning.SWEEP_ORDER))
+    ids = [r["trial"] for r in rows]
+    assert len(ids) == len(set(ids))  # never a trial twice
+    best = max(tuning.grid(SPACE), key=separable)
+    assert max(rows, key=lambda r: r["throughput"])["trial"] == tuning.trial_id(best)
+    # one pass: the start, then each dimension's other options (6 + 1*5 - ... see SPACE)
+    assert len(rows) == 1 + sum(len(v) - 1 for v in SPACE.values()) < len(tuning.grid(SPACE)) / 5
+    # more rounds confirm the optimum: sweeps around the best find nothing better, then the search ends
+    longer = search("coordinate", separable, max_rounds=50)
+    assert max(r["throughput"] for r in longer) == separable(best) and len(longer) < len(tuning.grid(SPACE))
+
+
+def test_coordinate_search_skips_the_sweeps_that_mean_nothing_without_dynamic_batching() -> None:
+    # dynamic batching loses: queue delay and preferred sizes are never swept; their rounds pass to
+    # the next dimension, so the pass ends in round 3 and rounds 4-5 start the next pass around the
+    # best (dynamic batching, then instances)
+    rows = search("coordinate", lambda t: separable(t) - 2000.0 * t["dynamic_batching"], max_rounds=len(tuning.SWEEP_ORDER))
+    trials = [tuning.parse_trial(r["trial"]) for r in rows]
+    assert {(t["max_queue_delay_us"], t["preferred_batch_sizes"]) for t in trials} == {(0, "none")}
+    assert len(rows) == 1 + 1 + 1 + 1 + 2 + 1 + 1 and trials[-2]["dynamic_batching"] and trials[-1]["instances"] == 1
+    assert all(t["max_batch_size"] == 256 for t in trials[-2:])
 
 
 def test_the_incumbent_respects_budget_and_minimum_or_is_the_closest() -> None:

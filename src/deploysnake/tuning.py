@@ -5,9 +5,12 @@ instances, runtime threads), named by a Paramspace-style id (`mbs~64_db~1_delay~
 and measured by its own cached job. A strategy proposes trials in rounds, each round a Snakemake
 checkpoint that reads every trial measured before it:
 - brute_force: the whole grid in round 0 (the reference);
-- hill_climb (default): round 0 measures the workflow's own configuration (snapped to the grid) and
-  its neighbours; each later round measures the unmeasured neighbours of the best trial so far, one
-  step along one dimension; the search ends when the best trial has no unmeasured neighbour.
+- coordinate (default): round 0 measures the workflow's own configuration (snapped to the grid) and
+  every option of the first dimension in SWEEP_ORDER; round N sweeps dimension N the same way around
+  the best trial so far. One pass costs 1 + sum(options - 1) measurements, where the grid costs their
+  product; the search ends at max_rounds, or when every dimension has been swept around the best;
+- hill_climb: round 0 measures the workflow's configuration and its neighbours (one step along any
+  dimension); each later round the unmeasured neighbours of the best so far, until it has none.
 Trials already measured are never proposed again, so a stopped search resumes where it was and a
 larger budget (more rounds, a wider space) only adds trials.
 """
@@ -103,6 +106,30 @@ def neighbours(trial: dict[str, Any], space: dict[str, list[Any]]) -> list[dict[
     return found
 
 
+# The coordinate search's order: the settings that move CPU throughput most come first (Triton's
+# optimization guide: dynamic batching, then instances), so later sweeps start from a good point.
+SWEEP_ORDER = ["dynamic_batching", "instances", "runtime_threads", "max_queue_delay_us", "preferred_batch_sizes", "max_batch_size"]
+
+
+def sweep(trial: dict[str, Any], dim: str, space: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every option of one dimension, the others as in trial."""
+    return [canonical({**trial, dim: option}) for option in space[dim]]
+
+
+def coordinate(space: dict[str, list[Any]], start: dict[str, Any], done: set[str], best: dict[str, Any] | None, round_no: int) -> list[dict[str, Any]]:
+    """Round N sweeps dimension N (cyclically) around the best trial; a dimension with nothing left
+    to measure there (already swept, or meaningless: no queue delay without dynamic batching) passes
+    the round to the next one. Nothing left in any dimension: the best is a coordinate-wise optimum."""
+    if round_no == 0:
+        return [start, *sweep(start, SWEEP_ORDER[0], space)]
+    centre = best if best is not None else start
+    for k in range(len(SWEEP_ORDER)):
+        dim = SWEEP_ORDER[(round_no + k) % len(SWEEP_ORDER)]
+        if fresh := [t for t in sweep(centre, dim, space) if trial_id(t) not in done]:
+            return fresh
+    return []
+
+
 def triton_settings(base: dict[str, Any], trial: dict[str, Any], device: str) -> dict[str, Any]:
     """The config triton section with one trial's values: what the repository writer takes."""
     mbs = int(trial["max_batch_size"])
@@ -157,6 +184,9 @@ def propose(strategy: str, space: dict[str, list[Any]], start: dict[str, Any], r
     done = {r["trial"] for r in rows}
     if strategy == "brute_force":
         proposals = grid(space) if round_no == 0 else []
+    elif strategy == "coordinate":
+        best, _ = incumbent(rows, budget_us, min_throughput)
+        proposals = coordinate(space, start, done, parse_trial(best["trial"]) if best else None, round_no)
     elif round_no == 0:
         proposals = [start, *neighbours(start, space)]
     else:

@@ -108,6 +108,19 @@ def package_file(module):
     return str(Path(workflow.basedir) / "src" / "deploysnake" / f"{module}.py")
 
 
+def runner_files():
+    """What runs the model in the bundled server: editing it re-runs the served stages."""
+    src = Path(workflow.basedir) / "src" / "deploysnake"
+    return {
+        "inprocess": [
+            src / "backend" / "triton_deploysnake.c",
+            src / "backend" / "deploysnake_model.py",
+            src / "runtime.py",
+        ],
+        "python": [src / "backend" / "python_backend_model.py", src / "runtime.py"],
+    }.get(SERVER_FLAVOUR, [])
+
+
 def recipe_files(wildcards):
     return [str(p) for p in plugin_paths(config["models"][wildcards.model]).values()]
 

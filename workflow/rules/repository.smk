@@ -4,6 +4,7 @@ rule triton_write_repository:
         io="results/export/{model}/{format}/io.json",
         tuned=tuned_config,
         code=package_file("repository"),
+        runner=runner_files(),
     output:
         directory("results/repository/{model}/{format}/{device}"),
     log:

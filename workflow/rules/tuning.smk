@@ -24,6 +24,7 @@ rule perf_analyzer_tuning_trial:
         io="results/export/{model}/{format}/io.json",
         data="results/perf_data/{model}/input.json",
         code=package_file("tuning"),
+        runner=runner_files(),
     output:
         "results/tuning/{model}/{format}/{device}/trials/{trial}.csv",
     log:
