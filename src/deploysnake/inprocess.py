@@ -29,10 +29,13 @@ LIBRARY = Path(sys.prefix) / "lib" / "deploysnake-backend" / BACKEND / f"libtrit
 
 
 def built() -> Path | None:
-    """The backend library, if it is built and not older than its source."""
-    if LIBRARY.is_file() and LIBRARY.stat().st_mtime >= SOURCE.stat().st_mtime:
-        return LIBRARY
-    return None
+    """The backend library, if it is built. A running workflow keeps using it even when the source
+    is edited meanwhile (every job serves with the runner it was planned with); setup rebuilds it."""
+    return LIBRARY if LIBRARY.is_file() else None
+
+
+def stale() -> bool:
+    return built() is None or LIBRARY.stat().st_mtime < SOURCE.stat().st_mtime
 
 
 def build(compiler: str | None = None) -> Path:
@@ -67,8 +70,4 @@ def server_env() -> dict[str, str]:
 
 
 if __name__ == "__main__":
-    if (found := built()) is None:
-        found = build()
-        print(f"built {found}")
-    else:
-        print(f"up to date: {found}")
+    print(f"built {build()}" if stale() else f"up to date: {LIBRARY}")
