@@ -168,7 +168,7 @@ def test_a_brute_force_search_end_to_end(tmp_path: Path) -> None:
 @pytest.mark.e2e
 def test_an_interrupted_search_resumes_without_measuring_a_trial_twice(tmp_path: Path) -> None:
     config = json.loads(json.dumps(TINY))
-    config["tuning"].update(strategy="hill_climb", max_rounds=1)
+    config["tuning"].update(strategy="coordinate", max_rounds=1)
     (tmp_path / "t.yaml").write_text(yaml.safe_dump(config))
     exe = str(Path(sys.executable).parent / "snakemake")
     target = str(TUNED / "chosen.json")
