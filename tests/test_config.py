@@ -40,7 +40,7 @@ def test_default_config_is_valid_and_defaults_are_filled() -> None:
     ("config", "expected"),
     [
         (dict(DEFAULT, colour="red"), "unknown key(s) 'colour'"),
-        (changed(perf__offline__batch_szes=[1]), "config.perf.offline: unknown key(s) 'batch_szes'; allowed keys: batch_sizes, shared_memory"),
+        (changed(perf__offline__batch_szes=[1]), "config.perf.offline: unknown key(s) 'batch_szes'; allowed keys: batch_sizes, concurrency, shared_memory"),
         (changed(triton__max_batch_size="big"), "config.triton.max_batch_size: 'big' should be of type integer"),
         (changed(formats=[]), "config.formats"),
         (changed(formats=["tflite"]), "config.formats[0]: 'tflite' is not allowed; allowed values: torchscript_trace, torchscript_script, savedmodel, onnx,"),

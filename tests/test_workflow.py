@@ -38,7 +38,7 @@ TINY = {
     "accuracy": {"batch_size": 64},
     "perf": {
         "measurement_interval_ms": 500, "stability_percentage": 50, "max_trials": 5,
-        "offline": {"batch_sizes": [1, 32]}, "online": {"concurrency": [1, 4]},
+        "offline": {"batch_sizes": [1, 32], "concurrency": [1, 2]}, "online": {"concurrency": [1, 4]},
     },
     "native": {"window_s": 0.3},
 }
@@ -92,7 +92,7 @@ def test_every_stage_wrote_real_results(workdir: Path) -> None:
             assert int(row["samples"]) == 359
         accuracy = {r["metric"]: float(r["served"]) for r in rows(results / "accuracy" / "digits" / fmt / "cpu.csv")}
         assert accuracy["accuracy"] > 0.8
-        for mode, points in (("offline", [("1", "1"), ("32", "1")]), ("online", [("1", "1"), ("1", "4")])):
+        for mode, points in (("offline", [("1", "1"), ("1", "2"), ("32", "1"), ("32", "2")]), ("online", [("1", "1"), ("1", "4")])):
             measured = rows(results / f"perf_{mode}" / "digits" / fmt / "cpu.csv")
             assert [(r["batch"], r["concurrency"]) for r in measured] == points
             assert set(PERF_COLUMNS) <= set(measured[0]), measured[0].keys()
@@ -116,7 +116,7 @@ def test_every_stage_wrote_real_results(workdir: Path) -> None:
     with tarfile.open(results / "deploy" / "cpu.tar.gz") as tar:
         assert {f"cpu/digits_{fmt}/config.pbtxt" for fmt in FORMATS} <= set(tar.getnames())
     perf_log = (workdir / "logs" / "perf_offline" / "digits" / "onnx" / "cpu.log").read_text()
-    assert "point 1 of 2" in perf_log and "point 2 of 2" in perf_log and "tritonserver stopped" in perf_log
+    assert "point 1 of 4" in perf_log and "point 4 of 4" in perf_log and "tritonserver stopped" in perf_log
     assert "successfully loaded 'digits_onnx'" in (workdir / "logs" / "perf_offline" / "digits" / "onnx" / "cpu.server.log").read_text()
     assert not processes_named("tritonserver") and not processes_named("perf_analyzer")
 

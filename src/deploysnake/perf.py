@@ -1,7 +1,8 @@
 """Perf stage: perf_analyzer against the running server, one invocation per sweep point.
 
-Offline: concurrency 1, static batch sweep, system shared memory. Online: dynamic batching on the
-server, batch-1 requests, concurrency sweep. Each point keeps every column perf_analyzer writes
+Offline: static batch sweep, system shared memory, at each offline concurrency (1: the guides' single
+request; 2: a request's transfer overlaps the previous one's compute, the server's batch capacity).
+Online: dynamic batching on the server, batch-1 requests, concurrency sweep. Each point keeps every column perf_analyzer writes
 with -f; a point perf_analyzer cannot measure stably is recorded as "unstable", never as a number.
 """
 
@@ -43,7 +44,8 @@ class Point:
 
 def sweep(mode: str, settings: dict[str, Any]) -> list[Point]:
     if mode == "offline":
-        return [Point(int(b), 1) for b in settings["offline"]["batch_sizes"]]
+        offline = settings["offline"]
+        return [Point(int(b), int(c)) for b in offline["batch_sizes"] for c in offline.get("concurrency", [1])]
     online = settings["online"]
     return [Point(int(online.get("batch_size", 1)), int(c)) for c in online["concurrency"]]
 

@@ -294,16 +294,18 @@ def _line_points(data: pl.DataFrame, x: alt.X, y: alt.Y, color: str, tooltip: li
 
 
 def _offline_charts(charts: _Charts, df: pl.DataFrame, label: str) -> str:
-    tput = _points(df, ["batch", THROUGHPUT]).select("format", "batch", pl.col(THROUGHPUT).alias("throughput"))
+    # Dashes tell the offline concurrencies apart (1: one request at a time; 2: transfer overlaps compute).
+    dash = alt.StrokeDash("concurrency:N", title="concurrency")
+    tput = _points(df, ["batch", THROUGHPUT]).select("format", "batch", "concurrency", pl.col(THROUGHPUT).alias("throughput"))
     chart1 = None
     if tput.height:
         chart1 = _line_points(
             tput, alt.X("batch:O", title="batch"), alt.Y("throughput:Q", title="inferences/s"), "format:N",
-            ["format:N", "batch:Q", alt.Tooltip("throughput:Q", format=",.1f")],
+            ["format:N", "batch:Q", "concurrency:Q", alt.Tooltip("throughput:Q", format=",.1f")], strokeDash=dash,
         ).properties(width=CHART_WIDTH, height=CHART_HEIGHT)  # fmt: skip
     lat = (
         _points(df, ["batch"])
-        .unpivot(on=PERCENTILES, index=["format", "batch"], variable_name="percentile", value_name="us")
+        .unpivot(on=PERCENTILES, index=["format", "batch", "concurrency"], variable_name="percentile", value_name="us")
         .drop_nulls("us")
         .with_columns(pl.col("percentile").str.replace(" latency", ""), (pl.col("us") / 1000).alias("ms"))
     )
@@ -311,7 +313,7 @@ def _offline_charts(charts: _Charts, df: pl.DataFrame, label: str) -> str:
     if lat.height:
         layered = _line_points(
             lat, alt.X("batch:O", title="batch"), alt.Y("ms:Q", title="latency (ms)"), "percentile:N",
-            ["format:N", "batch:Q", "percentile:N", alt.Tooltip("ms:Q", format=",.3f")],
+            ["format:N", "batch:Q", "concurrency:Q", "percentile:N", alt.Tooltip("ms:Q", format=",.3f")], strokeDash=dash,
         )  # fmt: skip
         chart2 = layered.properties(width=CHART_WIDTH * 0.8, height=CHART_HEIGHT).facet(column=alt.Column("format:N", title=None))
     return _side_by_side(charts, (chart1, f"{label}: offline throughput vs batch"), (chart2, f"{label}: offline latency percentiles vs batch"))
@@ -371,7 +373,9 @@ def _online_charts(charts: _Charts, df: pl.DataFrame, label: str) -> str:
 def _native_charts(charts: _Charts, df: pl.DataFrame, label: str) -> str:
     both = pl.concat(
         [
-            df.filter(pl.col("served status") == "ok").select("format", "batch", pl.lit("served (Triton)").alias("run"), pl.col("served infer/s").alias("throughput")),
+            df.filter(pl.col("served status") == "ok").select(
+                "format", "batch", pl.format("served (Triton, concurrency {})", "concurrency").alias("run"), pl.col("served infer/s").alias("throughput"),
+            ),
             df.select("format", "batch", pl.lit("native (in-process)").alias("run"), pl.col("native infer/s").alias("throughput")),
         ]
     ).drop_nulls(["batch", "throughput"])  # fmt: skip
@@ -382,14 +386,15 @@ def _native_charts(charts: _Charts, df: pl.DataFrame, label: str) -> str:
             ["format:N", "run:N", "batch:Q", alt.Tooltip("throughput:Q", format=",.1f")],
             strokeDash=alt.StrokeDash("run:N", title="run"),
         ).properties(width=CHART_WIDTH, height=CHART_HEIGHT)  # fmt: skip
-    ratio = df.drop_nulls(["batch", "served/native"]).select("format", "batch", pl.col("served/native").alias("ratio"))
+    ratio = df.drop_nulls(["batch", "served/native"]).select("format", "batch", "concurrency", pl.col("served/native").alias("ratio"))
     chart2 = None
     if ratio.height:
         one = alt.Chart(alt.Data(values=[{"one": 1}])).mark_rule(strokeDash=[4, 3], color="#888").encode(y=alt.Y("one:Q", title="served / native throughput"))
         chart2 = alt.layer(
             _line_points(
                 ratio, alt.X("batch:O", title="batch"), alt.Y("ratio:Q", title="served / native throughput"), "format:N",
-                ["format:N", "batch:Q", alt.Tooltip("ratio:Q", format=".3f")],
+                ["format:N", "batch:Q", "concurrency:Q", alt.Tooltip("ratio:Q", format=".3f")],
+                strokeDash=alt.StrokeDash("concurrency:N", title="concurrency"),
             ),
             one,
         ).properties(width=CHART_WIDTH, height=CHART_HEIGHT)  # fmt: skip
@@ -406,7 +411,7 @@ def _native_charts(charts: _Charts, df: pl.DataFrame, label: str) -> str:
 
 def _served_vs_native(offline: pl.DataFrame, native: pl.DataFrame) -> pl.DataFrame:
     served = offline.select(
-        *ID, "batch",
+        *ID, "batch", "concurrency",
         pl.col("status").alias("served status"),
         pl.col(THROUGHPUT).alias("served infer/s"),
         pl.col("p50 latency").alias("served p50 µs"),
@@ -422,7 +427,7 @@ def _served_vs_native(offline: pl.DataFrame, native: pl.DataFrame) -> pl.DataFra
     ok = pl.col("served status") == "ok"
     return joined.with_columns(
         pl.when(ok).then(pl.col("served infer/s") / pl.col("native infer/s")).otherwise(None).alias("served/native")
-    ).sort(*ID, "batch", nulls_last=True)
+    ).sort(*ID, "batch", "concurrency", nulls_last=True)
 
 
 def _summary(corr: pl.DataFrame, acc: pl.DataFrame, offline: pl.DataFrame, online: pl.DataFrame, sv: pl.DataFrame) -> pl.DataFrame:
@@ -460,12 +465,12 @@ def _summary(corr: pl.DataFrame, acc: pl.DataFrame, offline: pl.DataFrame, onlin
             .select(*ID, pl.col(THROUGHPUT).alias(f"best {name} infer/s"), pl.col(at).alias(f"{name} {at}"))
         )
 
-    common = (
+    common = (  # the largest batch measured both ways, at its best offline concurrency
         sv.drop_nulls("served/native")
-        .sort("batch", descending=True)
+        .sort("batch", "served/native", descending=True)
         .group_by(ID, maintain_order=True)
         .first()
-        .select(*ID, pl.col("served/native"), pl.col("batch").alias("at batch"))
+        .select(*ID, pl.col("served/native"), pl.col("batch").alias("at batch"), pl.col("concurrency").alias("at concurrency"))
     )
     for part in (served_metric, best(offline, "batch", "offline"), best(online, "concurrency", "online"), common):
         rows = rows.join(part, on=ID, how="left", nulls_equal=True)
@@ -510,8 +515,8 @@ def _model_section(
     parts.append(_table(m_acc.sort(*ID, "metric", nulls_last=True), "accuracy") + "</section>")
 
     perf_mask = [c for c in m_off.columns if c not in PERF_TEXT and c not in ("batch", "concurrency")]
-    parts.append(f'<section id="{sid["offline"]}"><h3>Offline (concurrency 1, batch sweep)</h3><p class="note">latencies in µs</p>')
-    parts.append(_table(m_off.sort(*ID, "batch", nulls_last=True), "offline", mask=perf_mask))
+    parts.append(f'<section id="{sid["offline"]}"><h3>Offline (batch sweep; concurrency: requests in flight)</h3><p class="note">latencies in µs</p>')
+    parts.append(_table(m_off.sort(*ID, "batch", "concurrency", nulls_last=True), "offline", mask=perf_mask))
     for device in devices:
         parts.append(_offline_charts(charts, m_off.filter(pl.col("device") == device), f"{model} · {device}"))
     parts.append("</section>")
@@ -526,7 +531,7 @@ def _model_section(
     sv_mask = ["served infer/s", "served p50 µs", "served p99 µs", "served/native"]
     parts.append(
         f'<section id="{sid["native"]}"><h3>Served (Triton, offline) vs native (in-process runtime)</h3>'
-        '<p class="note">served/native: Triton throughput over the same artifact run in-process, same batch</p>'
+        '<p class="note">served/native: Triton throughput over the same artifact run in-process, same batch; concurrency: requests in flight to the server</p>'
     )
     parts.append(_table(m_sv, "served-vs-native", mask=sv_mask, status="served status"))
     for device in devices:
@@ -755,7 +760,7 @@ def build_report(
         _best_section(offline + online, p99_budget_ms, deploy or []),
         '<section id="summary"><h2>Summary</h2>',
         '<p class="note">best throughputs count stable points only; served/native is taken at the largest batch '
-        "measured both ways.</p>",
+        "measured both ways, at its best offline concurrency.</p>",
         _table(summary, "summary"),
         _skipped_list(skipped or []),
         "</section>",
