@@ -114,6 +114,17 @@ def test_config_pbtxt_parses_back_with_what_was_asked(flavour: str, exported: di
         assert sorted(p.name for p in (model_dir / "1").iterdir()) == sorted(["model.onnx", runner, "runtime.py"])
 
 
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript_trace"])
+def test_native_baseline_runs_every_served_instance(fmt: str, exported: dict[str, Path], tmp_path: Path) -> None:
+    from deploysnake import native
+
+    # Each instance loops until its own bound: 2 instances x 5 iterations, so both ran.
+    rows = native.measure("digits", fmt, "cpu", exported[fmt], exported[f"{fmt}/io"], [1, 8], 1, 30.0, 5, tmp_path / "n.csv", instances=2)
+    assert [(r["batch"], r["instances"], r["runtime_threads"], r["iterations"]) for r in rows] == [(1, 2, 1, 10), (8, 2, 1, 10)]
+    assert all(r["throughput_infer_per_s"] > 0 and r["p99_latency_us"] >= r["p50_latency_us"] > 0 for r in rows)
+    assert (tmp_path / "n.csv").read_text().splitlines()[0].startswith("model,format,device,batch,throughput_infer_per_s")
+
+
 def test_legacy_onnx_exporter_is_selectable(recipe: Recipe, exported: dict[str, Path], tmp_path: Path) -> None:
     from deploysnake import export
 

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import UserError
 
@@ -154,3 +155,8 @@ def hardware_row(device: str, found: dict[str, object]) -> dict[str, object]:
         "peak TFLOPS (FP32/FP16)": f"{kind.fp32_tflops} ({kind.fp16_tflops})" if kind else "-",
         "memory bandwidth (GB/s)": kind.bandwidth_gbs if kind else "-",
     }
+
+
+def instance_count(triton: dict[str, Any], device: str) -> int:
+    """Model instances per device from the triton settings (`instances: {cpu: 2, default: 1}`)."""
+    return int(triton["instances"].get(device, triton["instances"].get("default", 1)))

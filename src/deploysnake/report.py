@@ -531,7 +531,7 @@ def _model_section(
     sv_mask = ["served infer/s", "served p50 µs", "served p99 µs", "served/native"]
     parts.append(
         f'<section id="{sid["native"]}"><h3>Served (Triton, offline) vs native (in-process runtime)</h3>'
-        '<p class="note">served/native: Triton throughput over the same artifact run in-process, same batch; concurrency: requests in flight to the server</p>'
+        '<p class="note">served/native: Triton throughput over the same artifact run in-process, same batch, with the served instances and runtime threads; concurrency: requests in flight to the server</p>'
     )
     parts.append(_table(m_sv, "served-vs-native", mask=sv_mask, status="served status"))
     for device in devices:

@@ -22,6 +22,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from . import inprocess
 from . import runtime as runtime_module
+from .devices import instance_count
 from .errors import UserError
 
 DTYPES = {
@@ -81,7 +82,7 @@ def build_config(name: str, io: dict[str, Any], triton: dict[str, Any], device: 
         cfg.dynamic_batching.preferred_batch_size.extend(preferred)
         cfg.dynamic_batching.max_queue_delay_microseconds = int(batching.get("max_queue_delay_us", 0))
     group = cfg.instance_group.add()
-    group.count = int(triton["instances"].get(device, triton["instances"].get("default", 1)))
+    group.count = instance_count(triton, device)
     group.kind = mc.ModelInstanceGroup.KIND_CPU if device == "cpu" else mc.ModelInstanceGroup.KIND_GPU
     return cfg
 

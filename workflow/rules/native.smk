@@ -1,4 +1,5 @@
-# The same artifact in-process at the offline batch sizes: the baseline for served/native.
+# The same artifact in-process at the offline batch sizes, with the served instances and runtime
+# threads: the baseline for served/native.
 rule runtime_native_baseline:
     input:
         artifact=artifact,
@@ -17,7 +18,7 @@ rule runtime_native_baseline:
         gpu_model=device_resource("gpu_model"),
     params:
         batch_sizes=config["perf"]["offline"]["batch_sizes"],
-        threads=config["triton"]["runtime_threads"],
+        triton={k: config["triton"][k] for k in ("instances", "runtime_threads")},
         native=config["native"],
     script:
         "../scripts/native.py"
