@@ -166,6 +166,21 @@ def run_point(args: list[str], timeout_s: float, server: TritonServer) -> tuple[
     return "ok", rows[0], output
 
 
+def measure_point(
+    executable: str, model_name: str, server: TritonServer, point: Point, settings: dict[str, Any], mode: str, csv_path: Path, load: "Load",
+) -> tuple[str, dict[str, str], str]:
+    """One perf_analyzer point; an unstable one is measured once more with windows twice as long (what
+    perf_analyzer advises), so a noisy moment does not cost a configuration its number."""
+    for attempt in (1, 2):
+        args = command(executable, model_name, server, point, settings, mode, csv_path, load.output_size, load.data, load.shapes)
+        log.info("perf_analyzer%s: %s", "" if attempt == 1 else " (again, windows twice as long)", " ".join(args))
+        status, measured, text = run_point(args, load.timeout_s * attempt, server)
+        if status == "ok":
+            break
+        settings = {**settings, "measurement_interval_ms": 2 * settings["measurement_interval_ms"], "measurement_request_count": 2 * settings["measurement_request_count"]}
+    return status, measured, text
+
+
 @dataclass(frozen=True)
 class Load:
     """What perf_analyzer sends for one model under some perf settings, and how long a call may run."""
@@ -197,10 +212,9 @@ def measure(
     with tempfile.TemporaryDirectory(prefix="deploysnake-perf-") as tmp:
         for k, point in enumerate(points, start=1):
             server.check_alive()
-            args = command(executable, model_name, server, point, settings, mode, Path(tmp) / f"point{k}.csv", load.output_size, load.data, load.shapes)
-            log.info("point %d of %d (%s): batch %d, concurrency %d: %s", k, len(points), mode, point.batch, point.concurrency, " ".join(args))
+            log.info("point %d of %d (%s): batch %d, concurrency %d", k, len(points), mode, point.batch, point.concurrency)
             started = time.monotonic()
-            status, measured, text = run_point(args, load.timeout_s, server)
+            status, measured, text = measure_point(executable, model_name, server, point, settings, mode, Path(tmp) / f"point{k}.csv", load)
             server.check_alive()
             row = {"model": model, "format": fmt, "device": device, "mode": mode, "batch": point.batch, "concurrency": point.concurrency, "status": status, **measured, **described, **(provenance or {})}
             rows.append(row)

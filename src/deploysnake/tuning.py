@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .perf import Point, command, plan_load, run_point
+from .perf import Point, measure_point, plan_load
 
 log = logging.getLogger(__name__)
 
@@ -230,9 +230,8 @@ def measure_trial(
     batch, concurrency = load_point(settings, trial)
     load = plan_load(io, perf_settings, input_data)
     with tempfile.TemporaryDirectory(prefix="deploysnake-trial-") as tmp:
-        args = command(executable, model_name, server, Point(batch, concurrency), perf_settings, "trial", Path(tmp) / "trial.csv", load.output_size, load.data, load.shapes)
-        log.info("trial %s: batch %d, concurrency %d: %s", trial_text, batch, concurrency, " ".join(args))
-        status, measured, _ = run_point(args, load.timeout_s, server)
+        log.info("trial %s: batch %d, concurrency %d", trial_text, batch, concurrency)
+        status, measured, _ = measure_point(executable, model_name, server, Point(batch, concurrency), perf_settings, "trial", Path(tmp) / "trial.csv", load)
     row = {
         "trial": trial_text, **trial, "mode": settings["mode"], "batch": batch, "concurrency": concurrency, "status": status,
         "throughput": measured.get("Inferences/Second", ""), "p99_us": measured.get("p99 latency", ""),

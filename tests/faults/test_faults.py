@@ -158,6 +158,10 @@ def test_measurement_under_load_is_reported_unstable(copy_of_finished: Path) -> 
     unstable = [r for r in rows if r["status"] == "unstable"]
     assert unstable and all(r["Inferences/Second"] == "" for r in unstable)
     assert ">unstable<" in (workdir / "results" / "report.html").read_text()
+    # an unstable point was measured once more, with windows twice as long, before it was recorded so
+    interval = config["perf"]["measurement_interval_ms"]
+    log = job_log(workdir, "perf_online").read_text()
+    assert "(again, windows twice as long)" in log and f"--measurement-interval {2 * interval} " in log
 
 
 def test_pinned_port_in_use_is_a_clear_error(copy_of_finished: Path) -> None:
