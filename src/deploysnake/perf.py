@@ -2,8 +2,9 @@
 
 Offline: static batch sweep, system shared memory, at each offline concurrency (1: the guides' single
 request; 2: a request's transfer overlaps the previous one's compute, the server's batch capacity).
-Online: dynamic batching on the server, batch-1 requests, concurrency sweep. Each point keeps every column perf_analyzer writes
-with -f; a point perf_analyzer cannot measure stably is recorded as "unstable", never as a number.
+Online: dynamic batching on the server, batch-1 requests, concurrency sweep. Each point keeps every
+column perf_analyzer writes with -f; a point perf_analyzer cannot measure stably (twice) is recorded
+as "unstable", never as a number.
 """
 
 from __future__ import annotations
@@ -167,7 +168,7 @@ def run_point(args: list[str], timeout_s: float, server: TritonServer) -> tuple[
 
 
 def measure_point(
-    executable: str, model_name: str, server: TritonServer, point: Point, settings: dict[str, Any], mode: str, csv_path: Path, load: "Load",
+    executable: str, model_name: str, server: TritonServer, point: Point, settings: dict[str, Any], mode: str, csv_path: Path, load: Load,
 ) -> tuple[str, dict[str, str], str]:
     """One perf_analyzer point; an unstable one is measured once more with windows twice as long (what
     perf_analyzer advises), so a noisy moment does not cost a configuration its number."""
