@@ -44,14 +44,18 @@ def time_batch(runtimes: list[ArtifactRuntime], inputs: dict[str, np.ndarray], w
     latencies: list[list[float]] = [[] for _ in runtimes]
     start_line = threading.Barrier(len(runtimes) + 1)
     ends = [0.0] * len(runtimes)
+    errors: list[BaseException] = []
 
     def loop(k: int) -> None:
         start_line.wait()
         start = time.perf_counter()
-        while len(latencies[k]) < max_iterations and time.perf_counter() - start < window_s:
-            t0 = time.perf_counter()
-            runtimes[k](inputs)
-            latencies[k].append(time.perf_counter() - t0)
+        try:
+            while len(latencies[k]) < max_iterations and time.perf_counter() - start < window_s:
+                t0 = time.perf_counter()
+                runtimes[k](inputs)
+                latencies[k].append(time.perf_counter() - t0)
+        except BaseException as exc:  # re-raised below: a failing runtime must not pass for a slow one
+            errors.append(exc)
         ends[k] = time.perf_counter()
 
     threads = [threading.Thread(target=loop, args=(k,), daemon=True) for k in range(len(runtimes))]
@@ -61,6 +65,8 @@ def time_batch(runtimes: list[ArtifactRuntime], inputs: dict[str, np.ndarray], w
     start = time.perf_counter()
     for thread in threads:
         thread.join()
+    if errors:
+        raise errors[0]
     elapsed = max(ends) - start
     lat_us = np.concatenate([np.asarray(x) for x in latencies]) * 1e6
     return {
