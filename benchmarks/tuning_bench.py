@@ -79,7 +79,10 @@ def main() -> None:
     snakemake(workdir, config, "results/report.html")
     smart = json.loads((workdir / TUNED / "chosen.json").read_text())
     print(f"coordinate: {smart['measurements']} measurements; best {smart['trial']}: {smart['throughput']} infer/s, p99 {smart['p99_us']} us", flush=True)
-    print(f"untuned ({smart['naive']}): {smart['naive_throughput']} infer/s", flush=True)
+    if smart["naive_throughput"] is None:  # no stable number even with the longer second measurement
+        print(f"untuned ({smart['naive']}): unstable, no number (tuned_over_naive below is 0)", flush=True)
+    else:
+        print(f"untuned ({smart['naive']}): {smart['naive_throughput']} infer/s", flush=True)
 
     native = workdir / "results/native/digits/onnx/cpu.csv"
     offline = workdir / "results/perf_offline/digits/onnx/cpu.csv"
