@@ -51,6 +51,8 @@ NATIVE_NUMBERS = ["batch", "throughput_infer_per_s", "p50_latency_us", "p99_late
 EMBED_OPTIONS = {"renderer": "svg", "actions": False}  # svg so a DOM dump shows the marks
 CHART_WIDTH = 340
 CHART_HEIGHT = 210
+# Dashes tell offline concurrencies apart (1: one request at a time; 2: transfer overlaps compute).
+CONCURRENCY_DASH = alt.StrokeDash("concurrency:N", title="concurrency")
 
 CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 1.5em auto; max-width: 1400px; padding: 0 1em; color: #222; }
@@ -294,14 +296,12 @@ def _line_points(data: pl.DataFrame, x: alt.X, y: alt.Y, color: str, tooltip: li
 
 
 def _offline_charts(charts: _Charts, df: pl.DataFrame, label: str) -> str:
-    # Dashes tell the offline concurrencies apart (1: one request at a time; 2: transfer overlaps compute).
-    dash = alt.StrokeDash("concurrency:N", title="concurrency")
     tput = _points(df, ["batch", THROUGHPUT]).select("format", "batch", "concurrency", pl.col(THROUGHPUT).alias("throughput"))
     chart1 = None
     if tput.height:
         chart1 = _line_points(
             tput, alt.X("batch:O", title="batch"), alt.Y("throughput:Q", title="inferences/s"), "format:N",
-            ["format:N", "batch:Q", "concurrency:Q", alt.Tooltip("throughput:Q", format=",.1f")], strokeDash=dash,
+            ["format:N", "batch:Q", "concurrency:Q", alt.Tooltip("throughput:Q", format=",.1f")], strokeDash=CONCURRENCY_DASH,
         ).properties(width=CHART_WIDTH, height=CHART_HEIGHT)  # fmt: skip
     lat = (
         _points(df, ["batch"])
@@ -313,7 +313,7 @@ def _offline_charts(charts: _Charts, df: pl.DataFrame, label: str) -> str:
     if lat.height:
         layered = _line_points(
             lat, alt.X("batch:O", title="batch"), alt.Y("ms:Q", title="latency (ms)"), "percentile:N",
-            ["format:N", "batch:Q", "concurrency:Q", "percentile:N", alt.Tooltip("ms:Q", format=",.3f")], strokeDash=dash,
+            ["format:N", "batch:Q", "concurrency:Q", "percentile:N", alt.Tooltip("ms:Q", format=",.3f")], strokeDash=CONCURRENCY_DASH,
         )  # fmt: skip
         chart2 = layered.properties(width=CHART_WIDTH * 0.8, height=CHART_HEIGHT).facet(column=alt.Column("format:N", title=None))
     return _side_by_side(charts, (chart1, f"{label}: offline throughput vs batch"), (chart2, f"{label}: offline latency percentiles vs batch"))
@@ -394,7 +394,7 @@ def _native_charts(charts: _Charts, df: pl.DataFrame, label: str) -> str:
             _line_points(
                 ratio, alt.X("batch:O", title="batch"), alt.Y("ratio:Q", title="served / native throughput"), "format:N",
                 ["format:N", "batch:Q", "concurrency:Q", alt.Tooltip("ratio:Q", format=".3f")],
-                strokeDash=alt.StrokeDash("concurrency:N", title="concurrency"),
+                strokeDash=CONCURRENCY_DASH,
             ),
             one,
         ).properties(width=CHART_WIDTH, height=CHART_HEIGHT)  # fmt: skip
