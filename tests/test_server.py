@@ -182,3 +182,31 @@ def test_inprocess_backend_answers_each_request_of_a_dynamic_batch(exported: dic
         np.testing.assert_allclose(got["logits"], local({"image": x})["logits"], rtol=1e-6, atol=1e-6)
     assert stats["inference_count"] == sum(sizes)
     assert stats["execution_count"] < len(sizes)  # joined: fewer executions than requests
+
+
+def test_inprocess_backend_returns_a_runner_error_to_its_request_and_serves_on(exported: dict[str, Path], tmp_path: Path) -> None:
+    """A batch whose runner raises is answered with the Python error; the next batch is served, and
+    the server stops cleanly with its responder thread."""
+    import json
+
+    from tritonclient.utils import InferenceServerException
+
+    model_dir = repository.write_repository("digits", exported["onnx"], exported["onnx/io"], TRITON, "cpu", "inprocess", tmp_path / "repo")
+    runner = model_dir / "1" / "deploysnake_model.py"
+    # The runner refuses batches of exactly 3 rows (a fault in the model's code, not in Triton's input).
+    runner.write_text(
+        runner.read_text().replace(
+            "        batch = {name:", "        if shapes[0][0] == 3:\n            raise ValueError('three rows refused by the test')\n        batch = {name:"
+        )
+    )
+    io = json.loads(exported["onnx/io"].read_text())
+    local = ArtifactRuntime(exported["onnx"], "onnx", ["image"], ["logits"])
+    x3, x4 = (np.random.default_rng(n).random((n, 1, 8, 8), dtype=np.float32) for n in (3, 4))
+    with server.TritonServer(tmp_path / "repo", server.locate("bundled"), tmp_path / "server.log", readiness_timeout_s=120) as running:
+        with pytest.raises(InferenceServerException, match="deploysnake backend, execute: ValueError: three rows refused by the test"):
+            infer_served(running, model_dir.name, io, {"image": x3}, timeout_s=30)
+        got = infer_served(running, model_dir.name, io, {"image": x4}, timeout_s=30)
+        pid = running.process.pid if running.process else -1
+    np.testing.assert_allclose(got["logits"], local({"image": x4})["logits"], rtol=1e-6, atol=1e-6)
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert "three rows refused by the test" in (tmp_path / "server.log").read_text()  # logged too
