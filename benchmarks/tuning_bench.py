@@ -69,7 +69,9 @@ def served_vs_native(workdir: Path, config: dict, chosen: dict, rounds: int, int
     names = [t["name"] for t in io["inputs"]], [t["name"] for t in io["outputs"]]
     runtimes = [ArtifactRuntime(export / "model.onnx", "onnx", *names, triton["runtime_threads"], "cpu") for _ in range(instance_count(triton, "cpu"))]
     load = perf.plan_load(io, settings, workdir / "results/perf_data/digits/input.json")
-    served = {"served b256 c1": ("offline", perf.Point(256, 1)), "served b256 c2": ("offline", perf.Point(256, 2)), "served b1 c16": ("online", perf.Point(1, 16))}
+    # Two requests in flight per instance keep every instance busy while the next transfer overlaps.
+    offline = sorted({1, 2, 2 * len(runtimes)})
+    served = {f"served b256 c{c}": ("offline", perf.Point(256, c)) for c in offline} | {"served b1 c16": ("online", perf.Point(1, 16))}
     measured: dict[str, list[float]] = {label: [] for label in ["native b256", "native b1", *served]}
     executable = tools.perf_analyzer(settings["perf_analyzer"])
     out = workdir / "served_vs_native"
@@ -188,9 +190,9 @@ def main() -> None:
     paired = served_vs_native(workdir, config, smart, args.rounds, 4 * args.interval_ms)
     for label, values in paired.items():
         print(f"side by side, {label}: {', '.join(f'{v:.0f}' for v in values) or 'unstable'} infer/s (median {median(values) or 0:.0f})", flush=True)
-    # The offline ratio is the server's batch capacity: two requests in flight, so a request's transfer
-    # overlaps the previous one's compute, as any batch client does (one at a time: printed above).
-    offline_ratio = ratio(max(median(paired["served b256 c1"]) or 0.0, median(paired["served b256 c2"]) or 0.0), median(paired["native b256"]))
+    # The offline ratio is the server's batch capacity: the best of one request at a time and two in
+    # flight per instance, where a request's transfer overlaps the previous one's compute.
+    offline_ratio = ratio(max(median(v) or 0.0 for k, v in paired.items() if k.startswith("served b256")), median(paired["native b256"]))
     online_ratio = ratio(median(paired["served b1 c16"]), median(paired["native b1"]))
     print(f"workflow jobs' numbers: offline_ratio={ratio(max(s256c1 or 0.0, s256c2 or 0.0), n256):.3f} online_ratio={ratio(s16, n1):.3f}", flush=True)
 

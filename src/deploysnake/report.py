@@ -573,7 +573,8 @@ def _tuning_section(charts: _Charts, model: str, tuned: list[tuple[dict[str, Any
         label = f"{model} · {chosen.get('format', '')} · {chosen.get('device', '')}"
         budget = float(chosen["p99_budget_ms"])
         naive, tput = chosen.get("naive_throughput"), chosen.get("throughput")
-        gain = f"; ×{tput / naive:.2f} over the untuned configuration ({_e(chosen['naive'])}, {naive:,.1f} infer/s)" if naive and tput else ""
+        # Both are single trial measurements: say so, a gain within the machine's run-to-run spread is not one.
+        gain = f"; ×{tput / naive:.2f} over the untuned configuration ({_e(chosen['naive'])}, {naive:,.1f} infer/s), one trial measurement each" if naive and tput else ""
         if chosen.get("trial") is None:
             verdict = '<p class="bad">no trial could be measured</p>'
         elif chosen["within_budget"]:

@@ -5,7 +5,7 @@ rule runtime_native_baseline:
         artifact=artifact,
         io="results/export/{model}/{format}/io.json",
         tuned=tuned_config,
-        code=package_file("native"),
+        code=[package_file(m) for m in ("native", "runtime", "devices")],
     output:
         "results/native/{model}/{format}/{device}.csv",
     log:
