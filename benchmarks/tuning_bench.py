@@ -1,19 +1,19 @@
 """Benchmark of issue #7 on the default model (digits, ONNX, CPU): served vs native throughput, the
 brute-force, hill-climbing and coordinate searches, and the tuned against the untuned configuration.
 
-    make bench            (or: python benchmarks/tuning_bench.py [--workdir DIR] [--interval-ms N])
+    make bench            (or: python benchmarks/tuning_bench.py [--workdir DIR] [--interval-ms N] [--rounds N])
 
 Everything is measured in one run, on this machine, by the workflow itself: one brute-force search of
 the whole tuning space, then the hill-climbing and the coordinate (default) searches over the same
 trial results (a trial is a cached job, so the strategies read the same measurement of each
 configuration and differ only in which ones they ask for). A trial is one short measurement, and the
 brute force's best is the largest of 234 noisy numbers, which overstates its configuration. So the
-configurations the comparison is about (the brute force's choice, the coordinate search's choice and the
-untuned one) are then measured again side by side: rounds in rotating order, each a fresh server and
-windows four times as long; search_quality and tuned_over_naive come from those medians. Likewise the
-served repository and the runtime in-process are measured in alternation for the two ratios (the
-workflow's native and perf jobs run minutes apart). The workflow jobs' own numbers are printed too. The last line is machine-readable; its search figures are the coordinate
-search's:
+configurations the comparison is about (the brute force's choice, the coordinate search's choice and
+the untuned one) are then measured again side by side: rounds in rotating order, each a fresh server
+and windows four times as long; search_quality and tuned_over_naive come from those medians. Likewise
+the served repository and the runtime in-process are measured in alternation for the two ratios (the
+workflow's native and perf jobs run minutes apart). The workflow jobs' and the trials' own numbers are
+printed too. The last line is machine-readable; its search figures are the coordinate search's:
 
     bench: offline_ratio=R1 online_ratio=R2 search_quality=Q search_cost=C tuned_over_naive=T
 """
