@@ -35,6 +35,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 TUNED = Path("results/tuning/digits/onnx/cpu")
+PERF_DATA = Path("results/perf_data/digits/input.json")
+EXPORT = Path("results/export/digits/onnx")
+sys.path.insert(0, str(ROOT / "src"))  # the package, for the side-by-side measurements
 
 
 def snakemake(workdir: Path, config: dict, *targets: str) -> float:
@@ -51,36 +54,39 @@ def rotated(items: list, r: int) -> list:
     return items[r % len(items) :] + items[: r % len(items)]
 
 
+def long_windows(perf: dict, interval_ms: int) -> dict:
+    """The perf settings with windows (and the request-count floor) four times the workflow's."""
+    return {**perf, "measurement_interval_ms": interval_ms, "measurement_request_count": 4 * perf["measurement_request_count"]}
+
+
 def served_vs_native(workdir: Path, config: dict, chosen: dict, rounds: int, interval_ms: int) -> dict[str, list[float]]:
     """The served repository (the chosen configuration) and the runtime in-process with its instances
     and threads, measured in alternation on one server: the workflow's native and perf jobs run
-    minutes apart, and this machine's speed moves by 10 % in that time."""
-    sys.path.insert(0, str(ROOT / "src"))
+    minutes apart, and this machine's speed moves by 10 % in that time. config: validated."""
     from deploysnake import native, perf, server, tools
-    from deploysnake.configuration import validate
     from deploysnake.devices import instance_count
     from deploysnake.repository import triton_model_name
     from deploysnake.runtime import ArtifactRuntime
 
-    config, triton = validate(config), chosen["triton"]
-    settings = {**config["perf"], "measurement_interval_ms": interval_ms, "measurement_request_count": 4 * config["perf"]["measurement_request_count"]}
-    export = workdir / "results/export/digits/onnx"
-    io = json.loads((export / "io.json").read_text())
+    triton = chosen["triton"]
+    settings = long_windows(config["perf"], interval_ms)
+    io = json.loads((workdir / EXPORT / "io.json").read_text())
     names = [t["name"] for t in io["inputs"]], [t["name"] for t in io["outputs"]]
-    runtimes = [ArtifactRuntime(export / "model.onnx", "onnx", *names, triton["runtime_threads"], "cpu") for _ in range(instance_count(triton, "cpu"))]
-    load = perf.plan_load(io, settings, workdir / "results/perf_data/digits/input.json")
+    runtimes = [ArtifactRuntime(workdir / EXPORT / "model.onnx", "onnx", *names, triton["runtime_threads"], "cpu") for _ in range(instance_count(triton, "cpu"))]
+    load = perf.plan_load(io, settings, workdir / PERF_DATA)
+    natives = {"native b256": 256, "native b1": 1}
     # Two requests in flight per instance keep every instance busy while the next transfer overlaps.
     offline = sorted({1, 2, 2 * len(runtimes)})
     served = {f"served b256 c{c}": ("offline", perf.Point(256, c)) for c in offline} | {"served b1 c16": ("online", perf.Point(1, 16))}
-    measured: dict[str, list[float]] = {label: [] for label in ["native b256", "native b1", *served]}
+    measured: dict[str, list[float]] = {label: [] for label in [*natives, *served]}
     executable = tools.perf_analyzer(settings["perf_analyzer"])
     out = workdir / "served_vs_native"
     out.mkdir(exist_ok=True)
     with server.from_settings(workdir / "results/repository/digits/onnx/cpu", triton, out / "server.log") as running:
         for r in range(rounds):
             for label in rotated(list(measured), r):
-                if label.startswith("native"):
-                    inputs = native.random_inputs(io, int(label.split("b")[-1]))
+                if label in natives:
+                    inputs = native.random_inputs(io, natives[label])
                     measured[label].append(native.time_batch(runtimes, inputs, interval_ms / 1000, config["native"]["max_iterations"])["throughput_infer_per_s"])
                     continue
                 mode, point = served[label]
@@ -91,31 +97,23 @@ def served_vs_native(workdir: Path, config: dict, chosen: dict, rounds: int, int
 
 
 def side_by_side(workdir: Path, config: dict, trials: dict[str, str], rounds: int, interval_ms: int) -> dict[str, list[float]]:
-    """Each distinct trial measured `rounds` times, interleaved, with the trial job's own code and settings."""
-    sys.path.insert(0, str(ROOT / "src"))
-    from deploysnake import server, tools, tuning
-    from deploysnake.configuration import validate
-    from deploysnake.repository import triton_model_name, write_repository
+    """Each distinct trial measured `rounds` times, interleaved, by the trial job's own code with its
+    settings (as common.smk passes them: perf without the sweeps; tuning's mode, concurrency and
+    batch range). config: validated. Labels naming the same trial share its measurements."""
+    from deploysnake import server, tuning
 
-    config = validate(config)  # the workflow's defaults, as the trial jobs saw them
-    perf = {k: v for k, v in config["perf"].items() if k not in ("offline", "online")}
-    perf.update(measurement_interval_ms=interval_ms, measurement_request_count=4 * perf["measurement_request_count"])
+    perf = long_windows({k: v for k, v in config["perf"].items() if k not in ("offline", "online")}, interval_ms)
     settings = {k: config["tuning"][k] for k in ("mode", "concurrency", "batch_range")}
     flavour = server.locate(config["triton"]["server"], config["triton"]["bundled_runner"]).flavour
-    export = workdir / "results/export/digits/onnx"
     distinct = list(dict.fromkeys(trials.values()))
     measured: dict[str, list[float]] = {t: [] for t in distinct}
     out = workdir / "side_by_side"
     for r in range(rounds):
         for trial in rotated(distinct, r):
-            triton = tuning.triton_settings(config["triton"], tuning.parse_trial(trial), "cpu")
-            with tempfile.TemporaryDirectory(prefix="deploysnake-bench-repo-") as repo:
-                write_repository("digits", export / "model.onnx", export / "io.json", triton, "cpu", flavour, repo)
-                with server.from_settings(repo, triton, out / f"{trial}.{r}.server.log") as running:
-                    row = tuning.measure_trial(
-                        tools.perf_analyzer(perf["perf_analyzer"]), running, triton_model_name("digits", "onnx"), export / "io.json", perf, settings, trial,
-                        out / f"{trial}.{r}.csv", workdir / "results/perf_data/digits/input.json",
-                    )  # fmt: skip
+            row = tuning.run_trial(
+                "digits", "onnx", "cpu", workdir / EXPORT / "model.onnx", workdir / EXPORT / "io.json", config["triton"], flavour, perf, settings, trial,
+                out / f"{trial}.{r}.csv", workdir / PERF_DATA, out / f"{trial}.{r}.server.log",
+            )  # fmt: skip
             if row["status"] == "ok":
                 measured[trial].append(float(row["throughput"]))
     return {label: measured[trial] for label, trial in trials.items()}
@@ -187,7 +185,10 @@ def main() -> None:
         f"native b1 {n1:.0f} infer/s, served online b1 c16 {s16} (tuned configuration)", flush=True,
     )  # fmt: skip
     # ...and the same five side by side, in alternation, windows four times as long.
-    paired = served_vs_native(workdir, config, smart, args.rounds, 4 * args.interval_ms)
+    from deploysnake.configuration import validate
+
+    validated = validate(config)  # with the workflow's defaults, as its jobs saw them
+    paired = served_vs_native(workdir, validated, smart, args.rounds, 4 * args.interval_ms)
     for label, values in paired.items():
         print(f"side by side, {label}: {', '.join(f'{v:.0f}' for v in values) or 'unstable'} infer/s (median {median(values) or 0:.0f})", flush=True)
     # The offline ratio is the server's batch capacity: the best of one request at a time and two in
@@ -198,13 +199,10 @@ def main() -> None:
 
     # The chosen and the untuned configurations again, side by side, with windows four times as long.
     trials = {"brute force's choice": brute["trial"], "coordinate's choice": smart["trial"], "untuned": smart["naive"]}
-    again = side_by_side(workdir, config, trials, args.rounds, 4 * args.interval_ms)
+    again = side_by_side(workdir, validated, trials, args.rounds, 4 * args.interval_ms)
     for label, trial in trials.items():
         print(f"side by side, {label} ({trial}): {', '.join(f'{v:.0f}' for v in again[label]) or 'unstable'} infer/s (median {median(again[label]) or 0:.0f})", flush=True)
-    if brute["trial"] == smart["trial"]:
-        quality = 1.0  # the same configuration: one set of measurements stands for both
-    else:
-        quality = ratio(median(again["coordinate's choice"]), median(again["brute force's choice"]))
+    quality = ratio(median(again["coordinate's choice"]), median(again["brute force's choice"]))  # 1 where both chose the same
     tuned = ratio(median(again["coordinate's choice"]), median(again["untuned"]))
     print(
         f"trial numbers (one short measurement each): search_quality={ratio(smart['throughput'], brute['throughput']):.3f} "

@@ -245,6 +245,22 @@ def measure_trial(
     return row
 
 
+def run_trial(
+    model: str, fmt: str, device: str, artifact: str | Path, io_json: str | Path, base_triton: dict[str, Any], flavour: str, perf_settings: dict[str, Any],
+    settings: dict[str, Any], trial_text: str, output: str | Path, input_data: str | Path | None, server_log: str | Path,
+) -> dict[str, Any]:
+    """One trial from scratch: its repository in a temporary folder, a server on it, one measurement."""
+    from . import server, tools
+    from .repository import triton_model_name, write_repository
+
+    triton = triton_settings(base_triton, parse_trial(trial_text), device)
+    with tempfile.TemporaryDirectory(prefix="deploysnake-trial-repo-") as repo:
+        write_repository(model, artifact, io_json, triton, device, flavour, repo)
+        with server.from_settings(repo, triton, server_log) as running:
+            executable = tools.perf_analyzer(perf_settings["perf_analyzer"])
+            return measure_trial(executable, running, triton_model_name(model, fmt), io_json, perf_settings, settings, trial_text, output, input_data)
+
+
 def choose(
     settings: dict[str, Any], triton: dict[str, Any], model: str, device: str, plans: list[str], trial_csvs: list[str], chosen_path: str | Path,
     table_path: str | Path, io_json: str | Path | None = None,

@@ -261,5 +261,4 @@ def perf_shared():
 
 def perf_settings(mode):
     """The perf settings one sweep reads: the shared ones plus only its own sweep."""
-    shared = {k: v for k, v in config["perf"].items() if k not in ("offline", "online")}
-    return {**shared, mode: config["perf"][mode]}
+    return {**perf_shared(), mode: config["perf"][mode]}
