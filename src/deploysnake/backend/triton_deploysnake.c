@@ -104,8 +104,8 @@ typedef struct Job {
     TRITONBACKEND_ModelInstance* instance;
     ModelState* model;
     uint32_t count;
-    TRITONBACKEND_Request** requests; /* a copy: Triton's array lives only during the execute call */
-    int64_t* rows;
+    TRITONBACKEND_Request** requests; /* a copy (Triton's array lives only during the execute call) */
+    int64_t* rows;                    /* requests and rows sit in the same allocation, after the job */
     int64_t total_rows;
     PyObject* outputs;                /* kept alive while views[] point into it */
     Py_buffer views[MAX_TENSORS];
@@ -430,9 +430,7 @@ static void finish(Job* job) {
         TRITONSERVER_LogMessage(LOG_ERROR, __FILE__, __LINE__, TRITONSERVER_ErrorMessage(err));
         TRITONSERVER_ErrorDelete(err);
     }
-    free(job->requests);
-    free(job->rows);
-    free(job);
+    free(job); /* its requests and rows with it */
 }
 
 static void* respond_loop(void* arg) {
@@ -476,14 +474,10 @@ static void run_batch(TRITONBACKEND_ModelInstance* instance, InstanceState* ista
                       uint64_t exec_start) {
     ModelState* state = istate->model;
     int batched = state->max_batch_size > 0;
-    Job* job = calloc(1, sizeof *job);
-    TRITONBACKEND_Request** copy = malloc(count * sizeof *copy);
-    int64_t* rows = calloc(count, sizeof *rows);
-    if (!job || !copy || !rows) {
+    /* One allocation: the job, then its copy of the request pointers, then each request's rows. */
+    Job* job = calloc(1, sizeof *job + count * (sizeof *job->requests + sizeof *job->rows));
+    if (!job) {
         /* no memory to queue the batch: answer every request with the error, here */
-        free(job);
-        free(copy);
-        free(rows);
         TRITONSERVER_Error* oom = TRITONSERVER_ErrorNew(ERROR_INTERNAL, "deploysnake backend: out of memory queueing a batch");
         for (uint32_t r = 0; r < count; ++r) {
             TRITONBACKEND_Response* response = NULL;
@@ -493,6 +487,8 @@ static void run_batch(TRITONBACKEND_ModelInstance* instance, InstanceState* ista
         TRITONSERVER_ErrorDelete(oom);
         return;
     }
+    TRITONBACKEND_Request** copy = (TRITONBACKEND_Request**)(job + 1);
+    int64_t* rows = (int64_t*)(copy + count);
     memcpy(copy, requests, count * sizeof *copy);
     *job = (Job){.instance = instance, .model = state, .count = count, .requests = copy, .rows = rows, .exec_start = exec_start};
     TRITONSERVER_Error* err = NULL;
