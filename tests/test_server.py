@@ -210,3 +210,30 @@ def test_inprocess_backend_returns_a_runner_error_to_its_request_and_serves_on(e
     np.testing.assert_allclose(got["logits"], local({"image": x4})["logits"], rtol=1e-6, atol=1e-6)
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert "three rows refused by the test" in (tmp_path / "server.log").read_text()  # logged too
+
+
+def test_offline_sweep_fills_every_instance(exported: dict[str, Path], tmp_path: Path) -> None:
+    """A model with two instances is measured offline at two requests per instance too (4 in flight),
+    by the real perf_analyzer, besides the configured concurrency."""
+    import csv
+
+    import yaml
+
+    from deploysnake import perf, tools
+    from deploysnake.configuration import validate
+
+    config = validate(yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text()))
+    settings = {**config["perf"], "measurement_interval_ms": 300, "stability_percentage": 50, "offline": {"batch_sizes": [8], "concurrency": [1], "shared_memory": "system"}}
+    two = {**TRITON, "instances": {"cpu": 2}}
+    model_dir = repository.write_repository("digits", exported["onnx"], exported["onnx/io"], two, "cpu", "inprocess", tmp_path / "repo")
+    assert repository.served_instances(model_dir) == 2
+    with server.TritonServer(tmp_path / "repo", server.locate("bundled"), tmp_path / "server.log", readiness_timeout_s=120) as running:
+        rows = perf.measure(
+            tools.perf_analyzer(settings["perf_analyzer"]), running, "digits", "onnx", "cpu", model_dir.name, exported["onnx/io"], settings, "offline",
+            tmp_path / "offline.csv", instances=repository.served_instances(model_dir),
+        )  # fmt: skip
+    assert [(r["batch"], r["concurrency"], r["status"]) for r in rows] == [(8, 1, "ok"), (8, 4, "ok")]
+    with open(tmp_path / "offline.csv", newline="") as handle:
+        written = list(csv.DictReader(handle))
+    assert [row["Concurrency"] for row in written] == ["1", "4"]  # perf_analyzer's own column: what it kept in flight
+    assert all(float(row["Inferences/Second"]) > 0 for row in written)

@@ -1,7 +1,8 @@
 """Perf stage: perf_analyzer against the running server, one invocation per sweep point.
 
 Offline: static batch sweep, system shared memory, at each offline concurrency (1: the guides' single
-request; 2: a request's transfer overlaps the previous one's compute, the server's batch capacity).
+request; 2: a request's transfer overlaps the previous one's compute, the server's batch capacity) and,
+where the model has several instances, at two requests per instance, so every instance has one.
 Online: dynamic batching on the server, batch-1 requests, concurrency sweep. Each point keeps every
 column perf_analyzer writes with -f; a point perf_analyzer cannot measure stably (twice) is recorded
 as "unstable", never as a number.
@@ -43,10 +44,16 @@ class Point:
     concurrency: int
 
 
-def sweep(mode: str, settings: dict[str, Any]) -> list[Point]:
+def sweep(mode: str, settings: dict[str, Any], instances: int = 1) -> list[Point]:
+    """The points of one sweep. instances: the served model's instance count; offline, with more than
+    one, 2 x instances requests in flight is measured too (the batch capacity of the whole server:
+    two in flight fill one instance, not two)."""
     if mode == "offline":
         offline = settings["offline"]
-        return [Point(int(b), int(c)) for b in offline["batch_sizes"] for c in offline.get("concurrency", [1])]
+        concurrencies = [int(c) for c in offline.get("concurrency", [1])]
+        if instances > 1:
+            concurrencies = sorted({*concurrencies, 2 * instances})
+        return [Point(int(b), c) for b in offline["batch_sizes"] for c in concurrencies]
     online = settings["online"]
     return [Point(int(online.get("batch_size", 1)), int(c)) for c in online["concurrency"]]
 
@@ -203,12 +210,12 @@ def plan_load(io: dict[str, Any], settings: dict[str, Any], input_data: str | Pa
 
 def measure(
     executable: str, server: TritonServer, model: str, fmt: str, device: str, model_name: str, io_json: str | Path, settings: dict[str, Any], mode: str,
-    output: str | Path, provenance: dict[str, str] | None = None, input_data: str | Path | None = None,
+    output: str | Path, provenance: dict[str, str] | None = None, input_data: str | Path | None = None, instances: int = 1,
 ) -> list[dict[str, Any]]:
     io = json.loads(Path(io_json).read_text())
     load = plan_load(io, settings, input_data)
     described = {"input_data": "dataloader" if load.data else "random", "input_shapes": input_shapes(input_data if load.shapes else load.data, io)}
-    points = sweep(mode, settings)
+    points = sweep(mode, settings, instances)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="deploysnake-perf-") as tmp:
         for k, point in enumerate(points, start=1):

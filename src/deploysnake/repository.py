@@ -111,3 +111,9 @@ def write_repository(model: str, artifact: str | Path, io_json: str | Path, trit
 
 def read_config(path: str | Path) -> mc.ModelConfig:
     return text_format.Parse(Path(path).read_text(), mc.ModelConfig())
+
+
+def served_instances(model_dir: str | Path) -> int:
+    """Instances the model's config.pbtxt asks for, over all its instance groups (a tuned repository's
+    count is its trial's, not the triton section's)."""
+    return sum(group.count for group in read_config(Path(model_dir) / "config.pbtxt").instance_group) or 1

@@ -2,14 +2,16 @@ import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../../src")  # the package, also under --sdm conda
 from deploysnake import job, perf, provenance, server, tools
-from deploysnake.repository import triton_model_name
+from deploysnake.repository import served_instances, triton_model_name
 
 
 def main(sm):
     w, triton, settings = sm.wildcards, sm.params.server, sm.params.perf
     executable = tools.perf_analyzer(settings["perf_analyzer"])
+    name = triton_model_name(w.model, w.format)
+    instances = served_instances(f"{sm.input.repository}/{name}")
     with server.from_settings(sm.input.repository, triton, sm.log.server) as running:
-        perf.measure(executable, running, w.model, w.format, w.device, triton_model_name(w.model, w.format), sm.input.io, settings, sm.params.mode, sm.output[0], provenance.of_job(sm), sm.input.data)
+        perf.measure(executable, running, w.model, w.format, w.device, name, sm.input.io, settings, sm.params.mode, sm.output[0], provenance.of_job(sm), sm.input.data, instances)
 
 
 job.run(snakemake, main)
