@@ -116,6 +116,24 @@ def test_the_incumbent_respects_budget_and_minimum_or_is_the_closest() -> None:
     assert tuning.incumbent(rows[3:], 1_000, 0) == (None, False)
 
 
+def test_an_offline_trial_keeps_every_instance_busy(exported: dict[str, Path], tmp_path: Path) -> None:
+    """Offline, a trial runs its largest batch within batch_range with two requests per instance in
+    flight, through the real server and perf_analyzer."""
+    from deploysnake import server
+    from deploysnake.configuration import validate
+
+    config = validate(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()))
+    perf = {k: v for k, v in config["perf"].items() if k not in ("offline", "online")} | {"measurement_interval_ms": 300, "stability_percentage": 50}
+    settings = {"mode": "offline", "concurrency": 16, "batch_range": [1, 32]}
+    trial = tuning.trial_id({"max_batch_size": 64, "dynamic_batching": False, "max_queue_delay_us": 0, "preferred_batch_sizes": "none", "instances": 2, "runtime_threads": 1})
+    flavour = server.locate("bundled", "deploysnake").flavour
+    row = tuning.run_trial(
+        "digits", "onnx", "cpu", exported["onnx"], exported["onnx/io"], config["triton"], flavour, perf, settings, trial, tmp_path / "trial.csv", None, tmp_path / "server.log",
+    )  # fmt: skip
+    assert (row["batch"], row["concurrency"], row["status"]) == (32, 4, "ok") and float(row["throughput"]) > 0
+    assert tuning.read_trials([tmp_path / "trial.csv"])[0]["concurrency"] == "4"  # as written
+
+
 TINY = {
     "models": {"digits": {"recipe": str(ROOT / "recipes" / "digits"), "params": {"channels": 8, "epochs": 2, "batch_size": 64, "seed": 0}}},
     "formats": ["onnx"],

@@ -213,11 +213,12 @@ def plan_round(settings: dict[str, Any], triton: dict[str, Any], device: str, ro
 
 def load_point(settings: dict[str, Any], trial: dict[str, Any]) -> tuple[int, int]:
     """(batch, concurrency) a trial is measured at: online, single-sample requests at the configured
-    concurrency; offline, concurrency 1 at the largest batch the trial allows within batch_range."""
+    concurrency; offline, the largest batch the trial allows within batch_range, two requests in
+    flight per instance (its batch capacity: with one at a time, a second instance would sit idle)."""
     if settings["mode"] == "online":
         return 1, int(settings["concurrency"])
     low, high = settings["batch_range"]
-    return max(int(low), min(int(high), int(trial["max_batch_size"]))), 1
+    return max(int(low), min(int(high), int(trial["max_batch_size"]))), 2 * int(trial["instances"])
 
 
 def measure_trial(
