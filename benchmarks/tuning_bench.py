@@ -9,8 +9,10 @@ trial results (a trial is a cached job, so the strategies read the same measurem
 configuration and differ only in which ones they ask for). A trial is one short measurement, and the
 brute force's best is the largest of 234 noisy numbers, which overstates its configuration. So the
 configurations the comparison is about (the brute force's choice, the coordinate search's choice and
-the untuned one) are then measured again side by side: rounds in rotating order, each a fresh server
-and windows four times as long; search_quality and tuned_over_naive come from those medians. Likewise
+the untuned one) are then measured again side by side, by the workflow's side-by-side code (rounds
+in rotating order, each a fresh server) with windows four times as long; search_quality and
+tuned_over_naive come from those medians (the workflow's own side by side, with the trials' windows,
+is printed above them). Likewise
 the served repository and the runtime in-process are measured in alternation for the two ratios (the
 workflow's native and perf jobs run minutes apart). The workflow jobs' and the trials' own numbers are
 printed too. The last line is machine-readable; its search figures are the coordinate search's:
@@ -49,11 +51,6 @@ def snakemake(workdir: Path, config: dict, *targets: str) -> float:
     return time.monotonic() - started
 
 
-def rotated(items: list, r: int) -> list:
-    """Round r starts at the r-th item, so drift on the machine falls on every item alike."""
-    return items[r % len(items) :] + items[: r % len(items)]
-
-
 def long_windows(perf: dict, interval_ms: int) -> dict:
     """The perf settings with windows (and the request-count floor) four times the workflow's."""
     return {**perf, "measurement_interval_ms": interval_ms, "measurement_request_count": 4 * perf["measurement_request_count"]}
@@ -63,7 +60,7 @@ def served_vs_native(workdir: Path, config: dict, chosen: dict, rounds: int, int
     """The served repository (the chosen configuration) and the runtime in-process with its instances
     and threads, measured in alternation on one server: the workflow's native and perf jobs run
     minutes apart, and this machine's speed moves by 10 % in that time. config: validated."""
-    from deploysnake import native, perf, server, tools
+    from deploysnake import native, perf, server, tools, tuning
     from deploysnake.devices import instance_count
     from deploysnake.repository import triton_model_name
     from deploysnake.runtime import ArtifactRuntime
@@ -84,7 +81,7 @@ def served_vs_native(workdir: Path, config: dict, chosen: dict, rounds: int, int
     out.mkdir(exist_ok=True)
     with server.from_settings(workdir / "results/repository/digits/onnx/cpu", triton, out / "server.log") as running:
         for r in range(rounds):
-            for label in rotated(list(measured), r):
+            for label in tuning.rotated(list(measured), r):
                 if label in natives:
                     inputs = native.random_inputs(io, natives[label])
                     measured[label].append(native.time_batch(runtimes, inputs, interval_ms / 1000, config["native"]["max_iterations"])["throughput_infer_per_s"])
@@ -97,26 +94,20 @@ def served_vs_native(workdir: Path, config: dict, chosen: dict, rounds: int, int
 
 
 def side_by_side(workdir: Path, config: dict, trials: dict[str, str], rounds: int, interval_ms: int) -> dict[str, list[float]]:
-    """Each distinct trial measured `rounds` times, interleaved, by the trial job's own code with its
-    settings (as common.smk passes them: perf without the sweeps; tuning's mode, concurrency and
-    batch range). config: validated. Labels naming the same trial share its measurements."""
+    """Each distinct trial measured `rounds` times, interleaved, by the workflow's side-by-side code with
+    the trial job's settings (as common.smk passes them: perf without the sweeps; tuning's mode,
+    concurrency and batch range). config: validated. Labels naming the same trial share its numbers."""
     from deploysnake import server, tuning
 
     perf = long_windows({k: v for k, v in config["perf"].items() if k not in ("offline", "online")}, interval_ms)
     settings = {k: config["tuning"][k] for k in ("mode", "concurrency", "batch_range")}
     flavour = server.locate(config["triton"]["server"], config["triton"]["bundled_runner"]).flavour
-    distinct = list(dict.fromkeys(trials.values()))
-    measured: dict[str, list[float]] = {t: [] for t in distinct}
     out = workdir / "side_by_side"
-    for r in range(rounds):
-        for trial in rotated(distinct, r):
-            row = tuning.run_trial(
-                "digits", "onnx", "cpu", workdir / EXPORT / "model.onnx", workdir / EXPORT / "io.json", config["triton"], flavour, perf, settings, trial,
-                out / f"{trial}.{r}.csv", workdir / PERF_DATA, out / f"{trial}.{r}.server.log",
-            )  # fmt: skip
-            if row["status"] == "ok":
-                measured[trial].append(float(row["throughput"]))
-    return {label: measured[trial] for label, trial in trials.items()}
+    rows = tuning.side_by_side(
+        "digits", "onnx", "cpu", workdir / EXPORT / "model.onnx", workdir / EXPORT / "io.json", config["triton"], flavour, perf, settings, list(trials.values()),
+        rounds, out / "side_by_side.csv", workdir / PERF_DATA, out / "server.log",
+    )  # fmt: skip
+    return {label: [float(r["throughput"]) for r in rows if r["trial"] == trial and r["status"] == "ok"] for label, trial in trials.items()}
 
 
 def median(values: list[float]) -> float | None:
@@ -168,6 +159,10 @@ def main() -> None:
         print(f"untuned ({smart['naive']}): unstable, no number (tuned_over_naive below is 0)", flush=True)
     else:
         print(f"untuned ({smart['naive']}): {smart['naive_throughput']} infer/s", flush=True)
+    from deploysnake import tuning
+
+    workflow_side = tuning.medians(rows(workdir / TUNED / "side_by_side.csv"))  # the report's gain: the workflow's own alternation
+    print(f"workflow side by side ({config['tuning']['side_by_side_rounds']} rounds): {workflow_side} infer/s (medians)", flush=True)
 
     def ratio(a: float | None, b: float | None) -> float:
         return (a / b) if a and b else 0.0

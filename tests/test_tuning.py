@@ -144,7 +144,7 @@ TINY = {
              "offline": {"batch_sizes": [1, 16]}, "online": {"concurrency": [1, 4]}},
     "native": {"window_s": 0.2},
     "tuning": {
-        "formats": ["onnx"], "strategy": "brute_force", "concurrency": 4, "p99_budget_ms": 200,
+        "formats": ["onnx"], "strategy": "brute_force", "concurrency": 4, "p99_budget_ms": 200, "side_by_side_rounds": 2,
         "space": {"max_batch_size": [16, 32], "dynamic_batching": [True], "max_queue_delay_us": [0, 200], "preferred_batch_sizes": ["none"],
                   "instances": [1], "runtime_threads": [1]},
     },
@@ -173,8 +173,16 @@ def test_a_brute_force_search_end_to_end(tmp_path: Path) -> None:
     deployed = (tmp_path / "results" / "deploy" / "cpu" / "digits_onnx" / "config.pbtxt").read_text()
     assert f"max_batch_size: {mbs}\n" in served and f"max_batch_size: {mbs}\n" in deployed
     assert chosen["config_pbtxt"] == deployed
+    # the chosen and the untuned configurations measured again, alternated: 2 rounds of each distinct one
+    side = tuning.read_trials([tmp_path / TUNED / "side_by_side.csv"])
+    distinct = list(dict.fromkeys([chosen["trial"], chosen["naive"]]))
+    assert [(r["trial"], r["round"]) for r in side] == [(t, str(k)) for k in range(2) for t in tuning.rotated(distinct, k)]
+    medians = tuning.medians(side)
     html = (tmp_path / "results" / "report.html").read_text()
     assert "Tuning: the Triton configuration searched" in html and f"chosen: <b>{chosen['trial']}</b>" in html
+    assert html.count('data-table="tuning_side_by_side"') == 1
+    if len(distinct) == 2 and all(medians.values()):
+        assert f"<b>×{medians[chosen['trial']] / medians[chosen['naive']]:.2f}</b>" in html
     assert html.count('data-table="tuning"') == 1
     if chromium_available():  # the trial plot renders: every stable trial a point, the budget a rule
         charts = {c["title"]: c for c in chart_summary(render_in_chromium(tmp_path / "results" / "report.html"))}
@@ -217,9 +225,11 @@ def test_a_budget_no_configuration_meets_is_reported_with_the_closest_trial(tmp_
     config = json.loads(json.dumps(TINY))
     config["tuning"]["p99_budget_ms"] = 0.001  # one microsecond: no real server answers that fast
     config["tuning"]["space"]["max_queue_delay_us"] = [0]
+    config["tuning"]["side_by_side_rounds"] = 0  # none: the report gives the trial numbers only
     run(tmp_path, config)
     chosen = json.loads((tmp_path / TUNED / "chosen.json").read_text())
     rows = [r for r in tuning.read_trials(list((tmp_path / TUNED / "trials").glob("*.csv"))) if r["status"] == "ok"]
     assert not chosen["within_budget"] and chosen["trial"] == min(rows, key=lambda r: r["p99_us"])["trial"]
     html = (tmp_path / "results" / "report.html").read_text()
     assert "no configuration meets p99 ≤ 0.001 ms" in html and f"the closest trial, <b>{chosen['trial']}</b>" in html
+    assert not (tmp_path / TUNED / "side_by_side.csv").exists() and 'data-table="tuning_side_by_side"' not in html

@@ -561,8 +561,31 @@ def _load_tuning(paths: list[Path]) -> list[tuple[dict[str, Any], pl.DataFrame]]
         chosen.update(model=chosen_path.parts[-4], format=chosen_path.parts[-3], device=chosen_path.parts[-2])
         trials = pl.read_csv(chosen_path.with_name("trials.csv"), infer_schema_length=None)
         trials = trials.with_columns(pl.col("chosen").cast(pl.String).str.to_lowercase() == "true")
+        side = chosen_path.with_name("side_by_side.csv")
+        chosen["side_by_side"] = pl.read_csv(side, infer_schema_length=None, schema_overrides={"throughput": pl.Float64, "p99_us": pl.Float64}) if side.exists() else None
         pairs.append((chosen, trials))
     return pairs
+
+
+def _side_by_side_gain(chosen: dict[str, Any]) -> str:
+    """The chosen against the untuned configuration: medians of the side-by-side measurements where
+    they exist, else the two trial numbers (and it says which)."""
+    naive, tput, side = chosen.get("naive_throughput"), chosen.get("throughput"), chosen.get("side_by_side")
+    trial_gain = f"×{tput / naive:.2f}" if naive and tput else ""
+    if side is None or side.height == 0:
+        return f"; {trial_gain} over the untuned configuration ({_e(chosen['naive'])}, {naive:,.1f} infer/s), one trial measurement each" if trial_gain else ""
+    ok = side.filter(pl.col("status") == "ok").group_by("trial").agg(pl.col("throughput").median().alias("median"), pl.len().alias("n"))
+    median = {r["trial"]: r["median"] for r in ok.iter_rows(named=True)}
+    rounds = side["round"].n_unique()
+    if chosen["trial"] == chosen["naive"]:
+        return f"; the untuned configuration is the best found (median {median.get(chosen['trial']) or 0:,.1f} infer/s over {rounds} more round(s))"
+    a, b = median.get(chosen["trial"]), median.get(chosen["naive"])
+    if not (a and b):
+        return f"; side by side with the untuned configuration ({_e(chosen['naive'])}): no stable number for {'the chosen' if not a else 'the untuned'} one"
+    return (
+        f"; side by side with the untuned configuration ({_e(chosen['naive'])}), {rounds} round(s) alternated: "
+        f"median {a:,.1f} against {b:,.1f} infer/s, <b>×{a / b:.2f}</b>{f' (the trials, one short measurement each: {trial_gain})' if trial_gain else ''}"
+    )
 
 
 def _tuning_section(charts: _Charts, model: str, tuned: list[tuple[dict[str, Any], pl.DataFrame]]) -> str:
@@ -572,9 +595,8 @@ def _tuning_section(charts: _Charts, model: str, tuned: list[tuple[dict[str, Any
     for chosen, trials in tuned:
         label = f"{model} · {chosen.get('format', '')} · {chosen.get('device', '')}"
         budget = float(chosen["p99_budget_ms"])
-        naive, tput = chosen.get("naive_throughput"), chosen.get("throughput")
-        # Both are single trial measurements: say so, a gain within the machine's run-to-run spread is not one.
-        gain = f"; ×{tput / naive:.2f} over the untuned configuration ({_e(chosen['naive'])}, {naive:,.1f} infer/s), one trial measurement each" if naive and tput else ""
+        tput = chosen.get("throughput")
+        gain = _side_by_side_gain(chosen)
         if chosen.get("trial") is None:
             verdict = '<p class="bad">no trial could be measured</p>'
         elif chosen["within_budget"]:
@@ -601,6 +623,9 @@ def _tuning_section(charts: _Charts, model: str, tuned: list[tuple[dict[str, Any
             chart = (base + rule).properties(width=CHART_WIDTH, height=CHART_HEIGHT)
         parts.append(_side_by_side(charts, (chart, f"{label}: trials, throughput vs p99 (budget dashed)")))
         parts.append(_table(trials.drop("chosen"), "tuning"))
+        if chosen.get("side_by_side") is not None and chosen["side_by_side"].height:
+            parts.append('<p class="note">side by side: each measured again in alternation, a fresh server each time</p>')
+            parts.append(_table(chosen["side_by_side"], "tuning_side_by_side", mask=["throughput", "p99_us"]))
         if chosen.get("config_pbtxt"):
             parts.append(f'<details><summary>chosen config.pbtxt (deploy/)</summary><pre class="config">{_e(chosen["config_pbtxt"])}</pre></details>')
     return "".join(parts)

@@ -13,6 +13,10 @@ checkpoint that reads every trial measured before it:
   dimension); each later round the unmeasured neighbours of the best so far, until it has none.
 Trials already measured are never proposed again, so a stopped search resumes where it was and a
 larger budget (more rounds, a wider space) only adds trials.
+
+A trial is one short measurement, and the search's best is the largest of many noisy numbers; so the
+chosen and the untuned configurations are then measured again side by side (side_by_side: rounds in
+rotating order, each measurement a fresh server), and the report's gain is the ratio of those medians.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import statistics
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -307,3 +312,46 @@ def choose(
     if best and not within:
         log.warning("no trial meets p99 <= %s ms and throughput >= %s; the closest is %s (p99 %.0f us)", settings["p99_budget_ms"], settings["min_throughput"], best["trial"], best["p99_us"])
     return chosen
+
+
+SIDE_BY_SIDE_COLUMNS = ["trial", "round", "mode", "batch", "concurrency", "status", "throughput", "p99_us"]
+
+
+def rotated(items: list[Any], r: int) -> list[Any]:
+    """Round r starts at the r-th item, so a drift of the machine's speed falls on every item alike."""
+    return items[r % len(items) :] + items[: r % len(items)]
+
+
+def side_by_side(
+    model: str, fmt: str, device: str, artifact: str | Path, io_json: str | Path, base_triton: dict[str, Any], flavour: str, perf_settings: dict[str, Any],
+    settings: dict[str, Any], trials: list[str], rounds: int, output: str | Path, input_data: str | Path | None, server_log: str | Path,
+) -> list[dict[str, Any]]:
+    """Each distinct trial measured `rounds` times, interleaved in rotating order, by the trial job's own
+    code (a fresh server each time; every server's log appended to server_log); one CSV row per
+    measurement. Measurements minutes apart differ by the machine's drift (10-20 % on a 2-core
+    machine); alternated, the drift falls on each configuration alike."""
+    distinct = list(dict.fromkeys(trials))
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="deploysnake-side-by-side-") as tmp:
+        for r in range(rounds):
+            for trial in rotated(distinct, r):
+                row = run_trial(model, fmt, device, artifact, io_json, base_triton, flavour, perf_settings, settings, trial, Path(tmp) / "trial.csv", input_data, server_log)
+                rows.append({**row, "round": r})
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    with open(output, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=SIDE_BY_SIDE_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    for trial, median in medians(rows).items():
+        log.info("side by side, %s: median %s infer/s of %d round(s)", trial, median, rounds)
+    return rows
+
+
+def medians(rows: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Per trial, the median throughput of its stable measurements (None: none was stable)."""
+    seen: dict[str, list[float]] = {}
+    for row in rows:
+        values = seen.setdefault(row["trial"], [])
+        if row["status"] == "ok" and row["throughput"] not in ("", None):
+            values.append(float(row["throughput"]))
+    return {trial: statistics.median(values) if values else None for trial, values in seen.items()}

@@ -249,7 +249,8 @@ def report_inputs(wildcards):
             for model, fmt in passed_formats()
             if fmt in TUNED_FORMATS
             for device in DEVICES
-            for name in ("chosen.json", "trials.csv")
+            for name in ("chosen.json", "trials.csv", "side_by_side.csv")
+            if name != "side_by_side.csv" or config["tuning"]["side_by_side_rounds"]
         ],
     }
 

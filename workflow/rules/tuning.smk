@@ -62,3 +62,34 @@ rule python_choose_tuning:
         triton=config["triton"],
     script:
         "../scripts/tuning_choose.py"
+
+
+# The chosen and the untuned configurations measured again in alternation (a trial is one short
+# window, the search's best the largest of many noisy numbers): the report's gain.
+rule perf_analyzer_tuning_side_by_side:
+    input:
+        chosen="results/tuning/{model}/{format}/{device}/chosen.json",
+        artifact=artifact,
+        io="results/export/{model}/{format}/io.json",
+        data="results/perf_data/{model}/input.json",
+        code=package_file("tuning"),
+        runner=runner_files(),
+    output:
+        "results/tuning/{model}/{format}/{device}/side_by_side.csv",
+    log:
+        "logs/tuning/{model}/{format}/{device}/side_by_side.log",
+        server="logs/tuning/{model}/{format}/{device}/side_by_side.server.log",
+    conda:
+        "../../envs/triton.yaml"
+    threads: MEASURING_THREADS
+    resources:
+        gpu=device_resource("gpu"),
+        gpu_model=device_resource("gpu_model"),
+    params:
+        settings=TUNING_TRIAL,
+        triton=TRIAL_TRITON,
+        perf=perf_shared(),
+        flavour=SERVER_FLAVOUR,
+        rounds=config["tuning"]["side_by_side_rounds"],
+    script:
+        "../scripts/tuning_side_by_side.py"

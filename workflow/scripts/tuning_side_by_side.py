@@ -1,0 +1,15 @@
+import json
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../../src")  # the package, also under --sdm conda
+from deploysnake import job, tuning
+
+
+def main(sm):
+    w, i, p = sm.wildcards, sm.input, sm.params
+    chosen = json.loads(open(i.chosen).read())
+    trials = [t for t in (chosen["trial"], chosen["naive"]) if t]
+    tuning.side_by_side(w.model, w.format, w.device, i.artifact, i.io, p.triton, p.flavour, p.perf, p.settings, trials, p.rounds, sm.output[0], i.data, sm.log.server)
+
+
+job.run(snakemake, main)
