@@ -404,3 +404,22 @@ def test_non_finite_numbers_and_failed_only_model(tmp_path: Path) -> None:
     text = out.read_text()
     assert [r["Inferences/Second"] for r in rows(text, "offline")] == ["100", "inf"]
     assert "<h2>Model: digits</h2>" in text and "not served: logits" in text  # a model with nothing served still shows
+
+
+def test_tuning_gain_is_the_side_by_side_medians_and_says_so() -> None:
+    import polars as pl
+
+    from deploysnake.report import _side_by_side_gain
+
+    base = {"trial": "A", "naive": "U", "throughput": 3000.0, "naive_throughput": 1000.0}
+    side = pl.DataFrame({
+        "trial": ["A", "U", "U", "A", "A", "U"], "round": [0, 0, 1, 1, 2, 2],
+        "status": ["ok", "ok", "ok", "ok", "unstable", "ok"], "throughput": [1200.0, 1000.0, 1100.0, 1400.0, None, 900.0],
+    })  # fmt: skip
+    # medians of the stable ones: A 1300, U 1000; the trials' ratio beside it, named as such
+    assert "median 1,300.0 against 1,000.0 infer/s, <b>×1.30</b> (the trials, one short measurement each: ×3.00)" in _side_by_side_gain({**base, "side_by_side": side})
+    assert "×3.00 over the untuned configuration (U, 1,000.0 infer/s), one trial measurement each" in _side_by_side_gain({**base, "side_by_side": None})
+    unstable = side.with_columns(pl.when(pl.col("trial") == "A").then(pl.lit("unstable")).otherwise(pl.col("status")).alias("status"))
+    assert "no stable number for the chosen one" in _side_by_side_gain({**base, "side_by_side": unstable})
+    same = {**base, "naive": "A", "side_by_side": side.filter(pl.col("trial") == "A")}
+    assert "the untuned configuration is the best found (measured again, 3 round(s): median 1,300.0 infer/s)" in _side_by_side_gain(same)

@@ -574,11 +574,11 @@ def _side_by_side_gain(chosen: dict[str, Any]) -> str:
     trial_gain = f"×{tput / naive:.2f}" if naive and tput else ""
     if side is None or side.height == 0:
         return f"; {trial_gain} over the untuned configuration ({_e(chosen['naive'])}, {naive:,.1f} infer/s), one trial measurement each" if trial_gain else ""
-    ok = side.filter(pl.col("status") == "ok").group_by("trial").agg(pl.col("throughput").median().alias("median"), pl.len().alias("n"))
+    ok = side.filter(pl.col("status") == "ok").group_by("trial").agg(pl.col("throughput").median().alias("median"))
     median = {r["trial"]: r["median"] for r in ok.iter_rows(named=True)}
     rounds = side["round"].n_unique()
     if chosen["trial"] == chosen["naive"]:
-        return f"; the untuned configuration is the best found (median {median.get(chosen['trial']) or 0:,.1f} infer/s over {rounds} more round(s))"
+        return f"; the untuned configuration is the best found (measured again, {rounds} round(s): median {median.get(chosen['trial']) or 0:,.1f} infer/s)"
     a, b = median.get(chosen["trial"]), median.get(chosen["naive"])
     if not (a and b):
         return f"; side by side with the untuned configuration ({_e(chosen['naive'])}): no stable number for {'the chosen' if not a else 'the untuned'} one"
@@ -590,7 +590,7 @@ def _side_by_side_gain(chosen: dict[str, Any]) -> str:
 
 def _tuning_section(charts: _Charts, model: str, tuned: list[tuple[dict[str, Any], pl.DataFrame]]) -> str:
     """Per tuned format and device: every trial on throughput vs p99 with the budget line, the chosen
-    one highlighted, the trial table and the chosen config.pbtxt."""
+    one highlighted, the trial table, the side-by-side measurements and the chosen config.pbtxt."""
     parts = []
     for chosen, trials in tuned:
         label = f"{model} · {chosen.get('format', '')} · {chosen.get('device', '')}"
