@@ -407,19 +407,22 @@ def test_non_finite_numbers_and_failed_only_model(tmp_path: Path) -> None:
 
 
 def test_tuning_gain_is_the_side_by_side_medians_and_says_so() -> None:
-    import polars as pl
-
     from deploysnake.report import _side_by_side_gain
 
-    base = {"trial": "A", "naive": "U", "throughput": 3000.0, "naive_throughput": 1000.0}
-    side = pl.DataFrame({
-        "trial": ["A", "U", "U", "A", "A", "U"], "round": [0, 0, 1, 1, 2, 2],
-        "status": ["ok", "ok", "ok", "ok", "unstable", "ok"], "throughput": [1200.0, 1000.0, 1100.0, 1400.0, None, 900.0],
-    })  # fmt: skip
-    # medians of the stable ones: A 1300, U 1000; the trials' ratio beside it, named as such
-    assert "median 1,300.0 against 1,000.0 infer/s, <b>×1.30</b> (the trials, one short measurement each: ×3.00)" in _side_by_side_gain({**base, "side_by_side": side})
-    assert "×3.00 over the untuned configuration (U, 1,000.0 infer/s), one trial measurement each" in _side_by_side_gain({**base, "side_by_side": None})
-    unstable = side.with_columns(pl.when(pl.col("trial") == "A").then(pl.lit("unstable")).otherwise(pl.col("status")).alias("status"))
-    assert "no stable number for the chosen one" in _side_by_side_gain({**base, "side_by_side": unstable})
-    same = {**base, "naive": "A", "side_by_side": side.filter(pl.col("trial") == "A")}
-    assert "the untuned configuration is the best found (measured again, 3 round(s): median 1,300.0 infer/s)" in _side_by_side_gain(same)
+    def median(t: float, lo: float, hi: float) -> dict[str, float]:
+        return {"throughput": t, "p99_us": 900.0, "min": lo, "max": hi, "stable_rounds": 3}
+
+    base = {"trial": "A", "naive": "U", "naive_throughput": 1000.0, "search_best": "A", "search_best_throughput": 3000.0, "measured_by": "side_by_side"}
+    side = {"A": median(1300.0, 1250.0, 1400.0), "U": median(1000.0, 900.0, 1100.0)}
+    text = _side_by_side_gain({**base, "side_by_side": side})
+    assert "(medians of 3 round(s) side by side, 2 configuration(s) alternated); untuned (U) 1,000.0 infer/s: <b>×1.30</b> (the trials" in text
+    assert "one short measurement each: ×3.00)" in text and "spread" not in text
+    overlapping = {**side, "U": median(1000.0, 800.0, 1260.0)}  # the untuned's best round beats the chosen's worst
+    assert "within the rounds' spread (chosen 1,250–1,400, untuned 800–1,260)" in _side_by_side_gain({**base, "side_by_side": overlapping})
+    # the search's best trial lost the side by side to another candidate: said, with both numbers
+    lost = {**base, "search_best": "B", "side_by_side": {**side, "B": median(1100.0, 1000.0, 1200.0)}}
+    assert "the search's best trial, B (3,000.0 infer/s in its trial), measured 1,100.0 infer/s side by side" in _side_by_side_gain(lost)
+    assert "the untuned configuration is the best measured" in _side_by_side_gain({**base, "trial": "U", "side_by_side": side})
+    assert "×3.00 over the untuned configuration (U, 1,000.0 infer/s), one trial measurement each" in _side_by_side_gain(
+        {**base, "measured_by": "trial", "throughput": 3000.0, "side_by_side": {}}
+    )

@@ -562,30 +562,39 @@ def _load_tuning(paths: list[Path]) -> list[tuple[dict[str, Any], pl.DataFrame]]
         trials = pl.read_csv(chosen_path.with_name("trials.csv"), infer_schema_length=None)
         trials = trials.with_columns(pl.col("chosen").cast(pl.String).str.to_lowercase() == "true")
         side = chosen_path.with_name("side_by_side.csv")
-        chosen["side_by_side"] = pl.read_csv(side, infer_schema_length=None, schema_overrides={"throughput": pl.Float64, "p99_us": pl.Float64}) if side.exists() else None
+        chosen["side_by_side_table"] = pl.read_csv(side, infer_schema_length=None, schema_overrides={"throughput": pl.Float64, "p99_us": pl.Float64}) if side.exists() else None
         pairs.append((chosen, trials))
     return pairs
 
 
 def _side_by_side_gain(chosen: dict[str, Any]) -> str:
-    """The chosen against the untuned configuration: medians of the side-by-side measurements where
-    they exist, else the two trial numbers (and it says which)."""
-    naive, tput, side = chosen.get("naive_throughput"), chosen.get("throughput"), chosen.get("side_by_side")
-    trial_gain = f"×{tput / naive:.2f}" if naive and tput else ""
-    if side is None or side.height == 0:
-        return f"; {trial_gain} over the untuned configuration ({_e(chosen['naive'])}, {naive:,.1f} infer/s), one trial measurement each" if trial_gain else ""
-    ok = side.filter(pl.col("status") == "ok").group_by("trial").agg(pl.col("throughput").median().alias("median"))
-    median = {r["trial"]: r["median"] for r in ok.iter_rows(named=True)}
-    rounds = side["round"].n_unique()
+    """What the choice rests on: the side by side's medians against the untuned configuration (with
+    their spread, and the trials' ratio beside them), or, without a side by side, the two trial numbers."""
+    naive, side = chosen.get("naive_throughput"), chosen.get("side_by_side") or {}
+    trial_tput = chosen.get("search_best_throughput") if chosen.get("search_best") == chosen["trial"] else None
+    trial_gain = f"×{trial_tput / naive:.2f}" if naive and trial_tput else ""
+    if chosen.get("measured_by") != "side_by_side":
+        tput = chosen.get("throughput")
+        return f"; ×{tput / naive:.2f} over the untuned configuration ({_e(chosen['naive'])}, {naive:,.1f} infer/s), one trial measurement each" if naive and tput else ""
+    mine, untuned = side.get(chosen["trial"], {}), side.get(chosen["naive"], {})
+    rounds = max((m["stable_rounds"] for m in side.values()), default=0)
+    text = f" (medians of {rounds} round(s) side by side, {len(side)} configuration(s) alternated)"
     if chosen["trial"] == chosen["naive"]:
-        return f"; the untuned configuration is the best found (measured again, {rounds} round(s): median {median.get(chosen['trial']) or 0:,.1f} infer/s)"
-    a, b = median.get(chosen["trial"]), median.get(chosen["naive"])
-    if not (a and b):
-        return f"; side by side with the untuned configuration ({_e(chosen['naive'])}): no stable number for {'the chosen' if not a else 'the untuned'} one"
-    return (
-        f"; side by side with the untuned configuration ({_e(chosen['naive'])}), {rounds} round(s) alternated: "
-        f"median {a:,.1f} against {b:,.1f} infer/s, <b>×{a / b:.2f}</b>{f' (the trials, one short measurement each: {trial_gain})' if trial_gain else ''}"
-    )
+        text += "; the untuned configuration is the best measured"
+    elif untuned.get("throughput"):
+        a, b = mine["throughput"], untuned["throughput"]
+        text += f"; untuned ({_e(chosen['naive'])}) {b:,.1f} infer/s: <b>×{a / b:.2f}</b>"
+        if mine["min"] <= untuned["max"]:  # the rounds overlap: the gain is within the machine's run-to-run spread
+            text += f", within the rounds' spread (chosen {mine['min']:,.0f}–{mine['max']:,.0f}, untuned {untuned['min']:,.0f}–{untuned['max']:,.0f})"
+        if trial_gain:
+            text += f" (the trials, one short measurement each: {trial_gain})"
+    else:
+        text += f"; the untuned configuration ({_e(chosen['naive'])}) had no stable measurement"
+    if chosen.get("search_best") and chosen["search_best"] != chosen["trial"]:
+        best = side.get(chosen["search_best"], {})
+        again = f"{best['throughput']:,.1f} infer/s" if best.get("throughput") else "no stable number"
+        text += f"; the search's best trial, {_e(chosen['search_best'])} ({chosen['search_best_throughput']:,.1f} infer/s in its trial), measured {again} side by side"
+    return text
 
 
 def _tuning_section(charts: _Charts, model: str, tuned: list[tuple[dict[str, Any], pl.DataFrame]]) -> str:
@@ -608,7 +617,7 @@ def _tuning_section(charts: _Charts, model: str, tuned: list[tuple[dict[str, Any
             )
         parts.append(
             f"<h4>{_e(label)}</h4>{verdict}<p class=\"note\">{_e(chosen['strategy'])}: {chosen['measurements']} measurement(s) of a grid of "
-            f"{chosen['grid_size']}</p>"
+            f"{chosen['grid_size']}, then {chosen.get('side_by_side_measurements', 0)} side by side</p>"
         )
         pts = trials.filter(pl.col("status") == "ok").drop_nulls(["throughput", "p99_us"]).with_columns((pl.col("p99_us") / 1000).alias("p99_ms"))
         chart = None
@@ -623,9 +632,9 @@ def _tuning_section(charts: _Charts, model: str, tuned: list[tuple[dict[str, Any
             chart = (base + rule).properties(width=CHART_WIDTH, height=CHART_HEIGHT)
         parts.append(_side_by_side(charts, (chart, f"{label}: trials, throughput vs p99 (budget dashed)")))
         parts.append(_table(trials.drop("chosen"), "tuning"))
-        if chosen.get("side_by_side") is not None and chosen["side_by_side"].height:
-            parts.append('<p class="note">side by side: each measured again in alternation, a fresh server each time</p>')
-            parts.append(_table(chosen["side_by_side"], "tuning_side_by_side", mask=["throughput", "p99_us"]))
+        if chosen.get("side_by_side_table") is not None and chosen["side_by_side_table"].height:
+            parts.append('<p class="note">side by side: the best trials and the untuned configuration measured again in alternation, a fresh server each time</p>')
+            parts.append(_table(chosen["side_by_side_table"], "tuning_side_by_side", mask=["throughput", "p99_us"]))
         if chosen.get("config_pbtxt"):
             parts.append(f'<details><summary>chosen config.pbtxt (deploy/)</summary><pre class="config">{_e(chosen["config_pbtxt"])}</pre></details>')
     return "".join(parts)

@@ -172,16 +172,23 @@ def read_trials(paths: list[str | Path]) -> list[dict[str, Any]]:
     return rows
 
 
+def ranked(rows: list[dict[str, Any]], budget_us: float, min_throughput: float = 0.0) -> list[dict[str, Any]]:
+    """Stable trials, best first: those within the p99 budget and above the minimum throughput by
+    throughput (ties: lower p99), then the others by p99 (the closest to the budget first)."""
+    measured = [r for r in rows if r.get("status") == "ok" and r["throughput"] is not None and r["p99_us"] is not None]
+    feasible = [r for r in measured if r["p99_us"] <= budget_us and r["throughput"] >= min_throughput]
+    others = [r for r in measured if not (r["p99_us"] <= budget_us and r["throughput"] >= min_throughput)]
+    return sorted(feasible, key=lambda r: (-r["throughput"], r["p99_us"])) + sorted(others, key=lambda r: r["p99_us"])
+
+
 def incumbent(rows: list[dict[str, Any]], budget_us: float, min_throughput: float = 0.0) -> tuple[dict[str, Any] | None, bool]:
     """(best trial, whether it meets the constraints): the highest throughput among stable trials
     with p99 within the budget and throughput above the minimum; else the closest (lowest p99)."""
-    measured = [r for r in rows if r.get("status") == "ok" and r["throughput"] is not None and r["p99_us"] is not None]
-    feasible = [r for r in measured if r["p99_us"] <= budget_us and r["throughput"] >= min_throughput]
-    if feasible:
-        return max(feasible, key=lambda r: (r["throughput"], -r["p99_us"])), True
-    if measured:
-        return min(measured, key=lambda r: r["p99_us"]), False
-    return None, False
+    order = ranked(rows, budget_us, min_throughput)
+    if not order:
+        return None, False
+    best = order[0]
+    return best, best["p99_us"] <= budget_us and best["throughput"] >= min_throughput
 
 
 def propose(strategy: str, space: dict[str, list[Any]], start: dict[str, Any], rows: list[dict[str, Any]], round_no: int, budget_us: float, min_throughput: float) -> list[dict[str, Any]]:
@@ -267,17 +274,49 @@ def run_trial(
             return measure_trial(executable, running, triton_model_name(model, fmt), io_json, perf_settings, settings, trial_text, output, input_data)
 
 
+def shortlist(settings: dict[str, Any], triton: dict[str, Any], device: str, trial_csvs: list[str]) -> list[str]:
+    """The configurations the side by side measures again: the search's best
+    `side_by_side_candidates` trials and the untuned one."""
+    rows = read_trials(trial_csvs)
+    best = [r["trial"] for r in ranked(rows, settings["p99_budget_ms"] * 1000.0, settings["min_throughput"])[: settings["side_by_side_candidates"]]]
+    return list(dict.fromkeys([*best, trial_id(naive(triton, device, settings["space"]))]))
+
+
+def summarize_side_by_side(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Per trial of a side_by_side.csv: median throughput and p99 of its stable rounds, their spread."""
+    seen: dict[str, list[tuple[float, float]]] = {}
+    for row in read_trials([path]):
+        values = seen.setdefault(row["trial"], [])
+        if row["status"] == "ok" and row["throughput"] is not None and row["p99_us"] is not None:
+            values.append((row["throughput"], row["p99_us"]))
+    return {
+        trial: {
+            "throughput": statistics.median(t for t, _ in v) if v else None, "p99_us": statistics.median(p for _, p in v) if v else None,
+            "min": min((t for t, _ in v), default=None), "max": max((t for t, _ in v), default=None), "stable_rounds": len(v),
+        }
+        for trial, v in seen.items()
+    }  # fmt: skip
+
+
 def choose(
     settings: dict[str, Any], triton: dict[str, Any], model: str, device: str, plans: list[str], trial_csvs: list[str], chosen_path: str | Path,
-    table_path: str | Path, io_json: str | Path | None = None,
+    table_path: str | Path, io_json: str | Path | None = None, side_by_side_csv: str | Path | None = None,
 ) -> dict[str, Any]:
-    """The chosen configuration (chosen.json, with its triton settings) and every trial (trials.csv)."""
+    """The chosen configuration (chosen.json, with its triton settings) and every trial (trials.csv).
+    With a side by side, the choice is among its configurations by their medians (the search's best
+    trial is one short measurement, often a lucky one); without, the search's best trial."""
     rows = read_trials(trial_csvs)
     rounds = {t: plan["round"] for plan in (json.loads(Path(p).read_text()) for p in plans) for t in plan["trials"]}
     for row in rows:
         row["round"] = rounds.get(row["trial"], "")
     budget_us = settings["p99_budget_ms"] * 1000.0
-    best, within = incumbent(rows, budget_us, settings["min_throughput"])
+    search_best, _ = incumbent(rows, budget_us, settings["min_throughput"])
+    side = summarize_side_by_side(side_by_side_csv) if side_by_side_csv else {}
+    if side:
+        medians_as_rows = [{"trial": t, "status": "ok" if m["throughput"] is not None else "unstable", **m} for t, m in side.items()]
+        best, within = incumbent(medians_as_rows, budget_us, settings["min_throughput"])
+    else:
+        best, within = incumbent(rows, budget_us, settings["min_throughput"])
     start = trial_id(naive(triton, device, settings["space"]))
     naive_row = next((r for r in rows if r["trial"] == start), None)
     chosen = {
@@ -285,9 +324,15 @@ def choose(
         "within_budget": within,
         "p99_budget_ms": settings["p99_budget_ms"],
         "min_throughput": settings["min_throughput"],
+        # the side by side's medians where there is one, else the trial's own measurement
         "throughput": best["throughput"] if best else None,
         "p99_us": best["p99_us"] if best else None,
+        "measured_by": "side_by_side" if side else "trial",
+        "search_best": search_best["trial"] if search_best else None,
+        "search_best_throughput": search_best["throughput"] if search_best else None,
         "measurements": len(rows),
+        "side_by_side_measurements": sum(1 for _ in read_trials([side_by_side_csv])) if side else 0,
+        "side_by_side": side,
         "grid_size": len(grid(settings["space"])),
         "strategy": settings["strategy"],
         "naive": start,
@@ -342,16 +387,6 @@ def side_by_side(
         writer = csv.DictWriter(handle, fieldnames=SIDE_BY_SIDE_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    for trial, median in medians(rows).items():
-        log.info("side by side, %s: median %s infer/s of %d round(s)", trial, median, rounds)
+    for trial, summary in summarize_side_by_side(output).items():
+        log.info("side by side, %s: median %s infer/s, p99 %s us, of %d stable round(s) in %d", trial, summary["throughput"], summary["p99_us"], summary["stable_rounds"], rounds)
     return rows
-
-
-def medians(rows: list[dict[str, Any]]) -> dict[str, float | None]:
-    """Per trial, the median throughput of its stable measurements (None: none was stable)."""
-    seen: dict[str, list[float]] = {}
-    for row in rows:
-        values = seen.setdefault(row["trial"], [])
-        if row["status"] == "ok" and row["throughput"] not in ("", None):
-            values.append(float(row["throughput"]))
-    return {trial: statistics.median(values) if values else None for trial, values in seen.items()}

@@ -204,6 +204,14 @@ def tuning_rounds(wildcards):
     return {"plans": plans, "trials": trials}
 
 
+def side_by_side_file(wildcards):
+    """The side by side the choice is made from; none where tuning.side_by_side_rounds is 0."""
+    if config["tuning"]["side_by_side_rounds"]:
+        folder = tuning_dir(wildcards.model, wildcards.format, wildcards.device)
+        return [f"{folder}/side_by_side.csv"]
+    return []
+
+
 def deploy_entries(wildcards):
     """The native repository holds every format that passed correctness."""
     return [

@@ -45,30 +45,11 @@ rule perf_analyzer_tuning_trial:
         "../scripts/tuning_trial.py"
 
 
-rule python_choose_tuning:
-    input:
-        unpack(tuning_rounds),
-        io="results/export/{model}/{format}/io.json",
-        code=package_file("tuning"),
-    output:
-        chosen="results/tuning/{model}/{format}/{device}/chosen.json",
-        trials="results/tuning/{model}/{format}/{device}/trials.csv",
-    log:
-        "logs/tuning/{model}/{format}/{device}/chosen.log",
-    conda:
-        "../../envs/triton.yaml"
-    params:
-        settings=config["tuning"],
-        triton=config["triton"],
-    script:
-        "../scripts/tuning_choose.py"
-
-
-# The chosen and the untuned configurations measured again in alternation (a trial is one short
-# window, the search's best the largest of many noisy numbers): the report's gain.
+# The search's best trials and the untuned configuration measured again in alternation (a trial is
+# one short window, the search's best the largest of many noisy numbers): the choice is made from these.
 rule perf_analyzer_tuning_side_by_side:
     input:
-        chosen="results/tuning/{model}/{format}/{device}/chosen.json",
+        unpack(tuning_rounds),
         artifact=artifact,
         io="results/export/{model}/{format}/io.json",
         data="results/perf_data/{model}/input.json",
@@ -86,10 +67,29 @@ rule perf_analyzer_tuning_side_by_side:
         gpu=device_resource("gpu"),
         gpu_model=device_resource("gpu_model"),
     params:
-        settings=TUNING_TRIAL,
-        triton=TRIAL_TRITON,
+        settings=config["tuning"],
+        triton=config["triton"],
         perf=perf_shared(),
         flavour=SERVER_FLAVOUR,
-        rounds=config["tuning"]["side_by_side_rounds"],
     script:
         "../scripts/tuning_side_by_side.py"
+
+
+rule python_choose_tuning:
+    input:
+        unpack(tuning_rounds),
+        side=side_by_side_file,
+        io="results/export/{model}/{format}/io.json",
+        code=package_file("tuning"),
+    output:
+        chosen="results/tuning/{model}/{format}/{device}/chosen.json",
+        trials="results/tuning/{model}/{format}/{device}/trials.csv",
+    log:
+        "logs/tuning/{model}/{format}/{device}/chosen.log",
+    conda:
+        "../../envs/triton.yaml"
+    params:
+        settings=config["tuning"],
+        triton=config["triton"],
+    script:
+        "../scripts/tuning_choose.py"
