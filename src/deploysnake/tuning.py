@@ -283,16 +283,19 @@ def shortlist(settings: dict[str, Any], triton: dict[str, Any], device: str, tri
 
 
 def summarize_side_by_side(path: str | Path) -> dict[str, dict[str, Any]]:
-    """Per trial of a side_by_side.csv: median throughput and p99 of its stable rounds, their spread."""
+    """Per trial of a side_by_side.csv: median throughput and p99 of its stable rounds, their spread,
+    and how many rounds it was measured (stable or not)."""
     seen: dict[str, list[tuple[float, float]]] = {}
+    rounds: dict[str, int] = {}
     for row in read_trials([path]):
         values = seen.setdefault(row["trial"], [])
+        rounds[row["trial"]] = rounds.get(row["trial"], 0) + 1
         if row["status"] == "ok" and row["throughput"] is not None and row["p99_us"] is not None:
             values.append((row["throughput"], row["p99_us"]))
     return {
         trial: {
             "throughput": statistics.median(t for t, _ in v) if v else None, "p99_us": statistics.median(p for _, p in v) if v else None,
-            "min": min((t for t, _ in v), default=None), "max": max((t for t, _ in v), default=None), "stable_rounds": len(v),
+            "min": min((t for t, _ in v), default=None), "max": max((t for t, _ in v), default=None), "stable_rounds": len(v), "rounds": rounds[trial],
         }
         for trial, v in seen.items()
     }  # fmt: skip
@@ -331,7 +334,7 @@ def choose(
         "search_best": search_best["trial"] if search_best else None,
         "search_best_throughput": search_best["throughput"] if search_best else None,
         "measurements": len(rows),
-        "side_by_side_measurements": sum(1 for _ in read_trials([side_by_side_csv])) if side else 0,
+        "side_by_side_measurements": sum(m["rounds"] for m in side.values()),
         "side_by_side": side,
         "grid_size": len(grid(settings["space"])),
         "strategy": settings["strategy"],
