@@ -71,9 +71,9 @@ def served_vs_native(workdir: Path, config: dict, chosen: dict, rounds: int, int
     runtimes = [ArtifactRuntime(workdir / EXPORT / "model.onnx", "onnx", *names, triton["runtime_threads"], "cpu") for _ in range(instance_count(triton, "cpu"))]
     load = perf.plan_load(io, settings, workdir / PERF_DATA)
     natives = {"native b256": 256, "native b1": 1}
-    # Two requests in flight per instance keep every instance busy while the next transfer overlaps.
-    offline = sorted({1, 2, 2 * len(runtimes)})
-    served = {f"served b256 c{c}": ("offline", perf.Point(256, c)) for c in offline} | {"served b1 c16": ("online", perf.Point(1, 16))}
+    # The workflow's offline concurrencies for these instances (two per instance keep every one busy).
+    offline = [p for p in perf.sweep("offline", settings, len(runtimes)) if p.batch == 256]
+    served = {f"served b256 c{p.concurrency}": ("offline", p) for p in offline} | {"served b1 c16": ("online", perf.Point(1, 16))}
     measured: dict[str, list[float]] = {label: [] for label in [*natives, *served]}
     executable = tools.perf_analyzer(settings["perf_analyzer"])
     out = workdir / "served_vs_native"
@@ -94,16 +94,15 @@ def served_vs_native(workdir: Path, config: dict, chosen: dict, rounds: int, int
 
 def side_by_side(workdir: Path, config: dict, trials: dict[str, str], rounds: int, interval_ms: int) -> dict[str, list[float]]:
     """Each distinct trial measured `rounds` times, interleaved, by the workflow's side-by-side code with
-    the trial job's settings (as common.smk passes them: perf without the sweeps; tuning's mode,
-    concurrency and batch range). config: validated. Labels naming the same trial share its numbers."""
+    the trial job's settings (perf without the sweeps, as common.smk passes them; the tuning section).
+    config: validated. Labels naming the same trial share its numbers."""
     from deploysnake import server, tuning
 
     perf = long_windows({k: v for k, v in config["perf"].items() if k not in ("offline", "online")}, interval_ms)
-    settings = {k: config["tuning"][k] for k in ("mode", "concurrency", "batch_range")}
     flavour = server.locate(config["triton"]["server"], config["triton"]["bundled_runner"]).flavour
     out = workdir / "side_by_side"
     rows = tuning.side_by_side(
-        "digits", "onnx", "cpu", workdir / EXPORT / "model.onnx", workdir / EXPORT / "io.json", config["triton"], flavour, perf, settings, list(trials.values()),
+        "digits", "onnx", "cpu", workdir / EXPORT / "model.onnx", workdir / EXPORT / "io.json", config["triton"], flavour, perf, config["tuning"], list(trials.values()),
         rounds, out / "side_by_side.csv", workdir / PERF_DATA, out / "server.log",
     )  # fmt: skip
     return {label: [float(r["throughput"]) for r in rows if r["trial"] == trial and r["status"] == "ok"] for label, trial in trials.items()}

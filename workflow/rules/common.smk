@@ -52,6 +52,18 @@ SERVER_FLAVOUR = locate(
 TUNED_FORMATS = config["tuning"]["formats"]
 # What a tuning trial's measurement reads: changing the budget or strategy re-plans, never re-measures.
 TUNING_TRIAL = {k: config["tuning"][k] for k in ("mode", "concurrency", "batch_range")}
+# What the side by side reads besides: its shortlist (budget, minimum, space for the untuned trial)
+# and its rounds; tuning another format, or another strategy's rounds, never re-measures it.
+TUNING_SIDE_BY_SIDE = TUNING_TRIAL | {
+    k: config["tuning"][k]
+    for k in (
+        "p99_budget_ms",
+        "min_throughput",
+        "space",
+        "side_by_side_candidates",
+        "side_by_side_rounds",
+    )
+}
 TRIAL_TRITON = {
     k: v
     for k, v in config["triton"].items()

@@ -67,7 +67,7 @@ rule perf_analyzer_tuning_side_by_side:
         gpu=device_resource("gpu"),
         gpu_model=device_resource("gpu_model"),
     params:
-        settings=config["tuning"],
+        settings=TUNING_SIDE_BY_SIDE,
         triton=config["triton"],
         perf=perf_shared(),
         flavour=SERVER_FLAVOUR,
