@@ -12,7 +12,9 @@ the best median wins; search_cost counts those measurements too. The choices the
 force's, the coordinate search's and the untuned configuration) are then measured once more side by
 side by the same code, 5 rounds with windows four times as long; search_quality and tuned_over_naive
 come from those medians. Likewise the served repository and the runtime in-process are measured in
-alternation for the two ratios (the workflow's native and perf jobs run minutes apart). The workflow
+alternation for the two ratios (the workflow's native and perf jobs run minutes apart), and in the
+same rotation a floor model beside it (same configuration and runner, almost no compute), whose online
+number is the most any model can be served at here. The workflow
 jobs' and the trials' own numbers are printed too. The last line is machine-readable; its search
 figures are the coordinate search's:
 
@@ -38,6 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TUNED = Path("results/tuning/digits/onnx/cpu")
 PERF_DATA = Path("results/perf_data/digits/input.json")
 EXPORT = Path("results/export/digits/onnx")
+FLOOR = "floor"  # served beside the model: what the serving path alone can do (floor_repository)
+FLOOR_LABEL = "served b1 c16, floor model"
 sys.path.insert(0, str(ROOT / "src"))  # the package, for the side-by-side measurements
 
 
@@ -55,10 +59,44 @@ def long_windows(perf: dict, interval_ms: int) -> dict:
     return {**perf, "measurement_interval_ms": interval_ms, "measurement_request_count": 4 * perf["measurement_request_count"]}
 
 
+def floor_repository(served: Path, io: dict, into: Path) -> Path:
+    """The served repository plus FLOOR: the same configuration and runner with a model that computes
+    almost nothing (the input flattened, its first columns returned as the output). What it serves is
+    the ceiling of the serving path itself on this machine, whatever the model."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from deploysnake.repository import triton_model_name
+
+    (image,), (logits,) = io["inputs"], io["outputs"]
+    width = logits["dims"][1]
+    graph = helper.make_graph(
+        [
+            helper.make_node("Flatten", [image["name"]], ["flat"], axis=1),
+            helper.make_node("Slice", ["flat", "starts", "ends", "axes"], [logits["name"]]),
+        ],
+        "floor",
+        [helper.make_tensor_value_info(image["name"], TensorProto.FLOAT, ["batch", *image["dims"][1:]])],
+        [helper.make_tensor_value_info(logits["name"], TensorProto.FLOAT, ["batch", width])],
+        [helper.make_tensor(n, TensorProto.INT64, [1], [v]) for n, v in (("starts", 0), ("ends", width), ("axes", 1))],
+    )  # fmt: skip
+    shutil.rmtree(into, ignore_errors=True)
+    shutil.copytree(served, into)
+    name = triton_model_name("digits", "onnx")
+    floor = into / FLOOR
+    shutil.copytree(into / name, floor)
+    config = floor / "config.pbtxt"
+    config.write_text(config.read_text().replace(f'name: "{name}"', f'name: "{FLOOR}"', 1))
+    exported = onnx.load(floor / "1" / "model.onnx", load_external_data=False)  # same IR and opsets as the export
+    onnx.save(helper.make_model(graph, ir_version=exported.ir_version, opset_imports=exported.opset_import), floor / "1" / "model.onnx")
+    return into
+
+
 def served_vs_native(workdir: Path, config: dict, chosen: dict, rounds: int, interval_ms: int) -> dict[str, list[float]]:
     """The served repository (the chosen configuration) and the runtime in-process with its instances
     and threads, measured in alternation on one server: the workflow's native and perf jobs run
-    minutes apart, and this machine's speed moves by 10 % in that time. config: validated."""
+    minutes apart, and this machine's speed moves by 10 % in that time. The floor model (same
+    configuration, almost no compute) is measured in the same rotation. config: validated."""
     from deploysnake import native, perf, server, tools, tuning
     from deploysnake.devices import instance_count
     from deploysnake.repository import triton_model_name
@@ -74,11 +112,13 @@ def served_vs_native(workdir: Path, config: dict, chosen: dict, rounds: int, int
     # The workflow's offline concurrencies for these instances (two per instance keep every one busy).
     offline = [p for p in perf.sweep("offline", settings, len(runtimes)) if p.batch == 256]
     served = {f"served b256 c{p.concurrency}": ("offline", p) for p in offline} | {"served b1 c16": ("online", perf.Point(1, 16))}
+    served[FLOOR_LABEL] = ("online", perf.Point(1, 16))
     measured: dict[str, list[float]] = {label: [] for label in [*natives, *served]}
     executable = tools.perf_analyzer(settings["perf_analyzer"])
     out = workdir / "served_vs_native"
     out.mkdir(exist_ok=True)
-    with server.from_settings(workdir / "results/repository/digits/onnx/cpu", triton, out / "server.log") as running:
+    repository = floor_repository(workdir / "results/repository/digits/onnx/cpu", io, out / "repository")
+    with server.from_settings(repository, triton, out / "server.log") as running:
         for r in range(rounds):
             for label in tuning.rotated(list(measured), r):
                 if label in natives:
@@ -86,7 +126,8 @@ def served_vs_native(workdir: Path, config: dict, chosen: dict, rounds: int, int
                     measured[label].append(native.time_batch(runtimes, inputs, interval_ms / 1000, config["native"]["max_iterations"])["throughput_infer_per_s"])
                     continue
                 mode, point = served[label]
-                status, row, _ = perf.measure_point(executable, triton_model_name("digits", "onnx"), running, point, settings, mode, out / f"{r}.csv", load)
+                model = FLOOR if label == FLOOR_LABEL else triton_model_name("digits", "onnx")
+                status, row, _ = perf.measure_point(executable, model, running, point, settings, mode, out / f"{r}.csv", load)
                 if status == "ok":
                     measured[label].append(float(row["Inferences/Second"]))
     return measured
@@ -186,6 +227,11 @@ def main() -> None:
     # flight per instance, where a request's transfer overlaps the previous one's compute.
     offline_ratio = ratio(max(median(v) or 0.0 for k, v in paired.items() if k.startswith("served b256")), median(paired["native b256"]))
     online_ratio = ratio(median(paired["served b1 c16"]), median(paired["native b1"]))
+    floor = median(paired[FLOOR_LABEL])
+    print(
+        f"serving floor: a model that computes almost nothing, same configuration and runner, b1 c16: {floor or 0:.0f} infer/s, "
+        f"{ratio(floor, median(paired['native b1'])):.3f} of native b1: the served model cannot do better here (up to noise)", flush=True,
+    )  # fmt: skip
     print(f"workflow jobs' numbers: offline_ratio={ratio(max(s256.values(), default=0.0), n256):.3f} online_ratio={ratio(s16, n1):.3f}", flush=True)
 
     # The chosen and the untuned configurations again, side by side, with windows four times as long.
