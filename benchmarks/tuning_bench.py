@@ -133,10 +133,11 @@ def served_vs_native(workdir: Path, config: dict, chosen: dict, rounds: int, int
     return measured
 
 
-def side_by_side(workdir: Path, config: dict, trials: dict[str, str], rounds: int, interval_ms: int) -> dict[str, list[float]]:
+def side_by_side(workdir: Path, config: dict, trials: dict[str, str], rounds: int, interval_ms: int) -> dict[str, dict[int, float]]:
     """Each distinct trial measured `rounds` times, interleaved, by the workflow's side-by-side code with
     the trial job's settings (perf without the sweeps, as common.smk passes them; the tuning section).
-    config: validated. Labels naming the same trial share its numbers."""
+    config: validated. Labels naming the same trial share its numbers; each label's stable throughputs
+    by round."""
     from deploysnake import server, tuning
 
     perf = long_windows({k: v for k, v in config["perf"].items() if k not in ("offline", "online")}, interval_ms)
@@ -146,7 +147,13 @@ def side_by_side(workdir: Path, config: dict, trials: dict[str, str], rounds: in
         "digits", "onnx", "cpu", workdir / EXPORT / "model.onnx", workdir / EXPORT / "io.json", config["triton"], flavour, perf, config["tuning"], list(trials.values()),
         rounds, out / "side_by_side.csv", workdir / PERF_DATA, out / "server.log",
     )  # fmt: skip
-    return {label: [float(r["throughput"]) for r in rows if r["trial"] == trial and r["status"] == "ok"] for label, trial in trials.items()}
+    return {label: {r["round"]: float(r["throughput"]) for r in rows if r["trial"] == trial and r["status"] == "ok"} for label, trial in trials.items()}
+
+
+def per_round(a: dict[int, float], b: dict[int, float]) -> list[float]:
+    """a / b in each round where both were measured: neighbours in time, so the machine's drift
+    between rounds cancels; their range shows how far one ratio of medians can be trusted."""
+    return [a[r] / b[r] for r in sorted(a.keys() & b.keys())]
 
 
 def median(values: list[float]) -> float | None:
@@ -238,9 +245,13 @@ def main() -> None:
     trials = {"brute force's choice": brute["trial"], "coordinate's choice": smart["trial"], "untuned": smart["naive"]}
     again = side_by_side(workdir, validated, trials, args.rounds, 4 * args.interval_ms)
     for label, trial in trials.items():
-        print(f"side by side, {label} ({trial}): {', '.join(f'{v:.0f}' for v in again[label]) or 'unstable'} infer/s (median {median(again[label]) or 0:.0f})", flush=True)
-    quality = ratio(median(again["coordinate's choice"]), median(again["brute force's choice"]))  # 1 where both chose the same
-    tuned = ratio(median(again["coordinate's choice"]), median(again["untuned"]))
+        values = list(again[label].values())
+        print(f"side by side, {label} ({trial}): {', '.join(f'{v:.0f}' for v in values) or 'unstable'} infer/s (median {median(values) or 0:.0f})", flush=True)
+    smart_, brute_, naive_ = (again[k] for k in ("coordinate's choice", "brute force's choice", "untuned"))
+    quality = ratio(median(list(smart_.values())), median(list(brute_.values())))  # 1 where both chose the same
+    tuned = ratio(median(list(smart_.values())), median(list(naive_.values())))
+    for name, pairs in (("search_quality", per_round(smart_, brute_)), ("tuned_over_naive", per_round(smart_, naive_))):
+        print(f"{name} round by round: {', '.join(f'{v:.3f}' for v in pairs) or 'none'} (median {median(pairs) or 0:.3f})", flush=True)
     print(
         f"trial numbers (one short measurement each): search_quality={ratio(smart['search_best_throughput'], brute['search_best_throughput']):.3f} "
         f"tuned_over_naive={ratio(smart['search_best_throughput'], smart['naive_throughput']):.3f}; "
