@@ -59,14 +59,12 @@ def long_windows(perf: dict, interval_ms: int) -> dict:
     return {**perf, "measurement_interval_ms": interval_ms, "measurement_request_count": 4 * perf["measurement_request_count"]}
 
 
-def floor_repository(served: Path, io: dict, into: Path) -> Path:
-    """The served repository plus FLOOR: the same configuration and runner with a model that computes
-    almost nothing (the input flattened, its first columns returned as the output). What it serves is
-    the ceiling of the serving path itself on this machine, whatever the model."""
+def floor_repository(served: Path, name: str, io: dict, into: Path) -> Path:
+    """The served repository (model `name`) plus FLOOR: the same configuration and runner with a model
+    that computes almost nothing (the input flattened, its first columns returned as the output). What
+    it serves is the ceiling of the serving path itself on this machine, whatever the model."""
     import onnx
     from onnx import TensorProto, helper
-
-    from deploysnake.repository import triton_model_name
 
     (image,), (logits,) = io["inputs"], io["outputs"]
     width = logits["dims"][1]
@@ -82,7 +80,6 @@ def floor_repository(served: Path, io: dict, into: Path) -> Path:
     )  # fmt: skip
     shutil.rmtree(into, ignore_errors=True)
     shutil.copytree(served, into)
-    name = triton_model_name("digits", "onnx")
     floor = into / FLOOR
     shutil.copytree(into / name, floor)
     config = floor / "config.pbtxt"
@@ -111,13 +108,15 @@ def served_vs_native(workdir: Path, config: dict, chosen: dict, rounds: int, int
     natives = {"native b256": 256, "native b1": 1}
     # The workflow's offline concurrencies for these instances (two per instance keep every one busy).
     offline = [p for p in perf.sweep("offline", settings, len(runtimes)) if p.batch == 256]
-    served = {f"served b256 c{p.concurrency}": ("offline", p) for p in offline} | {"served b1 c16": ("online", perf.Point(1, 16))}
-    served[FLOOR_LABEL] = ("online", perf.Point(1, 16))
+    name = triton_model_name("digits", "onnx")
+    served = {f"served b256 c{p.concurrency}": ("offline", p, name) for p in offline} | {
+        "served b1 c16": ("online", perf.Point(1, 16), name), FLOOR_LABEL: ("online", perf.Point(1, 16), FLOOR),
+    }  # fmt: skip
     measured: dict[str, list[float]] = {label: [] for label in [*natives, *served]}
     executable = tools.perf_analyzer(settings["perf_analyzer"])
     out = workdir / "served_vs_native"
     out.mkdir(exist_ok=True)
-    repository = floor_repository(workdir / "results/repository/digits/onnx/cpu", io, out / "repository")
+    repository = floor_repository(workdir / "results/repository/digits/onnx/cpu", name, io, out / "repository")
     with server.from_settings(repository, triton, out / "server.log") as running:
         for r in range(rounds):
             for label in tuning.rotated(list(measured), r):
@@ -125,8 +124,7 @@ def served_vs_native(workdir: Path, config: dict, chosen: dict, rounds: int, int
                     inputs = native.random_inputs(io, natives[label])
                     measured[label].append(native.time_batch(runtimes, inputs, interval_ms / 1000, config["native"]["max_iterations"])["throughput_infer_per_s"])
                     continue
-                mode, point = served[label]
-                model = FLOOR if label == FLOOR_LABEL else triton_model_name("digits", "onnx")
+                mode, point, model = served[label]
                 status, row, _ = perf.measure_point(executable, model, running, point, settings, mode, out / f"{r}.csv", load)
                 if status == "ok":
                     measured[label].append(float(row["Inferences/Second"]))
