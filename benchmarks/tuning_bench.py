@@ -50,13 +50,33 @@ def snakemake(workdir: Path, config: dict, *targets: str) -> float:
     exe = shutil.which("snakemake") or str(Path(sys.executable).parent / "snakemake")
     started = time.monotonic()
     with open(workdir / "snakemake.out", "a") as out:
-        subprocess.run([exe, *targets, "--snakefile", str(ROOT / "Snakefile"), "--cores", "2", "--configfile", "bench.yaml"], cwd=workdir, stdout=out, stderr=subprocess.STDOUT, check=True, timeout=7200)
+        subprocess.run(
+            [
+                exe,
+                *targets,
+                "--snakefile",
+                str(ROOT / "Snakefile"),
+                "--cores",
+                "2",
+                "--configfile",
+                "bench.yaml",
+            ],
+            cwd=workdir,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=True,
+            timeout=7200,
+        )
     return time.monotonic() - started
 
 
 def long_windows(perf: dict, interval_ms: int) -> dict:
     """The perf settings with windows (and the request-count floor) four times the workflow's."""
-    return {**perf, "measurement_interval_ms": interval_ms, "measurement_request_count": 4 * perf["measurement_request_count"]}
+    return {
+        **perf,
+        "measurement_interval_ms": interval_ms,
+        "measurement_request_count": 4 * perf["measurement_request_count"],
+    }
 
 
 def floor_repository(served: Path, name: str, io: dict, into: Path) -> Path:
@@ -74,22 +94,38 @@ def floor_repository(served: Path, name: str, io: dict, into: Path) -> Path:
             helper.make_node("Slice", ["flat", "starts", "ends", "axes"], [logits["name"]]),
         ],
         "floor",
-        [helper.make_tensor_value_info(image["name"], TensorProto.FLOAT, ["batch", *image["dims"][1:]])],
+        [
+            helper.make_tensor_value_info(
+                image["name"], TensorProto.FLOAT, ["batch", *image["dims"][1:]]
+            )
+        ],
         [helper.make_tensor_value_info(logits["name"], TensorProto.FLOAT, ["batch", width])],
-        [helper.make_tensor(n, TensorProto.INT64, [1], [v]) for n, v in (("starts", 0), ("ends", width), ("axes", 1))],
-    )  # fmt: skip
+        [
+            helper.make_tensor(n, TensorProto.INT64, [1], [v])
+            for n, v in (("starts", 0), ("ends", width), ("axes", 1))
+        ],
+    )
     shutil.rmtree(into, ignore_errors=True)
     shutil.copytree(served, into)
     floor = into / FLOOR
     shutil.copytree(into / name, floor)
     config = floor / "config.pbtxt"
     config.write_text(config.read_text().replace(f'name: "{name}"', f'name: "{FLOOR}"', 1))
-    exported = onnx.load(floor / "1" / "model.onnx", load_external_data=False)  # same IR and opsets as the export
-    onnx.save(helper.make_model(graph, ir_version=exported.ir_version, opset_imports=exported.opset_import), floor / "1" / "model.onnx")
+    exported = onnx.load(
+        floor / "1" / "model.onnx", load_external_data=False
+    )  # same IR and opsets as the export
+    onnx.save(
+        helper.make_model(
+            graph, ir_version=exported.ir_version, opset_imports=exported.opset_import
+        ),
+        floor / "1" / "model.onnx",
+    )
     return into
 
 
-def served_vs_native(workdir: Path, config: dict, chosen: dict, rounds: int, interval_ms: int) -> dict[str, list[float]]:
+def served_vs_native(
+    workdir: Path, config: dict, chosen: dict, rounds: int, interval_ms: int
+) -> dict[str, list[float]]:
     """The served repository (the chosen configuration) and the runtime in-process with its instances
     and threads, measured in alternation on one server: the workflow's native and perf jobs run
     minutes apart, and this machine's speed moves by 10 % in that time. The floor model (same
@@ -103,49 +139,86 @@ def served_vs_native(workdir: Path, config: dict, chosen: dict, rounds: int, int
     settings = long_windows(config["perf"], interval_ms)
     io = json.loads((workdir / EXPORT / "io.json").read_text())
     names = [t["name"] for t in io["inputs"]], [t["name"] for t in io["outputs"]]
-    runtimes = [ArtifactRuntime(workdir / EXPORT / "model.onnx", "onnx", *names, triton["runtime_threads"], "cpu") for _ in range(instance_count(triton, "cpu"))]
+    runtimes = [
+        ArtifactRuntime(
+            workdir / EXPORT / "model.onnx", "onnx", *names, triton["runtime_threads"], "cpu"
+        )
+        for _ in range(instance_count(triton, "cpu"))
+    ]
     load = perf.plan_load(io, settings, workdir / PERF_DATA)
     natives = {"native b256": 256, "native b1": 1}
     # The workflow's offline concurrencies for these instances (two per instance keep every one busy).
     offline = [p for p in perf.sweep("offline", settings, len(runtimes)) if p.batch == 256]
     name = triton_model_name("digits", "onnx")
     served = {f"served b256 c{p.concurrency}": ("offline", p, name) for p in offline} | {
-        "served b1 c16": ("online", perf.Point(1, 16), name), FLOOR_LABEL: ("online", perf.Point(1, 16), FLOOR),
-    }  # fmt: skip
+        "served b1 c16": ("online", perf.Point(1, 16), name),
+        FLOOR_LABEL: ("online", perf.Point(1, 16), FLOOR),
+    }
     measured: dict[str, list[float]] = {label: [] for label in [*natives, *served]}
     executable = tools.perf_analyzer(settings["perf_analyzer"])
     out = workdir / "served_vs_native"
     out.mkdir(exist_ok=True)
-    repository = floor_repository(workdir / "results/repository/digits/onnx/cpu", name, io, out / "repository")
+    repository = floor_repository(
+        workdir / "results/repository/digits/onnx/cpu", name, io, out / "repository"
+    )
     with server.from_settings(repository, triton, out / "server.log") as running:
         for r in range(rounds):
             for label in tuning.rotated(list(measured), r):
                 if label in natives:
                     inputs = native.random_inputs(io, natives[label])
-                    measured[label].append(native.time_batch(runtimes, inputs, interval_ms / 1000, config["native"]["max_iterations"])["throughput_infer_per_s"])
+                    measured[label].append(
+                        native.time_batch(
+                            runtimes, inputs, interval_ms / 1000, config["native"]["max_iterations"]
+                        )["throughput_infer_per_s"]
+                    )
                     continue
                 mode, point, model = served[label]
-                status, row, _ = perf.measure_point(executable, model, running, point, settings, mode, out / f"{r}.csv", load)
+                status, row, _ = perf.measure_point(
+                    executable, model, running, point, settings, mode, out / f"{r}.csv", load
+                )
                 if status == "ok":
                     measured[label].append(float(row["Inferences/Second"]))
     return measured
 
 
-def side_by_side(workdir: Path, config: dict, trials: dict[str, str], rounds: int, interval_ms: int) -> dict[str, dict[int, float]]:
+def side_by_side(
+    workdir: Path, config: dict, trials: dict[str, str], rounds: int, interval_ms: int
+) -> dict[str, dict[int, float]]:
     """Each distinct trial measured `rounds` times, interleaved, by the workflow's side-by-side code with
     the trial job's settings (perf without the sweeps, as common.smk passes them; the tuning section).
     config: validated. Labels naming the same trial share its numbers; each label's stable throughputs
     by round."""
     from deploysnake import server, tuning
 
-    perf = long_windows({k: v for k, v in config["perf"].items() if k not in ("offline", "online")}, interval_ms)
+    perf = long_windows(
+        {k: v for k, v in config["perf"].items() if k not in ("offline", "online")}, interval_ms
+    )
     flavour = server.locate(config["triton"]["server"], config["triton"]["bundled_runner"]).flavour
     out = workdir / "side_by_side"
     rows = tuning.side_by_side(
-        "digits", "onnx", "cpu", workdir / EXPORT / "model.onnx", workdir / EXPORT / "io.json", config["triton"], flavour, perf, config["tuning"], list(trials.values()),
-        rounds, out / "side_by_side.csv", workdir / PERF_DATA, out / "server.log",
-    )  # fmt: skip
-    return {label: {r["round"]: float(r["throughput"]) for r in rows if r["trial"] == trial and r["status"] == "ok"} for label, trial in trials.items()}
+        "digits",
+        "onnx",
+        "cpu",
+        workdir / EXPORT / "model.onnx",
+        workdir / EXPORT / "io.json",
+        config["triton"],
+        flavour,
+        perf,
+        config["tuning"],
+        list(trials.values()),
+        rounds,
+        out / "side_by_side.csv",
+        workdir / PERF_DATA,
+        out / "server.log",
+    )
+    return {
+        label: {
+            r["round"]: float(r["throughput"])
+            for r in rows
+            if r["trial"] == trial and r["status"] == "ok"
+        }
+        for label, trial in trials.items()
+    }
 
 
 def per_round(a: dict[int, float], b: dict[int, float]) -> list[float]:
@@ -172,16 +245,32 @@ def throughput(path: Path, column: str, **where: int) -> float | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", type=Path, help="keep results here (default: a temporary folder)")
-    parser.add_argument("--interval-ms", type=int, default=500, help="perf_analyzer measurement window of the workflow's jobs")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of the side-by-side measurements (served vs native; chosen and untuned configurations)")
+    parser.add_argument(
+        "--workdir", type=Path, help="keep results here (default: a temporary folder)"
+    )
+    parser.add_argument(
+        "--interval-ms",
+        type=int,
+        default=500,
+        help="perf_analyzer measurement window of the workflow's jobs",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="rounds of the side-by-side measurements (served vs native; chosen and untuned configurations)",
+    )
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="deploysnake-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     config["models"]["digits"]["recipe"] = str(ROOT / "recipes" / "digits")
     config["formats"] = ["onnx"]
-    config["perf"].update(measurement_interval_ms=args.interval_ms, offline={"batch_sizes": [1, 256], "concurrency": [1, 2], "shared_memory": "system"}, online={"batch_size": 1, "concurrency": [16]})
+    config["perf"].update(
+        measurement_interval_ms=args.interval_ms,
+        offline={"batch_sizes": [1, 256], "concurrency": [1, 2], "shared_memory": "system"},
+        online={"batch_size": 1, "concurrency": [16]},
+    )
     config["tuning"].update(formats=["onnx"], strategy="brute_force", mode="online", concurrency=16)
 
     def search(strategy: str, target: str) -> dict:
@@ -194,8 +283,9 @@ def main() -> None:
         print(
             f"{strategy}: {chosen['measurements']} trials + {chosen['side_by_side_measurements']} side by side in {seconds:.0f} s; "
             f"best trial {chosen['search_best']}: {chosen['search_best_throughput']} infer/s; side by side medians {side}; "
-            f"chosen {chosen['trial']}: {chosen['throughput']} infer/s, p99 {chosen['p99_us']} us", flush=True,
-        )  # fmt: skip
+            f"chosen {chosen['trial']}: {chosen['throughput']} infer/s, p99 {chosen['p99_us']} us",
+            flush=True,
+        )
         for name in ("chosen.json", "side_by_side.csv"):
             if strategy != "coordinate":
                 (workdir / TUNED / name).rename(workdir / f"{strategy}_{name}")
@@ -214,42 +304,77 @@ def main() -> None:
     native = workdir / "results/native/digits/onnx/cpu.csv"
     offline = workdir / "results/perf_offline/digits/onnx/cpu.csv"
     online = workdir / "results/perf_online/digits/onnx/cpu.csv"
-    n256, n1 = throughput(native, "throughput_infer_per_s", batch=256), throughput(native, "throughput_infer_per_s", batch=1)
-    s256 = {int(r["concurrency"]): float(r["Inferences/Second"]) for r in rows(offline) if r["batch"] == "256" and r["Inferences/Second"]}
+    n256, n1 = (
+        throughput(native, "throughput_infer_per_s", batch=256),
+        throughput(native, "throughput_infer_per_s", batch=1),
+    )
+    s256 = {
+        int(r["concurrency"]): float(r["Inferences/Second"])
+        for r in rows(offline)
+        if r["batch"] == "256" and r["Inferences/Second"]
+    }
     s16 = throughput(online, "Inferences/Second", concurrency=16)
     print(
         f"workflow jobs: native b256 {n256:.0f} infer/s, served offline b256 {s256} (by requests in flight); "
-        f"native b1 {n1:.0f} infer/s, served online b1 c16 {s16} (tuned configuration)", flush=True,
-    )  # fmt: skip
+        f"native b1 {n1:.0f} infer/s, served online b1 c16 {s16} (tuned configuration)",
+        flush=True,
+    )
     # ...and the same five side by side, in alternation, windows four times as long.
     from deploysnake.configuration import validate
 
     validated = validate(config)  # with the workflow's defaults, as its jobs saw them
     paired = served_vs_native(workdir, validated, smart, args.rounds, 4 * args.interval_ms)
     for label, values in paired.items():
-        print(f"side by side, {label}: {', '.join(f'{v:.0f}' for v in values) or 'unstable'} infer/s (median {median(values) or 0:.0f})", flush=True)
+        print(
+            f"side by side, {label}: {', '.join(f'{v:.0f}' for v in values) or 'unstable'} infer/s (median {median(values) or 0:.0f})",
+            flush=True,
+        )
     # The offline ratio is the server's batch capacity: the best of one request at a time and two in
     # flight per instance, where a request's transfer overlaps the previous one's compute.
-    offline_ratio = ratio(max(median(v) or 0.0 for k, v in paired.items() if k.startswith("served b256")), median(paired["native b256"]))
+    offline_ratio = ratio(
+        max(median(v) or 0.0 for k, v in paired.items() if k.startswith("served b256")),
+        median(paired["native b256"]),
+    )
     online_ratio = ratio(median(paired["served b1 c16"]), median(paired["native b1"]))
     floor = median(paired[FLOOR_LABEL])
     print(
         f"serving floor: a model that computes almost nothing, same configuration and runner, b1 c16: {floor or 0:.0f} infer/s, "
-        f"{ratio(floor, median(paired['native b1'])):.3f} of native b1: the served model cannot do better here (up to noise)", flush=True,
-    )  # fmt: skip
-    print(f"workflow jobs' numbers: offline_ratio={ratio(max(s256.values(), default=0.0), n256):.3f} online_ratio={ratio(s16, n1):.3f}", flush=True)
+        f"{ratio(floor, median(paired['native b1'])):.3f} of native b1: the served model cannot do better here (up to noise)",
+        flush=True,
+    )
+    print(
+        f"workflow jobs' numbers: offline_ratio={ratio(max(s256.values(), default=0.0), n256):.3f} online_ratio={ratio(s16, n1):.3f}",
+        flush=True,
+    )
 
     # The chosen and the untuned configurations again, side by side, with windows four times as long.
-    trials = {"brute force's choice": brute["trial"], "coordinate's choice": smart["trial"], "untuned": smart["naive"]}
+    trials = {
+        "brute force's choice": brute["trial"],
+        "coordinate's choice": smart["trial"],
+        "untuned": smart["naive"],
+    }
     again = side_by_side(workdir, validated, trials, args.rounds, 4 * args.interval_ms)
     for label, trial in trials.items():
         values = list(again[label].values())
-        print(f"side by side, {label} ({trial}): {', '.join(f'{v:.0f}' for v in values) or 'unstable'} infer/s (median {median(values) or 0:.0f})", flush=True)
-    smart_, brute_, naive_ = (again[k] for k in ("coordinate's choice", "brute force's choice", "untuned"))
-    quality = ratio(median(list(smart_.values())), median(list(brute_.values())))  # 1 where both chose the same
+        print(
+            f"side by side, {label} ({trial}): {', '.join(f'{v:.0f}' for v in values) or 'unstable'} infer/s (median {median(values) or 0:.0f})",
+            flush=True,
+        )
+    smart_, brute_, naive_ = (
+        again[k] for k in ("coordinate's choice", "brute force's choice", "untuned")
+    )
+    quality = ratio(
+        median(list(smart_.values())), median(list(brute_.values()))
+    )  # 1 where both chose the same
     tuned = ratio(median(list(smart_.values())), median(list(naive_.values())))
-    for name, pairs in (("search_quality", per_round(smart_, brute_)), ("tuned_over_naive", per_round(smart_, naive_))):
-        print(f"{name} round by round: {', '.join(f'{v:.3f}' for v in pairs) or 'none'} (median {median(pairs) or 0:.3f})", flush=True)
+    for name, pairs in (
+        ("search_quality", per_round(smart_, brute_)),
+        ("tuned_over_naive", per_round(smart_, naive_)),
+    ):
+        print(
+            f"{name} round by round: {', '.join(f'{v:.3f}' for v in pairs) or 'none'} (median {median(pairs) or 0:.3f})",
+            flush=True,
+        )
     print(
         f"trial numbers (one short measurement each): search_quality={ratio(smart['search_best_throughput'], brute['search_best_throughput']):.3f} "
         f"tuned_over_naive={ratio(smart['search_best_throughput'], smart['naive_throughput']):.3f}; "
@@ -257,7 +382,10 @@ def main() -> None:
     )
     print(f"results in {workdir}")
     # The cost counts every measurement each search made: its trials and its side by side.
-    cost = ratio(smart["measurements"] + smart["side_by_side_measurements"], brute["measurements"] + brute["side_by_side_measurements"])
+    cost = ratio(
+        smart["measurements"] + smart["side_by_side_measurements"],
+        brute["measurements"] + brute["side_by_side_measurements"],
+    )
     print(
         f"bench: offline_ratio={offline_ratio:.3f} online_ratio={online_ratio:.3f} "
         f"search_quality={quality:.3f} search_cost={cost:.3f} tuned_over_naive={tuned:.3f}"

@@ -17,7 +17,21 @@ from typing import Any
 CHROMIUM = "/usr/bin/chromium"
 
 # HTML elements that never have an end tag; the tree walk must not wait for one.
-VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+VOID = {
+    "area",
+    "base",
+    "br",
+    "col",
+    "embed",
+    "hr",
+    "img",
+    "input",
+    "link",
+    "meta",
+    "source",
+    "track",
+    "wbr",
+}
 
 
 def chromium_path() -> str | None:
@@ -61,13 +75,17 @@ def render_in_chromium(html_path: Path, timeout_s: float = 60) -> str:
             Path(html_path).resolve().as_uri(),
         ]
         # Own session so that on timeout the whole tree (zygote, renderer, gpu helpers) goes with it.
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+        )
         try:
             out, err = proc.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
-            raise TimeoutError(f"chromium did not finish rendering {html_path} within {timeout_s}s") from None
+            raise TimeoutError(
+                f"chromium did not finish rendering {html_path} within {timeout_s}s"
+            ) from None
     dom = out.decode("utf-8", errors="replace")
     if proc.returncode != 0 or "<html" not in dom:
         tail = err.decode("utf-8", errors="replace")[-2000:]

@@ -33,9 +33,20 @@ def exported(recipe: Recipe, tmp_path_factory: pytest.TempPathFactory) -> dict[s
         paths[fmt] = out / fmt / ARTIFACTS[fmt]
         paths[f"{fmt}/io"] = out / fmt / "io.json"
         if fmt in ONNX_VARIANTS:
-            onnx_variants.convert(fmt, paths["onnx"], paths["onnx/io"], paths[fmt], paths[f"{fmt}/io"], recipe, PARAMS, {})
+            onnx_variants.convert(
+                fmt,
+                paths["onnx"],
+                paths["onnx/io"],
+                paths[fmt],
+                paths[f"{fmt}/io"],
+                recipe,
+                PARAMS,
+                {},
+            )
         else:
-            export.export(recipe, PARAMS, paths["checkpoint"], fmt, paths[fmt], paths[f"{fmt}/io"], {})
+            export.export(
+                recipe, PARAMS, paths["checkpoint"], fmt, paths[fmt], paths[f"{fmt}/io"], {}
+            )
     return paths
 
 
@@ -43,17 +54,29 @@ def processes_named(name: str) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["name", "cmdline"]):
         try:
-            if proc.info["name"] == name or any(Path(a).name == name for a in (proc.info["cmdline"] or [])[:1]):
+            if proc.info["name"] == name or any(
+                Path(a).name == name for a in (proc.info["cmdline"] or [])[:1]
+            ):
                 found.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return found
 
 
-def snakemake(*args: str, cwd: Path, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+def snakemake(
+    *args: str, cwd: Path, check: bool = True, timeout: float = 900
+) -> subprocess.CompletedProcess[str]:
     """Run the real snakemake CLI of this venv on the project's Snakefile, in cwd."""
     exe = shutil.which("snakemake") or str(Path(sys.executable).parent / "snakemake")
-    done = subprocess.run([exe, "--snakefile", str(ROOT / "Snakefile"), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(
+        [exe, "--snakefile", str(ROOT / "Snakefile"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if check and done.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed ({done.returncode}):\n{done.stdout[-5000:]}\n{done.stderr[-8000:]}")
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed ({done.returncode}):\n{done.stdout[-5000:]}\n{done.stderr[-8000:]}"
+        )
     return done

@@ -28,7 +28,11 @@ def changed(**edits: object) -> dict:
 
 
 def test_default_config_is_valid_and_defaults_are_filled() -> None:
-    minimal = {"models": {"m1": {"recipe": "recipes/digits"}}, "formats": ["onnx"], "devices": ["cpu"]}
+    minimal = {
+        "models": {"m1": {"recipe": "recipes/digits"}},
+        "formats": ["onnx"],
+        "devices": ["cpu"],
+    }
     config = validate(minimal)
     assert config["triton"]["host"] == "127.0.0.1"
     assert config["perf"]["offline"]["shared_memory"] == "system"
@@ -40,16 +44,37 @@ def test_default_config_is_valid_and_defaults_are_filled() -> None:
     ("config", "expected"),
     [
         (dict(DEFAULT, colour="red"), "unknown key(s) 'colour'"),
-        (changed(perf__offline__batch_szes=[1]), "config.perf.offline: unknown key(s) 'batch_szes'; allowed keys: batch_sizes, concurrency, shared_memory"),
-        (changed(triton__max_batch_size="big"), "config.triton.max_batch_size: 'big' should be of type integer"),
+        (
+            changed(perf__offline__batch_szes=[1]),
+            "config.perf.offline: unknown key(s) 'batch_szes'; allowed keys: batch_sizes, concurrency, shared_memory",
+        ),
+        (
+            changed(triton__max_batch_size="big"),
+            "config.triton.max_batch_size: 'big' should be of type integer",
+        ),
         (changed(formats=[]), "config.formats"),
-        (changed(formats=["tflite"]), "config.formats[0]: 'tflite' is not allowed; allowed values: torchscript_trace, torchscript_script, savedmodel, onnx,"),
+        (
+            changed(formats=["tflite"]),
+            "config.formats[0]: 'tflite' is not allowed; allowed values: torchscript_trace, torchscript_script, savedmodel, onnx,",
+        ),
         (changed(devices=["tpu"]), "config.devices[0]: 'tpu' is not allowed; allowed values: cpu"),
-        (changed(perf__offline__batch_sizes=[1, 512]), "config.perf.offline.batch_sizes: [512] above triton.max_batch_size (256)"),
+        (
+            changed(perf__offline__batch_sizes=[1, 512]),
+            "config.perf.offline.batch_sizes: [512] above triton.max_batch_size (256)",
+        ),
         (changed(models={"a/b": {"recipe": "recipes/digits"}}), "name 'a/b' is not allowed"),
-        (changed(models={"x; rm -rf": {"recipe": "recipes/digits"}}), "name 'x; rm -rf' is not allowed"),
-        (changed(models__digits__checkpoint="/nowhere/model.pt"), "config.models.digits.checkpoint: file /nowhere/model.pt does not exist"),
-        (changed(models__digits__recipe="/nowhere"), "config.models.digits.recipe: folder /nowhere does not exist"),
+        (
+            changed(models={"x; rm -rf": {"recipe": "recipes/digits"}}),
+            "name 'x; rm -rf' is not allowed",
+        ),
+        (
+            changed(models__digits__checkpoint="/nowhere/model.pt"),
+            "config.models.digits.checkpoint: file /nowhere/model.pt does not exist",
+        ),
+        (
+            changed(models__digits__recipe="/nowhere"),
+            "config.models.digits.recipe: folder /nowhere does not exist",
+        ),
     ],
 )
 def test_bad_config_names_the_key(config: dict, expected: str) -> None:
@@ -60,7 +85,12 @@ def test_bad_config_names_the_key(config: dict, expected: str) -> None:
 
 def test_gpu_model_mapping_names_gpu_kinds() -> None:
     # a site profile maps every kind its cluster has, whatever devices this run measures on
-    assert validate(changed(gpu_models={"a100": "nvidia_a100_80gb", "t4": "tesla_t4"}))["gpu_models"]["t4"] == "tesla_t4"
+    assert (
+        validate(changed(gpu_models={"a100": "nvidia_a100_80gb", "t4": "tesla_t4"}))["gpu_models"][
+            "t4"
+        ]
+        == "tesla_t4"
+    )
     with pytest.raises(UserError, match=r"config.gpu_models"):
         validate(changed(gpu_models={"tpu": "v5e"}))
     with pytest.raises(UserError, match=r"config.gpu_models.a100"):
@@ -70,7 +100,16 @@ def test_gpu_model_mapping_names_gpu_kinds() -> None:
 def test_snakemake_rejects_bad_config_before_any_job(tmp_path: Path) -> None:
     bad = changed(perf__online__concurency=[1, 2])
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
-    done = snakemake("results/report.html", "--cores", "1", "--configfile", "bad.yaml", cwd=tmp_path, check=False, timeout=120)
+    done = snakemake(
+        "results/report.html",
+        "--cores",
+        "1",
+        "--configfile",
+        "bad.yaml",
+        cwd=tmp_path,
+        check=False,
+        timeout=120,
+    )
     assert done.returncode != 0
     assert "config.perf.online: unknown key(s) 'concurency'" in done.stdout + done.stderr
     assert not (tmp_path / "results").exists()
@@ -84,7 +123,20 @@ def test_formats_auto_skips_what_this_machine_cannot_build() -> None:
     reason = tensorrt_unavailable()
     if reason is None:
         pytest.skip("this machine can build TensorRT plans")
-    assert planned["digits"] == ["torchscript_trace", "torchscript_script", "onnx", "onnx_optimized", "onnx_fp16", "onnx_int8"]
-    assert [(s["format"], s["reason"]) for s in skipped] == [("tensorrt_fp32", f"skipped: {reason}"), ("tensorrt_fp16", f"skipped: {reason}")]
-    with pytest.raises(UserError, match=r"config.formats: \['tensorrt_fp16'\] cannot be built on this machine: .*formats: auto"):
+    assert planned["digits"] == [
+        "torchscript_trace",
+        "torchscript_script",
+        "onnx",
+        "onnx_optimized",
+        "onnx_fp16",
+        "onnx_int8",
+    ]
+    assert [(s["format"], s["reason"]) for s in skipped] == [
+        ("tensorrt_fp32", f"skipped: {reason}"),
+        ("tensorrt_fp16", f"skipped: {reason}"),
+    ]
+    with pytest.raises(
+        UserError,
+        match=r"config.formats: \['tensorrt_fp16'\] cannot be built on this machine: .*formats: auto",
+    ):
         validate(changed(formats=["onnx", "tensorrt_fp16"]))

@@ -31,24 +31,43 @@ KERAS = {
     "devices": ["cpu"],
     "triton": {"max_batch_size": 32},
     "accuracy": {"batch_size": 32},
-    "perf": {"measurement_interval_ms": 300, "stability_percentage": 50, "offline": {"batch_sizes": [1, 16]}, "online": {"concurrency": [1, 2]}},
+    "perf": {
+        "measurement_interval_ms": 300,
+        "stability_percentage": 50,
+        "offline": {"batch_sizes": [1, 16]},
+        "online": {"concurrency": [1, 2]},
+    },
     "native": {"window_s": 0.2},
 }
 
 
 def test_auto_formats_of_a_keras_model() -> None:
     planned, skipped = plan_formats(validate({**KERAS, "formats": "auto"}))
-    assert planned["kdigits"][:5] == ["savedmodel", "onnx", "onnx_optimized", "onnx_fp16", "onnx_int8"]
+    assert planned["kdigits"][:5] == [
+        "savedmodel",
+        "onnx",
+        "onnx_optimized",
+        "onnx_fp16",
+        "onnx_int8",
+    ]
     assert all(s["format"].startswith("tensorrt") for s in skipped)
     _, skipped = plan_formats(validate({**KERAS, "formats": ["savedmodel", "torchscript_trace"]}))
-    assert skipped == [{"model": "kdigits", "format": "torchscript_trace", "reason": "not a format of keras models"}]
+    assert skipped == [
+        {
+            "model": "kdigits",
+            "format": "torchscript_trace",
+            "reason": "not a format of keras models",
+        }
+    ]
 
 
 def test_keras_model_end_to_end(tmp_path: Path) -> None:
     (tmp_path / "keras.yaml").write_text(yaml.safe_dump(KERAS))
     snakemake("results/report.html", "--cores", "2", "--configfile", "keras.yaml", cwd=tmp_path)
     results = tmp_path / "results"
-    assert (results / "export" / "kdigits" / "savedmodel" / "model.savedmodel" / "saved_model.pb").exists()
+    assert (
+        results / "export" / "kdigits" / "savedmodel" / "model.savedmodel" / "saved_model.pb"
+    ).exists()
     onnx_io = json.loads((results / "export" / "kdigits" / "onnx" / "io.json").read_text())
     assert onnx_io["inputs"] == [{"name": "image", "dtype": "float32", "dims": [-1, 8, 8, 1]}]
     assert [t["name"] for t in onnx_io["outputs"]] == ["logits"]
@@ -63,7 +82,10 @@ def test_keras_model_end_to_end(tmp_path: Path) -> None:
             assert any(r["status"] == "ok" and float(r["Inferences/Second"]) > 0 for r in measured)
             assert {r["input_shapes"] for r in measured} == {"image:8x8x1"}
     config = read_config(results / "deploy" / "cpu" / "kdigits_savedmodel" / "config.pbtxt")
-    assert (config.platform, config.default_model_filename) == ("tensorflow_savedmodel", "model.savedmodel")
+    assert (config.platform, config.default_model_filename) == (
+        "tensorflow_savedmodel",
+        "model.savedmodel",
+    )
     with tarfile.open(results / "deploy" / "cpu.tar.gz") as tar:
         assert "cpu/kdigits_savedmodel/1/model.savedmodel/saved_model.pb" in tar.getnames()
     assert "kdigits" in (results / "report.html").read_text()

@@ -18,5 +18,7 @@ def test_snakemake_lint_is_clean(tmp_path: Path) -> None:
 
 def test_snakefmt_check_is_clean() -> None:
     exe = shutil.which("snakefmt") or str(Path(sys.executable).parent / "snakefmt")
-    done = subprocess.run([exe, "--check", "."], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [exe, "--check", "."], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stdout + done.stderr

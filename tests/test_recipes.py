@@ -29,14 +29,21 @@ CONFIG = {
     "formats": FORMATS,
     "devices": ["cpu"],
     "correctness": {"batch_size": 64, "batches": 2},
-    "triton": {"max_batch_size": 64, "dynamic_batching": {"preferred_batch_sizes": [8, 32], "max_queue_delay_us": 100}},
+    "triton": {
+        "max_batch_size": 64,
+        "dynamic_batching": {"preferred_batch_sizes": [8, 32], "max_queue_delay_us": 100},
+    },
     "accuracy": {"batch_size": 64},
     "perf": {
-        "measurement_interval_ms": 500, "stability_percentage": 50, "max_trials": 5, "input_samples": 32,
-        "offline": {"batch_sizes": [1, 16]}, "online": {"concurrency": [1, 4]},
+        "measurement_interval_ms": 500,
+        "stability_percentage": 50,
+        "max_trials": 5,
+        "input_samples": 32,
+        "offline": {"batch_sizes": [1, 16]},
+        "online": {"concurrency": [1, 4]},
     },
     "native": {"window_s": 0.3},
-}  # fmt: skip
+}
 
 
 def rows(path: Path) -> list[dict[str, str]]:
@@ -48,14 +55,24 @@ def rows(path: Path) -> list[dict[str, str]]:
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     workdir = tmp_path_factory.mktemp("recipes")
     (workdir / "recipes.yaml").write_text(yaml.safe_dump(CONFIG))
-    snakemake("results/report.html", "--cores", "2", "--configfile", "recipes.yaml", cwd=workdir, timeout=1800)
+    snakemake(
+        "results/report.html",
+        "--cores",
+        "2",
+        "--configfile",
+        "recipes.yaml",
+        cwd=workdir,
+        timeout=1800,
+    )
     return workdir
 
 
 def test_every_format_of_both_models_passed_and_was_served(workdir: Path) -> None:
     for model in CONFIG["models"]:
         for fmt in FORMATS:
-            verdict = json.loads((workdir / "results" / "correctness" / model / f"{fmt}.json").read_text())
+            verdict = json.loads(
+                (workdir / "results" / "correctness" / model / f"{fmt}.json").read_text()
+            )
             assert verdict["passed"], verdict
             for row in rows(workdir / "results" / "accuracy" / model / fmt / "cpu.csv"):
                 assert float(row["max_abs_diff_served_vs_exported"]) < 1e-4
@@ -66,36 +83,78 @@ def test_every_format_of_both_models_passed_and_was_served(workdir: Path) -> Non
 
 def test_wide_deep_has_two_typed_inputs_and_two_outputs(workdir: Path) -> None:
     for fmt in FORMATS:
-        io = json.loads((workdir / "results" / "export" / "wide_deep" / fmt / "io.json").read_text())
-        assert [(t["name"], t["dtype"], t["dims"]) for t in io["inputs"]] == [("categorical", "int64", [-1, 3]), ("numeric", "float32", [-1, 4])]
+        io = json.loads(
+            (workdir / "results" / "export" / "wide_deep" / fmt / "io.json").read_text()
+        )
+        assert [(t["name"], t["dtype"], t["dims"]) for t in io["inputs"]] == [
+            ("categorical", "int64", [-1, 3]),
+            ("numeric", "float32", [-1, 4]),
+        ]
         assert [t["name"] for t in io["outputs"]] == ["logit", "probability"]
-        config = (workdir / "results" / "repository" / "wide_deep" / fmt / "cpu" / f"wide_deep_{fmt}" / "config.pbtxt").read_text()
+        config = (
+            workdir
+            / "results"
+            / "repository"
+            / "wide_deep"
+            / fmt
+            / "cpu"
+            / f"wide_deep_{fmt}"
+            / "config.pbtxt"
+        ).read_text()
         assert "TYPE_INT64" in config and "TYPE_FP32" in config and '"probability"' in config
-        metrics = {r["metric"]: r for r in rows(workdir / "results" / "accuracy" / "wide_deep" / fmt / "cpu.csv")}
+        metrics = {
+            r["metric"]: r
+            for r in rows(workdir / "results" / "accuracy" / "wide_deep" / fmt / "cpu.csv")
+        }
         assert set(metrics) == {"auc", "log_loss", "accuracy"}
-        assert float(metrics["auc"]["served"]) > 0.6 and float(metrics["auc"]["served"]) == pytest.approx(float(metrics["auc"]["source"]), abs=1e-6)
-        shapes = {r["input_shapes"] for r in rows(workdir / "results" / "perf_offline" / "wide_deep" / fmt / "cpu.csv")}
+        assert float(metrics["auc"]["served"]) > 0.6 and float(
+            metrics["auc"]["served"]
+        ) == pytest.approx(float(metrics["auc"]["source"]), abs=1e-6)
+        shapes = {
+            r["input_shapes"]
+            for r in rows(workdir / "results" / "perf_offline" / "wide_deep" / fmt / "cpu.csv")
+        }
         assert shapes == {"categorical:3 numeric:4"}
 
 
 def test_the_tagger_sequence_axis_stays_dynamic(workdir: Path) -> None:
     recipe = load_recipe(ROOT / "recipes" / "tagger")
-    widths = [b["inputs"]["tokens"].shape[1] for b in recipe.dataloader.batches("validation", 32, CONFIG["models"]["tagger"]["params"])]
+    widths = [
+        b["inputs"]["tokens"].shape[1]
+        for b in recipe.dataloader.batches("validation", 32, CONFIG["models"]["tagger"]["params"])
+    ]
     typical = int(statistics.median(widths))
     for fmt in FORMATS:
         io = json.loads((workdir / "results" / "export" / "tagger" / fmt / "io.json").read_text())
         assert io["inputs"][0]["dims"] == [-1, -1] and io["outputs"][0]["dims"] == [-1, -1, 5]
-        config = (workdir / "results" / "repository" / "tagger" / fmt / "cpu" / f"tagger_{fmt}" / "config.pbtxt").read_text()
+        config = (
+            workdir
+            / "results"
+            / "repository"
+            / "tagger"
+            / fmt
+            / "cpu"
+            / f"tagger_{fmt}"
+            / "config.pbtxt"
+        ).read_text()
         assert re.search(r'name: "tokens".*?dims: -1', config, re.S), config
         # the validation set (batches of different lengths) went through the server
-        metrics = {r["metric"]: float(r["served"]) for r in rows(workdir / "results" / "accuracy" / "tagger" / fmt / "cpu.csv")}
+        metrics = {
+            r["metric"]: float(r["served"])
+            for r in rows(workdir / "results" / "accuracy" / "tagger" / fmt / "cpu.csv")
+        }
         assert metrics["token_accuracy"] > 0.8
         # perf: real token sequences cut or padded to the typical length, sent with --shape
         for mode in ("offline", "online"):
-            assert {r["input_shapes"] for r in rows(workdir / "results" / f"perf_{mode}" / "tagger" / fmt / "cpu.csv")} == {f"tokens:{typical}"}
+            assert {
+                r["input_shapes"]
+                for r in rows(workdir / "results" / f"perf_{mode}" / "tagger" / fmt / "cpu.csv")
+            } == {f"tokens:{typical}"}
             log = (workdir / "logs" / f"perf_{mode}" / "tagger" / fmt / "cpu.log").read_text()
             assert f"--shape tokens:{typical}" in log
-    data = json.loads((workdir / "results" / "perf_data" / "tagger" / "input.json").read_text())["data"]
+    data = json.loads((workdir / "results" / "perf_data" / "tagger" / "input.json").read_text())[
+        "data"
+    ]
     assert len(data) == 32 and {tuple(d["tokens"]["shape"]) for d in data} == {(typical,)}
     assert all(1 <= t < 64 for t in data[0]["tokens"]["content"][:4])  # real token ids, not random
 
@@ -126,5 +185,11 @@ def test_the_report_opens_with_both_models_linked_to_their_sections(workdir: Pat
     parser = Links()
     parser.feed(html)
     assert len(parser.best_links) == 2 and all(link[1:] in parser.ids for link in parser.best_links)
-    assert html.index('id="best"') < html.index("<h2>Model: tagger") < html.index("<h2>Model: wide_deep")
-    assert "tokens:" in html[html.index('id="best"') : html.index('id="summary"')]  # the sequence length perf used
+    assert (
+        html.index('id="best"')
+        < html.index("<h2>Model: tagger")
+        < html.index("<h2>Model: wide_deep")
+    )
+    assert (
+        "tokens:" in html[html.index('id="best"') : html.index('id="summary"')]
+    )  # the sequence length perf used

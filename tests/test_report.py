@@ -17,42 +17,101 @@ from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/browser.py, whatever pytest's import mode
+sys.path.insert(
+    0, str(Path(__file__).resolve().parent)
+)  # tests/browser.py, whatever pytest's import mode
 
-from browser import chart_summary, chromium_available, render_in_chromium  # noqa: E402
+from browser import chart_summary, chromium_available, render_in_chromium
 
-from deploysnake.report import _script_json, build_report  # noqa: E402
+from deploysnake.report import _script_json, build_report
 
 EVIL = "<script>alert(1)</script>"
 # A format name reaches the chart specs (legend, tooltip data) inside <script>: it must not end that script.
-EVIL_FORMAT = 'onnx</script><script>document.documentElement.setAttribute("data-pwned","2")</script><!--'
+EVIL_FORMAT = (
+    'onnx</script><script>document.documentElement.setAttribute("data-pwned","2")</script><!--'
+)
 # If the config dump could close a <script>, this would run and mark the page; the browser test checks it did not.
 PWN = '</script><script>document.documentElement.setAttribute("data-pwned","1")</script><!--'
 REASON = "logits: max abs err 0.3 (atol 1e-09) <b>too far</b>"
 PERF_ANALYZER = [
-    "Concurrency", "Inferences/Second", "Client Send", "Network+Server Send/Recv", "Server Queue",
-    "Server Compute Input", "Server Compute Infer", "Server Compute Output", "Client Recv",
-    "p50 latency", "p90 latency", "p95 latency", "p99 latency",
+    "Concurrency",
+    "Inferences/Second",
+    "Client Send",
+    "Network+Server Send/Recv",
+    "Server Queue",
+    "Server Compute Input",
+    "Server Compute Infer",
+    "Server Compute Output",
+    "Client Recv",
+    "p50 latency",
+    "p90 latency",
+    "p95 latency",
+    "p99 latency",
     "Avg latency",  # a further perf_analyzer column: must be kept and shown
-]  # fmt: skip
-PERF_HEADER = ["model", "format", "device", "mode", "batch", "concurrency", "status", *PERF_ANALYZER]
-ACC_HEADER = ["model", "format", "device", "metric", "source", "exported", "served", "served_minus_source", "samples",
-              "max_abs_diff_served_vs_exported"]  # fmt: skip
-NATIVE_HEADER = ["model", "format", "device", "batch", "throughput_infer_per_s", "p50_latency_us", "p99_latency_us", "iterations"]
+]
+PERF_HEADER = [
+    "model",
+    "format",
+    "device",
+    "mode",
+    "batch",
+    "concurrency",
+    "status",
+    *PERF_ANALYZER,
+]
+ACC_HEADER = [
+    "model",
+    "format",
+    "device",
+    "metric",
+    "source",
+    "exported",
+    "served",
+    "served_minus_source",
+    "samples",
+    "max_abs_diff_served_vs_exported",
+]
+NATIVE_HEADER = [
+    "model",
+    "format",
+    "device",
+    "batch",
+    "throughput_infer_per_s",
+    "p50_latency_us",
+    "p99_latency_us",
+    "iterations",
+]
 # digits' served offline throughput per image is FACTOR x native's, so served/native is FACTOR at every batch;
 # onnx on cpu is measured at offline concurrency 2 too, where it reaches PIPELINED x native.
 FACTOR = {"onnx": 0.9, "torchscript": 0.8}
 PIPELINED = 0.95
 
 
-def perf_row(model: str, fmt: str, device: str, mode: str, batch: int, conc: int, status: str, tput: float) -> list[Any]:
+def perf_row(
+    model: str, fmt: str, device: str, mode: str, batch: int, conc: int, status: str, tput: float
+) -> list[Any]:
     """One perf CSV row; a non-"ok" row has empty numbers unless tput is given (the report must not trust them)."""
     if status != "ok" and not tput:
         return [model, fmt, device, mode, batch, conc, status] + [""] * len(PERF_ANALYZER)
     lat = 1e6 * batch * conc / tput  # µs, consistent with the throughput
     parts = [0.05, 0.15, 0.1, 0.05, 0.5, 0.05, 0.1]
-    return [model, fmt, device, mode, batch, conc, status, conc, tput, *(round(lat * p) for p in parts),
-            round(lat), round(lat * 1.2), round(lat * 1.3), round(lat * 1.5), round(lat * 1.05)]  # fmt: skip
+    return [
+        model,
+        fmt,
+        device,
+        mode,
+        batch,
+        conc,
+        status,
+        conc,
+        tput,
+        *(round(lat * p) for p in parts),
+        round(lat),
+        round(lat * 1.2),
+        round(lat * 1.3),
+        round(lat * 1.5),
+        round(lat * 1.05),
+    ]
 
 
 def write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
@@ -65,39 +124,68 @@ def write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
 
 
 def correctness_doc(model: str, fmt: str, passed: bool) -> dict[str, Any]:
-    out = {"atol": 1e-4, "rtol": 1e-3, "passed": True, "max_abs_err": 6.6e-06, "max_rel_err": 2.5e-4}
+    out = {
+        "atol": 1e-4,
+        "rtol": 1e-3,
+        "passed": True,
+        "max_abs_err": 6.6e-06,
+        "max_rel_err": 2.5e-4,
+    }
     if not passed:
         out = {"atol": 1e-9, "rtol": 1e-9, "passed": False, "max_abs_err": 0.3, "max_rel_err": 0.02}
-    return {"format": fmt, "model": model, "passed": passed, "samples": 256, "reason": "" if passed else REASON,
-            "outputs": {"logits": out}}  # fmt: skip
+    return {
+        "format": fmt,
+        "model": model,
+        "passed": passed,
+        "samples": 256,
+        "reason": "" if passed else REASON,
+        "outputs": {"logits": out},
+    }
 
 
 def make_inputs(root: Path) -> dict[str, Any]:
     """build_report's keyword arguments; files sit under neutral names since a model name may hold any character."""
     correctness, accuracy, offline, online, native = [], [], [], [], []
     for i, (model, fmt, passed) in enumerate(
-        [("digits", "onnx", True), ("digits", "torchscript", True), ("digits", "tensorrt", False), (EVIL, EVIL_FORMAT, True)]
+        [
+            ("digits", "onnx", True),
+            ("digits", "torchscript", True),
+            ("digits", "tensorrt", False),
+            (EVIL, EVIL_FORMAT, True),
+        ]
     ):
         p = root / "correctness" / f"{i}.json"
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(json.dumps(correctness_doc(model, fmt, passed)))
         correctness.append(p)
 
-    served = [("digits", "onnx", "cpu"), ("digits", "torchscript", "cpu"), ("digits", "onnx", "gpu")]
+    served = [
+        ("digits", "onnx", "cpu"),
+        ("digits", "torchscript", "cpu"),
+        ("digits", "onnx", "gpu"),
+    ]
     for i, (model, fmt, dev) in enumerate(served):
         f = FACTOR[fmt] * (5 if dev == "gpu" else 1)
         batches = [1, 2, 4, 8]
         off = [perf_row(model, fmt, dev, "offline", b, 1, "ok", 1000 * b * f) for b in batches]
         if fmt == "torchscript":
-            off[-1] = perf_row(model, fmt, dev, "offline", 8, 1, "unstable", 99_999)  # numbers, yet unstable
+            off[-1] = perf_row(
+                model, fmt, dev, "offline", 8, 1, "unstable", 99_999
+            )  # numbers, yet unstable
         if (fmt, dev) == ("onnx", "cpu"):
-            off += [perf_row(model, fmt, dev, "offline", b, 2, "ok", 1000 * b * PIPELINED) for b in batches]
+            off += [
+                perf_row(model, fmt, dev, "offline", b, 2, "ok", 1000 * b * PIPELINED)
+                for b in batches
+            ]
         offline.append(write_csv(root / "offline" / f"{i}.csv", PERF_HEADER, off))
         on = [perf_row(model, fmt, dev, "online", 1, c, "ok", 900 * c * f) for c in (1, 2, 4)]
         if fmt == "torchscript":
             on[1] = perf_row(model, fmt, dev, "online", 1, 2, "unstable", 0)
         online.append(write_csv(root / "online" / f"{i}.csv", PERF_HEADER, on))
-        nat = [[model, fmt, dev, b, 1000 * b * (5 if dev == "gpu" else 1), 800, 1200, 500] for b in batches]
+        nat = [
+            [model, fmt, dev, b, 1000 * b * (5 if dev == "gpu" else 1), 800, 1200, 500]
+            for b in batches
+        ]
         if fmt == "torchscript":
             nat[-1][6] = "nan"  # a NaN must read as missing
         native.append(write_csv(root / "native" / f"{i}.csv", NATIVE_HEADER, nat))
@@ -105,31 +193,86 @@ def make_inputs(root: Path) -> dict[str, Any]:
             write_csv(
                 root / "accuracy" / f"{i}.csv",
                 ACC_HEADER,
-                [[model, fmt, dev, "accuracy", 0.9833, 0.9833, 0.9833, 0.0, 360, 1.2e-6],
-                 [model, fmt, dev, "cross_entropy", 0.0612, 0.0612, 0.0613, 1e-4, 360, 1.2e-6]],
+                [
+                    [model, fmt, dev, "accuracy", 0.9833, 0.9833, 0.9833, 0.0, 360, 1.2e-6],
+                    [model, fmt, dev, "cross_entropy", 0.0612, 0.0612, 0.0613, 1e-4, 360, 1.2e-6],
+                ],
             )
-        )  # fmt: skip
+        )
 
     # The evil model: a single offline point, every online point unstable, served metric missing.
-    offline.append(write_csv(root / "offline" / "evil.csv", PERF_HEADER, [perf_row(EVIL, EVIL_FORMAT, "cpu", "offline", 1, 1, "ok", 500)]))
-    online.append(write_csv(root / "online" / "evil.csv", PERF_HEADER,
-                            [perf_row(EVIL, EVIL_FORMAT, "cpu", "online", 1, c, "unstable", 0) for c in (1, 2)]))  # fmt: skip
-    native.append(write_csv(root / "native" / "evil.csv", NATIVE_HEADER, [[EVIL, EVIL_FORMAT, "cpu", 1, 1000, 900, 1100, 100]]))
-    accuracy.append(write_csv(root / "accuracy" / "evil.csv", ACC_HEADER, [[EVIL, EVIL_FORMAT, "cpu", "accuracy", 0.5, 0.5, "", "", 10, ""]]))
+    offline.append(
+        write_csv(
+            root / "offline" / "evil.csv",
+            PERF_HEADER,
+            [perf_row(EVIL, EVIL_FORMAT, "cpu", "offline", 1, 1, "ok", 500)],
+        )
+    )
+    online.append(
+        write_csv(
+            root / "online" / "evil.csv",
+            PERF_HEADER,
+            [perf_row(EVIL, EVIL_FORMAT, "cpu", "online", 1, c, "unstable", 0) for c in (1, 2)],
+        )
+    )
+    native.append(
+        write_csv(
+            root / "native" / "evil.csv",
+            NATIVE_HEADER,
+            [[EVIL, EVIL_FORMAT, "cpu", 1, 1000, 900, 1100, 100]],
+        )
+    )
+    accuracy.append(
+        write_csv(
+            root / "accuracy" / "evil.csv",
+            ACC_HEADER,
+            [[EVIL, EVIL_FORMAT, "cpu", "accuracy", 0.5, 0.5, "", "", 10, ""]],
+        )
+    )
 
-    config = {"models": {"digits": {"recipe": "recipes/digits"}, EVIL: {"recipe": "x"}}, "note": PWN,
-              "formats": ["onnx", "torchscript", "tensorrt"]}  # fmt: skip
+    config = {
+        "models": {"digits": {"recipe": "recipes/digits"}, EVIL: {"recipe": "x"}},
+        "note": PWN,
+        "formats": ["onnx", "torchscript", "tensorrt"],
+    }
     environment = [root / "environment" / "cpu.json", root / "environment" / "a100.json"]
     environment[0].parent.mkdir(parents=True, exist_ok=True)
     software = {
         "packages": {"torch": "2.13.0", "onnxruntime": "1.31.1"},
-        "platform": "Linux-test", "python": "3.11.7", "deploysnake": "0.1.0", "git_commit": "abc1234", "config": config,
-    }  # fmt: skip
-    environment[0].write_text(json.dumps({"device": "cpu", "hardware": {"cpu": "Test CPU <x86>", "cores": 2, "memory_gb": 23.4, "gpus": []}, **software}))
+        "platform": "Linux-test",
+        "python": "3.11.7",
+        "deploysnake": "0.1.0",
+        "git_commit": "abc1234",
+        "config": config,
+    }
+    environment[0].write_text(
+        json.dumps(
+            {
+                "device": "cpu",
+                "hardware": {"cpu": "Test CPU <x86>", "cores": 2, "memory_gb": 23.4, "gpus": []},
+                **software,
+            }
+        )
+    )
     gpu = {"name": "NVIDIA A100-SXM4-80GB", "memory": "81920 MiB", "driver": "550.54"}
-    environment[1].write_text(json.dumps({"device": "a100", "hardware": {"cpu": "Node CPU", "cores": 64, "memory_gb": 512, "gpus": [gpu]}, **software}))
-    return {"config": config, "correctness": correctness, "accuracy": accuracy, "offline": offline, "online": online,
-            "native": native, "environment": environment}  # fmt: skip
+    environment[1].write_text(
+        json.dumps(
+            {
+                "device": "a100",
+                "hardware": {"cpu": "Node CPU", "cores": 64, "memory_gb": 512, "gpus": [gpu]},
+                **software,
+            }
+        )
+    )
+    return {
+        "config": config,
+        "correctness": correctness,
+        "accuracy": accuracy,
+        "offline": offline,
+        "online": online,
+        "native": native,
+        "environment": environment,
+    }
 
 
 class Tables(HTMLParser):
@@ -193,12 +336,16 @@ def html(report: Path) -> str:
 @pytest.fixture(scope="module")
 def dom(report: Path) -> str:
     if not chromium_available():
-        pytest.skip("chromium is not installed (scripts/setup.sh test installs it); cannot check rendered charts")
+        pytest.skip(
+            "chromium is not installed (scripts/setup.sh test installs it); cannot check rendered charts"
+        )
     return render_in_chromium(report)
 
 
 def test_self_contained(html: str) -> None:
-    assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", html, re.I), "page loads something remote"
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", html, re.I), (
+        "page loads something remote"
+    )
     assert not re.search(r"<link\b|@import", html, re.I)
     assert not re.search(r"<script[^>]*\bsrc\s*=", html, re.I)
     assert html.count("window.vegaEmbed=") == 1, "vega-embed bundle must be inlined exactly once"
@@ -206,7 +353,9 @@ def test_self_contained(html: str) -> None:
 
 def test_untrusted_strings_are_escaped(html: str) -> None:
     assert "<script>alert(1)" not in html
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html  # shown as text (headings, tables, index)
+    assert (
+        "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    )  # shown as text (headings, tables, index)
     assert 'setAttribute("data-pwned"' not in html
     assert PWN not in html and "</script><script>document" not in html and EVIL_FORMAT not in html
     # every <script> block closes where the page means it to: one for the bundle, one per chart
@@ -224,7 +373,10 @@ def test_script_json_cannot_close_script() -> None:
 def test_failed_format_not_served(html: str) -> None:
     failed = re.findall(r'<li class="bad" data-format="([^"]*)">(.*?)</li>', html)
     assert [f for f, _ in failed] == ["tensorrt"]
-    assert "not served: logits: max abs err 0.3 (atol 1e-09) &lt;b&gt;too far&lt;/b&gt;" in failed[0][1]
+    assert (
+        "not served: logits: max abs err 0.3 (atol 1e-09) &lt;b&gt;too far&lt;/b&gt;"
+        in failed[0][1]
+    )
     corr = {(r["model"], r["format"]): r for r in rows(html, "correctness")}
     assert corr[("digits", "tensorrt")]["status"] == f"FAILED: {REASON}"
     assert corr[("digits", "onnx")]["status"] == "passed"
@@ -232,7 +384,9 @@ def test_failed_format_not_served(html: str) -> None:
     summary = [r for r in rows(html, "summary") if r["format"] == "tensorrt"]
     assert len(summary) == 1 and summary[0]["correctness"] == f"FAILED — not served: {REASON}"
     assert summary[0]["device"] == "—" and summary[0]["best offline infer/s"] == "—"
-    assert not [r for r in rows(html, "offline") + rows(html, "online") if r["format"] == "tensorrt"]
+    assert not [
+        r for r in rows(html, "offline") + rows(html, "online") if r["format"] == "tensorrt"
+    ]
 
 
 def test_unstable_rows_show_unstable(html: str) -> None:
@@ -244,23 +398,49 @@ def test_unstable_rows_show_unstable(html: str) -> None:
             assert r[col] == "unstable", (col, r)
     ts2 = next(r for r in bad if r["model"] == "digits")
     assert ts2["format"] == "torchscript" and ts2["concurrency"] == "2"
-    ok = next(r for r in online if r["model"] == "digits" and r["format"] == "onnx" and r["device"] == "cpu" and r["concurrency"] == "4")
+    ok = next(
+        r
+        for r in online
+        if r["model"] == "digits"
+        and r["format"] == "onnx"
+        and r["device"] == "cpu"
+        and r["concurrency"] == "4"
+    )
     assert number(ok["Inferences/Second"]) == pytest.approx(900 * 4 * 0.9, rel=1e-3)
     assert re.fullmatch(r"[\d,.]+", ok["Avg latency"])  # the extra perf_analyzer column is kept
-    off8 = next(r for r in rows(html, "offline") if r["format"] == "torchscript" and r["batch"] == "8")
+    off8 = next(
+        r for r in rows(html, "offline") if r["format"] == "torchscript" and r["batch"] == "8"
+    )
     assert off8["Inferences/Second"] == "unstable" and off8["p99 latency"] == "unstable"
-    sv8 = next(r for r in rows(html, "served-vs-native") if r["format"] == "torchscript" and r["batch"] == "8")
+    sv8 = next(
+        r
+        for r in rows(html, "served-vs-native")
+        if r["format"] == "torchscript" and r["batch"] == "8"
+    )
     assert sv8["served infer/s"] == "unstable" and sv8["served/native"] == "unstable"
-    assert number(sv8["native infer/s"]) == 8000 and sv8["native p99 µs"] == "—"  # NaN reads as missing
+    assert (
+        number(sv8["native infer/s"]) == 8000 and sv8["native p99 µs"] == "—"
+    )  # NaN reads as missing
     # one served-vs-native row per offline concurrency, each against the same native run
-    onnx8 = [r for r in rows(html, "served-vs-native") if (r["format"], r["device"], r["batch"]) == ("onnx", "cpu", "8")]
-    assert [(r["concurrency"], r["served/native"], number(r["native infer/s"])) for r in onnx8] == [("1", "0.9", 8000), ("2", "0.95", 8000)]
+    onnx8 = [
+        r
+        for r in rows(html, "served-vs-native")
+        if (r["format"], r["device"], r["batch"]) == ("onnx", "cpu", "8")
+    ]
+    assert [(r["concurrency"], r["served/native"], number(r["native infer/s"])) for r in onnx8] == [
+        ("1", "0.9", 8000),
+        ("2", "0.95", 8000),
+    ]
 
 
 def test_missing_values_dash(html: str) -> None:
     evil = [r for r in rows(html, "accuracy") if r["model"] == EVIL]
     assert len(evil) == 1
-    assert evil[0]["served"] == "—" and evil[0]["served_minus_source"] == "—" and evil[0]["source"] == "0.5"
+    assert (
+        evil[0]["served"] == "—"
+        and evil[0]["served_minus_source"] == "—"
+        and evil[0]["source"] == "0.5"
+    )
 
 
 def test_summary_numbers(html: str) -> None:
@@ -270,12 +450,17 @@ def test_summary_numbers(html: str) -> None:
     onnx = summary[("digits", "onnx", "cpu")]
     assert onnx["correctness"] == "passed"
     assert number(onnx["best offline infer/s"]) == 7600 and onnx["offline batch"] == "8"
-    assert number(onnx["best online infer/s"]) == pytest.approx(3240) and onnx["online concurrency"] == "4"
+    assert (
+        number(onnx["best online infer/s"]) == pytest.approx(3240)
+        and onnx["online concurrency"] == "4"
+    )
     # at the largest batch, the better of its two offline concurrencies
     assert (onnx["served/native"], onnx["at batch"], onnx["at concurrency"]) == ("0.95", "8", "2")
     assert onnx["served vs source"].startswith("accuracy: 0.9833 (source 0.9833")
     ts = summary[("digits", "torchscript", "cpu")]
-    assert number(ts["best offline infer/s"]) == 3200 and ts["offline batch"] == "4"  # batch 8 was unstable
+    assert (
+        number(ts["best offline infer/s"]) == 3200 and ts["offline batch"] == "4"
+    )  # batch 8 was unstable
     assert (ts["served/native"], ts["at batch"], ts["at concurrency"]) == ("0.8", "4", "1")
     evil = summary[(EVIL, EVIL_FORMAT, "cpu")]
     assert evil["best online infer/s"] == "—" and number(evil["best offline infer/s"]) == 500
@@ -287,7 +472,15 @@ def test_sections_and_index(html: str) -> None:
     links = re.findall(r'<a href="#([^"]+)"', html)
     assert set(links) == set(ids)
     # models in sorted order ("<" sorts before "d"), between the summary and the environment
-    order = [html.index(s) for s in ('id="summary"', "<h2>Model: &lt;script&gt;", "<h2>Model: digits", 'id="environment"')]
+    order = [
+        html.index(s)
+        for s in (
+            'id="summary"',
+            "<h2>Model: &lt;script&gt;",
+            "<h2>Model: digits",
+            'id="environment"',
+        )
+    ]
     assert order == sorted(order)
 
 
@@ -299,16 +492,34 @@ def test_charts_and_notes(html: str) -> None:
 
 def test_environment(html: str) -> None:
     hardware = {r["device"]: r for r in rows(html, "hardware")}
-    assert hardware["cpu"]["name"] == "Test CPU <x86>" and hardware["cpu"]["cores / SMs"] == "2" and hardware["cpu"]["memory"] == "23.4 GB"
+    assert (
+        hardware["cpu"]["name"] == "Test CPU <x86>"
+        and hardware["cpu"]["cores / SMs"] == "2"
+        and hardware["cpu"]["memory"] == "23.4 GB"
+    )
     # the GPU row: what its node reported (name, memory), and the kind's datasheet peaks
     a100 = hardware["a100"]
-    assert (a100["name"], a100["memory"], a100["cores / SMs"]) == ("NVIDIA A100-SXM4-80GB", "81920 MiB", "108")
-    assert a100["peak TFLOPS (FP32/FP16)"] == "19.5 (312.0)" and a100["memory bandwidth (GB/s)"] == "2039"
+    assert (a100["name"], a100["memory"], a100["cores / SMs"]) == (
+        "NVIDIA A100-SXM4-80GB",
+        "81920 MiB",
+        "108",
+    )
+    assert (
+        a100["peak TFLOPS (FP32/FP16)"] == "19.5 (312.0)"
+        and a100["memory bandwidth (GB/s)"] == "2039"
+    )
     software = {r["item"]: r["value"] for r in rows(html, "software")}
     assert software["git commit"] == "abc1234"
-    assert {r["package"]: r["version"] for r in rows(html, "packages")} == {"torch": "2.13.0", "onnxruntime": "1.31.1"}
+    assert {r["package"]: r["version"] for r in rows(html, "packages")} == {
+        "torch": "2.13.0",
+        "onnxruntime": "1.31.1",
+    }
     pre = re.search(r'<pre class="config">(.*?)</pre>', html, re.S)
-    assert pre and "&lt;/script&gt;&lt;script&gt;document" in pre.group(1) and "formats:" in pre.group(1)
+    assert (
+        pre
+        and "&lt;/script&gt;&lt;script&gt;document" in pre.group(1)
+        and "formats:" in pre.group(1)
+    )
 
 
 def test_only_environment(tmp_path: Path) -> None:
@@ -343,8 +554,12 @@ def test_browser_charts_have_data(dom: str) -> None:
     assert tput["by_mark"] == {"line": 3, "symbol": 11}, tput
     ratio = next(c for c in charts if c["title"] == "digits · cpu: served / native throughput")
     assert ratio["by_mark"] == {"line": 3, "symbol": 11, "rule": 1}, ratio
-    breakdown = next(c for c in charts if c["title"] == "digits · cpu: online latency breakdown per concurrency")
-    assert breakdown["by_mark"].get("rect") == 7 * (3 + 2), breakdown  # 7 components x (3 onnx + 2 stable torchscript)
+    breakdown = next(
+        c for c in charts if c["title"] == "digits · cpu: online latency breakdown per concurrency"
+    )
+    assert breakdown["by_mark"].get("rect") == 7 * (3 + 2), (
+        breakdown
+    )  # 7 components x (3 onnx + 2 stable torchscript)
 
 
 @pytest.mark.browser
@@ -375,7 +590,11 @@ def test_browser_shows_evil_name_as_text(dom: str) -> None:
     parsed.feed(dom)
     root = re.search(r"<html\b[^>]*>", dom)
     assert root and "data-pwned" not in root.group(0)  # the config payload never ran
-    injected = ("alert(1)", 'document.documentElement.setAttribute("data-pwned","1")', 'document.documentElement.setAttribute("data-pwned","2")')
+    injected = (
+        "alert(1)",
+        'document.documentElement.setAttribute("data-pwned","1")',
+        'document.documentElement.setAttribute("data-pwned","2")',
+    )
     assert not [b for b in parsed.bodies if b.strip() in injected]
     assert f"Model: {EVIL}" in "".join(parsed.text)  # the name reads as text
     assert sum(b.count("<script") for b in parsed.bodies) == 0  # not even inside a script
@@ -397,13 +616,21 @@ def test_non_finite_numbers_and_failed_only_model(tmp_path: Path) -> None:
     inputs = make_inputs(tmp_path / "in")
     odd = perf_row("odd", "onnx", "cpu", "offline", 2, 1, "ok", 100)
     odd[PERF_HEADER.index("Inferences/Second")] = "inf"
-    off = write_csv(tmp_path / "odd.csv", PERF_HEADER, [perf_row("odd", "onnx", "cpu", "offline", 1, 1, "ok", 100), odd])
+    off = write_csv(
+        tmp_path / "odd.csv",
+        PERF_HEADER,
+        [perf_row("odd", "onnx", "cpu", "offline", 1, 1, "ok", 100), odd],
+    )
     failed = [p for p in inputs["correctness"] if not json.loads(p.read_text())["passed"]]
     out = tmp_path / "r.html"
-    build_report({}, failed, [], [off], [], [], inputs["environment"], out)  # inf must not break the chart JSON
+    build_report(
+        {}, failed, [], [off], [], [], inputs["environment"], out
+    )  # inf must not break the chart JSON
     text = out.read_text()
     assert [r["Inferences/Second"] for r in rows(text, "offline")] == ["100", "inf"]
-    assert "<h2>Model: digits</h2>" in text and "not served: logits" in text  # a model with nothing served still shows
+    assert (
+        "<h2>Model: digits</h2>" in text and "not served: logits" in text
+    )  # a model with nothing served still shows
 
 
 def test_tuning_gain_is_the_side_by_side_medians_and_says_so() -> None:
@@ -412,17 +639,45 @@ def test_tuning_gain_is_the_side_by_side_medians_and_says_so() -> None:
     def median(t: float, lo: float, hi: float) -> dict[str, float]:
         return {"throughput": t, "p99_us": 900.0, "min": lo, "max": hi, "stable_rounds": 3}
 
-    base = {"trial": "A", "naive": "U", "naive_throughput": 1000.0, "search_best": "A", "search_best_throughput": 3000.0, "measured_by": "side_by_side"}
+    base = {
+        "trial": "A",
+        "naive": "U",
+        "naive_throughput": 1000.0,
+        "search_best": "A",
+        "search_best_throughput": 3000.0,
+        "measured_by": "side_by_side",
+    }
     side = {"A": median(1300.0, 1250.0, 1400.0), "U": median(1000.0, 900.0, 1100.0)}
     text = _side_by_side_gain({**base, "side_by_side": side})
-    assert "(medians of 3 round(s) side by side, 2 configuration(s) alternated); untuned (U) 1,000.0 infer/s: <b>×1.30</b> (the trials" in text
+    assert (
+        "(medians of 3 round(s) side by side, 2 configuration(s) alternated); untuned (U) 1,000.0 infer/s: <b>×1.30</b> (the trials"
+        in text
+    )
     assert "one short measurement each: ×3.00)" in text and "spread" not in text
-    overlapping = {**side, "U": median(1000.0, 800.0, 1260.0)}  # the untuned's best round beats the chosen's worst
-    assert "within the rounds' spread (chosen 1,250–1,400, untuned 800–1,260)" in _side_by_side_gain({**base, "side_by_side": overlapping})
+    overlapping = {
+        **side,
+        "U": median(1000.0, 800.0, 1260.0),
+    }  # the untuned's best round beats the chosen's worst
+    assert (
+        "within the rounds' spread (chosen 1,250–1,400, untuned 800–1,260)"
+        in _side_by_side_gain({**base, "side_by_side": overlapping})
+    )
     # the search's best trial lost the side by side to another candidate: said, with both numbers
-    lost = {**base, "search_best": "B", "side_by_side": {**side, "B": median(1100.0, 1000.0, 1200.0)}}
-    assert "the search's best trial, B (3,000.0 infer/s in its trial), measured 1,100.0 infer/s side by side" in _side_by_side_gain(lost)
-    assert "the untuned configuration is the best measured" in _side_by_side_gain({**base, "trial": "U", "side_by_side": side})
-    assert "×3.00 over the untuned configuration (U, 1,000.0 infer/s), one trial measurement each" in _side_by_side_gain(
-        {**base, "measured_by": "trial", "throughput": 3000.0, "side_by_side": {}}
+    lost = {
+        **base,
+        "search_best": "B",
+        "side_by_side": {**side, "B": median(1100.0, 1000.0, 1200.0)},
+    }
+    assert (
+        "the search's best trial, B (3,000.0 infer/s in its trial), measured 1,100.0 infer/s side by side"
+        in _side_by_side_gain(lost)
+    )
+    assert "the untuned configuration is the best measured" in _side_by_side_gain(
+        {**base, "trial": "U", "side_by_side": side}
+    )
+    assert (
+        "×3.00 over the untuned configuration (U, 1,000.0 infer/s), one trial measurement each"
+        in _side_by_side_gain(
+            {**base, "measured_by": "trial", "throughput": 3000.0, "side_by_side": {}}
+        )
     )

@@ -13,7 +13,12 @@ from .conftest import ROOT, snakemake
 pytestmark = pytest.mark.e2e
 
 CONFIG = {
-    "models": {"digits": {"recipe": str(ROOT / "recipes" / "digits"), "params": {"channels": 8, "epochs": 2, "seed": 0}}},
+    "models": {
+        "digits": {
+            "recipe": str(ROOT / "recipes" / "digits"),
+            "params": {"channels": 8, "epochs": 2, "seed": 0},
+        }
+    },
     "formats": "auto",
     "devices": ["cpu"],
     "triton": {"max_batch_size": 32},
@@ -28,14 +33,36 @@ TORCHSCRIPT_VOLATILE = (".debug_pkl", ".data/serialization_id")
 def build(workdir: Path) -> None:
     workdir.mkdir()
     (workdir / "c.yaml").write_text(yaml.safe_dump(CONFIG))
-    targets = [f"results/repository/digits/{fmt}/cpu" for fmt in ("torchscript_trace", "torchscript_script", "onnx", "onnx_optimized", "onnx_fp16", "onnx_int8")]
-    snakemake(*targets, "results/correctness/digits/verdicts.json", "--cores", "2", "--configfile", "c.yaml", cwd=workdir)
+    targets = [
+        f"results/repository/digits/{fmt}/cpu"
+        for fmt in (
+            "torchscript_trace",
+            "torchscript_script",
+            "onnx",
+            "onnx_optimized",
+            "onnx_fp16",
+            "onnx_int8",
+        )
+    ]
+    snakemake(
+        *targets,
+        "results/correctness/digits/verdicts.json",
+        "--cores",
+        "2",
+        "--configfile",
+        "c.yaml",
+        cwd=workdir,
+    )
 
 
 def test_two_runs_from_scratch_give_the_same_bytes(tmp_path: Path) -> None:
     build(tmp_path / "one")
     build(tmp_path / "two")
-    files = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one" / "results").rglob("*") if p.is_file())
+    files = sorted(
+        p.relative_to(tmp_path / "one")
+        for p in (tmp_path / "one" / "results").rglob("*")
+        if p.is_file()
+    )
     assert len(files) > 30
     compared = 0
     for rel in files:

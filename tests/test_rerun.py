@@ -23,14 +23,25 @@ CONFIG = {
     "devices": ["cpu"],
     "triton": {"max_batch_size": 16},
     "accuracy": {"batch_size": 16},
-    "perf": {"measurement_interval_ms": 300, "stability_percentage": 50, "offline": {"batch_sizes": [1, 8]}, "online": {"concurrency": [1]}},
+    "perf": {
+        "measurement_interval_ms": 300,
+        "stability_percentage": 50,
+        "offline": {"batch_sizes": [1, 8]},
+        "online": {"concurrency": [1]},
+    },
     "native": {"window_s": 0.2},
 }
 
 
 def snakemake(project: Path, *args: str) -> str:
     exe = shutil.which("snakemake") or str(Path(sys.executable).parent / "snakemake")
-    done = subprocess.run([exe, "results/report.html", "--cores", "2", "--configfile", "c.yaml", *args], cwd=project, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [exe, "results/report.html", "--cores", "2", "--configfile", "c.yaml", *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout
 
@@ -38,7 +49,16 @@ def snakemake(project: Path, *args: str) -> str:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     project = tmp_path_factory.mktemp("project")
-    for name in ("Snakefile", "config", "envs", "workflow", "src", "recipes", "profiles", "README.md"):
+    for name in (
+        "Snakefile",
+        "config",
+        "envs",
+        "workflow",
+        "src",
+        "recipes",
+        "profiles",
+        "README.md",
+    ):
         copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy2
         copy(ROOT / name, project / name)
     (project / "c.yaml").write_text(yaml.safe_dump(CONFIG))
@@ -56,7 +76,11 @@ def test_a_perf_setting_reruns_only_perf_and_report(project: Path) -> None:
     config["perf"]["stability_percentage"] = 40
     (project / "perf.yaml").write_text(yaml.safe_dump(config))
     out = snakemake(project, "--dry-run", "--configfile", "perf.yaml")
-    assert planned_jobs(out) == {"perf_analyzer_offline": 2, "perf_analyzer_online": 2, "altair_report": 1}
+    assert planned_jobs(out) == {
+        "perf_analyzer_offline": 2,
+        "perf_analyzer_online": 2,
+        "altair_report": 1,
+    }
 
 
 def test_editing_the_exporter_reruns_the_exports_and_what_depends_on_them(project: Path) -> None:

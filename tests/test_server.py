@@ -20,12 +20,19 @@ from deploysnake import repository, server
 from deploysnake.accuracy import infer_served
 from deploysnake.runtime import ArtifactRuntime
 
-TRITON = {"max_batch_size": 64, "dynamic_batching": {"preferred_batch_sizes": [8]}, "instances": {"cpu": 1}}
+TRITON = {
+    "max_batch_size": 64,
+    "dynamic_batching": {"preferred_batch_sizes": [8]},
+    "instances": {"cpu": 1},
+}
 
 
 def port_is_free(port: int) -> bool:
     """Nobody listens there and a server (SO_REUSEADDR, as Triton's) can bind it again."""
-    if any(c.laddr.port == port and c.status == psutil.CONN_LISTEN for c in psutil.net_connections(kind="tcp")):
+    if any(
+        c.laddr.port == port and c.status == psutil.CONN_LISTEN
+        for c in psutil.net_connections(kind="tcp")
+    ):
         return False
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -47,7 +54,9 @@ def repos(exported: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -
     for runner, flavour in RUNNERS.items():
         base = tmp_path_factory.mktemp(runner)
         for fmt in ("onnx", "torchscript_trace"):
-            model_dir = repository.write_repository("digits", exported[fmt], exported[f"{fmt}/io"], TRITON, "cpu", flavour, base / fmt)
+            model_dir = repository.write_repository(
+                "digits", exported[fmt], exported[f"{fmt}/io"], TRITON, "cpu", flavour, base / fmt
+            )
             os.replace(model_dir, base / model_dir.name)
             (base / fmt).rmdir()
         found[runner] = base
@@ -61,23 +70,38 @@ def repo(repos: dict[str, Path]) -> Path:
 
 def is_loopback(ip: str) -> bool:
     address = ipaddress.ip_address(ip)
-    return address.is_loopback or bool(getattr(address, "ipv4_mapped", None) and address.ipv4_mapped.is_loopback)
+    return address.is_loopback or bool(
+        getattr(address, "ipv4_mapped", None) and address.ipv4_mapped.is_loopback
+    )
 
 
 @pytest.mark.parametrize("runner", RUNNERS)
-def test_serves_both_formats_on_loopback_and_stops(runner: str, repos: dict[str, Path], exported: dict[str, Path], tmp_path: Path) -> None:
+def test_serves_both_formats_on_loopback_and_stops(
+    runner: str, repos: dict[str, Path], exported: dict[str, Path], tmp_path: Path
+) -> None:
     import json
 
     binary = server.locate("bundled", runner)
     assert binary.flavour == RUNNERS[runner]  # the in-process backend is built by scripts/setup.sh
     repo = repos[runner]
     inputs = {"image": np.random.default_rng(0).random((5, 1, 8, 8), dtype=np.float32)}
-    with server.TritonServer(repo, binary, tmp_path / "server.log", readiness_timeout_s=120) as running:
-        pid, ports = running.process.pid, (running.http_port, running.grpc_port, running.metrics_port)
+    with server.TritonServer(
+        repo, binary, tmp_path / "server.log", readiness_timeout_s=120
+    ) as running:
+        pid, ports = (
+            running.process.pid,
+            (running.http_port, running.grpc_port, running.metrics_port),
+        )
         listening: set = set()
-        deadline = time.monotonic() + 10  # the metrics endpoint may start listening just after readiness
+        deadline = (
+            time.monotonic() + 10
+        )  # the metrics endpoint may start listening just after readiness
         while len(listening) < 3 and time.monotonic() < deadline:
-            listening = {c.laddr for c in psutil.Process(pid).net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN}
+            listening = {
+                c.laddr
+                for c in psutil.Process(pid).net_connections(kind="tcp")
+                if c.status == psutil.CONN_LISTEN
+            }
             time.sleep(0.1)
         assert len(listening) == 3 and all(is_loopback(a.ip) for a in listening), listening
         for fmt in ("onnx", "torchscript_trace"):
@@ -89,22 +113,32 @@ def test_serves_both_formats_on_loopback_and_stops(runner: str, repos: dict[str,
     assert all(port_is_free(p) for p in ports)
     log = (tmp_path / "server.log").read_text()
     assert "successfully loaded" in log
-    assert ("deploysnake backend: Python runner in the server process" in log) == (runner == "deploysnake")
+    assert ("deploysnake backend: Python runner in the server process" in log) == (
+        runner == "deploysnake"
+    )
 
 
 def test_model_that_cannot_load_fails_with_server_error(repo: Path, tmp_path: Path) -> None:
     broken = tmp_path / "broken"
     (broken / "digits_onnx" / "1").mkdir(parents=True)
-    (broken / "digits_onnx" / "config.pbtxt").write_text((repo / "digits_onnx" / "config.pbtxt").read_text())
+    (broken / "digits_onnx" / "config.pbtxt").write_text(
+        (repo / "digits_onnx" / "config.pbtxt").read_text()
+    )
     for name in ("deploysnake_model.py", "runtime.py"):
-        (broken / "digits_onnx" / "1" / name).write_bytes((repo / "digits_onnx" / "1" / name).read_bytes())
+        (broken / "digits_onnx" / "1" / name).write_bytes(
+            (repo / "digits_onnx" / "1" / name).read_bytes()
+        )
     (broken / "digits_onnx" / "1" / "model.onnx").write_bytes(b"not an onnx file")
     started = time.monotonic()
     with pytest.raises(RuntimeError, match="exited with code .* before it was ready") as error:
-        with server.TritonServer(broken, server.locate("bundled"), tmp_path / "server.log", readiness_timeout_s=60):
+        with server.TritonServer(
+            broken, server.locate("bundled"), tmp_path / "server.log", readiness_timeout_s=60
+        ):
             pass
     assert time.monotonic() - started < 60
-    assert "digits_onnx" in str(error.value) and ("INVALID_PROTOBUF" in str(error.value) or "failed to load" in str(error.value))
+    assert "digits_onnx" in str(error.value) and (
+        "INVALID_PROTOBUF" in str(error.value) or "failed to load" in str(error.value)
+    )
 
 
 JOB = """
@@ -128,7 +162,11 @@ def test_server_dies_with_its_job(sig: signal.Signals, repo: Path, tmp_path: Pat
         job.send_signal(sig)
         job.wait(timeout=30)
         deadline = time.monotonic() + 20
-        while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+        while (
+            psutil.pid_exists(pid)
+            and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.2)
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     finally:
@@ -136,7 +174,9 @@ def test_server_dies_with_its_job(sig: signal.Signals, repo: Path, tmp_path: Pat
         job.wait()
 
 
-def test_port_taken_before_the_server_binds_is_retried(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_port_taken_before_the_server_binds_is_retried(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     real = server.free_ports
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -153,13 +193,17 @@ def test_port_taken_before_the_server_binds_is_retried(repo: Path, tmp_path: Pat
             return ports
 
         monkeypatch.setattr(server, "free_ports", first_pick_races)
-        with server.TritonServer(repo, server.locate("bundled"), tmp_path / "server.log", readiness_timeout_s=60) as running:
+        with server.TritonServer(
+            repo, server.locate("bundled"), tmp_path / "server.log", readiness_timeout_s=60
+        ) as running:
             assert running.is_ready() and running.grpc_port != taken
     assert len(calls) == 2
     assert "already in use" in (tmp_path / "server.log").read_text()
 
 
-def test_inprocess_backend_answers_each_request_of_a_dynamic_batch(exported: dict[str, Path], tmp_path: Path) -> None:
+def test_inprocess_backend_answers_each_request_of_a_dynamic_batch(
+    exported: dict[str, Path], tmp_path: Path
+) -> None:
     """Requests of different sizes joined into one batch come back split, each with its own rows."""
     import json
     from concurrent.futures import ThreadPoolExecutor
@@ -167,43 +211,81 @@ def test_inprocess_backend_answers_each_request_of_a_dynamic_batch(exported: dic
     import tritonclient.http as httpclient
 
     # A long queue delay, so the concurrent requests below meet in the batcher.
-    slow = {**TRITON, "dynamic_batching": {"preferred_batch_sizes": [], "max_queue_delay_us": 300_000}}
-    model_dir = repository.write_repository("digits", exported["onnx"], exported["onnx/io"], slow, "cpu", "inprocess", tmp_path / "repo")
+    slow = {
+        **TRITON,
+        "dynamic_batching": {"preferred_batch_sizes": [], "max_queue_delay_us": 300_000},
+    }
+    model_dir = repository.write_repository(
+        "digits", exported["onnx"], exported["onnx/io"], slow, "cpu", "inprocess", tmp_path / "repo"
+    )
     io = json.loads(exported["onnx/io"].read_text())
     local = ArtifactRuntime(exported["onnx"], "onnx", ["image"], ["logits"])
     sizes = [1, 2, 3, 5, 7, 11]
-    batches = [np.random.default_rng(size).random((size, 1, 8, 8), dtype=np.float32) for size in sizes]
-    with server.TritonServer(tmp_path / "repo", server.locate("bundled"), tmp_path / "server.log", readiness_timeout_s=120) as running:
+    batches = [
+        np.random.default_rng(size).random((size, 1, 8, 8), dtype=np.float32) for size in sizes
+    ]
+    with server.TritonServer(
+        tmp_path / "repo",
+        server.locate("bundled"),
+        tmp_path / "server.log",
+        readiness_timeout_s=120,
+    ) as running:
         with ThreadPoolExecutor(len(sizes)) as pool:
-            served = list(pool.map(lambda x: infer_served(running, model_dir.name, io, {"image": x}, timeout_s=30), batches))
+            served = list(
+                pool.map(
+                    lambda x: infer_served(running, model_dir.name, io, {"image": x}, timeout_s=30),
+                    batches,
+                )
+            )
         client = httpclient.InferenceServerClient(running.http_url)
         stats = client.get_inference_statistics(model_dir.name)["model_stats"][0]
     for x, got in zip(batches, served):
-        np.testing.assert_allclose(got["logits"], local({"image": x})["logits"], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(
+            got["logits"], local({"image": x})["logits"], rtol=1e-6, atol=1e-6
+        )
     assert stats["inference_count"] == sum(sizes)
     assert stats["execution_count"] < len(sizes)  # joined: fewer executions than requests
 
 
-def test_inprocess_backend_returns_a_runner_error_to_its_request_and_serves_on(exported: dict[str, Path], tmp_path: Path) -> None:
+def test_inprocess_backend_returns_a_runner_error_to_its_request_and_serves_on(
+    exported: dict[str, Path], tmp_path: Path
+) -> None:
     """A batch whose runner raises is answered with the Python error; the next batch is served, and
     the server stops cleanly with its responder thread."""
     import json
 
     from tritonclient.utils import InferenceServerException
 
-    model_dir = repository.write_repository("digits", exported["onnx"], exported["onnx/io"], TRITON, "cpu", "inprocess", tmp_path / "repo")
+    model_dir = repository.write_repository(
+        "digits",
+        exported["onnx"],
+        exported["onnx/io"],
+        TRITON,
+        "cpu",
+        "inprocess",
+        tmp_path / "repo",
+    )
     runner = model_dir / "1" / "deploysnake_model.py"
     # The runner refuses batches of exactly 3 rows (a fault in the model's code, not in Triton's input).
     runner.write_text(
         runner.read_text().replace(
-            "        batch = {name:", "        if shapes[0][0] == 3:\n            raise ValueError('three rows refused by the test')\n        batch = {name:"
+            "        batch = {name:",
+            "        if shapes[0][0] == 3:\n            raise ValueError('three rows refused by the test')\n        batch = {name:",
         )
     )
     io = json.loads(exported["onnx/io"].read_text())
     local = ArtifactRuntime(exported["onnx"], "onnx", ["image"], ["logits"])
     x3, x4 = (np.random.default_rng(n).random((n, 1, 8, 8), dtype=np.float32) for n in (3, 4))
-    with server.TritonServer(tmp_path / "repo", server.locate("bundled"), tmp_path / "server.log", readiness_timeout_s=120) as running:
-        with pytest.raises(InferenceServerException, match="deploysnake backend, execute: ValueError: three rows refused by the test"):
+    with server.TritonServer(
+        tmp_path / "repo",
+        server.locate("bundled"),
+        tmp_path / "server.log",
+        readiness_timeout_s=120,
+    ) as running:
+        with pytest.raises(
+            InferenceServerException,
+            match="deploysnake backend, execute: ValueError: three rows refused by the test",
+        ):
             infer_served(running, model_dir.name, io, {"image": x3}, timeout_s=30)
         got = infer_served(running, model_dir.name, io, {"image": x4}, timeout_s=30)
         pid = running.process.pid if running.process else -1
@@ -222,18 +304,47 @@ def test_offline_sweep_fills_every_instance(exported: dict[str, Path], tmp_path:
     from deploysnake import perf, tools
     from deploysnake.configuration import validate
 
-    config = validate(yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text()))
-    settings = {**config["perf"], "measurement_interval_ms": 300, "stability_percentage": 50, "offline": {"batch_sizes": [8], "concurrency": [1], "shared_memory": "system"}}
+    config = validate(
+        yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())
+    )
+    settings = {
+        **config["perf"],
+        "measurement_interval_ms": 300,
+        "stability_percentage": 50,
+        "offline": {"batch_sizes": [8], "concurrency": [1], "shared_memory": "system"},
+    }
     two = {**TRITON, "instances": {"cpu": 2}}
-    model_dir = repository.write_repository("digits", exported["onnx"], exported["onnx/io"], two, "cpu", "inprocess", tmp_path / "repo")
+    model_dir = repository.write_repository(
+        "digits", exported["onnx"], exported["onnx/io"], two, "cpu", "inprocess", tmp_path / "repo"
+    )
     assert repository.served_instances(model_dir) == 2
-    with server.TritonServer(tmp_path / "repo", server.locate("bundled"), tmp_path / "server.log", readiness_timeout_s=120) as running:
+    with server.TritonServer(
+        tmp_path / "repo",
+        server.locate("bundled"),
+        tmp_path / "server.log",
+        readiness_timeout_s=120,
+    ) as running:
         rows = perf.measure(
-            tools.perf_analyzer(settings["perf_analyzer"]), running, "digits", "onnx", "cpu", model_dir.name, exported["onnx/io"], settings, "offline",
-            tmp_path / "offline.csv", instances=repository.served_instances(model_dir),
-        )  # fmt: skip
-    assert [(r["batch"], r["concurrency"], r["status"]) for r in rows] == [(8, 1, "ok"), (8, 4, "ok")]
+            tools.perf_analyzer(settings["perf_analyzer"]),
+            running,
+            "digits",
+            "onnx",
+            "cpu",
+            model_dir.name,
+            exported["onnx/io"],
+            settings,
+            "offline",
+            tmp_path / "offline.csv",
+            instances=repository.served_instances(model_dir),
+        )
+    assert [(r["batch"], r["concurrency"], r["status"]) for r in rows] == [
+        (8, 1, "ok"),
+        (8, 4, "ok"),
+    ]
     with open(tmp_path / "offline.csv", newline="") as handle:
         written = list(csv.DictReader(handle))
-    assert [row["Concurrency"] for row in written] == ["1", "4"]  # perf_analyzer's own column: what it kept in flight
+    assert [row["Concurrency"] for row in written] == [
+        "1",
+        "4",
+    ]  # perf_analyzer's own column: what it kept in flight
     assert all(float(row["Inferences/Second"]) > 0 for row in written)

@@ -28,36 +28,69 @@ SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+)")
 def slurm_run(*args: str, cwd: Path, timeout: float = 1500) -> subprocess.CompletedProcess[str]:
     """snakemake TARGET --profile profiles/slurm, as a cluster user types it (targets first)."""
     exe = shutil.which("snakemake") or str(Path(sys.executable).parent / "snakemake")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PLUGIN), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(PLUGIN), os.environ.get("PYTHONPATH")])),
+    }
     # The node has `nproc` cores: --max-threads caps the profile's set-threads to what it can grant.
-    cmd = [exe, "results/report.html", "--snakefile", str(ROOT / "Snakefile"), "--configfile", str(ROOT / "config" / "config.yaml"),
-           "--profile", str(ROOT / "profiles" / "slurm"), "--max-threads", str(os.cpu_count()), *args]  # fmt: skip
+    cmd = [
+        exe,
+        "results/report.html",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--configfile",
+        str(ROOT / "config" / "config.yaml"),
+        "--profile",
+        str(ROOT / "profiles" / "slurm"),
+        "--max-threads",
+        str(os.cpu_count()),
+        *args,
+    ]
     with open(cwd / "snakemake.out", "w") as out:  # a file, never an unread pipe
-        code = subprocess.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=timeout).returncode
+        code = subprocess.run(
+            cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=timeout
+        ).returncode
     return subprocess.CompletedProcess(cmd, code, (cwd / "snakemake.out").read_text(), "")
 
 
 def slurm_jobs() -> dict[str, str]:
     """{job id: state} of every job the controller still knows (finished ones stay MinJobAge = 300 s)."""
-    out = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i %T"], capture_output=True, text=True, timeout=60, check=True).stdout
+    out = subprocess.run(
+        ["squeue", "-h", "-t", "all", "-o", "%i %T"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     return dict(line.split() for line in out.splitlines() if line.strip())
 
 
 @pytest.fixture(scope="module")
 def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     if os.geteuid() != 0:
-        pytest.skip("the SLURM test installs and starts slurmctld, slurmd and munged: it must run as root (CI does)")
+        pytest.skip(
+            "the SLURM test installs and starts slurmctld, slurmd and munged: it must run as root (CI does)"
+        )
     if not (PLUGIN / "snakemake_executor_plugin_slurm").is_dir():
-        pytest.fail(f"the slurm executor plugin is missing from {PLUGIN}: run scripts/setup.sh test (make test does)")
+        pytest.fail(
+            f"the slurm executor plugin is missing from {PLUGIN}: run scripts/setup.sh test (make test does)"
+        )
     state = tmp_path_factory.mktemp("slurm")
-    start = subprocess.run([str(ROOT / "scripts" / "slurm_local.sh"), "start", str(state)], capture_output=True, text=True, timeout=900)
+    start = subprocess.run(
+        [str(ROOT / "scripts" / "slurm_local.sh"), "start", str(state)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     if start.returncode == 3:
         pytest.skip(f"this machine runs its own SLURM: {start.stderr.strip()}")
     try:
         assert start.returncode == 0, f"SLURM did not start:\n{start.stderr[-4000:]}"
         yield
     finally:
-        subprocess.run([str(ROOT / "scripts" / "slurm_local.sh"), "stop", str(state)], timeout=120, check=True)
+        subprocess.run(
+            [str(ROOT / "scripts" / "slurm_local.sh"), "stop", str(state)], timeout=120, check=True
+        )
     for daemon in ("slurmctld", "slurmd"):
         assert not processes_named(daemon), f"{daemon} still runs after stop"
 
@@ -74,9 +107,13 @@ def test_every_job_went_through_sbatch(finished: tuple[Path, str]) -> None:
     _, output = finished
     submitted = SUBMITTED.findall(output)
     steps = re.findall(r"(\d+) of (\d+) steps \(100%\) done", output)
-    assert steps and len(submitted) == int(steps[-1][1]), f"{len(submitted)} sbatch submissions for {steps} jobs"
+    assert steps and len(submitted) == int(steps[-1][1]), (
+        f"{len(submitted)} sbatch submissions for {steps} jobs"
+    )
     known = slurm_jobs()
-    assert {known.get(job) for job in submitted} == {"COMPLETED"}, {job: known.get(job) for job in submitted}
+    assert {known.get(job) for job in submitted} == {"COMPLETED"}, {
+        job: known.get(job) for job in submitted
+    }
 
 
 def test_the_report_is_complete(finished: tuple[Path, str]) -> None:
@@ -88,7 +125,9 @@ def test_the_report_is_complete(finished: tuple[Path, str]) -> None:
         assert f"digits / {fmt}" in html or f">{fmt}<" in html
     assert 'id="best"' in html and 'data-table="hardware"' in html
     # measured on the node, by jobs that started their own server on its loopback
-    server_log = (workdir / "logs" / "perf_offline" / "digits" / "onnx" / "cpu.server.log").read_text()
+    server_log = (
+        workdir / "logs" / "perf_offline" / "digits" / "onnx" / "cpu.server.log"
+    ).read_text()
     assert "Started GRPCInferenceService at 127.0.0.1:" in server_log
 
 

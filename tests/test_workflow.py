@@ -23,28 +23,64 @@ from .conftest import ROOT, processes_named, snakemake
 pytestmark = pytest.mark.e2e
 
 PERF_COLUMNS = [
-    "Concurrency", "Inferences/Second", "Client Send", "Network+Server Send/Recv", "Server Queue",
-    "Server Compute Input", "Server Compute Infer", "Server Compute Output", "Client Recv",
-    "p50 latency", "p90 latency", "p95 latency", "p99 latency",
+    "Concurrency",
+    "Inferences/Second",
+    "Client Send",
+    "Network+Server Send/Recv",
+    "Server Queue",
+    "Server Compute Input",
+    "Server Compute Infer",
+    "Server Compute Output",
+    "Client Recv",
+    "p50 latency",
+    "p90 latency",
+    "p95 latency",
+    "p99 latency",
 ]
 # formats: auto -> every format this CPU machine can build goes through the whole DAG.
-FORMATS = ["torchscript_trace", "torchscript_script", "onnx", "onnx_optimized", "onnx_fp16", "onnx_int8"]
+FORMATS = [
+    "torchscript_trace",
+    "torchscript_script",
+    "onnx",
+    "onnx_optimized",
+    "onnx_fp16",
+    "onnx_int8",
+]
 TINY = {
-    "models": {"digits": {"recipe": str(ROOT / "recipes" / "digits"), "params": {"channels": 8, "epochs": 3, "batch_size": 64, "seed": 0}}},
+    "models": {
+        "digits": {
+            "recipe": str(ROOT / "recipes" / "digits"),
+            "params": {"channels": 8, "epochs": 3, "batch_size": 64, "seed": 0},
+        }
+    },
     "formats": "auto",
     "devices": ["cpu"],
     "correctness": {"batch_size": 64, "batches": 2},
-    "triton": {"max_batch_size": 64, "dynamic_batching": {"preferred_batch_sizes": [8, 32], "max_queue_delay_us": 100}, "instances": {"cpu": 1}, "readiness_timeout_s": 120},
+    "triton": {
+        "max_batch_size": 64,
+        "dynamic_batching": {"preferred_batch_sizes": [8, 32], "max_queue_delay_us": 100},
+        "instances": {"cpu": 1},
+        "readiness_timeout_s": 120,
+    },
     "accuracy": {"batch_size": 64},
     "perf": {
-        "measurement_interval_ms": 500, "stability_percentage": 50, "max_trials": 5,
-        "offline": {"batch_sizes": [1, 32], "concurrency": [1, 2]}, "online": {"concurrency": [1, 4]},
+        "measurement_interval_ms": 500,
+        "stability_percentage": 50,
+        "max_trials": 5,
+        "offline": {"batch_sizes": [1, 32], "concurrency": [1, 2]},
+        "online": {"concurrency": [1, 4]},
     },
     "native": {"window_s": 0.3},
 }
 
 
-HEAD = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip() if (ROOT / ".git").exists() else ""
+HEAD = (
+    subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    if (ROOT / ".git").exists()
+    else ""
+)
 
 
 def rows(path: Path) -> list[dict[str, str]]:
@@ -90,34 +126,61 @@ def test_every_stage_wrote_real_results(workdir: Path) -> None:
             assert float(row["max_abs_diff_served_vs_exported"]) < 1e-5
             assert abs(float(row["served"]) - float(row["exported"])) < 1e-6
             assert int(row["samples"]) == 359
-        accuracy = {r["metric"]: float(r["served"]) for r in rows(results / "accuracy" / "digits" / fmt / "cpu.csv")}
+        accuracy = {
+            r["metric"]: float(r["served"])
+            for r in rows(results / "accuracy" / "digits" / fmt / "cpu.csv")
+        }
         assert accuracy["accuracy"] > 0.8
-        for mode, points in (("offline", [("1", "1"), ("1", "2"), ("32", "1"), ("32", "2")]), ("online", [("1", "1"), ("1", "4")])):
+        for mode, points in (
+            ("offline", [("1", "1"), ("1", "2"), ("32", "1"), ("32", "2")]),
+            ("online", [("1", "1"), ("1", "4")]),
+        ):
             measured = rows(results / f"perf_{mode}" / "digits" / fmt / "cpu.csv")
             assert [(r["batch"], r["concurrency"]) for r in measured] == points
             assert set(PERF_COLUMNS) <= set(measured[0]), measured[0].keys()
             # Real validation samples from the dataloader went to the server, with their shapes recorded.
-            assert {(r["input_data"], r["input_shapes"]) for r in measured} == {("dataloader", "image:1x8x8")}
+            assert {(r["input_data"], r["input_shapes"]) for r in measured} == {
+                ("dataloader", "image:1x8x8")
+            }
             assert {r["status"] for r in measured} <= {"ok", "unstable"}
             stable = [r for r in measured if r["status"] == "ok"]
             assert stable, f"no stable {mode} point for {fmt}"
-            assert all(float(r["Inferences/Second"]) > 0 and float(r["p99 latency"]) >= float(r["p50 latency"]) > 0 for r in stable)
+            assert all(
+                float(r["Inferences/Second"]) > 0
+                and float(r["p99 latency"]) >= float(r["p50 latency"]) > 0
+                for r in stable
+            )
         # Every row says what produced it: settings hash, code version, packages, hardware.
         for stage in ("accuracy", "perf_offline", "perf_online", "native"):
             for row in rows(results / stage / "digits" / fmt / "cpu.csv"):
                 assert re.fullmatch(r"[0-9a-f]{12}", row["config_hash"]) and row["hardware"]
                 # the checkout's git commit ("-dirty" with uncommitted changes); the package version outside git
-                assert row["code_version"].startswith(HEAD) if HEAD else row["code_version"] == "deploysnake 0.1.0"
+                assert (
+                    row["code_version"].startswith(HEAD)
+                    if HEAD
+                    else row["code_version"] == "deploysnake 0.1.0"
+                )
                 assert "torch=2.13.0" in row["packages"] and "onnxruntime=" in row["packages"]
         native = rows(results / "native" / "digits" / fmt / "cpu.csv")
-        assert [r["batch"] for r in native] == ["1", "32"] and all(float(r["throughput_infer_per_s"]) > 0 for r in native)
-        config = (results / "repository" / "digits" / fmt / "cpu" / f"digits_{fmt}" / "config.pbtxt").read_text()
+        assert [r["batch"] for r in native] == ["1", "32"] and all(
+            float(r["throughput_infer_per_s"]) > 0 for r in native
+        )
+        config = (
+            results / "repository" / "digits" / fmt / "cpu" / f"digits_{fmt}" / "config.pbtxt"
+        ).read_text()
         assert "max_batch_size: 64" in config and "preferred_batch_size: 32" in config
     with tarfile.open(results / "deploy" / "cpu.tar.gz") as tar:
         assert {f"cpu/digits_{fmt}/config.pbtxt" for fmt in FORMATS} <= set(tar.getnames())
     perf_log = (workdir / "logs" / "perf_offline" / "digits" / "onnx" / "cpu.log").read_text()
-    assert "point 1 of 4" in perf_log and "point 4 of 4" in perf_log and "tritonserver stopped" in perf_log
-    assert "successfully loaded 'digits_onnx'" in (workdir / "logs" / "perf_offline" / "digits" / "onnx" / "cpu.server.log").read_text()
+    assert (
+        "point 1 of 4" in perf_log
+        and "point 4 of 4" in perf_log
+        and "tritonserver stopped" in perf_log
+    )
+    assert (
+        "successfully loaded 'digits_onnx'"
+        in (workdir / "logs" / "perf_offline" / "digits" / "onnx" / "cpu.server.log").read_text()
+    )
     assert not processes_named("tritonserver") and not processes_named("perf_analyzer")
 
 
@@ -127,7 +190,9 @@ def test_report_renders_offline_with_data_in_every_chart(workdir: Path) -> None:
     assert html.index('id="best"') < html.index('id="summary"')
     assert "tensorrt_fp16</b>: skipped:" in html
     assert 'id="provenance"' in html and "torch=2.13.0" in html
-    assert not re.search(r"""<script[^>]+src=["']https?:""", html), "the report must not load scripts from the network"
+    assert not re.search(r"""<script[^>]+src=["']https?:""", html), (
+        "the report must not load scripts from the network"
+    )
     for fmt in FORMATS:
         assert fmt in html
     if not chromium_available():
@@ -138,7 +203,9 @@ def test_report_renders_offline_with_data_in_every_chart(workdir: Path) -> None:
 
 
 def test_second_run_does_nothing(workdir: Path) -> None:
-    done = snakemake("results/report.html", "--cores", "2", "--configfile", "tiny.yaml", "--dry-run", cwd=workdir)
+    done = snakemake(
+        "results/report.html", "--cores", "2", "--configfile", "tiny.yaml", "--dry-run", cwd=workdir
+    )
     assert planned_jobs(done.stdout) == {}, done.stdout[-3000:]
 
 
@@ -146,21 +213,37 @@ def test_changing_online_concurrency_reruns_only_online_perf_and_report(workdir:
     config = copy.deepcopy(TINY)
     config["perf"]["online"]["concurrency"] = [1, 2]
     name = write_config(workdir, "online.yaml", config)
-    done = snakemake("results/report.html", "--cores", "2", "--configfile", name, "--dry-run", cwd=workdir)
-    assert planned_jobs(done.stdout) == {"perf_analyzer_online": len(FORMATS), "altair_report": 1}, done.stdout[-3000:]
+    done = snakemake(
+        "results/report.html", "--cores", "2", "--configfile", name, "--dry-run", cwd=workdir
+    )
+    assert planned_jobs(done.stdout) == {
+        "perf_analyzer_online": len(FORMATS),
+        "altair_report": 1,
+    }, done.stdout[-3000:]
 
 
 def test_failing_format_is_not_served_and_nothing_is_lost(workdir: Path) -> None:
     config = copy.deepcopy(TINY)
-    config["correctness"]["default"] = {"atol": 0.0, "rtol": 0.0}  # TorchScript is exact, ONNX is not
+    config["correctness"]["default"] = {
+        "atol": 0.0,
+        "rtol": 0.0,
+    }  # TorchScript is exact, ONNX is not
     config["correctness"]["formats"] = {}  # no looser bounds for fp16/int8 either
     name = write_config(workdir, "tight.yaml", config)
     onnx_perf = workdir / "results" / "perf_offline" / "digits" / "onnx" / "cpu.csv"
     before = onnx_perf.read_bytes()
     done = snakemake("results/report.html", "--cores", "2", "--configfile", name, cwd=workdir)
     assert "runtime_check_correctness" in done.stderr
-    verdicts = {fmt: json.loads((workdir / "results" / "correctness" / "digits" / f"{fmt}.json").read_text()) for fmt in FORMATS}
-    assert [f for f in FORMATS if verdicts[f]["passed"]] == ["torchscript_trace", "torchscript_script"]
+    verdicts = {
+        fmt: json.loads(
+            (workdir / "results" / "correctness" / "digits" / f"{fmt}.json").read_text()
+        )
+        for fmt in FORMATS
+    }
+    assert [f for f in FORMATS if verdicts[f]["passed"]] == [
+        "torchscript_trace",
+        "torchscript_script",
+    ]
     html = (workdir / "results" / "report.html").read_text()
     assert "not served" in html and "max abs err" in html
     assert onnx_perf.read_bytes() == before  # computed results stay on disk

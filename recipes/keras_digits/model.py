@@ -34,6 +34,16 @@ def train(model: Any, dataloader: Any, params: dict[str, Any]) -> Any:
     batches = list(dataloader.batches("train", int(params.get("batch_size", 64)), params))
     images = np.concatenate([b["inputs"]["image"] for b in batches])
     labels = np.concatenate([b["labels"] for b in batches])
-    model.compile(optimizer=keras.optimizers.Adam(float(params.get("lr", 3e-3))), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(images, labels, batch_size=int(params.get("batch_size", 64)), epochs=int(params.get("epochs", 5)), shuffle=False, verbose=0)
+    model.compile(
+        optimizer=keras.optimizers.Adam(float(params.get("lr", 3e-3))),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    model.fit(
+        images,
+        labels,
+        batch_size=int(params.get("batch_size", 64)),
+        epochs=int(params.get("epochs", 5)),
+        shuffle=False,
+        verbose=0,
+    )
     return model

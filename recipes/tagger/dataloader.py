@@ -22,12 +22,23 @@ def _split(split: str, params: dict[str, Any]) -> list[tuple[np.ndarray, np.ndar
     if split not in ("train", "validation"):
         raise ValueError(f"unknown split {split!r}: use 'train' or 'validation'")
     rng = np.random.default_rng(int(params.get("seed", 0)) + (0 if split == "train" else 1))
-    count = int(params.get("train_sequences" if split == "train" else "validation_sequences", 1200 if split == "train" else 256))
-    lengths = rng.integers(int(params.get("min_length", 4)), int(params.get("max_length", 32)) + 1, size=count)
+    count = int(
+        params.get(
+            "train_sequences" if split == "train" else "validation_sequences",
+            1200 if split == "train" else 256,
+        )
+    )
+    lengths = rng.integers(
+        int(params.get("min_length", 4)), int(params.get("max_length", 32)) + 1, size=count
+    )
     sequences = []
     for n in lengths:
         tokens = rng.integers(1, VOCAB, size=n)
-        tags = np.where(rng.random(n) < float(params.get("noise", 0.05)), rng.integers(0, TAGS, size=n), _tag(tokens))
+        tags = np.where(
+            rng.random(n) < float(params.get("noise", 0.05)),
+            rng.integers(0, TAGS, size=n),
+            _tag(tokens),
+        )
         sequences.append((tokens, tags))
     return sequences
 
@@ -43,4 +54,8 @@ def batches(split: str, batch_size: int, params: dict[str, Any]) -> Iterator[dic
         for row, (seq, tags) in enumerate(chunk):
             tokens[row, : len(seq)] = seq
             labels[row, : len(seq)] = tags
-        yield {"ids": np.arange(start, start + len(chunk)), "inputs": {"tokens": tokens}, "labels": labels}
+        yield {
+            "ids": np.arange(start, start + len(chunk)),
+            "inputs": {"tokens": tokens},
+            "labels": labels,
+        }

@@ -24,9 +24,15 @@ class WideAndDeep(nn.Module):
         self.wide_numeric = nn.Linear(NUMERIC, 1)
         # deep: embeddings and numeric features through an MLP
         self.embeddings = nn.ModuleList(nn.Embedding(n, embedding) for n in CARDINALITIES)
-        self.deep = nn.Sequential(nn.Linear(embedding * len(CARDINALITIES) + NUMERIC, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        self.deep = nn.Sequential(
+            nn.Linear(embedding * len(CARDINALITIES) + NUMERIC, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, 1),
+        )
 
-    def forward(self, categorical: torch.Tensor, numeric: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, categorical: torch.Tensor, numeric: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         wide = self.wide_numeric(numeric)
         deep_in = [numeric]
         for column, (w, e) in enumerate(zip(self.wide, self.embeddings)):
@@ -42,7 +48,10 @@ def build_model(params: dict[str, Any]) -> nn.Module:
 
 
 def example_inputs(batch_size: int) -> dict[str, torch.Tensor]:
-    return {"categorical": torch.zeros(batch_size, len(CARDINALITIES), dtype=torch.int64), "numeric": torch.zeros(batch_size, NUMERIC)}
+    return {
+        "categorical": torch.zeros(batch_size, len(CARDINALITIES), dtype=torch.int64),
+        "numeric": torch.zeros(batch_size, NUMERIC),
+    }
 
 
 def train(model: nn.Module, dataloader: Any, params: dict[str, Any]) -> nn.Module:
@@ -53,7 +62,9 @@ def train(model: nn.Module, dataloader: Any, params: dict[str, Any]) -> nn.Modul
         for batch in dataloader.batches("train", int(params.get("batch_size", 128)), params):
             optimizer.zero_grad()
             inputs = batch["inputs"]
-            logit, _ = model(torch.from_numpy(inputs["categorical"]), torch.from_numpy(inputs["numeric"]))
+            logit, _ = model(
+                torch.from_numpy(inputs["categorical"]), torch.from_numpy(inputs["numeric"])
+            )
             loss = loss_fn(logit[:, 0], torch.from_numpy(batch["labels"]).float())
             loss.backward()
             optimizer.step()

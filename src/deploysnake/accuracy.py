@@ -21,13 +21,21 @@ from .server import TritonServer
 log = logging.getLogger(__name__)
 
 
-def infer_served(server: TritonServer, model_name: str, io: dict[str, Any], inputs: dict[str, np.ndarray], timeout_s: float) -> dict[str, np.ndarray]:
+def infer_served(
+    server: TritonServer,
+    model_name: str,
+    io: dict[str, Any],
+    inputs: dict[str, np.ndarray],
+    timeout_s: float,
+) -> dict[str, np.ndarray]:
     client = grpcclient.InferenceServerClient(server.grpc_url)
     try:
         requests = []
         for tensor in io["inputs"]:
             array = np.ascontiguousarray(inputs[tensor["name"]])
-            item = grpcclient.InferInput(tensor["name"], list(array.shape), np_to_triton_dtype(array.dtype))
+            item = grpcclient.InferInput(
+                tensor["name"], list(array.shape), np_to_triton_dtype(array.dtype)
+            )
             item.set_data_from_numpy(array)
             requests.append(item)
         result = client.infer(model_name, requests, client_timeout=timeout_s)
@@ -41,8 +49,20 @@ def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 
 
 def evaluate(
-    recipe: Recipe, params: dict[str, Any], checkpoint: str | Path, server: TritonServer, model: str, fmt: str, device: str, model_name: str,
-    artifact: str | Path, io_json: str | Path, batch_size: int, dump: str | Path, output: str | Path, framework: str = "torch",
+    recipe: Recipe,
+    params: dict[str, Any],
+    checkpoint: str | Path,
+    server: TritonServer,
+    model: str,
+    fmt: str,
+    device: str,
+    model_name: str,
+    artifact: str | Path,
+    io_json: str | Path,
+    batch_size: int,
+    dump: str | Path,
+    output: str | Path,
+    framework: str = "torch",
     provenance: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     io = json.loads(Path(io_json).read_text())
@@ -61,17 +81,44 @@ def evaluate(
         if k % 10 == 0 or k == len(batches):
             log.info("batch %d of %d sent through the server", k, len(batches))
     all_labels = pad_concat(labels, -1 if np.issubdtype(labels[0].dtype, np.integer) else np.nan)
-    outputs = {"served": _concat(served), "exported": _concat(exported), "source": _concat(reference)}
+    outputs = {
+        "served": _concat(served),
+        "exported": _concat(exported),
+        "source": _concat(reference),
+    }
     Path(dump).parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(dump, ids=np.concatenate(ids), labels=all_labels, **{f"{k}/{n}": v for k, o in outputs.items() for n, v in o.items()})
+    np.savez_compressed(
+        dump,
+        ids=np.concatenate(ids),
+        labels=all_labels,
+        **{f"{k}/{n}": v for k, o in outputs.items() for n, v in o.items()},
+    )
     metrics = {k: recipe.metrics.compute(o, all_labels) for k, o in outputs.items()}
-    diff = max(float(np.max(np.abs(outputs["served"][n].astype(np.float64) - outputs["exported"][n].astype(np.float64)), initial=0.0)) for n in names_out)
+    diff = max(
+        float(
+            np.max(
+                np.abs(
+                    outputs["served"][n].astype(np.float64)
+                    - outputs["exported"][n].astype(np.float64)
+                ),
+                initial=0.0,
+            )
+        )
+        for n in names_out
+    )
     rows = [
         {
-            "model": model, "format": fmt, "device": device, "metric": name,
-            "source": metrics["source"][name], "exported": metrics["exported"][name], "served": metrics["served"][name],
+            "model": model,
+            "format": fmt,
+            "device": device,
+            "metric": name,
+            "source": metrics["source"][name],
+            "exported": metrics["exported"][name],
+            "served": metrics["served"][name],
             "served_minus_source": metrics["served"][name] - metrics["source"][name],
-            "samples": len(all_labels), "max_abs_diff_served_vs_exported": diff, **(provenance or {}),
+            "samples": len(all_labels),
+            "max_abs_diff_served_vs_exported": diff,
+            **(provenance or {}),
         }
         for name in metrics["source"]
     ]
@@ -80,5 +127,11 @@ def evaluate(
         writer.writeheader()
         writer.writerows(rows)
     for row in rows:
-        log.info("%s: source %.6g, exported %.6g, served %.6g", row["metric"], row["source"], row["exported"], row["served"])
+        log.info(
+            "%s: source %.6g, exported %.6g, served %.6g",
+            row["metric"],
+            row["source"],
+            row["exported"],
+            row["served"],
+        )
     return rows

@@ -18,24 +18,32 @@ def load_state(recipe: Recipe, params: dict[str, Any], path: str | Path) -> torc
     """Build the recipe's model and load a state_dict checkpoint into it (weights only: no pickled code runs)."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"checkpoint not found: {path} (set models.<name>.checkpoint to an existing file, or leave it empty to train)")
+        raise UserError(
+            f"checkpoint not found: {path} (set models.<name>.checkpoint to an existing file, or leave it empty to train)"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated/corrupt files
-        raise UserError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc}); is it truncated or not a torch.save file?") from exc
+        raise UserError(
+            f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc}); is it truncated or not a torch.save file?"
+        ) from exc
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     model = recipe.model.build_model(params)
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as exc:
-        raise UserError(f"checkpoint {path} does not fit the recipe's model ({recipe.folder / 'model.py'}): {exc}") from exc
+        raise UserError(
+            f"checkpoint {path} does not fit the recipe's model ({recipe.folder / 'model.py'}): {exc}"
+        ) from exc
     return model.eval()
 
 
 def train(recipe: Recipe, params: dict[str, Any]) -> torch.nn.Module:
     if not hasattr(recipe.model, "train"):
-        raise UserError(f"{recipe.folder / 'model.py'} has no train(); set models.<name>.checkpoint to a trained checkpoint")
+        raise UserError(
+            f"{recipe.folder / 'model.py'} has no train(); set models.<name>.checkpoint to a trained checkpoint"
+        )
     seed = int(params.get("seed", 0))
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
@@ -50,7 +58,13 @@ def train(recipe: Recipe, params: dict[str, Any]) -> torch.nn.Module:
         torch.use_deterministic_algorithms(False)
 
 
-def make_checkpoint(recipe: Recipe, params: dict[str, Any], source: str | None, output: str | Path, framework: str = "torch") -> None:
+def make_checkpoint(
+    recipe: Recipe,
+    params: dict[str, Any],
+    source: str | None,
+    output: str | Path,
+    framework: str = "torch",
+) -> None:
     check_contract(recipe, params, framework)
     if framework == "keras":
         from .frameworks import make_keras_checkpoint

@@ -23,7 +23,9 @@ def _with_defaults(cls: Any) -> Any:
     """A validator that also fills in schema defaults (as snakemake.utils.validate does)."""
     check_properties = cls.VALIDATORS["properties"]
 
-    def properties(validator: Any, props: dict[str, Any], instance: Any, schema: dict[str, Any]) -> Any:
+    def properties(
+        validator: Any, props: dict[str, Any], instance: Any, schema: dict[str, Any]
+    ) -> Any:
         if isinstance(instance, dict):
             for key, sub in props.items():
                 if "default" in sub and key not in instance:
@@ -85,11 +87,15 @@ def plan_formats(config: dict[str, Any]) -> tuple[dict[str, list[str]], list[dic
     skipped: list[dict[str, str]] = []
     for name, model in sorted(config["models"].items()):
         framework = model["framework"]
-        candidates = FRAMEWORK_FORMATS[framework] if config["formats"] == "auto" else config["formats"]
+        candidates = (
+            FRAMEWORK_FORMATS[framework] if config["formats"] == "auto" else config["formats"]
+        )
         planned[name] = []
         for fmt in candidates:
             if fmt not in FRAMEWORK_FORMATS[framework]:
-                skipped.append({"model": name, "format": fmt, "reason": f"not a format of {framework} models"})
+                skipped.append(
+                    {"model": name, "format": fmt, "reason": f"not a format of {framework} models"}
+                )
             elif fmt in TENSORRT and trt_reason:
                 skipped.append({"model": name, "format": fmt, "reason": f"skipped: {trt_reason}"})
             else:
@@ -102,12 +108,20 @@ def semantic_problems(config: dict[str, Any]) -> list[str]:
     if config["formats"] != "auto":
         wanted = [f for f in config["formats"] if f in TENSORRT]
         if wanted and (reason := tensorrt_unavailable()):
-            problems.append(f"config.formats: {wanted} cannot be built on this machine: {reason}; remove them, or use formats: auto to skip what this machine cannot build")
+            problems.append(
+                f"config.formats: {wanted} cannot be built on this machine: {reason}; remove them, or use formats: auto to skip what this machine cannot build"
+            )
     max_batch = config["triton"]["max_batch_size"]
-    for key, sizes in (("perf.offline.batch_sizes", config["perf"]["offline"]["batch_sizes"]), ("perf.online.batch_size", [config["perf"]["online"]["batch_size"]]), ("accuracy.batch_size", [config["accuracy"]["batch_size"]])):
+    for key, sizes in (
+        ("perf.offline.batch_sizes", config["perf"]["offline"]["batch_sizes"]),
+        ("perf.online.batch_size", [config["perf"]["online"]["batch_size"]]),
+        ("accuracy.batch_size", [config["accuracy"]["batch_size"]]),
+    ):
         too_big = [b for b in sizes if b > max_batch]
         if too_big:
-            problems.append(f"config.{key}: {too_big} above triton.max_batch_size ({max_batch}); lower it or raise triton.max_batch_size")
+            problems.append(
+                f"config.{key}: {too_big} above triton.max_batch_size ({max_batch}); lower it or raise triton.max_batch_size"
+            )
     for name, model in config["models"].items():
         recipe = Path(model["recipe"])
         if not recipe.is_absolute() and not recipe.exists() and (PROJECT / recipe).is_dir():
@@ -115,22 +129,41 @@ def semantic_problems(config: dict[str, Any]) -> list[str]:
             recipe = PROJECT / recipe
             model["recipe"] = str(recipe)
         if not recipe.is_dir():
-            problems.append(f"config.models.{name}.recipe: folder {recipe} does not exist (it holds model.py, dataloader.py, metrics.py)")
+            problems.append(
+                f"config.models.{name}.recipe: folder {recipe} does not exist (it holds model.py, dataloader.py, metrics.py)"
+            )
         for kind, path in plugin_paths(model).items():
             if recipe.is_dir() and not path.is_file():
-                problems.append(f"config.models.{name}: {kind} plugin {path} does not exist; write it or name another file in config.models.{name}.{kind}")
+                problems.append(
+                    f"config.models.{name}: {kind} plugin {path} does not exist; write it or name another file in config.models.{name}.{kind}"
+                )
         if model["checkpoint"] and not Path(model["checkpoint"]).is_file():
-            problems.append(f"config.models.{name}.checkpoint: file {model['checkpoint']} does not exist; give a trained state_dict or leave it empty to train")
+            problems.append(
+                f"config.models.{name}.checkpoint: file {model['checkpoint']} does not exist; give a trained state_dict or leave it empty to train"
+            )
     keras = [name for name, model in config["models"].items() if model["framework"] == "keras"]
-    if keras and (importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("tf2onnx") is None):
-        problems.append(f"config.models: {keras} are keras models, which need TensorFlow and tf2onnx: pip install -e '.[tf]' (make test installs them)")
+    if keras and (
+        importlib.util.find_spec("tensorflow") is None
+        or importlib.util.find_spec("tf2onnx") is None
+    ):
+        problems.append(
+            f"config.models: {keras} are keras models, which need TensorFlow and tf2onnx: pip install -e '.[tf]' (make test installs them)"
+        )
     tuning = config["tuning"]
     unknown = [f for f in tuning["formats"] if f not in ARTIFACTS]
     if unknown:
-        problems.append(f"config.tuning.formats: {unknown} are not formats; allowed: {', '.join(ARTIFACTS)}")
+        problems.append(
+            f"config.tuning.formats: {unknown} are not formats; allowed: {', '.join(ARTIFACTS)}"
+        )
     if tuning["formats"]:
         # The tuned configuration is the one served: it must take every batch the workflow sends.
-        needed = max([*config["perf"]["offline"]["batch_sizes"], config["perf"]["online"]["batch_size"], config["accuracy"]["batch_size"]])
+        needed = max(
+            [
+                *config["perf"]["offline"]["batch_sizes"],
+                config["perf"]["online"]["batch_size"],
+                config["accuracy"]["batch_size"],
+            ]
+        )
         small = [b for b in tuning["space"]["max_batch_size"] if b < needed]
         if small:
             problems.append(
@@ -139,7 +172,9 @@ def semantic_problems(config: dict[str, Any]) -> list[str]:
             )
     low, high = tuning["batch_range"]
     if low > high:
-        problems.append(f"config.tuning.batch_range: [{low}, {high}] is empty; give [low, high] with low <= high")
+        problems.append(
+            f"config.tuning.batch_range: [{low}, {high}] is empty; give [low, high] with low <= high"
+        )
     # Whether the machine or cluster has each GPU device is checked when the run starts (devices.check_available):
     # a cluster's submit host has no GPU of its own.
     return problems

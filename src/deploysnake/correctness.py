@@ -16,7 +16,9 @@ from .runtime import ArtifactRuntime
 log = logging.getLogger(__name__)
 
 
-def source_outputs(model: torch.nn.Module, recipe: Recipe, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def source_outputs(
+    model: torch.nn.Module, recipe: Recipe, inputs: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
     with torch.inference_mode():
         out: Any = model(*(torch.from_numpy(inputs[n]) for n in recipe.input_names))
     if isinstance(out, torch.Tensor):
@@ -28,42 +30,80 @@ def source_outputs(model: torch.nn.Module, recipe: Recipe, inputs: dict[str, np.
 
 def tolerance(settings: dict[str, Any], fmt: str, output: str) -> tuple[float, float]:
     """default, then the output's own, then the format's (a reduced precision needs looser bounds)."""
-    tol = {**settings["default"], **settings.get("outputs", {}).get(output, {}), **settings.get("formats", {}).get(fmt, {})}
+    tol = {
+        **settings["default"],
+        **settings.get("outputs", {}).get(output, {}),
+        **settings.get("formats", {}).get(fmt, {}),
+    }
     return float(tol["atol"]), float(tol["rtol"])
 
 
-def compare(reference: np.ndarray, candidate: np.ndarray, atol: float, rtol: float) -> dict[str, Any]:
+def compare(
+    reference: np.ndarray, candidate: np.ndarray, atol: float, rtol: float
+) -> dict[str, Any]:
     """numpy.allclose semantics, plus the worst absolute and relative errors so a failure says how far off."""
     if reference.shape != candidate.shape:
-        return {"passed": False, "max_abs_err": float("inf"), "max_rel_err": float("inf"), "reason": f"shape {candidate.shape} != source {reference.shape}"}
+        return {
+            "passed": False,
+            "max_abs_err": float("inf"),
+            "max_rel_err": float("inf"),
+            "reason": f"shape {candidate.shape} != source {reference.shape}",
+        }
     ref = reference.astype(np.float64)
     cand = candidate.astype(np.float64)
     diff = np.abs(ref - cand)
     rel = diff / np.maximum(np.abs(ref), np.finfo(np.float64).tiny)
     passed = bool(np.all(diff <= atol + rtol * np.abs(ref)))
-    return {"passed": passed, "max_abs_err": float(diff.max(initial=0.0)), "max_rel_err": float(rel.max(initial=0.0))}
+    return {
+        "passed": passed,
+        "max_abs_err": float(diff.max(initial=0.0)),
+        "max_rel_err": float(rel.max(initial=0.0)),
+    }
 
 
-def source_model(framework: str, recipe: Recipe, params: dict[str, Any], checkpoint: str | Path) -> Any:
+def source_model(
+    framework: str, recipe: Recipe, params: dict[str, Any], checkpoint: str | Path
+) -> Any:
     from .frameworks import source_model as load
 
     return load(framework, recipe, params, checkpoint)
 
 
 def check(
-    recipe: Recipe, params: dict[str, Any], checkpoint: str | Path, model_name: str, fmt: str, artifact: str | Path, io_json: str | Path,
-    settings: dict[str, Any], output: str | Path, framework: str = "torch",
+    recipe: Recipe,
+    params: dict[str, Any],
+    checkpoint: str | Path,
+    model_name: str,
+    fmt: str,
+    artifact: str | Path,
+    io_json: str | Path,
+    settings: dict[str, Any],
+    output: str | Path,
+    framework: str = "torch",
 ) -> dict[str, Any]:
     io = json.loads(Path(io_json).read_text())
     if io.get("status") == "failed":
-        return _write(output, {
-            "model": model_name, "format": fmt, "passed": False, "stage": "export", "samples": 0, "outputs": {},
-            "reason": f"export failed: {io['error']}", "log_excerpt": io.get("log_excerpt", ""),
-        })
+        return _write(
+            output,
+            {
+                "model": model_name,
+                "format": fmt,
+                "passed": False,
+                "stage": "export",
+                "samples": 0,
+                "outputs": {},
+                "reason": f"export failed: {io['error']}",
+                "log_excerpt": io.get("log_excerpt", ""),
+            },
+        )
     source = source_model(framework, recipe, params, checkpoint)
-    runtime = ArtifactRuntime(artifact, fmt, [t["name"] for t in io["inputs"]], [t["name"] for t in io["outputs"]])
+    runtime = ArtifactRuntime(
+        artifact, fmt, [t["name"] for t in io["inputs"]], [t["name"] for t in io["outputs"]]
+    )
     worst: dict[str, dict[str, Any]] = {}
-    batches = validation_batches(recipe, params, int(settings["batch_size"]), limit=int(settings["batches"]))
+    batches = validation_batches(
+        recipe, params, int(settings["batch_size"]), limit=int(settings["batches"])
+    )
     refs, gots = [], []
     for batch in batches:
         ref = source(batch["inputs"])
@@ -83,9 +123,18 @@ def check(
                 **({"reason": result["reason"]} if "reason" in result else {}),
             }
     # The task metric on the same batches: what a reduced precision costs, beside the raw errors.
-    labels = pad_concat([np.asarray(b["labels"]) for b in batches], -1 if np.issubdtype(np.asarray(batches[0]["labels"]).dtype, np.integer) else np.nan)
-    joined = [{n: pad_concat([part[n] for part in parts], 0) for n in recipe.output_names} for parts in (refs, gots)]
-    metrics = {name: {"source": value, "artifact": recipe.metrics.compute(joined[1], labels)[name]} for name, value in recipe.metrics.compute(joined[0], labels).items()}
+    labels = pad_concat(
+        [np.asarray(b["labels"]) for b in batches],
+        -1 if np.issubdtype(np.asarray(batches[0]["labels"]).dtype, np.integer) else np.nan,
+    )
+    joined = [
+        {n: pad_concat([part[n] for part in parts], 0) for n in recipe.output_names}
+        for parts in (refs, gots)
+    ]
+    metrics = {
+        name: {"source": value, "artifact": recipe.metrics.compute(joined[1], labels)[name]}
+        for name, value in recipe.metrics.compute(joined[0], labels).items()
+    }
     passed = all(o["passed"] for o in worst.values())
     failing = [n for n, o in worst.items() if not o["passed"]]
     report = {
@@ -96,8 +145,11 @@ def check(
         "samples": int(sum(len(b["ids"]) for b in batches)),
         "metrics": metrics,
         "outputs": worst,
-        "reason": "" if passed else "; ".join(
-            f"{n}: max abs err {worst[n]['max_abs_err']:.3g} (atol {worst[n]['atol']:g}), max rel err {worst[n]['max_rel_err']:.3g} (rtol {worst[n]['rtol']:g})" for n in failing
+        "reason": ""
+        if passed
+        else "; ".join(
+            f"{n}: max abs err {worst[n]['max_abs_err']:.3g} (atol {worst[n]['atol']:g}), max rel err {worst[n]['max_rel_err']:.3g} (rtol {worst[n]['rtol']:g})"
+            for n in failing
         ),
     }
     return _write(output, report)
@@ -109,7 +161,9 @@ def _write(output: str | Path, verdict: dict[str, Any]) -> dict[str, Any]:
     if verdict["passed"]:
         log.info("%s: passed", verdict["format"])
     else:
-        log.warning("%s/%s is not served: %s", verdict["model"], verdict["format"], verdict["reason"])
+        log.warning(
+            "%s/%s is not served: %s", verdict["model"], verdict["format"], verdict["reason"]
+        )
     return verdict
 
 

@@ -17,7 +17,13 @@ from .tuning import chosen_triton
 log = logging.getLogger(__name__)
 
 
-def write_deploy(models: list[dict[str, Any]], triton: dict[str, Any], device: str, out_dir: str | Path, archive: str | Path) -> list[str]:
+def write_deploy(
+    models: list[dict[str, Any]],
+    triton: dict[str, Any],
+    device: str,
+    out_dir: str | Path,
+    archive: str | Path,
+) -> list[str]:
     """models: [{"model", "format", "artifact", "io"}] of the formats that passed; returns the Triton model names."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -25,18 +31,34 @@ def write_deploy(models: list[dict[str, Any]], triton: dict[str, Any], device: s
     for entry in models:
         # A tuned format is deployed with the configuration its search chose.
         settings = chosen_triton(entry["tuned"]) if entry.get("tuned") else triton
-        model_dir = write_repository(entry["model"], entry["artifact"], entry["io"], settings, device, "native", out_dir / entry["model"] / entry["format"])
+        model_dir = write_repository(
+            entry["model"],
+            entry["artifact"],
+            entry["io"],
+            settings,
+            device,
+            "native",
+            out_dir / entry["model"] / entry["format"],
+        )
         target = out_dir / model_dir.name
         model_dir.rename(target)
         for empty in (model_dir.parent, model_dir.parent.parent):
             if not any(empty.iterdir()):
                 empty.rmdir()
         names.append(target.name)
-    (out_dir / "MODELS.json").write_text(json.dumps({"device": device, "models": names}, indent=2) + "\n")
+    (out_dir / "MODELS.json").write_text(
+        json.dumps({"device": device, "models": names}, indent=2) + "\n"
+    )
     # A reproducible archive: fixed order, owner and mtime, so the same inputs give the same bytes.
-    with open(archive, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
+    with (
+        open(archive, "wb") as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w") as tar,
+    ):
         for path in sorted(out_dir.rglob("*")):
-            info = tar.gettarinfo(str(path), arcname=str(Path(out_dir.name) / path.relative_to(out_dir)))
+            info = tar.gettarinfo(
+                str(path), arcname=str(Path(out_dir.name) / path.relative_to(out_dir))
+            )
             info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
             if path.is_file():
                 with open(path, "rb") as handle:

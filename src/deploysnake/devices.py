@@ -66,7 +66,13 @@ def nvidia_smi(fields: list[str]) -> list[list[str]]:
     if not shutil.which("nvidia-smi"):
         return []
     try:
-        out = subprocess.run(["nvidia-smi", f"--query-gpu={','.join(fields)}", "--format=csv,noheader"], capture_output=True, text=True, timeout=30, check=True).stdout
+        out = subprocess.run(
+            ["nvidia-smi", f"--query-gpu={','.join(fields)}", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
     except (subprocess.SubprocessError, OSError):
         return []
     return [[part.strip() for part in line.split(",")] for line in out.splitlines() if line.strip()]
@@ -74,7 +80,9 @@ def nvidia_smi(fields: list[str]) -> list[list[str]]:
 
 def local_gpus() -> list[tuple[int, str]]:
     """(index, name) of this machine's GPUs."""
-    return [(int(index), name) for index, name, *_ in nvidia_smi(["index", "name"]) if index.isdigit()]
+    return [
+        (int(index), name) for index, name, *_ in nvidia_smi(["index", "name"]) if index.isdigit()
+    ]
 
 
 def matching_gpus(device: str, gpus: list[tuple[int, str]]) -> list[int]:
@@ -88,9 +96,13 @@ def matching_gpus(device: str, gpus: list[tuple[int, str]]) -> list[int]:
 def cluster_gres() -> list[str]:
     """The generic resources of every SLURM node (sinfo %G), e.g. ['gpu:a100:4', '(null)']."""
     try:
-        out = subprocess.run(["sinfo", "-h", "-o", "%G"], capture_output=True, text=True, timeout=60, check=True).stdout
+        out = subprocess.run(
+            ["sinfo", "-h", "-o", "%G"], capture_output=True, text=True, timeout=60, check=True
+        ).stdout
     except (subprocess.SubprocessError, OSError) as exc:
-        raise UserError(f"config.devices: cannot ask SLURM which GPUs its nodes have (sinfo failed: {exc}); is the cluster reachable from here?") from exc
+        raise UserError(
+            f"config.devices: cannot ask SLURM which GPUs its nodes have (sinfo failed: {exc}); is the cluster reachable from here?"
+        ) from exc
     return [g for line in out.splitlines() for g in line.strip().split(",") if g.strip()]
 
 
@@ -102,7 +114,9 @@ def cluster_has(device: str, gres: list[str], gpu_models: dict[str, str] | None 
     return any(len(parts := g.split("(")[0].split(":")) >= 3 and parts[1] == model for g in gpus)
 
 
-def check_available(devices: list[str], executor: str, gpu_models: dict[str, str] | None = None) -> None:
+def check_available(
+    devices: list[str], executor: str, gpu_models: dict[str, str] | None = None
+) -> None:
     """Fail before submission when the machine (local executor) or cluster (slurm) lacks a device."""
     gpu_devices = [d for d in devices if is_gpu(d)]
     if not gpu_devices:
@@ -112,7 +126,9 @@ def check_available(devices: list[str], executor: str, gpu_models: dict[str, str
         missing = [d for d in gpu_devices if not matching_gpus(d, gpus)]
         if missing:
             have = ", ".join(name for _, name in gpus) or "no GPU (no working nvidia-smi)"
-            raise UserError(f"config.devices: {missing} are not on this machine, which has {have}; measure on what it has (e.g. devices: [cpu]), or run on a node that has them (e.g. --profile profiles/slurm)")
+            raise UserError(
+                f"config.devices: {missing} are not on this machine, which has {have}; measure on what it has (e.g. devices: [cpu]), or run on a node that has them (e.g. --profile profiles/slurm)"
+            )
     elif executor == "slurm":
         gres = cluster_gres()
         missing = [d for d in gpu_devices if not cluster_has(d, gres, gpu_models)]
@@ -131,7 +147,9 @@ def pin_local_gpu(device: str) -> str | None:
         return os.environ.get("CUDA_VISIBLE_DEVICES")
     indices = matching_gpus(device, local_gpus())
     if not indices:
-        raise UserError(f"device {device}: this machine has no such GPU (nvidia-smi lists {local_gpus() or 'none'})")
+        raise UserError(
+            f"device {device}: this machine has no such GPU (nvidia-smi lists {local_gpus() or 'none'})"
+        )
     os.environ["CUDA_VISIBLE_DEVICES"] = str(indices[0])
     return os.environ["CUDA_VISIBLE_DEVICES"]
 
@@ -140,8 +158,13 @@ def hardware_row(device: str, found: dict[str, object]) -> dict[str, object]:
     """One row of the report's hardware table: what the node reported, and the kind's datasheet peaks."""
     if not is_gpu(device):
         return {
-            "device": device, "platform": "CPU", "name": found.get("cpu"), "memory": f"{found.get('memory_gb')} GB",
-            "cores / SMs": found.get("cores"), "peak TFLOPS (FP32/FP16)": "-", "memory bandwidth (GB/s)": "-",
+            "device": device,
+            "platform": "CPU",
+            "name": found.get("cpu"),
+            "memory": f"{found.get('memory_gb')} GB",
+            "cores / SMs": found.get("cores"),
+            "peak TFLOPS (FP32/FP16)": "-",
+            "memory bandwidth (GB/s)": "-",
         }
     gpus = found.get("gpus") or []
     seen = gpus[0] if isinstance(gpus, list) and gpus else {}

@@ -17,7 +17,22 @@ import psutil
 from . import __version__
 from .devices import nvidia_smi
 
-PACKAGES = ["torch", "onnx", "onnxruntime", "onnxscript", "tritonclient", "nvidia-pytriton", "numpy", "polars", "altair", "snakemake", "scikit-learn", "tensorflow-cpu", "tf2onnx", "tensorrt"]
+PACKAGES = [
+    "torch",
+    "onnx",
+    "onnxruntime",
+    "onnxscript",
+    "tritonclient",
+    "nvidia-pytriton",
+    "numpy",
+    "polars",
+    "altair",
+    "snakemake",
+    "scikit-learn",
+    "tensorflow-cpu",
+    "tf2onnx",
+    "tensorrt",
+]
 
 
 def cpu_name() -> str:
@@ -31,15 +46,29 @@ def cpu_name() -> str:
 
 
 def gpus() -> list[dict[str, str]]:
-    return [dict(zip(("name", "memory", "driver"), row)) for row in nvidia_smi(["name", "memory.total", "driver_version"])]
+    return [
+        dict(zip(("name", "memory", "driver"), row))
+        for row in nvidia_smi(["name", "memory.total", "driver_version"])
+    ]
 
 
 def git_commit(root: Path) -> str | None:
     if not (root / ".git").exists() or not shutil.which("git"):
         return None
     try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (subprocess.SubprocessError, OSError):
         return None
     return commit + ("-dirty" if dirty else "")

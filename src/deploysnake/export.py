@@ -42,7 +42,11 @@ def _as_tuple(out: Any) -> tuple[torch.Tensor, ...]:
     return tuple(out)
 
 
-def _describe(names: list[str], tensors: tuple[torch.Tensor, ...] | list[np.ndarray], dynamic: dict[str, dict[int, str]]) -> list[dict[str, Any]]:
+def _describe(
+    names: list[str],
+    tensors: tuple[torch.Tensor, ...] | list[np.ndarray],
+    dynamic: dict[str, dict[int, str]],
+) -> list[dict[str, Any]]:
     """IO entries; the batch axis and the recipe's dynamic axes are -1."""
     described = []
     for name, tensor in zip(names, tensors):
@@ -53,21 +57,29 @@ def _describe(names: list[str], tensors: tuple[torch.Tensor, ...] | list[np.ndar
     return described
 
 
-def export_torchscript_trace(model: torch.nn.Module, recipe: Recipe, artifact: Path) -> dict[str, Any]:
+def export_torchscript_trace(
+    model: torch.nn.Module, recipe: Recipe, artifact: Path
+) -> dict[str, Any]:
     example = _example(recipe)
     with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated in 2.13 but Triton's libtorch backend needs it
+        warnings.simplefilter(
+            "ignore", DeprecationWarning
+        )  # torch.jit is deprecated in 2.13 but Triton's libtorch backend needs it
         traced = torch.jit.trace(model, example)
         torch.jit.save(traced, str(artifact))
         loaded = torch.jit.load(str(artifact))
         outputs = _as_tuple(loaded(*example))
     return {
         "inputs": _describe(recipe.input_names, [t.numpy() for t in example], recipe.dynamic_axes),
-        "outputs": _describe(recipe.output_names, [t.numpy() for t in outputs], recipe.dynamic_axes),
+        "outputs": _describe(
+            recipe.output_names, [t.numpy() for t in outputs], recipe.dynamic_axes
+        ),
     }
 
 
-def export_torchscript_script(model: torch.nn.Module, recipe: Recipe, artifact: Path) -> dict[str, Any]:
+def export_torchscript_script(
+    model: torch.nn.Module, recipe: Recipe, artifact: Path
+) -> dict[str, Any]:
     example = _example(recipe)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -75,29 +87,47 @@ def export_torchscript_script(model: torch.nn.Module, recipe: Recipe, artifact: 
         outputs = _as_tuple(torch.jit.load(str(artifact))(*example))
     return {
         "inputs": _describe(recipe.input_names, [t.numpy() for t in example], recipe.dynamic_axes),
-        "outputs": _describe(recipe.output_names, [t.numpy() for t in outputs], recipe.dynamic_axes),
+        "outputs": _describe(
+            recipe.output_names, [t.numpy() for t in outputs], recipe.dynamic_axes
+        ),
     }
 
 
-def export_onnx(model: torch.nn.Module, recipe: Recipe, artifact: Path, opset: int, dynamo: bool) -> dict[str, Any]:
-    import onnx
+def export_onnx(
+    model: torch.nn.Module, recipe: Recipe, artifact: Path, opset: int, dynamo: bool
+) -> dict[str, Any]:
 
     example = _example(recipe)
     kwargs: dict[str, Any] = {"dynamo": dynamo}
     if dynamo:
         dims = {"batch": torch.export.Dim("batch", min=1)}
         for axes in recipe.dynamic_axes.values():
-            dims.update({dim: torch.export.Dim(dim, min=1) for dim in axes.values() if dim not in dims})
+            dims.update(
+                {dim: torch.export.Dim(dim, min=1) for dim in axes.values() if dim not in dims}
+            )
         kwargs["dynamic_shapes"] = tuple(
-            {0: dims["batch"], **{axis: dims[dim] for axis, dim in recipe.dynamic_axes.get(name, {}).items()}} for name in recipe.input_names
+            {
+                0: dims["batch"],
+                **{axis: dims[dim] for axis, dim in recipe.dynamic_axes.get(name, {}).items()},
+            }
+            for name in recipe.input_names
         )
         kwargs["external_data"] = False  # one self-contained file, as Triton's model.onnx
     else:
-        kwargs["dynamic_axes"] = {name: {0: "batch", **recipe.dynamic_axes.get(name, {})} for name in recipe.input_names + recipe.output_names}
+        kwargs["dynamic_axes"] = {
+            name: {0: "batch", **recipe.dynamic_axes.get(name, {})}
+            for name in recipe.input_names + recipe.output_names
+        }
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
-            model, example, str(artifact), input_names=recipe.input_names, output_names=recipe.output_names, opset_version=opset, **kwargs
+            model,
+            example,
+            str(artifact),
+            input_names=recipe.input_names,
+            output_names=recipe.output_names,
+            opset_version=opset,
+            **kwargs,
         )
     if recipe.dynamic_axes:
         mark_dynamic(artifact, recipe.dynamic_axes)
@@ -135,7 +165,9 @@ def describe_onnx(artifact: Path) -> dict[str, Any]:
             tensor = value.type.tensor_type
             dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim]
             dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type)
-            described.append({"name": value.name, "dtype": str(np.dtype(dtype)), "dims": [-1] + dims[1:]})
+            described.append(
+                {"name": value.name, "dtype": str(np.dtype(dtype)), "dims": [-1] + dims[1:]}
+            )
         return described
 
     return {"inputs": describe(graph.input), "outputs": describe(graph.output)}
@@ -153,9 +185,21 @@ def root_cause(exc: BaseException) -> str:
 def export_onnx_from_savedmodel(savedmodel: Path, artifact: Path, opset: int) -> dict[str, Any]:
     """tf2onnx on the SavedModel (its from_keras path fails with Keras 3), in a subprocess: it prints
     a lot and keeps TensorFlow state that is better not shared with this process."""
-    command = [sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(savedmodel), "--opset", str(opset), "--output", str(artifact)]
+    command = [
+        sys.executable,
+        "-m",
+        "tf2onnx.convert",
+        "--saved-model",
+        str(savedmodel),
+        "--opset",
+        str(opset),
+        "--output",
+        str(artifact),
+    ]
     log.info("running %s", " ".join(command))
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL
+    )
     log.info("tf2onnx output:\n%s", (done.stdout + done.stderr)[-4000:])
     if done.returncode != 0:
         lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
@@ -165,16 +209,31 @@ def export_onnx_from_savedmodel(savedmodel: Path, artifact: Path, opset: int) ->
 
 def failure(exc: BaseException) -> dict[str, Any]:
     """The io.json fields of a format that could not be made: its root cause and a traceback excerpt."""
-    return {"status": "failed", "error": root_cause(exc), "log_excerpt": "".join(traceback.format_exception(exc)[-12:])[-4000:], "inputs": [], "outputs": []}
+    return {
+        "status": "failed",
+        "error": root_cause(exc),
+        "log_excerpt": "".join(traceback.format_exception(exc)[-12:])[-4000:],
+        "inputs": [],
+        "outputs": [],
+    }
 
 
 def export(
-    recipe: Recipe, params: dict[str, Any], checkpoint: str | Path, fmt: str, artifact: str | Path, io_json: str | Path, options: dict[str, Any],
-    framework: str = "torch", savedmodel: str | Path | None = None,
+    recipe: Recipe,
+    params: dict[str, Any],
+    checkpoint: str | Path,
+    fmt: str,
+    artifact: str | Path,
+    io_json: str | Path,
+    options: dict[str, Any],
+    framework: str = "torch",
+    savedmodel: str | Path | None = None,
 ) -> None:
     """Export one format; keras models export a SavedModel, and ONNX from that SavedModel."""
     if fmt not in ("torchscript_trace", "torchscript_script", "onnx", "savedmodel"):
-        raise UserError(f"format {fmt!r} is not exported from the checkpoint: choose torchscript_trace, torchscript_script, onnx or savedmodel")
+        raise UserError(
+            f"format {fmt!r} is not exported from the checkpoint: choose torchscript_trace, torchscript_script, onnx or savedmodel"
+        )
     artifact = Path(artifact)
     artifact.parent.mkdir(parents=True, exist_ok=True)
     model = load_state(recipe, params, checkpoint) if framework == "torch" else None
@@ -186,15 +245,25 @@ def export(
             if fmt == "savedmodel":
                 io = export_savedmodel(recipe, params, checkpoint, artifact)
             elif fmt == "onnx" and savedmodel is not None:
-                io = export_onnx_from_savedmodel(Path(savedmodel), artifact, int(options.get("onnx_opset", 18)))
+                io = export_onnx_from_savedmodel(
+                    Path(savedmodel), artifact, int(options.get("onnx_opset", 18))
+                )
             else:
-                raise UserError(f"format {fmt!r} is not a format of keras models: use savedmodel or onnx (and its variants)")
+                raise UserError(
+                    f"format {fmt!r} is not a format of keras models: use savedmodel or onnx (and its variants)"
+                )
         elif fmt == "torchscript_trace":
             io = export_torchscript_trace(model, recipe, artifact)
         elif fmt == "torchscript_script":
             io = export_torchscript_script(model, recipe, artifact)
         else:
-            io = export_onnx(model, recipe, artifact, opset=int(options.get("onnx_opset", 18)), dynamo=options.get("onnx_exporter", "dynamo") == "dynamo")
+            io = export_onnx(
+                model,
+                recipe,
+                artifact,
+                opset=int(options.get("onnx_opset", 18)),
+                dynamo=options.get("onnx_exporter", "dynamo") == "dynamo",
+            )
     except UserError:
         raise
     except Exception as exc:
@@ -209,7 +278,9 @@ def export(
         return
     got = [t["name"] for t in io["inputs"]], [t["name"] for t in io["outputs"]]
     if got != (recipe.input_names, recipe.output_names):
-        raise UserError(f"exported {fmt} has inputs/outputs {got}, expected {recipe.input_names}/{recipe.output_names} from model.py")
+        raise UserError(
+            f"exported {fmt} has inputs/outputs {got}, expected {recipe.input_names}/{recipe.output_names} from model.py"
+        )
     io["format"] = fmt
     io["artifact"] = artifact.name
     io["status"] = "ok"

@@ -37,7 +37,9 @@ def _keras_deterministic(params: dict[str, Any]) -> None:
 def keras_model(recipe: Recipe, params: dict[str, Any], checkpoint: str | Path) -> Any:
     path = Path(checkpoint)
     if not path.is_file():
-        raise UserError(f"checkpoint not found: {path} (set models.<name>.checkpoint to an existing file, or leave it empty to train)")
+        raise UserError(
+            f"checkpoint not found: {path} (set models.<name>.checkpoint to an existing file, or leave it empty to train)"
+        )
     model = recipe.model.build_model(params)
     with tempfile.TemporaryDirectory(prefix="deploysnake-keras-") as tmp:
         # Keras insists on the .weights.h5 suffix; a user's checkpoint may be named otherwise.
@@ -46,29 +48,42 @@ def keras_model(recipe: Recipe, params: dict[str, Any], checkpoint: str | Path) 
         try:
             model.load_weights(str(local))
         except Exception as exc:  # h5py/keras raise several types for bad files
-            raise UserError(f"checkpoint {path} does not fit the recipe's Keras model or cannot be read: {exc}") from exc
+            raise UserError(
+                f"checkpoint {path} does not fit the recipe's Keras model or cannot be read: {exc}"
+            ) from exc
     return model
 
 
-def make_keras_checkpoint(recipe: Recipe, params: dict[str, Any], source: str | None, output: str | Path) -> None:
+def make_keras_checkpoint(
+    recipe: Recipe, params: dict[str, Any], source: str | None, output: str | Path
+) -> None:
     _keras_deterministic(params)
     if source:
         model = keras_model(recipe, params, source)
     else:
         if not hasattr(recipe.model, "train"):
-            raise UserError(f"{recipe.folder / 'model.py'} has no train(); set models.<name>.checkpoint to trained weights")
+            raise UserError(
+                f"{recipe.folder / 'model.py'} has no train(); set models.<name>.checkpoint to trained weights"
+            )
         model = recipe.model.train(recipe.model.build_model(params), recipe.dataloader, params)
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     model.save_weights(str(output))
 
 
-def source_model(framework: str, recipe: Recipe, params: dict[str, Any], checkpoint: str | Path) -> SourceModel:
+def source_model(
+    framework: str, recipe: Recipe, params: dict[str, Any], checkpoint: str | Path
+) -> SourceModel:
     """A callable running the source model on named numpy inputs, for correctness and accuracy."""
     if framework == "keras":
         model = keras_model(recipe, params, checkpoint)
 
         def run_keras(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-            out = model([inputs[n] for n in recipe.input_names] if len(recipe.input_names) > 1 else inputs[recipe.input_names[0]], training=False)
+            out = model(
+                [inputs[n] for n in recipe.input_names]
+                if len(recipe.input_names) > 1
+                else inputs[recipe.input_names[0]],
+                training=False,
+            )
             outs = out if isinstance(out, (list, tuple)) else [out]
             return {n: np.asarray(t) for n, t in zip(recipe.output_names, outs)}
 
@@ -80,14 +95,19 @@ def source_model(framework: str, recipe: Recipe, params: dict[str, Any], checkpo
     return lambda inputs: source_outputs(torch_model, recipe, inputs)
 
 
-def export_savedmodel(recipe: Recipe, params: dict[str, Any], checkpoint: str | Path, target: str | Path) -> dict[str, Any]:
+def export_savedmodel(
+    recipe: Recipe, params: dict[str, Any], checkpoint: str | Path, target: str | Path
+) -> dict[str, Any]:
     """A SavedModel whose serving signature uses the recipe's input and output names (what Triton's
     tensorflow_savedmodel backend and tf2onnx read)."""
     import tensorflow as tf
 
     model = keras_model(recipe, params, checkpoint)
     example = recipe.model.example_inputs(4)
-    specs = [tf.TensorSpec([None, *example[n].shape[1:]], tf.as_dtype(example[n].dtype), name=n) for n in recipe.input_names]
+    specs = [
+        tf.TensorSpec([None, *example[n].shape[1:]], tf.as_dtype(example[n].dtype), name=n)
+        for n in recipe.input_names
+    ]
     names = list(recipe.output_names)
 
     class Serving(tf.Module):  # type: ignore[misc]
@@ -108,6 +128,20 @@ def export_savedmodel(recipe: Recipe, params: dict[str, Any], checkpoint: str | 
     tf.saved_model.save(module, str(target), signatures={"serving_default": module.serve})
     outputs = module.serve(*[tf.constant(example[n]) for n in recipe.input_names])
     return {
-        "inputs": [{"name": n, "dtype": str(example[n].dtype), "dims": [-1, *(int(d) for d in example[n].shape[1:])]} for n in recipe.input_names],
-        "outputs": [{"name": n, "dtype": str(np.dtype(outputs[n].dtype.as_numpy_dtype)), "dims": [-1, *(int(d) for d in outputs[n].shape[1:])]} for n in names],
+        "inputs": [
+            {
+                "name": n,
+                "dtype": str(example[n].dtype),
+                "dims": [-1, *(int(d) for d in example[n].shape[1:])],
+            }
+            for n in recipe.input_names
+        ],
+        "outputs": [
+            {
+                "name": n,
+                "dtype": str(np.dtype(outputs[n].dtype.as_numpy_dtype)),
+                "dims": [-1, *(int(d) for d in outputs[n].shape[1:])],
+            }
+            for n in names
+        ],
     }

@@ -42,18 +42,36 @@ def build(compiler: str | None = None) -> Path:
     """Compile the backend against this Python's libpython; written atomically (parallel jobs)."""
     compiler = compiler or os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if not compiler:
-        raise RuntimeError("no C compiler (cc or gcc) on PATH: install one (Debian: apt-get install gcc) to build the in-process backend")
+        raise RuntimeError(
+            "no C compiler (cc or gcc) on PATH: install one (Debian: apt-get install gcc) to build the in-process backend"
+        )
     include = sysconfig.get_paths()["include"]
     libdir = sysconfig.get_config_var("LIBDIR")
-    libpython = sysconfig.get_config_var("LDLIBRARY")  # libpython3.11.so where Python was built shared
+    libpython = sysconfig.get_config_var(
+        "LDLIBRARY"
+    )  # libpython3.11.so where Python was built shared
     if not sysconfig.get_config_var("Py_ENABLE_SHARED") or not (Path(libdir) / libpython).exists():
-        raise RuntimeError(f"{sys.executable} was built without a shared libpython ({libdir}/{libpython}); the in-process backend needs one")
+        raise RuntimeError(
+            f"{sys.executable} was built without a shared libpython ({libdir}/{libpython}); the in-process backend needs one"
+        )
     LIBRARY.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=LIBRARY.parent, suffix=".so", delete=False) as tmp:
         target = Path(tmp.name)
     command = [
-        compiler, "-O2", "-shared", "-fPIC", "-Wall", "-Wextra", "-Wno-unused-parameter", f"-I{include}", str(SOURCE), "-o", str(target),
-        f"-L{libdir}", f"-l{libpython.removeprefix('lib').split('.so')[0]}", f"-Wl,-rpath,{libdir}",
+        compiler,
+        "-O2",
+        "-shared",
+        "-fPIC",
+        "-Wall",
+        "-Wextra",
+        "-Wno-unused-parameter",
+        f"-I{include}",
+        str(SOURCE),
+        "-o",
+        str(target),
+        f"-L{libdir}",
+        f"-l{libpython.removeprefix('lib').split('.so')[0]}",
+        f"-Wl,-rpath,{libdir}",
     ]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
@@ -66,7 +84,11 @@ def build(compiler: str | None = None) -> Path:
 def server_env() -> dict[str, str]:
     """What the embedded interpreter needs: this Python's home and this environment's packages."""
     paths = [*site.getsitepackages(), os.environ.get("PYTHONPATH", "")]
-    return {"PYTHONHOME": sys.base_prefix, "PYTHONPATH": os.pathsep.join(p for p in paths if p), "PYTHONNOUSERSITE": "1"}
+    return {
+        "PYTHONHOME": sys.base_prefix,
+        "PYTHONPATH": os.pathsep.join(p for p in paths if p),
+        "PYTHONNOUSERSITE": "1",
+    }
 
 
 if __name__ == "__main__":

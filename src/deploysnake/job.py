@@ -23,7 +23,12 @@ def run(snakemake: Any, stage: Callable[[Any], object]) -> None:
         # fd-level redirect: output of subprocesses and C libraries lands in the log too.
         os.dup2(log_file.fileno(), 1)
         os.dup2(log_file.fileno(), 2)
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
+        logging.basicConfig(
+            level=logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+            force=True,
+        )
         logging.captureWarnings(True)
         # Warnings and errors (a format not served, an unstable point) also reach the console.
         to_console = logging.StreamHandler(console)

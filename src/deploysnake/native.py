@@ -17,7 +17,10 @@ from .runtime import ArtifactRuntime
 
 log = logging.getLogger(__name__)
 
-NUMPY_RANDOM = {"f": lambda rng, shape, dt: rng.random(shape, dtype=np.float32).astype(dt), "i": lambda rng, shape, dt: rng.integers(0, 2, shape).astype(dt)}
+NUMPY_RANDOM = {
+    "f": lambda rng, shape, dt: rng.random(shape, dtype=np.float32).astype(dt),
+    "i": lambda rng, shape, dt: rng.integers(0, 2, shape).astype(dt),
+}
 
 
 def random_inputs(io: dict[str, Any], batch: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -31,7 +34,12 @@ def random_inputs(io: dict[str, Any], batch: int, seed: int = 0) -> dict[str, np
     return inputs
 
 
-def time_batch(runtimes: list[ArtifactRuntime], inputs: dict[str, np.ndarray], window_s: float, max_iterations: int) -> dict[str, float]:
+def time_batch(
+    runtimes: list[ArtifactRuntime],
+    inputs: dict[str, np.ndarray],
+    window_s: float,
+    max_iterations: int,
+) -> dict[str, float]:
     """Run repeatedly for window_s (bounded by max_iterations too); throughput and latency percentiles.
 
     One runtime per served instance, each looping in its own thread as Triton's instances do (the
@@ -54,7 +62,9 @@ def time_batch(runtimes: list[ArtifactRuntime], inputs: dict[str, np.ndarray], w
                 t0 = time.perf_counter()
                 runtimes[k](inputs)
                 latencies[k].append(time.perf_counter() - t0)
-        except BaseException as exc:  # re-raised below: a failing runtime must not pass for a slow one
+        except (
+            BaseException
+        ) as exc:  # re-raised below: a failing runtime must not pass for a slow one
             errors.append(exc)
         ends[k] = time.perf_counter()
 
@@ -78,20 +88,51 @@ def time_batch(runtimes: list[ArtifactRuntime], inputs: dict[str, np.ndarray], w
 
 
 def measure(
-    model: str, fmt: str, device: str, artifact: str | Path, io_json: str | Path, batch_sizes: list[int], threads: int, window_s: float, max_iterations: int,
-    output: str | Path, provenance: dict[str, str] | None = None, instances: int = 1,
+    model: str,
+    fmt: str,
+    device: str,
+    artifact: str | Path,
+    io_json: str | Path,
+    batch_sizes: list[int],
+    threads: int,
+    window_s: float,
+    max_iterations: int,
+    output: str | Path,
+    provenance: dict[str, str] | None = None,
+    instances: int = 1,
 ) -> list[dict[str, Any]]:
     io = json.loads(Path(io_json).read_text())
     names_in, names_out = [t["name"] for t in io["inputs"]], [t["name"] for t in io["outputs"]]
-    runtimes = [ArtifactRuntime(artifact, fmt, names_in, names_out, threads, "cpu" if device == "cpu" else "cuda") for _ in range(max(1, instances))]
+    runtimes = [
+        ArtifactRuntime(
+            artifact, fmt, names_in, names_out, threads, "cpu" if device == "cpu" else "cuda"
+        )
+        for _ in range(max(1, instances))
+    ]
     rows = []
     for k, batch in enumerate(batch_sizes, start=1):
         result = time_batch(runtimes, random_inputs(io, int(batch)), window_s, max_iterations)
-        rows.append({"model": model, "format": fmt, "device": device, "batch": int(batch), **result, "instances": len(runtimes), "runtime_threads": threads, **(provenance or {})})
+        rows.append(
+            {
+                "model": model,
+                "format": fmt,
+                "device": device,
+                "batch": int(batch),
+                **result,
+                "instances": len(runtimes),
+                "runtime_threads": threads,
+                **(provenance or {}),
+            }
+        )
         log.info(
-            "point %d of %d: batch %d: %.0f infer/s in-process, %d instance(s) (p99 %.0f us)", k, len(batch_sizes), batch, result["throughput_infer_per_s"], len(runtimes),
+            "point %d of %d: batch %d: %.0f infer/s in-process, %d instance(s) (p99 %.0f us)",
+            k,
+            len(batch_sizes),
+            batch,
+            result["throughput_infer_per_s"],
+            len(runtimes),
             result["p99_latency_us"],
-        )  # fmt: skip
+        )
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     with open(output, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))

@@ -21,6 +21,7 @@ from .plugins import Recipe
 
 log = logging.getLogger(__name__)
 
+
 def _optimized(source: Path, target: Path) -> None:
     import onnxruntime as ort
 
@@ -37,8 +38,20 @@ def _fp16(source: Path, target: Path) -> None:
     onnx.save(convert_float_to_float16(onnx.load(str(source)), keep_io_types=True), str(target))
 
 
-def _int8(source: Path, target: Path, recipe: Recipe, params: dict[str, Any], calibration_batches: int, batch_size: int) -> None:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+def _int8(
+    source: Path,
+    target: Path,
+    recipe: Recipe,
+    params: dict[str, Any],
+    calibration_batches: int,
+    batch_size: int,
+) -> None:
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     batches = []
@@ -59,12 +72,19 @@ def _int8(source: Path, target: Path, recipe: Recipe, params: dict[str, Any], ca
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(source), str(prepared))
         quantize_static(
-            str(prepared), str(target), Reader(), quant_format=QuantFormat.QDQ,
-            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
+            str(prepared),
+            str(target),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
         )
 
 
-def _tensorrt(source: Path, target: Path, fp16: bool, max_batch: int, io: dict[str, Any]) -> None:  # pragma: no cover - GPU only
+def _tensorrt(
+    source: Path, target: Path, fp16: bool, max_batch: int, io: dict[str, Any]
+) -> None:  # pragma: no cover - GPU only
     import tensorrt as trt
 
     logger = trt.Logger(trt.Logger.WARNING)
@@ -79,7 +99,9 @@ def _tensorrt(source: Path, target: Path, fp16: bool, max_batch: int, io: dict[s
     profile = builder.create_optimization_profile()
     for tensor in io["inputs"]:
         dims = [d if d > 0 else 1 for d in tensor["dims"][1:]]
-        profile.set_shape(tensor["name"], [1, *dims], [max(1, max_batch // 2), *dims], [max_batch, *dims])
+        profile.set_shape(
+            tensor["name"], [1, *dims], [max(1, max_batch // 2), *dims], [max_batch, *dims]
+        )
     config.add_optimization_profile(profile)
     plan = builder.build_serialized_network(network, config)
     if plan is None:
@@ -87,7 +109,16 @@ def _tensorrt(source: Path, target: Path, fp16: bool, max_batch: int, io: dict[s
     target.write_bytes(bytes(plan))
 
 
-def convert(fmt: str, source: str | Path, source_io: str | Path, target: str | Path, target_io: str | Path, recipe: Recipe, params: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+def convert(
+    fmt: str,
+    source: str | Path,
+    source_io: str | Path,
+    target: str | Path,
+    target_io: str | Path,
+    recipe: Recipe,
+    params: dict[str, Any],
+    options: dict[str, Any],
+) -> dict[str, Any]:
     """Write the variant and its io.json; a variant of a failed ONNX export, or a conversion that
     fails, is recorded as failed (the other formats go on), like a failed export."""
     source, target = Path(source), Path(target)
@@ -104,14 +135,29 @@ def convert(fmt: str, source: str | Path, source_io: str | Path, target: str | P
             elif fmt == "onnx_fp16":
                 _fp16(source, target)
             elif fmt == "onnx_int8":
-                _int8(source, target, recipe, params, int(options.get("calibration_batches", 8)), int(options.get("calibration_batch_size", 64)))
+                _int8(
+                    source,
+                    target,
+                    recipe,
+                    params,
+                    int(options.get("calibration_batches", 8)),
+                    int(options.get("calibration_batch_size", 64)),
+                )
             elif fmt in TENSORRT:
                 reason = tensorrt_unavailable()
                 if reason:
                     raise UserError(f"{fmt} cannot be built here: {reason}")
-                _tensorrt(source, target, fmt == "tensorrt_fp16", int(options.get("max_batch_size", 256)), io)
+                _tensorrt(
+                    source,
+                    target,
+                    fmt == "tensorrt_fp16",
+                    int(options.get("max_batch_size", 256)),
+                    io,
+                )
             else:
-                raise UserError(f"unknown ONNX variant {fmt!r}: choose from {ONNX_VARIANTS + TENSORRT}")
+                raise UserError(
+                    f"unknown ONNX variant {fmt!r}: choose from {ONNX_VARIANTS + TENSORRT}"
+                )
             io["status"] = "ok"
         except UserError:
             raise

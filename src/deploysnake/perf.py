@@ -29,12 +29,27 @@ from .server import TritonServer
 log = logging.getLogger(__name__)
 
 # "No valid requests": not one request finished inside a window (a loaded machine, or a window too short).
-UNSTABLE_MARKERS = ("Failed to obtain stable measurement", "Failed to get stable", "No valid requests recorded within time interval")
+UNSTABLE_MARKERS = (
+    "Failed to obtain stable measurement",
+    "Failed to get stable",
+    "No valid requests recorded within time interval",
+)
 COLUMNS = ["model", "format", "device", "mode", "batch", "concurrency", "status"]
 # perf_analyzer's -f columns (2.51); always written, empty for an unstable point, so every CSV has them.
 PERF_ANALYZER_COLUMNS = [
-    "Concurrency", "Inferences/Second", "Client Send", "Network+Server Send/Recv", "Server Queue", "Server Compute Input",
-    "Server Compute Infer", "Server Compute Output", "Client Recv", "p50 latency", "p90 latency", "p95 latency", "p99 latency",
+    "Concurrency",
+    "Inferences/Second",
+    "Client Send",
+    "Network+Server Send/Recv",
+    "Server Queue",
+    "Server Compute Input",
+    "Server Compute Infer",
+    "Server Compute Output",
+    "Client Recv",
+    "p50 latency",
+    "p90 latency",
+    "p95 latency",
+    "p99 latency",
 ]
 
 
@@ -58,7 +73,9 @@ def sweep(mode: str, settings: dict[str, Any], instances: int = 1) -> list[Point
     return [Point(int(online.get("batch_size", 1)), int(c)) for c in online["concurrency"]]
 
 
-def prepare_input_data(recipe: Recipe, params: dict[str, Any], samples: int, output: str | Path) -> dict[str, Any]:
+def prepare_input_data(
+    recipe: Recipe, params: dict[str, Any], samples: int, output: str | Path
+) -> dict[str, Any]:
     """perf_analyzer --input-data JSON from the validation split, one entry per sample with its shape.
 
     perf_analyzer stacks entries into a batch, so they must share a shape: along the recipe's dynamic
@@ -73,7 +90,13 @@ def prepare_input_data(recipe: Recipe, params: dict[str, Any], samples: int, out
                 break
             entry = {}
             for name, array in batch["inputs"].items():
-                sample = _fit(np.asarray(array[i]), {axis - 1: lengths[dim] for axis, dim in recipe.dynamic_axes.get(name, {}).items()})
+                sample = _fit(
+                    np.asarray(array[i]),
+                    {
+                        axis - 1: lengths[dim]
+                        for axis, dim in recipe.dynamic_axes.get(name, {}).items()
+                    },
+                )
                 entry[name] = {"content": sample.ravel().tolist(), "shape": list(sample.shape)}
             data.append(entry)
         if len(data) >= samples:
@@ -81,7 +104,13 @@ def prepare_input_data(recipe: Recipe, params: dict[str, Any], samples: int, out
     doc = {"data": data}
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     Path(output).write_text(json.dumps(doc))
-    log.info("%d samples of %s for perf_analyzer in %s (dynamic lengths %s)", len(data), sorted(data[0]) if data else [], output, lengths or "none")
+    log.info(
+        "%d samples of %s for perf_analyzer in %s (dynamic lengths %s)",
+        len(data),
+        sorted(data[0]) if data else [],
+        output,
+        lengths or "none",
+    )
     return doc
 
 
@@ -92,7 +121,9 @@ def _typical_lengths(recipe: Recipe, batches: list[dict[str, Any]]) -> dict[str,
         for name, axes in recipe.dynamic_axes.items():
             if name in batch["inputs"]:
                 for axis, dim in axes.items():
-                    seen.setdefault(dim, []).append(int(np.asarray(batch["inputs"][name]).shape[axis]))
+                    seen.setdefault(dim, []).append(
+                        int(np.asarray(batch["inputs"][name]).shape[axis])
+                    )
     return {dim: max(1, int(np.median(sizes))) for dim, sizes in seen.items()}
 
 
@@ -112,36 +143,71 @@ def input_shapes(input_data: str | Path | None, io: dict[str, Any]) -> str:
     if input_data:
         first = json.loads(Path(input_data).read_text())["data"][0]
         return " ".join(f"{n}:{'x'.join(map(str, v['shape']))}" for n, v in first.items())
-    return " ".join(f"{t['name']}:{'x'.join(str(d if d > 0 else 1) for d in t['dims'][1:])}" for t in io["inputs"])
+    return " ".join(
+        f"{t['name']}:{'x'.join(str(d if d > 0 else 1) for d in t['dims'][1:])}"
+        for t in io["inputs"]
+    )
 
 
 def command(
-    executable: str, model_name: str, server: TritonServer, point: Point, settings: dict[str, Any], mode: str, csv_path: Path, output_size: int,
-    input_data: str | Path | None = None, shapes: dict[str, list[int]] | None = None,
+    executable: str,
+    model_name: str,
+    server: TritonServer,
+    point: Point,
+    settings: dict[str, Any],
+    mode: str,
+    csv_path: Path,
+    output_size: int,
+    input_data: str | Path | None = None,
+    shapes: dict[str, list[int]] | None = None,
 ) -> list[str]:
     args = [
-        executable, "-m", model_name, "-u", server.grpc_url, "-i", "grpc",
-        "-b", str(point.batch), "--concurrency-range", f"{point.concurrency}:{point.concurrency}:1",
-        "--measurement-mode", settings["measurement_mode"],
-        "--measurement-interval", str(settings["measurement_interval_ms"]),
-        "--measurement-request-count", str(settings["measurement_request_count"]),
-        "--stability-percentage", str(settings["stability_percentage"]),
-        "--max-trials", str(settings["max_trials"]),
-        "-f", str(csv_path),
+        executable,
+        "-m",
+        model_name,
+        "-u",
+        server.grpc_url,
+        "-i",
+        "grpc",
+        "-b",
+        str(point.batch),
+        "--concurrency-range",
+        f"{point.concurrency}:{point.concurrency}:1",
+        "--measurement-mode",
+        settings["measurement_mode"],
+        "--measurement-interval",
+        str(settings["measurement_interval_ms"]),
+        "--measurement-request-count",
+        str(settings["measurement_request_count"]),
+        "--stability-percentage",
+        str(settings["stability_percentage"]),
+        "--max-trials",
+        str(settings["max_trials"]),
+        "-f",
+        str(csv_path),
     ]
     if input_data:  # real samples from the dataloader, as the guides' prepare-input-data step
         args += ["--input-data", str(input_data)]
     for name, shape in (shapes or {}).items():  # inputs with dynamic dims: the sizes to send
         args += ["--shape", f"{name}:{','.join(map(str, shape))}"]
     if mode == "offline" and settings["offline"].get("shared_memory", "none") != "none":
-        args += ["--shared-memory", settings["offline"]["shared_memory"], "--output-shared-memory-size", str(max(102400, output_size * point.batch))]
+        args += [
+            "--shared-memory",
+            settings["offline"]["shared_memory"],
+            "--output-shared-memory-size",
+            str(max(102400, output_size * point.batch)),
+        ]
     return args
 
 
 def dynamic_shapes(io: dict[str, Any], prepared: str | Path) -> dict[str, list[int]]:
     """Per-sample shapes of the inputs that have dynamic dims besides the batch (perf_analyzer --shape)."""
     first = json.loads(Path(prepared).read_text())["data"][0]
-    return {t["name"]: first[t["name"]]["shape"] for t in io["inputs"] if any(d < 0 for d in t["dims"][1:]) and t["name"] in first}
+    return {
+        t["name"]: first[t["name"]]["shape"]
+        for t in io["inputs"]
+        if any(d < 0 for d in t["dims"][1:]) and t["name"] in first
+    }
 
 
 def output_bytes(io: dict[str, Any], longest: int = 4096) -> int:
@@ -154,11 +220,20 @@ def output_bytes(io: dict[str, Any], longest: int = 4096) -> int:
     return total
 
 
-def run_point(args: list[str], timeout_s: float, server: TritonServer) -> tuple[str, dict[str, str], str]:
+def run_point(
+    args: list[str], timeout_s: float, server: TritonServer
+) -> tuple[str, dict[str, str], str]:
     """Run perf_analyzer once; return (status, its CSV row, its output)."""
     csv_path = Path(args[args.index("-f") + 1])
     try:
-        done = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+        done = subprocess.run(
+            args,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
+        )
     except subprocess.TimeoutExpired as exc:
         return "unstable", {}, f"perf_analyzer did not finish within {timeout_s:.0f} s: {exc}"
     output = done.stdout + done.stderr
@@ -166,7 +241,9 @@ def run_point(args: list[str], timeout_s: float, server: TritonServer) -> tuple[
         server.check_alive()  # a dead server is the cause to report, not perf_analyzer's symptom
         if any(marker in output for marker in UNSTABLE_MARKERS):
             return "unstable", {}, output
-        raise RuntimeError(f"perf_analyzer failed (exit {done.returncode}): {' '.join(args)}\n{output[-3000:]}")
+        raise RuntimeError(
+            f"perf_analyzer failed (exit {done.returncode}): {' '.join(args)}\n{output[-3000:]}"
+        )
     with open(csv_path, newline="") as handle:
         rows = list(csv.DictReader(handle))
     if not rows:
@@ -175,17 +252,43 @@ def run_point(args: list[str], timeout_s: float, server: TritonServer) -> tuple[
 
 
 def measure_point(
-    executable: str, model_name: str, server: TritonServer, point: Point, settings: dict[str, Any], mode: str, csv_path: Path, load: Load,
+    executable: str,
+    model_name: str,
+    server: TritonServer,
+    point: Point,
+    settings: dict[str, Any],
+    mode: str,
+    csv_path: Path,
+    load: Load,
 ) -> tuple[str, dict[str, str], str]:
     """One perf_analyzer point; an unstable one is measured once more with windows twice as long (what
     perf_analyzer advises), so a noisy moment does not cost a configuration its number."""
     for attempt in (1, 2):
-        args = command(executable, model_name, server, point, settings, mode, csv_path, load.output_size, load.data, load.shapes)
-        log.info("perf_analyzer%s: %s", "" if attempt == 1 else " (again, windows twice as long)", " ".join(args))
+        args = command(
+            executable,
+            model_name,
+            server,
+            point,
+            settings,
+            mode,
+            csv_path,
+            load.output_size,
+            load.data,
+            load.shapes,
+        )
+        log.info(
+            "perf_analyzer%s: %s",
+            "" if attempt == 1 else " (again, windows twice as long)",
+            " ".join(args),
+        )
         status, measured, text = run_point(args, load.timeout_s * attempt, server)
         if status == "ok":
             break
-        settings = {**settings, "measurement_interval_ms": 2 * settings["measurement_interval_ms"], "measurement_request_count": 2 * settings["measurement_request_count"]}
+        settings = {
+            **settings,
+            "measurement_interval_ms": 2 * settings["measurement_interval_ms"],
+            "measurement_request_count": 2 * settings["measurement_request_count"],
+        }
     return status, measured, text
 
 
@@ -204,32 +307,87 @@ def plan_load(io: dict[str, Any], settings: dict[str, Any], input_data: str | Pa
     shapes = dynamic_shapes(io, input_data) if input_data else {}
     longest = max((d for shape in shapes.values() for d in shape), default=4096)
     # Bound each call: at most max_trials windows plus start-up, whatever perf_analyzer does.
-    timeout_s = 60.0 + 3 * settings["measurement_interval_ms"] / 1000.0 * int(settings["max_trials"])
+    timeout_s = 60.0 + 3 * settings["measurement_interval_ms"] / 1000.0 * int(
+        settings["max_trials"]
+    )
     return Load(data, shapes, output_bytes(io, longest), timeout_s)
 
 
 def measure(
-    executable: str, server: TritonServer, model: str, fmt: str, device: str, model_name: str, io_json: str | Path, settings: dict[str, Any], mode: str,
-    output: str | Path, provenance: dict[str, str] | None = None, input_data: str | Path | None = None, instances: int = 1,
+    executable: str,
+    server: TritonServer,
+    model: str,
+    fmt: str,
+    device: str,
+    model_name: str,
+    io_json: str | Path,
+    settings: dict[str, Any],
+    mode: str,
+    output: str | Path,
+    provenance: dict[str, str] | None = None,
+    input_data: str | Path | None = None,
+    instances: int = 1,
 ) -> list[dict[str, Any]]:
     io = json.loads(Path(io_json).read_text())
     load = plan_load(io, settings, input_data)
-    described = {"input_data": "dataloader" if load.data else "random", "input_shapes": input_shapes(input_data if load.shapes else load.data, io)}
+    described = {
+        "input_data": "dataloader" if load.data else "random",
+        "input_shapes": input_shapes(input_data if load.shapes else load.data, io),
+    }
     points = sweep(mode, settings, instances)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="deploysnake-perf-") as tmp:
         for k, point in enumerate(points, start=1):
             server.check_alive()
-            log.info("point %d of %d (%s): batch %d, concurrency %d", k, len(points), mode, point.batch, point.concurrency)
+            log.info(
+                "point %d of %d (%s): batch %d, concurrency %d",
+                k,
+                len(points),
+                mode,
+                point.batch,
+                point.concurrency,
+            )
             started = time.monotonic()
-            status, measured, text = measure_point(executable, model_name, server, point, settings, mode, Path(tmp) / f"point{k}.csv", load)
+            status, measured, text = measure_point(
+                executable,
+                model_name,
+                server,
+                point,
+                settings,
+                mode,
+                Path(tmp) / f"point{k}.csv",
+                load,
+            )
             server.check_alive()
-            row = {"model": model, "format": fmt, "device": device, "mode": mode, "batch": point.batch, "concurrency": point.concurrency, "status": status, **measured, **described, **(provenance or {})}
+            row = {
+                "model": model,
+                "format": fmt,
+                "device": device,
+                "mode": mode,
+                "batch": point.batch,
+                "concurrency": point.concurrency,
+                "status": status,
+                **measured,
+                **described,
+                **(provenance or {}),
+            }
             rows.append(row)
             if status == "ok":
-                log.info("point %d of %d: %s infer/s, p99 %s us (%.1f s)", k, len(points), measured.get("Inferences/Second"), measured.get("p99 latency"), time.monotonic() - started)
+                log.info(
+                    "point %d of %d: %s infer/s, p99 %s us (%.1f s)",
+                    k,
+                    len(points),
+                    measured.get("Inferences/Second"),
+                    measured.get("p99 latency"),
+                    time.monotonic() - started,
+                )
             else:
-                log.warning("point %d of %d: unstable measurement, recorded as unstable:\n%s", k, len(points), text[-1500:])
+                log.warning(
+                    "point %d of %d: unstable measurement, recorded as unstable:\n%s",
+                    k,
+                    len(points),
+                    text[-1500:],
+                )
     known = COLUMNS + PERF_ANALYZER_COLUMNS
     columns = known + [c for c in dict.fromkeys(k for r in rows for k in r) if c not in known]
     output = Path(output)

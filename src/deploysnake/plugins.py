@@ -41,12 +41,17 @@ class Recipe:
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
         """Axes besides the batch that vary between requests (optional DYNAMIC_AXES of model.py),
         e.g. {"tokens": {1: "sequence"}, "tags": {1: "sequence"}}."""
-        return {name: {int(axis): str(dim) for axis, dim in axes.items()} for name, axes in getattr(self.model, "DYNAMIC_AXES", {}).items()}
+        return {
+            name: {int(axis): str(dim) for axis, dim in axes.items()}
+            for name, axes in getattr(self.model, "DYNAMIC_AXES", {}).items()
+        }
 
 
 def _load_module(path: Path, kind: str) -> ModuleType:
     if not path.is_file():
-        raise UserError(f"recipe {kind} plugin not found: {path} (a recipe folder holds model.py, dataloader.py and metrics.py)")
+        raise UserError(
+            f"recipe {kind} plugin not found: {path} (a recipe folder holds model.py, dataloader.py and metrics.py)"
+        )
     # The module name ends up inside TorchScript and ONNX files (class names, scopes): derive it from
     # the recipe folder's name, not from the path or a per-process hash, so exports are the same bytes
     # in every checkout and run. A clash within one process gets a counter.
@@ -62,7 +67,9 @@ def _load_module(path: Path, kind: str) -> ModuleType:
     spec.loader.exec_module(module)
     missing = [attr for attr in CONTRACT[kind] if not hasattr(module, attr)]
     if missing:
-        raise UserError(f"{path} does not define {', '.join(missing)}, required of a {kind} plugin (see README, 'Deploy your own model')")
+        raise UserError(
+            f"{path} does not define {', '.join(missing)}, required of a {kind} plugin (see README, 'Deploy your own model')"
+        )
     return module
 
 
@@ -74,7 +81,9 @@ def plugin_paths(settings: dict[str, Any]) -> dict[str, Path]:
 
 def load_recipe(folder: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
     paths = plugin_paths({"recipe": folder, **(overrides or {})})
-    return Recipe(folder=Path(folder), **{kind: _load_module(path, kind) for kind, path in paths.items()})
+    return Recipe(
+        folder=Path(folder), **{kind: _load_module(path, kind) for kind, path in paths.items()}
+    )
 
 
 def load_settings(settings: dict[str, Any]) -> Recipe:
@@ -82,7 +91,9 @@ def load_settings(settings: dict[str, Any]) -> Recipe:
     return load_recipe(settings["recipe"], {kind: settings.get(kind) for kind in CONTRACT})
 
 
-def validation_batches(recipe: Recipe, params: dict[str, Any], batch_size: int, limit: int | None = None) -> list[dict[str, Any]]:
+def validation_batches(
+    recipe: Recipe, params: dict[str, Any], batch_size: int, limit: int | None = None
+) -> list[dict[str, Any]]:
     """The validation split as a list of batches, checked against the model's input names."""
     out: list[dict[str, Any]] = []
     for batch in recipe.dataloader.batches("validation", batch_size, params):
@@ -95,7 +106,9 @@ def validation_batches(recipe: Recipe, params: dict[str, Any], batch_size: int, 
             )
         out.append(batch)
     if not out:
-        raise UserError(f"dataloader {recipe.folder / 'dataloader.py'} yields no validation batches")
+        raise UserError(
+            f"dataloader {recipe.folder / 'dataloader.py'} yields no validation batches"
+        )
     return out
 
 
@@ -105,45 +118,98 @@ def pad_concat(arrays: list[np.ndarray], fill: float | int) -> np.ndarray:
     arrays = [np.asarray(a) for a in arrays]
     if len({a.shape[1:] for a in arrays}) > 1:
         width = np.max([a.shape[1:] for a in arrays], axis=0)
-        arrays = [np.pad(a, [(0, 0)] + [(0, int(w) - s) for w, s in zip(width, a.shape[1:])], constant_values=fill) for a in arrays]
+        arrays = [
+            np.pad(
+                a,
+                [(0, 0)] + [(0, int(w) - s) for w, s in zip(width, a.shape[1:])],
+                constant_values=fill,
+            )
+            for a in arrays
+        ]
     return np.concatenate(arrays)
 
 
 def check_contract(recipe: Recipe, params: dict[str, Any], framework: str = "torch") -> None:
     """Run the plugins once on a small batch and name the first way they break the contract (see
     README, 'Deploy your own model'), before any training or export time is spent."""
-    model_file, loader_file, metrics_file = (recipe.folder / f"{k}.py" for k in ("model", "dataloader", "metrics"))
+    model_file, loader_file, metrics_file = (
+        recipe.folder / f"{k}.py" for k in ("model", "dataloader", "metrics")
+    )
     for attr in ("INPUT_NAMES", "OUTPUT_NAMES"):
         names = getattr(recipe.model, attr)
-        if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
-            raise UserError(f"{model_file}: {attr} must be a non-empty list of distinct tensor names, got {names!r}")
+        if (
+            not isinstance(names, (list, tuple))
+            or not names
+            or not all(isinstance(n, str) and n for n in names)
+            or len(set(names)) != len(names)
+        ):
+            raise UserError(
+                f"{model_file}: {attr} must be a non-empty list of distinct tensor names, got {names!r}"
+            )
     known = set(recipe.input_names) | set(recipe.output_names)
     for name, axes in getattr(recipe.model, "DYNAMIC_AXES", {}).items():
         if name not in known or not all(isinstance(a, int) and a >= 1 for a in axes):
-            raise UserError(f"{model_file}: DYNAMIC_AXES entry {name!r}: {axes!r} must name an input or output ({sorted(known)}) and axes >= 1 (0 is the batch)")
+            raise UserError(
+                f"{model_file}: DYNAMIC_AXES entry {name!r}: {axes!r} must name an input or output ({sorted(known)}) and axes >= 1 (0 is the batch)"
+            )
     example = recipe.model.example_inputs(2)
     if not isinstance(example, dict) or sorted(example) != sorted(recipe.input_names):
         got = sorted(example) if isinstance(example, dict) else type(example).__name__
-        raise UserError(f"{model_file}: example_inputs() must return a dict keyed by INPUT_NAMES {recipe.input_names}, got {got}")
+        raise UserError(
+            f"{model_file}: example_inputs() must return a dict keyed by INPUT_NAMES {recipe.input_names}, got {got}"
+        )
     batch = next(iter(recipe.dataloader.batches("validation", 64, params)), None)
     if not isinstance(batch, dict) or not {"ids", "inputs", "labels"} <= set(batch):
         got = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
-        raise UserError(f"{loader_file}: batches() must yield dicts with ids, inputs and labels, got {got}")
-    if not isinstance(batch["inputs"], dict) or sorted(batch["inputs"]) != sorted(recipe.input_names):
-        got = sorted(batch["inputs"]) if isinstance(batch["inputs"], dict) else type(batch["inputs"]).__name__
-        raise UserError(f"{loader_file}: batches() yields inputs {got}, but the model's INPUT_NAMES are {recipe.input_names}")
+        raise UserError(
+            f"{loader_file}: batches() must yield dicts with ids, inputs and labels, got {got}"
+        )
+    if not isinstance(batch["inputs"], dict) or sorted(batch["inputs"]) != sorted(
+        recipe.input_names
+    ):
+        got = (
+            sorted(batch["inputs"])
+            if isinstance(batch["inputs"], dict)
+            else type(batch["inputs"]).__name__
+        )
+        raise UserError(
+            f"{loader_file}: batches() yields inputs {got}, but the model's INPUT_NAMES are {recipe.input_names}"
+        )
     if framework != "torch":
         return
     import torch
 
     model = recipe.model.build_model(params)
     if not isinstance(model, torch.nn.Module):
-        raise UserError(f"{model_file}: build_model() must return a torch.nn.Module, got {type(model).__name__}")
+        raise UserError(
+            f"{model_file}: build_model() must return a torch.nn.Module, got {type(model).__name__}"
+        )
     with torch.inference_mode():
-        out = model.eval()(*(torch.as_tensor(np.asarray(batch["inputs"][n])) for n in recipe.input_names))
-    outs = (out,) if isinstance(out, torch.Tensor) else tuple(out.values()) if isinstance(out, dict) else tuple(out)
+        out = model.eval()(
+            *(torch.as_tensor(np.asarray(batch["inputs"][n])) for n in recipe.input_names)
+        )
+    outs = (
+        (out,)
+        if isinstance(out, torch.Tensor)
+        else tuple(out.values())
+        if isinstance(out, dict)
+        else tuple(out)
+    )
     if len(outs) != len(recipe.output_names):
-        raise UserError(f"{model_file}: the model returns {len(outs)} output(s), but OUTPUT_NAMES names {len(recipe.output_names)}: {recipe.output_names}")
-    metrics = recipe.metrics.compute({n: t.numpy() for n, t in zip(recipe.output_names, outs)}, np.asarray(batch["labels"]))
-    if not isinstance(metrics, dict) or not metrics or not all(isinstance(k, str) and isinstance(v, (int, float, np.number)) for k, v in metrics.items()):
-        raise UserError(f"{metrics_file}: compute() must return a non-empty dict of metric name -> number, got {metrics!r}")
+        raise UserError(
+            f"{model_file}: the model returns {len(outs)} output(s), but OUTPUT_NAMES names {len(recipe.output_names)}: {recipe.output_names}"
+        )
+    metrics = recipe.metrics.compute(
+        {n: t.numpy() for n, t in zip(recipe.output_names, outs)}, np.asarray(batch["labels"])
+    )
+    if (
+        not isinstance(metrics, dict)
+        or not metrics
+        or not all(
+            isinstance(k, str) and isinstance(v, (int, float, np.number))
+            for k, v in metrics.items()
+        )
+    ):
+        raise UserError(
+            f"{metrics_file}: compute() must return a non-empty dict of metric name -> number, got {metrics!r}"
+        )

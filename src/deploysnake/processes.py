@@ -23,7 +23,10 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
 
 def _is_snakemake(proc: psutil.Process) -> bool:
     try:
-        return any(Path(part).name == "snakemake" or part.endswith("snakemake/__main__.py") for part in proc.cmdline()[:3])
+        return any(
+            Path(part).name == "snakemake" or part.endswith("snakemake/__main__.py")
+            for part in proc.cmdline()[:3]
+        )
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
 

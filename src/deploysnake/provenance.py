@@ -12,19 +12,33 @@ from .environment import cpu_name, git_commit, gpus, versions
 
 COLUMNS = ("config_hash", "code_version", "packages", "hardware")
 # The packages whose versions can change a measured number.
-RELEVANT = ("torch", "onnx", "onnxruntime", "tritonclient", "nvidia-pytriton", "numpy", "tensorflow-cpu", "tf2onnx", "tensorrt")
+RELEVANT = (
+    "torch",
+    "onnx",
+    "onnxruntime",
+    "tritonclient",
+    "nvidia-pytriton",
+    "numpy",
+    "tensorflow-cpu",
+    "tf2onnx",
+    "tensorrt",
+)
 
 
 def config_hash(settings: dict[str, Any]) -> str:
     """Hash of the settings the job read (its params), not the whole config: a row's hash changes
     exactly when something that produced it changes."""
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[
+        :12
+    ]
 
 
 def stamp(settings: dict[str, Any], root: str | Path, device: str) -> dict[str, str]:
     found = versions()
     gpu_names = [g["name"] for g in gpus()]
-    hardware = f"{cpu_name()}" + (f"; {', '.join(gpu_names)}" if device != "cpu" and gpu_names else "")
+    hardware = f"{cpu_name()}" + (
+        f"; {', '.join(gpu_names)}" if device != "cpu" and gpu_names else ""
+    )
     return {
         "config_hash": config_hash(settings),
         "code_version": git_commit(Path(root)) or f"deploysnake {__version__}",
@@ -37,4 +51,8 @@ def of_job(snakemake: Any) -> dict[str, str]:
     """The stamp of the running Snakemake job (its params, this checkout, its device)."""
     settings = {key: value for key, value in snakemake.params.items()}
     # scriptdir is workflow/rules/../scripts: resolve it, or parents[1] is workflow/rules, not the checkout.
-    return stamp(settings, Path(snakemake.scriptdir).resolve().parents[1], getattr(snakemake.wildcards, "device", "cpu"))
+    return stamp(
+        settings,
+        Path(snakemake.scriptdir).resolve().parents[1],
+        getattr(snakemake.wildcards, "device", "cpu"),
+    )

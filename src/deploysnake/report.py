@@ -30,7 +30,14 @@ NO_STABLE = "no stable points"
 ID = ["model", "format", "device"]
 # Provenance columns (config_hash, code_version, packages, hardware) are text; shown in their own table.
 PROVENANCE = ["config_hash", "code_version", "packages", "hardware"]
-PERF_TEXT = ["model", "format", "device", "mode", "status", *PROVENANCE]  # every other perf column is a number
+PERF_TEXT = [
+    "model",
+    "format",
+    "device",
+    "mode",
+    "status",
+    *PROVENANCE,
+]  # every other perf column is a number
 THROUGHPUT = "Inferences/Second"
 PERCENTILES = ["p50 latency", "p90 latency", "p95 latency", "p99 latency"]
 BREAKDOWN = [
@@ -44,9 +51,22 @@ BREAKDOWN = [
 ]
 PERF_NUMBERS = ["batch", "concurrency", "Concurrency", THROUGHPUT, *BREAKDOWN, *PERCENTILES]
 ACCURACY_TEXT = ["model", "format", "device", "metric", *PROVENANCE]
-ACCURACY_NUMBERS = ["source", "exported", "served", "served_minus_source", "samples", "max_abs_diff_served_vs_exported"]
+ACCURACY_NUMBERS = [
+    "source",
+    "exported",
+    "served",
+    "served_minus_source",
+    "samples",
+    "max_abs_diff_served_vs_exported",
+]
 NATIVE_TEXT = ["model", "format", "device", *PROVENANCE]
-NATIVE_NUMBERS = ["batch", "throughput_infer_per_s", "p50_latency_us", "p99_latency_us", "iterations"]
+NATIVE_NUMBERS = [
+    "batch",
+    "throughput_infer_per_s",
+    "p50_latency_us",
+    "p99_latency_us",
+    "iterations",
+]
 
 EMBED_OPTIONS = {"renderer": "svg", "actions": False}  # svg so a DOM dump shows the marks
 CHART_WIDTH = 340
@@ -141,7 +161,9 @@ def _existing(paths: Iterable[Path | str]) -> list[Path]:
     return out
 
 
-def _read_csvs(paths: Iterable[Path | str], text: Sequence[str], numbers: Sequence[str]) -> pl.DataFrame:
+def _read_csvs(
+    paths: Iterable[Path | str], text: Sequence[str], numbers: Sequence[str]
+) -> pl.DataFrame:
     """All CSVs as one frame; read as text first, so all-empty (unstable) columns never get a wrong inferred type."""
     frames = []
     for p in _existing(paths):
@@ -150,14 +172,18 @@ def _read_csvs(paths: Iterable[Path | str], text: Sequence[str], numbers: Sequen
         except pl.exceptions.NoDataError:
             log.warning("report: %s has no rows", p)
     df = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
-    df = df.with_columns(pl.lit(None, pl.String).alias(c) for c in (*text, *numbers) if c not in df.columns)
+    df = df.with_columns(
+        pl.lit(None, pl.String).alias(c) for c in (*text, *numbers) if c not in df.columns
+    )
     casts = []
     for col in df.columns:
         if col in text:
             continue
         as_number = pl.col(col).cast(pl.Float64, strict=False)
         # Unknown (extra perf_analyzer) columns become numbers only when no non-empty value would be lost.
-        lost = df.select((as_number.is_null() & pl.col(col).is_not_null() & (pl.col(col) != "")).sum()).item()
+        lost = df.select(
+            (as_number.is_null() & pl.col(col).is_not_null() & (pl.col(col) != "")).sum()
+        ).item()
         if col in numbers or lost == 0:
             casts.append(as_number.fill_nan(None).alias(col))
     return df.with_columns(casts)
@@ -173,7 +199,16 @@ def _load_correctness(paths: Iterable[Path | str]) -> tuple[pl.DataFrame, pl.Dat
         model, fmt = str(doc.get("model") or p.parent.name), str(doc.get("format") or p.stem)
         passed = bool(doc.get("passed", False))
         reason = str(doc.get("reason") or "")
-        formats.append({"model": model, "format": fmt, "passed": passed, "reason": reason, "samples": doc.get("samples"), "log_excerpt": str(doc.get("log_excerpt") or "")})
+        formats.append(
+            {
+                "model": model,
+                "format": fmt,
+                "passed": passed,
+                "reason": reason,
+                "samples": doc.get("samples"),
+                "log_excerpt": str(doc.get("log_excerpt") or ""),
+            }
+        )
         checks: Mapping[str, Any] = doc.get("outputs") or {}
         if not checks:  # e.g. the artifact failed to load: still one visible row
             checks = {MISSING: {"passed": passed}}
@@ -193,9 +228,25 @@ def _load_correctness(paths: Iterable[Path | str]) -> tuple[pl.DataFrame, pl.Dat
                     "status": status,
                 }
             )
-    out_schema = {"model": pl.String, "format": pl.String, "output": pl.String, "samples": pl.Float64, "atol": pl.Float64,
-                  "rtol": pl.Float64, "max abs err": pl.Float64, "max rel err": pl.Float64, "status": pl.String}  # fmt: skip
-    fmt_schema = {"model": pl.String, "format": pl.String, "passed": pl.Boolean, "reason": pl.String, "samples": pl.Float64, "log_excerpt": pl.String}
+    out_schema = {
+        "model": pl.String,
+        "format": pl.String,
+        "output": pl.String,
+        "samples": pl.Float64,
+        "atol": pl.Float64,
+        "rtol": pl.Float64,
+        "max abs err": pl.Float64,
+        "max rel err": pl.Float64,
+        "status": pl.String,
+    }
+    fmt_schema = {
+        "model": pl.String,
+        "format": pl.String,
+        "passed": pl.Boolean,
+        "reason": pl.String,
+        "samples": pl.Float64,
+        "log_excerpt": pl.String,
+    }
     per_output = pl.DataFrame(outputs, schema=out_schema).sort("model", "format", "output")
     per_format = pl.DataFrame(
         [{**f, "samples": _num(f["samples"])} for f in formats], schema=fmt_schema
@@ -214,7 +265,14 @@ def _num(value: Any) -> float | None:
 # ---------------------------------------------------------------- HTML pieces
 
 
-def _table(df: pl.DataFrame, name: str, *, mask: Sequence[str] = (), status: str = "status", links: Mapping[str, Callable[[Any], str]] | None = None) -> str:
+def _table(
+    df: pl.DataFrame,
+    name: str,
+    *,
+    mask: Sequence[str] = (),
+    status: str = "status",
+    links: Mapping[str, Callable[[Any], str]] | None = None,
+) -> str:
     """An escaped HTML table; in rows whose status is "unstable" the columns in `mask` read "unstable";
     a column in `links` links each cell to the anchor its function gives."""
     if df.height == 0:
@@ -240,7 +298,7 @@ def _table(df: pl.DataFrame, name: str, *, mask: Sequence[str] = (), status: str
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return (
         f'<div class="table-wrap"><table class="data" data-table="{_e(name)}"><thead><tr>{head}</tr></thead>'
-        f'<tbody>{"".join(rows)}</tbody></table></div>'
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
     )
 
 
@@ -250,7 +308,9 @@ class _Charts:
     def __init__(self) -> None:
         self.count = 0
 
-    def embed(self, chart: alt.TopLevelMixin | None, title: str, empty_note: str = NO_STABLE) -> str:
+    def embed(
+        self, chart: alt.TopLevelMixin | None, title: str, empty_note: str = NO_STABLE
+    ) -> str:
         if chart is None:
             return f'<div class="chart-missing"><h4>{_e(title)}</h4><p class="note">{_e(empty_note)}</p></div>'
         self.count += 1
@@ -280,7 +340,9 @@ def _vega_bundle() -> tuple[str, str]:
 def _records(df: pl.DataFrame) -> alt.Data:
     """Inline chart data; inf/NaN become null (JSON has no such numbers and vega-lite skips nulls)."""
     floats = [c for c, t in df.schema.items() if t.is_float()]
-    clean = df.with_columns(pl.when(pl.col(c).is_finite()).then(pl.col(c)).otherwise(None).alias(c) for c in floats)
+    clean = df.with_columns(
+        pl.when(pl.col(c).is_finite()).then(pl.col(c)).otherwise(None).alias(c) for c in floats
+    )
     return alt.Data(values=clean.to_dicts())
 
 
@@ -290,38 +352,75 @@ def _points(df: pl.DataFrame, cols: Sequence[str]) -> pl.DataFrame:
     return ok.drop_nulls(list(cols)) if cols else ok
 
 
-def _line_points(data: pl.DataFrame, x: alt.X, y: alt.Y, color: str, tooltip: list[Any], **extra: Any) -> alt.LayerChart:
-    base = alt.Chart(_records(data)).encode(x=x, y=y, color=alt.Color(color), tooltip=tooltip, **extra)
+def _line_points(
+    data: pl.DataFrame, x: alt.X, y: alt.Y, color: str, tooltip: list[Any], **extra: Any
+) -> alt.LayerChart:
+    base = alt.Chart(_records(data)).encode(
+        x=x, y=y, color=alt.Color(color), tooltip=tooltip, **extra
+    )
     return alt.layer(base.mark_line(), base.mark_point(filled=True, size=45))
 
 
 def _offline_charts(charts: _Charts, df: pl.DataFrame, label: str) -> str:
-    tput = _points(df, ["batch", THROUGHPUT]).select("format", "batch", "concurrency", pl.col(THROUGHPUT).alias("throughput"))
+    tput = _points(df, ["batch", THROUGHPUT]).select(
+        "format", "batch", "concurrency", pl.col(THROUGHPUT).alias("throughput")
+    )
     chart1 = None
     if tput.height:
         chart1 = _line_points(
-            tput, alt.X("batch:O", title="batch"), alt.Y("throughput:Q", title="inferences/s"), "format:N",
-            ["format:N", "batch:Q", "concurrency:Q", alt.Tooltip("throughput:Q", format=",.1f")], strokeDash=CONCURRENCY_DASH,
-        ).properties(width=CHART_WIDTH, height=CHART_HEIGHT)  # fmt: skip
+            tput,
+            alt.X("batch:O", title="batch"),
+            alt.Y("throughput:Q", title="inferences/s"),
+            "format:N",
+            ["format:N", "batch:Q", "concurrency:Q", alt.Tooltip("throughput:Q", format=",.1f")],
+            strokeDash=CONCURRENCY_DASH,
+        ).properties(width=CHART_WIDTH, height=CHART_HEIGHT)
     lat = (
         _points(df, ["batch"])
-        .unpivot(on=PERCENTILES, index=["format", "batch", "concurrency"], variable_name="percentile", value_name="us")
+        .unpivot(
+            on=PERCENTILES,
+            index=["format", "batch", "concurrency"],
+            variable_name="percentile",
+            value_name="us",
+        )
         .drop_nulls("us")
-        .with_columns(pl.col("percentile").str.replace(" latency", ""), (pl.col("us") / 1000).alias("ms"))
+        .with_columns(
+            pl.col("percentile").str.replace(" latency", ""), (pl.col("us") / 1000).alias("ms")
+        )
     )
     chart2 = None
     if lat.height:
         layered = _line_points(
-            lat, alt.X("batch:O", title="batch"), alt.Y("ms:Q", title="latency (ms)"), "percentile:N",
-            ["format:N", "batch:Q", "concurrency:Q", "percentile:N", alt.Tooltip("ms:Q", format=",.3f")], strokeDash=CONCURRENCY_DASH,
-        )  # fmt: skip
-        chart2 = layered.properties(width=CHART_WIDTH * 0.8, height=CHART_HEIGHT).facet(column=alt.Column("format:N", title=None))
-    return _side_by_side(charts, (chart1, f"{label}: offline throughput vs batch"), (chart2, f"{label}: offline latency percentiles vs batch"))
+            lat,
+            alt.X("batch:O", title="batch"),
+            alt.Y("ms:Q", title="latency (ms)"),
+            "percentile:N",
+            [
+                "format:N",
+                "batch:Q",
+                "concurrency:Q",
+                "percentile:N",
+                alt.Tooltip("ms:Q", format=",.3f"),
+            ],
+            strokeDash=CONCURRENCY_DASH,
+        )
+        chart2 = layered.properties(width=CHART_WIDTH * 0.8, height=CHART_HEIGHT).facet(
+            column=alt.Column("format:N", title=None)
+        )
+    return _side_by_side(
+        charts,
+        (chart1, f"{label}: offline throughput vs batch"),
+        (chart2, f"{label}: offline latency percentiles vs batch"),
+    )
 
 
 def _side_by_side(charts: _Charts, *items: tuple[Any, str]) -> str:
     """Charts in one flex row; a missing chart (None) becomes a "no stable points" note."""
-    return '<div class="charts">' + "".join(charts.embed(chart, title) for chart, title in items) + "</div>"
+    return (
+        '<div class="charts">'
+        + "".join(charts.embed(chart, title) for chart, title in items)
+        + "</div>"
+    )
 
 
 def _online_charts(charts: _Charts, df: pl.DataFrame, label: str) -> str:
@@ -337,12 +436,19 @@ def _online_charts(charts: _Charts, df: pl.DataFrame, label: str) -> str:
             x=alt.X("p99_ms:Q", title="p99 latency (ms)", scale=alt.Scale(zero=False)),
             y=alt.Y("throughput:Q", title="inferences/s"),
             color=alt.Color("format:N"),
-            tooltip=["format:N", "concurrency:Q", alt.Tooltip("throughput:Q", format=",.1f"), alt.Tooltip("p99_ms:Q", format=",.3f")],
+            tooltip=[
+                "format:N",
+                "concurrency:Q",
+                alt.Tooltip("throughput:Q", format=",.1f"),
+                alt.Tooltip("p99_ms:Q", format=",.3f"),
+            ],
         )
         chart1 = alt.layer(
             base.mark_line().encode(order="concurrency:Q"),
             base.mark_point(filled=True, size=45),
-            base.mark_text(align="left", dx=6, dy=-6, fontSize=10).encode(text="concurrency:Q"),  # concurrency labels
+            base.mark_text(align="left", dx=6, dy=-6, fontSize=10).encode(
+                text="concurrency:Q"
+            ),  # concurrency labels
         ).properties(width=CHART_WIDTH, height=CHART_HEIGHT)
     parts = [c for c in BREAKDOWN if c in df.columns]
     stack = (
@@ -350,7 +456,11 @@ def _online_charts(charts: _Charts, df: pl.DataFrame, label: str) -> str:
         .with_columns(pl.coalesce("concurrency", "Concurrency").alias("conc"))
         .unpivot(on=parts, index=["format", "conc"], variable_name="component", value_name="us")
         .drop_nulls(["us", "conc"])
-        .with_columns(pl.col("component").replace_strict(parts, list(range(len(parts))), return_dtype=pl.Int64).alias("order"))
+        .with_columns(
+            pl.col("component")
+            .replace_strict(parts, list(range(len(parts))), return_dtype=pl.Int64)
+            .alias("order")
+        )
     )
     chart2 = None
     if stack.height:
@@ -367,41 +477,69 @@ def _online_charts(charts: _Charts, df: pl.DataFrame, label: str) -> str:
             .properties(width=CHART_WIDTH * 0.8, height=CHART_HEIGHT)
             .facet(column=alt.Column("format:N", title=None))
         )
-    return _side_by_side(charts, (chart1, f"{label}: online throughput vs p99 latency (labels: concurrency)"), (chart2, f"{label}: online latency breakdown per concurrency"))
+    return _side_by_side(
+        charts,
+        (chart1, f"{label}: online throughput vs p99 latency (labels: concurrency)"),
+        (chart2, f"{label}: online latency breakdown per concurrency"),
+    )
 
 
 def _native_charts(charts: _Charts, df: pl.DataFrame, label: str) -> str:
     both = pl.concat(
         [
             df.filter(pl.col("served status") == "ok").select(
-                "format", "batch", pl.format("served (Triton, concurrency {})", "concurrency").alias("run"), pl.col("served infer/s").alias("throughput"),
+                "format",
+                "batch",
+                pl.format("served (Triton, concurrency {})", "concurrency").alias("run"),
+                pl.col("served infer/s").alias("throughput"),
             ),
-            df.select("format", "batch", pl.lit("native (in-process)").alias("run"), pl.col("native infer/s").alias("throughput")),
+            df.select(
+                "format",
+                "batch",
+                pl.lit("native (in-process)").alias("run"),
+                pl.col("native infer/s").alias("throughput"),
+            ),
         ]
-    ).drop_nulls(["batch", "throughput"])  # fmt: skip
+    ).drop_nulls(["batch", "throughput"])
     chart1 = None
     if both.height:
         chart1 = _line_points(
-            both, alt.X("batch:O", title="batch"), alt.Y("throughput:Q", title="inferences/s"), "format:N",
+            both,
+            alt.X("batch:O", title="batch"),
+            alt.Y("throughput:Q", title="inferences/s"),
+            "format:N",
             ["format:N", "run:N", "batch:Q", alt.Tooltip("throughput:Q", format=",.1f")],
             strokeDash=alt.StrokeDash("run:N", title="run"),
-        ).properties(width=CHART_WIDTH, height=CHART_HEIGHT)  # fmt: skip
-    ratio = df.drop_nulls(["batch", "served/native"]).select("format", "batch", "concurrency", pl.col("served/native").alias("ratio"))
+        ).properties(width=CHART_WIDTH, height=CHART_HEIGHT)
+    ratio = df.drop_nulls(["batch", "served/native"]).select(
+        "format", "batch", "concurrency", pl.col("served/native").alias("ratio")
+    )
     chart2 = None
     if ratio.height:
-        one = alt.Chart(alt.Data(values=[{"one": 1}])).mark_rule(strokeDash=[4, 3], color="#888").encode(y=alt.Y("one:Q", title="served / native throughput"))
+        one = (
+            alt.Chart(alt.Data(values=[{"one": 1}]))
+            .mark_rule(strokeDash=[4, 3], color="#888")
+            .encode(y=alt.Y("one:Q", title="served / native throughput"))
+        )
         chart2 = alt.layer(
             _line_points(
-                ratio, alt.X("batch:O", title="batch"), alt.Y("ratio:Q", title="served / native throughput"), "format:N",
+                ratio,
+                alt.X("batch:O", title="batch"),
+                alt.Y("ratio:Q", title="served / native throughput"),
+                "format:N",
                 ["format:N", "batch:Q", "concurrency:Q", alt.Tooltip("ratio:Q", format=".3f")],
                 strokeDash=CONCURRENCY_DASH,
             ),
             one,
-        ).properties(width=CHART_WIDTH, height=CHART_HEIGHT)  # fmt: skip
+        ).properties(width=CHART_WIDTH, height=CHART_HEIGHT)
     return (
         '<div class="charts">'
         + charts.embed(chart1, f"{label}: served vs native throughput")
-        + charts.embed(chart2, f"{label}: served / native throughput", "no batch size with a stable served and a native run")
+        + charts.embed(
+            chart2,
+            f"{label}: served / native throughput",
+            "no batch size with a stable served and a native run",
+        )
         + "</div>"
     )
 
@@ -411,27 +549,43 @@ def _native_charts(charts: _Charts, df: pl.DataFrame, label: str) -> str:
 
 def _served_vs_native(offline: pl.DataFrame, native: pl.DataFrame) -> pl.DataFrame:
     served = offline.select(
-        *ID, "batch", "concurrency",
+        *ID,
+        "batch",
+        "concurrency",
         pl.col("status").alias("served status"),
         pl.col(THROUGHPUT).alias("served infer/s"),
         pl.col("p50 latency").alias("served p50 µs"),
         pl.col("p99 latency").alias("served p99 µs"),
-    )  # fmt: skip
+    )
     nat = native.select(
-        *ID, "batch",
+        *ID,
+        "batch",
         pl.col("throughput_infer_per_s").alias("native infer/s"),
         pl.col("p50_latency_us").alias("native p50 µs"),
         pl.col("p99_latency_us").alias("native p99 µs"),
-    )  # fmt: skip
+    )
     joined = served.join(nat, on=[*ID, "batch"], how="full", coalesce=True, nulls_equal=True)
     ok = pl.col("served status") == "ok"
     return joined.with_columns(
-        pl.when(ok).then(pl.col("served infer/s") / pl.col("native infer/s")).otherwise(None).alias("served/native")
+        pl.when(ok)
+        .then(pl.col("served infer/s") / pl.col("native infer/s"))
+        .otherwise(None)
+        .alias("served/native")
     ).sort(*ID, "batch", "concurrency", nulls_last=True)
 
 
-def _summary(corr: pl.DataFrame, acc: pl.DataFrame, offline: pl.DataFrame, online: pl.DataFrame, sv: pl.DataFrame) -> pl.DataFrame:
-    keys = pl.concat([d.select(ID) for d in (acc, offline, online, sv)]).drop_nulls(["model", "format"]).unique()
+def _summary(
+    corr: pl.DataFrame,
+    acc: pl.DataFrame,
+    offline: pl.DataFrame,
+    online: pl.DataFrame,
+    sv: pl.DataFrame,
+) -> pl.DataFrame:
+    keys = (
+        pl.concat([d.select(ID) for d in (acc, offline, online, sv)])
+        .drop_nulls(["model", "format"])
+        .unique()
+    )
     verdict = corr.select(
         "model",
         "format",
@@ -444,15 +598,24 @@ def _summary(corr: pl.DataFrame, acc: pl.DataFrame, offline: pl.DataFrame, onlin
     rows = verdict.join(keys, on=["model", "format"], how="full", coalesce=True)
 
     metric_text = {
-        (r["model"], r["format"], r["device"]): [] for r in acc.select(ID).unique().iter_rows(named=True)
-    }  # fmt: skip
+        (r["model"], r["format"], r["device"]): []
+        for r in acc.select(ID).unique().iter_rows(named=True)
+    }
     for r in acc.sort(*ID, "metric").iter_rows(named=True):
         metric_text[(r["model"], r["format"], r["device"])].append(
             f"{r['metric']}: {_fmt(r['served'])} (source {_fmt(r['source'])}, Δ {_fmt(r['served_minus_source'])})"
         )
     served_metric = pl.DataFrame(
-        [{"model": k[0], "format": k[1], "device": k[2], "served vs source": "; ".join(v)} for k, v in metric_text.items()],
-        schema={"model": pl.String, "format": pl.String, "device": pl.String, "served vs source": pl.String},
+        [
+            {"model": k[0], "format": k[1], "device": k[2], "served vs source": "; ".join(v)}
+            for k, v in metric_text.items()
+        ],
+        schema={
+            "model": pl.String,
+            "format": pl.String,
+            "device": pl.String,
+            "served vs source": pl.String,
+        },
     )
 
     def best(df: pl.DataFrame, at: str, name: str) -> pl.DataFrame:
@@ -462,7 +625,11 @@ def _summary(corr: pl.DataFrame, acc: pl.DataFrame, offline: pl.DataFrame, onlin
             .sort(THROUGHPUT, descending=True)
             .group_by(ID, maintain_order=True)
             .first()
-            .select(*ID, pl.col(THROUGHPUT).alias(f"best {name} infer/s"), pl.col(at).alias(f"{name} {at}"))
+            .select(
+                *ID,
+                pl.col(THROUGHPUT).alias(f"best {name} infer/s"),
+                pl.col(at).alias(f"{name} {at}"),
+            )
         )
 
     common = (  # the largest batch measured both ways, at its best offline concurrency
@@ -470,9 +637,19 @@ def _summary(corr: pl.DataFrame, acc: pl.DataFrame, offline: pl.DataFrame, onlin
         .sort("batch", "served/native", descending=True)
         .group_by(ID, maintain_order=True)
         .first()
-        .select(*ID, pl.col("served/native"), pl.col("batch").alias("at batch"), pl.col("concurrency").alias("at concurrency"))
+        .select(
+            *ID,
+            pl.col("served/native"),
+            pl.col("batch").alias("at batch"),
+            pl.col("concurrency").alias("at concurrency"),
+        )
     )
-    for part in (served_metric, best(offline, "batch", "offline"), best(online, "concurrency", "online"), common):
+    for part in (
+        served_metric,
+        best(offline, "batch", "offline"),
+        best(online, "concurrency", "online"),
+        common,
+    ):
         rows = rows.join(part, on=ID, how="left", nulls_equal=True)
     return rows.select(*ID, pl.exclude(ID)).sort(*ID, nulls_last=True)
 
@@ -492,40 +669,67 @@ def _model_section(
     tuned: list[tuple[dict[str, Any], pl.DataFrame]] | None = None,
 ) -> tuple[str, list[tuple[str, str]]]:
     """(HTML, index entries) for one model: correctness, accuracy, offline, online, served vs native, tuning."""
-    mine = [d.filter(pl.col("model") == model) for d in (corr_out, corr_fmt, acc, offline, online, sv)]
+    mine = [
+        d.filter(pl.col("model") == model) for d in (corr_out, corr_fmt, acc, offline, online, sv)
+    ]
     c_out, c_fmt, m_acc, m_off, m_on, m_sv = mine
-    devices = sorted({d for frame in (m_off, m_on, m_sv) for d in frame["device"].drop_nulls().to_list()})
-    sid = {k: _anchor(model, k) for k in ("model", "correctness", "accuracy", "offline", "online", "native", "tuning")}
+    devices = sorted(
+        {d for frame in (m_off, m_on, m_sv) for d in frame["device"].drop_nulls().to_list()}
+    )
+    sid = {
+        k: _anchor(model, k)
+        for k in ("model", "correctness", "accuracy", "offline", "online", "native", "tuning")
+    }
     parts = [f'<section id="{sid["model"]}"><h2>Model: {_e(model)}</h2>']
 
-    parts.append(f'<section id="{sid["correctness"]}"><h3>Correctness against the source model</h3>')
+    parts.append(
+        f'<section id="{sid["correctness"]}"><h3>Correctness against the source model</h3>'
+    )
     parts.append(_table(c_out, "correctness"))
     failed = c_fmt.filter(~pl.col("passed"))
     if failed.height:
         items = "".join(
             f'<li class="bad" data-format="{_e(r["format"])}"><b>{_e(r["format"])}</b> — not served: {_e(r["reason"] or MISSING)}'
-            + (f'<details><summary>log excerpt</summary><pre>{_e(r["log_excerpt"])}</pre></details>' if r.get("log_excerpt") else "")
+            + (
+                f"<details><summary>log excerpt</summary><pre>{_e(r['log_excerpt'])}</pre></details>"
+                if r.get("log_excerpt")
+                else ""
+            )
             + "</li>"
             for r in failed.iter_rows(named=True)
         )
-        parts.append(f'<p>Formats that failed the check (no Triton model, no measurements):</p><ul class="not-served">{items}</ul>')
+        parts.append(
+            f'<p>Formats that failed the check (no Triton model, no measurements):</p><ul class="not-served">{items}</ul>'
+        )
     parts.append("</section>")
 
     parts.append(f'<section id="{sid["accuracy"]}"><h3>Accuracy: source vs exported vs served</h3>')
     parts.append(_table(m_acc.sort(*ID, "metric", nulls_last=True), "accuracy") + "</section>")
 
-    perf_mask = [c for c in m_off.columns if c not in PERF_TEXT and c not in ("batch", "concurrency")]
-    parts.append(f'<section id="{sid["offline"]}"><h3>Offline (batch sweep; concurrency: requests in flight)</h3><p class="note">latencies in µs</p>')
-    parts.append(_table(m_off.sort(*ID, "batch", "concurrency", nulls_last=True), "offline", mask=perf_mask))
+    perf_mask = [
+        c for c in m_off.columns if c not in PERF_TEXT and c not in ("batch", "concurrency")
+    ]
+    parts.append(
+        f'<section id="{sid["offline"]}"><h3>Offline (batch sweep; concurrency: requests in flight)</h3><p class="note">latencies in µs</p>'
+    )
+    parts.append(
+        _table(m_off.sort(*ID, "batch", "concurrency", nulls_last=True), "offline", mask=perf_mask)
+    )
     for device in devices:
-        parts.append(_offline_charts(charts, m_off.filter(pl.col("device") == device), f"{model} · {device}"))
+        parts.append(
+            _offline_charts(charts, m_off.filter(pl.col("device") == device), f"{model} · {device}")
+        )
     parts.append("</section>")
 
     on_mask = [c for c in m_on.columns if c not in PERF_TEXT and c not in ("batch", "concurrency")]
-    parts.append(f'<section id="{sid["online"]}"><h3>Online (batch 1, concurrency sweep)</h3><p class="note">latencies in µs</p>')
+    parts.append(
+        f'<section id="{sid["online"]}"><h3>Online (batch 1, concurrency sweep)</h3><p class="note">latencies in µs</p>'
+    )
     parts.append(_table(m_on.sort(*ID, "concurrency", nulls_last=True), "online", mask=on_mask))
     for device in devices:
-        parts.append(_online_charts(charts, m_on.filter(pl.col("device") == device), f"{model} · {device}"))
+        parts.append(
+            _online_charts(charts, m_on.filter(pl.col("device") == device), f"{model} · {device}")
+        )
     parts.append("</section>")
 
     sv_mask = ["served infer/s", "served p50 µs", "served p99 µs", "served/native"]
@@ -535,11 +739,15 @@ def _model_section(
     )
     parts.append(_table(m_sv, "served-vs-native", mask=sv_mask, status="served status"))
     for device in devices:
-        parts.append(_native_charts(charts, m_sv.filter(pl.col("device") == device), f"{model} · {device}"))
+        parts.append(
+            _native_charts(charts, m_sv.filter(pl.col("device") == device), f"{model} · {device}")
+        )
     parts.append("</section>")
     mine_tuned = [t for t in tuned or [] if t[0].get("model") == model]
     if mine_tuned:
-        parts.append(f'<section id="{sid["tuning"]}"><h3>Tuning: the Triton configuration searched</h3>{_tuning_section(charts, model, mine_tuned)}</section>')
+        parts.append(
+            f'<section id="{sid["tuning"]}"><h3>Tuning: the Triton configuration searched</h3>{_tuning_section(charts, model, mine_tuned)}</section>'
+        )
     parts.append("</section>")
 
     index = [
@@ -558,11 +766,21 @@ def _load_tuning(paths: list[Path]) -> list[tuple[dict[str, Any], pl.DataFrame]]
     pairs = []
     for chosen_path in sorted(Path(p) for p in paths if Path(p).name == "chosen.json"):
         chosen = json.loads(chosen_path.read_text())
-        chosen.update(model=chosen_path.parts[-4], format=chosen_path.parts[-3], device=chosen_path.parts[-2])
+        chosen.update(
+            model=chosen_path.parts[-4], format=chosen_path.parts[-3], device=chosen_path.parts[-2]
+        )
         trials = pl.read_csv(chosen_path.with_name("trials.csv"), infer_schema_length=None)
         trials = trials.with_columns(pl.col("chosen").cast(pl.String).str.to_lowercase() == "true")
         side = chosen_path.with_name("side_by_side.csv")
-        chosen["side_by_side_table"] = pl.read_csv(side, infer_schema_length=None, schema_overrides={"throughput": pl.Float64, "p99_us": pl.Float64}) if side.exists() else None
+        chosen["side_by_side_table"] = (
+            pl.read_csv(
+                side,
+                infer_schema_length=None,
+                schema_overrides={"throughput": pl.Float64, "p99_us": pl.Float64},
+            )
+            if side.exists()
+            else None
+        )
         pairs.append((chosen, trials))
     return pairs
 
@@ -571,11 +789,19 @@ def _side_by_side_gain(chosen: dict[str, Any]) -> str:
     """What the choice rests on: the side by side's medians against the untuned configuration (with
     their spread, and the trials' ratio beside them), or, without a side by side, the two trial numbers."""
     naive, side = chosen.get("naive_throughput"), chosen.get("side_by_side") or {}
-    trial_tput = chosen.get("search_best_throughput") if chosen.get("search_best") == chosen["trial"] else None
+    trial_tput = (
+        chosen.get("search_best_throughput")
+        if chosen.get("search_best") == chosen["trial"]
+        else None
+    )
     trial_gain = f"×{trial_tput / naive:.2f}" if naive and trial_tput else ""
     if chosen.get("measured_by") != "side_by_side":
         tput = chosen.get("throughput")
-        return f"; ×{tput / naive:.2f} over the untuned configuration ({_e(chosen['naive'])}, {naive:,.1f} infer/s), one trial measurement each" if naive and tput else ""
+        return (
+            f"; ×{tput / naive:.2f} over the untuned configuration ({_e(chosen['naive'])}, {naive:,.1f} infer/s), one trial measurement each"
+            if naive and tput
+            else ""
+        )
     mine, untuned = side.get(chosen["trial"], {}), side.get(chosen["naive"], {})
     rounds = max((m["stable_rounds"] for m in side.values()), default=0)
     text = f" (medians of {rounds} round(s) side by side, {len(side)} configuration(s) alternated)"
@@ -584,7 +810,9 @@ def _side_by_side_gain(chosen: dict[str, Any]) -> str:
     elif untuned.get("throughput"):
         a, b = mine["throughput"], untuned["throughput"]
         text += f"; untuned ({_e(chosen['naive'])}) {b:,.1f} infer/s: <b>×{a / b:.2f}</b>"
-        if mine["min"] <= untuned["max"]:  # the rounds overlap: the gain is within the machine's run-to-run spread
+        if (
+            mine["min"] <= untuned["max"]
+        ):  # the rounds overlap: the gain is within the machine's run-to-run spread
             text += f", within the rounds' spread (chosen {mine['min']:,.0f}–{mine['max']:,.0f}, untuned {untuned['min']:,.0f}–{untuned['max']:,.0f})"
         if trial_gain:
             text += f" (the trials, one short measurement each: {trial_gain})"
@@ -592,12 +820,16 @@ def _side_by_side_gain(chosen: dict[str, Any]) -> str:
         text += f"; the untuned configuration ({_e(chosen['naive'])}) had no stable measurement"
     if chosen.get("search_best") and chosen["search_best"] != chosen["trial"]:
         best = side.get(chosen["search_best"], {})
-        again = f"{best['throughput']:,.1f} infer/s" if best.get("throughput") else "no stable number"
+        again = (
+            f"{best['throughput']:,.1f} infer/s" if best.get("throughput") else "no stable number"
+        )
         text += f"; the search's best trial, {_e(chosen['search_best'])} ({chosen['search_best_throughput']:,.1f} infer/s in its trial), measured {again} side by side"
     return text
 
 
-def _tuning_section(charts: _Charts, model: str, tuned: list[tuple[dict[str, Any], pl.DataFrame]]) -> str:
+def _tuning_section(
+    charts: _Charts, model: str, tuned: list[tuple[dict[str, Any], pl.DataFrame]]
+) -> str:
     """Per tuned format and device: every trial on throughput vs p99 with the budget line, the chosen
     one highlighted, the trial table, the side-by-side measurements and the chosen config.pbtxt."""
     parts = []
@@ -616,32 +848,66 @@ def _tuning_section(charts: _Charts, model: str, tuned: list[tuple[dict[str, Any
                 f"served is the closest trial, <b>{_e(chosen['trial'])}</b> (p99 {chosen['p99_us'] / 1000:,.2f} ms, {tput:,.1f} infer/s)</p>"
             )
         parts.append(
-            f"<h4>{_e(label)}</h4>{verdict}<p class=\"note\">{_e(chosen['strategy'])}: {chosen['measurements']} measurement(s) of a grid of "
+            f'<h4>{_e(label)}</h4>{verdict}<p class="note">{_e(chosen["strategy"])}: {chosen["measurements"]} measurement(s) of a grid of '
             f"{chosen['grid_size']}, then {chosen.get('side_by_side_measurements', 0)} side by side</p>"
         )
-        pts = trials.filter(pl.col("status") == "ok").drop_nulls(["throughput", "p99_us"]).with_columns((pl.col("p99_us") / 1000).alias("p99_ms"))
+        pts = (
+            trials.filter(pl.col("status") == "ok")
+            .drop_nulls(["throughput", "p99_us"])
+            .with_columns((pl.col("p99_us") / 1000).alias("p99_ms"))
+        )
         chart = None
         if pts.height:
             data = _records(pts.select("trial", "throughput", "p99_ms", "chosen", "round"))
-            base = alt.Chart(data).mark_point(filled=True).encode(
-                x=alt.X("p99_ms:Q", title="p99 latency (ms)"), y=alt.Y("throughput:Q", title="inferences/s"),
-                color=alt.Color("chosen:N", title="chosen"), size=alt.condition("datum.chosen", alt.value(200), alt.value(50)),
-                tooltip=["trial:N", "round:N", alt.Tooltip("throughput:Q", format=",.1f"), alt.Tooltip("p99_ms:Q", format=",.2f")],
-            )  # fmt: skip
-            rule = alt.Chart(alt.Data(values=[{"budget": budget}])).mark_rule(strokeDash=[4, 4], color="red").encode(x="budget:Q")
+            base = (
+                alt.Chart(data)
+                .mark_point(filled=True)
+                .encode(
+                    x=alt.X("p99_ms:Q", title="p99 latency (ms)"),
+                    y=alt.Y("throughput:Q", title="inferences/s"),
+                    color=alt.Color("chosen:N", title="chosen"),
+                    size=alt.condition("datum.chosen", alt.value(200), alt.value(50)),
+                    tooltip=[
+                        "trial:N",
+                        "round:N",
+                        alt.Tooltip("throughput:Q", format=",.1f"),
+                        alt.Tooltip("p99_ms:Q", format=",.2f"),
+                    ],
+                )
+            )
+            rule = (
+                alt.Chart(alt.Data(values=[{"budget": budget}]))
+                .mark_rule(strokeDash=[4, 4], color="red")
+                .encode(x="budget:Q")
+            )
             chart = (base + rule).properties(width=CHART_WIDTH, height=CHART_HEIGHT)
-        parts.append(_side_by_side(charts, (chart, f"{label}: trials, throughput vs p99 (budget dashed)")))
+        parts.append(
+            _side_by_side(charts, (chart, f"{label}: trials, throughput vs p99 (budget dashed)"))
+        )
         parts.append(_table(trials.drop("chosen"), "tuning"))
         if chosen.get("side_by_side_table") is not None and chosen["side_by_side_table"].height:
-            parts.append('<p class="note">side by side: the best trials and the untuned configuration measured again in alternation, a fresh server each time</p>')
-            parts.append(_table(chosen["side_by_side_table"], "tuning_side_by_side", mask=["throughput", "p99_us"]))
+            parts.append(
+                '<p class="note">side by side: the best trials and the untuned configuration measured again in alternation, a fresh server each time</p>'
+            )
+            parts.append(
+                _table(
+                    chosen["side_by_side_table"],
+                    "tuning_side_by_side",
+                    mask=["throughput", "p99_us"],
+                )
+            )
         if chosen.get("config_pbtxt"):
-            parts.append(f'<details><summary>chosen config.pbtxt (deploy/)</summary><pre class="config">{_e(chosen["config_pbtxt"])}</pre></details>')
+            parts.append(
+                f'<details><summary>chosen config.pbtxt (deploy/)</summary><pre class="config">{_e(chosen["config_pbtxt"])}</pre></details>'
+            )
     return "".join(parts)
 
 
 def _key_values(pairs: Sequence[tuple[str, Any]], name: str) -> str:
-    return _table(pl.DataFrame({"item": [k for k, _ in pairs], "value": [_fmt_any(v) for _, v in pairs]}), name)
+    return _table(
+        pl.DataFrame({"item": [k for k, _ in pairs], "value": [_fmt_any(v) for _, v in pairs]}),
+        name,
+    )
 
 
 def _fmt_any(value: Any) -> str:
@@ -657,7 +923,11 @@ def _hardware_table(envs: list[Mapping[str, Any]]) -> pl.DataFrame:
     from .devices import hardware_row
 
     rows = [hardware_row(str(env.get("device", "cpu")), env.get("hardware") or {}) for env in envs]
-    return pl.DataFrame([{k: _fmt_any(v) for k, v in r.items()} for r in rows]) if rows else pl.DataFrame()
+    return (
+        pl.DataFrame([{k: _fmt_any(v) for k, v in r.items()} for r in rows])
+        if rows
+        else pl.DataFrame()
+    )
 
 
 def _environment_section(envs: list[Mapping[str, Any]], config: Mapping[str, Any]) -> str:
@@ -674,15 +944,20 @@ def _environment_section(envs: list[Mapping[str, Any]], config: Mapping[str, Any
         ("git commit", env.get("git_commit")),
     ]
     used = config if config else env.get("config") or {}
-    dump = yaml.safe_dump(_plain(used), sort_keys=False, allow_unicode=True, default_flow_style=False)
+    dump = yaml.safe_dump(
+        _plain(used), sort_keys=False, allow_unicode=True, default_flow_style=False
+    )
     return (
         '<section id="environment"><h2>Environment</h2>'
         '<h3>Hardware</h3><p class="note">per device, as described by a job on the node that measured it; '
-        "peak figures are the GPU kind's datasheet values (dense)</p>" + _table(_hardware_table(envs), "hardware")
-        + "<h3>Software</h3>" + _key_values(software, "software")
-        + "<h3>Package versions</h3>" + _table(pkg, "packages")
+        "peak figures are the GPU kind's datasheet values (dense)</p>"
+        + _table(_hardware_table(envs), "hardware")
+        + "<h3>Software</h3>"
+        + _key_values(software, "software")
+        + "<h3>Package versions</h3>"
+        + _table(pkg, "packages")
         + f'<h3>Config used</h3><pre class="config">{_e(dump)}</pre></section>'
-    )  # fmt: skip
+    )
 
 
 # ---------------------------------------------------------------- entry point
@@ -690,13 +965,19 @@ def _environment_section(envs: list[Mapping[str, Any]], config: Mapping[str, Any
 
 def _provenance(frames: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
     parts = [
-        frame.select(["model", "format", "device", *PROVENANCE]).unique().with_columns(pl.lit(stage).alias("stage"))
+        frame.select(["model", "format", "device", *PROVENANCE])
+        .unique()
+        .with_columns(pl.lit(stage).alias("stage"))
         for stage, frame in frames.items()
         if frame.height and all(c in frame.columns for c in PROVENANCE)
     ]
     if not parts:
         return pl.DataFrame()
-    return pl.concat(parts, how="diagonal_relaxed").select(["model", "format", "device", "stage", *PROVENANCE]).sort(["model", "format", "device", "stage"])
+    return (
+        pl.concat(parts, how="diagonal_relaxed")
+        .select(["model", "format", "device", "stage", *PROVENANCE])
+        .sort(["model", "format", "device", "stage"])
+    )
 
 
 def _best_section(perf_csvs: list[Path], p99_budget_ms: float | None, deploy: list[Path]) -> str:
@@ -708,21 +989,42 @@ def _best_section(perf_csvs: list[Path], p99_budget_ms: float | None, deploy: li
     table = pl.DataFrame(
         [
             {
-                "model": r["model"], "device": r["device"], "best format": r["format"] if r["within_budget"] else f"none within budget (closest: {r['format']})",
-                "mode": r["mode"], "batch": r["batch"], "concurrency": r["concurrency"], "infer/s": r["throughput"], "p99 µs": r["p99_us"],
+                "model": r["model"],
+                "device": r["device"],
+                "best format": r["format"]
+                if r["within_budget"]
+                else f"none within budget (closest: {r['format']})",
+                "mode": r["mode"],
+                "batch": r["batch"],
+                "concurrency": r["concurrency"],
+                "infer/s": r["throughput"],
+                "p99 µs": r["p99_us"],
                 "input per sample": r.get("input_shapes") or "",
             }
             for r in rows
         ],
-        schema={"model": pl.String, "device": pl.String, "best format": pl.String, "mode": pl.String, "batch": pl.Int64, "concurrency": pl.Int64,
-                "infer/s": pl.Float64, "p99 µs": pl.Float64, "input per sample": pl.String},
-    )  # fmt: skip
+        schema={
+            "model": pl.String,
+            "device": pl.String,
+            "best format": pl.String,
+            "mode": pl.String,
+            "batch": pl.Int64,
+            "concurrency": pl.Int64,
+            "infer/s": pl.Float64,
+            "p99 µs": pl.Float64,
+            "input per sample": pl.String,
+        },
+    )
     archives = "".join(f"<li><code>{_e(p)}</code></li>" for p in deploy)
     return (
         f'<section id="best"><h2>Best format per device</h2><p class="note">highest throughput among stable points of formats that '
         f"passed correctness, with p99 latency within {_e(_fmt(budget))} ms (selection.p99_budget_ms); input per sample: the shape "
         f"perf_analyzer sent (a sequence's length is its dynamic axis)</p>{_table(table, 'best', links={'model': lambda m: '#' + _anchor(m, 'model')})}"
-        + (f"<p>Native Triton model repositories (formats that passed), ready for a production Triton:</p><ul>{archives}</ul>" if archives else "")
+        + (
+            f"<p>Native Triton model repositories (formats that passed), ready for a production Triton:</p><ul>{archives}</ul>"
+            if archives
+            else ""
+        )
         + "</section>"
     )
 
@@ -730,7 +1032,10 @@ def _best_section(perf_csvs: list[Path], p99_budget_ms: float | None, deploy: li
 def _skipped_list(skipped: list[dict[str, str]]) -> str:
     if not skipped:
         return ""
-    items = "".join(f'<li data-format="{_e(s["format"])}"><b>{_e(s["model"])} / {_e(s["format"])}</b>: {_e(s["reason"])}</li>' for s in skipped)
+    items = "".join(
+        f'<li data-format="{_e(s["format"])}"><b>{_e(s["model"])} / {_e(s["format"])}</b>: {_e(s["reason"])}</li>'
+        for s in skipped
+    )
     return f'<p>Formats not built on this machine:</p><ul class="skipped">{items}</ul>'
 
 
@@ -757,13 +1062,21 @@ def build_report(
     env_paths = [environment] if isinstance(environment, (str, Path)) else list(environment)
     envs: list[dict[str, Any]] = [json.loads(Path(p).read_text()) for p in env_paths]
     env = envs[0] if envs else {}
-    provenance = _provenance({"accuracy": acc, "perf offline": off, "perf online": on, "native": nat})
-    acc, off, on, nat = (frame.drop([c for c in PROVENANCE if c in frame.columns]) for frame in (acc, off, on, nat))
+    provenance = _provenance(
+        {"accuracy": acc, "perf offline": off, "perf online": on, "native": nat}
+    )
+    acc, off, on, nat = (
+        frame.drop([c for c in PROVENANCE if c in frame.columns]) for frame in (acc, off, on, nat)
+    )
     sv = _served_vs_native(off, nat)
 
     models = sorted(
-        {m for frame in (corr_fmt, acc, off, on, nat) for m in frame["model"].drop_nulls().to_list()}
-    )  # fmt: skip
+        {
+            m
+            for frame in (corr_fmt, acc, off, on, nat)
+            for m in frame["model"].drop_nulls().to_list()
+        }
+    )
     tuned = _load_tuning(tuning or [])
     charts = _Charts()
     sections, index = [], []
@@ -773,11 +1086,15 @@ def build_report(
         index.append(entries)
 
     summary = _summary(corr_fmt, acc, off, on, sv)
-    nav = ['<nav id="index"><h2>Contents</h2><ul><li><a href="#best">Best format per device</a></li><li><a href="#summary">Summary</a></li>']
+    nav = [
+        '<nav id="index"><h2>Contents</h2><ul><li><a href="#best">Best format per device</a></li><li><a href="#summary">Summary</a></li>'
+    ]
     for (mid, name), *subs in index:
         links = "".join(f'<li><a href="#{sid}">{_e(title)}</a></li>' for sid, title in subs)
         nav.append(f'<li><a href="#{mid}">Model: {_e(name)}</a><ul>{links}</ul></li>')
-    nav.append('<li><a href="#environment">Environment</a></li><li><a href="#provenance">Provenance</a></li></ul></nav>')
+    nav.append(
+        '<li><a href="#environment">Environment</a></li><li><a href="#provenance">Provenance</a></li></ul></nav>'
+    )
 
     vl_version, bundle = _vega_bundle()
     page = [
@@ -802,7 +1119,9 @@ def build_report(
         *sections,
         _environment_section(envs, config),
         '<section id="provenance"><h2>Provenance</h2><p class="note">what produced each result: config_hash is the hash of the '
-        "settings the job read; code_version the git commit of the workflow</p>" + _table(provenance, "provenance") + "</section>",
+        "settings the job read; code_version the git commit of the workflow</p>"
+        + _table(provenance, "provenance")
+        + "</section>",
         "</body></html>",
     ]
     output = Path(output)

@@ -26,11 +26,23 @@ from .devices import instance_count
 from .errors import UserError
 
 DTYPES = {
-    "float32": mc.TYPE_FP32, "float16": mc.TYPE_FP16, "float64": mc.TYPE_FP64, "int64": mc.TYPE_INT64,
-    "int32": mc.TYPE_INT32, "int16": mc.TYPE_INT16, "int8": mc.TYPE_INT8, "uint8": mc.TYPE_UINT8, "bool": mc.TYPE_BOOL,
+    "float32": mc.TYPE_FP32,
+    "float16": mc.TYPE_FP16,
+    "float64": mc.TYPE_FP64,
+    "int64": mc.TYPE_INT64,
+    "int32": mc.TYPE_INT32,
+    "int16": mc.TYPE_INT16,
+    "int8": mc.TYPE_INT8,
+    "uint8": mc.TYPE_UINT8,
+    "bool": mc.TYPE_BOOL,
 }
 # Format family (the part before "_") -> Triton's native platform.
-NATIVE_PLATFORMS = {"onnx": "onnxruntime_onnx", "torchscript": "pytorch_libtorch", "savedmodel": "tensorflow_savedmodel", "tensorrt": "tensorrt_plan"}
+NATIVE_PLATFORMS = {
+    "onnx": "onnxruntime_onnx",
+    "torchscript": "pytorch_libtorch",
+    "savedmodel": "tensorflow_savedmodel",
+    "tensorrt": "tensorrt_plan",
+}
 
 
 def native_platform(fmt: str) -> str:
@@ -47,8 +59,13 @@ def _gpu_settings(cfg: mc.ModelConfig, fmt: str) -> None:
         accelerator.name = "tensorrt"
         accelerator.parameters["precision_mode"] = "FP16" if fmt == "onnx_fp16" else "FP32"
         accelerator.parameters["max_workspace_size_bytes"] = str(1 << 30)
+
+
 # The runner each flavour copies into the version folder, beside runtime.py.
-RUNNERS = {"python": Path(__file__).with_name("backend") / "python_backend_model.py", "inprocess": inprocess.RUNNER}
+RUNNERS = {
+    "python": Path(__file__).with_name("backend") / "python_backend_model.py",
+    "inprocess": inprocess.RUNNER,
+}
 BACKENDS = {"python": "python", "inprocess": inprocess.BACKEND}
 
 
@@ -56,7 +73,9 @@ def triton_model_name(model: str, fmt: str) -> str:
     return f"{model}_{fmt}"
 
 
-def build_config(name: str, io: dict[str, Any], triton: dict[str, Any], device: str, flavour: str) -> mc.ModelConfig:
+def build_config(
+    name: str, io: dict[str, Any], triton: dict[str, Any], device: str, flavour: str
+) -> mc.ModelConfig:
     cfg = mc.ModelConfig(name=name, max_batch_size=int(triton["max_batch_size"]))
     fmt = io["format"]
     if flavour == "native":
@@ -66,28 +85,50 @@ def build_config(name: str, io: dict[str, Any], triton: dict[str, Any], device: 
             _gpu_settings(cfg, fmt)
     else:
         cfg.backend = BACKENDS[flavour]
-        for key, value in {"artifact": io["artifact"], "format": fmt, "threads": str(triton.get("runtime_threads", 0))}.items():
+        for key, value in {
+            "artifact": io["artifact"],
+            "format": fmt,
+            "threads": str(triton.get("runtime_threads", 0)),
+        }.items():
             cfg.parameters[key].string_value = value
     for kind, tensors in (("input", io["inputs"]), ("output", io["outputs"])):
         for tensor in tensors:
             if tensor["dtype"] not in DTYPES:
-                raise UserError(f"{kind} {tensor['name']!r} has dtype {tensor['dtype']}, which Triton's config cannot express; supported: {sorted(DTYPES)}")
+                raise UserError(
+                    f"{kind} {tensor['name']!r} has dtype {tensor['dtype']}, which Triton's config cannot express; supported: {sorted(DTYPES)}"
+                )
             entry = getattr(cfg, kind).add()
             entry.name = tensor["name"]
             entry.data_type = DTYPES[tensor["dtype"]]
-            entry.dims.extend(int(d) for d in tensor["dims"][1:])  # the batch dim is implied by max_batch_size
+            entry.dims.extend(
+                int(d) for d in tensor["dims"][1:]
+            )  # the batch dim is implied by max_batch_size
     batching = triton.get("dynamic_batching", {})
     if batching.get("enabled", True) and cfg.max_batch_size > 0:
-        preferred = [b for b in batching.get("preferred_batch_sizes", []) if b <= cfg.max_batch_size]
+        preferred = [
+            b for b in batching.get("preferred_batch_sizes", []) if b <= cfg.max_batch_size
+        ]
         cfg.dynamic_batching.preferred_batch_size.extend(preferred)
-        cfg.dynamic_batching.max_queue_delay_microseconds = int(batching.get("max_queue_delay_us", 0))
+        cfg.dynamic_batching.max_queue_delay_microseconds = int(
+            batching.get("max_queue_delay_us", 0)
+        )
     group = cfg.instance_group.add()
     group.count = instance_count(triton, device)
-    group.kind = mc.ModelInstanceGroup.KIND_CPU if device == "cpu" else mc.ModelInstanceGroup.KIND_GPU
+    group.kind = (
+        mc.ModelInstanceGroup.KIND_CPU if device == "cpu" else mc.ModelInstanceGroup.KIND_GPU
+    )
     return cfg
 
 
-def write_repository(model: str, artifact: str | Path, io_json: str | Path, triton: dict[str, Any], device: str, flavour: str, out_dir: str | Path) -> Path:
+def write_repository(
+    model: str,
+    artifact: str | Path,
+    io_json: str | Path,
+    triton: dict[str, Any],
+    device: str,
+    flavour: str,
+    out_dir: str | Path,
+) -> Path:
     """Write <out_dir>/<model>_<format>/{config.pbtxt, 1/<artifact>[, 1/<runner>.py, 1/runtime.py]}."""
     io = json.loads(Path(io_json).read_text())
     name = triton_model_name(model, io["format"])
@@ -104,7 +145,10 @@ def write_repository(model: str, artifact: str | Path, io_json: str | Path, trit
         shutil.copyfile(artifact, version / io["artifact"])
     if flavour in RUNNERS:
         # Triton's python backend loads model.py; deploysnake's backend loads its own module name.
-        shutil.copyfile(RUNNERS[flavour], version / ("model.py" if flavour == "python" else RUNNERS[flavour].name))
+        shutil.copyfile(
+            RUNNERS[flavour],
+            version / ("model.py" if flavour == "python" else RUNNERS[flavour].name),
+        )
         shutil.copyfile(runtime_module.__file__, version / "runtime.py")
     return out_dir / name
 
@@ -116,4 +160,7 @@ def read_config(path: str | Path) -> mc.ModelConfig:
 def served_instances(model_dir: str | Path) -> int:
     """Instances the model's config.pbtxt asks for, over all its instance groups (a tuned repository's
     count is its trial's, not the triton section's)."""
-    return sum(group.count for group in read_config(Path(model_dir) / "config.pbtxt").instance_group) or 1
+    return (
+        sum(group.count for group in read_config(Path(model_dir) / "config.pbtxt").instance_group)
+        or 1
+    )

@@ -15,7 +15,15 @@ import numpy as np
 class ArtifactRuntime:
     """Load an artifact once; run batches of named numpy inputs -> named numpy outputs."""
 
-    def __init__(self, artifact: str | Path, fmt: str, input_names: list[str], output_names: list[str], threads: int = 0, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        artifact: str | Path,
+        fmt: str,
+        input_names: list[str],
+        output_names: list[str],
+        threads: int = 0,
+        device: str = "cpu",
+    ) -> None:
         """device: "cpu", or "cuda"/"cuda:N" for the GPU path (ONNX Runtime's TensorRT and CUDA
         providers, TorchScript on CUDA). Unverified here: the project's machines have no GPU."""
         self.fmt = fmt
@@ -30,7 +38,9 @@ class ArtifactRuntime:
             if threads > 0:
                 options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-            self._session = ort.InferenceSession(artifact, options, providers=self._onnx_providers(ort, fmt, device))
+            self._session = ort.InferenceSession(
+                artifact, options, providers=self._onnx_providers(ort, fmt, device)
+            )
             self._run = self._run_onnx
         elif fmt.startswith("torchscript"):
             import torch
@@ -64,12 +74,23 @@ class ArtifactRuntime:
             return ["CPUExecutionProvider"]
         available = set(ort.get_available_providers())
         if "CUDAExecutionProvider" not in available:
-            raise RuntimeError(f"device {device}: this onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)")
+            raise RuntimeError(
+                f"device {device}: this onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)"
+            )
         device_id = int(device.split(":")[1]) if ":" in device else 0
         providers: list[Any] = []
         if "TensorrtExecutionProvider" in available and fmt != "onnx_int8":
-            providers.append(("TensorrtExecutionProvider", {"device_id": device_id, "trt_fp16_enable": fmt == "onnx_fp16"}))
-        return [*providers, ("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"]
+            providers.append(
+                (
+                    "TensorrtExecutionProvider",
+                    {"device_id": device_id, "trt_fp16_enable": fmt == "onnx_fp16"},
+                )
+            )
+        return [
+            *providers,
+            ("CUDAExecutionProvider", {"device_id": device_id}),
+            "CPUExecutionProvider",
+        ]
 
     def _run_onnx(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outputs = self._session.run(self.output_names, inputs)
@@ -79,7 +100,9 @@ class ArtifactRuntime:
         torch = self._torch
         with torch.inference_mode():
             # from_numpy shares memory: no copy on the way in.
-            out: Any = self._module(*(torch.from_numpy(inputs[n]).to(self.device) for n in self.input_names))
+            out: Any = self._module(
+                *(torch.from_numpy(inputs[n]).to(self.device) for n in self.input_names)
+            )
         if isinstance(out, torch.Tensor):
             out = (out,)
         elif isinstance(out, dict):

@@ -22,19 +22,42 @@ def best(perf_csvs: list[Path], p99_budget_us: float) -> list[dict[str, Any]]:
     for path in perf_csvs:
         with open(path, newline="") as handle:
             for row in csv.DictReader(handle):
-                throughput, p99 = _number(row.get("Inferences/Second")), _number(row.get("p99 latency"))
+                throughput, p99 = (
+                    _number(row.get("Inferences/Second")),
+                    _number(row.get("p99 latency")),
+                )
                 if row.get("status") != "ok" or throughput is None or p99 is None:
                     continue
                 points.setdefault((row["model"], row["device"]), []).append(
-                    {"model": row["model"], "device": row["device"], "format": row["format"], "mode": row["mode"],
-                     "batch": int(row["batch"]), "concurrency": int(row["concurrency"]), "throughput": throughput, "p99_us": p99,
-                     "input_shapes": row.get("input_shapes", "")}
+                    {
+                        "model": row["model"],
+                        "device": row["device"],
+                        "format": row["format"],
+                        "mode": row["mode"],
+                        "batch": int(row["batch"]),
+                        "concurrency": int(row["concurrency"]),
+                        "throughput": throughput,
+                        "p99_us": p99,
+                        "input_shapes": row.get("input_shapes", ""),
+                    }
                 )
     chosen = []
     for key in sorted(points):
         within = [p for p in points[key] if p["p99_us"] <= p99_budget_us]
         if within:
-            chosen.append({**max(within, key=lambda p: p["throughput"]), "within_budget": True, "budget_us": p99_budget_us})
+            chosen.append(
+                {
+                    **max(within, key=lambda p: p["throughput"]),
+                    "within_budget": True,
+                    "budget_us": p99_budget_us,
+                }
+            )
         else:
-            chosen.append({**min(points[key], key=lambda p: p["p99_us"]), "within_budget": False, "budget_us": p99_budget_us})
+            chosen.append(
+                {
+                    **min(points[key], key=lambda p: p["p99_us"]),
+                    "within_budget": False,
+                    "budget_us": p99_budget_us,
+                }
+            )
     return chosen

@@ -51,15 +51,21 @@ def _bundled(runner: str) -> ServerBinary | None:
         return None
     venv_bin = str(Path(sys.executable).parent)
     env = {
-        "LD_LIBRARY_PATH": os.pathsep.join(p for p in (str(libs), os.environ.get("LD_LIBRARY_PATH", "")) if p),
+        "LD_LIBRARY_PATH": os.pathsep.join(
+            p for p in (str(libs), os.environ.get("LD_LIBRARY_PATH", "")) if p
+        ),
         # The python-backend stub runs the first `python` on PATH's packages: make it this venv's.
         "PATH": os.pathsep.join((venv_bin, os.environ.get("PATH", ""))),
     }
     if runner == "deploysnake":
         if inprocess.built() is None:
-            log.warning("the in-process backend is not built (scripts/setup.sh builds it): the bundled server uses Triton's python backend")
+            log.warning(
+                "the in-process backend is not built (scripts/setup.sh builds it): the bundled server uses Triton's python backend"
+            )
         else:
-            return ServerBinary(exe, "inprocess", root / "backends", {**env, **inprocess.server_env()})
+            return ServerBinary(
+                exe, "inprocess", root / "backends", {**env, **inprocess.server_env()}
+            )
     return ServerBinary(exe, "python", root / "backends", env)
 
 
@@ -78,7 +84,9 @@ def locate(setting: str, bundled_runner: str = "deploysnake") -> ServerBinary:
     if setting not in ("auto", "bundled"):
         found = _native(setting)
         if found is None:
-            raise UserError(f"triton.server is {setting!r}, but that is not a tritonserver with native backends beside it (../backends/onnxruntime); use 'auto' or 'bundled'")
+            raise UserError(
+                f"triton.server is {setting!r}, but that is not a tritonserver with native backends beside it (../backends/onnxruntime); use 'auto' or 'bundled'"
+            )
         return found
     if setting == "auto" and (on_path := shutil.which("tritonserver")):
         found = _native(on_path)
@@ -86,7 +94,9 @@ def locate(setting: str, bundled_runner: str = "deploysnake") -> ServerBinary:
             return found
     bundled = _bundled(bundled_runner)
     if bundled is None:
-        raise UserError("no tritonserver found: install the project (make run installs nvidia-pytriton) or set triton.server to a tritonserver path")
+        raise UserError(
+            "no tritonserver found: install the project (make run installs nvidia-pytriton) or set triton.server to a tritonserver path"
+        )
     return bundled
 
 
@@ -128,8 +138,14 @@ class TritonServer:
     """Context manager: `with TritonServer(repo, binary, log_path) as server: server.grpc_url`."""
 
     def __init__(
-        self, repository: str | Path, binary: ServerBinary, log_path: str | Path, host: str = "127.0.0.1", readiness_timeout_s: float = 120.0,
-        ports: dict[str, int] | None = None, extra_args: list[str] | None = None,
+        self,
+        repository: str | Path,
+        binary: ServerBinary,
+        log_path: str | Path,
+        host: str = "127.0.0.1",
+        readiness_timeout_s: float = 120.0,
+        ports: dict[str, int] | None = None,
+        extra_args: list[str] | None = None,
     ) -> None:
         self.repository = Path(repository).resolve()
         self.binary = binary
@@ -161,7 +177,13 @@ class TritonServer:
         self._tmp = tempfile.TemporaryDirectory(prefix="deploysnake-backends-")
         target = Path(self._tmp.name) / "backends"
         shutil.copytree(self.binary.backend_dir, target)
-        stub = Path(pytriton.__file__).parent / "tritonserver" / "python_backend_stubs" / f"{sys.version_info.major}.{sys.version_info.minor}" / "triton_python_backend_stub"
+        stub = (
+            Path(pytriton.__file__).parent
+            / "tritonserver"
+            / "python_backend_stubs"
+            / f"{sys.version_info.major}.{sys.version_info.minor}"
+            / "triton_python_backend_stub"
+        )
         shutil.copy2(stub, target / "python" / "triton_python_backend_stub")
         if self.binary.flavour == "inprocess" and (library := inprocess.built()):
             (target / inprocess.BACKEND).mkdir()
@@ -170,11 +192,29 @@ class TritonServer:
 
     def _command(self, backend_dir: Path) -> list[str]:
         return [
-            str(self.binary.executable), "--model-repository", str(self.repository), "--backend-directory", str(backend_dir),
-            "--http-address", self.host, "--http-port", str(self.http_port),
-            "--grpc-address", self.host, "--grpc-port", str(self.grpc_port),
-            "--metrics-address", self.host, "--metrics-port", str(self.metrics_port),
-            "--exit-on-error", "true", "--strict-readiness", "true", "--exit-timeout-secs", "10",
+            str(self.binary.executable),
+            "--model-repository",
+            str(self.repository),
+            "--backend-directory",
+            str(backend_dir),
+            "--http-address",
+            self.host,
+            "--http-port",
+            str(self.http_port),
+            "--grpc-address",
+            self.host,
+            "--grpc-port",
+            str(self.grpc_port),
+            "--metrics-address",
+            self.host,
+            "--metrics-port",
+            str(self.metrics_port),
+            "--exit-on-error",
+            "true",
+            "--strict-readiness",
+            "true",
+            "--exit-timeout-secs",
+            "10",
             *self.extra_args,
         ]
 
@@ -185,12 +225,16 @@ class TritonServer:
         except FileNotFoundError:
             return ""
         errors = [line for line in text if line.startswith("E")][-lines:]
-        last = [line for line in text[-lines:] if line not in errors and not line.startswith(("+", "|"))]
+        last = [
+            line for line in text[-lines:] if line not in errors and not line.startswith(("+", "|"))
+        ]
         return "\n".join(errors + (["..."] if errors and last else []) + last)
 
     def is_ready(self) -> bool:
         try:
-            with urllib.request.urlopen(f"http://{self.http_url}/v2/health/ready", timeout=2) as response:
+            with urllib.request.urlopen(
+                f"http://{self.http_url}/v2/health/ready", timeout=2
+            ) as response:
                 return bool(response.status == 200)
         except OSError:
             return False
@@ -200,7 +244,9 @@ class TritonServer:
         fresh = iter(free_ports(self.host, sum(1 for p in pinned.values() if p == 0)))
         for name, port in pinned.items():
             if port and port_in_use(self.host, port):
-                raise UserError(f"triton.{name} {port} on {self.host} is in use by another process; stop that process or set triton.{name} to 0 to pick a free port")
+                raise UserError(
+                    f"triton.{name} {port} on {self.host} is in use by another process; stop that process or set triton.{name} to 0 to pick a free port"
+                )
             setattr(self, name, port or next(fresh))
 
     def start(self) -> None:
@@ -209,13 +255,20 @@ class TritonServer:
         for attempt in range(1, 4):
             self._pick_ports()
             command = self._command(backend_dir)
-            log.info("starting tritonserver (%s backends): %s", self.binary.flavour, " ".join(command))
+            log.info(
+                "starting tritonserver (%s backends): %s", self.binary.flavour, " ".join(command)
+            )
             log.info("server log: %s", self.log_path)
             offset = self.log_path.stat().st_size if self.log_path.exists() else 0
             with open(self.log_path, "ab") as log_file:
                 self.process = subprocess.Popen(
-                    command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    env={**os.environ, **self.binary.env}, start_new_session=True, preexec_fn=die_with_parent,
+                    command,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env={**os.environ, **self.binary.env},
+                    start_new_session=True,
+                    preexec_fn=die_with_parent,
                 )
             try:
                 self._await_ready()
@@ -226,7 +279,9 @@ class TritonServer:
                     raced = b"already in use" in handle.read()
                 # A free port taken by someone else between our pick and the server's bind: pick again.
                 if raced and attempt < 3 and not any(self.ports.get(n) for n in PORT_NAMES):
-                    log.warning("a port was taken before tritonserver could bind it; retrying with other ports")
+                    log.warning(
+                        "a port was taken before tritonserver could bind it; retrying with other ports"
+                    )
                     self.stop(keep_backends=True)
                     continue
                 raise
@@ -236,12 +291,22 @@ class TritonServer:
         deadline = time.monotonic() + self.readiness_timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"tritonserver exited with code {self.process.returncode} before it was ready; its log ({self.log_path}) ends:\n{self.tail()}")
+                raise RuntimeError(
+                    f"tritonserver exited with code {self.process.returncode} before it was ready; its log ({self.log_path}) ends:\n{self.tail()}"
+                )
             if self.is_ready():
-                log.info("tritonserver ready (pid %d, http %s, grpc %s) after %.1f s", self.process.pid, self.http_url, self.grpc_url, self.readiness_timeout_s - (deadline - time.monotonic()))
+                log.info(
+                    "tritonserver ready (pid %d, http %s, grpc %s) after %.1f s",
+                    self.process.pid,
+                    self.http_url,
+                    self.grpc_url,
+                    self.readiness_timeout_s - (deadline - time.monotonic()),
+                )
                 return
             time.sleep(0.25)
-        raise RuntimeError(f"tritonserver was not ready within {self.readiness_timeout_s:.0f} s (triton.readiness_timeout_s); its log ({self.log_path}) ends:\n{self.tail()}")
+        raise RuntimeError(
+            f"tritonserver was not ready within {self.readiness_timeout_s:.0f} s (triton.readiness_timeout_s); its log ({self.log_path}) ends:\n{self.tail()}"
+        )
 
     def stop(self, keep_backends: bool = False) -> None:
         process, self.process = self.process, None
@@ -268,9 +333,11 @@ class TritonServer:
     def check_alive(self) -> None:
         if self.process is None or self.process.poll() is not None:
             code = None if self.process is None else self.process.returncode
-            raise RuntimeError(f"tritonserver died during the measurement (exit code {code}); its log ({self.log_path}) ends:\n{self.tail()}")
+            raise RuntimeError(
+                f"tritonserver died during the measurement (exit code {code}); its log ({self.log_path}) ends:\n{self.tail()}"
+            )
 
-    def __enter__(self) -> "TritonServer":
+    def __enter__(self) -> TritonServer:
         # SIGTERM (Snakemake cancelling a job, scancel) becomes an exception, so __exit__ stops the server.
         for sig in (signal.SIGTERM, signal.SIGHUP):
             self._old_handlers[sig] = signal.signal(sig, _raise_terminated)
@@ -287,12 +354,26 @@ class TritonServer:
             signal.signal(sig, handler)
         self._old_handlers.clear()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
         self._restore()
 
 
-def from_settings(repository: str | Path, triton: dict[str, Any], log_path: str | Path) -> TritonServer:
+def from_settings(
+    repository: str | Path, triton: dict[str, Any], log_path: str | Path
+) -> TritonServer:
     """The server a measuring job runs, from the config's triton section."""
     ports = {name: int(triton.get(name, 0)) for name in PORT_NAMES}
-    return TritonServer(repository, locate(triton["server"], triton["bundled_runner"]), log_path, triton["host"], triton["readiness_timeout_s"], ports)
+    return TritonServer(
+        repository,
+        locate(triton["server"], triton["bundled_runner"]),
+        log_path,
+        triton["host"],
+        triton["readiness_timeout_s"],
+        ports,
+    )

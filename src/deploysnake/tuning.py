@@ -34,20 +34,49 @@ from .perf import Point, measure_point, plan_load
 log = logging.getLogger(__name__)
 
 # Dimension order of the trial id; values are the options listed in config tuning.space.
-DIMENSIONS = ["max_batch_size", "dynamic_batching", "max_queue_delay_us", "preferred_batch_sizes", "instances", "runtime_threads"]
-SHORT = {"max_batch_size": "mbs", "dynamic_batching": "db", "max_queue_delay_us": "delay", "preferred_batch_sizes": "pref", "instances": "inst", "runtime_threads": "thr"}
+DIMENSIONS = [
+    "max_batch_size",
+    "dynamic_batching",
+    "max_queue_delay_us",
+    "preferred_batch_sizes",
+    "instances",
+    "runtime_threads",
+]
+SHORT = {
+    "max_batch_size": "mbs",
+    "dynamic_batching": "db",
+    "max_queue_delay_us": "delay",
+    "preferred_batch_sizes": "pref",
+    "instances": "inst",
+    "runtime_threads": "thr",
+}
 LONG = {v: k for k, v in SHORT.items()}
-TRIAL_COLUMNS = ["trial", *DIMENSIONS, "mode", "batch", "concurrency", "status", "throughput", "p99_us", "round"]
+TRIAL_COLUMNS = [
+    "trial",
+    *DIMENSIONS,
+    "mode",
+    "batch",
+    "concurrency",
+    "status",
+    "throughput",
+    "p99_us",
+    "round",
+]
 
 
 def trial_id(trial: dict[str, Any]) -> str:
-    return "_".join(f"{SHORT[d]}~{int(trial[d]) if isinstance(trial[d], bool) else trial[d]}" for d in DIMENSIONS)
+    return "_".join(
+        f"{SHORT[d]}~{int(trial[d]) if isinstance(trial[d], bool) else trial[d]}"
+        for d in DIMENSIONS
+    )
 
 
 def parse_trial(text: str) -> dict[str, Any]:
     values = dict(part.split("~", 1) for part in text.split("_") if "~" in part)
     if sorted(values) != sorted(SHORT.values()):
-        raise ValueError(f"not a trial id: {text!r} (expected {trial_id(dict.fromkeys(DIMENSIONS, 0))} style)")
+        raise ValueError(
+            f"not a trial id: {text!r} (expected {trial_id(dict.fromkeys(DIMENSIONS, 0))} style)"
+        )
     trial: dict[str, Any] = {LONG[k]: v for k, v in values.items()}
     for key in ("max_batch_size", "max_queue_delay_us", "instances", "runtime_threads"):
         trial[key] = int(trial[key])
@@ -78,7 +107,9 @@ def grid(space: dict[str, list[Any]]) -> list[dict[str, Any]]:
 def _nearest(options: list[Any], value: Any) -> Any:
     if value in options:
         return value
-    if isinstance(value, bool) or not all(isinstance(o, (int, float)) and not isinstance(o, bool) for o in options):
+    if isinstance(value, bool) or not all(
+        isinstance(o, (int, float)) and not isinstance(o, bool) for o in options
+    ):
         return options[0]
     return min(options, key=lambda o: abs(o - value))
 
@@ -113,7 +144,14 @@ def neighbours(trial: dict[str, Any], space: dict[str, list[Any]]) -> list[dict[
 
 # The coordinate search's order: the settings that move CPU throughput most come first (Triton's
 # optimization guide: dynamic batching, then instances), so later sweeps start from a good point.
-SWEEP_ORDER = ["dynamic_batching", "instances", "runtime_threads", "max_queue_delay_us", "preferred_batch_sizes", "max_batch_size"]
+SWEEP_ORDER = [
+    "dynamic_batching",
+    "instances",
+    "runtime_threads",
+    "max_queue_delay_us",
+    "preferred_batch_sizes",
+    "max_batch_size",
+]
 
 
 def sweep(trial: dict[str, Any], dim: str, space: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -121,7 +159,13 @@ def sweep(trial: dict[str, Any], dim: str, space: dict[str, list[Any]]) -> list[
     return [canonical({**trial, dim: option}) for option in space[dim]]
 
 
-def coordinate(space: dict[str, list[Any]], start: dict[str, Any], done: set[str], best: dict[str, Any] | None, round_no: int) -> list[dict[str, Any]]:
+def coordinate(
+    space: dict[str, list[Any]],
+    start: dict[str, Any],
+    done: set[str],
+    best: dict[str, Any] | None,
+    round_no: int,
+) -> list[dict[str, Any]]:
     """Round N sweeps dimension N (cyclically) around the best trial; a dimension with nothing left
     to measure there (already swept, or meaningless: no queue delay without dynamic batching) passes
     the round to the next one. Nothing left in any dimension: the best is a coordinate-wise optimum."""
@@ -140,7 +184,9 @@ def triton_settings(base: dict[str, Any], trial: dict[str, Any], device: str) ->
     mbs = int(trial["max_batch_size"])
     pref = trial["preferred_batch_sizes"]
     if pref == "config":
-        preferred = [b for b in base.get("dynamic_batching", {}).get("preferred_batch_sizes", []) if b <= mbs]
+        preferred = [
+            b for b in base.get("dynamic_batching", {}).get("preferred_batch_sizes", []) if b <= mbs
+        ]
     elif pref == "max":
         preferred = [mbs]
     elif pref == "halfmax":
@@ -150,7 +196,11 @@ def triton_settings(base: dict[str, Any], trial: dict[str, Any], device: str) ->
     return {
         **base,
         "max_batch_size": mbs,
-        "dynamic_batching": {"enabled": bool(trial["dynamic_batching"]), "preferred_batch_sizes": preferred, "max_queue_delay_us": int(trial["max_queue_delay_us"])},
+        "dynamic_batching": {
+            "enabled": bool(trial["dynamic_batching"]),
+            "preferred_batch_sizes": preferred,
+            "max_queue_delay_us": int(trial["max_queue_delay_us"]),
+        },
         "instances": {**base.get("instances", {}), device: int(trial["instances"])},
         "runtime_threads": int(trial["runtime_threads"]),
     }
@@ -172,16 +222,30 @@ def read_trials(paths: list[str | Path]) -> list[dict[str, Any]]:
     return rows
 
 
-def ranked(rows: list[dict[str, Any]], budget_us: float, min_throughput: float = 0.0) -> list[dict[str, Any]]:
+def ranked(
+    rows: list[dict[str, Any]], budget_us: float, min_throughput: float = 0.0
+) -> list[dict[str, Any]]:
     """Stable trials, best first: those within the p99 budget and above the minimum throughput by
     throughput (ties: lower p99), then the others by p99 (the closest to the budget first)."""
-    measured = [r for r in rows if r.get("status") == "ok" and r["throughput"] is not None and r["p99_us"] is not None]
-    feasible = [r for r in measured if r["p99_us"] <= budget_us and r["throughput"] >= min_throughput]
-    others = [r for r in measured if not (r["p99_us"] <= budget_us and r["throughput"] >= min_throughput)]
-    return sorted(feasible, key=lambda r: (-r["throughput"], r["p99_us"])) + sorted(others, key=lambda r: r["p99_us"])
+    measured = [
+        r
+        for r in rows
+        if r.get("status") == "ok" and r["throughput"] is not None and r["p99_us"] is not None
+    ]
+    feasible = [
+        r for r in measured if r["p99_us"] <= budget_us and r["throughput"] >= min_throughput
+    ]
+    others = [
+        r for r in measured if not (r["p99_us"] <= budget_us and r["throughput"] >= min_throughput)
+    ]
+    return sorted(feasible, key=lambda r: (-r["throughput"], r["p99_us"])) + sorted(
+        others, key=lambda r: r["p99_us"]
+    )
 
 
-def incumbent(rows: list[dict[str, Any]], budget_us: float, min_throughput: float = 0.0) -> tuple[dict[str, Any] | None, bool]:
+def incumbent(
+    rows: list[dict[str, Any]], budget_us: float, min_throughput: float = 0.0
+) -> tuple[dict[str, Any] | None, bool]:
     """(best trial, whether it meets the constraints): the highest throughput among stable trials
     with p99 within the budget and throughput above the minimum; else the closest (lowest p99)."""
     order = ranked(rows, budget_us, min_throughput)
@@ -191,14 +255,24 @@ def incumbent(rows: list[dict[str, Any]], budget_us: float, min_throughput: floa
     return best, best["p99_us"] <= budget_us and best["throughput"] >= min_throughput
 
 
-def propose(strategy: str, space: dict[str, list[Any]], start: dict[str, Any], rows: list[dict[str, Any]], round_no: int, budget_us: float, min_throughput: float) -> list[dict[str, Any]]:
+def propose(
+    strategy: str,
+    space: dict[str, list[Any]],
+    start: dict[str, Any],
+    rows: list[dict[str, Any]],
+    round_no: int,
+    budget_us: float,
+    min_throughput: float,
+) -> list[dict[str, Any]]:
     """The trials of one round: never one already measured."""
     done = {r["trial"] for r in rows}
     if strategy == "brute_force":
         proposals = grid(space) if round_no == 0 else []
     elif strategy == "coordinate":
         best, _ = incumbent(rows, budget_us, min_throughput)
-        proposals = coordinate(space, start, done, parse_trial(best["trial"]) if best else None, round_no)
+        proposals = coordinate(
+            space, start, done, parse_trial(best["trial"]) if best else None, round_no
+        )
     elif round_no == 0:
         proposals = [start, *neighbours(start, space)]
     else:
@@ -210,16 +284,48 @@ def propose(strategy: str, space: dict[str, list[Any]], start: dict[str, Any], r
     return [t for k, t in unique.items() if k not in done]
 
 
-def plan_round(settings: dict[str, Any], triton: dict[str, Any], device: str, round_no: int, trial_csvs: list[str], output: str | Path) -> dict[str, Any]:
+def plan_round(
+    settings: dict[str, Any],
+    triton: dict[str, Any],
+    device: str,
+    round_no: int,
+    trial_csvs: list[str],
+    output: str | Path,
+) -> dict[str, Any]:
     """Write round N's plan from every trial measured in rounds before it (trial_csvs)."""
     rows = read_trials(trial_csvs)
     start = naive(triton, device, settings["space"])
     budget_us = settings["p99_budget_ms"] * 1000.0
-    trials = [] if round_no >= settings["max_rounds"] else propose(settings["strategy"], settings["space"], start, rows, round_no, budget_us, settings["min_throughput"])
-    plan = {"round": round_no, "strategy": settings["strategy"], "trials": [trial_id(t) for t in trials], "measured_before": len(rows), "start": trial_id(start)}
+    trials = (
+        []
+        if round_no >= settings["max_rounds"]
+        else propose(
+            settings["strategy"],
+            settings["space"],
+            start,
+            rows,
+            round_no,
+            budget_us,
+            settings["min_throughput"],
+        )
+    )
+    plan = {
+        "round": round_no,
+        "strategy": settings["strategy"],
+        "trials": [trial_id(t) for t in trials],
+        "measured_before": len(rows),
+        "start": trial_id(start),
+    }
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     Path(output).write_text(json.dumps(plan, indent=2) + "\n")
-    log.info("round %d (%s): %d new trial(s) after %d measured: %s", round_no, settings["strategy"], len(trials), len(rows), plan["trials"])
+    log.info(
+        "round %d (%s): %d new trial(s) after %d measured: %s",
+        round_no,
+        settings["strategy"],
+        len(trials),
+        len(rows),
+        plan["trials"],
+    )
     return plan
 
 
@@ -234,8 +340,15 @@ def load_point(settings: dict[str, Any], trial: dict[str, Any]) -> tuple[int, in
 
 
 def measure_trial(
-    executable: str, server: Any, model_name: str, io_json: str | Path, perf_settings: dict[str, Any], settings: dict[str, Any], trial_text: str,
-    output: str | Path, input_data: str | Path | None,
+    executable: str,
+    server: Any,
+    model_name: str,
+    io_json: str | Path,
+    perf_settings: dict[str, Any],
+    settings: dict[str, Any],
+    trial_text: str,
+    output: str | Path,
+    input_data: str | Path | None,
 ) -> dict[str, Any]:
     """One perf_analyzer point against a server already running this trial's repository."""
     trial = parse_trial(trial_text)
@@ -244,23 +357,51 @@ def measure_trial(
     load = plan_load(io, perf_settings, input_data)
     with tempfile.TemporaryDirectory(prefix="deploysnake-trial-") as tmp:
         log.info("trial %s: batch %d, concurrency %d", trial_text, batch, concurrency)
-        status, measured, _ = measure_point(executable, model_name, server, Point(batch, concurrency), perf_settings, "trial", Path(tmp) / "trial.csv", load)
+        status, measured, _ = measure_point(
+            executable,
+            model_name,
+            server,
+            Point(batch, concurrency),
+            perf_settings,
+            "trial",
+            Path(tmp) / "trial.csv",
+            load,
+        )
     row = {
-        "trial": trial_text, **trial, "mode": settings["mode"], "batch": batch, "concurrency": concurrency, "status": status,
-        "throughput": measured.get("Inferences/Second", ""), "p99_us": measured.get("p99 latency", ""),
+        "trial": trial_text,
+        **trial,
+        "mode": settings["mode"],
+        "batch": batch,
+        "concurrency": concurrency,
+        "status": status,
+        "throughput": measured.get("Inferences/Second", ""),
+        "p99_us": measured.get("p99 latency", ""),
     }
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     with open(output, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=[c for c in TRIAL_COLUMNS if c != "round"])
         writer.writeheader()
         writer.writerow(row)
-    log.info("trial %s: %s, %s infer/s, p99 %s us", trial_text, status, row["throughput"], row["p99_us"])
+    log.info(
+        "trial %s: %s, %s infer/s, p99 %s us", trial_text, status, row["throughput"], row["p99_us"]
+    )
     return row
 
 
 def run_trial(
-    model: str, fmt: str, device: str, artifact: str | Path, io_json: str | Path, base_triton: dict[str, Any], flavour: str, perf_settings: dict[str, Any],
-    settings: dict[str, Any], trial_text: str, output: str | Path, input_data: str | Path | None, server_log: str | Path,
+    model: str,
+    fmt: str,
+    device: str,
+    artifact: str | Path,
+    io_json: str | Path,
+    base_triton: dict[str, Any],
+    flavour: str,
+    perf_settings: dict[str, Any],
+    settings: dict[str, Any],
+    trial_text: str,
+    output: str | Path,
+    input_data: str | Path | None,
+    server_log: str | Path,
 ) -> dict[str, Any]:
     """One trial from scratch: its repository in a temporary folder, a server on it, one measurement."""
     from . import server, tools
@@ -271,14 +412,31 @@ def run_trial(
         write_repository(model, artifact, io_json, triton, device, flavour, repo)
         with server.from_settings(repo, triton, server_log) as running:
             executable = tools.perf_analyzer(perf_settings["perf_analyzer"])
-            return measure_trial(executable, running, triton_model_name(model, fmt), io_json, perf_settings, settings, trial_text, output, input_data)
+            return measure_trial(
+                executable,
+                running,
+                triton_model_name(model, fmt),
+                io_json,
+                perf_settings,
+                settings,
+                trial_text,
+                output,
+                input_data,
+            )
 
 
-def shortlist(settings: dict[str, Any], triton: dict[str, Any], device: str, trial_csvs: list[str]) -> list[str]:
+def shortlist(
+    settings: dict[str, Any], triton: dict[str, Any], device: str, trial_csvs: list[str]
+) -> list[str]:
     """The configurations the side by side measures again: the search's best
     `side_by_side_candidates` trials and the untuned one."""
     rows = read_trials(trial_csvs)
-    best = [r["trial"] for r in ranked(rows, settings["p99_budget_ms"] * 1000.0, settings["min_throughput"])[: settings["side_by_side_candidates"]]]
+    best = [
+        r["trial"]
+        for r in ranked(rows, settings["p99_budget_ms"] * 1000.0, settings["min_throughput"])[
+            : settings["side_by_side_candidates"]
+        ]
+    ]
     return list(dict.fromkeys([*best, trial_id(naive(triton, device, settings["space"]))]))
 
 
@@ -294,29 +452,48 @@ def summarize_side_by_side(path: str | Path) -> dict[str, dict[str, Any]]:
             values.append((row["throughput"], row["p99_us"]))
     return {
         trial: {
-            "throughput": statistics.median(t for t, _ in v) if v else None, "p99_us": statistics.median(p for _, p in v) if v else None,
-            "min": min((t for t, _ in v), default=None), "max": max((t for t, _ in v), default=None), "stable_rounds": len(v), "rounds": rounds[trial],
+            "throughput": statistics.median(t for t, _ in v) if v else None,
+            "p99_us": statistics.median(p for _, p in v) if v else None,
+            "min": min((t for t, _ in v), default=None),
+            "max": max((t for t, _ in v), default=None),
+            "stable_rounds": len(v),
+            "rounds": rounds[trial],
         }
         for trial, v in seen.items()
-    }  # fmt: skip
+    }
 
 
 def choose(
-    settings: dict[str, Any], triton: dict[str, Any], model: str, device: str, plans: list[str], trial_csvs: list[str], chosen_path: str | Path,
-    table_path: str | Path, io_json: str | Path | None = None, side_by_side_csv: str | Path | None = None,
+    settings: dict[str, Any],
+    triton: dict[str, Any],
+    model: str,
+    device: str,
+    plans: list[str],
+    trial_csvs: list[str],
+    chosen_path: str | Path,
+    table_path: str | Path,
+    io_json: str | Path | None = None,
+    side_by_side_csv: str | Path | None = None,
 ) -> dict[str, Any]:
     """The chosen configuration (chosen.json, with its triton settings) and every trial (trials.csv).
     With a side by side, the choice is among its configurations by their medians (the search's best
     trial is one short measurement, often a lucky one); without, the search's best trial."""
     rows = read_trials(trial_csvs)
-    rounds = {t: plan["round"] for plan in (json.loads(Path(p).read_text()) for p in plans) for t in plan["trials"]}
+    rounds = {
+        t: plan["round"]
+        for plan in (json.loads(Path(p).read_text()) for p in plans)
+        for t in plan["trials"]
+    }
     for row in rows:
         row["round"] = rounds.get(row["trial"], "")
     budget_us = settings["p99_budget_ms"] * 1000.0
     search_best, _ = incumbent(rows, budget_us, settings["min_throughput"])
     side = summarize_side_by_side(side_by_side_csv) if side_by_side_csv else {}
     if side:
-        medians_as_rows = [{"trial": t, "status": "ok" if m["throughput"] is not None else "unstable", **m} for t, m in side.items()]
+        medians_as_rows = [
+            {"trial": t, "status": "ok" if m["throughput"] is not None else "unstable", **m}
+            for t, m in side.items()
+        ]
         best, within = incumbent(medians_as_rows, budget_us, settings["min_throughput"])
     else:
         best, within = incumbent(rows, budget_us, settings["min_throughput"])
@@ -349,20 +526,41 @@ def choose(
         from .repository import build_config, triton_model_name
 
         io = json.loads(Path(io_json).read_text())
-        chosen["config_pbtxt"] = text_format.MessageToString(build_config(triton_model_name(model, io["format"]), io, chosen["triton"], device, "native"))
+        chosen["config_pbtxt"] = text_format.MessageToString(
+            build_config(
+                triton_model_name(model, io["format"]), io, chosen["triton"], device, "native"
+            )
+        )
     Path(chosen_path).parent.mkdir(parents=True, exist_ok=True)
     Path(chosen_path).write_text(json.dumps(chosen, indent=2) + "\n")
     with open(table_path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=TRIAL_COLUMNS + ["chosen"], extrasaction="ignore")
+        writer = csv.DictWriter(
+            handle, fieldnames=TRIAL_COLUMNS + ["chosen"], extrasaction="ignore"
+        )
         writer.writeheader()
         for row in sorted(rows, key=lambda r: (str(r["round"]), r["trial"])):
             writer.writerow({**row, "chosen": row["trial"] == chosen["trial"]})
     if best and not within:
-        log.warning("no trial meets p99 <= %s ms and throughput >= %s; the closest is %s (p99 %.0f us)", settings["p99_budget_ms"], settings["min_throughput"], best["trial"], best["p99_us"])
+        log.warning(
+            "no trial meets p99 <= %s ms and throughput >= %s; the closest is %s (p99 %.0f us)",
+            settings["p99_budget_ms"],
+            settings["min_throughput"],
+            best["trial"],
+            best["p99_us"],
+        )
     return chosen
 
 
-SIDE_BY_SIDE_COLUMNS = ["trial", "round", "mode", "batch", "concurrency", "status", "throughput", "p99_us"]
+SIDE_BY_SIDE_COLUMNS = [
+    "trial",
+    "round",
+    "mode",
+    "batch",
+    "concurrency",
+    "status",
+    "throughput",
+    "p99_us",
+]
 
 
 def rotated(items: list[Any], r: int) -> list[Any]:
@@ -371,8 +569,20 @@ def rotated(items: list[Any], r: int) -> list[Any]:
 
 
 def side_by_side(
-    model: str, fmt: str, device: str, artifact: str | Path, io_json: str | Path, base_triton: dict[str, Any], flavour: str, perf_settings: dict[str, Any],
-    settings: dict[str, Any], trials: list[str], rounds: int, output: str | Path, input_data: str | Path | None, server_log: str | Path,
+    model: str,
+    fmt: str,
+    device: str,
+    artifact: str | Path,
+    io_json: str | Path,
+    base_triton: dict[str, Any],
+    flavour: str,
+    perf_settings: dict[str, Any],
+    settings: dict[str, Any],
+    trials: list[str],
+    rounds: int,
+    output: str | Path,
+    input_data: str | Path | None,
+    server_log: str | Path,
 ) -> list[dict[str, Any]]:
     """Each distinct trial measured `rounds` times, interleaved in rotating order, by the trial job's own
     code (a fresh server each time; every server's log appended to server_log); one CSV row per
@@ -383,7 +593,21 @@ def side_by_side(
     with tempfile.TemporaryDirectory(prefix="deploysnake-side-by-side-") as tmp:
         for r in range(rounds):
             for trial in rotated(distinct, r):
-                row = run_trial(model, fmt, device, artifact, io_json, base_triton, flavour, perf_settings, settings, trial, Path(tmp) / "trial.csv", input_data, server_log)
+                row = run_trial(
+                    model,
+                    fmt,
+                    device,
+                    artifact,
+                    io_json,
+                    base_triton,
+                    flavour,
+                    perf_settings,
+                    settings,
+                    trial,
+                    Path(tmp) / "trial.csv",
+                    input_data,
+                    server_log,
+                )
                 rows.append({**row, "round": r})
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     with open(output, "w", newline="") as handle:
@@ -391,5 +615,12 @@ def side_by_side(
         writer.writeheader()
         writer.writerows(rows)
     for trial, summary in summarize_side_by_side(output).items():
-        log.info("side by side, %s: median %s infer/s, p99 %s us, of %d stable round(s) in %d", trial, summary["throughput"], summary["p99_us"], summary["stable_rounds"], rounds)
+        log.info(
+            "side by side, %s: median %s infer/s, p99 %s us, of %d stable round(s) in %d",
+            trial,
+            summary["throughput"],
+            summary["p99_us"],
+            summary["stable_rounds"],
+            rounds,
+        )
     return rows

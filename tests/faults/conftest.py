@@ -16,13 +16,24 @@ import yaml
 from ..conftest import ROOT, snakemake
 
 TINY = {
-    "models": {"digits": {"recipe": str(ROOT / "recipes" / "digits"), "params": {"channels": 8, "epochs": 2, "seed": 0}}},
+    "models": {
+        "digits": {
+            "recipe": str(ROOT / "recipes" / "digits"),
+            "params": {"channels": 8, "epochs": 2, "seed": 0},
+        }
+    },
     "formats": ["torchscript_trace", "onnx"],
     "devices": ["cpu"],
     "correctness": {"batches": 1},
     "accuracy": {"batch_size": 32},
     "triton": {"max_batch_size": 32, "readiness_timeout_s": 60},
-    "perf": {"measurement_interval_ms": 300, "stability_percentage": 50, "max_trials": 4, "offline": {"batch_sizes": [1, 16]}, "online": {"concurrency": [1, 2]}},
+    "perf": {
+        "measurement_interval_ms": 300,
+        "stability_percentage": 50,
+        "max_trials": 4,
+        "offline": {"batch_sizes": [1, 16]},
+        "online": {"concurrency": [1, 2]},
+    },
     "native": {"window_s": 0.2},
 }
 
@@ -32,17 +43,48 @@ def write_config(workdir: Path, config: dict, name: str = "tiny.yaml") -> str:
     return name
 
 
-def run(workdir: Path, *targets: str, config: str = "tiny.yaml", check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return snakemake(*(targets or ("results/report.html",)), "--cores", "2", "--configfile", config, cwd=workdir, check=check, timeout=timeout)
+def run(
+    workdir: Path,
+    *targets: str,
+    config: str = "tiny.yaml",
+    check: bool = True,
+    timeout: float = 600,
+) -> subprocess.CompletedProcess[str]:
+    return snakemake(
+        *(targets or ("results/report.html",)),
+        "--cores",
+        "2",
+        "--configfile",
+        config,
+        cwd=workdir,
+        check=check,
+        timeout=timeout,
+    )
 
 
 def start(workdir: Path, *targets: str, config: str = "tiny.yaml") -> subprocess.Popen[str]:
     """snakemake in the background, in its own session (as a terminal would run it)."""
     exe = shutil.which("snakemake") or str(Path(sys.executable).parent / "snakemake")
-    args = [exe, "--snakefile", str(ROOT / "Snakefile"), *(targets or ("results/report.html",)), "--cores", "2", "--configfile", config]
+    args = [
+        exe,
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        *(targets or ("results/report.html",)),
+        "--cores",
+        "2",
+        "--configfile",
+        config,
+    ]
     # Output to a file, not a pipe: an unread pipe fills up and blocks snakemake.
     with open(workdir / "snakemake.out", "w") as out:
-        return subprocess.Popen(args, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        return subprocess.Popen(
+            args,
+            cwd=workdir,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
 
 
 def processes_in(workdir: Path) -> list[str]:
@@ -50,7 +92,12 @@ def processes_in(workdir: Path) -> list[str]:
     found = []
     for proc in psutil.process_iter(["pid", "name", "cwd"]):
         try:
-            if proc.pid != psutil.Process().pid and proc.info["cwd"] and Path(proc.info["cwd"]).is_relative_to(workdir) and proc.status() != psutil.STATUS_ZOMBIE:
+            if (
+                proc.pid != psutil.Process().pid
+                and proc.info["cwd"]
+                and Path(proc.info["cwd"]).is_relative_to(workdir)
+                and proc.status() != psutil.STATUS_ZOMBIE
+            ):
                 found.append(f"{proc.pid} {proc.info['name']}")
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
@@ -67,7 +114,11 @@ def wait_until(predicate, timeout_s: float, what: str) -> None:  # type: ignore[
 
 
 def no_processes_left(workdir: Path, timeout_s: float = 30) -> None:
-    wait_until(lambda: not processes_in(workdir), timeout_s, f"the run's processes to end: {processes_in(workdir)}")
+    wait_until(
+        lambda: not processes_in(workdir),
+        timeout_s,
+        f"the run's processes to end: {processes_in(workdir)}",
+    )
 
 
 @pytest.fixture(scope="package")

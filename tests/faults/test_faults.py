@@ -47,7 +47,9 @@ def test_bad_checkpoint_is_named(kind: str, tmp_path: Path) -> None:
     done = run(tmp_path, check=False)
     said = done.stdout + done.stderr
     assert done.returncode != 0
-    expected = "does not fit the recipe's model" if kind == "other_architecture" else "cannot be read"
+    expected = (
+        "does not fit the recipe's model" if kind == "other_architecture" else "cannot be read"
+    )
     assert f"checkpoint {bad} {expected}" in said, said[-3000:]
     assert not (tmp_path / "results" / "export").exists()
     no_processes_left(tmp_path)
@@ -63,17 +65,32 @@ def test_format_that_cannot_export_is_reported_and_the_others_go_on(tmp_path: Pa
     write_config(tmp_path, config)
     done = run(tmp_path)
     assert "digits/onnx is not served: export failed" in done.stdout + done.stderr
-    verdict = json.loads((tmp_path / "results" / "correctness" / "digits" / "onnx.json").read_text())
+    verdict = json.loads(
+        (tmp_path / "results" / "correctness" / "digits" / "onnx.json").read_text()
+    )
     assert verdict["stage"] == "export" and not verdict["passed"]
     assert "No ONNX function found" in verdict["reason"] and "_linalg_eigh" in verdict["reason"]
-    assert perf_csv(tmp_path, "offline", "torchscript_trace").exists() and not perf_csv(tmp_path, "offline").exists()
+    assert (
+        perf_csv(tmp_path, "offline", "torchscript_trace").exists()
+        and not perf_csv(tmp_path, "offline").exists()
+    )
     html = (tmp_path / "results" / "report.html").read_text()
     assert "not served: export failed" in html and "log excerpt" in html and "_linalg_eigh" in html
 
 
 def test_model_the_server_cannot_load_fails_within_the_timeout(copy_of_finished: Path) -> None:
     workdir = copy_of_finished
-    model = workdir / "results" / "repository" / "digits" / "onnx" / "cpu" / "digits_onnx" / "1" / "model.onnx"
+    model = (
+        workdir
+        / "results"
+        / "repository"
+        / "digits"
+        / "onnx"
+        / "cpu"
+        / "digits_onnx"
+        / "1"
+        / "model.onnx"
+    )
     model.write_bytes(b"corrupted on disk")
     perf_csv(workdir, "offline").unlink()
     started = time.monotonic()
@@ -88,7 +105,9 @@ def test_model_the_server_cannot_load_fails_within_the_timeout(copy_of_finished:
     no_processes_left(workdir)
 
 
-def test_server_killed_mid_sweep_fails_cleanly_and_the_rerun_completes(copy_of_finished: Path) -> None:
+def test_server_killed_mid_sweep_fails_cleanly_and_the_rerun_completes(
+    copy_of_finished: Path,
+) -> None:
     workdir = copy_of_finished
     config = copy.deepcopy(TINY)
     config["perf"]["offline"]["batch_sizes"] = [1, 2, 4, 8, 16, 32]
@@ -97,8 +116,18 @@ def test_server_killed_mid_sweep_fails_cleanly_and_the_rerun_completes(copy_of_f
     job = start(workdir, target, config="longer.yaml")
     try:
         log = job_log(workdir, "perf_offline")
-        wait_until(lambda: log.exists() and "point 2 of 6" in log.read_text(), 120, "the sweep to reach point 2")
-        servers = [p for p in psutil.process_iter(["name", "cwd"]) if p.info["name"] == "tritonserver" and p.info["cwd"] and Path(p.info["cwd"]).is_relative_to(workdir)]
+        wait_until(
+            lambda: log.exists() and "point 2 of 6" in log.read_text(),
+            120,
+            "the sweep to reach point 2",
+        )
+        servers = [
+            p
+            for p in psutil.process_iter(["name", "cwd"])
+            if p.info["name"] == "tritonserver"
+            and p.info["cwd"]
+            and Path(p.info["cwd"]).is_relative_to(workdir)
+        ]
         assert len(servers) == 1
         servers[0].kill()
         job.wait(timeout=120)
@@ -107,7 +136,10 @@ def test_server_killed_mid_sweep_fails_cleanly_and_the_rerun_completes(copy_of_f
     output = (workdir / "snakemake.out").read_text()
     assert job.returncode != 0
     assert "tritonserver died during the measurement" in output + log.read_text()
-    assert not perf_csv(workdir, "offline").exists() and not perf_csv(workdir, "offline").with_suffix(".partial").exists()
+    assert (
+        not perf_csv(workdir, "offline").exists()
+        and not perf_csv(workdir, "offline").with_suffix(".partial").exists()
+    )
     no_processes_left(workdir)
     run(workdir, target, config="longer.yaml")
     with open(perf_csv(workdir, "offline")) as handle:
@@ -115,7 +147,9 @@ def test_server_killed_mid_sweep_fails_cleanly_and_the_rerun_completes(copy_of_f
 
 
 @pytest.mark.parametrize("how", ["kill -9", "Ctrl-C"])
-def test_interrupted_run_leaves_no_process_and_the_plain_rerun_completes(how: str, copy_of_finished: Path) -> None:
+def test_interrupted_run_leaves_no_process_and_the_plain_rerun_completes(
+    how: str, copy_of_finished: Path
+) -> None:
     workdir = copy_of_finished
     for mode in ("offline", "online"):
         for fmt in ("onnx", "torchscript_trace"):
@@ -123,18 +157,28 @@ def test_interrupted_run_leaves_no_process_and_the_plain_rerun_completes(how: st
     (workdir / "results" / "report.html").unlink()  # else Snakemake sees nothing to do
     job = start(workdir)
     try:
-        wait_until(lambda: any("perf_analyzer" in p for p in processes_in(workdir)), 120, "perf_analyzer to run")
+        wait_until(
+            lambda: any("perf_analyzer" in p for p in processes_in(workdir)),
+            120,
+            "perf_analyzer to run",
+        )
         if how == "kill -9":
             job.kill()  # snakemake alone; its jobs notice and stop
         else:
-            os.killpg(job.pid, signal.SIGINT)  # what a terminal sends to the foreground group on Ctrl-C
+            os.killpg(
+                job.pid, signal.SIGINT
+            )  # what a terminal sends to the foreground group on Ctrl-C
         job.wait(timeout=120)
     finally:
         job.kill()
     no_processes_left(workdir)
     assert not list((workdir / "results").rglob("*.partial"))
     run(workdir)  # no --unlock, no manual cleanup
-    assert all(perf_csv(workdir, m, f).exists() for m in ("offline", "online") for f in ("onnx", "torchscript_trace"))
+    assert all(
+        perf_csv(workdir, m, f).exists()
+        for m in ("offline", "online")
+        for f in ("onnx", "torchscript_trace")
+    )
     no_processes_left(workdir)
 
 
@@ -161,7 +205,9 @@ def test_measurement_under_load_is_reported_unstable(copy_of_finished: Path) -> 
     # an unstable point was measured once more, with windows twice as long, before it was recorded so
     interval = config["perf"]["measurement_interval_ms"]
     log = job_log(workdir, "perf_online").read_text()
-    assert "(again, windows twice as long)" in log and f"--measurement-interval {2 * interval} " in log
+    assert (
+        "(again, windows twice as long)" in log and f"--measurement-interval {2 * interval} " in log
+    )
 
 
 def test_pinned_port_in_use_is_a_clear_error(copy_of_finished: Path) -> None:
@@ -177,7 +223,10 @@ def test_pinned_port_in_use_is_a_clear_error(copy_of_finished: Path) -> None:
         accuracy.unlink()
         done = run(workdir, str(accuracy.relative_to(workdir)), config="pinned.yaml", check=False)
     assert done.returncode != 0
-    assert f"triton.grpc_port {port} on 127.0.0.1 is in use by another process" in done.stdout + done.stderr
+    assert (
+        f"triton.grpc_port {port} on 127.0.0.1 is in use by another process"
+        in done.stdout + done.stderr
+    )
     no_processes_left(workdir)
 
 
@@ -185,14 +234,37 @@ def test_pinned_port_in_use_is_a_clear_error(copy_of_finished: Path) -> None:
     ("edit", "expected"),
     [
         (lambda c: c.update(colour="red"), "config: unknown key(s) 'colour'"),
-        (lambda c: c["triton"].update(max_batch_size="big"), "config.triton.max_batch_size: 'big' should be of type integer"),
+        (
+            lambda c: c["triton"].update(max_batch_size="big"),
+            "config.triton.max_batch_size: 'big' should be of type integer",
+        ),
         (lambda c: c.update(formats=[]), "config.formats"),
-        (lambda c: c["perf"]["offline"].update(batch_sizes=[1, 64]), "config.perf.offline.batch_sizes: [64] above triton.max_batch_size (32)"),
-        (lambda c: c.update(devices=["cpu", "tpu"]), "config.devices[1]: 'tpu' is not allowed; allowed values: cpu, gpu"),
-        (lambda c: c.update(models={"my model; rm -rf ~": c["models"]["digits"]}), "name 'my model; rm -rf ~' is not allowed"),
-        (lambda c: c["models"]["digits"].update(checkpoint="/nowhere/model.pt"), "config.models.digits.checkpoint: file /nowhere/model.pt does not exist"),
+        (
+            lambda c: c["perf"]["offline"].update(batch_sizes=[1, 64]),
+            "config.perf.offline.batch_sizes: [64] above triton.max_batch_size (32)",
+        ),
+        (
+            lambda c: c.update(devices=["cpu", "tpu"]),
+            "config.devices[1]: 'tpu' is not allowed; allowed values: cpu, gpu",
+        ),
+        (
+            lambda c: c.update(models={"my model; rm -rf ~": c["models"]["digits"]}),
+            "name 'my model; rm -rf ~' is not allowed",
+        ),
+        (
+            lambda c: c["models"]["digits"].update(checkpoint="/nowhere/model.pt"),
+            "config.models.digits.checkpoint: file /nowhere/model.pt does not exist",
+        ),
     ],
-    ids=["unknown key", "wrong type", "no formats", "batch above max", "unknown device", "shell characters in name", "missing checkpoint"],
+    ids=[
+        "unknown key",
+        "wrong type",
+        "no formats",
+        "batch above max",
+        "unknown device",
+        "shell characters in name",
+        "missing checkpoint",
+    ],
 )
 def test_bad_config_is_rejected_before_any_job(edit, expected: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     config = copy.deepcopy(TINY)

@@ -11,9 +11,21 @@ def main(sm):
     recipe = load_settings(settings)
     with server.from_settings(sm.input.repository, triton, sm.log.server) as running:
         accuracy.evaluate(
-            recipe, settings["params"], sm.input.checkpoint, running, w.model, w.format, w.device,
-            triton_model_name(w.model, w.format), sm.input.artifact, sm.input.io, sm.params.batch_size, sm.output.dump, sm.output.csv,
-            settings["framework"], provenance.of_job(sm),
+            recipe,
+            settings["params"],
+            sm.input.checkpoint,
+            running,
+            w.model,
+            w.format,
+            w.device,
+            triton_model_name(w.model, w.format),
+            sm.input.artifact,
+            sm.input.io,
+            sm.params.batch_size,
+            sm.output.dump,
+            sm.output.csv,
+            settings["framework"],
+            provenance.of_job(sm),
         )
 
 

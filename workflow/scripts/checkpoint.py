@@ -8,7 +8,9 @@ from deploysnake.plugins import load_settings
 def main(sm):
     settings = sm.params.settings
     recipe = load_settings(settings)
-    checkpoint.make_checkpoint(recipe, settings["params"], settings["checkpoint"], sm.output[0], settings["framework"])
+    checkpoint.make_checkpoint(
+        recipe, settings["params"], settings["checkpoint"], sm.output[0], settings["framework"]
+    )
 
 
 job.run(snakemake, main)

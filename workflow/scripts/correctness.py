@@ -9,7 +9,18 @@ def main(sm):
     settings = sm.params.settings
     recipe = load_settings(settings)
     fmt = sm.wildcards.format
-    correctness.check(recipe, settings["params"], sm.input.checkpoint, sm.wildcards.model, fmt, sm.input.artifact, sm.input.io, sm.params.tolerances, sm.output[0], settings["framework"])
+    correctness.check(
+        recipe,
+        settings["params"],
+        sm.input.checkpoint,
+        sm.wildcards.model,
+        fmt,
+        sm.input.artifact,
+        sm.input.io,
+        sm.params.tolerances,
+        sm.output[0],
+        settings["framework"],
+    )
 
 
 job.run(snakemake, main)

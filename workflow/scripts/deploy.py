@@ -5,7 +5,13 @@ from deploysnake import deploy, job
 
 
 def main(sm):
-    deploy.write_deploy(sm.params.entries, sm.params.triton, sm.wildcards.device, sm.output.repository, sm.output.archive)
+    deploy.write_deploy(
+        sm.params.entries,
+        sm.params.triton,
+        sm.wildcards.device,
+        sm.output.repository,
+        sm.output.archive,
+    )
 
 
 job.run(snakemake, main)

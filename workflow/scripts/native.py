@@ -12,10 +12,24 @@ def main(sm):
     w, settings = sm.wildcards, sm.params.native
     # The served configuration's instances and runtime threads: the tuned one's, where the format was
     # tuned (read here, not through deploysnake.tuning, which this runtime-only environment need not import).
-    triton = json.loads(Path(sm.input.tuned[0]).read_text())["triton"] if sm.input.tuned else sm.params.triton
+    triton = (
+        json.loads(Path(sm.input.tuned[0]).read_text())["triton"]
+        if sm.input.tuned
+        else sm.params.triton
+    )
     native.measure(
-        w.model, w.format, w.device, sm.input.artifact, sm.input.io, sm.params.batch_sizes, triton["runtime_threads"],
-        settings["window_s"], settings["max_iterations"], sm.output[0], provenance.of_job(sm), instance_count(triton, w.device),
+        w.model,
+        w.format,
+        w.device,
+        sm.input.artifact,
+        sm.input.io,
+        sm.params.batch_sizes,
+        triton["runtime_threads"],
+        settings["window_s"],
+        settings["max_iterations"],
+        sm.output[0],
+        provenance.of_job(sm),
+        instance_count(triton, w.device),
     )
 
 

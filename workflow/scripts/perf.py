@@ -11,7 +11,21 @@ def main(sm):
     name = triton_model_name(w.model, w.format)
     instances = served_instances(f"{sm.input.repository}/{name}")
     with server.from_settings(sm.input.repository, triton, sm.log.server) as running:
-        perf.measure(executable, running, w.model, w.format, w.device, name, sm.input.io, settings, sm.params.mode, sm.output[0], provenance.of_job(sm), sm.input.data, instances)
+        perf.measure(
+            executable,
+            running,
+            w.model,
+            w.format,
+            w.device,
+            name,
+            sm.input.io,
+            settings,
+            sm.params.mode,
+            sm.output[0],
+            provenance.of_job(sm),
+            sm.input.data,
+            instances,
+        )
 
 
 job.run(snakemake, main)

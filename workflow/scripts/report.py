@@ -7,10 +7,19 @@ from deploysnake import job, report
 
 
 def main(sm):
-    paths = {key: [Path(p) for p in sm.input[key]] for key in ("correctness", "accuracy", "offline", "online", "native")}
+    paths = {
+        key: [Path(p) for p in sm.input[key]]
+        for key in ("correctness", "accuracy", "offline", "online", "native")
+    }
     report.build_report(
-        sm.params.config, environment=[Path(p) for p in sm.input.environment], output=Path(sm.output[0]), skipped=sm.params.skipped,
-        p99_budget_ms=sm.params.p99_budget_ms, deploy=[Path(p) for p in sm.input.deploy], tuning=[Path(p) for p in sm.input.tuning], **paths,
+        sm.params.config,
+        environment=[Path(p) for p in sm.input.environment],
+        output=Path(sm.output[0]),
+        skipped=sm.params.skipped,
+        p99_budget_ms=sm.params.p99_budget_ms,
+        deploy=[Path(p) for p in sm.input.deploy],
+        tuning=[Path(p) for p in sm.input.tuning],
+        **paths,
     )
 
 

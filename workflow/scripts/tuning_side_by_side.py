@@ -8,7 +8,22 @@ def main(sm):
     w, i, p = sm.wildcards, sm.input, sm.params
     trials = tuning.shortlist(p.settings, p.triton, w.device, list(i.trials))
     rounds = p.settings["side_by_side_rounds"]
-    tuning.side_by_side(w.model, w.format, w.device, i.artifact, i.io, p.triton, p.flavour, p.perf, p.settings, trials, rounds, sm.output[0], i.data, sm.log.server)
+    tuning.side_by_side(
+        w.model,
+        w.format,
+        w.device,
+        i.artifact,
+        i.io,
+        p.triton,
+        p.flavour,
+        p.perf,
+        p.settings,
+        trials,
+        rounds,
+        sm.output[0],
+        i.data,
+        sm.log.server,
+    )
 
 
 job.run(snakemake, main)

@@ -12,13 +12,22 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from runtime import ArtifactRuntime  # noqa: E402
+from runtime import ArtifactRuntime
 
 # Triton config data types -> numpy (the config JSON spells them TYPE_*).
 DTYPES = {
-    "TYPE_BOOL": np.bool_, "TYPE_UINT8": np.uint8, "TYPE_UINT16": np.uint16, "TYPE_UINT32": np.uint32, "TYPE_UINT64": np.uint64,
-    "TYPE_INT8": np.int8, "TYPE_INT16": np.int16, "TYPE_INT32": np.int32, "TYPE_INT64": np.int64,
-    "TYPE_FP16": np.float16, "TYPE_FP32": np.float32, "TYPE_FP64": np.float64,
+    "TYPE_BOOL": np.bool_,
+    "TYPE_UINT8": np.uint8,
+    "TYPE_UINT16": np.uint16,
+    "TYPE_UINT32": np.uint32,
+    "TYPE_UINT64": np.uint64,
+    "TYPE_INT8": np.int8,
+    "TYPE_INT16": np.int16,
+    "TYPE_INT32": np.int32,
+    "TYPE_INT64": np.int64,
+    "TYPE_FP16": np.float16,
+    "TYPE_FP32": np.float32,
+    "TYPE_FP64": np.float64,
 }
 
 
@@ -29,12 +38,19 @@ class TritonModel:
         self.inputs = [(t["name"], np.dtype(DTYPES[t["data_type"]])) for t in config["input"]]
         self.outputs = [(t["name"], np.dtype(DTYPES[t["data_type"]])) for t in config["output"]]
         self.runtime = ArtifactRuntime(
-            os.path.join(version_dir, params["artifact"]), params["format"], [n for n, _ in self.inputs], [n for n, _ in self.outputs],
-            int(params.get("threads", "0")), device,
+            os.path.join(version_dir, params["artifact"]),
+            params["format"],
+            [n for n, _ in self.inputs],
+            [n for n, _ in self.outputs],
+            int(params.get("threads", "0")),
+            device,
         )
 
     def execute(self, buffers: list[bytearray], shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
-        batch = {name: np.frombuffer(data, dtype).reshape(shape) for (name, dtype), data, shape in zip(self.inputs, buffers, shapes)}
+        batch = {
+            name: np.frombuffer(data, dtype).reshape(shape)
+            for (name, dtype), data, shape in zip(self.inputs, buffers, shapes)
+        }
         out = self.runtime(batch)
         # Triton sends the bytes as the config's type: cast where the runtime returned another.
         return [np.ascontiguousarray(out[name], dtype=dtype) for name, dtype in self.outputs]

@@ -12,7 +12,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from runtime import ArtifactRuntime  # noqa: E402
+from runtime import ArtifactRuntime
 
 
 class TritonPythonModel:
@@ -23,14 +23,26 @@ class TritonPythonModel:
         self.outputs = [t["name"] for t in config["output"]]
         here = os.path.join(args["model_repository"], args["model_version"])
         # A KIND_GPU instance runs on the GPU Triton assigned to it.
-        device = f"cuda:{args['model_instance_device_id']}" if args.get("model_instance_kind") == "GPU" else "cpu"
+        device = (
+            f"cuda:{args['model_instance_device_id']}"
+            if args.get("model_instance_kind") == "GPU"
+            else "cpu"
+        )
         self.runtime = ArtifactRuntime(
-            os.path.join(here, params["artifact"]), params["format"], self.inputs, self.outputs, int(params.get("threads", "0")), device
+            os.path.join(here, params["artifact"]),
+            params["format"],
+            self.inputs,
+            self.outputs,
+            int(params.get("threads", "0")),
+            device,
         )
 
     def execute(self, requests):
         try:
-            arrays = {n: [pb_utils.get_input_tensor_by_name(r, n).as_numpy() for r in requests] for n in self.inputs}
+            arrays = {
+                n: [pb_utils.get_input_tensor_by_name(r, n).as_numpy() for r in requests]
+                for n in self.inputs
+            }
             sizes = [a.shape[0] for a in arrays[self.inputs[0]]]
             # Dynamic batching hands over several requests: run them as one batch, then split.
             batch = {n: a[0] if len(a) == 1 else np.concatenate(a) for n, a in arrays.items()}
@@ -40,7 +52,10 @@ class TritonPythonModel:
             return [pb_utils.InferenceResponse(output_tensors=[], error=error) for _ in requests]
         responses, start = [], 0
         for size in sizes:
-            tensors = [pb_utils.Tensor(n, np.ascontiguousarray(out[n][start : start + size])) for n in self.outputs]
+            tensors = [
+                pb_utils.Tensor(n, np.ascontiguousarray(out[n][start : start + size]))
+                for n in self.outputs
+            ]
             responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
             start += size
         return responses

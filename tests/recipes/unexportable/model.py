@@ -8,7 +8,9 @@ from typing import Any
 
 import torch
 
-_spec = importlib.util.spec_from_file_location("digits_model", Path(__file__).parents[3] / "recipes" / "digits" / "model.py")
+_spec = importlib.util.spec_from_file_location(
+    "digits_model", Path(__file__).parents[3] / "recipes" / "digits" / "model.py"
+)
 assert _spec is not None and _spec.loader is not None
 digits = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(digits)
@@ -20,7 +22,9 @@ example_inputs = digits.example_inputs
 
 class Unexportable(digits.DigitsCNN):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        bounded = torch.tanh(torch.nan_to_num(image[:, 0]))  # perf_analyzer sends arbitrary random floats
+        bounded = torch.tanh(
+            torch.nan_to_num(image[:, 0])
+        )  # perf_analyzer sends arbitrary random floats
         gram = bounded @ bounded.transpose(1, 2) + torch.eye(bounded.shape[-1])  # well-conditioned
         # aten._linalg_eigh has no ONNX function: the ONNX export of this model fails.
         return super().forward(image) + 0.0 * torch.linalg.eigvalsh(gram).sum(dim=1, keepdim=True)

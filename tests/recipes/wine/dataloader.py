@@ -16,4 +16,8 @@ def batches(split: str, batch_size: int, params: dict[str, Any]) -> Iterator[dic
     idx = order[:40] if split == "validation" else order[40:]
     for start in range(0, len(idx), batch_size):
         part = idx[start : start + batch_size]
-        yield {"ids": part, "inputs": {"features": features[part]}, "labels": data.target[part].astype(np.int64)}
+        yield {
+            "ids": part,
+            "inputs": {"features": features[part]},
+            "labels": data.target[part].astype(np.int64),
+        }
