@@ -281,8 +281,10 @@ def main() -> None:
         chosen = json.loads((workdir / TUNED / "chosen.json").read_text())
         side = {t: m["throughput"] for t, m in chosen["side_by_side"].items()}
         print(
-            f"{strategy}: {chosen['measurements']} trials + {chosen['side_by_side_measurements']} side by side in {seconds:.0f} s; "
-            f"best trial {chosen['search_best']}: {chosen['search_best_throughput']} infer/s; side by side medians {side}; "
+            f"{strategy}: {chosen['measurements']} trials + {chosen['side_by_side_measurements']} "
+            f"side by side in {seconds:.0f} s; "
+            f"best trial {chosen['search_best']}: {chosen['search_best_throughput']} infer/s; "
+            f"side by side medians {side}; "
             f"chosen {chosen['trial']}: {chosen['throughput']} infer/s, p99 {chosen['p99_us']} us",
             flush=True,
         )
@@ -326,7 +328,8 @@ def main() -> None:
     paired = served_vs_native(workdir, validated, smart, args.rounds, 4 * args.interval_ms)
     for label, values in paired.items():
         print(
-            f"side by side, {label}: {', '.join(f'{v:.0f}' for v in values) or 'unstable'} infer/s (median {median(values) or 0:.0f})",
+            f"side by side, {label}: {', '.join(f'{v:.0f}' for v in values) or 'unstable'} "
+            f"infer/s (median {median(values) or 0:.0f})",
             flush=True,
         )
     # The offline ratio is the server's batch capacity: the best of one request at a time and two in
@@ -338,12 +341,16 @@ def main() -> None:
     online_ratio = ratio(median(paired["served b1 c16"]), median(paired["native b1"]))
     floor = median(paired[FLOOR_LABEL])
     print(
-        f"serving floor: a model that computes almost nothing, same configuration and runner, b1 c16: {floor or 0:.0f} infer/s, "
-        f"{ratio(floor, median(paired['native b1'])):.3f} of native b1: the served model cannot do better here (up to noise)",
+        "serving floor: a model that computes almost nothing, same configuration and runner, b1 "
+        f"c16: {floor or 0:.0f} infer/s, "
+        f"{ratio(floor, median(paired['native b1'])):.3f} of native b1: the served model cannot "
+        "do better here (up to noise)",
         flush=True,
     )
     print(
-        f"workflow jobs' numbers: offline_ratio={ratio(max(s256.values(), default=0.0), n256):.3f} online_ratio={ratio(s16, n1):.3f}",
+        "workflow jobs' numbers: "
+        f"offline_ratio={ratio(max(s256.values(), default=0.0), n256):.3f} "
+        f"online_ratio={ratio(s16, n1):.3f}",
         flush=True,
     )
 
@@ -357,7 +364,8 @@ def main() -> None:
     for label, trial in trials.items():
         values = list(again[label].values())
         print(
-            f"side by side, {label} ({trial}): {', '.join(f'{v:.0f}' for v in values) or 'unstable'} infer/s (median {median(values) or 0:.0f})",
+            f"side by side, {label} ({trial}): "
+            f"{', '.join(f'{v:.0f}' for v in values) or 'unstable'} infer/s (median {median(values) or 0:.0f})",
             flush=True,
         )
     smart_, brute_, naive_ = (
@@ -372,11 +380,13 @@ def main() -> None:
         ("tuned_over_naive", per_round(smart_, naive_)),
     ):
         print(
-            f"{name} round by round: {', '.join(f'{v:.3f}' for v in pairs) or 'none'} (median {median(pairs) or 0:.3f})",
+            f"{name} round by round: {', '.join(f'{v:.3f}' for v in pairs) or 'none'} (median "
+            f"{median(pairs) or 0:.3f})",
             flush=True,
         )
     print(
-        f"trial numbers (one short measurement each): search_quality={ratio(smart['search_best_throughput'], brute['search_best_throughput']):.3f} "
+        "trial numbers (one short measurement each): "
+        f"search_quality={ratio(smart['search_best_throughput'], brute['search_best_throughput']):.3f} "
         f"tuned_over_naive={ratio(smart['search_best_throughput'], smart['naive_throughput']):.3f}; "
         f"search_cost in trials alone {ratio(smart['measurements'], brute['measurements']):.3f}"
     )

@@ -55,7 +55,8 @@ def test_default_config_is_valid_and_defaults_are_filled() -> None:
         (changed(formats=[]), "config.formats"),
         (
             changed(formats=["tflite"]),
-            "config.formats[0]: 'tflite' is not allowed; allowed values: torchscript_trace, torchscript_script, savedmodel, onnx,",
+            "config.formats[0]: 'tflite' is not allowed; allowed values: torchscript_trace, "
+            "torchscript_script, savedmodel, onnx,",
         ),
         (changed(devices=["tpu"]), "config.devices[0]: 'tpu' is not allowed; allowed values: cpu"),
         (

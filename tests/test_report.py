@@ -306,7 +306,7 @@ class Tables(HTMLParser):
             if not self.header:
                 self.header = self.row
             else:
-                self.tables[-1][1].append(dict(zip(self.header, self.row)))
+                self.tables[-1][1].append(dict(zip(self.header, self.row, strict=True)))
             self.row = None
 
 
@@ -550,7 +550,8 @@ def test_browser_charts_have_data(dom: str) -> None:
         assert c["error"] is None, c
         assert c["has_svg"] and c["marks"] > 0, c
     tput = next(c for c in charts if c["title"] == "digits · cpu: offline throughput vs batch")
-    # 4 onnx points at each of 2 concurrencies + 3 torchscript (batch 8 unstable, not charted); a line per format and concurrency
+    # 4 onnx points at each of 2 concurrencies + 3 torchscript (batch 8 unstable, not charted);
+    # a line per format and concurrency
     assert tput["by_mark"] == {"line": 3, "symbol": 11}, tput
     ratio = next(c for c in charts if c["title"] == "digits · cpu: served / native throughput")
     assert ratio["by_mark"] == {"line": 3, "symbol": 11, "rule": 1}, ratio
@@ -650,8 +651,8 @@ def test_tuning_gain_is_the_side_by_side_medians_and_says_so() -> None:
     side = {"A": median(1300.0, 1250.0, 1400.0), "U": median(1000.0, 900.0, 1100.0)}
     text = _side_by_side_gain({**base, "side_by_side": side})
     assert (
-        "(medians of 3 round(s) side by side, 2 configuration(s) alternated); untuned (U) 1,000.0 infer/s: <b>×1.30</b> (the trials"
-        in text
+        "(medians of 3 round(s) side by side, 2 configuration(s) alternated); untuned (U) 1,000.0 "
+        "infer/s: <b>×1.30</b> (the trials" in text
     )
     assert "one short measurement each: ×3.00)" in text and "spread" not in text
     overlapping = {

@@ -130,11 +130,13 @@ def test_model_that_cannot_load_fails_with_server_error(repo: Path, tmp_path: Pa
         )
     (broken / "digits_onnx" / "1" / "model.onnx").write_bytes(b"not an onnx file")
     started = time.monotonic()
-    with pytest.raises(RuntimeError, match="exited with code .* before it was ready") as error:
-        with server.TritonServer(
+    with (
+        pytest.raises(RuntimeError, match="exited with code .* before it was ready") as error,
+        server.TritonServer(
             broken, server.locate("bundled"), tmp_path / "server.log", readiness_timeout_s=60
-        ):
-            pass
+        ),
+    ):
+        pass
     assert time.monotonic() - started < 60
     assert "digits_onnx" in str(error.value) and (
         "INVALID_PROTOBUF" in str(error.value) or "failed to load" in str(error.value)
@@ -239,7 +241,7 @@ def test_inprocess_backend_answers_each_request_of_a_dynamic_batch(
             )
         client = httpclient.InferenceServerClient(running.http_url)
         stats = client.get_inference_statistics(model_dir.name)["model_stats"][0]
-    for x, got in zip(batches, served):
+    for x, got in zip(batches, served, strict=True):
         np.testing.assert_allclose(
             got["logits"], local({"image": x})["logits"], rtol=1e-6, atol=1e-6
         )
@@ -270,7 +272,8 @@ def test_inprocess_backend_returns_a_runner_error_to_its_request_and_serves_on(
     runner.write_text(
         runner.read_text().replace(
             "        batch = {name:",
-            "        if shapes[0][0] == 3:\n            raise ValueError('three rows refused by the test')\n        batch = {name:",
+            "        if shapes[0][0] == 3:\n            raise ValueError('three rows refused by "
+            "the test')\n        batch = {name:",
         )
     )
     io = json.loads(exported["onnx/io"].read_text())

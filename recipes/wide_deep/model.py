@@ -35,7 +35,7 @@ class WideAndDeep(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         wide = self.wide_numeric(numeric)
         deep_in = [numeric]
-        for column, (w, e) in enumerate(zip(self.wide, self.embeddings)):
+        for column, (w, e) in enumerate(zip(self.wide, self.embeddings, strict=True)):
             ids = categorical[:, column]
             wide = wide + w(ids)
             deep_in.append(e(ids))

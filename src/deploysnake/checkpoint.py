@@ -19,7 +19,8 @@ def load_state(recipe: Recipe, params: dict[str, Any], path: str | Path) -> torc
     path = Path(path)
     if not path.is_file():
         raise UserError(
-            f"checkpoint not found: {path} (set models.<name>.checkpoint to an existing file, or leave it empty to train)"
+            f"checkpoint not found: {path} (set models.<name>.checkpoint to an existing file, or "
+            "leave it empty to train)"
         )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

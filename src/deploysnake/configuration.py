@@ -52,9 +52,15 @@ def _explain(error: Any) -> str:
         unknown = sorted(set(error.instance) - set(allowed))
         return f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; allowed keys: {', '.join(allowed)}"
     if error.validator == "enum":
-        return f"{where}: {error.instance!r} is not allowed; allowed values: {', '.join(map(str, error.validator_value))}"
+        return (
+            f"{where}: {error.instance!r} is not allowed; allowed values: "
+            f"{', '.join(map(str, error.validator_value))}"
+        )
     if "propertyNames" in error.schema_path:
-        return f"{where}: name {error.instance!r} is not allowed: use letters, digits, '_', '.', '-' (no '/', spaces or shell characters), at most 64, starting with a letter or digit"
+        return (
+            f"{where}: name {error.instance!r} is not allowed: use letters, digits, '_', '.', '-' "
+            "(no '/', spaces or shell characters), at most 64, starting with a letter or digit"
+        )
     if error.validator == "type":
         return f"{where}: {error.instance!r} should be of type {error.validator_value}"
     return f"{where}: {error.message}"
@@ -109,7 +115,8 @@ def semantic_problems(config: dict[str, Any]) -> list[str]:
         wanted = [f for f in config["formats"] if f in TENSORRT]
         if wanted and (reason := tensorrt_unavailable()):
             problems.append(
-                f"config.formats: {wanted} cannot be built on this machine: {reason}; remove them, or use formats: auto to skip what this machine cannot build"
+                f"config.formats: {wanted} cannot be built on this machine: {reason}; remove "
+                "them, or use formats: auto to skip what this machine cannot build"
             )
     max_batch = config["triton"]["max_batch_size"]
     for key, sizes in (
@@ -120,7 +127,8 @@ def semantic_problems(config: dict[str, Any]) -> list[str]:
         too_big = [b for b in sizes if b > max_batch]
         if too_big:
             problems.append(
-                f"config.{key}: {too_big} above triton.max_batch_size ({max_batch}); lower it or raise triton.max_batch_size"
+                f"config.{key}: {too_big} above triton.max_batch_size ({max_batch}); lower it or "
+                "raise triton.max_batch_size"
             )
     for name, model in config["models"].items():
         recipe = Path(model["recipe"])
@@ -130,16 +138,19 @@ def semantic_problems(config: dict[str, Any]) -> list[str]:
             model["recipe"] = str(recipe)
         if not recipe.is_dir():
             problems.append(
-                f"config.models.{name}.recipe: folder {recipe} does not exist (it holds model.py, dataloader.py, metrics.py)"
+                f"config.models.{name}.recipe: folder {recipe} does not exist (it holds model.py, "
+                "dataloader.py, metrics.py)"
             )
         for kind, path in plugin_paths(model).items():
             if recipe.is_dir() and not path.is_file():
                 problems.append(
-                    f"config.models.{name}: {kind} plugin {path} does not exist; write it or name another file in config.models.{name}.{kind}"
+                    f"config.models.{name}: {kind} plugin {path} does not exist; write it or name "
+                    f"another file in config.models.{name}.{kind}"
                 )
         if model["checkpoint"] and not Path(model["checkpoint"]).is_file():
             problems.append(
-                f"config.models.{name}.checkpoint: file {model['checkpoint']} does not exist; give a trained state_dict or leave it empty to train"
+                f"config.models.{name}.checkpoint: file {model['checkpoint']} does not exist; "
+                "give a trained state_dict or leave it empty to train"
             )
     keras = [name for name, model in config["models"].items() if model["framework"] == "keras"]
     if keras and (
@@ -147,7 +158,8 @@ def semantic_problems(config: dict[str, Any]) -> list[str]:
         or importlib.util.find_spec("tf2onnx") is None
     ):
         problems.append(
-            f"config.models: {keras} are keras models, which need TensorFlow and tf2onnx: pip install -e '.[tf]' (make test installs them)"
+            f"config.models: {keras} are keras models, which need TensorFlow and tf2onnx: pip "
+            "install -e '.[tf]' (make test installs them)"
         )
     tuning = config["tuning"]
     unknown = [f for f in tuning["formats"] if f not in ARTIFACTS]
@@ -167,7 +179,8 @@ def semantic_problems(config: dict[str, Any]) -> list[str]:
         small = [b for b in tuning["space"]["max_batch_size"] if b < needed]
         if small:
             problems.append(
-                f"config.tuning.space.max_batch_size: {small} below the largest batch the workflow sends ({needed}, from perf.offline.batch_sizes, "
+                f"config.tuning.space.max_batch_size: {small} below the largest batch the "
+                f"workflow sends ({needed}, from perf.offline.batch_sizes, "
                 "perf.online.batch_size and accuracy.batch_size); raise them or lower those batches"
             )
     low, high = tuning["batch_range"]

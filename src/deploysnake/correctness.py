@@ -25,7 +25,7 @@ def source_outputs(
         out = (out,)
     elif isinstance(out, dict):
         out = tuple(out.values())
-    return {n: t.numpy() for n, t in zip(recipe.output_names, out)}
+    return {n: t.numpy() for n, t in zip(recipe.output_names, out, strict=True)}
 
 
 def tolerance(settings: dict[str, Any], fmt: str, output: str) -> tuple[float, float]:
@@ -148,7 +148,8 @@ def check(
         "reason": ""
         if passed
         else "; ".join(
-            f"{n}: max abs err {worst[n]['max_abs_err']:.3g} (atol {worst[n]['atol']:g}), max rel err {worst[n]['max_rel_err']:.3g} (rtol {worst[n]['rtol']:g})"
+            f"{n}: max abs err {worst[n]['max_abs_err']:.3g} (atol {worst[n]['atol']:g}), max rel "
+            f"err {worst[n]['max_rel_err']:.3g} (rtol {worst[n]['rtol']:g})"
             for n in failing
         ),
     }

@@ -101,7 +101,8 @@ def cluster_gres() -> list[str]:
         ).stdout
     except (subprocess.SubprocessError, OSError) as exc:
         raise UserError(
-            f"config.devices: cannot ask SLURM which GPUs its nodes have (sinfo failed: {exc}); is the cluster reachable from here?"
+            f"config.devices: cannot ask SLURM which GPUs its nodes have (sinfo failed: {exc}); "
+            "is the cluster reachable from here?"
         ) from exc
     return [g for line in out.splitlines() for g in line.strip().split(",") if g.strip()]
 
@@ -127,7 +128,9 @@ def check_available(
         if missing:
             have = ", ".join(name for _, name in gpus) or "no GPU (no working nvidia-smi)"
             raise UserError(
-                f"config.devices: {missing} are not on this machine, which has {have}; measure on what it has (e.g. devices: [cpu]), or run on a node that has them (e.g. --profile profiles/slurm)"
+                f"config.devices: {missing} are not on this machine, which has {have}; measure on "
+                "what it has (e.g. devices: [cpu]), or run on a node that has them (e.g. "
+                "--profile profiles/slurm)"
             )
     elif executor == "slurm":
         gres = cluster_gres()
@@ -135,7 +138,8 @@ def check_available(
         if missing:
             have = ", ".join(sorted({g for g in gres if g.startswith("gpu")})) or "no GPUs"
             raise UserError(
-                f"config.devices: no SLURM node has {[f'gpu:{gres_model(d, gpu_models)}' for d in missing]} (the cluster's GPUs: {have}); "
+                "config.devices: no SLURM node has "
+                f"{[f'gpu:{gres_model(d, gpu_models)}' for d in missing]} (the cluster's GPUs: {have}); "
                 "fix the device names, or map them to the cluster's GPU names with gpu_models in the profile's config"
             )
 

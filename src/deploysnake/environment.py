@@ -47,7 +47,8 @@ def cpu_name() -> str:
 
 def gpus() -> list[dict[str, str]]:
     return [
-        dict(zip(("name", "memory", "driver"), row))
+        # strict=False: a row nvidia-smi could not fill (an error line) still names what it has.
+        dict(zip(("name", "memory", "driver"), row, strict=False))
         for row in nvidia_smi(["name", "memory.total", "driver_version"])
     ]
 

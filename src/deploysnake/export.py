@@ -49,7 +49,7 @@ def _describe(
 ) -> list[dict[str, Any]]:
     """IO entries; the batch axis and the recipe's dynamic axes are -1."""
     described = []
-    for name, tensor in zip(names, tensors):
+    for name, tensor in zip(names, tensors, strict=True):
         dims = [-1] + list(np.asarray(tensor).shape[1:])
         for axis in dynamic.get(name, {}):
             dims[axis] = -1
@@ -232,7 +232,8 @@ def export(
     """Export one format; keras models export a SavedModel, and ONNX from that SavedModel."""
     if fmt not in ("torchscript_trace", "torchscript_script", "onnx", "savedmodel"):
         raise UserError(
-            f"format {fmt!r} is not exported from the checkpoint: choose torchscript_trace, torchscript_script, onnx or savedmodel"
+            f"format {fmt!r} is not exported from the checkpoint: choose torchscript_trace, "
+            "torchscript_script, onnx or savedmodel"
         )
     artifact = Path(artifact)
     artifact.parent.mkdir(parents=True, exist_ok=True)
@@ -279,7 +280,8 @@ def export(
     got = [t["name"] for t in io["inputs"]], [t["name"] for t in io["outputs"]]
     if got != (recipe.input_names, recipe.output_names):
         raise UserError(
-            f"exported {fmt} has inputs/outputs {got}, expected {recipe.input_names}/{recipe.output_names} from model.py"
+            f"exported {fmt} has inputs/outputs {got}, expected "
+            f"{recipe.input_names}/{recipe.output_names} from model.py"
         )
     io["format"] = fmt
     io["artifact"] = artifact.name

@@ -38,7 +38,8 @@ def keras_model(recipe: Recipe, params: dict[str, Any], checkpoint: str | Path) 
     path = Path(checkpoint)
     if not path.is_file():
         raise UserError(
-            f"checkpoint not found: {path} (set models.<name>.checkpoint to an existing file, or leave it empty to train)"
+            f"checkpoint not found: {path} (set models.<name>.checkpoint to an existing file, or "
+            "leave it empty to train)"
         )
     model = recipe.model.build_model(params)
     with tempfile.TemporaryDirectory(prefix="deploysnake-keras-") as tmp:
@@ -85,7 +86,7 @@ def source_model(
                 training=False,
             )
             outs = out if isinstance(out, (list, tuple)) else [out]
-            return {n: np.asarray(t) for n, t in zip(recipe.output_names, outs)}
+            return {n: np.asarray(t) for n, t in zip(recipe.output_names, outs, strict=True)}
 
         return run_keras
     from .checkpoint import load_state
@@ -119,7 +120,7 @@ def export_savedmodel(
         def serve(self, *tensors: Any) -> dict[str, Any]:
             out = self.model(list(tensors) if len(tensors) > 1 else tensors[0], training=False)
             outs = out if isinstance(out, (list, tuple)) else [out]
-            return dict(zip(names, outs))
+            return dict(zip(names, outs, strict=True))
 
     module = Serving(model)
     target = Path(target)

@@ -43,7 +43,8 @@ def build(compiler: str | None = None) -> Path:
     compiler = compiler or os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if not compiler:
         raise RuntimeError(
-            "no C compiler (cc or gcc) on PATH: install one (Debian: apt-get install gcc) to build the in-process backend"
+            "no C compiler (cc or gcc) on PATH: install one (Debian: apt-get install gcc) to "
+            "build the in-process backend"
         )
     include = sysconfig.get_paths()["include"]
     libdir = sysconfig.get_config_var("LIBDIR")
@@ -52,7 +53,8 @@ def build(compiler: str | None = None) -> Path:
     )  # libpython3.11.so where Python was built shared
     if not sysconfig.get_config_var("Py_ENABLE_SHARED") or not (Path(libdir) / libpython).exists():
         raise RuntimeError(
-            f"{sys.executable} was built without a shared libpython ({libdir}/{libpython}); the in-process backend needs one"
+            f"{sys.executable} was built without a shared libpython ({libdir}/{libpython}); the "
+            "in-process backend needs one"
         )
     LIBRARY.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=LIBRARY.parent, suffix=".so", delete=False) as tmp:

@@ -213,7 +213,7 @@ def dynamic_shapes(io: dict[str, Any], prepared: str | Path) -> dict[str, list[i
 def output_bytes(io: dict[str, Any], longest: int = 4096) -> int:
     total = 0
     for tensor in io["outputs"]:
-        dims = [d for d in tensor["dims"][1:]]
+        dims = list(tensor["dims"][1:])
         # A dynamic non-batch dim has no size until run time: size the buffer for the longest input dim.
         elements = int(np.prod([d if d > 0 else longest for d in dims])) if dims else 1
         total += elements * np.dtype(tensor["dtype"]).itemsize

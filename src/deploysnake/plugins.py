@@ -68,7 +68,8 @@ def _load_module(path: Path, kind: str) -> ModuleType:
     missing = [attr for attr in CONTRACT[kind] if not hasattr(module, attr)]
     if missing:
         raise UserError(
-            f"{path} does not define {', '.join(missing)}, required of a {kind} plugin (see README, 'Deploy your own model')"
+            f"{path} does not define {', '.join(missing)}, required of a {kind} plugin (see "
+            "README, 'Deploy your own model')"
         )
     return module
 
@@ -102,7 +103,8 @@ def validation_batches(
         names = sorted(batch.get("inputs", {}))
         if names != sorted(recipe.input_names):
             raise UserError(
-                f"dataloader {recipe.folder / 'dataloader.py'} yields inputs {names}, but the model's INPUT_NAMES are {recipe.input_names}"
+                f"dataloader {recipe.folder / 'dataloader.py'} yields inputs {names}, but the "
+                f"model's INPUT_NAMES are {recipe.input_names}"
             )
         out.append(batch)
     if not out:
@@ -121,7 +123,7 @@ def pad_concat(arrays: list[np.ndarray], fill: float | int) -> np.ndarray:
         arrays = [
             np.pad(
                 a,
-                [(0, 0)] + [(0, int(w) - s) for w, s in zip(width, a.shape[1:])],
+                [(0, 0)] + [(0, int(w) - s) for w, s in zip(width, a.shape[1:], strict=True)],
                 constant_values=fill,
             )
             for a in arrays
@@ -150,7 +152,8 @@ def check_contract(recipe: Recipe, params: dict[str, Any], framework: str = "tor
     for name, axes in getattr(recipe.model, "DYNAMIC_AXES", {}).items():
         if name not in known or not all(isinstance(a, int) and a >= 1 for a in axes):
             raise UserError(
-                f"{model_file}: DYNAMIC_AXES entry {name!r}: {axes!r} must name an input or output ({sorted(known)}) and axes >= 1 (0 is the batch)"
+                f"{model_file}: DYNAMIC_AXES entry {name!r}: {axes!r} must name an input or "
+                f"output ({sorted(known)}) and axes >= 1 (0 is the batch)"
             )
     example = recipe.model.example_inputs(2)
     if not isinstance(example, dict) or sorted(example) != sorted(recipe.input_names):
@@ -197,10 +200,12 @@ def check_contract(recipe: Recipe, params: dict[str, Any], framework: str = "tor
     )
     if len(outs) != len(recipe.output_names):
         raise UserError(
-            f"{model_file}: the model returns {len(outs)} output(s), but OUTPUT_NAMES names {len(recipe.output_names)}: {recipe.output_names}"
+            f"{model_file}: the model returns {len(outs)} output(s), but OUTPUT_NAMES names "
+            f"{len(recipe.output_names)}: {recipe.output_names}"
         )
     metrics = recipe.metrics.compute(
-        {n: t.numpy() for n, t in zip(recipe.output_names, outs)}, np.asarray(batch["labels"])
+        {n: t.numpy() for n, t in zip(recipe.output_names, outs, strict=True)},
+        np.asarray(batch["labels"]),
     )
     if (
         not isinstance(metrics, dict)

@@ -49,7 +49,7 @@ def stamp(settings: dict[str, Any], root: str | Path, device: str) -> dict[str, 
 
 def of_job(snakemake: Any) -> dict[str, str]:
     """The stamp of the running Snakemake job (its params, this checkout, its device)."""
-    settings = {key: value for key, value in snakemake.params.items()}
+    settings = dict(snakemake.params.items())
     # scriptdir is workflow/rules/../scripts: resolve it, or parents[1] is workflow/rules, not the checkout.
     return stamp(
         settings,

@@ -1,4 +1,5 @@
-"""Report stage: one self-contained HTML file with correctness, accuracy and Triton performance per model, format and device.
+"""Report stage: one self-contained HTML file with correctness, accuracy and Triton performance
+per model, format and device.
 
 The page must open anywhere, offline, years later: the Vega/Vega-Lite/vega-embed bundle is inlined once and every
 chart spec carries its data inline. Every string that comes from config, CSV or JSON is untrusted (a model name is
@@ -290,10 +291,11 @@ def _table(
             text = _fmt(value)
             numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
             cls = "num" if numeric else "bad" if text.startswith("FAILED") else ""
-            if links and col in links:
-                text_html = f'<a href="{_e(links[col](value))}">{_e(text)}</a>'
-            else:
-                text_html = _e(text)
+            text_html = (
+                f'<a href="{_e(links[col](value))}">{_e(text)}</a>'
+                if links and col in links
+                else _e(text)
+            )
             cells.append(f'<td class="{cls}">{text_html}</td>' if cls else f"<td>{text_html}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return (
@@ -318,9 +320,11 @@ class _Charts:
         spec = chart.to_dict()
         # A failed embed leaves its error on the div, so a DOM dump (and a reader) sees why.
         return (
-            f'<div class="chart-box"><h4>{_e(title)}</h4><div class="chart" id="{div}" data-title="{_e(title)}"></div>\n'
+            f'<div class="chart-box"><h4>{_e(title)}</h4><div class="chart" id="{div}" '
+            f'data-title="{_e(title)}"></div>\n'
             f"<script>vegaEmbed('#{div}', {_script_json(spec)}, {_script_json(EMBED_OPTIONS)})"
-            f".catch(function (e) {{ document.getElementById('{div}').setAttribute('data-error', String(e)); }});</script></div>"
+            f".catch(function (e) {{ document.getElementById('{div}').setAttribute('data-error', "
+            "String(e)); });</script></div>"
         )
 
 
@@ -689,7 +693,8 @@ def _model_section(
     failed = c_fmt.filter(~pl.col("passed"))
     if failed.height:
         items = "".join(
-            f'<li class="bad" data-format="{_e(r["format"])}"><b>{_e(r["format"])}</b> — not served: {_e(r["reason"] or MISSING)}'
+            f'<li class="bad" data-format="{_e(r["format"])}"><b>{_e(r["format"])}</b> — not '
+            f"served: {_e(r['reason'] or MISSING)}"
             + (
                 f"<details><summary>log excerpt</summary><pre>{_e(r['log_excerpt'])}</pre></details>"
                 if r.get("log_excerpt")
@@ -699,7 +704,8 @@ def _model_section(
             for r in failed.iter_rows(named=True)
         )
         parts.append(
-            f'<p>Formats that failed the check (no Triton model, no measurements):</p><ul class="not-served">{items}</ul>'
+            "<p>Formats that failed the check (no Triton model, no measurements):</p><ul "
+            f'class="not-served">{items}</ul>'
         )
     parts.append("</section>")
 
@@ -710,7 +716,8 @@ def _model_section(
         c for c in m_off.columns if c not in PERF_TEXT and c not in ("batch", "concurrency")
     ]
     parts.append(
-        f'<section id="{sid["offline"]}"><h3>Offline (batch sweep; concurrency: requests in flight)</h3><p class="note">latencies in µs</p>'
+        f'<section id="{sid["offline"]}"><h3>Offline (batch sweep; concurrency: requests in '
+        'flight)</h3><p class="note">latencies in µs</p>'
     )
     parts.append(
         _table(m_off.sort(*ID, "batch", "concurrency", nulls_last=True), "offline", mask=perf_mask)
@@ -735,7 +742,9 @@ def _model_section(
     sv_mask = ["served infer/s", "served p50 µs", "served p99 µs", "served/native"]
     parts.append(
         f'<section id="{sid["native"]}"><h3>Served (Triton, offline) vs native (in-process runtime)</h3>'
-        '<p class="note">served/native: Triton throughput over the same artifact run in-process, same batch, with the served instances and runtime threads; concurrency: requests in flight to the server</p>'
+        '<p class="note">served/native: Triton throughput over the same artifact run in-process, '
+        "same batch, with the served instances and runtime threads; concurrency: requests in "
+        "flight to the server</p>"
     )
     parts.append(_table(m_sv, "served-vs-native", mask=sv_mask, status="served status"))
     for device in devices:
@@ -746,7 +755,8 @@ def _model_section(
     mine_tuned = [t for t in tuned or [] if t[0].get("model") == model]
     if mine_tuned:
         parts.append(
-            f'<section id="{sid["tuning"]}"><h3>Tuning: the Triton configuration searched</h3>{_tuning_section(charts, model, mine_tuned)}</section>'
+            f'<section id="{sid["tuning"]}"><h3>Tuning: the Triton configuration '
+            f"searched</h3>{_tuning_section(charts, model, mine_tuned)}</section>"
         )
     parts.append("</section>")
 
@@ -798,7 +808,8 @@ def _side_by_side_gain(chosen: dict[str, Any]) -> str:
     if chosen.get("measured_by") != "side_by_side":
         tput = chosen.get("throughput")
         return (
-            f"; ×{tput / naive:.2f} over the untuned configuration ({_e(chosen['naive'])}, {naive:,.1f} infer/s), one trial measurement each"
+            f"; ×{tput / naive:.2f} over the untuned configuration ({_e(chosen['naive'])}, "
+            f"{naive:,.1f} infer/s), one trial measurement each"
             if naive and tput
             else ""
         )
@@ -813,7 +824,10 @@ def _side_by_side_gain(chosen: dict[str, Any]) -> str:
         if (
             mine["min"] <= untuned["max"]
         ):  # the rounds overlap: the gain is within the machine's run-to-run spread
-            text += f", within the rounds' spread (chosen {mine['min']:,.0f}–{mine['max']:,.0f}, untuned {untuned['min']:,.0f}–{untuned['max']:,.0f})"
+            text += (
+                f", within the rounds' spread (chosen {mine['min']:,.0f}–{mine['max']:,.0f}, "
+                f"untuned {untuned['min']:,.0f}–{untuned['max']:,.0f})"
+            )
         if trial_gain:
             text += f" (the trials, one short measurement each: {trial_gain})"
     else:
@@ -823,7 +837,10 @@ def _side_by_side_gain(chosen: dict[str, Any]) -> str:
         again = (
             f"{best['throughput']:,.1f} infer/s" if best.get("throughput") else "no stable number"
         )
-        text += f"; the search's best trial, {_e(chosen['search_best'])} ({chosen['search_best_throughput']:,.1f} infer/s in its trial), measured {again} side by side"
+        text += (
+            f"; the search's best trial, {_e(chosen['search_best'])} "
+            f"({chosen['search_best_throughput']:,.1f} infer/s in its trial), measured {again} side by side"
+        )
     return text
 
 
@@ -841,14 +858,20 @@ def _tuning_section(
         if chosen.get("trial") is None:
             verdict = '<p class="bad">no trial could be measured</p>'
         elif chosen["within_budget"]:
-            verdict = f"<p>chosen: <b>{_e(chosen['trial'])}</b>: {tput:,.1f} infer/s, p99 {chosen['p99_us'] / 1000:,.2f} ms{gain}</p>"
+            verdict = (
+                f"<p>chosen: <b>{_e(chosen['trial'])}</b>: {tput:,.1f} infer/s, p99 "
+                f"{chosen['p99_us'] / 1000:,.2f} ms{gain}</p>"
+            )
         else:
             verdict = (
-                f'<p class="bad">no configuration meets p99 ≤ {_e(_fmt(budget))} ms (and ≥ {_e(_fmt(chosen["min_throughput"]))} infer/s); '
-                f"served is the closest trial, <b>{_e(chosen['trial'])}</b> (p99 {chosen['p99_us'] / 1000:,.2f} ms, {tput:,.1f} infer/s)</p>"
+                f'<p class="bad">no configuration meets p99 ≤ {_e(_fmt(budget))} ms (and ≥ '
+                f"{_e(_fmt(chosen['min_throughput']))} infer/s); "
+                f"served is the closest trial, <b>{_e(chosen['trial'])}</b> (p99 "
+                f"{chosen['p99_us'] / 1000:,.2f} ms, {tput:,.1f} infer/s)</p>"
             )
         parts.append(
-            f'<h4>{_e(label)}</h4>{verdict}<p class="note">{_e(chosen["strategy"])}: {chosen["measurements"]} measurement(s) of a grid of '
+            f'<h4>{_e(label)}</h4>{verdict}<p class="note">{_e(chosen["strategy"])}: '
+            f"{chosen['measurements']} measurement(s) of a grid of "
             f"{chosen['grid_size']}, then {chosen.get('side_by_side_measurements', 0)} side by side</p>"
         )
         pts = (
@@ -887,7 +910,8 @@ def _tuning_section(
         parts.append(_table(trials.drop("chosen"), "tuning"))
         if chosen.get("side_by_side_table") is not None and chosen["side_by_side_table"].height:
             parts.append(
-                '<p class="note">side by side: the best trials and the untuned configuration measured again in alternation, a fresh server each time</p>'
+                '<p class="note">side by side: the best trials and the untuned configuration '
+                "measured again in alternation, a fresh server each time</p>"
             )
             parts.append(
                 _table(
@@ -898,7 +922,8 @@ def _tuning_section(
             )
         if chosen.get("config_pbtxt"):
             parts.append(
-                f'<details><summary>chosen config.pbtxt (deploy/)</summary><pre class="config">{_e(chosen["config_pbtxt"])}</pre></details>'
+                "<details><summary>chosen config.pbtxt (deploy/)</summary><pre "
+                f'class="config">{_e(chosen["config_pbtxt"])}</pre></details>'
             )
     return "".join(parts)
 
@@ -1017,11 +1042,15 @@ def _best_section(perf_csvs: list[Path], p99_budget_ms: float | None, deploy: li
     )
     archives = "".join(f"<li><code>{_e(p)}</code></li>" for p in deploy)
     return (
-        f'<section id="best"><h2>Best format per device</h2><p class="note">highest throughput among stable points of formats that '
-        f"passed correctness, with p99 latency within {_e(_fmt(budget))} ms (selection.p99_budget_ms); input per sample: the shape "
-        f"perf_analyzer sent (a sequence's length is its dynamic axis)</p>{_table(table, 'best', links={'model': lambda m: '#' + _anchor(m, 'model')})}"
+        '<section id="best"><h2>Best format per device</h2><p class="note">highest throughput '
+        "among stable points of formats that "
+        f"passed correctness, with p99 latency within {_e(_fmt(budget))} ms "
+        "(selection.p99_budget_ms); input per sample: the shape "
+        "perf_analyzer sent (a sequence's length is its dynamic "
+        f"axis)</p>{_table(table, 'best', links={'model': lambda m: '#' + _anchor(m, 'model')})}"
         + (
-            f"<p>Native Triton model repositories (formats that passed), ready for a production Triton:</p><ul>{archives}</ul>"
+            "<p>Native Triton model repositories (formats that passed), ready for a production "
+            f"Triton:</p><ul>{archives}</ul>"
             if archives
             else ""
         )
@@ -1087,7 +1116,8 @@ def build_report(
 
     summary = _summary(corr_fmt, acc, off, on, sv)
     nav = [
-        '<nav id="index"><h2>Contents</h2><ul><li><a href="#best">Best format per device</a></li><li><a href="#summary">Summary</a></li>'
+        '<nav id="index"><h2>Contents</h2><ul><li><a href="#best">Best format per '
+        'device</a></li><li><a href="#summary">Summary</a></li>'
     ]
     for (mid, name), *subs in index:
         links = "".join(f'<li><a href="#{sid}">{_e(title)}</a></li>' for sid, title in subs)
@@ -1106,7 +1136,8 @@ def build_report(
         f'<script type="text/javascript">\n// vega-embed bundle with Vega-Lite {_e(vl_version)}\n{bundle}\n</script>',
         "</head><body>",
         "<h1>deploysnake report</h1>",
-        f'<p class="note">deploysnake {_e(_fmt(env.get("deploysnake")))}, git commit {_e(_fmt(env.get("git_commit")))}; '
+        f'<p class="note">deploysnake {_e(_fmt(env.get("deploysnake")))}, git commit '
+        f"{_e(_fmt(env.get('git_commit')))}; "
         f"{len(models)} model(s), {corr_fmt.height} checked format(s).</p>",
         "".join(nav),
         _best_section(offline + online, p99_budget_ms, deploy or []),
@@ -1118,7 +1149,8 @@ def build_report(
         "</section>",
         *sections,
         _environment_section(envs, config),
-        '<section id="provenance"><h2>Provenance</h2><p class="note">what produced each result: config_hash is the hash of the '
+        '<section id="provenance"><h2>Provenance</h2><p class="note">what produced each result: '
+        "config_hash is the hash of the "
         "settings the job read; code_version the git commit of the workflow</p>"
         + _table(provenance, "provenance")
         + "</section>",

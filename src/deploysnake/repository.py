@@ -95,7 +95,8 @@ def build_config(
         for tensor in tensors:
             if tensor["dtype"] not in DTYPES:
                 raise UserError(
-                    f"{kind} {tensor['name']!r} has dtype {tensor['dtype']}, which Triton's config cannot express; supported: {sorted(DTYPES)}"
+                    f"{kind} {tensor['name']!r} has dtype {tensor['dtype']}, which Triton's "
+                    f"config cannot express; supported: {sorted(DTYPES)}"
                 )
             entry = getattr(cfg, kind).add()
             entry.name = tensor["name"]

@@ -6,6 +6,7 @@ the served model repository, where Triton's python backend loads it as the model
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -54,10 +55,9 @@ class ArtifactRuntime:
             import tensorflow as tf
 
             if threads > 0:
-                try:
+                # RuntimeError: TensorFlow already initialised in this process.
+                with contextlib.suppress(RuntimeError):
                     tf.config.threading.set_intra_op_parallelism_threads(threads)
-                except RuntimeError:  # TensorFlow already initialised in this process
-                    pass
             self._tf = tf
             self._signature = tf.saved_model.load(artifact).signatures["serving_default"]
             self._run = self._run_savedmodel
@@ -94,7 +94,7 @@ class ArtifactRuntime:
 
     def _run_onnx(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outputs = self._session.run(self.output_names, inputs)
-        return dict(zip(self.output_names, outputs))
+        return dict(zip(self.output_names, outputs, strict=True))
 
     def _run_torchscript(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self._torch
@@ -107,7 +107,7 @@ class ArtifactRuntime:
             out = (out,)
         elif isinstance(out, dict):
             out = tuple(out.values())
-        return {n: t.cpu().numpy() for n, t in zip(self.output_names, out)}
+        return {n: t.cpu().numpy() for n, t in zip(self.output_names, out, strict=True)}
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self._run(inputs)

@@ -7,6 +7,7 @@ unchanged on a cluster node; the server's start, ports and its own log appear in
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -60,7 +61,8 @@ def _bundled(runner: str) -> ServerBinary | None:
     if runner == "deploysnake":
         if inprocess.built() is None:
             log.warning(
-                "the in-process backend is not built (scripts/setup.sh builds it): the bundled server uses Triton's python backend"
+                "the in-process backend is not built (scripts/setup.sh builds it): the bundled "
+                "server uses Triton's python backend"
             )
         else:
             return ServerBinary(
@@ -85,7 +87,8 @@ def locate(setting: str, bundled_runner: str = "deploysnake") -> ServerBinary:
         found = _native(setting)
         if found is None:
             raise UserError(
-                f"triton.server is {setting!r}, but that is not a tritonserver with native backends beside it (../backends/onnxruntime); use 'auto' or 'bundled'"
+                f"triton.server is {setting!r}, but that is not a tritonserver with native "
+                "backends beside it (../backends/onnxruntime); use 'auto' or 'bundled'"
             )
         return found
     if setting == "auto" and (on_path := shutil.which("tritonserver")):
@@ -95,7 +98,8 @@ def locate(setting: str, bundled_runner: str = "deploysnake") -> ServerBinary:
     bundled = _bundled(bundled_runner)
     if bundled is None:
         raise UserError(
-            "no tritonserver found: install the project (make run installs nvidia-pytriton) or set triton.server to a tritonserver path"
+            "no tritonserver found: install the project (make run installs nvidia-pytriton) or "
+            "set triton.server to a tritonserver path"
         )
     return bundled
 
@@ -245,7 +249,8 @@ class TritonServer:
         for name, port in pinned.items():
             if port and port_in_use(self.host, port):
                 raise UserError(
-                    f"triton.{name} {port} on {self.host} is in use by another process; stop that process or set triton.{name} to 0 to pick a free port"
+                    f"triton.{name} {port} on {self.host} is in use by another process; stop that "
+                    f"process or set triton.{name} to 0 to pick a free port"
                 )
             setattr(self, name, port or next(fresh))
 
@@ -292,7 +297,8 @@ class TritonServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(
-                    f"tritonserver exited with code {self.process.returncode} before it was ready; its log ({self.log_path}) ends:\n{self.tail()}"
+                    f"tritonserver exited with code {self.process.returncode} before it was "
+                    f"ready; its log ({self.log_path}) ends:\n{self.tail()}"
                 )
             if self.is_ready():
                 log.info(
@@ -305,7 +311,8 @@ class TritonServer:
                 return
             time.sleep(0.25)
         raise RuntimeError(
-            f"tritonserver was not ready within {self.readiness_timeout_s:.0f} s (triton.readiness_timeout_s); its log ({self.log_path}) ends:\n{self.tail()}"
+            f"tritonserver was not ready within {self.readiness_timeout_s:.0f} s "
+            f"(triton.readiness_timeout_s); its log ({self.log_path}) ends:\n{self.tail()}"
         )
 
     def stop(self, keep_backends: bool = False) -> None:
@@ -322,10 +329,8 @@ class TritonServer:
             log.info("tritonserver stopped (exit code %s)", process.returncode)
         if process is not None:
             # A server that was killed leaves its python-backend stubs behind in its process group: end them.
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
         if self._tmp is not None and not keep_backends:
             self._tmp.cleanup()
             self._tmp = None
@@ -334,7 +339,8 @@ class TritonServer:
         if self.process is None or self.process.poll() is not None:
             code = None if self.process is None else self.process.returncode
             raise RuntimeError(
-                f"tritonserver died during the measurement (exit code {code}); its log ({self.log_path}) ends:\n{self.tail()}"
+                f"tritonserver died during the measurement (exit code {code}); its log "
+                f"({self.log_path}) ends:\n{self.tail()}"
             )
 
     def __enter__(self) -> TritonServer:

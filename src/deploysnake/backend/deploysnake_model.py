@@ -49,7 +49,7 @@ class TritonModel:
     def execute(self, buffers: list[bytearray], shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
         batch = {
             name: np.frombuffer(data, dtype).reshape(shape)
-            for (name, dtype), data, shape in zip(self.inputs, buffers, shapes)
+            for (name, dtype), data, shape in zip(self.inputs, buffers, shapes, strict=True)
         }
         out = self.runtime(batch)
         # Triton sends the bytes as the config's type: cast where the runtime returned another.
