@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import tritonclient.grpc as grpcclient
+from numpy.typing import NDArray
 from tritonclient.utils import np_to_triton_dtype
 
 from .frameworks import source_model
@@ -25,9 +26,9 @@ def infer_served(
     server: TritonServer,
     model_name: str,
     io: dict[str, Any],
-    inputs: dict[str, np.ndarray],
+    inputs: dict[str, NDArray[Any]],
     timeout_s: float,
-) -> dict[str, np.ndarray]:
+) -> dict[str, NDArray[Any]]:
     client = grpcclient.InferenceServerClient(server.grpc_url)
     try:
         requests = []
@@ -44,7 +45,7 @@ def infer_served(
         client.close()
 
 
-def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+def _concat(parts: list[dict[str, NDArray[Any]]]) -> dict[str, NDArray[Any]]:
     return {name: pad_concat([p[name] for p in parts], 0) for name in parts[0]}
 
 

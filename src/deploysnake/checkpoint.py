@@ -30,7 +30,7 @@ def load_state(recipe: Recipe, params: dict[str, Any], path: str | Path) -> torc
         ) from exc
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
-    model = recipe.model.build_model(params)
+    model: torch.nn.Module = recipe.model.build_model(params)
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as exc:
@@ -52,8 +52,9 @@ def train(recipe: Recipe, params: dict[str, Any]) -> torch.nn.Module:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        model = recipe.model.build_model(params)
-        return recipe.model.train(model, recipe.dataloader, params).eval()
+        model: torch.nn.Module = recipe.model.build_model(params)
+        trained: torch.nn.Module = recipe.model.train(model, recipe.dataloader, params)
+        return trained.eval()
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(False)

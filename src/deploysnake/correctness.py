@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 
 from .plugins import Recipe, pad_concat, validation_batches
 from .runtime import ArtifactRuntime
@@ -17,8 +18,8 @@ log = logging.getLogger(__name__)
 
 
 def source_outputs(
-    model: torch.nn.Module, recipe: Recipe, inputs: dict[str, np.ndarray]
-) -> dict[str, np.ndarray]:
+    model: torch.nn.Module, recipe: Recipe, inputs: dict[str, NDArray[Any]]
+) -> dict[str, NDArray[Any]]:
     with torch.inference_mode():
         out: Any = model(*(torch.from_numpy(inputs[n]) for n in recipe.input_names))
     if isinstance(out, torch.Tensor):
@@ -39,7 +40,7 @@ def tolerance(settings: dict[str, Any], fmt: str, output: str) -> tuple[float, f
 
 
 def compare(
-    reference: np.ndarray, candidate: np.ndarray, atol: float, rtol: float
+    reference: NDArray[Any], candidate: NDArray[Any], atol: float, rtol: float
 ) -> dict[str, Any]:
     """numpy.allclose semantics, plus the worst absolute and relative errors so a failure says how far off."""
     if reference.shape != candidate.shape:

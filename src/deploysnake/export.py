@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 
 from .checkpoint import load_state
 from .errors import UserError
@@ -44,7 +45,7 @@ def _as_tuple(out: Any) -> tuple[torch.Tensor, ...]:
 
 def _describe(
     names: list[str],
-    tensors: tuple[torch.Tensor, ...] | list[np.ndarray],
+    tensors: tuple[torch.Tensor, ...] | list[NDArray[Any]],
     dynamic: dict[str, dict[int, str]],
 ) -> list[dict[str, Any]]:
     """IO entries; the batch axis and the recipe's dynamic axes are -1."""
@@ -253,6 +254,10 @@ def export(
                 raise UserError(
                     f"format {fmt!r} is not a format of keras models: use savedmodel or onnx (and its variants)"
                 )
+        elif model is None:
+            raise UserError(
+                f"framework {framework!r} is not one deploysnake exports: torch or keras"
+            )
         elif fmt == "torchscript_trace":
             io = export_torchscript_trace(model, recipe, artifact)
         elif fmt == "torchscript_script":

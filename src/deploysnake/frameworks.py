@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .errors import UserError
 from .plugins import Recipe
 
 CHECKPOINT_NAMES = {"torch": "model.pt", "keras": "model.weights.h5"}
-SourceModel = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+SourceModel = Callable[[dict[str, NDArray[Any]]], dict[str, NDArray[Any]]]
 
 
 def _keras_deterministic(params: dict[str, Any]) -> None:
@@ -78,7 +79,7 @@ def source_model(
     if framework == "keras":
         model = keras_model(recipe, params, checkpoint)
 
-        def run_keras(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        def run_keras(inputs: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
             out = model(
                 [inputs[n] for n in recipe.input_names]
                 if len(recipe.input_names) > 1
@@ -116,7 +117,7 @@ def export_savedmodel(
             super().__init__()
             self.model = keras_model
 
-        @tf.function(input_signature=specs)
+        @tf.function(input_signature=specs)  # type: ignore[untyped-decorator]  # tensorflow: no types
         def serve(self, *tensors: Any) -> dict[str, Any]:
             out = self.model(list(tensors) if len(tensors) > 1 else tensors[0], training=False)
             outs = out if isinstance(out, (list, tuple)) else [out]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .runtime import ArtifactRuntime
 
@@ -23,7 +24,7 @@ NUMPY_RANDOM = {
 }
 
 
-def random_inputs(io: dict[str, Any], batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+def random_inputs(io: dict[str, Any], batch: int, seed: int = 0) -> dict[str, NDArray[Any]]:
     """Random data of the served shapes, as perf_analyzer sends by default (dynamic dims: 1)."""
     rng = np.random.default_rng(seed)
     inputs = {}
@@ -36,7 +37,7 @@ def random_inputs(io: dict[str, Any], batch: int, seed: int = 0) -> dict[str, np
 
 def time_batch(
     runtimes: list[ArtifactRuntime],
-    inputs: dict[str, np.ndarray],
+    inputs: dict[str, NDArray[Any]],
     window_s: float,
     max_iterations: int,
 ) -> dict[str, float]:

@@ -54,7 +54,7 @@ def _int8(
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    batches = []
+    batches: list[dict[str, Any]] = []
     for batch in recipe.dataloader.batches("train", batch_size, params):
         if len(batches) >= calibration_batches:
             break
@@ -123,7 +123,7 @@ def convert(
     fails, is recorded as failed (the other formats go on), like a failed export."""
     source, target = Path(source), Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    io = json.loads(Path(source_io).read_text())
+    io: dict[str, Any] = json.loads(Path(source_io).read_text())
     io.update(format=fmt, artifact=target.name)
     if io.get("status") == "failed":
         io["error"] = f"the ONNX export it is built from failed: {io['error']}"

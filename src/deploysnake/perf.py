@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .plugins import Recipe, validation_batches
 from .processes import die_with_parent
@@ -127,7 +128,7 @@ def _typical_lengths(recipe: Recipe, batches: list[dict[str, Any]]) -> dict[str,
     return {dim: max(1, int(np.median(sizes))) for dim, sizes in seen.items()}
 
 
-def _fit(sample: np.ndarray, sizes: dict[int, int]) -> np.ndarray:
+def _fit(sample: NDArray[Any], sizes: dict[int, int]) -> NDArray[Any]:
     for axis, size in sizes.items():
         if sample.shape[axis] > size:
             sample = np.take(sample, range(size), axis=axis)

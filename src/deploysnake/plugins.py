@@ -11,6 +11,7 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .errors import UserError
 
@@ -114,7 +115,7 @@ def validation_batches(
     return out
 
 
-def pad_concat(arrays: list[np.ndarray], fill: float | int) -> np.ndarray:
+def pad_concat(arrays: list[NDArray[Any]], fill: float | int) -> NDArray[Any]:
     """Concatenate batches along the batch axis; batches of different lengths (a dynamic sequence
     axis) are padded to the longest first: outputs with 0, integer labels with -1 (the contract)."""
     arrays = [np.asarray(a) for a in arrays]

@@ -16,7 +16,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import altair as alt
 import polars as pl
@@ -333,7 +333,9 @@ def _vega_bundle() -> tuple[str, str]:
     import vl_convert as vlc
     from altair.utils._importers import vl_version_for_vl_convert
 
-    bundle = vlc.javascript_bundle(vl_version=vl_version_for_vl_convert())
+    # vl_convert's stub marks snippet required; at run time it defaults to the global-window snippet.
+    javascript_bundle = cast(Callable[..., str], vlc.javascript_bundle)
+    bundle = javascript_bundle(vl_version=vl_version_for_vl_convert())
     # The bundle holds no '</script' today; make sure a future one cannot end our <script> early.
     return alt.SCHEMA_VERSION, re.sub(r"</(script)", r"<\\/\1", bundle, flags=re.IGNORECASE)
 
@@ -347,7 +349,7 @@ def _records(df: pl.DataFrame) -> alt.Data:
     clean = df.with_columns(
         pl.when(pl.col(c).is_finite()).then(pl.col(c)).otherwise(None).alias(c) for c in floats
     )
-    return alt.Data(values=clean.to_dicts())
+    return alt.InlineData(values=clean.to_dicts())
 
 
 def _points(df: pl.DataFrame, cols: Sequence[str]) -> pl.DataFrame:
@@ -362,7 +364,7 @@ def _line_points(
     base = alt.Chart(_records(data)).encode(
         x=x, y=y, color=alt.Color(color), tooltip=tooltip, **extra
     )
-    return alt.layer(base.mark_line(), base.mark_point(filled=True, size=45))
+    return alt.LayerChart(layer=[base.mark_line(), base.mark_point(filled=True, size=45)])
 
 
 def _offline_charts(charts: _Charts, df: pl.DataFrame, label: str) -> str:
@@ -521,7 +523,7 @@ def _native_charts(charts: _Charts, df: pl.DataFrame, label: str) -> str:
     chart2 = None
     if ratio.height:
         one = (
-            alt.Chart(alt.Data(values=[{"one": 1}]))
+            alt.Chart(alt.InlineData(values=[{"one": 1}]))
             .mark_rule(strokeDash=[4, 3], color="#888")
             .encode(y=alt.Y("one:Q", title="served / native throughput"))
         )
@@ -601,7 +603,7 @@ def _summary(
     # Formats that failed correctness have no measurements and thus no device: they keep one row, device empty.
     rows = verdict.join(keys, on=["model", "format"], how="full", coalesce=True)
 
-    metric_text = {
+    metric_text: dict[tuple[str, str, str], list[str]] = {
         (r["model"], r["format"], r["device"]): []
         for r in acc.select(ID).unique().iter_rows(named=True)
     }
@@ -899,7 +901,7 @@ def _tuning_section(
                 )
             )
             rule = (
-                alt.Chart(alt.Data(values=[{"budget": budget}]))
+                alt.Chart(alt.InlineData(values=[{"budget": budget}]))
                 .mark_rule(strokeDash=[4, 4], color="red")
                 .encode(x="budget:Q")
             )
@@ -943,7 +945,7 @@ def _fmt_any(value: Any) -> str:
     return _fmt(value)
 
 
-def _hardware_table(envs: list[Mapping[str, Any]]) -> pl.DataFrame:
+def _hardware_table(envs: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
     """One row per device, as its own node described itself, with the GPU kind's datasheet peaks."""
     from .devices import hardware_row
 
@@ -955,7 +957,7 @@ def _hardware_table(envs: list[Mapping[str, Any]]) -> pl.DataFrame:
     )
 
 
-def _environment_section(envs: list[Mapping[str, Any]], config: Mapping[str, Any]) -> str:
+def _environment_section(envs: Sequence[Mapping[str, Any]], config: Mapping[str, Any]) -> str:
     env = envs[0] if envs else {}
     packages = env.get("packages") or {}
     pkg = pl.DataFrame(
@@ -1069,7 +1071,7 @@ def _skipped_list(skipped: list[dict[str, str]]) -> str:
 
 
 def build_report(
-    config: dict,
+    config: dict[str, Any],
     correctness: list[Path],
     accuracy: list[Path],
     offline: list[Path],

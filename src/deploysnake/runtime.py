@@ -10,7 +10,7 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from numpy.typing import NDArray
 
 
 class ArtifactRuntime:
@@ -64,7 +64,7 @@ class ArtifactRuntime:
         else:
             raise ValueError(f"no in-process runtime for format {fmt!r}")
 
-    def _run_savedmodel(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _run_savedmodel(self, inputs: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
         out = self._signature(**{n: self._tf.constant(inputs[n]) for n in self.input_names})
         return {n: out[n].numpy() for n in self.output_names}
 
@@ -92,11 +92,11 @@ class ArtifactRuntime:
             "CPUExecutionProvider",
         ]
 
-    def _run_onnx(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _run_onnx(self, inputs: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
         outputs = self._session.run(self.output_names, inputs)
         return dict(zip(self.output_names, outputs, strict=True))
 
-    def _run_torchscript(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _run_torchscript(self, inputs: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
         torch = self._torch
         with torch.inference_mode():
             # from_numpy shares memory: no copy on the way in.
@@ -109,5 +109,5 @@ class ArtifactRuntime:
             out = tuple(out.values())
         return {n: t.cpu().numpy() for n, t in zip(self.output_names, out, strict=True)}
 
-    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def __call__(self, inputs: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
         return self._run(inputs)

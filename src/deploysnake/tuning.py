@@ -26,6 +26,7 @@ import json
 import logging
 import statistics
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -211,7 +212,7 @@ def chosen_triton(chosen_json: str | Path) -> dict[str, Any]:
     return dict(json.loads(Path(chosen_json).read_text())["triton"])
 
 
-def read_trials(paths: list[str | Path]) -> list[dict[str, Any]]:
+def read_trials(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
     rows = []
     for path in paths:
         with open(path, newline="") as handle:

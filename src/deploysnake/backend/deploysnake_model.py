@@ -8,11 +8,16 @@ batch with each input's gathered bytes and shape; it splits the returned arrays 
 import json
 import os
 import sys
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from runtime import ArtifactRuntime
+if TYPE_CHECKING:  # the type checker reads the package's runtime.py; Triton loads the copy beside
+    from deploysnake.runtime import ArtifactRuntime
+else:
+    from runtime import ArtifactRuntime
 
 # Triton config data types -> numpy (the config JSON spells them TYPE_*).
 DTYPES = {
@@ -46,7 +51,9 @@ class TritonModel:
             device,
         )
 
-    def execute(self, buffers: list[bytearray], shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
+    def execute(
+        self, buffers: list[bytearray], shapes: list[tuple[int, ...]]
+    ) -> list[NDArray[Any]]:
         batch = {
             name: np.frombuffer(data, dtype).reshape(shape)
             for (name, dtype), data, shape in zip(self.inputs, buffers, shapes, strict=True)

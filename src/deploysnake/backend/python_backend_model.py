@@ -7,16 +7,20 @@ where the server has no native backend for the format.
 import json
 import os
 import sys
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from runtime import ArtifactRuntime
+if TYPE_CHECKING:  # the type checker reads the package's runtime.py; Triton loads the copy beside
+    from deploysnake.runtime import ArtifactRuntime
+else:
+    from runtime import ArtifactRuntime
 
 
 class TritonPythonModel:
-    def initialize(self, args):
+    def initialize(self, args: dict[str, str]) -> None:
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.inputs = [t["name"] for t in config["input"]]
@@ -37,7 +41,7 @@ class TritonPythonModel:
             device,
         )
 
-    def execute(self, requests):
+    def execute(self, requests: list[Any]) -> list[Any]:
         try:
             arrays = {
                 n: [pb_utils.get_input_tensor_by_name(r, n).as_numpy() for r in requests]
