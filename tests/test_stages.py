@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from deploysnake import checkpoint, correctness, repository
+from deploysnake import checkpoint, correctness, frameworks, repository
 from deploysnake.errors import UserError
 from deploysnake.plugins import Recipe
 from deploysnake.runtime import ArtifactRuntime
@@ -116,15 +116,15 @@ def test_checkpoint_errors_name_the_file(
     recipe: Recipe, exported: dict[str, Path], tmp_path: Path
 ) -> None:
     with pytest.raises(UserError, match="checkpoint not found: .*missing.pt"):
-        checkpoint.load_state(recipe, PARAMS, tmp_path / "missing.pt")
+        frameworks.load_state(recipe, PARAMS, tmp_path / "missing.pt")
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(exported["checkpoint"].read_bytes()[:200])
     with pytest.raises(UserError, match="cannot be read.*truncated"):
-        checkpoint.load_state(recipe, PARAMS, truncated)
+        frameworks.load_state(recipe, PARAMS, truncated)
     other = tmp_path / "other.pt"
     torch.save(recipe.model.build_model({"channels": 4}).state_dict(), other)
     with pytest.raises(UserError, match="does not fit the recipe's model"):
-        checkpoint.load_state(recipe, PARAMS, other)
+        frameworks.load_state(recipe, PARAMS, other)
 
 
 def test_variants_are_what_they_say(exported: dict[str, Path]) -> None:

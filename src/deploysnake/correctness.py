@@ -8,25 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from numpy.typing import NDArray
 
+from .frameworks import source_model
 from .plugins import Recipe, pad_concat, validation_batches
 from .runtime import ArtifactRuntime
 
 log = logging.getLogger(__name__)
-
-
-def source_outputs(
-    model: torch.nn.Module, recipe: Recipe, inputs: dict[str, NDArray[Any]]
-) -> dict[str, NDArray[Any]]:
-    with torch.inference_mode():
-        out: Any = model(*(torch.from_numpy(inputs[n]) for n in recipe.input_names))
-    if isinstance(out, torch.Tensor):
-        out = (out,)
-    elif isinstance(out, dict):
-        out = tuple(out.values())
-    return {n: t.numpy() for n, t in zip(recipe.output_names, out, strict=True)}
 
 
 def tolerance(settings: dict[str, Any], fmt: str, output: str) -> tuple[float, float]:
@@ -60,14 +48,6 @@ def compare(
         "max_abs_err": float(diff.max(initial=0.0)),
         "max_rel_err": float(rel.max(initial=0.0)),
     }
-
-
-def source_model(
-    framework: str, recipe: Recipe, params: dict[str, Any], checkpoint: str | Path
-) -> Any:
-    from .frameworks import source_model as load
-
-    return load(framework, recipe, params, checkpoint)
 
 
 def check(

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from .checkpoint import load_state
 from .errors import UserError
+from .frameworks import load_state
 from .plugins import Recipe
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,8 @@
 """The source model of each framework: build, train, save and load a checkpoint, and run a batch.
 
 torch: a state_dict (torch.save, loaded with weights_only=True). keras: Keras weights (.weights.h5).
-TensorFlow is imported only for keras models, so torch-only runs never load it.
+TensorFlow is imported only for keras models, so torch-only runs never load it; torch only where a
+torch model is built, so the Snakefile (which reads CHECKPOINT_NAMES) starts without it.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -18,8 +19,75 @@ from numpy.typing import NDArray
 from .errors import UserError
 from .plugins import Recipe
 
+if TYPE_CHECKING:
+    import torch
+
 CHECKPOINT_NAMES = {"torch": "model.pt", "keras": "model.weights.h5"}
 SourceModel = Callable[[dict[str, NDArray[Any]]], dict[str, NDArray[Any]]]
+
+
+def load_state(recipe: Recipe, params: dict[str, Any], path: str | Path) -> torch.nn.Module:
+    """Build the recipe's model and load a state_dict checkpoint into it (weights only: no pickled code runs)."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(
+            f"checkpoint not found: {path} (set models.<name>.checkpoint to an existing file, or "
+            "leave it empty to train)"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for truncated/corrupt files
+        raise UserError(
+            f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc}); is it truncated or not a torch.save file?"
+        ) from exc
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    model: torch.nn.Module = recipe.model.build_model(params)
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise UserError(
+            f"checkpoint {path} does not fit the recipe's model ({recipe.folder / 'model.py'}): {exc}"
+        ) from exc
+    return model.eval()
+
+
+def train(recipe: Recipe, params: dict[str, Any]) -> torch.nn.Module:
+    import torch
+
+    if not hasattr(recipe.model, "train"):
+        raise UserError(
+            f"{recipe.folder / 'model.py'} has no train(); set models.<name>.checkpoint to a trained checkpoint"
+        )
+    seed = int(params.get("seed", 0))
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True)
+    # One thread: float reductions then happen in one order, so the weights are the same bytes every run.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model: torch.nn.Module = recipe.model.build_model(params)
+        trained: torch.nn.Module = recipe.model.train(model, recipe.dataloader, params)
+        return trained.eval()
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(False)
+
+
+def source_outputs(
+    model: torch.nn.Module, recipe: Recipe, inputs: dict[str, NDArray[Any]]
+) -> dict[str, NDArray[Any]]:
+    import torch
+
+    with torch.inference_mode():
+        out: Any = model(*(torch.from_numpy(inputs[n]) for n in recipe.input_names))
+    if isinstance(out, torch.Tensor):
+        out = (out,)
+    elif isinstance(out, dict):
+        out = tuple(out.values())
+    return {n: t.numpy() for n, t in zip(recipe.output_names, out, strict=True)}
 
 
 def _keras_deterministic(params: dict[str, Any]) -> None:
@@ -90,9 +158,6 @@ def source_model(
             return {n: np.asarray(t) for n, t in zip(recipe.output_names, outs, strict=True)}
 
         return run_keras
-    from .checkpoint import load_state
-    from .correctness import source_outputs
-
     torch_model = load_state(recipe, params, checkpoint)
     return lambda inputs: source_outputs(torch_model, recipe, inputs)
 

@@ -2,7 +2,7 @@ rule torch_train:
     input:
         recipe=recipe_files,
         given=given_checkpoint,
-        code=package_file("checkpoint"),
+        code=[package_file(m) for m in ("checkpoint", "frameworks")],
     output:
         "results/checkpoint/{model}/model.pt",
     log:
