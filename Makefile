@@ -1,6 +1,6 @@
 # make run   set up .venv if needed, then run the workflow on config/config.yaml -> results/report.html
 # make test  set up .venv with the test extras, then run the whole test suite
-# make lint  snakemake --lint and snakefmt --check
+# make lint  ruff (format check, lint), mypy (strict), snakemake --lint, snakefmt --check
 # make bench the tuning and serving benchmark (prints figures; not a test)
 SHELL := /bin/bash
 VENV := .venv
@@ -24,6 +24,9 @@ test: setup-test
 	python -m pytest -v $(PYTEST_ARGS) tests
 
 lint: setup-test
+	ruff format --check .
+	ruff check .
+	mypy
 	snakemake --lint
 	snakefmt --check .
 

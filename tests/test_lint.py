@@ -1,5 +1,6 @@
-"""House rules: the workflow follows Snakemake's conventions (its own linter and snakefmt are
-clean), and the package has no import cycle."""
+"""House rules, what `make lint` runs: ruff (format and lint) and mypy (strict, pyproject.toml) are
+clean, the workflow follows Snakemake's conventions (its own linter and snakefmt are clean); and
+the package has no import cycle."""
 
 from __future__ import annotations
 
@@ -13,6 +14,30 @@ from pathlib import Path
 import pytest
 
 from .conftest import ROOT, snakemake
+
+
+def run_tool(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    """A Python tool of the venv (`python -m ruff ...`) in the checkout, its config from pyproject.toml."""
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_ruff_format_check_is_clean() -> None:
+    done = run_tool("ruff", "format", "--check", ".")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_ruff_check_is_clean() -> None:
+    done = run_tool("ruff", "check", ".")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_mypy_is_clean() -> None:
+    """mypy at the strictness [tool.mypy] states, over the files it names (src/deploysnake)."""
+    done = run_tool("mypy")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Success: no issues found" in done.stdout, done.stdout
 
 
 def test_snakemake_lint_is_clean(tmp_path: Path) -> None:
