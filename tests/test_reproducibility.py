@@ -1,23 +1,23 @@
-"""Two runs from scratch with the same config give the same bytes (where the format allows it)."""
+"""Two checkouts in different folders, each running the workflow from scratch with the same config,
+give the same bytes, and no file names a path of the machine that built it."""
 
 from __future__ import annotations
 
-import zipfile
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from .conftest import ROOT, snakemake
+from .conftest import ROOT
 
 pytestmark = pytest.mark.e2e
 
 CONFIG = {
     "models": {
-        "digits": {
-            "recipe": str(ROOT / "recipes" / "digits"),
-            "params": {"channels": 8, "epochs": 2, "seed": 0},
-        }
+        "digits": {"recipe": "recipes/digits", "params": {"channels": 8, "epochs": 2, "seed": 0}}
     },
     "formats": "auto",
     "devices": ["cpu"],
@@ -25,55 +25,63 @@ CONFIG = {
     "accuracy": {"batch_size": 32},
     "perf": {"offline": {"batch_sizes": [1, 16]}},
 }
-# TorchScript archives hold the exporting process's call stack (*.debug_pkl, with the temporary
-# script's path) and a random .data/serialization_id: everything else must be identical.
-TORCHSCRIPT_VOLATILE = (".debug_pkl", ".data/serialization_id")
+# What a clone of the project holds that the workflow reads (as tests/test_rerun.py copies it).
+CHECKOUT = ("Snakefile", "config", "envs", "workflow", "src", "recipes", "profiles", "README.md")
+FORMATS = (
+    "torchscript_trace",
+    "torchscript_script",
+    "onnx",
+    "onnx_optimized",
+    "onnx_fp16",
+    "onnx_int8",
+)
 
 
-def build(workdir: Path) -> None:
-    workdir.mkdir()
-    (workdir / "c.yaml").write_text(yaml.safe_dump(CONFIG))
-    targets = [
-        f"results/repository/digits/{fmt}/cpu"
-        for fmt in (
-            "torchscript_trace",
-            "torchscript_script",
-            "onnx",
-            "onnx_optimized",
-            "onnx_fp16",
-            "onnx_int8",
-        )
-    ]
-    snakemake(
-        *targets,
-        "results/correctness/digits/verdicts.json",
-        "--cores",
-        "2",
-        "--configfile",
-        "c.yaml",
-        cwd=workdir,
-    )
-
-
-def test_two_runs_from_scratch_give_the_same_bytes(tmp_path: Path) -> None:
-    build(tmp_path / "one")
-    build(tmp_path / "two")
-    files = sorted(
-        p.relative_to(tmp_path / "one")
-        for p in (tmp_path / "one" / "results").rglob("*")
-        if p.is_file()
-    )
-    assert len(files) > 30
-    compared = 0
-    for rel in files:
-        a, b = tmp_path / "one" / rel, tmp_path / "two" / rel
-        if rel.suffix == ".pt" and "torchscript" in str(rel):
-            with zipfile.ZipFile(a) as za, zipfile.ZipFile(b) as zb:
-                assert za.namelist() == zb.namelist()
-                for name in za.namelist():
-                    if not name.endswith(TORCHSCRIPT_VOLATILE):
-                        assert za.read(name) == zb.read(name), f"{rel}: {name}"
+def checkout(where: Path) -> Path:
+    """A copy of this checkout at `where`, as `git clone` would lay it out."""
+    where.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc")
+    for name in CHECKOUT:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, where / name, ignore=ignore)
         else:
-            assert a.read_bytes() == b.read_bytes(), f"{rel} differs between two runs"
-        compared += 1
-    assert compared == len(files)
+            shutil.copy2(ROOT / name, where / name)
+    return where
+
+
+def build(project: Path) -> None:
+    """The workflow of `project` (its own Snakefile and package) from scratch: checkpoint, every
+    export, correctness, the served repositories and the deploy archive."""
+    (project / "c.yaml").write_text(yaml.safe_dump(CONFIG))
+    targets = [f"results/repository/digits/{fmt}/cpu" for fmt in FORMATS]
+    exe = shutil.which("snakemake") or str(Path(sys.executable).parent / "snakemake")
+    done = subprocess.run(
+        [exe, *targets, "results/deploy/cpu.tar.gz", "--cores", "2", "--configfile", "c.yaml"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+
+
+def test_two_checkouts_in_different_folders_give_the_same_bytes(tmp_path: Path) -> None:
+    one = checkout(tmp_path / "one")
+    two = checkout(tmp_path / "a-longer-folder" / "that-holds" / "the-second-checkout")
+    build(one)
+    build(two)
+    files = sorted(p.relative_to(one) for p in (one / "results").rglob("*") if p.is_file())
+    assert {f"results/export/digits/{fmt}/io.json" for fmt in FORMATS} <= {str(f) for f in files}
+    assert Path("results/deploy/cpu.tar.gz") in files and len(files) > 30
+    # No file names either checkout, this checkout, the working directory or the Python environment.
+    places = {str(p).encode() for p in (one, two, ROOT, Path.cwd(), Path(sys.prefix))}
+    for rel in files:
+        a, b = (one / rel).read_bytes(), (two / rel).read_bytes()
+        assert a == b, f"{rel} differs between the two checkouts"
+        named = [place.decode() for place in places if place in a]
+        assert not named, f"{rel} names {named}"
+    # Also true of what is packed compressed: the archive's members.
+    listing = subprocess.run(
+        ["tar", "-xzOf", str(one / "results/deploy/cpu.tar.gz")], capture_output=True, check=True
+    ).stdout
+    assert not [p for p in places if p in listing], "the deploy archive names a build machine path"

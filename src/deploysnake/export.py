@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import subprocess
 import sys
+import tempfile
 import traceback
 import warnings
 from pathlib import Path
@@ -68,6 +70,7 @@ def export_torchscript_trace(
         )  # torch.jit is deprecated in 2.13 but Triton's libtorch backend needs it
         traced = torch.jit.trace(model, example)
         torch.jit.save(traced, str(artifact))
+        location_free_torchscript(artifact)
         loaded = torch.jit.load(str(artifact))
         outputs = _as_tuple(loaded(*example))
     return {
@@ -85,6 +88,7 @@ def export_torchscript_script(
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.jit.save(torch.jit.script(model), str(artifact))
+        location_free_torchscript(artifact)
         outputs = _as_tuple(torch.jit.load(str(artifact))(*example))
     return {
         "inputs": _describe(recipe.input_names, [t.numpy() for t in example], recipe.dynamic_axes),
@@ -132,7 +136,66 @@ def export_onnx(
         )
     if recipe.dynamic_axes:
         mark_dynamic(artifact, recipe.dynamic_axes)
+    location_free_onnx(artifact)
     return describe_onnx(artifact)
+
+
+# Exporters' debugging records that name the build machine's paths (the checkout, the venv).
+ONNX_PATH_METADATA = ("pkg.torch.onnx.stack_trace",)
+
+
+def location_free_onnx(artifact: Path) -> None:
+    """Rewrite an ONNX file without what names the machine it was built on, so the same model gives
+    the same bytes wherever the checkout lives: the node metadata in ONNX_PATH_METADATA (the dynamo
+    exporter's Python stack trace per node, with absolute paths) and every doc_string (tf2onnx's
+    "converted from <path>", the TorchScript-based exporter's source locations). Weights, graph and
+    the other metadata (module names, scopes) are kept."""
+    import onnx
+
+    proto = onnx.load(str(artifact))
+
+    def clean(holder: onnx.GraphProto | onnx.FunctionProto) -> None:
+        holder.doc_string = ""
+        for node in holder.node:
+            node.doc_string = ""
+            kept = [p for p in node.metadata_props if p.key not in ONNX_PATH_METADATA]
+            del node.metadata_props[:]
+            node.metadata_props.extend(kept)
+            for attribute in node.attribute:  # control flow (If, Loop, Scan) holds subgraphs
+                if attribute.HasField("g"):  # (reading an unset g would add an empty one)
+                    clean(attribute.g)
+                for graph in attribute.graphs:
+                    clean(graph)
+
+    proto.doc_string = ""
+    clean(proto.graph)
+    for function in proto.functions:
+        clean(function)
+    onnx.save(proto, str(artifact))
+
+
+def location_free_torchscript(artifact: Path) -> None:
+    """Rewrite a TorchScript archive without its debug members (*.debug_pkl: the exporting
+    process's call stack, with absolute paths) so the same model gives the same bytes wherever the
+    checkout lives; torch's writer then derives .data/serialization_id from the content instead of
+    the random one. torch.jit.load and Triton's libtorch backend load it as before (error traces
+    point into the archive's code/ instead of the Python source)."""
+    reader = torch._C.PyTorchFileReader(str(artifact))
+    records = [
+        (name, reader.get_record(name))
+        for name in reader.get_all_records()
+        if not name.endswith(".debug_pkl") and name != ".data/serialization_id"
+    ]
+    del reader
+    # The writer names the archive's folder after the file: write one of the same name, then move.
+    with tempfile.TemporaryDirectory(dir=artifact.parent) as tmp:
+        target = Path(tmp) / artifact.name
+        writer = torch._C.PyTorchFileWriter(str(target))
+        for name, data in records:
+            writer.write_record(name, data, len(data))
+        writer.write_end_of_file()
+        del writer
+        os.replace(target, artifact)
 
 
 def mark_dynamic(artifact: Path, dynamic_axes: dict[str, dict[int, str]]) -> None:
@@ -205,15 +268,32 @@ def export_onnx_from_savedmodel(savedmodel: Path, artifact: Path, opset: int) ->
     if done.returncode != 0:
         lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
         raise RuntimeError(f"tf2onnx failed (exit {done.returncode}): {lines[-1] if lines else ''}")
+    location_free_onnx(artifact)
     return describe_onnx(artifact)
+
+
+def location_free_text(text: str) -> str:
+    """text with this machine's folders (the checkout, the working directory, the Python
+    environment) written as <checkout>, <workdir>, <venv>, <python>: a failure's message and
+    traceback in io.json name no path of the build machine."""
+    places = {
+        str(Path(__file__).resolve().parents[2]): "<checkout>",
+        str(Path.cwd().resolve()): "<workdir>",
+        sys.prefix: "<venv>",
+        sys.base_prefix: "<python>",
+    }
+    for place in sorted(places, key=len, reverse=True):  # the innermost folder first
+        if place != "/":
+            text = text.replace(place, places[place])
+    return text
 
 
 def failure(exc: BaseException) -> dict[str, Any]:
     """The io.json fields of a format that could not be made: its root cause and a traceback excerpt."""
     return {
         "status": "failed",
-        "error": root_cause(exc),
-        "log_excerpt": "".join(traceback.format_exception(exc)[-12:])[-4000:],
+        "error": location_free_text(root_cause(exc)),
+        "log_excerpt": location_free_text("".join(traceback.format_exception(exc)[-12:])[-4000:]),
         "inputs": [],
         "outputs": [],
     }

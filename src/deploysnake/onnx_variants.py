@@ -109,6 +109,15 @@ def _tensorrt(
     target.write_bytes(bytes(plan))
 
 
+def _location_free(fmt: str, target: Path) -> None:
+    """The ONNX Runtime variants keep the source's node metadata (the quantizer adds its own): the
+    export's cleaning again, so a variant names no path of the machine that built it either."""
+    if fmt in ONNX_VARIANTS:
+        from .export import location_free_onnx
+
+        location_free_onnx(target)
+
+
 def convert(
     fmt: str,
     source: str | Path,
@@ -158,6 +167,7 @@ def convert(
                 raise UserError(
                     f"unknown ONNX variant {fmt!r}: choose from {ONNX_VARIANTS + TENSORRT}"
                 )
+            _location_free(fmt, target)
             io["status"] = "ok"
         except UserError:
             raise
