@@ -178,8 +178,8 @@ def location_free_torchscript(artifact: Path) -> None:
     """Rewrite a TorchScript archive without its debug members (*.debug_pkl: the exporting
     process's call stack, with absolute paths) so the same model gives the same bytes wherever the
     checkout lives; torch's writer then derives .data/serialization_id from the content instead of
-    the random one. torch.jit.load and Triton's libtorch backend load it as before (error traces
-    point into the archive's code/ instead of the Python source)."""
+    the random one. torch.jit.load (the loader Triton's libtorch backend uses too, torch::jit::load)
+    reads it as before; error traces point into the archive's code/ instead of the Python source."""
     reader = torch._C.PyTorchFileReader(str(artifact))
     records = [
         (name, reader.get_record(name))
