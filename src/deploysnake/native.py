@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .processes import job_cpus, resolve_runtime_threads
 from .runtime import ArtifactRuntime
 
 log = logging.getLogger(__name__)
@@ -103,12 +104,15 @@ def measure(
 ) -> list[dict[str, Any]]:
     io = json.loads(Path(io_json).read_text())
     names_in, names_out = [t["name"] for t in io["inputs"]], [t["name"] for t in io["outputs"]]
+    # The served runner's rule: 0 becomes the job's CPUs over the instances, explicit both ways.
+    threads = resolve_runtime_threads(threads, instances, job_cpus())
     runtimes = [
         ArtifactRuntime(
             artifact, fmt, names_in, names_out, threads, "cpu" if device == "cpu" else "cuda"
         )
         for _ in range(max(1, instances))
     ]
+    log.info("in-process: %d instance(s), each %s", len(runtimes), runtimes[0].describe())
     rows = []
     for k, batch in enumerate(batch_sizes, start=1):
         result = time_batch(runtimes, random_inputs(io, int(batch)), window_s, max_iterations)
