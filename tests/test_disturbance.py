@@ -3,6 +3,7 @@ tritonserver and perf_analyzer, and a real busy loop outside the job's process t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -12,7 +13,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
-import pytest
 import yaml
 
 from deploysnake import native, perf, repository, server, tools
@@ -46,10 +46,8 @@ def busy_loop() -> Iterator[int]:
     try:
         yield pid
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def test_busy_loop_beside_a_perf_job_is_recorded_disturbed(

@@ -53,7 +53,7 @@ def _tree(root: psutil.Process) -> list[psutil.Process]:
 
 
 def _cpu_s(procs: list[psutil.Process], children: bool = True) -> dict[int, float]:
-    """Per pid, CPU seconds of the process, with those of its children it has reaped (children=True):
+    """Per pid, CPU seconds of the process, with those of the children it reaped (children=True):
     a process that ends inside the window moves its time into its parent's reaped-children counters,
     so sum(end) - sum(start) over a tree counts every process that ran in it during the window."""
     out = {}
@@ -77,7 +77,7 @@ def _rss_bytes(procs: list[psutil.Process]) -> int:
 
 
 def gpu_processes() -> list[tuple[int, float]]:
-    """(pid, used MiB) of every compute process on the machine's GPUs (nvidia-smi); [] without one."""
+    """(pid, used MiB) of every compute process on the machine's GPUs (nvidia-smi); [] without."""
     try:
         done = subprocess.run(
             [
