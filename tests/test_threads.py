@@ -118,6 +118,7 @@ TINY = {
     "devices": ["cpu"],
     "correctness": {"batch_size": 64, "batches": 1},
     "triton": {"max_batch_size": 16, "dynamic_batching": {"preferred_batch_sizes": [8]}},
+    "accuracy": {"batch_size": 16},
     "perf": {
         "measurement_interval_ms": 200,
         "stability_percentage": 90,
