@@ -39,10 +39,12 @@ GPU_COLUMNS = ["gpu_utilization", "gpu_memory_used_mb", "foreign_gpu_processes"]
 
 
 def _host_busy_s() -> float:
-    """CPU seconds the whole host spent busy (user + nice + system + irq + softirq; guest time is
-    inside user), from /proc/stat through psutil.cpu_times()."""
+    """CPU seconds the whole host spent in processes (user + nice + system; guest time is inside
+    user), from /proc/stat through psutil.cpu_times(). Interrupt time is left out: with the kernel's
+    IRQ time accounting it is charged to no process, so the measurement's own loopback traffic
+    (softirq) would pass for foreign load."""
     t = psutil.cpu_times()
-    return float(t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0))
+    return float(t.user + t.nice + t.system)
 
 
 def _tree(root: psutil.Process) -> list[psutil.Process]:
