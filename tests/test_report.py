@@ -720,8 +720,24 @@ def test_browser_shows_disturbed_and_baseline_suspect_points(tmp_path: Path) -> 
             [model, "onnx", "cpu", 64, 5_000.0, 700, 900, 100, "baseline suspect", 180.0],
         ],
     )
+    online = write_csv(
+        tmp_path / "online.csv",
+        PERF_HEADER,
+        [
+            perf_row(model, "onnx", "cpu", "online", 1, c, "ok", t)
+            for c, t in ((1, 900.0), (4, 2e3))
+        ],
+    )
+    write_csv(  # the serving floor beside the online sweep, as the online job writes it
+        tmp_path / "online.floor.csv",
+        PERF_HEADER,
+        [
+            perf_row(model, "onnx", "cpu", "online", 1, c, "ok", t)
+            for c, t in ((1, 1e3), (4, 2500.0))
+        ],
+    )
     out = tmp_path / "r.html"
-    build_report({}, [correctness], [], [offline], [], [native], [], out)
+    build_report({}, [correctness], [], [offline], [online], [native], [], out)
     dom = render_in_chromium(out)
 
     off = {(r["batch"], r["concurrency"]): r for r in rows(dom, "offline")}
@@ -746,6 +762,11 @@ def test_browser_shows_disturbed_and_baseline_suspect_points(tmp_path: Path) -> 
 
     [summary] = rows(dom, "summary")
     assert (summary["served/native"], summary["at batch"]) == ("baseline suspect", "64")
+    assert (
+        summary["online served/floor"] == "0.8"
+    )  # best online c4: 2,000 against the floor's 2,500
+    floor = {r["concurrency"]: r for r in rows(dom, "serving-floor")}
+    assert (floor["1"]["served/floor"], number(floor["4"]["floor infer/s"])) == ("0.9", 2500)
     best = rows(dom, "best")[0]
     # b64 is over the 10 ms p99 budget: the best is b8 c1, 5,000 infer/s on 0.9 server core
     assert (best["batch"], number(best["infer/s per server core"])) == ("8", 5_556)

@@ -663,12 +663,51 @@ def _served_vs_native(offline: pl.DataFrame, native: pl.DataFrame) -> pl.DataFra
     )
 
 
+def _floor_paths(online: Iterable[Path | str]) -> list[Path]:
+    """The serving floor's CSV beside each online CSV (the online job writes both)."""
+    return [Path(p).with_name(Path(p).stem + ".floor.csv") for p in online]
+
+
+def _served_vs_floor(online: pl.DataFrame, floor: pl.DataFrame) -> pl.DataFrame:
+    """Per online point, the serving floor at the same concurrency (a model that computes nothing,
+    same configuration and runner) and served/floor: near 1, the serving path limits single-sample
+    traffic, not the model."""
+    if floor.height == 0:
+        return pl.DataFrame()
+    fl = floor.select(
+        *ID,
+        "concurrency",
+        pl.col("status").alias("floor status"),
+        pl.col(THROUGHPUT).alias("floor infer/s"),
+        pl.col("p99 latency").alias("floor p99 µs"),
+    )
+    served = online.select(
+        *ID,
+        "concurrency",
+        pl.col("status").alias("served status"),
+        pl.col(THROUGHPUT).alias("served infer/s"),
+        pl.col("p99 latency").alias("served p99 µs"),
+    )
+    both_ok = (pl.col("served status") == "ok") & (pl.col("floor status") == "ok")
+    return (
+        fl.join(served, on=[*ID, "concurrency"], how="full", coalesce=True, nulls_equal=True)
+        .with_columns(
+            pl.when(both_ok)
+            .then(pl.col("served infer/s") / pl.col("floor infer/s"))
+            .otherwise(None)
+            .alias("served/floor")
+        )
+        .sort(*ID, "concurrency", nulls_last=True)
+    )
+
+
 def _summary(
     corr: pl.DataFrame,
     acc: pl.DataFrame,
     offline: pl.DataFrame,
     online: pl.DataFrame,
     sv: pl.DataFrame,
+    floor: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     keys = (
         pl.concat([d.select(ID) for d in (acc, offline, online, sv)])
@@ -739,12 +778,30 @@ def _summary(
             pl.col("concurrency").alias("at concurrency"),
         )
     )
-    for part in (
+    parts = [
         served_metric,
         best(offline, "batch", "offline"),
         best(online, "concurrency", "online"),
-        common,
-    ):
+    ]
+    parts.append(common)
+    if floor is not None and floor.height:
+        # The best online point over the floor at its concurrency: near 1, the serving path limits.
+        at_best = best(online, "concurrency", "online").join(
+            floor.filter(pl.col("status") == "ok").select(
+                *ID,
+                pl.col("concurrency").alias("online concurrency"),
+                pl.col(THROUGHPUT).alias("floor"),
+            ),
+            on=[*ID, "online concurrency"],
+            how="inner",
+            nulls_equal=True,
+        )
+        parts.append(
+            at_best.select(
+                *ID, (pl.col("best online infer/s") / pl.col("floor")).alias("online served/floor")
+            )
+        )
+    for part in parts:
         rows = rows.join(part, on=ID, how="left", nulls_equal=True)
     return rows.select(*ID, pl.exclude(ID)).sort(*ID, nulls_last=True)
 
@@ -762,6 +819,7 @@ def _model_section(
     online: pl.DataFrame,
     sv: pl.DataFrame,
     tuned: list[tuple[dict[str, Any], pl.DataFrame]] | None = None,
+    floor: pl.DataFrame | None = None,
 ) -> tuple[str, list[tuple[str, str]]]:
     """(HTML, index entries) for one model: correctness, accuracy, offline, online, served vs native, tuning."""
     mine = [
@@ -833,6 +891,25 @@ def _model_section(
     for device in devices:
         parts.append(
             _online_charts(charts, m_on.filter(pl.col("device") == device), f"{model} · {device}")
+        )
+    m_floor = (
+        _served_vs_floor(m_on, floor.filter(pl.col("model") == model))
+        if floor is not None and floor.height
+        else pl.DataFrame()
+    )
+    if m_floor.height:
+        parts.append(
+            '<h4>Serving floor</h4><p class="note">the same sweep against a model with the same inputs '
+            "and outputs that computes nothing, served with the same configuration and runner: what the "
+            "serving path alone allows here. served/floor near 1: the path, not the model, limits "
+            "single-sample traffic</p>"
+            + _table(
+                m_floor,
+                "serving-floor",
+                mask=["floor infer/s", "floor p99 µs", "served/floor"],
+                status="floor status",
+                masks=[("served status", ["served infer/s", "served p99 µs", "served/floor"])],
+            )
         )
     parts.append("</section>")
 
@@ -1240,6 +1317,10 @@ def build_report(
     off = _read_csvs(offline, PERF_TEXT, PERF_NUMBERS)
     on = _read_csvs(online, PERF_TEXT, PERF_NUMBERS)
     nat = _read_csvs(native, NATIVE_TEXT, NATIVE_NUMBERS)
+    floor = _read_csvs(
+        [p for p in _floor_paths(online) if p.is_file()], [*PERF_TEXT, "served_model"], PERF_NUMBERS
+    )
+    floor = floor.drop([c for c in PROVENANCE if c in floor.columns])
     env_paths = [environment] if isinstance(environment, (str, Path)) else list(environment)
     envs: list[dict[str, Any]] = [json.loads(Path(p).read_text()) for p in env_paths]
     env = envs[0] if envs else {}
@@ -1262,11 +1343,13 @@ def build_report(
     charts = _Charts()
     sections, index = [], []
     for model in models:
-        body, entries = _model_section(model, charts, corr_out, corr_fmt, acc, off, on, sv, tuned)
+        body, entries = _model_section(
+            model, charts, corr_out, corr_fmt, acc, off, on, sv, tuned, floor
+        )
         sections.append(body)
         index.append(entries)
 
-    summary = _summary(corr_fmt, acc, off, on, sv)
+    summary = _summary(corr_fmt, acc, off, on, sv, floor)
     nav = [
         '<nav id="index"><h2>Contents</h2><ul><li><a href="#best">Best format per '
         'device</a></li><li><a href="#summary">Summary</a></li>'
@@ -1295,7 +1378,7 @@ def build_report(
         _best_section(offline + online, p99_budget_ms, deploy or [], nat),
         '<section id="summary"><h2>Summary</h2>',
         '<p class="note">best throughputs count stable points only; served/native is taken at the largest batch '
-        "measured both ways, at its best offline concurrency.</p>",
+        "measured both ways, at its best offline concurrency (never above 1: baseline suspect or within the spread instead); online served/floor: the best online point over the serving floor (a model that computes nothing, same configuration and runner) at its concurrency.</p>",
         _table(summary, "summary"),
         _skipped_list(skipped or []),
         "</section>",
