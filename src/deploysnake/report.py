@@ -1378,7 +1378,10 @@ def build_report(
         _best_section(offline + online, p99_budget_ms, deploy or [], nat),
         '<section id="summary"><h2>Summary</h2>',
         '<p class="note">best throughputs count stable points only; served/native is taken at the largest batch '
-        "measured both ways, at its best offline concurrency (never above 1: baseline suspect or within the spread instead); online served/floor: the best online point over the serving floor (a model that computes nothing, same configuration and runner) at its concurrency.</p>",
+        "measured both ways, at its best offline concurrency (never above 1: baseline suspect or "
+        "within the spread instead); online served/floor: the best online point over the serving "
+        "floor (a model that computes nothing, same configuration and runner) at its "
+        "concurrency.</p>",
         _table(summary, "summary"),
         _skipped_list(skipped or []),
         "</section>",
