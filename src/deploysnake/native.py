@@ -112,7 +112,7 @@ def measure_batch(
     for attempt in (1, 2):
         with Window(None, device) as window:
             result = time_batch(runtimes, inputs, window_s, max_iterations)
-        result = {"status": "ok", **result, **window.columns()}
+        result = {**result, "status": "ok", **window.columns()}
         result["native_cpu_ms_per_1k"] = per_thousand_ms(
             window.result["job_cpu"], result["throughput_infer_per_s"]
         )
