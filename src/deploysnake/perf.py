@@ -289,9 +289,13 @@ def measure_point(
             load.data,
             load.shapes,
         )
+        again = {
+            "unstable": " (again, windows twice as long)",
+            DISTURBED: " (again, the window was disturbed)",
+        }
         log.info(
             "perf_analyzer%s: %s",
-            "" if attempt == 1 else " (again)",
+            "" if attempt == 1 else again.get(status, " (again)"),
             " ".join(args),
         )
         with Window(
