@@ -147,7 +147,10 @@ class Window:
 
     def __enter__(self) -> Window:
         self._me = psutil.Process()
-        self._server = psutil.Process(self.server_pid) if self.server_pid else None
+        try:  # a server already gone: the caller's check_alive says why, with its log
+            self._server = psutil.Process(self.server_pid) if self.server_pid else None
+        except psutil.Error:
+            self._server = None
         self._stop = threading.Event()
         self._peak_rss = 0
         self._gpu: list[dict[str, float]] = []
@@ -200,7 +203,7 @@ class Window:
         }
         if self._server is not None:
             server = sum(_cpu_s(_tree(self._server)).values()) - sum(self._server0.values())
-            result["server_cpu"] = server / wall
+            result["server_cpu"] = max(0.0, server) / wall
             result["server_peak_rss_mb"] = self._peak_rss / 2**20
         if self.device != "cpu":
             own_pids = {p.pid for p in tree} | {os.getpid()}
