@@ -14,9 +14,11 @@ side by the same code, 5 rounds with windows four times as long; search_quality 
 come from those medians. Likewise the served repository and the runtime in-process are measured in
 alternation for the two ratios (the workflow's native and perf jobs run minutes apart), and in the
 same rotation a floor model beside it (same configuration and runner, almost no compute), whose online
-number is the most any model can be served at here. The workflow
-jobs' and the trials' own numbers are printed too. The last line is machine-readable; its search
-figures are the coordinate search's:
+number is the most any model can be served at here (deploysnake.floor, as in the workflow's online
+jobs). The workflow jobs' and the trials' own numbers are printed too, then the native baseline job
+of the same artifact run again under `--cores 2` and `--cores 8` with their ratio (threads come from
+the CPUs a job may use, so it must be 1 within the spread) and online served/floor. The last line is
+machine-readable; its search figures are the coordinate search's:
 
     bench: offline_ratio=R1 online_ratio=R2 search_quality=Q search_cost=C tuned_over_naive=T
 """
@@ -40,12 +42,12 @@ ROOT = Path(__file__).resolve().parents[1]
 TUNED = Path("results/tuning/digits/onnx/cpu")
 PERF_DATA = Path("results/perf_data/digits/input.json")
 EXPORT = Path("results/export/digits/onnx")
-FLOOR = "floor"  # served beside the model: what the serving path alone can do (floor_repository)
+FLOOR = "floor"  # served beside the model: what the serving path alone can do (deploysnake.floor)
 FLOOR_LABEL = "served b1 c16, floor model"
 sys.path.insert(0, str(ROOT / "src"))  # the package, for the side-by-side measurements
 
 
-def snakemake(workdir: Path, config: dict, *targets: str) -> float:
+def snakemake(workdir: Path, config: dict, *targets: str, cores: str = "2") -> float:
     (workdir / "bench.yaml").write_text(yaml.safe_dump(config))
     exe = shutil.which("snakemake") or str(Path(sys.executable).parent / "snakemake")
     started = time.monotonic()
@@ -57,7 +59,7 @@ def snakemake(workdir: Path, config: dict, *targets: str) -> float:
                 "--snakefile",
                 str(ROOT / "Snakefile"),
                 "--cores",
-                "2",
+                cores,
                 "--configfile",
                 "bench.yaml",
             ],
@@ -81,45 +83,13 @@ def long_windows(perf: dict, interval_ms: int) -> dict:
 
 def floor_repository(served: Path, name: str, io: dict, into: Path) -> Path:
     """The served repository (model `name`) plus FLOOR: the same configuration and runner with a model
-    that computes almost nothing (the input flattened, its first columns returned as the output). What
-    it serves is the ceiling of the serving path itself on this machine, whatever the model."""
-    import onnx
-    from onnx import TensorProto, helper
+    that computes nothing (deploysnake.floor, which the workflow's online jobs use too)."""
+    from deploysnake import floor
 
-    (image,), (logits,) = io["inputs"], io["outputs"]
-    width = logits["dims"][1]
-    graph = helper.make_graph(
-        [
-            helper.make_node("Flatten", [image["name"]], ["flat"], axis=1),
-            helper.make_node("Slice", ["flat", "starts", "ends", "axes"], [logits["name"]]),
-        ],
-        "floor",
-        [
-            helper.make_tensor_value_info(
-                image["name"], TensorProto.FLOAT, ["batch", *image["dims"][1:]]
-            )
-        ],
-        [helper.make_tensor_value_info(logits["name"], TensorProto.FLOAT, ["batch", width])],
-        [
-            helper.make_tensor(n, TensorProto.INT64, [1], [v])
-            for n, v in (("starts", 0), ("ends", width), ("axes", 1))
-        ],
-    )
     shutil.rmtree(into, ignore_errors=True)
     shutil.copytree(served, into)
-    floor = into / FLOOR
-    shutil.copytree(into / name, floor)
-    config = floor / "config.pbtxt"
-    config.write_text(config.read_text().replace(f'name: "{name}"', f'name: "{FLOOR}"', 1))
-    exported = onnx.load(
-        floor / "1" / "model.onnx", load_external_data=False
-    )  # same IR and opsets as the export
-    onnx.save(
-        helper.make_model(
-            graph, ir_version=exported.ir_version, opset_imports=exported.opset_import
-        ),
-        floor / "1" / "model.onnx",
-    )
+    floor.floor_repository(served / name, io, into.with_name("floor_only"))
+    shutil.copytree(into.with_name("floor_only") / floor.FLOOR, into / FLOOR)
     return into
 
 
@@ -139,11 +109,17 @@ def served_vs_native(
     settings = long_windows(config["perf"], interval_ms)
     io = json.loads((workdir / EXPORT / "io.json").read_text())
     names = [t["name"] for t in io["inputs"]], [t["name"] for t in io["outputs"]]
-    runtimes = [
+    instances = instance_count(triton, "cpu")
+    runtimes = [  # runtime_threads 0: the job's CPUs over the instances, as the served runner does
         ArtifactRuntime(
-            workdir / EXPORT / "model.onnx", "onnx", *names, triton["runtime_threads"], "cpu"
+            workdir / EXPORT / "model.onnx",
+            "onnx",
+            *names,
+            triton["runtime_threads"],
+            "cpu",
+            instances,
         )
-        for _ in range(instance_count(triton, "cpu"))
+        for _ in range(instances)
     ]
     load = perf.plan_load(io, settings, workdir / PERF_DATA)
     natives = {"native b256": 256, "native b1": 1}
@@ -255,6 +231,13 @@ def main() -> None:
         help="perf_analyzer measurement window of the workflow's jobs",
     )
     parser.add_argument(
+        "--max-foreign-cpu",
+        type=float,
+        default=None,
+        help="perf.max_foreign_cpu for every measurement (default: the schema's, 0.25 core); raise "
+        "it on a shared machine, where the default records most points as disturbed",
+    )
+    parser.add_argument(
         "--rounds",
         type=int,
         default=5,
@@ -272,6 +255,11 @@ def main() -> None:
         online={"batch_size": 1, "concurrency": [16]},
     )
     config["tuning"].update(formats=["onnx"], strategy="brute_force", mode="online", concurrency=16)
+    if args.max_foreign_cpu is not None:
+        config["perf"]["max_foreign_cpu"] = args.max_foreign_cpu
+    from deploysnake.processes import size_thread_pools
+
+    size_thread_pools()  # this process measures too: its pools from the CPUs it may use
 
     def search(strategy: str, target: str) -> dict:
         """One strategy's search and choice; its chosen.json and side by side kept under its name, so
@@ -353,6 +341,9 @@ def main() -> None:
         f"online_ratio={ratio(s16, n1):.3f}",
         flush=True,
     )
+    floor_csv = online.with_name("cpu.floor.csv")
+    workflow_floor = throughput(floor_csv, "Inferences/Second", concurrency=16)
+    online_over_floor = ratio(median(paired["served b1 c16"]), floor)
 
     # The chosen and the untuned configurations again, side by side, with windows four times as long.
     trials = {
@@ -391,6 +382,35 @@ def main() -> None:
         f"search_cost in trials alone {ratio(smart['measurements'], brute['measurements']):.3f}"
     )
     print(f"results in {workdir}")
+    # The native baseline of the same artifact under --cores 2 and --cores 8 (the README's command):
+    # the job sizes its threads from the CPUs it may use, so both must agree within the spread.
+    by_cores = {}
+    for cores in ("2", "8"):
+        snakemake(
+            workdir,
+            config,
+            str(native.relative_to(workdir)),
+            "--forcerun",
+            "runtime_native_baseline",
+            cores=cores,
+        )
+        by_cores[cores] = {
+            int(r["batch"]): (float(r["throughput_infer_per_s"]), r["status"], r["runtime_threads"])
+            for r in rows(native)
+        }
+    for batch in sorted(by_cores["2"]):
+        (a, sa, ta), (b, sb, tb) = by_cores["2"][batch], by_cores["8"].get(batch, (0.0, "", ""))
+        print(
+            f"native b{batch}: --cores 2 {a:.0f} infer/s ({sa}, {ta} runtime threads), --cores 8 "
+            f"{b:.0f} infer/s ({sb}, {tb} runtime threads): cores8/cores2 {ratio(b, a):.3f}",
+            flush=True,
+        )
+    print(
+        f"online served/floor: {online_over_floor:.3f} side by side (b1 c16: served "
+        f"{median(paired['served b1 c16']) or 0:.0f}, floor {floor or 0:.0f} infer/s); workflow jobs "
+        f"{ratio(s16, workflow_floor):.3f} (served {s16}, floor {workflow_floor})",
+        flush=True,
+    )
     # The cost counts every measurement each search made: its trials and its side by side.
     cost = ratio(
         smart["measurements"] + smart["side_by_side_measurements"],

@@ -682,3 +682,98 @@ def test_tuning_gain_is_the_side_by_side_medians_and_says_so() -> None:
             {**base, "measured_by": "trial", "throughput": 3000.0, "side_by_side": {}}
         )
     )
+
+
+USAGE_HEADER = ["foreign_cpu", "server_cpu", "client_cpu", "server_peak_rss_mb"]
+
+
+@pytest.mark.browser
+def test_browser_shows_disturbed_and_baseline_suspect_points(tmp_path: Path) -> None:
+    """A disturbed point keeps its load beside it and shows no figure; a served throughput above the
+    in-process one reads "baseline suspect" (or within the spread), never as a served/native above 1,
+    in the model section and in the summary; disturbed points are not charted."""
+    if not chromium_available():
+        pytest.skip("chromium is not installed (scripts/setup.sh test installs it)")
+    model = "busy"
+    correctness = tmp_path / "c.json"
+    correctness.write_text(json.dumps(correctness_doc(model, "onnx", True)))
+    offline_rows = [
+        (8, 1, "ok", 5_000.0, 0.05),
+        (8, 2, "disturbed", 2_500.0, 1.1),  # numbers kept in the CSV, never shown as a result
+        (32, 1, "ok", 1_050.0, 0.02),  # above native by less than the spread
+        (64, 1, "ok", 9_000.0, 0.03),  # above native by far: the native job marked it suspect
+    ]
+    offline = write_csv(
+        tmp_path / "offline.csv",
+        PERF_HEADER + USAGE_HEADER,
+        [
+            perf_row(model, "onnx", "cpu", "offline", b, c, st, t) + [f, 0.9, 0.3, 123.4]
+            for b, c, st, t, f in offline_rows
+        ],
+    )
+    native = write_csv(
+        tmp_path / "native.csv",
+        [*NATIVE_HEADER, "status", "native_cpu_ms_per_1k"],
+        [
+            [model, "onnx", "cpu", 8, 10_000.0, 700, 900, 100, "ok", 90.0],
+            [model, "onnx", "cpu", 32, 1_000.0, 700, 900, 100, "ok", 900.0],
+            [model, "onnx", "cpu", 64, 5_000.0, 700, 900, 100, "baseline suspect", 180.0],
+        ],
+    )
+    online = write_csv(
+        tmp_path / "online.csv",
+        PERF_HEADER,
+        [
+            perf_row(model, "onnx", "cpu", "online", 1, c, "ok", t)
+            for c, t in ((1, 900.0), (4, 2e3))
+        ],
+    )
+    write_csv(  # the serving floor beside the online sweep, as the online job writes it
+        tmp_path / "online.floor.csv",
+        PERF_HEADER,
+        [
+            perf_row(model, "onnx", "cpu", "online", 1, c, "ok", t)
+            for c, t in ((1, 1e3), (4, 2500.0))
+        ],
+    )
+    out = tmp_path / "r.html"
+    build_report({}, [correctness], [], [offline], [online], [native], [], out)
+    dom = render_in_chromium(out)
+
+    off = {(r["batch"], r["concurrency"]): r for r in rows(dom, "offline")}
+    assert off[("8", "2")]["Inferences/Second"] == "disturbed"
+    assert off[("8", "2")]["p99 latency"] == "disturbed"
+    assert off[("8", "2")]["foreign_cpu"] == "1.1"  # its load stays
+    assert number(off[("8", "1")]["Inferences/Second"]) == 5_000
+    assert 'class="disturbed">disturbed</td>' in dom
+
+    sv = {(r["batch"], r["concurrency"]): r for r in rows(dom, "served-vs-native")}
+    assert sv[("8", "1")]["served/native"] == "0.5"
+    assert sv[("8", "2")]["served/native"] == "disturbed"
+    assert sv[("32", "1")]["served/native"] == "≈ 1, within the spread"
+    assert sv[("64", "1")]["served/native"] == "baseline suspect"
+    assert sv[("64", "1")]["native infer/s"] == "baseline suspect"
+    assert 'class="suspect">baseline suspect</td>' in dom
+    # server CPU per 1,000 inferences: 0.9 core / 5,000 infer/s = 180 ms; in-process 90 ms: x2
+    assert number(sv[("8", "1")]["server CPU ms/1k"]) == 180
+    assert number(sv[("8", "1")]["serving overhead"]) == 2
+    ratios = [r["served/native"] for r in rows(dom, "served-vs-native")]
+    assert all(float(x) <= 1 for x in ratios if re.fullmatch(r"[\d.]+", x)), ratios
+
+    [summary] = rows(dom, "summary")
+    assert (summary["served/native"], summary["at batch"]) == ("baseline suspect", "64")
+    assert (
+        summary["online served/floor"] == "0.8"
+    )  # best online c4: 2,000 against the floor's 2,500
+    floor = {r["concurrency"]: r for r in rows(dom, "serving-floor")}
+    assert (floor["1"]["served/floor"], number(floor["4"]["floor infer/s"])) == ("0.9", 2500)
+    best = rows(dom, "best")[0]
+    # b64 is over the 10 ms p99 budget: the best is b8 c1, 5,000 infer/s on 0.9 server core
+    assert (best["batch"], number(best["infer/s per server core"])) == ("8", 5_556)
+    assert number(best["serving overhead"]) == 2
+    assert number(best["server peak MiB"]) == 123.4
+    # the offline throughput chart holds the three stable points only (not the disturbed one)
+    tput = next(
+        c for c in chart_summary(dom) if c["title"] == "busy · cpu: offline throughput vs batch"
+    )
+    assert tput["by_mark"].get("symbol") == 3, tput

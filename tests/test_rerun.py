@@ -76,9 +76,11 @@ def test_a_perf_setting_reruns_only_perf_and_report(project: Path) -> None:
     config["perf"]["stability_percentage"] = 40
     (project / "perf.yaml").write_text(yaml.safe_dump(config))
     out = snakemake(project, "--dry-run", "--configfile", "perf.yaml")
+    # The native baseline checks the offline figures (served above in-process: measured again).
     assert planned_jobs(out) == {
         "perf_analyzer_offline": 2,
         "perf_analyzer_online": 2,
+        "runtime_native_baseline": 2,
         "altair_report": 1,
     }
 

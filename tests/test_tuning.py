@@ -296,9 +296,9 @@ def test_an_offline_trial_keeps_every_instance_busy(
         None,
         tmp_path / "server.log",
     )
-    assert (row["batch"], row["concurrency"], row["status"]) == (32, 4, "ok") and float(
-        row["throughput"]
-    ) > 0
+    # disturbed: other work on the machine beside the test (its figures are kept, never ranked)
+    assert (row["batch"], row["concurrency"]) == (32, 4) and row["status"] in ("ok", "disturbed")
+    assert float(row["throughput"]) > 0 and float(row["server_cpu"]) > 0
     assert tuning.read_trials([tmp_path / "trial.csv"])[0]["concurrency"] == "4"  # as written
 
 

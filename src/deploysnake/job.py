@@ -12,7 +12,7 @@ from typing import Any
 
 from .devices import pin_local_gpu
 from .errors import UserError
-from .processes import watch_snakemake
+from .processes import size_thread_pools, watch_snakemake
 
 
 def run(snakemake: Any, stage: Callable[[Any], object]) -> None:
@@ -36,6 +36,8 @@ def run(snakemake: Any, stage: Callable[[Any], object]) -> None:
         to_console.setFormatter(logging.Formatter(f"deploysnake [{snakemake.rule}]: %(message)s"))
         logging.getLogger("deploysnake").addHandler(to_console)
         watch_snakemake()
+        # Snakemake exported OMP_NUM_THREADS and its siblings from --cores: size from the real CPUs.
+        size_thread_pools()
         try:
             if device := getattr(snakemake.wildcards, "device", None):
                 pin_local_gpu(device)

@@ -1,5 +1,11 @@
 """Native baseline stage: the same artifact run in-process by its runtime at the perf batch sizes,
-so the report can show what serving costs (served / native throughput)."""
+so the report can show what serving costs (served / native throughput, CPU time per 1,000
+inferences).
+
+Each batch size is measured inside a usage Window: a window with foreign CPU load above
+perf.max_foreign_cpu is measured once more, then recorded "disturbed". Served faster than in-process
+(same artifact, batch and threads) by more than the spread is impossible: the batch size is measured
+again, and where it persists the row says "baseline suspect"."""
 
 from __future__ import annotations
 
@@ -14,7 +20,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .processes import job_cpus, resolve_runtime_threads
 from .runtime import ArtifactRuntime
+from .usage import DISTURBED, Window, per_thousand_ms
+
+BASELINE_SUSPECT = "baseline suspect"
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +98,53 @@ def time_batch(
     }
 
 
+def measure_batch(
+    runtimes: list[ArtifactRuntime],
+    inputs: dict[str, NDArray[Any]],
+    window_s: float,
+    max_iterations: int,
+    max_foreign_cpu: float,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """time_batch inside a usage Window; measured once more when the window was disturbed. Adds
+    status ("ok" or "disturbed"), the window's columns (foreign_cpu, job_cpu in cores) and
+    native_cpu_ms_per_1k: the runtimes' CPU time per 1,000 inferences (ms)."""
+    result: dict[str, Any] = {}
+    for attempt in (1, 2):
+        with Window(None, device) as window:
+            result = time_batch(runtimes, inputs, window_s, max_iterations)
+        result = {**result, "status": "ok", **window.columns()}
+        result["native_cpu_ms_per_1k"] = per_thousand_ms(
+            window.result["job_cpu"], result["throughput_infer_per_s"]
+        )
+        if not window.disturbed(max_foreign_cpu):
+            break
+        result["status"] = DISTURBED
+        log.warning(
+            "in-process window disturbed: %.2f core(s) of foreign CPU load (limit %.2f)%s",
+            window.result["foreign_cpu"],
+            max_foreign_cpu,
+            "; measuring again" if attempt == 1 else "; recorded as disturbed",
+        )
+    return result
+
+
+def served_best(served_csvs: list[str | Path]) -> dict[int, float]:
+    """Per batch, the best stable served offline throughput (infer/s) of perf CSVs."""
+    best: dict[int, float] = {}
+    for path in served_csvs:
+        with open(path, newline="") as handle:
+            for row in csv.DictReader(handle):
+                try:
+                    value = float(row.get("Inferences/Second") or "nan")
+                    batch = int(row["batch"])
+                except (KeyError, ValueError):
+                    continue
+                if row.get("status") == "ok" and value == value:
+                    best[batch] = max(best.get(batch, 0.0), value)
+    return best
+
+
 def measure(
     model: str,
     fmt: str,
@@ -101,18 +158,57 @@ def measure(
     output: str | Path,
     provenance: dict[str, str] | None = None,
     instances: int = 1,
+    served: list[str | Path] | None = None,
+    spread: float = 0.2,
+    max_foreign_cpu: float = 0.25,
 ) -> list[dict[str, Any]]:
+    """Rows per batch size: throughput_infer_per_s, p50/p99_latency_us, status, foreign_cpu, job_cpu
+    (cores), native_cpu_ms_per_1k, instances, runtime_threads (explicit: 0 becomes the job's CPUs
+    over the instances, as in the served runner).
+
+    served: the perf offline CSVs of the same artifact; where one served throughput beats the
+    in-process one by more than `spread` (a fraction: perf.stability_percentage / 100), the batch
+    size is measured again with windows twice as long, and if it persists the row's status is
+    "baseline suspect"."""
     io = json.loads(Path(io_json).read_text())
     names_in, names_out = [t["name"] for t in io["inputs"]], [t["name"] for t in io["outputs"]]
+    # The served runner's rule: 0 becomes the job's CPUs over the instances, explicit both ways.
+    threads = resolve_runtime_threads(threads, instances, job_cpus())
     runtimes = [
         ArtifactRuntime(
             artifact, fmt, names_in, names_out, threads, "cpu" if device == "cpu" else "cuda"
         )
         for _ in range(max(1, instances))
     ]
+    log.info("in-process: %d instance(s), each %s", len(runtimes), runtimes[0].describe())
+    ceiling = served_best(served or [])
     rows = []
     for k, batch in enumerate(batch_sizes, start=1):
-        result = time_batch(runtimes, random_inputs(io, int(batch)), window_s, max_iterations)
+        inputs = random_inputs(io, int(batch))
+        result = measure_batch(runtimes, inputs, window_s, max_iterations, max_foreign_cpu, device)
+        top = ceiling.get(int(batch))
+        if top and top > result["throughput_infer_per_s"] * (1 + spread):
+            log.warning(
+                "batch %d: served %.0f infer/s beats in-process %.0f by more than the spread "
+                "(%.0f %%), which cannot be: measuring in-process again, windows twice as long",
+                batch,
+                top,
+                result["throughput_infer_per_s"],
+                100 * spread,
+            )
+            again = measure_batch(
+                runtimes, inputs, 2 * window_s, 2 * max_iterations, max_foreign_cpu, device
+            )
+            if again["throughput_infer_per_s"] > result["throughput_infer_per_s"]:
+                result = again
+            if top > result["throughput_infer_per_s"] * (1 + spread):
+                result["status"] = BASELINE_SUSPECT
+                log.warning(
+                    "batch %d: still %.0f in-process against %.0f served: baseline suspect",
+                    batch,
+                    result["throughput_infer_per_s"],
+                    top,
+                )
         rows.append(
             {
                 "model": model,
@@ -126,13 +222,17 @@ def measure(
             }
         )
         log.info(
-            "point %d of %d: batch %d: %.0f infer/s in-process, %d instance(s) (p99 %.0f us)",
+            "point %d of %d: batch %d: %.0f infer/s in-process, %d instance(s) (p99 %.0f us), "
+            "%s; %.2f core(s), foreign %.2f core(s)",
             k,
             len(batch_sizes),
             batch,
             result["throughput_infer_per_s"],
             len(runtimes),
             result["p99_latency_us"],
+            result["status"],
+            result["job_cpu"],
+            result["foreign_cpu"],
         )
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     with open(output, "w", newline="") as handle:

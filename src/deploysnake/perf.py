@@ -4,8 +4,10 @@ Offline: static batch sweep, system shared memory, at each offline concurrency (
 request; 2: a request's transfer overlaps the previous one's compute, the server's batch capacity) and,
 where the model has several instances, at two requests per instance, so every instance has one.
 Online: dynamic batching on the server, batch-1 requests, concurrency sweep. Each point keeps every
-column perf_analyzer writes with -f; a point perf_analyzer cannot measure stably (twice) is recorded
-as "unstable", never as a number.
+column perf_analyzer writes with -f, and what the window used (deploysnake.usage: server and client
+cores, the server's peak memory, the foreign load). A point perf_analyzer cannot measure stably
+(twice) is recorded as "unstable", never as a number; one that ran beside foreign load (twice) is
+recorded as "disturbed", its numbers kept but never taken as a result.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from numpy.typing import NDArray
 from .plugins import Recipe, validation_batches
 from .processes import die_with_parent
 from .server import TritonServer
+from .usage import COLUMNS as USAGE_COLUMNS
+from .usage import DISTURBED, Window
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +40,8 @@ UNSTABLE_MARKERS = (
     "No valid requests recorded within time interval",
 )
 COLUMNS = ["model", "format", "device", "mode", "batch", "concurrency", "status"]
+# A point whose window saw more foreign CPU load (cores) than this, twice, is recorded "disturbed".
+MAX_FOREIGN_CPU = 0.25
 # perf_analyzer's -f columns (2.51); always written, empty for an unstable point, so every CSV has them.
 PERF_ANALYZER_COLUMNS = [
     "Concurrency",
@@ -261,9 +267,17 @@ def measure_point(
     mode: str,
     csv_path: Path,
     load: Load,
-) -> tuple[str, dict[str, str], str]:
-    """One perf_analyzer point; an unstable one is measured once more with windows twice as long (what
-    perf_analyzer advises), so a noisy moment does not cost a configuration its number."""
+    device: str = "cpu",
+) -> tuple[str, dict[str, Any], str]:
+    """One perf_analyzer point, inside a usage Window (deploysnake.usage): the row holds perf_analyzer's
+    columns and the window's (foreign_cpu, server_cpu, client_cpu in cores, server_peak_rss_mb).
+
+    Measured once more when it is unstable (windows twice as long, what perf_analyzer advises) or
+    disturbed (foreign load above settings["max_foreign_cpu"] cores, or another process on the GPU);
+    then recorded as "unstable" (no numbers) or "disturbed" (numbers and load kept, never charted)."""
+    limit = float(settings.get("max_foreign_cpu", MAX_FOREIGN_CPU))
+    measured: dict[str, Any] = {}
+    status, text = "unstable", ""
     for attempt in (1, 2):
         args = command(
             executable,
@@ -277,12 +291,32 @@ def measure_point(
             load.data,
             load.shapes,
         )
+        again = {
+            "unstable": " (again, windows twice as long)",
+            DISTURBED: " (again, the window was disturbed)",
+        }
         log.info(
             "perf_analyzer%s: %s",
-            "" if attempt == 1 else " (again, windows twice as long)",
+            "" if attempt == 1 else again.get(status, " (again)"),
             " ".join(args),
         )
-        status, measured, text = run_point(args, load.timeout_s * attempt, server)
+        with Window(
+            server.process.pid if server.process else None,
+            device,
+            f"{server.host}:{server.metrics_port}",
+        ) as window:
+            status, measured, text = run_point(args, load.timeout_s * attempt, server)
+        measured = {**measured, **window.columns()}
+        if status == "ok" and window.disturbed(limit):
+            status = DISTURBED
+            log.warning(
+                "point disturbed: %.2f core(s) of foreign CPU load (limit perf.max_foreign_cpu %.2f)%s",
+                window.result["foreign_cpu"],
+                limit,
+                "; measuring again" if attempt == 1 else "; recorded as disturbed",
+            )
+            text = f"foreign CPU load {window.result['foreign_cpu']:.2f} cores"
+            continue
         if status == "ok":
             break
         settings = {
@@ -358,6 +392,7 @@ def measure(
                 mode,
                 Path(tmp) / f"point{k}.csv",
                 load,
+                device,
             )
             server.check_alive()
             row = {
@@ -373,14 +408,20 @@ def measure(
                 **(provenance or {}),
             }
             rows.append(row)
-            if status == "ok":
+            if status in ("ok", DISTURBED):
                 log.info(
-                    "point %d of %d: %s infer/s, p99 %s us (%.1f s)",
+                    "point %d of %d: %s%s infer/s, p99 %s us (%.1f s); server %s cores, client %s "
+                    "cores, foreign %s cores, server peak %s MiB",
                     k,
                     len(points),
+                    "DISTURBED " if status == DISTURBED else "",
                     measured.get("Inferences/Second"),
                     measured.get("p99 latency"),
                     time.monotonic() - started,
+                    measured.get("server_cpu"),
+                    measured.get("client_cpu"),
+                    measured.get("foreign_cpu"),
+                    measured.get("server_peak_rss_mb"),
                 )
             else:
                 log.warning(
@@ -389,7 +430,7 @@ def measure(
                     len(points),
                     text[-1500:],
                 )
-    known = COLUMNS + PERF_ANALYZER_COLUMNS
+    known = COLUMNS + PERF_ANALYZER_COLUMNS + USAGE_COLUMNS
     columns = known + [c for c in dict.fromkeys(k for r in rows for k in r) if c not in known]
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)

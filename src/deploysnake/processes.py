@@ -73,3 +73,145 @@ def remove_stale_locks(workdir: str | Path) -> bool:
         lock.unlink(missing_ok=True)
     log.warning("removed stale Snakemake locks in %s (left by a run that was killed)", locks)
     return True
+
+
+# ---------------------------------------------------------------- the CPUs a job may really use
+
+# What Snakemake exports into a job's environment from its thread count (and what the numeric
+# libraries read to size their pools): with `threads: workflow.cores` and `--cores 8`, 8 even on a
+# 2-core machine. Every measuring job overwrites them with the CPUs it may use.
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "GOTO_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+# The count every process of a measuring job sizes its runtime from (the served runner reads it).
+CPUS_VARIABLE = "DEPLOYSNAKE_CPUS"
+
+
+def _cgroup_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """The CPU quota of this process's cgroup and its ancestors, in cores (None: no quota).
+
+    cgroup v2: `cpu.max` ("<quota> <period>" or "max <period>"); v1: `cpu.cfs_quota_us` (-1: none)
+    over `cpu.cfs_period_us` (kernel docs: admin-guide/cgroup-v2.rst, scheduler/sched-bwc.rst)."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    quotas: list[float] = []
+    for line in lines:
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if hierarchy == "0" and not controllers:  # v2
+            bases = [root]
+            files: tuple[str, ...] = ("cpu.max",)
+        elif "cpu" in controllers.split(","):  # v1
+            bases = [root / controllers, root / "cpu", root / "cpu,cpuacct"]
+            files = ("cpu.cfs_quota_us", "cpu.cfs_period_us")
+        else:
+            continue
+        for base in dict.fromkeys(bases):
+            # Inside a container the cgroup path may be namespaced: also look at the mount's root.
+            for folder in dict.fromkeys([base / path.lstrip("/"), base]):
+                here = folder
+                while True:
+                    quota = _read_quota(here, files)
+                    if quota is not None:
+                        quotas.append(quota)
+                    if here == base or here.parent == here:
+                        break
+                    here = here.parent
+    return min(quotas) if quotas else None
+
+
+def _read_quota(folder: Path, files: tuple[str, ...]) -> float | None:
+    try:
+        if files == ("cpu.max",):
+            quota, period = (folder / "cpu.max").read_text().split()[:2]
+            return None if quota == "max" else int(quota) / int(period)
+        quota_us = int((folder / files[0]).read_text())
+        period_us = int((folder / files[1]).read_text())
+    except (OSError, ValueError):
+        return None
+    return None if quota_us <= 0 or period_us <= 0 else quota_us / period_us
+
+
+def usable_cpus() -> tuple[int, str]:
+    """(count, how it was found): the CPUs this process may actually use.
+
+    The smallest of: its CPU affinity (`os.sched_getaffinity`, which a SLURM task's binding and a
+    cpuset narrow), the cgroup v2/v1 CPU quota rounded down (at least 1), and under SLURM the
+    allocation on this node (`SLURM_CPUS_ON_NODE`, `SLURM_CPUS_PER_TASK`). Never Snakemake's
+    `--cores` or the thread variables it exports."""
+    affinity = len(os.sched_getaffinity(0))
+    found = {"affinity": affinity}
+    quota = _cgroup_quota()
+    if quota is not None:
+        found["cgroup quota"] = max(1, int(quota))
+    for name in ("SLURM_CPUS_ON_NODE", "SLURM_CPUS_PER_TASK"):
+        value = os.environ.get(name, "")
+        if value.isdigit() and int(value) > 0:
+            found[name] = int(value)
+    count = min(found.values())
+    how = ", ".join(f"{k} {v}" for k, v in found.items())
+    return count, how
+
+
+def resolve_runtime_threads(setting: int, instances: int, cpus: int) -> int:
+    """Runtime threads per instance: `setting` when set (> 0); 0 (the runtime's default) becomes the
+    job's CPUs shared among the instances (at least 1), so served and in-process runs use the same
+    explicit count and never more threads than the job has CPUs."""
+    return int(setting) if int(setting) > 0 else max(1, cpus // max(1, int(instances)))
+
+
+def job_cpus() -> int:
+    """The CPUs of this job: $DEPLOYSNAKE_CPUS where the job already sized its pools, else
+    usable_cpus()."""
+    value = os.environ.get(CPUS_VARIABLE, "")
+    return int(value) if value.isdigit() and int(value) > 0 else usable_cpus()[0]
+
+
+def thread_env(cpus: int) -> dict[str, str]:
+    """The environment variables that size a started process's thread pools to `cpus`."""
+    return {**dict.fromkeys(THREAD_VARIABLES, str(cpus)), CPUS_VARIABLE: str(cpus)}
+
+
+def size_thread_pools(cpus: int | None = None) -> int:
+    """Set this process's thread variables (and torch's pool, if torch is loaded) to the job's CPUs,
+    so whatever it starts inherits them; returns the count. Called first thing in every job."""
+    import sys
+
+    if cpus is None:
+        cpus, how = usable_cpus()
+    else:
+        how = "given"
+    inherited = {k: os.environ[k] for k in THREAD_VARIABLES if k in os.environ}
+    os.environ.update(thread_env(cpus))
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(cpus)
+    log.info(
+        "CPUs this job may use: %d (%s); thread variables set to %d%s",
+        cpus,
+        how,
+        cpus,
+        f" (inherited {inherited})" if inherited else "",
+    )
+    return cpus
+
+
+def thread_settings(pid: int) -> dict[str, str]:
+    """What a running process got, read back from it: its thread count (/proc/<pid>/status Threads)
+    and the thread variables of its environment (/proc/<pid>/environ)."""
+    proc = psutil.Process(pid)
+    got = {"threads": str(proc.num_threads())}
+    try:
+        environ = proc.environ()
+    except (psutil.AccessDenied, psutil.ZombieProcess):
+        environ = {}
+    for name in (*THREAD_VARIABLES, CPUS_VARIABLE):
+        if name in environ:
+            got[name] = environ[name]
+    return got

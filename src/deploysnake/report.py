@@ -26,6 +26,23 @@ log = logging.getLogger(__name__)
 
 MISSING = "—"
 UNSTABLE = "unstable"
+DISTURBED = "disturbed"  # foreign load above perf.max_foreign_cpu, twice (deploysnake.usage)
+SUSPECT = "baseline suspect"  # served above in-process by more than the spread, twice (native.py)
+WITHIN_SPREAD = "≈ 1, within the spread"  # served/native above 1 by less than the spread
+# A row with one of these statuses shows the status instead of its figures (CSS class beside it).
+MARKED = {UNSTABLE: "unstable", DISTURBED: "disturbed", SUSPECT: "suspect", WITHIN_SPREAD: "spread"}
+# What a measured window used (deploysnake.usage): shown for every point, disturbed ones included.
+USAGE = [
+    "foreign_cpu",
+    "server_cpu",
+    "client_cpu",
+    "job_cpu",
+    "server_peak_rss_mb",
+    "window_s",
+    "gpu_utilization",
+    "gpu_memory_used_mb",
+    "foreign_gpu_processes",
+]
 NO_STABLE = "no stable points"
 
 ID = ["model", "format", "device"]
@@ -60,7 +77,7 @@ ACCURACY_NUMBERS = [
     "samples",
     "max_abs_diff_served_vs_exported",
 ]
-NATIVE_TEXT = ["model", "format", "device", *PROVENANCE]
+NATIVE_TEXT = ["model", "format", "device", "status", *PROVENANCE]
 NATIVE_NUMBERS = [
     "batch",
     "throughput_infer_per_s",
@@ -86,6 +103,8 @@ table.data th { background: #eef0f6; }
 table.data td.num { text-align: right; font-variant-numeric: tabular-nums; }
 table.data tr:nth-child(even) td { background: #fafafc; }
 td.unstable { color: #a15c00; font-style: italic; }
+td.disturbed, td.suspect { color: #8a1c7c; font-style: italic; }
+td.spread { color: #555; font-style: italic; }
 td.bad, li.bad { color: #b00020; font-weight: 600; }
 .note { color: #666; font-style: italic; }
 .charts { display: flex; flex-wrap: wrap; gap: 1.5em; }
@@ -273,20 +292,23 @@ def _table(
     mask: Sequence[str] = (),
     status: str = "status",
     links: Mapping[str, Callable[[Any], str]] | None = None,
+    masks: Sequence[tuple[str, Sequence[str]]] = (),
 ) -> str:
-    """An escaped HTML table; in rows whose status is "unstable" the columns in `mask` read "unstable";
-    a column in `links` links each cell to the anchor its function gives."""
+    """An escaped HTML table; in rows whose status is "unstable", "disturbed" or "baseline suspect"
+    (MARKED) the columns in `mask` read that status instead of a figure; `masks` adds more (status
+    column, columns) pairs; a column in `links` links each cell to the anchor its function gives."""
     if df.height == 0:
         return '<p class="note">no data</p>'
     head = "".join(f"<th>{_e(c)}</th>" for c in df.columns)
     rows = []
+    pairs = [(status, mask), *masks]
     for row in df.iter_rows(named=True):
-        unstable = row.get(status) == UNSTABLE
+        marked = {col: row[by] for by, cols in pairs for col in cols if row.get(by) in MARKED}
         cells = []
         for col in df.columns:
             value = row[col]
-            if unstable and col in mask:
-                cells.append(f'<td class="unstable">{UNSTABLE}</td>')
+            if col in marked:
+                cells.append(f'<td class="{MARKED[marked[col]]}">{_e(marked[col])}</td>')
                 continue
             text = _fmt(value)
             numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -499,7 +521,7 @@ def _native_charts(charts: _Charts, df: pl.DataFrame, label: str) -> str:
                 pl.format("served (Triton, concurrency {})", "concurrency").alias("run"),
                 pl.col("served infer/s").alias("throughput"),
             ),
-            df.select(
+            df.filter(pl.col("native status") == "ok").select(
                 "format",
                 "batch",
                 pl.lit("native (in-process)").alias("run"),
@@ -554,6 +576,15 @@ def _native_charts(charts: _Charts, df: pl.DataFrame, label: str) -> str:
 
 
 def _served_vs_native(offline: pl.DataFrame, native: pl.DataFrame) -> pl.DataFrame:
+    """Served offline points beside the in-process run of the same artifact and batch, with what each
+    cost in CPU: server and client (perf_analyzer) cores, CPU ms per 1,000 inferences served and
+    in-process, and their ratio (the serving overhead). served/native is a figure only where both
+    are stable and it is at most 1; above 1 it reads "baseline suspect" (the native job measured
+    again and still found it) or "≈ 1, within the spread"."""
+
+    def col(frame: pl.DataFrame, name: str) -> pl.Expr:
+        return pl.col(name) if name in frame.columns else pl.lit(None, pl.Float64)
+
     served = offline.select(
         *ID,
         "batch",
@@ -562,22 +593,114 @@ def _served_vs_native(offline: pl.DataFrame, native: pl.DataFrame) -> pl.DataFra
         pl.col(THROUGHPUT).alias("served infer/s"),
         pl.col("p50 latency").alias("served p50 µs"),
         pl.col("p99 latency").alias("served p99 µs"),
+        col(offline, "server_cpu").alias("server cores"),
+        col(offline, "client_cpu").alias("client cores"),
+        col(offline, "server_peak_rss_mb").alias("server peak MiB"),
     )
     nat = native.select(
         *ID,
         "batch",
+        pl.col("status").fill_null("ok").alias("native status"),
         pl.col("throughput_infer_per_s").alias("native infer/s"),
         pl.col("p50_latency_us").alias("native p50 µs"),
         pl.col("p99_latency_us").alias("native p99 µs"),
+        col(native, "native_cpu_ms_per_1k").alias("native CPU ms/1k"),
     )
     joined = served.join(nat, on=[*ID, "batch"], how="full", coalesce=True, nulls_equal=True)
-    ok = pl.col("served status") == "ok"
-    return joined.with_columns(
-        pl.when(ok)
-        .then(pl.col("served infer/s") / pl.col("native infer/s"))
+    ratio = pl.col("served infer/s") / pl.col("native infer/s")
+    status = (
+        pl.when(pl.col("served status") != "ok")
+        .then(pl.col("served status"))
+        .when(pl.col("native status").is_in([DISTURBED, SUSPECT]))
+        .then(pl.col("native status"))
+        .when(ratio > 1)
+        .then(pl.lit(WITHIN_SPREAD))
+        .when(ratio.is_not_null())
+        .then(pl.lit("ok"))
         .otherwise(None)
-        .alias("served/native")
-    ).sort(*ID, "batch", "concurrency", nulls_last=True)
+    )
+    per_1k = pl.col("server cores") / pl.col("served infer/s") * 1e6
+    return (
+        joined.with_columns(status.alias("ratio status"))
+        .with_columns(
+            pl.when(pl.col("ratio status") == "ok")
+            .then(ratio)
+            .otherwise(None)
+            .alias("served/native"),
+            pl.when(pl.col("served status") == "ok")
+            .then(per_1k)
+            .otherwise(None)
+            .alias("server CPU ms/1k"),
+            pl.when(pl.col("served status") == "ok")
+            .then(pl.col("client cores") / pl.col("served infer/s") * 1e6)
+            .otherwise(None)
+            .alias("client CPU ms/1k"),
+        )
+        .with_columns(
+            (pl.col("server CPU ms/1k") / pl.col("native CPU ms/1k")).alias("serving overhead")
+        )
+        .select(
+            *ID,
+            "batch",
+            "concurrency",
+            "served status",
+            "served infer/s",
+            "served p50 µs",
+            "served p99 µs",
+            "native status",
+            "native infer/s",
+            "native p50 µs",
+            "native p99 µs",
+            "served/native",
+            "ratio status",
+            "server cores",
+            "client cores",
+            "server peak MiB",
+            "server CPU ms/1k",
+            "native CPU ms/1k",
+            "serving overhead",
+            "client CPU ms/1k",
+        )
+        .sort(*ID, "batch", "concurrency", nulls_last=True)
+    )
+
+
+def _floor_paths(online: Iterable[Path | str]) -> list[Path]:
+    """The serving floor's CSV beside each online CSV (the online job writes both)."""
+    return [Path(p).with_name(Path(p).stem + ".floor.csv") for p in online]
+
+
+def _served_vs_floor(online: pl.DataFrame, floor: pl.DataFrame) -> pl.DataFrame:
+    """Per online point, the serving floor at the same concurrency (a model that computes nothing,
+    same configuration and runner) and served/floor: near 1, the serving path limits single-sample
+    traffic, not the model."""
+    if floor.height == 0:
+        return pl.DataFrame()
+    fl = floor.select(
+        *ID,
+        "concurrency",
+        pl.col("status").alias("floor status"),
+        pl.col(THROUGHPUT).alias("floor infer/s"),
+        pl.col("p99 latency").alias("floor p99 µs"),
+    )
+    served = online.select(
+        *ID,
+        "concurrency",
+        pl.col("status").alias("served status"),
+        pl.col(THROUGHPUT).alias("served infer/s"),
+        pl.col("p99 latency").alias("served p99 µs"),
+    )
+    both_ok = (pl.col("served status") == "ok") & (pl.col("floor status") == "ok")
+    return (
+        fl.join(served, on=[*ID, "concurrency"], how="full", coalesce=True, nulls_equal=True)
+        .with_columns(
+            pl.when(both_ok)
+            .then(pl.col("served infer/s") / pl.col("floor infer/s"))
+            .otherwise(None)
+            .alias("served/floor")
+        )
+        .sort(*ID, "concurrency", nulls_last=True)
+    )
 
 
 def _summary(
@@ -586,6 +709,7 @@ def _summary(
     offline: pl.DataFrame,
     online: pl.DataFrame,
     sv: pl.DataFrame,
+    floor: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     keys = (
         pl.concat([d.select(ID) for d in (acc, offline, online, sv)])
@@ -638,24 +762,48 @@ def _summary(
             )
         )
 
-    common = (  # the largest batch measured both ways, at its best offline concurrency
-        sv.drop_nulls("served/native")
-        .sort("batch", "served/native", descending=True)
+    # The largest batch measured both ways, at its best offline concurrency; a ratio above 1 (or
+    # beside a disturbed or suspect baseline) is never a result: its status reads instead.
+    common = (
+        sv.filter(pl.col("served status") == "ok")
+        .drop_nulls(["served infer/s", "native infer/s"])
+        .sort("batch", "served infer/s", descending=True)
         .group_by(ID, maintain_order=True)
         .first()
         .select(
             *ID,
-            pl.col("served/native"),
+            pl.when(pl.col("ratio status") == "ok")
+            .then(pl.col("served/native").map_elements(_fmt, return_dtype=pl.String))
+            .otherwise(pl.col("ratio status"))
+            .alias("served/native"),
             pl.col("batch").alias("at batch"),
             pl.col("concurrency").alias("at concurrency"),
         )
     )
-    for part in (
+    parts = [
         served_metric,
         best(offline, "batch", "offline"),
         best(online, "concurrency", "online"),
-        common,
-    ):
+    ]
+    parts.append(common)
+    if floor is not None and floor.height:
+        # The best online point over the floor at its concurrency: near 1, the serving path limits.
+        at_best = best(online, "concurrency", "online").join(
+            floor.filter(pl.col("status") == "ok").select(
+                *ID,
+                pl.col("concurrency").alias("online concurrency"),
+                pl.col(THROUGHPUT).alias("floor"),
+            ),
+            on=[*ID, "online concurrency"],
+            how="inner",
+            nulls_equal=True,
+        )
+        parts.append(
+            at_best.select(
+                *ID, (pl.col("best online infer/s") / pl.col("floor")).alias("online served/floor")
+            )
+        )
+    for part in parts:
         rows = rows.join(part, on=ID, how="left", nulls_equal=True)
     return rows.select(*ID, pl.exclude(ID)).sort(*ID, nulls_last=True)
 
@@ -673,6 +821,7 @@ def _model_section(
     online: pl.DataFrame,
     sv: pl.DataFrame,
     tuned: list[tuple[dict[str, Any], pl.DataFrame]] | None = None,
+    floor: pl.DataFrame | None = None,
 ) -> tuple[str, list[tuple[str, str]]]:
     """(HTML, index entries) for one model: correctness, accuracy, offline, online, served vs native, tuning."""
     mine = [
@@ -715,7 +864,9 @@ def _model_section(
     parts.append(_table(m_acc.sort(*ID, "metric", nulls_last=True), "accuracy") + "</section>")
 
     perf_mask = [
-        c for c in m_off.columns if c not in PERF_TEXT and c not in ("batch", "concurrency")
+        c
+        for c in m_off.columns
+        if c not in PERF_TEXT and c not in ("batch", "concurrency") and c not in USAGE
     ]
     parts.append(
         f'<section id="{sid["offline"]}"><h3>Offline (batch sweep; concurrency: requests in '
@@ -730,7 +881,11 @@ def _model_section(
         )
     parts.append("</section>")
 
-    on_mask = [c for c in m_on.columns if c not in PERF_TEXT and c not in ("batch", "concurrency")]
+    on_mask = [
+        c
+        for c in m_on.columns
+        if c not in PERF_TEXT and c not in ("batch", "concurrency") and c not in USAGE
+    ]
     parts.append(
         f'<section id="{sid["online"]}"><h3>Online (batch 1, concurrency sweep)</h3><p class="note">latencies in µs</p>'
     )
@@ -739,16 +894,50 @@ def _model_section(
         parts.append(
             _online_charts(charts, m_on.filter(pl.col("device") == device), f"{model} · {device}")
         )
+    m_floor = (
+        _served_vs_floor(m_on, floor.filter(pl.col("model") == model))
+        if floor is not None and floor.height
+        else pl.DataFrame()
+    )
+    if m_floor.height:
+        parts.append(
+            '<h4>Serving floor</h4><p class="note">the same sweep against a model with the same inputs '
+            "and outputs that computes nothing, served with the same configuration and runner: what the "
+            "serving path alone allows here. served/floor near 1: the path, not the model, limits "
+            "single-sample traffic</p>"
+            + _table(
+                m_floor,
+                "serving-floor",
+                mask=["floor infer/s", "floor p99 µs", "served/floor"],
+                status="floor status",
+                masks=[("served status", ["served infer/s", "served p99 µs", "served/floor"])],
+            )
+        )
     parts.append("</section>")
 
-    sv_mask = ["served infer/s", "served p50 µs", "served p99 µs", "served/native"]
+    sv_mask = ["served infer/s", "served p50 µs", "served p99 µs", "server CPU ms/1k"]
     parts.append(
         f'<section id="{sid["native"]}"><h3>Served (Triton, offline) vs native (in-process runtime)</h3>'
         '<p class="note">served/native: Triton throughput over the same artifact run in-process, '
         "same batch, with the served instances and runtime threads; concurrency: requests in "
-        "flight to the server</p>"
+        "flight to the server. Served above in-process is impossible: above 1 by more than the "
+        "spread the native job measured again, and if it persisted it reads baseline suspect. "
+        "cores: CPU seconds per second of the window (server tree, perf_analyzer); CPU ms/1k: CPU "
+        "time per 1,000 inferences; serving overhead: the server's CPU ms/1k over the runtime's "
+        "in-process CPU ms/1k (perf_analyzer's share apart)</p>"
     )
-    parts.append(_table(m_sv, "served-vs-native", mask=sv_mask, status="served status"))
+    parts.append(
+        _table(
+            m_sv,
+            "served-vs-native",
+            mask=sv_mask,
+            status="served status",
+            masks=[
+                ("native status", ["native infer/s", "native p50 µs", "native p99 µs"]),
+                ("ratio status", ["served/native", "serving overhead"]),
+            ],
+        )
+    )
     for device in devices:
         parts.append(
             _native_charts(charts, m_sv.filter(pl.col("device") == device), f"{model} · {device}")
@@ -909,7 +1098,7 @@ def _tuning_section(
         parts.append(
             _side_by_side(charts, (chart, f"{label}: trials, throughput vs p99 (budget dashed)"))
         )
-        parts.append(_table(trials.drop("chosen"), "tuning"))
+        parts.append(_table(trials.drop("chosen"), "tuning", mask=["throughput", "p99_us"]))
         if chosen.get("side_by_side_table") is not None and chosen["side_by_side_table"].height:
             parts.append(
                 '<p class="note">side by side: the best trials and the untuned configuration '
@@ -1007,12 +1196,43 @@ def _provenance(frames: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
     )
 
 
-def _best_section(perf_csvs: list[Path], p99_budget_ms: float | None, deploy: list[Path]) -> str:
-    """First thing in the report: per model and device, the fastest format within the p99 budget."""
+def _native_cpu(native: pl.DataFrame | None) -> dict[tuple[Any, ...], float]:
+    """(model, format, device, batch) -> the runtime's in-process CPU ms per 1,000 inferences."""
+    if native is None or "native_cpu_ms_per_1k" not in native.columns or native.height == 0:
+        return {}
+    ok = native.filter(pl.col("status").fill_null("ok") == "ok").drop_nulls("native_cpu_ms_per_1k")
+    return {
+        (r["model"], r["format"], r["device"], int(r["batch"])): r["native_cpu_ms_per_1k"]
+        for r in ok.iter_rows(named=True)
+    }
+
+
+def _best_section(
+    perf_csvs: list[Path],
+    p99_budget_ms: float | None,
+    deploy: list[Path],
+    native: pl.DataFrame | None = None,
+) -> str:
+    """First thing in the report: per model and device, the fastest format within the p99 budget,
+    with infer/s per server core, the serving overhead (server CPU ms per 1,000 inferences over the
+    runtime's in-process CPU ms per 1,000 at the same batch) and the server's peak memory."""
     from .selection import best
 
     budget = 10.0 if p99_budget_ms is None else float(p99_budget_ms)
     rows = best([Path(p) for p in perf_csvs if Path(p).exists()], budget * 1000.0)
+    in_process = _native_cpu(native)
+
+    def per_core(r: dict[str, Any]) -> float | None:
+        cores = _num(r.get("server_cpu"))
+        return r["throughput"] / cores if cores else None
+
+    def overhead(r: dict[str, Any]) -> float | None:
+        cores = _num(r.get("server_cpu"))
+        base = in_process.get((r["model"], r["format"], r["device"], int(r["batch"])))
+        if not cores or not base or not r["throughput"]:
+            return None
+        return float(cores / r["throughput"] * 1e6 / base)
+
     table = pl.DataFrame(
         [
             {
@@ -1026,6 +1246,9 @@ def _best_section(perf_csvs: list[Path], p99_budget_ms: float | None, deploy: li
                 "concurrency": r["concurrency"],
                 "infer/s": r["throughput"],
                 "p99 µs": r["p99_us"],
+                "infer/s per server core": per_core(r),
+                "serving overhead": overhead(r),
+                "server peak MiB": _num(r.get("server_peak_rss_mb")),
                 "input per sample": r.get("input_shapes") or "",
             }
             for r in rows
@@ -1039,6 +1262,9 @@ def _best_section(perf_csvs: list[Path], p99_budget_ms: float | None, deploy: li
             "concurrency": pl.Int64,
             "infer/s": pl.Float64,
             "p99 µs": pl.Float64,
+            "infer/s per server core": pl.Float64,
+            "serving overhead": pl.Float64,
+            "server peak MiB": pl.Float64,
             "input per sample": pl.String,
         },
     )
@@ -1048,8 +1274,11 @@ def _best_section(perf_csvs: list[Path], p99_budget_ms: float | None, deploy: li
         "among stable points of formats that "
         f"passed correctness, with p99 latency within {_e(_fmt(budget))} ms "
         "(selection.p99_budget_ms); input per sample: the shape "
-        "perf_analyzer sent (a sequence's length is its dynamic "
-        f"axis)</p>{_table(table, 'best', links={'model': lambda m: '#' + _anchor(m, 'model')})}"
+        "perf_analyzer sent (a sequence's length is its dynamic axis); serving overhead: the "
+        "server's CPU time per 1,000 inferences over the same runtime's in-process CPU time per "
+        "1,000 at that batch (perf_analyzer's own CPU apart, in the model sections); disturbed "
+        "points (foreign load above perf.max_foreign_cpu) are never chosen"
+        f"</p>{_table(table, 'best', links={'model': lambda m: '#' + _anchor(m, 'model')})}"
         + (
             "<p>Native Triton model repositories (formats that passed), ready for a production "
             f"Triton:</p><ul>{archives}</ul>"
@@ -1090,6 +1319,10 @@ def build_report(
     off = _read_csvs(offline, PERF_TEXT, PERF_NUMBERS)
     on = _read_csvs(online, PERF_TEXT, PERF_NUMBERS)
     nat = _read_csvs(native, NATIVE_TEXT, NATIVE_NUMBERS)
+    floor = _read_csvs(
+        [p for p in _floor_paths(online) if p.is_file()], [*PERF_TEXT, "served_model"], PERF_NUMBERS
+    )
+    floor = floor.drop([c for c in PROVENANCE if c in floor.columns])
     env_paths = [environment] if isinstance(environment, (str, Path)) else list(environment)
     envs: list[dict[str, Any]] = [json.loads(Path(p).read_text()) for p in env_paths]
     env = envs[0] if envs else {}
@@ -1112,11 +1345,13 @@ def build_report(
     charts = _Charts()
     sections, index = [], []
     for model in models:
-        body, entries = _model_section(model, charts, corr_out, corr_fmt, acc, off, on, sv, tuned)
+        body, entries = _model_section(
+            model, charts, corr_out, corr_fmt, acc, off, on, sv, tuned, floor
+        )
         sections.append(body)
         index.append(entries)
 
-    summary = _summary(corr_fmt, acc, off, on, sv)
+    summary = _summary(corr_fmt, acc, off, on, sv, floor)
     nav = [
         '<nav id="index"><h2>Contents</h2><ul><li><a href="#best">Best format per '
         'device</a></li><li><a href="#summary">Summary</a></li>'
@@ -1142,10 +1377,13 @@ def build_report(
         f"{_e(_fmt(env.get('git_commit')))}; "
         f"{len(models)} model(s), {corr_fmt.height} checked format(s).</p>",
         "".join(nav),
-        _best_section(offline + online, p99_budget_ms, deploy or []),
+        _best_section(offline + online, p99_budget_ms, deploy or [], nat),
         '<section id="summary"><h2>Summary</h2>',
         '<p class="note">best throughputs count stable points only; served/native is taken at the largest batch '
-        "measured both ways, at its best offline concurrency.</p>",
+        "measured both ways, at its best offline concurrency (never above 1: baseline suspect or "
+        "within the spread instead); online served/floor: the best online point over the serving "
+        "floor (a model that computes nothing, same configuration and runner) at its "
+        "concurrency.</p>",
         _table(summary, "summary"),
         _skipped_list(skipped or []),
         "</section>",

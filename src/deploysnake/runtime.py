@@ -7,10 +7,27 @@ the served model repository, where Triton's python backend loads it as the model
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
 from numpy.typing import NDArray
+
+# Set by every measuring job (deploysnake.processes.size_thread_pools) to the CPUs it may use.
+CPUS_VARIABLE = "DEPLOYSNAKE_CPUS"
+
+
+def job_cpus() -> int:
+    """The CPUs the job that runs this process may use: $DEPLOYSNAKE_CPUS when the job set it, else
+    this process's CPU affinity. Never os.cpu_count() nor $OMP_NUM_THREADS (Snakemake's --cores)."""
+    value = os.environ.get(CPUS_VARIABLE, "")
+    return int(value) if value.isdigit() and int(value) > 0 else len(os.sched_getaffinity(0))
+
+
+def runtime_threads(setting: int, instances: int = 1) -> int:
+    """Explicit runtime threads per instance: `setting` when > 0; 0 (the runtime's default) becomes
+    the job's CPUs shared among the instances, at least 1 (as deploysnake.processes does)."""
+    return int(setting) if int(setting) > 0 else max(1, job_cpus() // max(1, int(instances)))
 
 
 class ArtifactRuntime:
@@ -24,9 +41,15 @@ class ArtifactRuntime:
         output_names: list[str],
         threads: int = 0,
         device: str = "cpu",
+        instances: int = 1,
     ) -> None:
         """device: "cpu", or "cuda"/"cuda:N" for the GPU path (ONNX Runtime's TensorRT and CUDA
-        providers, TorchScript on CUDA). Unverified here: the project's machines have no GPU."""
+        providers, TorchScript on CUDA). Unverified here: the project's machines have no GPU.
+        threads: this runtime's threads; 0: the job's CPUs over `instances` (runtime_threads).
+        `settings` holds what the runtime was given, read back from it where it can say."""
+        threads = runtime_threads(threads, instances)
+        self.threads = threads
+        self.settings: dict[str, Any] = {}
         self.fmt = fmt
         self.device = device
         self.input_names = list(input_names)
@@ -36,28 +59,42 @@ class ArtifactRuntime:
             import onnxruntime as ort
 
             options = ort.SessionOptions()
-            if threads > 0:
-                options.intra_op_num_threads = threads
+            options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
             self._session = ort.InferenceSession(
                 artifact, options, providers=self._onnx_providers(ort, fmt, device)
             )
+            given = self._session.get_session_options()
+            self.settings = {
+                "runtime": f"onnxruntime {ort.__version__}",
+                "intra_op_num_threads": given.intra_op_num_threads,
+                "inter_op_num_threads": given.inter_op_num_threads,
+            }
             self._run = self._run_onnx
         elif fmt.startswith("torchscript"):
             import torch
 
-            if threads > 0:
-                torch.set_num_threads(threads)
+            torch.set_num_threads(threads)
+            self.settings = {
+                "runtime": f"torch {torch.__version__}",
+                "num_threads": torch.get_num_threads(),
+                "num_interop_threads": torch.get_num_interop_threads(),
+            }
             self._torch = torch
             self._module = torch.jit.load(artifact, map_location=device).eval()
             self._run = self._run_torchscript
         elif fmt == "savedmodel":
             import tensorflow as tf
 
-            if threads > 0:
-                # RuntimeError: TensorFlow already initialised in this process.
-                with contextlib.suppress(RuntimeError):
-                    tf.config.threading.set_intra_op_parallelism_threads(threads)
+            # RuntimeError: TensorFlow already initialised in this process.
+            with contextlib.suppress(RuntimeError):
+                tf.config.threading.set_intra_op_parallelism_threads(threads)
+            self.settings = {
+                "runtime": f"tensorflow {tf.__version__}",
+                "intra_op_parallelism_threads": (
+                    tf.config.threading.get_intra_op_parallelism_threads()
+                ),
+            }
             self._tf = tf
             self._signature = tf.saved_model.load(artifact).signatures["serving_default"]
             self._run = self._run_savedmodel
@@ -108,6 +145,12 @@ class ArtifactRuntime:
         elif isinstance(out, dict):
             out = tuple(out.values())
         return {n: t.cpu().numpy() for n, t in zip(self.output_names, out, strict=True)}
+
+    def describe(self) -> str:
+        """One line for logs: the runtime and the thread settings it holds ("onnxruntime 1.x
+        intra_op_num_threads=2 inter_op_num_threads=1 (job CPUs 2)")."""
+        given = " ".join(f"{k}={v}" for k, v in self.settings.items() if k != "runtime")
+        return f"{self.settings.get('runtime', self.fmt)} {given} (job CPUs {job_cpus()})"
 
     def __call__(self, inputs: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
         return self._run(inputs)

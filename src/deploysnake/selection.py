@@ -39,6 +39,9 @@ def best(perf_csvs: list[Path], p99_budget_us: float) -> list[dict[str, Any]]:
                         "throughput": throughput,
                         "p99_us": p99,
                         "input_shapes": row.get("input_shapes", ""),
+                        # what the server used at that point (deploysnake.usage), when measured
+                        "server_cpu": _number(row.get("server_cpu")),
+                        "server_peak_rss_mb": _number(row.get("server_peak_rss_mb")),
                     }
                 )
     chosen = []

@@ -23,9 +23,11 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
+import psutil
+
 from . import inprocess
 from .errors import UserError
-from .processes import die_with_parent
+from .processes import die_with_parent, job_cpus, thread_env, thread_settings
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +273,8 @@ class TritonServer:
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
-                    env={**os.environ, **self.binary.env},
+                    # Thread pools sized from the job's CPUs, not from Snakemake's --cores.
+                    env={**os.environ, **thread_env(job_cpus()), **self.binary.env},
                     start_new_session=True,
                     preexec_fn=die_with_parent,
                 )
@@ -308,12 +311,31 @@ class TritonServer:
                     self.grpc_url,
                     self.readiness_timeout_s - (deadline - time.monotonic()),
                 )
+                self._log_threads()
                 return
             time.sleep(0.25)
         raise RuntimeError(
             f"tritonserver was not ready within {self.readiness_timeout_s:.0f} s "
             f"(triton.readiness_timeout_s); its log ({self.log_path}) ends:\n{self.tail()}"
         )
+
+    def _log_threads(self) -> None:
+        """The job log states what the server got, read back from the process, and what each
+        instance's runtime got (the runner's line in the server log)."""
+        assert self.process is not None
+        try:
+            got = thread_settings(self.process.pid)
+        except (psutil.Error, OSError) as exc:  # a report, never a reason to stop
+            log.info("tritonserver thread settings unreadable: %s", exc)
+            return
+        log.info("tritonserver (pid %d) got: %s", self.process.pid, got)
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return
+        for line in dict.fromkeys(text.splitlines()):
+            if line.startswith("deploysnake runner "):
+                log.info("tritonserver: %s", line)
 
     def stop(self, keep_backends: bool = False) -> None:
         process, self.process = self.process, None

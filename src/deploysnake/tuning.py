@@ -61,6 +61,9 @@ TRIAL_COLUMNS = [
     "status",
     "throughput",
     "p99_us",
+    "foreign_cpu",
+    "server_cpu",
+    "client_cpu",
     "round",
 ]
 
@@ -350,8 +353,10 @@ def measure_trial(
     trial_text: str,
     output: str | Path,
     input_data: str | Path | None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    """One perf_analyzer point against a server already running this trial's repository."""
+    """One perf_analyzer point against a server already running this trial's repository; a point
+    with foreign load above perf.max_foreign_cpu twice is "disturbed" and never ranked."""
     trial = parse_trial(trial_text)
     io = json.loads(Path(io_json).read_text())
     batch, concurrency = load_point(settings, trial)
@@ -367,6 +372,7 @@ def measure_trial(
             "trial",
             Path(tmp) / "trial.csv",
             load,
+            device,
         )
     row = {
         "trial": trial_text,
@@ -377,6 +383,7 @@ def measure_trial(
         "status": status,
         "throughput": measured.get("Inferences/Second", ""),
         "p99_us": measured.get("p99 latency", ""),
+        **{k: measured.get(k, "") for k in ("foreign_cpu", "server_cpu", "client_cpu")},
     }
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     with open(output, "w", newline="") as handle:
@@ -423,6 +430,7 @@ def run_trial(
                 trial_text,
                 output,
                 input_data,
+                device,
             )
 
 
@@ -561,6 +569,9 @@ SIDE_BY_SIDE_COLUMNS = [
     "status",
     "throughput",
     "p99_us",
+    "foreign_cpu",
+    "server_cpu",
+    "client_cpu",
 ]
 
 

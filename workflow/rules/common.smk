@@ -37,8 +37,11 @@ DEVICES = config["devices"]
 TORCH_MODELS = [m for m in MODELS if config["models"][m]["framework"] == "torch"]
 KERAS_MODELS = [m for m in MODELS if config["models"][m]["framework"] == "keras"]
 try:
-    # Locally a measuring job takes every core, so nothing else skews its numbers. A cluster run has
-    # no --cores: the profile's set-threads decides.
+    # Locally a measuring job takes every core of --cores, so Snakemake runs nothing beside it (a cap
+    # below --cores would let other jobs in). That count is only a scheduling token: Snakemake also
+    # exports it as OMP_NUM_THREADS and siblings, which every measuring job overwrites with the CPUs
+    # it may really use (deploysnake.processes.size_thread_pools: affinity, cgroup quota, SLURM).
+    # A cluster run has no --cores: the profile's set-threads decides.
     MEASURING_THREADS = workflow.cores
 except WorkflowError:
     MEASURING_THREADS = 1

@@ -1,11 +1,13 @@
 # The same artifact in-process at the offline batch sizes, with the served instances and runtime
-# threads: the baseline for served/native.
+# threads: the baseline for served/native. After the offline perf job: a served figure above the
+# in-process one by more than the spread is measured again, then marked "baseline suspect".
 rule runtime_native_baseline:
     input:
         artifact=artifact,
         io="results/export/{model}/{format}/io.json",
         tuned=tuned_config,
-        code=[package_file(m) for m in ("native", "runtime", "devices")],
+        served="results/perf_offline/{model}/{format}/{device}.csv",
+        code=[package_file(m) for m in ("native", "runtime", "devices", "usage")],
     output:
         "results/native/{model}/{format}/{device}.csv",
     log:
@@ -20,5 +22,9 @@ rule runtime_native_baseline:
         batch_sizes=config["perf"]["offline"]["batch_sizes"],
         triton={k: config["triton"][k] for k in ("instances", "runtime_threads")},
         native=config["native"],
+        sanity={
+            "spread": config["perf"]["stability_percentage"] / 100.0,
+            "max_foreign_cpu": config["perf"]["max_foreign_cpu"],
+        },
     script:
         "../scripts/native.py"

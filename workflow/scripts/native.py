@@ -30,6 +30,9 @@ def main(sm):
         sm.output[0],
         provenance.of_job(sm),
         instance_count(triton, w.device),
+        [sm.input.served],
+        sm.params.sanity["spread"],
+        sm.params.sanity["max_foreign_cpu"],
     )
 
 

@@ -1,7 +1,7 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../../src")  # the package, also under --sdm conda
-from deploysnake import job, perf, provenance, server, tools
+from deploysnake import floor, job, perf, provenance, server, tools
 from deploysnake.repository import served_instances, triton_model_name
 
 
@@ -25,6 +25,21 @@ def main(sm):
             provenance.of_job(sm),
             sm.input.data,
             instances,
+        )
+    if sm.params.mode == "online":  # beside the sweep, the same sweep of the serving floor
+        floor.measure_floor(
+            executable,
+            f"{sm.input.repository}/{name}",
+            sm.input.io,
+            triton,
+            settings,
+            w.model,
+            w.format,
+            w.device,
+            sm.output.floor,
+            sm.log.floor_server,
+            provenance.of_job(sm),
+            sm.input.data,
         )
 
 

@@ -49,6 +49,13 @@ class TritonModel:
             [n for n, _ in self.outputs],
             int(params.get("threads", "0")),
             device,
+            sum(int(g.get("count", 1)) for g in config.get("instance_group", [])) or 1,
+        )
+        # The server log states what each instance's runtime got (read back from the runtime).
+        print(
+            f"deploysnake runner {config.get('name', '')}: {self.runtime.describe()}",
+            file=sys.stderr,
+            flush=True,
         )
 
     def execute(
