@@ -188,6 +188,9 @@ def semantic_problems(config: dict[str, Any]) -> list[str]:
         problems.append(
             f"config.tuning.batch_range: [{low}, {high}] is empty; give [low, high] with low <= high"
         )
+    from .capacity import config_problems
+
+    problems += config_problems(config)
     # Whether the machine or cluster has each GPU device is checked when the run starts (devices.check_available):
     # a cluster's submit host has no GPU of its own.
     return problems

@@ -39,6 +39,8 @@ UNSTABLE_MARKERS = (
     "Failed to get stable",
     "No valid requests recorded within time interval",
 )
+# Request-rate mode (open loop) exits 0 with a CSV row when no window was stable: no result.
+UNSTABLE_EXIT_0 = ("Request latency is not stabilizing",)
 COLUMNS = ["model", "format", "device", "mode", "batch", "concurrency", "status"]
 # A point whose window saw more foreign CPU load (cores) than this, twice, is recorded "disturbed".
 MAX_FOREIGN_CPU = 0.25
@@ -62,8 +64,14 @@ PERF_ANALYZER_COLUMNS = [
 
 @dataclass(frozen=True)
 class Point:
+    """One perf_analyzer load: closed loop (concurrency requests in flight) or, with request_rate
+    (requests/s), open loop: requests issued on a schedule whether or not answers came back
+    (`--request-rate-range R:R:1`, arrivals by `distribution`: poisson or constant)."""
+
     batch: int
     concurrency: int
+    request_rate: float | None = None
+    distribution: str = "poisson"
 
 
 def sweep(mode: str, settings: dict[str, Any], instances: int = 1) -> list[Point]:
@@ -178,8 +186,18 @@ def command(
         "grpc",
         "-b",
         str(point.batch),
-        "--concurrency-range",
-        f"{point.concurrency}:{point.concurrency}:1",
+        *(
+            [
+                "--request-rate-range",
+                f"{point.request_rate:g}:{point.request_rate:g}:1",
+                "--request-distribution",
+                point.distribution,
+                # asynchronous requests: the schedule does not wait for answers (open loop)
+                "--async",
+            ]
+            if point.request_rate is not None
+            else ["--concurrency-range", f"{point.concurrency}:{point.concurrency}:1"]
+        ),
         "--measurement-mode",
         settings["measurement_mode"],
         "--measurement-interval",
@@ -251,6 +269,8 @@ def run_point(
         raise RuntimeError(
             f"perf_analyzer failed (exit {done.returncode}): {' '.join(args)}\n{output[-3000:]}"
         )
+    if any(marker in output for marker in UNSTABLE_EXIT_0):
+        return "unstable", {}, output
     with open(csv_path, newline="") as handle:
         rows = list(csv.DictReader(handle))
     if not rows:

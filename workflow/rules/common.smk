@@ -275,14 +275,38 @@ def report_inputs(wildcards):
             for name in ("chosen.json", "trials.csv", "side_by_side.csv")
             if name != "side_by_side.csv" or config["tuning"]["side_by_side_rounds"]
         ],
+        "capacity": capacity_inputs(),  # workflow/rules/capacity.smk
     }
 
 
 def perf_shared():
     """The perf settings of a single point (tuning trials): neither sweep."""
-    return {k: v for k, v in config["perf"].items() if k not in ("offline", "online")}
+    return {
+        k: v
+        for k, v in config["perf"].items()
+        if k not in ("offline", "online", "capacity")
+    }
 
 
 def perf_settings(mode):
     """The perf settings one sweep reads: the shared ones plus only its own sweep."""
     return {**perf_shared(), mode: config["perf"][mode]}
+
+
+# Capacity search (workflow/rules/capacity.smk): the formats searched and what the search reads.
+CAPACITY_FORMATS = config["perf"]["capacity"]["formats"]
+# What the search reads: not the formats list, so searching another format never re-runs this one.
+CAPACITY_SETTINGS = {
+    k: v for k, v in config["perf"]["capacity"].items() if k != "formats"
+}
+
+
+def capacity_inputs():
+    """The capacity results the report reads: every passed format listed in perf.capacity.formats."""
+    return [
+        f"results/capacity/{model}/{fmt}/{device}.{suffix}"
+        for model, fmt in passed_formats()
+        if fmt in CAPACITY_FORMATS
+        for device in DEVICES
+        for suffix in ("json", "csv")
+    ]

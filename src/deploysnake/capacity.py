@@ -1,0 +1,590 @@
+"""Capacity stage: the highest open-loop request rate a deployment holds within a p99 budget.
+
+Open loop, as production traffic and MLPerf Inference's Server scenario: requests arrive on a
+schedule (Poisson by default, constant as an option) whether or not the server has answered the
+earlier ones; perf_analyzer's request-rate mode (`--request-rate-range R:R:1
+--request-distribution poisson --async`), each point measured by perf.measure_point (bounded in
+time, an unstable point measured once more with windows twice as long). Each rate is a row with
+perf_analyzer's columns plus the achieved rate (completed requests/s), the rate the client actually
+sent, the share of requests perf_analyzer sent late and whether the client kept up: a point whose
+send rate fell short of the schedule by more than `client_rate_tolerance` is recorded as
+`client_behind`, never as a result.
+
+The capacity search (the question of Model Analyzer's request-rate search and MLPerf's Server
+scenario): bracketing from `start_rate`, doubling while p99 holds (halving when the start already
+fails), then bisection until the bracket is narrower than `resolution` x its lower rate, at most
+`max_measurements` rates. A rate is "within" when its point is stable, the client kept up and
+p99 <= the budget; an unstable point (latency still growing: the queue does not drain) or a client
+that fell behind bounds the search from above. Each rate is a file of its own
+(`<output>/rates/r<rate>.csv`, keyed by the measurement settings and the served repository), so a
+stopped search resumes and no rate is measured twice.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .perf import COLUMNS, PERF_ANALYZER_COLUMNS, Point, input_shapes, measure_point, plan_load
+from .server import TritonServer
+
+log = logging.getLogger(__name__)
+
+# perf_analyzer 2.51's console lines in request-rate mode (the CSV has neither figure).
+SEND_RATE = re.compile(r"Avg send request rate:\s*([0-9.]+)")
+DELAYED = re.compile(r"([0-9.]+)% of the requests were delayed")
+# The request-rate CSV's first column is "Request Rate" where the concurrency CSV has "Concurrency".
+RATE_COLUMNS = [
+    *COLUMNS,
+    "request_rate",
+    "distribution",
+    "step",
+    "within_budget",
+    "achieved_rate",
+    "send_rate",
+    "delayed_percent",
+    "kept_up",
+    "Request Rate",
+    *PERF_ANALYZER_COLUMNS,
+]
+# A point whose status is one of these has no latency figures that count.
+NOT_A_RESULT = ("unstable", "client_behind")
+
+
+@dataclass(frozen=True)
+class Rate:
+    """One measured rate: its CSV row (perf_analyzer's columns) and what the search reads."""
+
+    rate: int
+    status: str  # ok, unstable, client_behind
+    p50_us: float | None
+    p99_us: float | None
+    row: dict[str, Any]
+
+    def within(self, budget_us: float) -> bool:
+        return self.status == "ok" and self.p99_us is not None and self.p99_us <= budget_us
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def client_figures(output: str) -> tuple[float | None, float | None]:
+    """(send rate in requests/s, % of requests sent late) from perf_analyzer's console output; None
+    where it printed none (no warning: no request was late)."""
+    send = SEND_RATE.findall(output)
+    delayed = DELAYED.findall(output)
+    reported = (
+        "Client:" in output
+    )  # its report of the point; without a warning, no request was late
+    return (
+        float(send[-1]) if send else None,
+        float(delayed[-1]) if delayed else (0.0 if reported else None),
+    )
+
+
+def kept_up(
+    rate: float, send_rate: float | None, delayed_percent: float | None, tolerance: float
+) -> bool:
+    """Whether the client issued the scheduled load: no request sent late, or a send rate within
+    `tolerance` (a fraction) of the offered rate. perf_analyzer 2.51 prints "Avg send request
+    rate" only beside its warning that "N% of the requests were delayed", which counts any
+    lateness, microseconds included (4 % at 200 requests/s with an idle client here): the send
+    rate decides."""
+    if delayed_percent == 0.0:
+        return True
+    return send_rate is not None and send_rate >= (1.0 - tolerance) * rate
+
+
+# ---------------------------------------------------------------- the search
+
+
+def search(
+    measure: Callable[[int, str], Rate],
+    budget_us: float,
+    start_rate: int,
+    max_rate: int,
+    resolution: float,
+    max_measurements: int,
+    min_rate: int = 1,
+) -> dict[str, Any]:
+    """The highest rate (requests/s, an integer) within the budget, by bracketing then bisection.
+
+    measure(rate, step) measures one rate (step: "bracket" or "bisect"); it is called at most
+    max_measurements times and never twice for one rate. Returns {"capacity": Rate or None,
+    "upper": the lowest rate found beyond the budget or None, "status", "steps": [(step, Rate)],
+    "lowest": the lowest rate measured}. status: "within_budget" (bracket narrower than
+    resolution x capacity), "bounded" (max_measurements reached first), "at_max_rate" (max_rate
+    itself holds: the capacity is at least that), "none_within_budget" (no rate down to min_rate
+    holds)."""
+    steps: list[tuple[str, Rate]] = []
+    seen: set[int] = set()
+
+    def probe(rate: int, step: str) -> Rate:
+        seen.add(rate)
+        found = measure(rate, step)
+        steps.append((step, found))
+        return found
+
+    lo: Rate | None = None
+    hi: Rate | None = None
+    rate = max(min_rate, min(start_rate, max_rate))
+    while len(steps) < max_measurements:  # bracketing upwards: double while the budget holds
+        found = probe(rate, "bracket")
+        if not found.within(budget_us):
+            hi = found
+            break
+        lo = found
+        if rate >= max_rate:
+            break
+        rate = min(max_rate, 2 * rate)
+    if lo is None and hi is not None:  # the start fails already: halve until one holds
+        rate = hi.rate // 2
+        while rate >= min_rate and rate not in seen and len(steps) < max_measurements:
+            found = probe(rate, "bracket")
+            if found.within(budget_us):
+                lo = found
+                break
+            hi, rate = found, rate // 2
+    while (  # bisection of [lo, hi] to the resolution
+        lo is not None
+        and hi is not None
+        and len(steps) < max_measurements
+        and hi.rate - lo.rate > max(1.0, resolution * lo.rate)
+    ):
+        mid = (lo.rate + hi.rate) // 2
+        if mid in seen:
+            break
+        found = probe(mid, "bisect")
+        if found.within(budget_us):
+            lo = found
+        else:
+            hi = found
+    if lo is None:
+        status = "none_within_budget"
+    elif hi is None:
+        status = "at_max_rate" if lo.rate >= max_rate else "bounded"
+    elif hi.rate - lo.rate <= max(1.0, resolution * lo.rate):
+        status = "within_budget"
+    else:
+        status = "bounded"
+    lowest = min((r for _, r in steps), key=lambda r: r.rate, default=None)
+    return {"capacity": lo, "upper": hi, "status": status, "steps": steps, "lowest": lowest}
+
+
+# ---------------------------------------------------------------- measuring
+
+
+def point_settings(settings: dict[str, Any], perf_settings: dict[str, Any]) -> dict[str, Any]:
+    """perf_analyzer's settings for an open-loop point: the shared perf settings with the capacity
+    search's own window and stability (an open loop's latency is noisier than a closed loop's: each
+    window holds a random number of arrivals, and bursts queue)."""
+    return {
+        **perf_settings,
+        "measurement_mode": "time_windows",
+        "measurement_interval_ms": int(settings["measurement_interval_ms"]),
+        "stability_percentage": float(settings["stability_percentage"]),
+    }
+
+
+def cache_key(settings: dict[str, Any], perf_settings: dict[str, Any], repository: Path) -> str:
+    """What a rate's number depends on: the measurement settings and the served repository (its
+    config.pbtxt and every file's size and time). The budget and the search bounds are not in it:
+    changing them re-plans the search and reuses every rate already measured."""
+    measuring = {
+        k: settings[k]
+        for k in (
+            "batch_size",
+            "distribution",
+            "client_rate_tolerance",
+            "measurement_interval_ms",
+            "stability_percentage",
+        )
+    }
+    shared = {
+        k: v
+        for k, v in perf_settings.items()
+        if k not in ("offline", "online", "capacity", "perf_analyzer")
+    }
+    files = sorted(
+        (str(p.relative_to(repository)), p.stat().st_size, p.stat().st_mtime_ns)
+        for p in repository.rglob("*")
+        if p.is_file()
+    )
+    configs = sorted(p.read_text() for p in repository.rglob("config.pbtxt"))
+    text = json.dumps([measuring, shared, files, configs], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    columns = RATE_COLUMNS + [
+        c for c in dict.fromkeys(k for r in rows for k in r) if c not in RATE_COLUMNS
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    partial.replace(path)  # a file per rate appears whole or not at all
+
+
+def _as_rate(row: dict[str, Any]) -> Rate:
+    ok = row.get("status") == "ok"
+    return Rate(
+        int(float(row["request_rate"])),
+        str(row.get("status")),
+        _number(row.get("p50 latency")) if ok else None,
+        _number(row.get("p99 latency")) if ok else None,
+        row,
+    )
+
+
+def read_rate(path: Path, key: str) -> Rate | None:
+    """A rate measured before under the same settings and repository; None otherwise."""
+    if not path.exists():
+        return None
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if len(rows) != 1 or rows[0].get("cache_key") != key:
+        return None
+    return _as_rate(rows[0])
+
+
+def measure_rate(
+    executable: str,
+    server: TritonServer,
+    model_name: str,
+    rate: int,
+    settings: dict[str, Any],
+    perf_settings: dict[str, Any],
+    load: Any,
+    tmp: Path,
+) -> tuple[str, dict[str, Any]]:
+    """One open-loop point: (status, row fields). perf.measure_point runs perf_analyzer (bounded in
+    time, once more with longer windows if unstable); a stable point whose client sent less than the
+    schedule becomes client_behind, with its figures kept in the row for the record."""
+    batch = int(settings["batch_size"])
+    point = Point(batch, 0, float(rate), settings["distribution"])
+    status, measured, text = measure_point(
+        executable, model_name, server, point, perf_settings, "online", tmp / f"r{rate}.csv", load
+    )
+    send_rate, delayed = client_figures(text)
+    throughput = _number(measured.get("Inferences/Second"))
+    fields: dict[str, Any] = {
+        **measured,
+        "achieved_rate": f"{throughput / batch:.3f}" if throughput is not None else "",
+        "send_rate": "" if send_rate is None else f"{send_rate:.3f}",
+        "delayed_percent": "" if delayed is None else f"{delayed:.2f}",
+        "kept_up": "",
+    }
+    if status == "ok":
+        ok = kept_up(rate, send_rate, delayed, float(settings["client_rate_tolerance"]))
+        fields["kept_up"] = ok
+        if not ok:
+            status = "client_behind"
+    if status != "ok":
+        log.warning("rate %d req/s: %s; perf_analyzer said:\n%s", rate, status, _client_part(text))
+    return status, fields
+
+
+def _client_part(output: str) -> str:
+    """perf_analyzer's report of the point (from "Request Rate:"), or its last lines."""
+    at = output.find("Request Rate:")
+    return output[at : at + 2500] if at >= 0 else output[-2500:]
+
+
+def run_search(
+    executable: str,
+    server: TritonServer,
+    model: str,
+    fmt: str,
+    device: str,
+    model_name: str,
+    io_json: str | Path,
+    repository: str | Path,
+    settings: dict[str, Any],
+    perf_settings: dict[str, Any],
+    budget_ms: float,
+    rates_dir: str | Path,
+    input_data: str | Path | None = None,
+    provenance: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The capacity search against a running server; each rate cached in rates_dir. Returns the
+    search's outcome (see search) with every step's CSV row in "rows" (search order)."""
+    io = json.loads(Path(io_json).read_text())
+    perf_settings = point_settings(settings, perf_settings)
+    load = plan_load(io, perf_settings, input_data)
+    described = {
+        "input_data": "dataloader" if load.data else "random",
+        "input_shapes": input_shapes(input_data if load.shapes else load.data, io),
+    }
+    key = cache_key(settings, perf_settings, Path(repository))
+    rates_dir = Path(rates_dir)
+    budget_us = budget_ms * 1000.0
+    batch = int(settings["batch_size"])
+    counter = {"measured": 0, "cached": 0}
+
+    with tempfile.TemporaryDirectory(prefix="deploysnake-capacity-") as tmp:
+
+        def measure(rate: int, step: str) -> Rate:
+            path = rates_dir / f"r{rate}.csv"
+            k = counter["measured"] + counter["cached"] + 1
+            cached = read_rate(path, key)
+            if cached is not None:
+                counter["cached"] += 1
+                log.info(
+                    "%s: rate %d req/s (step %d of at most %d): measured before (%s), not again",
+                    _STEP_NAMES[step],
+                    rate,
+                    k,
+                    settings["max_measurements"],
+                    path,
+                )
+                found = cached
+            else:
+                log.info(
+                    "%s: rate %d req/s (step %d of at most %d), %s arrivals, batch %d",
+                    _STEP_NAMES[step],
+                    rate,
+                    k,
+                    settings["max_measurements"],
+                    settings["distribution"],
+                    batch,
+                )
+                started = time.monotonic()
+                server.check_alive()
+                status, fields = measure_rate(
+                    executable, server, model_name, rate, settings, perf_settings, load, Path(tmp)
+                )
+                server.check_alive()
+                counter["measured"] += 1
+                row = {
+                    "model": model,
+                    "format": fmt,
+                    "device": device,
+                    "mode": "capacity",
+                    "batch": batch,
+                    "concurrency": "",
+                    "status": status,
+                    "request_rate": rate,
+                    "distribution": settings["distribution"],
+                    **fields,
+                    **described,
+                    **(provenance or {}),
+                    "cache_key": key,
+                }
+                _write_rows(path, [row])
+                found = _as_rate(row)
+                log.info("rate %d req/s: measured (%.1f s)", rate, time.monotonic() - started)
+            verdict = (
+                f"p99 {found.p99_us / 1000:.2f} ms, p50 {found.p50_us / 1000:.2f} ms: "
+                + ("within" if found.within(budget_us) else "beyond")
+                + f" the {budget_ms:g} ms budget"
+                if found.status == "ok" and found.p99_us is not None and found.p50_us is not None
+                else f"{found.status} (not a result: beyond the budget for the search)"
+            )
+            log.info(
+                "rate %d req/s: %s; achieved %s req/s, client sent %s req/s (%s %% late)",
+                rate,
+                verdict,
+                found.row.get("achieved_rate") or "—",
+                found.row.get("send_rate") or "—",
+                found.row.get("delayed_percent") or "—",
+            )
+            return found
+
+        outcome = search(
+            measure,
+            budget_us,
+            int(settings["start_rate"]),
+            int(settings["max_rate"]),
+            float(settings["resolution"]),
+            int(settings["max_measurements"]),
+        )
+    outcome["rows"] = [
+        {**r.row, "step": step, "within_budget": r.within(budget_us)}
+        for step, r in outcome["steps"]
+    ]
+    outcome["measured"], outcome["cached"] = counter["measured"], counter["cached"]
+    return outcome
+
+
+_STEP_NAMES = {"bracket": "bracketing", "bisect": "bisection"}
+
+
+def summary(
+    outcome: dict[str, Any],
+    model: str,
+    fmt: str,
+    device: str,
+    settings: dict[str, Any],
+    budget_ms: float,
+) -> dict[str, Any]:
+    """The search's result as written to <output>.json: capacity (requests/s and infer/s), p50/p99
+    there (µs), the latency breakdown at that point (perf_analyzer's columns, µs), the first rate
+    beyond it and why, or, with no rate within the budget, the lowest rate's p99."""
+    cap: Rate | None = outcome["capacity"]
+    upper: Rate | None = outcome["upper"]
+    lowest: Rate | None = outcome["lowest"]
+    batch = int(settings["batch_size"])
+    breakdown = (
+        {c: _number(cap.row.get(c)) for c in PERF_ANALYZER_COLUMNS[2:9]} if cap is not None else {}
+    )
+    return {
+        "model": model,
+        "format": fmt,
+        "device": device,
+        "status": outcome["status"],
+        "p99_budget_ms": budget_ms,
+        "batch": batch,
+        "distribution": settings["distribution"],
+        "resolution": settings["resolution"],
+        "capacity_rps": cap.rate if cap else None,
+        "capacity_infer_per_s": cap.rate * batch if cap else None,
+        "achieved_rate": _number(cap.row.get("achieved_rate")) if cap else None,
+        "p50_us": cap.p50_us if cap else None,
+        "p99_us": cap.p99_us if cap else None,
+        "breakdown_us": breakdown,
+        "upper_rate": upper.rate if upper else None,
+        "upper_reason": (
+            None
+            if upper is None
+            else "over_budget"
+            if upper.status == "ok"
+            else upper.status  # unstable or client_behind
+        ),
+        "upper_p99_us": upper.p99_us if upper else None,
+        "lowest_rate": lowest.rate if lowest else None,
+        "lowest_status": lowest.status if lowest else None,
+        "lowest_p99_us": lowest.p99_us if lowest else None,
+        "measurements": len(outcome["steps"]),
+        "measured_now": outcome.get("measured"),
+        "from_cache": outcome.get("cached"),
+        "steps": [
+            {"step": step, "rate": r.rate, "status": r.status, "p99_us": r.p99_us}
+            for step, r in outcome["steps"]
+        ],
+    }
+
+
+def describe(result: dict[str, Any]) -> str:
+    """One line: the capacity and where it stops, or that no rate meets the budget."""
+    budget = f"p99 ≤ {result['p99_budget_ms']:g} ms"
+    if result["capacity_rps"] is None:
+        p99 = result.get("lowest_p99_us")
+        there = f"p99 {p99 / 1000:,.2f} ms" if p99 is not None else str(result["lowest_status"])
+        lowest = result["lowest_rate"]
+        return f"no rate meets {budget}: the lowest measured, {lowest} req/s, gave {there}"
+    text = (
+        f"{result['capacity_rps']:,} req/s at {budget} (p50 {result['p50_us'] / 1000:,.2f} ms, "
+        f"p99 {result['p99_us'] / 1000:,.2f} ms)"
+    )
+    if result["status"] == "at_max_rate":
+        text += ": the search's max_rate, the capacity is at least this"
+    elif result["upper_rate"] is not None:
+        text += f"; {result['upper_rate']:,} req/s: {result['upper_reason'].replace('_', ' ')}"
+        if result["status"] == "bounded":
+            text += " (max_measurements reached before the resolution)"
+    return text
+
+
+def cost_per_million(
+    capacity_infer_per_s: float | None, per_hour: dict[str, float], device: str
+) -> float | None:
+    """What a million inferences cost at the capacity: per_hour[device] (the user's price of one
+    instance-hour of that device, any currency) / (capacity infer/s x 3600) x 1e6. None without a
+    price for the device or without a capacity."""
+    price = per_hour.get(device)
+    if price is None or not capacity_infer_per_s:
+        return None
+    return float(price) / (float(capacity_infer_per_s) * 3600.0) * 1e6
+
+
+def write(
+    outcome: dict[str, Any], result: dict[str, Any], csv_path: str | Path, json_path: str | Path
+) -> None:
+    """Every rate of the search as a CSV row (search order, with its step) and the result JSON."""
+    _write_rows(Path(csv_path), outcome["rows"])
+    Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(json_path).write_text(json.dumps(result, indent=2) + "\n")
+    log.info("capacity: %s", describe(result))
+
+
+def measure(
+    executable: str,
+    server: TritonServer,
+    model: str,
+    fmt: str,
+    device: str,
+    model_name: str,
+    io_json: str | Path,
+    repository: str | Path,
+    settings: dict[str, Any],
+    perf_settings: dict[str, Any],
+    csv_path: str | Path,
+    json_path: str | Path,
+    input_data: str | Path | None = None,
+    provenance: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The workflow's capacity job: the search with perf.capacity's budget; the rate files sit in
+    `<csv_path without .csv>/rates/`. Returns the result JSON's content."""
+    budget_ms = float(settings["p99_budget_ms"])
+    rates_dir = Path(csv_path).with_suffix("") / "rates"
+    outcome = run_search(
+        executable,
+        server,
+        model,
+        fmt,
+        device,
+        model_name,
+        io_json,
+        repository,
+        settings,
+        perf_settings,
+        budget_ms,
+        rates_dir,
+        input_data,
+        provenance,
+    )
+    result = summary(outcome, model, fmt, device, settings, budget_ms)
+    write(outcome, result, csv_path, json_path)
+    return result
+
+
+def config_problems(config: dict[str, Any]) -> list[str]:
+    """perf.capacity settings that cannot work, each with the key and what to do."""
+    from .formats import ARTIFACTS
+
+    problems = []
+    settings = config["perf"]["capacity"]
+    unknown = [f for f in settings["formats"] if f not in ARTIFACTS]
+    if unknown:
+        problems.append(
+            f"config.perf.capacity.formats: {unknown} are not formats; "
+            f"allowed: {', '.join(ARTIFACTS)}"
+        )
+    if settings["batch_size"] > config["triton"]["max_batch_size"]:
+        problems.append(
+            f"config.perf.capacity.batch_size: {settings['batch_size']} above "
+            f"triton.max_batch_size ({config['triton']['max_batch_size']}); "
+            "lower it or raise triton.max_batch_size"
+        )
+    if settings["start_rate"] > settings["max_rate"]:
+        problems.append(
+            f"config.perf.capacity.start_rate: {settings['start_rate']} above max_rate "
+            f"({settings['max_rate']}); lower start_rate or raise max_rate"
+        )
+    return problems

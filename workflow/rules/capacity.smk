@@ -1,0 +1,28 @@
+# Open-loop load and the capacity search (see src/deploysnake/capacity.py): per model, format and
+# device, the highest request rate whose p99 stays within perf.capacity.p99_budget_ms. The search runs
+# in one job; each rate it measures is a file of its own (results/capacity/.../{device}/rates/), kept
+# when the job stops, so a resumed search measures no rate twice.
+rule perf_analyzer_capacity:
+    input:
+        repository="results/repository/{model}/{format}/{device}",
+        io="results/export/{model}/{format}/io.json",
+        data="results/perf_data/{model}/input.json",
+        code=[package_file(m) for m in ("capacity", "perf", "repository")],
+    output:
+        csv="results/capacity/{model}/{format}/{device}.csv",
+        json="results/capacity/{model}/{format}/{device}.json",
+    log:
+        "logs/capacity/{model}/{format}/{device}.log",
+        server="logs/capacity/{model}/{format}/{device}.server.log",
+    conda:
+        "../../envs/triton.yaml"
+    threads: MEASURING_THREADS
+    resources:
+        gpu=device_resource("gpu"),
+        gpu_model=device_resource("gpu_model"),
+    params:
+        server=config["triton"],
+        capacity=CAPACITY_SETTINGS,
+        perf=perf_shared(),
+    script:
+        "../scripts/capacity_search.py"

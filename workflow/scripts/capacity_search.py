@@ -1,0 +1,30 @@
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../../src")  # the package, also under --sdm conda
+from deploysnake import capacity, job, provenance, server, tools
+from deploysnake.repository import triton_model_name
+
+
+def main(sm):
+    w, p = sm.wildcards, sm.params
+    executable = tools.perf_analyzer(p.perf["perf_analyzer"])
+    with server.from_settings(sm.input.repository, p.server, sm.log.server) as running:
+        capacity.measure(
+            executable,
+            running,
+            w.model,
+            w.format,
+            w.device,
+            triton_model_name(w.model, w.format),
+            sm.input.io,
+            sm.input.repository,
+            p.capacity,
+            p.perf,
+            sm.output.csv,
+            sm.output.json,
+            sm.input.data,
+            provenance.of_job(sm),
+        )
+
+
+job.run(snakemake, main)
