@@ -22,6 +22,8 @@ import altair as alt
 import polars as pl
 import yaml
 
+from . import report_capacity
+
 log = logging.getLogger(__name__)
 
 MISSING = "—"
@@ -1212,10 +1214,12 @@ def _best_section(
     p99_budget_ms: float | None,
     deploy: list[Path],
     native: pl.DataFrame | None = None,
+    capacity: pl.DataFrame | None = None,
 ) -> str:
     """First thing in the report: per model and device, the fastest format within the p99 budget,
     with infer/s per server core, the serving overhead (server CPU ms per 1,000 inferences over the
-    runtime's in-process CPU ms per 1,000 at the same batch) and the server's peak memory."""
+    runtime's in-process CPU ms per 1,000 at the same batch) and the server's peak memory, and its
+    capacity at the SLA where searched (every searched format's capacity below)."""
     from .selection import best
 
     budget = 10.0 if p99_budget_ms is None else float(p99_budget_ms)
@@ -1268,6 +1272,21 @@ def _best_section(
             "input per sample": pl.String,
         },
     )
+    capacity_html = ""
+    if capacity is not None and capacity.height:
+        from .report_capacity import CAPACITY, COST
+
+        cap = capacity.select(*ID, CAPACITY, COST)
+        table = (
+            table.with_columns(pl.Series("format", [r["format"] for r in rows], pl.String))
+            .join(cap, on=ID, how="left", maintain_order="left")
+            .drop("format")
+        )
+        capacity_html = (
+            '<p class="note">capacity: the highest open-loop request rate whose p99 stays within '
+            "perf.capacity.p99_budget_ms; cost per 1M inferences from cost.per_hour</p>"
+            + _table(capacity.drop("capacity p99 µs"), "best_capacity")
+        )
     archives = "".join(f"<li><code>{_e(p)}</code></li>" for p in deploy)
     return (
         '<section id="best"><h2>Best format per device</h2><p class="note">highest throughput '
@@ -1279,6 +1298,7 @@ def _best_section(
         "1,000 at that batch (perf_analyzer's own CPU apart, in the model sections); disturbed "
         "points (foreign load above perf.max_foreign_cpu) are never chosen"
         f"</p>{_table(table, 'best', links={'model': lambda m: '#' + _anchor(m, 'model')})}"
+        + capacity_html
         + (
             "<p>Native Triton model repositories (formats that passed), ready for a production "
             f"Triton:</p><ul>{archives}</ul>"
@@ -1312,6 +1332,7 @@ def build_report(
     p99_budget_ms: float | None = None,
     deploy: list[Path] | None = None,
     tuning: list[Path] | None = None,
+    capacity: list[Path] | None = None,
 ) -> None:
     """Write one self-contained HTML report (no network needed to view it) to `output`."""
     corr_out, corr_fmt = _load_correctness(correctness)
@@ -1342,16 +1363,39 @@ def build_report(
         }
     )
     tuned = _load_tuning(tuning or [])
+    capacities = report_capacity.load(capacity or [])
+    per_hour = dict((config.get("cost") or {}).get("per_hour") or {})
+    capacity_figures = report_capacity.figures(capacities, per_hour)
     charts = _Charts()
     sections, index = [], []
     for model in models:
         body, entries = _model_section(
             model, charts, corr_out, corr_fmt, acc, off, on, sv, tuned, floor
         )
-        sections.append(body)
-        index.append(entries)
+        cap_id = _anchor(model, "capacity")
+        cap_html = report_capacity.section(
+            model,
+            capacities,
+            per_hour,
+            lambda *items: _side_by_side(charts, *items),
+            lambda df: _table(df, "capacity"),
+            _e,
+            cap_id,
+            CHART_WIDTH,
+            CHART_HEIGHT,
+        )
+        sections.append(body + cap_html)
+        index.append(entries + ([(cap_id, "Capacity")] if cap_html else []))
 
     summary = _summary(corr_fmt, acc, off, on, sv, floor)
+    if capacity_figures.height:
+        summary = summary.join(
+            capacity_figures.select(*ID, report_capacity.CAPACITY, report_capacity.COST),
+            on=ID,
+            how="left",
+            nulls_equal=True,
+            maintain_order="left",
+        )
     nav = [
         '<nav id="index"><h2>Contents</h2><ul><li><a href="#best">Best format per '
         'device</a></li><li><a href="#summary">Summary</a></li>'
@@ -1377,7 +1421,7 @@ def build_report(
         f"{_e(_fmt(env.get('git_commit')))}; "
         f"{len(models)} model(s), {corr_fmt.height} checked format(s).</p>",
         "".join(nav),
-        _best_section(offline + online, p99_budget_ms, deploy or [], nat),
+        _best_section(offline + online, p99_budget_ms, deploy or [], nat, capacity_figures),
         '<section id="summary"><h2>Summary</h2>',
         '<p class="note">best throughputs count stable points only; served/native is taken at the largest batch '
         "measured both ways, at its best offline concurrency (never above 1: baseline suspect or "

@@ -16,7 +16,7 @@ rule python_describe_environment:
 rule altair_report:
     input:
         unpack(report_inputs),
-        code=package_file("report"),
+        code=[package_file(m) for m in ("report", "report_capacity")],
     output:
         "results/report.html",
     log:

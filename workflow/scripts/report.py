@@ -19,6 +19,7 @@ def main(sm):
         p99_budget_ms=sm.params.p99_budget_ms,
         deploy=[Path(p) for p in sm.input.deploy],
         tuning=[Path(p) for p in sm.input.tuning],
+        capacity=[Path(p) for p in sm.input.capacity],
         **paths,
     )
 
