@@ -207,7 +207,8 @@ def test_the_side_by_side_decides_between_the_best_trials_and_the_untuned(tmp_pa
         )
         for t, v in numbers.items()
     ]
-    assert tuning.shortlist(settings, triton, "cpu", csvs) == [lucky, steady, untuned]
+    newcomer = tuning.newcomer()  # seed 003's "before": measured beside them, never chosen
+    assert tuning.shortlist(settings, triton, "cpu", csvs) == [lucky, steady, untuned, newcomer]
     again = [
         (lucky, 3100.0),
         (steady, 3900.0),
@@ -215,6 +216,8 @@ def test_the_side_by_side_decides_between_the_best_trials_and_the_untuned(tmp_pa
         (steady, 4100.0),
         (untuned, 1900.0),
         (lucky, 2900.0),
+        (newcomer, 9000.0),  # faster than all (say, at a batch the others cannot run): not chosen
+        (newcomer, 9000.0),
     ]
     side = write(
         tmp_path / "side.csv",
@@ -244,8 +247,9 @@ def test_the_side_by_side_decides_between_the_best_trials_and_the_untuned(tmp_pa
     ) == (steady, 4000.0, "side_by_side", lucky)
     assert (
         chosen["side_by_side"][lucky]["throughput"] == 3000.0
-        and chosen["side_by_side_measurements"] == 6
+        and chosen["side_by_side_measurements"] == 8
     )
+    assert (chosen["newcomer"], chosen["newcomer_throughput"]) == (newcomer, 9000.0)
     assert chosen["triton"] == tuning.triton_settings(triton, tuning.parse_trial(steady), "cpu")
     # without a side by side, the search's best trial as measured
     assert (
@@ -369,7 +373,7 @@ def test_a_brute_force_search_end_to_end(tmp_path: Path) -> None:
     # choice is the best median among them
     side = tuning.read_trials([tmp_path / TUNED / "side_by_side.csv"])
     ranked = [r["trial"] for r in sorted(stable, key=lambda r: -r["throughput"])]
-    distinct = list(dict.fromkeys([*ranked[:2], chosen["naive"]]))
+    distinct = list(dict.fromkeys([*ranked[:2], chosen["naive"], tuning.newcomer()]))
     assert [(r["trial"], r["round"]) for r in side] == [
         (t, str(k)) for k in range(2) for t in tuning.rotated(distinct, k)
     ]

@@ -588,3 +588,45 @@ def config_problems(config: dict[str, Any]) -> list[str]:
             f"({settings['max_rate']}); lower start_rate or raise max_rate"
         )
     return problems
+
+
+def trial_capacity(
+    executable: str,
+    server: TritonServer,
+    model_name: str,
+    io_json: str | Path,
+    repository: str | Path,
+    settings: dict[str, Any],
+    perf_settings: dict[str, Any],
+    rates_dir: str | Path,
+    input_data: str | Path | None,
+) -> tuple[str, dict[str, str]]:
+    """A tuning trial's measurement under `tuning.objective: capacity`: the capacity search on the
+    trial's server at perf.capacity.p99_budget_ms, as (status, perf_analyzer-like columns):
+    Inferences/Second is the capacity in infer/s and p99 latency its p99 (µs). No rate within the
+    budget: 0 infer/s at the lowest rate's p99 (ranked after every trial with a capacity)."""
+    budget_ms = float(settings["p99_budget_ms"])
+    outcome = run_search(
+        executable,
+        server,
+        "",
+        "",
+        "",
+        model_name,
+        io_json,
+        repository,
+        settings,
+        perf_settings,
+        budget_ms,
+        rates_dir,
+        input_data,
+    )
+    cap: Rate | None = outcome["capacity"]
+    lowest: Rate | None = outcome["lowest"]
+    if cap is not None:
+        throughput, p99 = cap.rate * int(settings["batch_size"]), cap.p99_us
+    elif lowest is not None and lowest.p99_us is not None:
+        throughput, p99 = 0, lowest.p99_us
+    else:
+        return "unstable", {}
+    return "ok", {"Inferences/Second": f"{throughput:g}", "p99 latency": f"{p99:g}"}

@@ -1025,6 +1025,7 @@ def _side_by_side_gain(chosen: dict[str, Any]) -> str:
             text += f" (the trials, one short measurement each: {trial_gain})"
     else:
         text += f"; the untuned configuration ({_e(chosen['naive'])}) had no stable measurement"
+    text += _newcomer_gain(chosen, mine.get("throughput"))
     if chosen.get("search_best") and chosen["search_best"] != chosen["trial"]:
         best = side.get(chosen["search_best"], {})
         again = (
@@ -1035,6 +1036,20 @@ def _side_by_side_gain(chosen: dict[str, Any]) -> str:
             f"({chosen['search_best_throughput']:,.1f} infer/s in its trial), measured {again} side by side"
         )
     return text
+
+
+def _newcomer_gain(chosen: dict[str, Any], tuned: float | None) -> str:
+    """Tuned over what a newcomer writes first (seed 003's "before": max_batch_size 1, no dynamic
+    batching, one instance), measured in the same side by side; empty where it was not."""
+    newcomer = chosen.get("newcomer_throughput")
+    if not chosen.get("newcomer") or newcomer is None:
+        return ""
+    gain = f": <b>×{tuned / newcomer:.2f}</b>" if tuned else ""
+    return (
+        f"; a newcomer's configuration ({_e(chosen['newcomer'])}: max_batch_size 1, no dynamic "
+        f'batching, one instance) <span data-newcomer="{newcomer}">{newcomer:,.1f} infer/s</span>'
+        f"{gain}"
+    )
 
 
 def _tuning_section(

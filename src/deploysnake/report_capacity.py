@@ -185,7 +185,8 @@ def section(
         return ""
     parts = [
         f'<section id="{anchor}"><h3>Capacity at a p99 SLA (open loop)</h3>'
-        '<p class="note">perf_analyzer at fixed request rates, arrivals on a schedule whether or not '
+        '<p class="note">perf_analyzer at fixed request rates, arrivals on a schedule whether '
+        "or not "
         "the server keeps up; the capacity is the highest rate whose p99 stays within the budget "
         "(bracketing, then bisection); a rate whose client fell behind the schedule "
         "(client_behind) or whose latency did not settle (unstable) is not a result</p>"

@@ -132,6 +132,23 @@ def naive(triton: dict[str, Any], device: str, space: dict[str, list[Any]]) -> d
     return canonical({d: _nearest(space[d], start[d]) for d in DIMENSIONS})
 
 
+# What a newcomer writes first (seed 003's "before": max_batch_size 1, dynamic batching off, one
+# instance, the runtime's default threads): measured in the side by side, never chosen.
+NEWCOMER = {
+    "max_batch_size": 1,
+    "dynamic_batching": False,
+    "max_queue_delay_us": 0,
+    "preferred_batch_sizes": "none",
+    "instances": 1,
+    "runtime_threads": 0,
+}
+
+
+def newcomer() -> str:
+    """The trial id of a newcomer's configuration (NEWCOMER)."""
+    return trial_id(NEWCOMER)
+
+
 def neighbours(trial: dict[str, Any], space: dict[str, list[Any]]) -> list[dict[str, Any]]:
     """One step up or down along one dimension (the options in their config order)."""
     found = []
@@ -354,26 +371,47 @@ def measure_trial(
     output: str | Path,
     input_data: str | Path | None,
     device: str = "cpu",
+    repository: str | Path | None = None,
 ) -> dict[str, Any]:
     """One perf_analyzer point against a server already running this trial's repository; a point
-    with foreign load above perf.max_foreign_cpu twice is "disturbed" and never ranked."""
+    with foreign load above perf.max_foreign_cpu twice is "disturbed" and never ranked. With
+    `objective: capacity` (settings["capacity"] then holds perf.capacity), the trial's capacity
+    search instead: throughput is the capacity (infer/s) at perf.capacity.p99_budget_ms and p99
+    the p99 there (capacity.trial_capacity)."""
     trial = parse_trial(trial_text)
     io = json.loads(Path(io_json).read_text())
     batch, concurrency = load_point(settings, trial)
     load = plan_load(io, perf_settings, input_data)
     with tempfile.TemporaryDirectory(prefix="deploysnake-trial-") as tmp:
-        log.info("trial %s: batch %d, concurrency %d", trial_text, batch, concurrency)
-        status, measured, _ = measure_point(
-            executable,
-            model_name,
-            server,
-            Point(batch, concurrency),
-            perf_settings,
-            "trial",
-            Path(tmp) / "trial.csv",
-            load,
-            device,
-        )
+        if settings.get("objective") == "capacity":
+            from .capacity import trial_capacity
+
+            batch, concurrency = int(settings["capacity"]["batch_size"]), 0
+            log.info("trial %s: capacity search, batch %d", trial_text, batch)
+            status, measured = trial_capacity(
+                executable,
+                server,
+                model_name,
+                io_json,
+                repository or tmp,
+                settings["capacity"],
+                perf_settings,
+                Path(tmp) / "rates",
+                input_data,
+            )
+        else:
+            log.info("trial %s: batch %d, concurrency %d", trial_text, batch, concurrency)
+            status, measured, _ = measure_point(
+                executable,
+                model_name,
+                server,
+                Point(batch, concurrency),
+                perf_settings,
+                "trial",
+                Path(tmp) / "trial.csv",
+                load,
+                device,
+            )
     row = {
         "trial": trial_text,
         **trial,
@@ -431,6 +469,7 @@ def run_trial(
                 output,
                 input_data,
                 device,
+                repo,
             )
 
 
@@ -438,7 +477,8 @@ def shortlist(
     settings: dict[str, Any], triton: dict[str, Any], device: str, trial_csvs: list[str]
 ) -> list[str]:
     """The configurations the side by side measures again: the search's best
-    `side_by_side_candidates` trials and the untuned one."""
+    `side_by_side_candidates` trials, the untuned one and a newcomer's (NEWCOMER, for the report's
+    tuned-over-newcomer ratio; never chosen)."""
     rows = read_trials(trial_csvs)
     best = [
         r["trial"]
@@ -446,7 +486,9 @@ def shortlist(
             : settings["side_by_side_candidates"]
         ]
     ]
-    return list(dict.fromkeys([*best, trial_id(naive(triton, device, settings["space"]))]))
+    return list(
+        dict.fromkeys([*best, trial_id(naive(triton, device, settings["space"])), newcomer()])
+    )
 
 
 def summarize_side_by_side(path: str | Path) -> dict[str, dict[str, Any]]:
@@ -502,6 +544,7 @@ def choose(
         medians_as_rows = [
             {"trial": t, "status": "ok" if m["throughput"] is not None else "unstable", **m}
             for t, m in side.items()
+            if t != newcomer() or t in {r["trial"] for r in rows}  # a reference, not a candidate
         ]
         best, within = incumbent(medians_as_rows, budget_us, settings["min_throughput"])
     else:
@@ -526,6 +569,8 @@ def choose(
         "strategy": settings["strategy"],
         "naive": start,
         "naive_throughput": naive_row["throughput"] if naive_row else None,
+        "newcomer": newcomer(),
+        "newcomer_throughput": side.get(newcomer(), {}).get("throughput"),
         # Nothing meets the constraints: serve the closest trial, and say so everywhere.
         "triton": triton_settings(triton, parse_trial(best["trial"]), device) if best else triton,
     }

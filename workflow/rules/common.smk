@@ -55,6 +55,12 @@ SERVER_FLAVOUR = locate(
 TUNED_FORMATS = config["tuning"]["formats"]
 # What a tuning trial's measurement reads: changing the budget or strategy re-plans, never re-measures.
 TUNING_TRIAL = {k: config["tuning"][k] for k in ("mode", "concurrency", "batch_range")}
+if config["tuning"]["objective"] == "capacity":
+    # Each trial a capacity search (src/deploysnake/capacity.py) with perf.capacity's settings.
+    TUNING_TRIAL["objective"] = "capacity"
+    TUNING_TRIAL["capacity"] = {
+        k: v for k, v in config["perf"]["capacity"].items() if k != "formats"
+    }
 # What the side by side reads besides: its shortlist (budget, minimum, space for the untuned trial)
 # and its rounds; tuning another format, or another strategy's rounds, never re-measures it.
 TUNING_SIDE_BY_SIDE = TUNING_TRIAL | {

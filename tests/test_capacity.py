@@ -1,0 +1,211 @@
+"""The capacity search end to end: the real workflow, tritonserver and perf_analyzer on the tiny
+digits model (onnx only), short windows, a coarse resolution and few rates."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/browser.py
+from browser import chart_summary, chromium_available, render_in_chromium
+
+from deploysnake import capacity
+
+from .conftest import ROOT, snakemake
+from .faults.conftest import TINY, processes_in
+
+RESULT = Path("results") / "capacity" / "digits" / "onnx" / "cpu"
+LOG = Path("logs") / "capacity" / "digits" / "onnx" / "cpu.log"
+CONFIG: dict[str, Any] = {
+    **json.loads(json.dumps(TINY)),
+    "formats": ["onnx"],
+    "cost": {"per_hour": {"cpu": 0.10}},
+}
+CONFIG["perf"]["capacity"] = {
+    "formats": ["onnx"],
+    "p99_budget_ms": 100,  # generous: the machine is shared, and the search must find a bracket
+    "start_rate": 100,
+    "max_rate": 100000,
+    "resolution": 0.5,  # coarse: one or two bisection steps
+    "max_measurements": 7,
+    "measurement_interval_ms": 500,
+    "stability_percentage": 60,
+}
+
+
+def write(workdir: Path, config: dict[str, Any]) -> None:
+    (workdir / "c.yaml").write_text(yaml.safe_dump(config))
+
+
+def run(workdir: Path, *targets: str) -> None:
+    snakemake(
+        *(targets or ("results/report.html",)),
+        "--cores",
+        "2",
+        "--configfile",
+        "c.yaml",
+        cwd=workdir,
+        timeout=1200,
+    )
+
+
+def rows(workdir: Path) -> list[dict[str, str]]:
+    with open(workdir / RESULT.with_suffix(".csv"), newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def rate_files(workdir: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in (workdir / RESULT / "rates").glob("r*.csv")}
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    workdir = tmp_path_factory.mktemp("capacity")
+    write(workdir, CONFIG)
+    run(workdir)
+    return workdir
+
+
+@pytest.fixture
+def copy(searched: Path, tmp_path: Path) -> Any:
+    workdir = tmp_path / "run"
+    shutil.copytree(searched, workdir, symlinks=True)  # mtimes kept: nothing is out of date
+    yield workdir
+    for line in processes_in(workdir):
+        import psutil
+
+        psutil.Process(int(line.split()[0])).kill()
+
+
+@pytest.mark.e2e
+def test_the_search_brackets_then_bisects_and_the_capacity_reaches_csv_and_report(
+    searched: Path,
+) -> None:
+    result = json.loads((searched / RESULT.with_suffix(".json")).read_text())
+    table = rows(searched)
+    log = (searched / LOG).read_text()
+    steps = [line for line in log.splitlines() if re.search(r"(bracketing|bisection): rate", line)]
+    assert [s["step"] for s in table] == [
+        "bracket" if "bracketing" in line else "bisect" for line in steps
+    ]
+    assert len(table) == result["measurements"] <= 7
+    assert any("bracketing: rate" in s for s in steps) and any(
+        "bisection: rate" in s for s in steps
+    )
+    assert len({s["request_rate"] for s in table}) == len(table)  # no rate twice
+    # the capacity: the highest rate within the budget, its row in the CSV with its p99
+    within = [s for s in table if s["within_budget"] == "True"]
+    assert result["status"] in ("within_budget", "bounded") and within
+    best = max(within, key=lambda s: int(s["request_rate"]))
+    assert result["capacity_rps"] == int(best["request_rate"])
+    assert result["p99_us"] == float(best["p99 latency"]) <= 100_000
+    assert best["status"] == "ok" and best["kept_up"] == "True"
+    # every rate above it in the search is beyond the budget, unstable or client-behind
+    assert all(
+        s["within_budget"] == "False"
+        for s in table
+        if int(s["request_rate"]) > result["capacity_rps"]
+    )
+    # open-loop columns: offered and achieved rates, what the client sent
+    assert float(best["achieved_rate"]) > 0 and best["distribution"] == "poisson"
+    html = (searched / "results" / "report.html").read_text()
+    assert f'data-capacity="{result["capacity_rps"]}"' in html
+    assert (
+        html.count('data-table="best_capacity"') == 1 and html.count('data-table="capacity"') == 1
+    )
+    cost = capacity.cost_per_million(result["capacity_infer_per_s"], {"cpu": 0.10}, "cpu")
+    assert cost is not None and f"<b>{cost:,.4g}</b> per million inferences" in html
+    if chromium_available():
+        charts = {
+            c["title"]: c
+            for c in chart_summary(render_in_chromium(searched / "results" / "report.html"))
+        }
+        lat = charts["digits · onnx · cpu: latency vs offered rate (budget dashed, capacity solid)"]
+        stable = [s for s in table if s["status"] == "ok"]
+        assert lat["error"] is None and lat["by_mark"].get("rule") == 2  # budget and capacity
+        assert lat["by_mark"].get("symbol") == 4 * len(stable)  # p50, p90, p95, p99 per rate
+        bars = charts["digits · onnx · cpu: latency breakdown at the capacity"]
+        assert bars["error"] is None and bars["by_mark"].get("rect") == 7
+
+
+@pytest.mark.e2e
+def test_a_stopped_search_resumes_without_measuring_a_rate_twice(copy: Path) -> None:
+    before = rate_files(copy)
+    config = json.loads(json.dumps(CONFIG))
+    # a finer resolution and more rates: the search goes on from what it has
+    config["perf"]["capacity"].update(resolution=0.05, max_measurements=10)
+    write(copy, config)
+    exe = str(Path(sys.executable).parent / "snakemake")
+    target = str(RESULT.with_suffix(".json"))
+    with open(copy / "first.out", "w") as out:
+        first = subprocess.Popen(
+            [exe, target, "--snakefile", str(ROOT / "Snakefile"), "--cores", "2"]
+            + ["--configfile", "c.yaml"],
+            cwd=copy,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and first.poll() is None:
+            if len(rate_files(copy)) > len(before):
+                break
+            time.sleep(0.3)
+        first.send_signal(signal.SIGINT)  # Ctrl-C in the middle of the search
+        first.wait(timeout=120)
+    stopped = rate_files(copy)
+    assert not (copy / RESULT.with_suffix(".json")).exists(), "the search was not stopped"
+    assert {k: v for k, v in stopped.items() if k in before} == before
+    run(copy, target)
+    after = rate_files(copy)
+    # every rate measured before the stop is kept as it was, and read back, not measured again
+    assert {k: after[k] for k in stopped} == stopped
+    log = (copy / LOG).read_text()
+    resumed = log[log.rfind("bracketing: rate 100 req/s (step 1 of at most 10)") :]
+    for name in stopped:
+        rate = name[1:-4]
+        assert re.search(rf"rate {rate} req/s \(step \d+ of at most 10\): measured before", resumed)
+    result = json.loads((copy / RESULT.with_suffix(".json")).read_text())
+    assert result["measured_now"] == len(after) - len(stopped)
+    # the same budget and cached outcomes lead the search down the same path: every file is visited
+    assert result["from_cache"] == len(stopped)
+    table = rows(copy)
+    assert len({s["request_rate"] for s in table}) == len(table) == result["measurements"]
+
+
+@pytest.mark.e2e
+def test_a_budget_no_rate_meets_is_reported_with_the_lowest_rates_p99(copy: Path) -> None:
+    config = json.loads(json.dumps(CONFIG))
+    config["perf"]["capacity"].update(
+        p99_budget_ms=0.001,  # one microsecond: no real server answers that fast
+        start_rate=200,
+        max_measurements=2,
+        distribution="constant",
+        measurement_interval_ms=1000,
+    )
+    write(copy, config)
+    run(copy)
+    result = json.loads((copy / RESULT.with_suffix(".json")).read_text())
+    table = rows(copy)
+    assert result["status"] == "none_within_budget" and result["capacity_rps"] is None
+    assert [int(s["request_rate"]) for s in table] == [200, 100]
+    assert all(s["distribution"] == "constant" and s["within_budget"] == "False" for s in table)
+    lowest = table[-1]
+    assert result["lowest_rate"] == 100 and result["lowest_status"] == lowest["status"]
+    html = (copy / "results" / "report.html").read_text()
+    assert "no rate meets p99 ≤ 0.001 ms: the lowest measured, 100 req/s, gave " in html
+    if lowest["status"] == "ok":  # its p99, as measured
+        p99 = float(lowest["p99 latency"])
+        assert result["lowest_p99_us"] == p99
+        assert f"100 req/s, gave p99 {p99 / 1000:,.2f} ms" in html
+    assert 'data-capacity=""' in html
