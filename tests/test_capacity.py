@@ -88,6 +88,88 @@ def copy(searched: Path, tmp_path: Path) -> Any:
         psutil.Process(int(line.split()[0])).kill()
 
 
+def linear_server(capacity_rps: int, budget_us: float) -> Any:
+    """A p99 that grows with the rate and crosses the budget at capacity_rps; records each call."""
+    calls: list[tuple[int, str]] = []
+
+    def measure(rate: int, step: str) -> capacity.Rate:
+        calls.append((rate, step))
+        p99 = budget_us * rate / capacity_rps
+        return capacity.Rate(rate, "ok", p99 / 2, p99, {"request_rate": rate})
+
+    return measure, calls
+
+
+def test_the_search_doubles_then_bisects_to_the_resolution_and_never_repeats_a_rate() -> None:
+    measure, calls = linear_server(1000, 10_000.0)
+    found = capacity.search(measure, 10_000.0, 100, 100_000, 0.1, 20)
+    rates = [r for r, _ in calls]
+    assert rates[:5] == [100, 200, 400, 800, 1600] and {s for _, s in calls[:5]} == {"bracket"}
+    assert {s for _, s in calls[5:]} == {"bisect"} and len(set(rates)) == len(rates)
+    cap, upper = found["capacity"], found["upper"]
+    assert found["status"] == "within_budget" and cap.rate <= 1000 < upper.rate
+    assert upper.rate - cap.rate <= 0.1 * cap.rate
+    # a start beyond the capacity halves down first; a bound stops the search where it is
+    measure, calls = linear_server(300, 10_000.0)
+    found = capacity.search(measure, 10_000.0, 1000, 100_000, 0.1, 4)
+    assert [r for r, _ in calls] == [1000, 500, 250, 375]
+    assert found["status"] == "bounded" and found["capacity"].rate == 250
+    # nothing holds: none within budget, the lowest rate measured reported
+    measure, calls = linear_server(1, 10_000.0)
+    found = capacity.search(measure, 10.0, 8, 100, 0.1, 10)
+    assert found["capacity"] is None and found["status"] == "none_within_budget"
+    assert [r for r, _ in calls] == [8, 4, 2, 1] and found["lowest"].rate == 1
+    # an unstable or client-behind point is no result: it bounds the search from above
+    behind = capacity.Rate(400, "client_behind", 1.0, 1.0, {})
+    assert not behind.within(10_000.0)
+
+
+def test_perf_analyzers_client_report_decides_whether_the_client_kept_up() -> None:
+    late = (
+        "Request Rate: 200 inference requests per seconds\n  Client: \n    Request count: 354\n"
+        "    Avg send request rate: 196.72 infer/sec\n    [WARNING] Perf Analyzer was not able "
+        "to keep up with the desired request rate. 39.83% of the requests were delayed. \n"
+    )
+    assert capacity.client_figures(late) == (196.72, 39.83, 354)
+    assert capacity.kept_up(200, 196.72, 39.83, 0.05, 354)  # late, but the load was sent
+    assert not capacity.kept_up(200, 150.0, 80.0, 0.05, 354)
+    # 12 % short of 100 requests/s over 150 Poisson arrivals: within their spread, not so when
+    # the arrivals are constant or many
+    assert capacity.kept_up(100, 88.0, 4.7, 0.05, 150)
+    assert not capacity.kept_up(100, 88.0, 4.7, 0.05, 150, poisson=False)
+    assert not capacity.kept_up(100, 88.0, 4.7, 0.05, 10_000)
+    on_time = "Request Rate: 100 inference requests per seconds\n  Client: \n    Request count: 9\n"
+    assert capacity.client_figures(on_time) == (None, 0.0, 9)
+    assert capacity.kept_up(100, None, 0.0, 0.05)
+    assert capacity.client_figures("Failed to obtain stable measurement.") == (None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"formats": ["onxx"]}, r"config.perf.capacity.formats: \['onxx'\] are not formats"),
+        ({"batch_size": 512}, r"config.perf.capacity.batch_size: 512 above triton.max_batch_size"),
+        ({"start_rate": 500, "max_rate": 100}, r"config.perf.capacity.start_rate: 500 above"),
+        ({"distribution": "burst"}, r"perf.capacity.distribution"),
+    ],
+)
+def test_bad_capacity_settings_name_the_key(change: dict[str, Any], expected: str) -> None:
+    from deploysnake.configuration import validate
+    from deploysnake.errors import UserError
+
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config["perf"]["capacity"].update(change)
+    with pytest.raises(UserError, match=expected):
+        validate(config)
+
+
+def test_cost_per_million_inferences() -> None:
+    # 0.10 an hour at 1,000 infer/s: 3.6 million an hour, so 0.10 / 3.6 per million
+    assert capacity.cost_per_million(1000.0, {"cpu": 0.10}, "cpu") == pytest.approx(0.10 / 3.6)
+    assert capacity.cost_per_million(1000.0, {"a100": 3.0}, "cpu") is None
+    assert capacity.cost_per_million(None, {"cpu": 0.10}, "cpu") is None
+
+
 @pytest.mark.e2e
 def test_the_search_brackets_then_bisects_and_the_capacity_reaches_csv_and_report(
     searched: Path,
