@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,7 +23,7 @@ from browser import chart_summary, chromium_available, render_in_chromium
 from deploysnake import capacity
 
 from .conftest import ROOT, snakemake
-from .faults.conftest import TINY, processes_in
+from .faults.conftest import TINY, no_processes_left, processes_in, start
 
 RESULT = Path("results") / "capacity" / "digits" / "onnx" / "cpu"
 LOG = Path("logs") / "capacity" / "digits" / "onnx" / "cpu.log"
@@ -32,6 +32,9 @@ CONFIG: dict[str, Any] = {
     "formats": ["onnx"],
     "cost": {"per_hour": {"cpu": 0.10}},
 }
+# the other perf sweeps cut to one point each: this module measures the capacity search
+CONFIG["perf"]["offline"] = {"batch_sizes": [1], "concurrency": [1]}
+CONFIG["perf"]["online"] = {"concurrency": [1]}
 CONFIG["perf"]["capacity"] = {
     "formats": ["onnx"],
     "p99_budget_ms": 100,  # generous: the machine is shared, and the search must find a bracket
@@ -228,23 +231,21 @@ def test_a_stopped_search_resumes_without_measuring_a_rate_twice(copy: Path) -> 
     # a finer resolution and more rates: the search goes on from what it has
     config["perf"]["capacity"].update(resolution=0.05, max_measurements=10)
     write(copy, config)
-    exe = str(Path(sys.executable).parent / "snakemake")
     target = str(RESULT.with_suffix(".json"))
-    with open(copy / "first.out", "w") as out:
-        first = subprocess.Popen(
-            [exe, target, "--snakefile", str(ROOT / "Snakefile"), "--cores", "2"]
-            + ["--configfile", "c.yaml"],
-            cwd=copy,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    for done in (RESULT.with_suffix(".json"), RESULT.with_suffix(".csv")):
+        (copy / done).unlink()  # the search must run again: it can only be stopped then
+    first = start(copy, target, config="c.yaml")
+    try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and first.poll() is None:
             if len(rate_files(copy)) > len(before):
                 break
-            time.sleep(0.3)
-        first.send_signal(signal.SIGINT)  # Ctrl-C in the middle of the search
+            time.sleep(0.2)
+        os.killpg(first.pid, signal.SIGINT)  # Ctrl-C in the middle of the search
         first.wait(timeout=120)
+    finally:
+        first.kill()
+    no_processes_left(copy)
     stopped = rate_files(copy)
     assert not (copy / RESULT.with_suffix(".json")).exists(), "the search was not stopped"
     assert {k: v for k, v in stopped.items() if k in before} == before
