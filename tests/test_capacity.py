@@ -122,6 +122,27 @@ def test_the_search_doubles_then_bisects_to_the_resolution_and_never_repeats_a_r
     found = capacity.search(measure, 10.0, 8, 100, 0.1, 10)
     assert found["capacity"] is None and found["status"] == "none_within_budget"
     assert [r for r, _ in calls] == [8, 4, 2, 1] and found["lowest"].rate == 1
+
+    # the lowest rate unstable: the lowest one with a stable measurement is reported beside it
+    def noisy(rate: int, step: str) -> capacity.Rate:
+        if rate < 4:
+            return capacity.Rate(rate, "unstable", None, None, {})
+        return capacity.Rate(rate, "ok", 20_000.0, 40_000.0, {})
+
+    found = capacity.search(noisy, 10_000.0, 8, 100, 0.1, 10)
+    assert (found["lowest"].rate, found["lowest_stable"].rate) == (1, 4)
+    result = capacity.summary(
+        found,
+        "m",
+        "f",
+        "cpu",
+        {"batch_size": 1, "distribution": "poisson", "resolution": 0.1},
+        10.0,
+    )
+    assert capacity.describe(result) == (
+        "no rate meets p99 ≤ 10 ms: the lowest measured, 1 req/s, gave unstable; the lowest "
+        "with a stable measurement, 4 req/s, gave p99 40.00 ms"
+    )
     # an unstable or client-behind point is no result: it bounds the search from above
     behind = capacity.Rate(400, "client_behind", 1.0, 1.0, {})
     assert not behind.within(10_000.0)
@@ -291,4 +312,10 @@ def test_a_budget_no_rate_meets_is_reported_with_the_lowest_rates_p99(copy: Path
         p99 = float(lowest["p99 latency"])
         assert result["lowest_p99_us"] == p99
         assert f"100 req/s, gave p99 {p99 / 1000:,.2f} ms" in html
+    elif table[0]["status"] == "ok":  # unstable at 100: the lowest stable one's p99 beside it
+        p99 = float(table[0]["p99 latency"])
+        assert (
+            f"the lowest with a stable measurement, 200 req/s, gave p99 {p99 / 1000:,.2f} ms"
+            in html
+        )
     assert 'data-capacity=""' in html

@@ -192,7 +192,15 @@ def search(
     else:
         status = "bounded"
     lowest = min((r for _, r in steps), key=lambda r: r.rate, default=None)
-    return {"capacity": lo, "upper": hi, "status": status, "steps": steps, "lowest": lowest}
+    stable = min((r for _, r in steps if r.p99_us is not None), key=lambda r: r.rate, default=None)
+    return {
+        "capacity": lo,
+        "upper": hi,
+        "status": status,
+        "steps": steps,
+        "lowest": lowest,
+        "lowest_stable": stable,
+    }
 
 
 # ---------------------------------------------------------------- measuring
@@ -457,6 +465,7 @@ def summary(
     cap: Rate | None = outcome["capacity"]
     upper: Rate | None = outcome["upper"]
     lowest: Rate | None = outcome["lowest"]
+    stable: Rate | None = outcome.get("lowest_stable")
     batch = int(settings["batch_size"])
     breakdown = (
         {c: _number(cap.row.get(c)) for c in PERF_ANALYZER_COLUMNS[2:9]} if cap is not None else {}
@@ -488,6 +497,8 @@ def summary(
         "lowest_rate": lowest.rate if lowest else None,
         "lowest_status": lowest.status if lowest else None,
         "lowest_p99_us": lowest.p99_us if lowest else None,
+        "lowest_stable_rate": stable.rate if stable else None,
+        "lowest_stable_p99_us": stable.p99_us if stable else None,
         "measurements": len(outcome["steps"]),
         "measured_now": outcome.get("measured"),
         "from_cache": outcome.get("cached"),
@@ -505,7 +516,13 @@ def describe(result: dict[str, Any]) -> str:
         p99 = result.get("lowest_p99_us")
         there = f"p99 {p99 / 1000:,.2f} ms" if p99 is not None else str(result["lowest_status"])
         lowest = result["lowest_rate"]
-        return f"no rate meets {budget}: the lowest measured, {lowest} req/s, gave {there}"
+        text = f"no rate meets {budget}: the lowest measured, {lowest} req/s, gave {there}"
+        if p99 is None and result.get("lowest_stable_p99_us") is not None:
+            text += (
+                f"; the lowest with a stable measurement, {result['lowest_stable_rate']} req/s, "
+                f"gave p99 {result['lowest_stable_p99_us'] / 1000:,.2f} ms"
+            )
+        return text
     text = (
         f"{result['capacity_rps']:,} req/s at {budget} (p50 {result['p50_us'] / 1000:,.2f} ms, "
         f"p99 {result['p99_us'] / 1000:,.2f} ms)"
@@ -622,7 +639,8 @@ def trial_capacity(
     """A tuning trial's measurement under `tuning.objective: capacity`: the capacity search on the
     trial's server at perf.capacity.p99_budget_ms, as (status, perf_analyzer-like columns):
     Inferences/Second is the capacity in infer/s and p99 latency its p99 (µs). No rate within the
-    budget: 0 infer/s at the lowest rate's p99 (ranked after every trial with a capacity)."""
+    budget: 0 infer/s at the p99 of the lowest rate measured stably (ranked after every trial
+    with a capacity)."""
     budget_ms = float(settings["p99_budget_ms"])
     outcome = run_search(
         executable,
@@ -640,7 +658,7 @@ def trial_capacity(
         input_data,
     )
     cap: Rate | None = outcome["capacity"]
-    lowest: Rate | None = outcome["lowest"]
+    lowest: Rate | None = outcome["lowest_stable"]
     if cap is not None:
         throughput, p99 = cap.rate * int(settings["batch_size"]), cap.p99_us
     elif lowest is not None and lowest.p99_us is not None:
