@@ -58,7 +58,8 @@ RATE_COLUMNS = [
     *PERF_ANALYZER_COLUMNS,
 ]
 # A point whose status is one of these has no latency figures that count.
-NOT_A_RESULT = ("unstable", "client_behind")
+# disturbed: foreign CPU load above perf.max_foreign_cpu, twice (perf.measure_point, usage.Window)
+NOT_A_RESULT = ("unstable", "client_behind", "disturbed")
 
 
 @dataclass(frozen=True)
@@ -291,6 +292,7 @@ def measure_rate(
     perf_settings: dict[str, Any],
     load: Any,
     tmp: Path,
+    device: str = "cpu",
 ) -> tuple[str, dict[str, Any]]:
     """One open-loop point: (status, row fields). perf.measure_point runs perf_analyzer (bounded in
     time, once more with longer windows if unstable); a stable point whose client sent less than the
@@ -298,7 +300,15 @@ def measure_rate(
     batch = int(settings["batch_size"])
     point = Point(batch, 0, float(rate), settings["distribution"])
     status, measured, text = measure_point(
-        executable, model_name, server, point, perf_settings, "online", tmp / f"r{rate}.csv", load
+        executable,
+        model_name,
+        server,
+        point,
+        perf_settings,
+        "online",
+        tmp / f"r{rate}.csv",
+        load,
+        device,
     )
     send_rate, delayed, requests = client_figures(text)
     throughput = _number(measured.get("Inferences/Second"))
@@ -393,7 +403,15 @@ def run_search(
                 started = time.monotonic()
                 server.check_alive()
                 status, fields = measure_rate(
-                    executable, server, model_name, rate, settings, perf_settings, load, Path(tmp)
+                    executable,
+                    server,
+                    model_name,
+                    rate,
+                    settings,
+                    perf_settings,
+                    load,
+                    Path(tmp),
+                    device,
                 )
                 server.check_alive()
                 counter["measured"] += 1
@@ -635,6 +653,7 @@ def trial_capacity(
     perf_settings: dict[str, Any],
     rates_dir: str | Path,
     input_data: str | Path | None,
+    device: str = "cpu",
 ) -> tuple[str, dict[str, str]]:
     """A tuning trial's measurement under `tuning.objective: capacity`: the capacity search on the
     trial's server at perf.capacity.p99_budget_ms, as (status, perf_analyzer-like columns):
@@ -647,7 +666,7 @@ def trial_capacity(
         server,
         "",
         "",
-        "",
+        device,
         model_name,
         io_json,
         repository,

@@ -398,6 +398,7 @@ def measure_trial(
                 perf_settings,
                 Path(tmp) / "rates",
                 input_data,
+                device,
             )
         else:
             log.info("trial %s: batch %d, concurrency %d", trial_text, batch, concurrency)
