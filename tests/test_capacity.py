@@ -3,6 +3,7 @@ digits model (onnx only), short windows, a coarse resolution and few rates."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -46,7 +47,7 @@ CONFIG["perf"]["capacity"] = {
     "resolution": 0.5,  # coarse: one or two bisection steps
     "max_measurements": 7,
     "measurement_interval_ms": 500,
-    "stability_percentage": 60,
+    "stability_percentage": 100,  # loose: on a loaded machine 60 % left every rate unstable once
 }
 
 
@@ -265,7 +266,8 @@ def test_a_stopped_search_resumes_without_measuring_a_rate_twice(copy: Path) -> 
             if len(rate_files(copy)) > len(before):
                 break
             time.sleep(0.2)
-        os.killpg(first.pid, signal.SIGINT)  # Ctrl-C in the middle of the search
+        with contextlib.suppress(ProcessLookupError):  # (ended already: the assert below says so)
+            os.killpg(first.pid, signal.SIGINT)  # Ctrl-C in the middle of the search
         first.wait(timeout=120)
     finally:
         first.kill()
