@@ -103,7 +103,7 @@ def latency_chart(result: dict[str, Any], rows: pl.DataFrame) -> alt.TopLevelMix
     )
     if not pts.height:
         return None
-    base = alt.Chart(alt.Data(values=pts.to_dicts())).encode(
+    base = alt.Chart(alt.InlineData(values=pts.to_dicts())).encode(
         x=alt.X("request_rate:Q", title="offered rate (requests/s)"),
         y=alt.Y("ms:Q", title="latency (ms)"),
         color=alt.Color("percentile:N", sort=["p50", "p90", "p95", "p99"]),
@@ -115,13 +115,13 @@ def latency_chart(result: dict[str, Any], rows: pl.DataFrame) -> alt.TopLevelMix
     )
     layers: list[Any] = [base.mark_line(), base.mark_point(filled=True, size=45)]
     layers.append(
-        alt.Chart(alt.Data(values=[{"budget": float(result["p99_budget_ms"])}]))
+        alt.Chart(alt.InlineData(values=[{"budget": float(result["p99_budget_ms"])}]))
         .mark_rule(strokeDash=[4, 4], color="red")
         .encode(y="budget:Q")
     )
     if result.get("capacity_rps") is not None:
         layers.append(
-            alt.Chart(alt.Data(values=[{"capacity": float(result["capacity_rps"])}]))
+            alt.Chart(alt.InlineData(values=[{"capacity": float(result["capacity_rps"])}]))
             .mark_rule(color="green", strokeWidth=2)
             .encode(x="capacity:Q")
         )
@@ -137,8 +137,8 @@ def breakdown_chart(result: dict[str, Any]) -> alt.TopLevelMixin | None:
     ]
     if result.get("capacity_rps") is None or not parts:
         return None
-    return (
-        alt.Chart(alt.Data(values=parts))
+    chart: alt.Chart = (
+        alt.Chart(alt.InlineData(values=parts))
         .mark_bar()
         .encode(
             x=alt.X("us:Q", title="average latency (µs)"),
@@ -147,6 +147,7 @@ def breakdown_chart(result: dict[str, Any]) -> alt.TopLevelMixin | None:
             tooltip=["component:N", alt.Tooltip("us:Q", format=",.0f")],
         )
     )
+    return chart
 
 
 TABLE_COLUMNS = [
