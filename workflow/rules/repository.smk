@@ -21,7 +21,8 @@ rule triton_write_repository:
 # The native repository a production Triton (NGC container, GPU) loads as is, packed as one archive.
 rule triton_write_deploy:
     input:
-        deploy_inputs,
+        *per_model(deploy_inputs_of),
+        verdicts=ALL_VERDICTS,
         code=package_file("deploy"),
     output:
         repository=directory("results/deploy/{device}"),
