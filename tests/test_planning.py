@@ -15,7 +15,7 @@ import yaml
 from .conftest import ROOT, snakemake
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_dag import prepare_first_phase  # noqa: E402
+from bench_dag import prepare_first_phase
 
 FORMATS = ["torchscript_trace", "onnx"]
 CONFIG = {
@@ -45,7 +45,7 @@ JOB = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):$")
 
 
 def jobs_per_model(output: str) -> dict[str, Counter[str]]:
-    """{model: Counter(rule: jobs)} from a dry run's job listing (its wildcards: model=... lines)."""
+    """{model: Counter(rule: jobs)} from a dry run's job listing (its wildcards: lines)."""
     found: dict[str, Counter[str]] = {}
     rule = None
     for line in output.splitlines():

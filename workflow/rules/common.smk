@@ -184,7 +184,7 @@ def passed_formats():
 def per_model(function):
     """One input function per model: function(wildcards, model) reads that model's checkpoint only.
 
-    A rule gathering across models lists them all (input: *per_model(f)): each stays incomplete
+    What gathers across models lists them all (input: *per_model(f)): each stays incomplete
     only until its own model's verdicts exist, so the measuring jobs of a model whose verdicts are in
     join the DAG at once, whatever the other models' first phase is doing.
     """

@@ -5,7 +5,6 @@ from pathlib import Path
 
 from deploysnake import job, report
 
-
 # The per-model inputs arrive as one list; each result sits under results/<stage>/.
 STAGES = {
     "accuracy": "accuracy",
