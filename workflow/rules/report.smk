@@ -23,7 +23,12 @@ rule altair_report:
         environment=expand("results/environment/{device}.json", device=DEVICES),
         code=package_file("report"),
     output:
-        "results/report.html",
+        report(
+            "results/report.html",
+            caption="../report/report.rst",
+            category="Report",
+            labels={"page": "deploysnake report"},
+        ),
     log:
         "logs/report/report.log",
     conda:

@@ -26,7 +26,12 @@ rule triton_write_deploy:
         code=package_file("deploy"),
     output:
         repository=directory("results/deploy/{device}"),
-        archive="results/deploy/{device}.tar.gz",
+        archive=report(
+            "results/deploy/{device}.tar.gz",
+            caption="../report/deploy.rst",
+            category="Deploy",
+            labels={"device": "{device}"},
+        ),
     log:
         "logs/deploy/{device}.log",
     conda:
