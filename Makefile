@@ -2,6 +2,7 @@
 # make test  set up .venv with the test extras, then run the whole test suite
 # make lint  ruff (format check, lint), mypy (strict), snakemake --lint, snakefmt --check
 # make bench the tuning and serving benchmark (prints figures; not a test)
+# make bench-dag  planning and report figures of about 1,000 model x format variants (not a test)
 SHELL := /bin/bash
 VENV := .venv
 # The venv's bin first: Snakemake's scripts and Triton's python-backend stub then use its packages.
@@ -9,7 +10,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 CORES ?= 8
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench setup setup-test clean
+.PHONY: run test lint bench bench-dag setup setup-test clean
 
 setup:
 	scripts/setup.sh
@@ -32,6 +33,9 @@ lint: setup-test
 
 bench: setup
 	python benchmarks/tuning_bench.py $(BENCH_ARGS)
+
+bench-dag: setup
+	python benchmarks/bench_dag.py $(BENCH_ARGS)
 
 clean:
 	rm -rf results logs .snakemake
