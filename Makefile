@@ -3,6 +3,7 @@
 # make lint  ruff (format check, lint), mypy (strict), snakemake --lint, snakefmt --check
 # make bench the tuning and serving benchmark (prints figures; not a test)
 # make bench-capacity  the capacity search against MLPerf's load generator (prints figures; not a test)
+# make bench-dag  planning and report figures of about 1,000 model x format variants (not a test)
 SHELL := /bin/bash
 VENV := .venv
 # The venv's bin first: Snakemake's scripts and Triton's python-backend stub then use its packages.
@@ -10,7 +11,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 CORES ?= 8
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench bench-capacity setup setup-test clean
+.PHONY: run test lint bench bench-capacity bench-dag setup setup-test clean
 
 setup:
 	scripts/setup.sh
@@ -37,6 +38,9 @@ bench: setup
 bench-capacity: setup
 	pip install -q -e '.[bench]'
 	python benchmarks/capacity_loadgen.py $(BENCH_ARGS)
+
+bench-dag: setup
+	python benchmarks/bench_dag.py $(BENCH_ARGS)
 
 clean:
 	rm -rf results logs .snakemake

@@ -7,6 +7,10 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+# snakemake --report report.zip: the flagged results with their provenance (workflow/report/).
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/checkpoint.smk"
 include: "workflow/rules/export.smk"

@@ -44,8 +44,9 @@ def chromium_available() -> bool:
     return chromium_path() is not None
 
 
-def render_in_chromium(html_path: Path, timeout_s: float = 60) -> str:
-    """The DOM of `html_path` after its scripts ran, from headless Chromium with the network shut off.
+def render_in_chromium(html_path: Path, timeout_s: float = 60, fragment: str = "") -> str:
+    """The DOM of `html_path` (opened at #fragment, if given) after its scripts ran, from headless
+    Chromium with the network shut off.
 
     Host resolution is mapped to nothing as well as the usual switches, so a page that needed a CDN would render
     without its charts instead of quietly fetching them.
@@ -72,7 +73,7 @@ def render_in_chromium(html_path: Path, timeout_s: float = 60) -> str:
             f"--user-data-dir={profile}",
             "--virtual-time-budget=10000",
             "--dump-dom",
-            Path(html_path).resolve().as_uri(),
+            Path(html_path).resolve().as_uri() + (f"#{fragment}" if fragment else ""),
         ]
         # Own session so that on timeout the whole tree (zygote, renderer, gpu helpers) goes with it.
         proc = subprocess.Popen(

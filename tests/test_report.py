@@ -23,7 +23,10 @@ sys.path.insert(
 
 from browser import chart_summary, chromium_available, render_in_chromium
 
-from deploysnake.report import _script_json, build_report
+from deploysnake.report import OPEN_MODELS, _anchor, _script_json, build_report
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from bench_dag import synthetic_results
 
 EVIL = "<script>alert(1)</script>"
 # A format name reaches the chart specs (legend, tooltip data) inside <script>: it must not end that script.
@@ -777,3 +780,48 @@ def test_browser_shows_disturbed_and_baseline_suspect_points(tmp_path: Path) -> 
         c for c in chart_summary(dom) if c["title"] == "busy · cpu: offline throughput vs batch"
     )
     assert tput["by_mark"].get("symbol") == 3, tput
+
+
+@pytest.fixture(scope="module")
+def many(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """A report of more models than OPEN_MODELS: two formats each, on cpu."""
+    root = tmp_path_factory.mktemp("many")
+    models = [f"model_{i}" for i in range(OPEN_MODELS + 2)]
+    out = root / "report.html"
+    build_report(
+        **synthetic_results(root / "in", models, ["onnx", "torchscript_trace"]), output=out
+    )
+    return out, models
+
+
+def test_many_models_summary_first_then_closed_sections(many: tuple[Path, list[str]]) -> None:
+    report, models = many
+    html = report.read_text(encoding="utf-8")
+    assert html.count("window.vegaEmbed=") == 1, "vega-embed bundle must be inlined exactly once"
+    first_model = html.index('<details class="model"')
+    assert html.index('id="best"') < html.index('id="summary"') < first_model
+    # one section per model, each closed until asked for, with a one-line outline
+    sections = re.findall(r'<details class="model"( open)?><summary>(.*?)</summary>', html)
+    assert [s.split("</span>")[0].split(">")[-1] for _, s in sections] == models
+    assert not [o for o, _ in sections if o]
+    assert "2 format(s) checked, 2 passed; best offline: torchscript_trace on cpu" in sections[0][1]
+    # the summary across models holds every variant, and the best table every model
+    assert len(rows(html, "summary")) == 2 * len(models)
+    assert {r["model"] for r in rows(html, "best")} == set(models)
+
+
+@pytest.mark.browser
+def test_many_models_charts_are_drawn_when_their_section_opens(
+    many: tuple[Path, list[str]],
+) -> None:
+    if not chromium_available():
+        pytest.skip("chromium is not installed (scripts/setup.sh test installs it)")
+    report, models = many
+    closed = chart_summary(render_in_chromium(report))
+    assert len(closed) == 6 * len(models) and not [c for c in closed if c["has_svg"]], closed[:2]
+    # a link to a model's offline section (as the contents give) opens that model, and only it
+    target = models[1]
+    opened = chart_summary(render_in_chromium(report, fragment=_anchor(target, "offline")))
+    drawn = [c for c in opened if c["has_svg"]]
+    assert len(drawn) == 6 and all(c["title"].startswith(f"{target} · ") for c in drawn), drawn
+    assert all(c["marks"] > 0 and c["error"] is None for c in drawn), drawn

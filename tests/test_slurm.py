@@ -1,8 +1,10 @@
-"""The default workflow on a real SLURM: Debian's slurm-wlm and munge, one node on this machine's loopback.
+"""The workflow on a real SLURM: Debian's slurm-wlm and munge, one node on this machine's loopback.
 
-The module starts the daemons (scripts/slurm_local.sh, which installs the packages when missing), runs
-`snakemake --profile profiles/slurm` on config/config.yaml, and stops the daemons it started. The slurm
-executor plugin sits in .venv/slurm-plugin (make test installs it) and is put on PYTHONPATH here only.
+The module starts the daemons (scripts/slurm_local.sh, which installs the packages when missing),
+runs `snakemake --profile profiles/slurm` on three tiny models at once, and stops the daemons it
+started. SLURM's own records (squeue of finished jobs: start and end times, the comment naming each
+job's rule and wildcards) show that jobs of different models ran at the same time. The slurm
+executor plugin sits in .venv/slurm-plugin (make test installs it), on PYTHONPATH here only.
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import datetime
+from itertools import combinations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from .conftest import ROOT, processes_named
 
@@ -23,27 +28,54 @@ pytestmark = pytest.mark.e2e
 
 PLUGIN = ROOT / ".venv" / "slurm-plugin"
 SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+)")
+# Three tiny models (one named digits: the default config's model merges into any --configfile),
+# one format, the shortest sweeps: the test is about scheduling, not about the numbers.
+MODELS = ("digits", "beta", "gamma")
+FORMAT = "onnx"
+THREE = {
+    "models": {
+        name: {
+            "recipe": str(ROOT / "recipes" / "digits"),
+            "params": {"channels": 4, "epochs": 1, "batch_size": 64, "seed": i},
+        }
+        for i, name in enumerate(MODELS)
+    },
+    "formats": [FORMAT],
+    "devices": ["cpu"],
+    "correctness": {"batches": 1},
+    "accuracy": {"batch_size": 16},
+    "triton": {"max_batch_size": 16, "readiness_timeout_s": 120},
+    "perf": {
+        "measurement_interval_ms": 200,
+        "stability_percentage": 50,
+        "max_trials": 3,
+        "offline": {"batch_sizes": [1, 16], "concurrency": [1]},
+        "online": {"concurrency": [1, 2]},
+    },
+    "native": {"window_s": 0.1},
+}
 
 
-def slurm_run(*args: str, cwd: Path, timeout: float = 1500) -> subprocess.CompletedProcess[str]:
+def slurm_run(*args: str, cwd: Path, timeout: float = 2400) -> subprocess.CompletedProcess[str]:
     """snakemake TARGET --profile profiles/slurm, as a cluster user types it (targets first)."""
     exe = shutil.which("snakemake") or str(Path(sys.executable).parent / "snakemake")
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(PLUGIN), os.environ.get("PYTHONPATH")])),
     }
-    # The node has `nproc` cores: --max-threads caps the profile's set-threads to what it can grant.
+    # --max-threads caps the profile's set-threads to what the node can grant; one thread a job lets
+    # the node's cores run jobs of several models at once, and keeps this test short.
     cmd = [
         exe,
         "results/report.html",
         "--snakefile",
         str(ROOT / "Snakefile"),
         "--configfile",
-        str(ROOT / "config" / "config.yaml"),
+        "three.yaml",
         "--profile",
         str(ROOT / "profiles" / "slurm"),
         "--max-threads",
-        str(os.cpu_count()),
+        "1",
         *args,
     ]
     with open(cwd / "snakemake.out", "w") as out:  # a file, never an unread pipe
@@ -51,6 +83,24 @@ def slurm_run(*args: str, cwd: Path, timeout: float = 1500) -> subprocess.Comple
             cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=timeout
         ).returncode
     return subprocess.CompletedProcess(cmd, code, (cwd / "snakemake.out").read_text(), "")
+
+
+def slurm_records() -> dict[str, dict[str, str]]:
+    """{job id: {comment, start, end}} from the controller's records of every job it still knows:
+    the slurm executor's comment reads rule_<rule>_wildcards_<values joined by _>."""
+    out = subprocess.run(
+        ["squeue", "-h", "-t", "all", "-o", "%i|%k|%S|%e"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    records = {}
+    for line in out.splitlines():
+        if line.strip():
+            job, comment, start, end = line.split("|")
+            records[job] = {"comment": comment, "start": start, "end": end}
+    return records
 
 
 def slurm_jobs() -> dict[str, str]:
@@ -98,6 +148,7 @@ def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 @pytest.fixture(scope="module")
 def finished(slurm: None, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     workdir = tmp_path_factory.mktemp("on_slurm")
+    (workdir / "three.yaml").write_text(yaml.safe_dump(THREE))
     done = slurm_run(cwd=workdir)
     assert done.returncode == 0, f"the workflow failed on SLURM:\n{done.stdout[-8000:]}"
     return workdir, done.stdout
@@ -119,16 +170,37 @@ def test_every_job_went_through_sbatch(finished: tuple[Path, str]) -> None:
 def test_the_report_is_complete(finished: tuple[Path, str]) -> None:
     workdir, _ = finished
     html = (workdir / "results" / "report.html").read_text()
-    for fmt in ("torchscript_trace", "onnx"):
+    for model in MODELS:
         for stage in ("accuracy", "perf_offline", "perf_online", "native"):
-            assert (workdir / "results" / stage / "digits" / fmt / "cpu.csv").stat().st_size > 0
-        assert f"digits / {fmt}" in html or f">{fmt}<" in html
+            assert (workdir / "results" / stage / model / FORMAT / "cpu.csv").stat().st_size > 0
+        assert f"<h2>Model: {model}</h2>" in html
     assert 'id="best"' in html and 'data-table="hardware"' in html
     # measured on the node, by jobs that started their own server on its loopback
     server_log = (
-        workdir / "logs" / "perf_offline" / "digits" / "onnx" / "cpu.server.log"
+        workdir / "logs" / "perf_offline" / "digits" / FORMAT / "cpu.server.log"
     ).read_text()
     assert "Started GRPCInferenceService at 127.0.0.1:" in server_log
+
+
+def test_jobs_of_different_models_ran_at_the_same_time(finished: tuple[Path, str]) -> None:
+    _, output = finished
+    records = slurm_records()
+    spans: dict[str, list[tuple[datetime, datetime, str]]] = {m: [] for m in MODELS}
+    for job in SUBMITTED.findall(output):
+        record = records[job]
+        match = re.fullmatch(r"rule_(\w+?)_wildcards_([^_]+)(?:_.*)?", record["comment"])
+        if match and match.group(2) in spans:
+            start, end = (datetime.fromisoformat(record[k]) for k in ("start", "end"))
+            spans[match.group(2)].append((start, end, match.group(1)))
+    assert all(spans.values()), spans
+    overlaps = [
+        (a, ra, b, rb)
+        for (a, one), (b, other) in combinations(spans.items(), 2)
+        for s1, e1, ra in one
+        for s2, e2, rb in other
+        if s1 < e2 and s2 < e1  # both running during the same second(s), as SLURM records them
+    ]
+    assert overlaps, f"no two jobs of different models overlapped in SLURM's records: {spans}"
 
 
 def test_a_rerun_does_nothing(finished: tuple[Path, str]) -> None:

@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any, cast
 
 import altair as alt
+import jinja2
 import polars as pl
 import yaml
+from markupsafe import Markup
 
 from . import report_capacity
 
@@ -88,32 +90,14 @@ NATIVE_NUMBERS = [
     "iterations",
 ]
 
+# A report of at most this many models shows every model's section open; with more, each section
+# opens on a click and draws its charts then (templates/report.js).
+OPEN_MODELS = 3
 EMBED_OPTIONS = {"renderer": "svg", "actions": False}  # svg so a DOM dump shows the marks
 CHART_WIDTH = 340
 CHART_HEIGHT = 210
 # Dashes tell offline concurrencies apart (1: one request at a time; 2: transfer overlaps compute).
 CONCURRENCY_DASH = alt.StrokeDash("concurrency:N", title="concurrency")
-
-CSS = """
-body { font: 14px/1.45 system-ui, sans-serif; margin: 1.5em auto; max-width: 1400px; padding: 0 1em; color: #222; }
-h1 { margin-bottom: .2em; } h2 { border-bottom: 2px solid #ccd; padding-bottom: .2em; margin-top: 2em; }
-h3 { margin-top: 1.6em; } h4 { margin: 1em 0 .3em; }
-.table-wrap { overflow-x: auto; max-width: 100%; }
-table.data { border-collapse: collapse; margin: .5em 0 1em; font-size: 12.5px; }
-table.data th, table.data td { border: 1px solid #d6d6e0; padding: 2px 7px; text-align: left; vertical-align: top; }
-table.data th { background: #eef0f6; }
-table.data td.num { text-align: right; font-variant-numeric: tabular-nums; }
-table.data tr:nth-child(even) td { background: #fafafc; }
-td.unstable { color: #a15c00; font-style: italic; }
-td.disturbed, td.suspect { color: #8a1c7c; font-style: italic; }
-td.spread { color: #555; font-style: italic; }
-td.bad, li.bad { color: #b00020; font-weight: 600; }
-.note { color: #666; font-style: italic; }
-.charts { display: flex; flex-wrap: wrap; gap: 1.5em; }
-.chart { min-height: 60px; }
-pre { background: #f5f5f8; padding: .8em; overflow-x: auto; font-size: 12px; }
-nav ul { margin: .2em 0; }
-"""
 
 
 # ---------------------------------------------------------------- formatting and escaping
@@ -341,14 +325,16 @@ class _Charts:
             return f'<div class="chart-missing"><h4>{_e(title)}</h4><p class="note">{_e(empty_note)}</p></div>'
         self.count += 1
         div = f"chart-{self.count}"
-        spec = chart.to_dict()
-        # A failed embed leaves its error on the div, so a DOM dump (and a reader) sees why.
+        # Our own specs, drawn by the browser tests: validating each against the Vega-Lite schema
+        # took about 40 % of a many-model report's build time (cProfile), for no finding.
+        spec = chart.to_dict(validate=False)
+        # embedChart (templates/report.js) draws it when its section is open, and leaves a failed
+        # embed's error on the div, so a DOM dump (and a reader) sees why.
         return (
             f'<div class="chart-box"><h4>{_e(title)}</h4><div class="chart" id="{div}" '
             f'data-title="{_e(title)}"></div>\n'
-            f"<script>vegaEmbed('#{div}', {_script_json(spec)}, {_script_json(EMBED_OPTIONS)})"
-            f".catch(function (e) {{ document.getElementById('{div}').setAttribute('data-error', "
-            "String(e)); });</script></div>"
+            f"<script>embedChart('#{div}', {_script_json(spec)}, "
+            f"{_script_json(EMBED_OPTIONS)});</script></div>"
         )
 
 
@@ -1334,6 +1320,34 @@ def _skipped_list(skipped: list[dict[str, str]]) -> str:
     return f'<p>Formats not built on this machine:</p><ul class="skipped">{items}</ul>'
 
 
+def _page_template() -> jinja2.Template:
+    """templates/report.html.j2 (package data): the page's layout, apart from the data code."""
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("deploysnake", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    return env.get_template("report.html.j2")
+
+
+def _model_outline(
+    model: str, corr_fmt: pl.DataFrame, offline: pl.DataFrame, online: pl.DataFrame
+) -> str:
+    """One line on a model's (closed) section: formats checked and passed, best throughputs."""
+    mine = corr_fmt.filter(pl.col("model") == model)
+    passed = mine.filter(pl.col("passed")).height
+    text = f"{mine.height} format(s) checked, {passed} passed"
+    for mode, frame in (("offline", offline), ("online", online)):
+        ok = frame.filter((pl.col("model") == model) & (pl.col("status") == "ok"))
+        ok = ok.drop_nulls(THROUGHPUT).sort(THROUGHPUT, descending=True)
+        if ok.height:
+            top = ok.row(0, named=True)
+            where = f"{top['format']} on {top['device']}"
+            text += f"; best {mode}: {where}, {_fmt(top[THROUGHPUT])} infer/s"
+    return text
+
+
 def build_report(
     config: dict[str, Any],
     correctness: list[Path],
@@ -1382,9 +1396,9 @@ def build_report(
     per_hour = dict((config.get("cost") or {}).get("per_hour") or {})
     capacity_figures = report_capacity.figures(capacities, per_hour)
     charts = _Charts()
-    sections, index = [], []
+    sections = []
     for model in models:
-        body, entries = _model_section(
+        body, ((mid, name), *subs) = _model_section(
             model, charts, corr_out, corr_fmt, acc, off, on, sv, tuned, floor
         )
         cap_id = _anchor(model, "capacity")
@@ -1399,8 +1413,17 @@ def build_report(
             CHART_WIDTH,
             CHART_HEIGHT,
         )
-        sections.append(body + cap_html)
-        index.append(entries + ([(cap_id, "Capacity")] if cap_html else []))
+        if cap_html:
+            subs.append((cap_id, "Capacity"))
+        sections.append(
+            {
+                "name": name,
+                "id": mid,
+                "html": Markup(body + cap_html),
+                "outline": _model_outline(model, corr_fmt, off, on),
+                "index": [{"id": sid, "title": title} for sid, title in subs],
+            }
+        )
 
     summary = _summary(corr_fmt, acc, off, on, sv, floor)
     if capacity_figures.height:
@@ -1411,51 +1434,24 @@ def build_report(
             nulls_equal=True,
             maintain_order="left",
         )
-    nav = [
-        '<nav id="index"><h2>Contents</h2><ul><li><a href="#best">Best format per '
-        'device</a></li><li><a href="#summary">Summary</a></li>'
-    ]
-    for (mid, name), *subs in index:
-        links = "".join(f'<li><a href="#{sid}">{_e(title)}</a></li>' for sid, title in subs)
-        nav.append(f'<li><a href="#{mid}">Model: {_e(name)}</a><ul>{links}</ul></li>')
-    nav.append(
-        '<li><a href="#environment">Environment</a></li><li><a href="#provenance">Provenance</a></li></ul></nav>'
-    )
-
     vl_version, bundle = _vega_bundle()
-    page = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        "<title>deploysnake report</title>",
-        f"<style>{CSS}</style>",
-        f'<script type="text/javascript">\n// vega-embed bundle with Vega-Lite {_e(vl_version)}\n{bundle}\n</script>',
-        "</head><body>",
-        "<h1>deploysnake report</h1>",
-        f'<p class="note">deploysnake {_e(_fmt(env.get("deploysnake")))}, git commit '
-        f"{_e(_fmt(env.get('git_commit')))}; "
-        f"{len(models)} model(s), {corr_fmt.height} checked format(s).</p>",
-        "".join(nav),
-        _best_section(offline + online, p99_budget_ms, deploy or [], nat, capacity_figures),
-        '<section id="summary"><h2>Summary</h2>',
-        '<p class="note">best throughputs count stable points only; served/native is taken at the largest batch '
-        "measured both ways, at its best offline concurrency (never above 1: baseline suspect or "
-        "within the spread instead); online served/floor: the best online point over the serving "
-        "floor (a model that computes nothing, same configuration and runner) at its "
-        "concurrency.</p>",
-        _table(summary, "summary"),
-        _skipped_list(skipped or []),
-        "</section>",
-        *sections,
-        _environment_section(envs, config),
-        '<section id="provenance"><h2>Provenance</h2><p class="note">what produced each result: '
-        "config_hash is the hash of the "
-        "settings the job read; code_version the git commit of the workflow</p>"
-        + _table(provenance, "provenance")
-        + "</section>",
-        "</body></html>",
-    ]
+    page = _page_template().render(
+        vl_version=vl_version,
+        bundle=Markup(bundle),
+        deploysnake=_fmt(env.get("deploysnake")),
+        git_commit=_fmt(env.get("git_commit")),
+        checked=corr_fmt.height,
+        models=sections,
+        open_models=OPEN_MODELS,
+        best=Markup(
+            _best_section(offline + online, p99_budget_ms, deploy or [], nat, capacity_figures)
+        ),
+        summary=Markup(_table(summary, "summary")),
+        skipped=Markup(_skipped_list(skipped or [])),
+        environment=Markup(_environment_section(envs, config)),
+        provenance=Markup(_table(provenance, "provenance")),
+    )
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text("\n".join(page), encoding="utf-8")
+    output.write_text(page, encoding="utf-8")
     log.info("report: %s (%d charts)", output, charts.count)

@@ -9,7 +9,13 @@ rule tritonclient_accuracy:
         recipe=recipe_files,
         code=package_file("accuracy"),
     output:
-        csv="results/accuracy/{model}/{format}/{device}.csv",
+        csv=report(
+            "results/accuracy/{model}/{format}/{device}.csv",
+            caption="../report/accuracy.rst",
+            category="Accuracy",
+            subcategory="{model}",
+            labels={"model": "{model}", "format": "{format}", "device": "{device}"},
+        ),
         dump="results/accuracy/{model}/{format}/{device}.npz",
     log:
         "logs/accuracy/{model}/{format}/{device}.log",

@@ -163,19 +163,46 @@ def artifact(wildcards):
     return artifact_path(wildcards.model, wildcards.format)
 
 
+def verdicts_file(model):
+    """A model's verdicts (the output of its python_collect_verdicts checkpoint)."""
+    return f"results/correctness/{model}/verdicts.json"
+
+
+# Every model's verdicts, listed as plain inputs of the rules that gather across models: each
+# model's first phase (train, export, check) is then in the DAG from the start, side by side, and
+# a dry run lists it. (An input function reading several checkpoints stops at the first one not yet
+# done, so only that model's jobs would be planned until it finished.)
+ALL_VERDICTS = [verdicts_file(model) for model in MODELS]
+
+
+def passed_formats_of(model):
+    """The formats of this one model that passed correctness: reads only its own checkpoint."""
+    verdicts = checkpoints.python_collect_verdicts.get(model=model).output[0]
+    return [(model, f) for f in json.loads(Path(verdicts).read_text())["passed"]]
+
+
 def passed_formats():
-    """Read each model's verdicts (a checkpoint): a format that failed goes no further."""
-    passed = []
-    for model in MODELS:
-        verdicts = checkpoints.python_collect_verdicts.get(model=model).output[0]
-        passed += [(model, f) for f in json.loads(Path(verdicts).read_text())["passed"]]
-    return passed
+    """Every model's passing formats; only for jobs that run once all verdicts exist (their
+    ALL_VERDICTS inputs), never to plan a model's own jobs."""
+    return [pair for model in MODELS for pair in passed_formats_of(model)]
 
 
-def measurement_inputs(stage, suffix):
+def per_model(function):
+    """One input function per model: function(wildcards, model) reads that model's checkpoint only.
+
+    What gathers across models lists them all (input: *per_model(f)): each stays incomplete
+    only until its own model's verdicts exist, so the measuring jobs of a model whose verdicts are in
+    join the DAG at once, whatever the other models' first phase is doing.
+    """
     return [
-        f"results/{stage}/{model}/{fmt}/{device}.{suffix}"
-        for model, fmt in passed_formats()
+        lambda wildcards, model=model: function(wildcards, model) for model in MODELS
+    ]
+
+
+def measurement_paths(model, stage, suffix):
+    return [
+        f"results/{stage}/{m}/{fmt}/{device}.{suffix}"
+        for m, fmt in passed_formats_of(model)
         for device in DEVICES
     ]
 
@@ -234,7 +261,8 @@ def side_by_side_file(wildcards):
 
 
 def deploy_entries(wildcards):
-    """The native repository holds every format that passed correctness."""
+    """The native repository holds every format that passed correctness (read when the job runs,
+    once every verdict exists)."""
     return [
         {
             "model": model,
@@ -251,38 +279,50 @@ def deploy_entries(wildcards):
     ]
 
 
-def deploy_inputs(wildcards):
+def deploy_inputs_of(wildcards, model):
+    """What the native repository takes from one model: its passing artifacts and chosen configs."""
     return [
-        e[key]
-        for e in deploy_entries(wildcards)
-        for key in ("artifact", "io", "tuned")
-        if e[key]
+        path
+        for _, fmt in passed_formats_of(model)
+        for path in (
+            artifact_path(model, fmt),
+            f"results/export/{model}/{fmt}/io.json",
+            *(
+                [f"{tuning_dir(model, fmt, wildcards.device)}/chosen.json"]
+                if fmt in TUNED_FORMATS
+                else []
+            ),
+        )
     ]
 
 
-def report_inputs(wildcards):
-    return {
-        "correctness": [
-            f"results/correctness/{model}/{fmt}.json"
-            for model in MODELS
-            for fmt in FORMATS[model]
-        ],
-        "deploy": expand("results/deploy/{device}.tar.gz", device=DEVICES),
-        "accuracy": measurement_inputs("accuracy", "csv"),
-        "offline": measurement_inputs("perf_offline", "csv"),
-        "online": measurement_inputs("perf_online", "csv"),
-        "native": measurement_inputs("native", "csv"),
-        "environment": expand("results/environment/{device}.json", device=DEVICES),
-        "tuning": [
-            f"{tuning_dir(model, fmt, device)}/{name}"
-            for model, fmt in passed_formats()
-            if fmt in TUNED_FORMATS
-            for device in DEVICES
-            for name in ("chosen.json", "trials.csv", "side_by_side.csv")
-            if name != "side_by_side.csv" or config["tuning"]["side_by_side_rounds"]
-        ],
-        "capacity": capacity_inputs(),  # workflow/rules/capacity.smk
-    }
+def report_inputs_of(wildcards, model):
+    """One model's results the report reads, once its verdicts are in (the report script sorts
+    them by stage from their results/<stage>/ folder)."""
+    tuning = [
+        f"{tuning_dir(model, fmt, device)}/{name}"
+        for _, fmt in passed_formats_of(model)
+        if fmt in TUNED_FORMATS
+        for device in DEVICES
+        for name in ("chosen.json", "trials.csv", "side_by_side.csv")
+        if name != "side_by_side.csv" or config["tuning"]["side_by_side_rounds"]
+    ]
+    return [
+        *measurement_paths(model, "accuracy", "csv"),
+        *measurement_paths(model, "perf_offline", "csv"),
+        *measurement_paths(model, "perf_online", "csv"),
+        *measurement_paths(model, "native", "csv"),
+        *tuning,
+        *capacity_paths(model),
+    ]
+
+
+def correctness_files():
+    return [
+        f"results/correctness/{model}/{fmt}.json"
+        for model in MODELS
+        for fmt in FORMATS[model]
+    ]
 
 
 def perf_shared():
@@ -307,11 +347,11 @@ CAPACITY_SETTINGS = {
 }
 
 
-def capacity_inputs():
-    """The capacity results the report reads: every passed format listed in perf.capacity.formats."""
+def capacity_paths(model):
+    """One model's capacity results the report reads: its passed formats in perf.capacity.formats."""
     return [
-        f"results/capacity/{model}/{fmt}/{device}.{suffix}"
-        for model, fmt in passed_formats()
+        f"results/capacity/{m}/{fmt}/{device}.{suffix}"
+        for m, fmt in passed_formats_of(model)
         if fmt in CAPACITY_FORMATS
         for device in DEVICES
         for suffix in ("json", "csv")

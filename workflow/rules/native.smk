@@ -9,7 +9,13 @@ rule runtime_native_baseline:
         served="results/perf_offline/{model}/{format}/{device}.csv",
         code=[package_file(m) for m in ("native", "runtime", "devices", "usage")],
     output:
-        "results/native/{model}/{format}/{device}.csv",
+        report(
+            "results/native/{model}/{format}/{device}.csv",
+            caption="../report/native.rst",
+            category="Native baseline",
+            subcategory="{model}",
+            labels={"model": "{model}", "format": "{format}", "device": "{device}"},
+        ),
     log:
         "logs/native/{model}/{format}/{device}.log",
     conda:

@@ -25,7 +25,13 @@ rule perf_analyzer_offline:
         data="results/perf_data/{model}/input.json",
         code=[package_file(m) for m in ("perf", "repository", "usage", "floor")],
     output:
-        "results/perf_offline/{model}/{format}/{device}.csv",
+        report(
+            "results/perf_offline/{model}/{format}/{device}.csv",
+            caption="../report/perf_offline.rst",
+            category="Performance offline",
+            subcategory="{model}",
+            labels={"model": "{model}", "format": "{format}", "device": "{device}"},
+        ),
     log:
         "logs/perf_offline/{model}/{format}/{device}.log",
         server="logs/perf_offline/{model}/{format}/{device}.server.log",
@@ -50,7 +56,13 @@ rule perf_analyzer_online:
         data="results/perf_data/{model}/input.json",
         code=[package_file(m) for m in ("perf", "repository", "usage", "floor")],
     output:
-        "results/perf_online/{model}/{format}/{device}.csv",
+        report(
+            "results/perf_online/{model}/{format}/{device}.csv",
+            caption="../report/perf_online.rst",
+            category="Performance online",
+            subcategory="{model}",
+            labels={"model": "{model}", "format": "{format}", "device": "{device}"},
+        ),
         # the serving floor: a model that computes nothing, same configuration and runner
         floor="results/perf_online/{model}/{format}/{device}.floor.csv",
     log:

@@ -15,10 +15,20 @@ rule python_describe_environment:
 
 rule altair_report:
     input:
-        unpack(report_inputs),
+        # each model's measurements, planned as soon as that model's verdicts exist
+        *per_model(report_inputs_of),
+        verdicts=ALL_VERDICTS,
+        correctness=correctness_files(),
+        deploy=expand("results/deploy/{device}.tar.gz", device=DEVICES),
+        environment=expand("results/environment/{device}.json", device=DEVICES),
         code=[package_file(m) for m in ("report", "report_capacity")],
     output:
-        "results/report.html",
+        report(
+            "results/report.html",
+            caption="../report/report.rst",
+            category="Report",
+            labels={"page": "deploysnake report"},
+        ),
     log:
         "logs/report/report.log",
     conda:

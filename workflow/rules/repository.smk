@@ -21,11 +21,17 @@ rule triton_write_repository:
 # The native repository a production Triton (NGC container, GPU) loads as is, packed as one archive.
 rule triton_write_deploy:
     input:
-        deploy_inputs,
+        *per_model(deploy_inputs_of),
+        verdicts=ALL_VERDICTS,
         code=package_file("deploy"),
     output:
         repository=directory("results/deploy/{device}"),
-        archive="results/deploy/{device}.tar.gz",
+        archive=report(
+            "results/deploy/{device}.tar.gz",
+            caption="../report/deploy.rst",
+            category="Deploy",
+            labels={"device": "{device}"},
+        ),
     log:
         "logs/deploy/{device}.log",
     conda:

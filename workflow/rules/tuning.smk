@@ -83,7 +83,13 @@ rule python_choose_tuning:
         code=package_file("tuning"),
     output:
         chosen="results/tuning/{model}/{format}/{device}/chosen.json",
-        trials="results/tuning/{model}/{format}/{device}/trials.csv",
+        trials=report(
+            "results/tuning/{model}/{format}/{device}/trials.csv",
+            caption="../report/tuning.rst",
+            category="Tuning",
+            subcategory="{model}",
+            labels={"model": "{model}", "format": "{format}", "device": "{device}"},
+        ),
     log:
         "logs/tuning/{model}/{format}/{device}/chosen.log",
     conda:

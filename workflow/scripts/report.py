@@ -5,21 +5,30 @@ from pathlib import Path
 
 from deploysnake import job, report
 
+# The per-model inputs arrive as one list; each result sits under results/<stage>/.
+STAGES = {
+    "accuracy": "accuracy",
+    "perf_offline": "offline",
+    "perf_online": "online",
+    "native": "native",
+    "tuning": "tuning",
+    "capacity": "capacity",
+}
+
 
 def main(sm):
-    paths = {
-        key: [Path(p) for p in sm.input[key]]
-        for key in ("correctness", "accuracy", "offline", "online", "native")
-    }
+    paths = {key: [] for key in STAGES.values()}
+    for path in map(Path, sm.input):
+        if len(path.parts) > 2 and path.parts[0] == "results" and path.parts[1] in STAGES:
+            paths[STAGES[path.parts[1]]].append(path)
     report.build_report(
         sm.params.config,
         environment=[Path(p) for p in sm.input.environment],
         output=Path(sm.output[0]),
         skipped=sm.params.skipped,
         p99_budget_ms=sm.params.p99_budget_ms,
+        correctness=[Path(p) for p in sm.input.correctness],
         deploy=[Path(p) for p in sm.input.deploy],
-        tuning=[Path(p) for p in sm.input.tuning],
-        capacity=[Path(p) for p in sm.input.capacity],
         **paths,
     )
 

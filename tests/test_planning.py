@@ -1,0 +1,85 @@
+"""Planning many models: every model's first phase is in the DAG from the start, and a model's
+measuring phase joins it as soon as that model's verdicts exist (issue #23). Dry runs of the real
+workflow only: nothing is trained or measured."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import ROOT, snakemake
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_dag import prepare_first_phase
+
+FORMATS = ["torchscript_trace", "onnx"]
+CONFIG = {
+    "models": {
+        name: {"recipe": str(ROOT / "recipes" / "digits"), "params": {"channels": 8, "seed": i}}
+        for i, name in enumerate(("digits", "second", "third"))
+    },
+    "formats": FORMATS,
+    "devices": ["cpu"],
+}
+FIRST_PHASE = {
+    "torch_train": 1,
+    "torch_export_torchscript": 1,
+    "torch_export_onnx": 1,
+    "runtime_check_correctness": len(FORMATS),
+    "python_collect_verdicts": 1,
+}
+MEASURING = {
+    "triton_write_repository": len(FORMATS),
+    "tritonclient_accuracy": len(FORMATS),
+    "perf_analyzer_offline": len(FORMATS),
+    "perf_analyzer_online": len(FORMATS),
+    "runtime_native_baseline": len(FORMATS),
+    "python_prepare_perf_data": 1,
+}
+JOB = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):$")
+
+
+def jobs_per_model(output: str) -> dict[str, Counter[str]]:
+    """{model: Counter(rule: jobs)} from a dry run's job listing (its wildcards: lines)."""
+    found: dict[str, Counter[str]] = {}
+    rule = None
+    for line in output.splitlines():
+        line = line.strip()
+        if match := JOB.match(line):
+            rule = match.group(1)
+        elif rule and (match := re.match(r"wildcards: model=([^,\s]+)", line)):
+            found.setdefault(match.group(1), Counter())[rule] += 1
+            rule = None
+    return found
+
+
+def dry_run(workdir: Path) -> dict[str, Counter[str]]:
+    done = snakemake(
+        "results/report.html", "--dry-run", "--cores", "2", "--configfile", "three.yaml",
+        cwd=workdir,
+    )  # fmt: skip
+    return jobs_per_model(done.stdout + done.stderr)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    (tmp_path / "three.yaml").write_text(yaml.safe_dump(CONFIG))
+    return tmp_path
+
+
+def test_every_models_first_phase_is_planned_from_the_start(workdir: Path) -> None:
+    planned = dry_run(workdir)
+    assert planned == {model: Counter(FIRST_PHASE) for model in CONFIG["models"]}, planned
+
+
+def test_a_models_measuring_phase_is_planned_once_its_own_verdicts_exist(workdir: Path) -> None:
+    prepare_first_phase(workdir, CONFIG, ["second"])
+    planned = dry_run(workdir)
+    # second's verdicts are in: its measuring jobs are planned, while the others still train
+    assert planned["second"] == Counter(MEASURING), planned["second"]
+    assert planned["digits"] == planned["third"] == Counter(FIRST_PHASE), planned
