@@ -16,6 +16,7 @@ if "models" in workflow.config_settings.overwrite_config:
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/checkpoint.smk"
+include: "workflow/rules/source.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/correctness.smk"
 include: "workflow/rules/repository.smk"

@@ -22,7 +22,12 @@ from .plugins import Recipe
 if TYPE_CHECKING:
     import torch
 
-CHECKPOINT_NAMES = {"torch": "model.pt", "keras": "model.weights.h5"}
+# An exported source's "checkpoint" is its IO description, written by its first job (sources.py).
+CHECKPOINT_NAMES = {
+    "torch": "model.pt",
+    "keras": "model.weights.h5",
+    **dict.fromkeys(("onnx", "torchscript", "savedmodel"), "source.json"),
+}
 SourceModel = Callable[[dict[str, NDArray[Any]]], dict[str, NDArray[Any]]]
 
 
@@ -144,6 +149,14 @@ def source_model(
     framework: str, recipe: Recipe, params: dict[str, Any], checkpoint: str | Path
 ) -> SourceModel:
     """A callable running the source model on named numpy inputs, for correctness and accuracy."""
+    if framework in (
+        "onnx",
+        "torchscript",
+        "savedmodel",
+    ):  # a given file: checkpoint is its source.json
+        from .sources import source_runner
+
+        return source_runner(checkpoint)  # type: ignore[no-any-return]
     if framework == "keras":
         model = keras_model(recipe, params, checkpoint)
 

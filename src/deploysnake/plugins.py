@@ -89,7 +89,12 @@ def load_recipe(folder: str | Path, overrides: dict[str, Any] | None = None) -> 
 
 
 def load_settings(settings: dict[str, Any]) -> Recipe:
-    """The recipe of one model's config settings (models.<name>)."""
+    """The recipe of one model's config settings (models.<name>); an exported source's (onnx:,
+    torchscript:, ...) describes its file's IO, with its given or generated data (sources.py)."""
+    if not settings.get("recipe"):
+        from .sources import source_recipe
+
+        return source_recipe(settings)  # type: ignore[no-any-return]
     return load_recipe(settings["recipe"], {kind: settings.get(kind) for kind in CONTRACT})
 
 
