@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -81,7 +82,8 @@ def bag_onnx(path: Path, first_axis: str = "batch", second_axis: int | str = 5) 
             numpy_helper.from_array(np.array([1], dtype=np.int64), "axes"),
         ],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    # IR version 10: what onnxruntime 1.31 reads (onnx 1.23 writes 14 by default).
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(path))
 
@@ -133,7 +135,11 @@ def given(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The exported files of every source kind, made the way their users make them."""
     out = tmp_path_factory.mktemp("given")
     subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "sklearn_digits" / "make_model.py"), str(out / "skl")],
+        [
+            sys.executable,
+            str(ROOT / "examples" / "sklearn_digits" / "make_model.py"),
+            str(out / "skl"),
+        ],
         check=True,
         capture_output=True,
         timeout=300,
@@ -303,7 +309,13 @@ def test_io_is_read_from_the_file_or_the_config(workdir: Path) -> None:
     for model, fmt in (("scripted", "onnx"), ("saved", "onnx"), ("saved", "savedmodel")):
         assert io(model, fmt)["status"] == "ok", io(model, fmt)
     config = repository.read_config(
-        results / "repository" / "saved" / "savedmodel" / "cpu" / "saved_savedmodel" / "config.pbtxt"
+        results
+        / "repository"
+        / "saved"
+        / "savedmodel"
+        / "cpu"
+        / "saved_savedmodel"
+        / "config.pbtxt"
     )
     assert [i.name for i in config.input] == ["features"]
     assert [o.name for o in config.output] == ["scores"]
@@ -312,7 +324,14 @@ def test_io_is_read_from_the_file_or_the_config(workdir: Path) -> None:
 def dry_run(workdir: Path, config: dict, check: bool = True) -> subprocess.CompletedProcess[str]:
     (workdir / "my.yaml").write_text(yaml.safe_dump(config))
     return snakemake(
-        "results/report.html", "-n", "--cores", "2", "--configfile", "my.yaml", cwd=workdir, check=check
+        "results/report.html",
+        "-n",
+        "--cores",
+        "2",
+        "--configfile",
+        "my.yaml",
+        cwd=workdir,
+        check=check,
     )
 
 
@@ -329,8 +348,13 @@ def test_an_ambiguous_batch_axis_is_refused_with_the_tensor_and_key(tmp_path: Pa
     }
     (tmp_path / "my.yaml").write_text(yaml.safe_dump(config))
     done = snakemake(
-        "results/checkpoint/bag/source.json", "--cores", "1", "--configfile", "my.yaml",
-        cwd=tmp_path, check=False,
+        "results/checkpoint/bag/source.json",
+        "--cores",
+        "1",
+        "--configfile",
+        "my.yaml",
+        cwd=tmp_path,
+        check=False,
     )
     out = done.stdout + done.stderr
     assert done.returncode != 0
@@ -339,15 +363,25 @@ def test_an_ambiguous_batch_axis_is_refused_with_the_tensor_and_key(tmp_path: Pa
     config["models"]["bag"]["batch_axis"] = 0
     (tmp_path / "my.yaml").write_text(yaml.safe_dump(config))
     done = snakemake(
-        "results/checkpoint/bag/source.json", "--cores", "1", "--configfile", "my.yaml",
-        cwd=tmp_path, check=False,
+        "results/checkpoint/bag/source.json",
+        "--cores",
+        "1",
+        "--configfile",
+        "my.yaml",
+        cwd=tmp_path,
+        check=False,
     )
     out = done.stdout + done.stderr
     assert done.returncode != 0 and "inputs.item_ids.dims" in out, out[-3000:]
     config["models"]["bag"]["inputs"]["item_ids"]["dims"] = [3]
     (tmp_path / "my.yaml").write_text(yaml.safe_dump(config))
     snakemake(
-        "results/checkpoint/bag/source.json", "--cores", "1", "--configfile", "my.yaml", cwd=tmp_path
+        "results/checkpoint/bag/source.json",
+        "--cores",
+        "1",
+        "--configfile",
+        "my.yaml",
+        cwd=tmp_path,
     )
     source = json.loads((tmp_path / "results" / "checkpoint" / "bag" / "source.json").read_text())
     assert source["inputs"][0]["dims"] == [-1, -1] and source["inputs"][0]["shape"] == [3]
@@ -365,3 +399,26 @@ def test_a_config_naming_only_the_users_model_plans_no_digits_job(tmp_path: Path
     # The plain command (no config of the user's) still deploys the default's digits.
     plain = snakemake("results/report.html", "-n", "--cores", "2", cwd=tmp_path).stdout
     assert "results/checkpoint/digits/model.pt" in plain and "bag" not in plain
+
+
+@pytest.mark.parametrize(
+    ("models", "expected"),
+    [
+        (
+            {"m": {"onnx": "{tmp}/bag.onnx", "recipe": "recipes/digits"}},
+            "config.models.m.recipe: applies to recipes only",
+        ),
+        ({"m": {"params": {}}}, "config.models.m: give a recipe"),
+        ({"m": {"onnx": "{tmp}/nowhere.onnx"}}, "config.models.m.onnx: file"),
+        ({"m": {"triton_model": "{tmp}"}}, "has no config.pbtxt"),
+        ({"m": {"onnx": "{tmp}/bag.onnx", "batch_axis": 1}}, "config.models.m.batch_axis: 1"),
+    ],
+    ids=["recipe and source", "neither", "missing file", "no config.pbtxt", "batch axis 1"],
+)
+def test_bad_source_settings_are_config_errors(models: dict, expected: str, tmp_path: Path) -> None:
+    from deploysnake.errors import UserError
+
+    bag_onnx(tmp_path / "bag.onnx")
+    models = json.loads(json.dumps(models).replace("{tmp}", str(tmp_path)))
+    with pytest.raises(UserError, match=re.escape(expected)):
+        validate({**copy.deepcopy(TINY), "models": models})

@@ -44,9 +44,9 @@ def batches(split, batch_size, params):
         yield {{"ids": part, "inputs": {{"pixels": pixels[part]}}, "labels": data.target[part]}}
 '''
 
-METRICS = '''def compute(outputs, labels):
+METRICS = """def compute(outputs, labels):
     return {"accuracy": float((outputs["probabilities"].argmax(axis=1) == labels).mean())}
-'''
+"""
 
 CONFIG = """# Deploy the scikit-learn digits classifier from its ONNX file (no recipe).
 models:
@@ -89,7 +89,9 @@ def main() -> None:
     (folder / "config.yaml").write_text(CONFIG.format(folder=folder))
     valid = order[:VALIDATION]
     accuracy = float((clf.predict(pixels[valid]) == data.target[valid]).mean())
-    print(f"wrote {folder}/model.onnx (validation accuracy {accuracy:.3f}), dataloader.py, metrics.py, config.yaml")
+    print(
+        f"wrote {folder}/model.onnx (validation accuracy {accuracy:.3f}), dataloader.py, metrics.py, config.yaml"
+    )
 
 
 if __name__ == "__main__":

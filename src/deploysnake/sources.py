@@ -18,6 +18,7 @@ imported only where a file of theirs is read.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import re
@@ -175,6 +176,10 @@ def config_problems(name: str, settings: dict[str, Any], project: Path) -> list[
         source_file(settings)
     except UserError as exc:
         return [f"{where}.{given[0]}: {exc}"]
+    if settings["framework"] == "savedmodel" and importlib.util.find_spec("tensorflow") is None:
+        problems.append(
+            f"{where}: a SavedModel source needs TensorFlow (and tf2onnx for its ONNX): pip install -e '.[tf]'"
+        )
     if settings.get("batch_axis", 0) != 0:
         problems.append(
             f"{where}.batch_axis: {settings['batch_axis']}; Triton batches along the first axis only (0): "
@@ -356,7 +361,7 @@ def describe(settings: dict[str, Any], name: str = "<name>") -> dict[str, Any]:
             shape = [int(d) for d in spec["dims"]]
             fixed = tensor["dims"][1:]
             if len(shape) != len(fixed) or any(
-                isinstance(f, int) and f != s for f, s in zip(fixed, shape)
+                isinstance(f, int) and f != s for f, s in zip(fixed, shape, strict=True)
             ):
                 raise UserError(
                     f"{where}.inputs.{tensor['name']}.dims {shape} do not fit the file's dims {fixed} "
@@ -429,7 +434,7 @@ def _torchscript_outputs(
             "dims": [-1, *(int(d) for d in t.shape[1:])],
             "dynamic": {},
         }
-        for n, t in zip(names, outs)
+        for n, t in zip(names, outs, strict=True)
     ]
 
 
@@ -574,7 +579,14 @@ def write_description(name: str, settings: dict[str, Any], output: str | Path) -
             raise UserError(
                 f"{settings.get('dataloader') or 'generated data'}: input {tensor['name']!r} is {got.dtype}, but {doc['path']} takes {tensor['dtype']}"
             )
-    outputs = source_runner_of(doc)(batch["inputs"])
+    try:
+        runner = source_runner_of(doc)
+    except Exception as exc:  # each runtime raises its own types for a file it cannot load
+        raise UserError(
+            f"{doc['path']} cannot be loaded by the runtime that serves {doc['format']}: "
+            f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:500]}"
+        ) from exc
+    outputs = runner(batch["inputs"])
     metrics = recipe.metrics.compute(outputs, np.asarray(batch["labels"]))
     if has_task_metric(recipe) and (
         not isinstance(metrics, dict)
