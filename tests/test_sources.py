@@ -409,11 +409,22 @@ def test_a_config_naming_only_the_users_model_plans_no_digits_job(tmp_path: Path
             "config.models.m.recipe: applies to recipes only",
         ),
         ({"m": {"params": {}}}, "config.models.m: give a recipe"),
+        (
+            {"m": {"recipe": "recipes/digits", "batch_axis": 0}},
+            "config.models.m.batch_axis: applies to exported models",
+        ),
         ({"m": {"onnx": "{tmp}/nowhere.onnx"}}, "config.models.m.onnx: file"),
         ({"m": {"triton_model": "{tmp}"}}, "has no config.pbtxt"),
         ({"m": {"onnx": "{tmp}/bag.onnx", "batch_axis": 1}}, "config.models.m.batch_axis: 1"),
     ],
-    ids=["recipe and source", "neither", "missing file", "no config.pbtxt", "batch axis 1"],
+    ids=[
+        "recipe and source",
+        "neither",
+        "source key on a recipe",
+        "missing file",
+        "no config.pbtxt",
+        "batch axis 1",
+    ],
 )
 def test_bad_source_settings_are_config_errors(models: dict, expected: str, tmp_path: Path) -> None:
     from deploysnake.errors import UserError

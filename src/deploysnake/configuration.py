@@ -14,7 +14,7 @@ from jsonschema import Draft202012Validator, validators
 from .errors import UserError
 from .formats import ARTIFACTS, FRAMEWORK_FORMATS, TENSORRT, tensorrt_unavailable
 from .plugins import plugin_paths
-from .sources import OWN_FORMAT, SOURCE_KEYS, config_problems, is_source
+from .sources import OWN_FORMAT, SOURCE_KEYS, SOURCE_ONLY, config_problems, is_source
 
 PROJECT = Path(__file__).resolve().parents[2]
 SCHEMA = PROJECT / "config" / "config.schema.yaml"
@@ -145,6 +145,11 @@ def semantic_problems(config: dict[str, Any]) -> list[str]:
             )
             continue
         model.setdefault("framework", "torch")
+        problems += [
+            f"config.models.{name}.{key}: applies to exported models (onnx, torchscript, ...) only; a recipe's model.py declares its IO"
+            for key in SOURCE_ONLY
+            if key in model
+        ]
         recipe = Path(model["recipe"])
         if not recipe.is_absolute() and not recipe.exists() and (PROJECT / recipe).is_dir():
             # The shipped recipes also work when Snakemake runs in another --directory.

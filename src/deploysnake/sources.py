@@ -38,8 +38,9 @@ SOURCE_KEYS = ("onnx", "torchscript", "savedmodel", "triton_model")
 # The source kinds (the model's `framework` once validated) and the format their file is served as.
 KINDS = ("onnx", "torchscript", "savedmodel")
 OWN_FORMAT = {"onnx": "onnx", "torchscript": "torchscript", "savedmodel": "savedmodel"}
-# Keys that only a recipe takes.
+# Keys that only a recipe takes, and keys that only an exported source takes.
 RECIPE_ONLY = ("recipe", "framework", "model", "checkpoint")
+SOURCE_ONLY = ("batch_axis", "inputs", "outputs")
 # Samples of generated data per split (validation: correctness, accuracy, perf data; train: int8 calibration).
 GENERATED_SAMPLES = 256
 # Triton platforms and backends of a model directory -> the source kind of its file, and its default file name.
