@@ -41,9 +41,11 @@ OWN_FORMAT = {"onnx": "onnx", "torchscript": "torchscript", "savedmodel": "saved
 # Keys that only a recipe takes, and keys that only an exported source takes.
 RECIPE_ONLY = ("recipe", "framework", "model", "checkpoint")
 SOURCE_ONLY = ("batch_axis", "inputs", "outputs")
-# Samples of generated data per split (validation: correctness, accuracy, perf data; train: int8 calibration).
+# Samples of generated data per split (validation: correctness, accuracy, perf data;
+# train: int8 calibration).
 GENERATED_SAMPLES = 256
-# Triton platforms and backends of a model directory -> the source kind of its file, and its default file name.
+# Triton platforms and backends of a model directory -> the source kind of its file (and below, the
+# file's default name in a version folder).
 TRITON_PLATFORMS = {
     "onnxruntime_onnx": "onnx",
     "onnxruntime": "onnx",
@@ -70,7 +72,7 @@ DESCRIPTION = "source.json"
 
 
 def source_key(settings: dict[str, Any]) -> str | None:
-    """Which source key (onnx, torchscript, savedmodel, triton_model) a model's settings use, if any."""
+    """Which source key (onnx, torchscript, savedmodel, triton_model) the settings use, if any."""
     found = [k for k in SOURCE_KEYS if settings.get(k)]
     return found[0] if found else None
 
@@ -125,7 +127,8 @@ def _triton_file(cfg: Any, folder: Path, kind: str) -> Path:
 
 
 def source_kind(settings: dict[str, Any]) -> str:
-    """onnx, torchscript or savedmodel: the kind of the given file (a model directory's, from config.pbtxt)."""
+    """onnx, torchscript or savedmodel: the kind of the given file (a model directory's: from its
+    config.pbtxt's platform or backend)."""
     key = source_key(settings)
     if key is None:
         raise UserError("not a source model: give one of " + ", ".join(SOURCE_KEYS))
@@ -394,6 +397,7 @@ def describe(settings: dict[str, Any], name: str = "<name>") -> dict[str, Any]:
         for t in outputs
     ]
     doc = {
+        "model": name,
         "kind": kind,
         "format": OWN_FORMAT[kind],
         "path": str(path),
@@ -440,7 +444,7 @@ def _torchscript_outputs(
 
 
 def io_entries(doc: dict[str, Any]) -> dict[str, Any]:
-    """The io.json fields (names, dtypes, dims with -1 for batch and dynamic axes) of a description."""
+    """The io.json fields of a description: names, dtypes, dims (-1: batch and dynamic axes)."""
     return {
         kind: [{k: t[k] for k in ("name", "dtype", "dims")} for t in doc[kind]]
         for kind in ("inputs", "outputs")
@@ -457,6 +461,7 @@ def generate(doc: dict[str, Any], samples: int, seed: int) -> dict[str, np.ndarr
     which must be given (ids must stay inside an embedding's table); bool: either value.
     Raises UserError naming the input and the key to set where a size or range is missing."""
     rng = np.random.default_rng(seed)
+    where = f"models.{doc.get('model', '<name>')}"
     out = {}
     for tensor in doc["inputs"]:
         name, dtype = tensor["name"], np.dtype(tensor["dtype"])
@@ -464,7 +469,7 @@ def generate(doc: dict[str, Any], samples: int, seed: int) -> dict[str, np.ndarr
             axes = ", ".join(f"{a} ({d})" for a, d in tensor["dynamic"].items())
             raise UserError(
                 f"input {name!r} has dynamic axes {axes} and no dataloader gives its data: set "
-                f"models.<name>.inputs.{name}.dims to the sizes to generate (without the batch axis), or give a dataloader"
+                f"{where}.inputs.{name}.dims to the sizes to generate (without the batch axis), or give a dataloader"
             )
         shape = [samples, *tensor["shape"]]
         low, high = tensor.get("low"), tensor.get("high")
@@ -474,7 +479,7 @@ def generate(doc: dict[str, Any], samples: int, seed: int) -> dict[str, np.ndarr
             if low is None or high is None:
                 raise UserError(
                     f"input {name!r} is an integer tensor ({dtype}) and no dataloader gives its data: set its value range, "
-                    f"models.<name>.inputs.{name}.low and .high (inclusive; for ids, 0 and the embedding table's size - 1)"
+                    f"{where}.inputs.{name}.low and .high (inclusive; for ids, 0 and the embedding table's size - 1)"
                 )
             out[name] = rng.integers(int(low), int(high), shape, endpoint=True).astype(dtype)
         else:
@@ -522,7 +527,7 @@ def _model_module(doc: dict[str, Any]) -> ModuleType:
         for t in doc["inputs"] + doc["outputs"]
         if t["dynamic"]
     }
-    module.example_inputs = lambda batch_size: generate(doc, batch_size, seed=0)  # type: ignore[attr-defined]
+    module.example_inputs = lambda size: generate(doc, size, seed=0)  # type: ignore[attr-defined]
     return module
 
 
