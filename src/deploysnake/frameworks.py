@@ -18,6 +18,8 @@ from numpy.typing import NDArray
 
 from .errors import UserError
 from .plugins import Recipe
+from .sources import KINDS as SOURCE_KINDS
+from .sources import source_runner
 
 if TYPE_CHECKING:
     import torch
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
 CHECKPOINT_NAMES = {
     "torch": "model.pt",
     "keras": "model.weights.h5",
-    **dict.fromkeys(("onnx", "torchscript", "savedmodel"), "source.json"),
+    **dict.fromkeys(SOURCE_KINDS, "source.json"),
 }
 SourceModel = Callable[[dict[str, NDArray[Any]]], dict[str, NDArray[Any]]]
 
@@ -149,13 +151,7 @@ def source_model(
     framework: str, recipe: Recipe, params: dict[str, Any], checkpoint: str | Path
 ) -> SourceModel:
     """A callable running the source model on named numpy inputs, for correctness and accuracy."""
-    if framework in (
-        "onnx",
-        "torchscript",
-        "savedmodel",
-    ):  # a given file: checkpoint is its source.json
-        from .sources import source_runner
-
+    if framework in SOURCE_KINDS:  # a given file: its "checkpoint" is its source.json
         return source_runner(checkpoint)  # type: ignore[no-any-return]
     if framework == "keras":
         model = keras_model(recipe, params, checkpoint)
