@@ -30,7 +30,7 @@ import yaml
 
 from deploysnake import checkpoint, export, repository
 from deploysnake.configuration import plan_formats, validate
-from deploysnake.plugins import load_recipe
+from deploysnake.plugins import load_recipe, load_settings
 from deploysnake.runtime import ArtifactRuntime
 
 from .conftest import ROOT, snakemake
@@ -246,12 +246,11 @@ def test_served_outputs_equal_the_given_files(workdir: Path, given: dict[str, Pa
             assert rows(results / "native" / model / fmt / "cpu.csv")
     # The reference really is the given file: the served ONNX of the skl2onnx model gives its outputs.
     skl = given["skl"]
-    sys.path.insert(0, str(skl))
-    try:
-        import dataloader  # type: ignore[import-not-found]
-    finally:
-        sys.path.remove(str(skl))
-    batch = next(dataloader.batches("validation", 32, {}))
+    batch = next(
+        load_settings(
+            {"onnx": str(skl / "model.onnx"), "dataloader": str(skl / "dataloader.py")}
+        ).dataloader.batches("validation", 32, {})
+    )
     direct = ArtifactRuntime(skl / "model.onnx", "onnx", ["pixels"], ["probabilities"])(
         batch["inputs"]
     )
