@@ -404,7 +404,7 @@ def describe(settings: dict[str, Any], name: str = "<name>") -> dict[str, Any]:
         "inputs": described_in,
         "outputs": described_out,
     }
-    if kind == "torchscript":
+    if key == "torchscript":  # a model directory's config.pbtxt names and shapes its outputs
         doc["outputs"] = _torchscript_outputs(path, doc, settings, where)
     return doc
 
