@@ -140,13 +140,14 @@ def semantic_problems(config: dict[str, Any]) -> list[str]:
             continue
         if not model.get("recipe"):
             problems.append(
-                f"config.models.{name}: give a recipe (a folder with model.py, dataloader.py, metrics.py) or an exported model: "
-                + ", ".join(SOURCE_KEYS)
+                f"config.models.{name}: give a recipe (a folder with model.py, dataloader.py, "
+                "metrics.py) or an exported model: " + ", ".join(SOURCE_KEYS)
             )
             continue
         model.setdefault("framework", "torch")
         problems += [
-            f"config.models.{name}.{key}: applies to exported models (onnx, torchscript, ...) only; a recipe's model.py declares its IO"
+            f"config.models.{name}.{key}: applies to exported models (onnx, torchscript, ...) only; "
+            "a recipe's model.py declares its IO"
             for key in SOURCE_ONLY
             if key in model
         ]

@@ -91,7 +91,8 @@ def _triton_config(folder: Path) -> Any:
     path = folder / "config.pbtxt"
     if not path.is_file():
         raise UserError(
-            f"{folder} is not a Triton model directory: it has no config.pbtxt (a model directory holds config.pbtxt and version folders such as 1/model.onnx)"
+            f"{folder} is not a Triton model directory: it has no config.pbtxt (a model directory "
+            "holds config.pbtxt and version folders such as 1/model.onnx)"
         )
     try:
         return text_format.Parse(path.read_text(), mc.ModelConfig())
@@ -103,7 +104,8 @@ def _triton_kind(cfg: Any, folder: Path) -> str:
     kind = TRITON_PLATFORMS.get(cfg.platform) or TRITON_PLATFORMS.get(cfg.backend)
     if kind is None:
         raise UserError(
-            f"{folder / 'config.pbtxt'}: platform {cfg.platform!r} / backend {cfg.backend!r} is not one deploysnake takes as a source; "
+            f"{folder / 'config.pbtxt'}: platform {cfg.platform!r} / backend {cfg.backend!r} is not "
+            "one deploysnake takes as a source; "
             f"supported: {', '.join(sorted(TRITON_PLATFORMS))}"
         )
     return kind
@@ -216,8 +218,10 @@ def _dims_of_onnx(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]
             tensor = value.type.tensor_type
             if not value.type.HasField("tensor_type"):
                 raise UserError(
-                    f"{path}: {value.name!r} is not a tensor ({value.type.WhichOneof('value')}); Triton serves tensors only "
-                    "(a scikit-learn classifier converted with zipmap gives a sequence of maps: convert with options={id(model): {'zipmap': False}})"
+                    f"{path}: {value.name!r} is not a tensor ({value.type.WhichOneof('value')}); "
+                    "Triton serves tensors only "
+                    "(a scikit-learn classifier converted with zipmap gives a sequence of maps: "
+                    "convert with options={id(model): {'zipmap': False}})"
                 )
             dims: list[Any] = [
                 d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
@@ -236,7 +240,8 @@ def _dims_of_savedmodel(path: Path) -> tuple[list[dict[str, Any]], list[dict[str
     loaded = tf.saved_model.load(str(path))
     if "serving_default" not in loaded.signatures:
         raise UserError(
-            f"{path}: the SavedModel has no serving_default signature (it has {sorted(loaded.signatures)}); Triton serves that one"
+            f"{path}: the SavedModel has no serving_default signature (it has "
+            f"{sorted(loaded.signatures)}); Triton serves that one"
         )
     signature = loaded.signatures["serving_default"]
 
@@ -262,7 +267,8 @@ def _dims_of_triton(cfg: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]
             type_name = mc.DataType.Name(entry.data_type)
             if type_name not in TRITON_DTYPES:
                 raise UserError(
-                    f"config.pbtxt {kind} {entry.name!r} has data_type {type_name}, which deploysnake does not serve; supported: {sorted(TRITON_DTYPES)}"
+                    f"config.pbtxt {kind} {entry.name!r} has data_type {type_name}, which "
+                    f"deploysnake does not serve; supported: {sorted(TRITON_DTYPES)}"
                 )
             dims = [None if d < 0 else int(d) for d in entry.dims]
             out.append(
@@ -285,7 +291,8 @@ def _torchscript_inputs(path: Path, settings: dict[str, Any], where: str) -> lis
         if "dims" not in spec or "dtype" not in spec:
             raise UserError(
                 f"TorchScript input {name!r} of {path}: a TorchScript file does not record input dtypes and shapes; "
-                f"set {where}.inputs.{name}.dtype (e.g. float32) and {where}.inputs.{name}.dims (the sizes without the batch axis, e.g. [64])"
+                f"set {where}.inputs.{name}.dtype (e.g. float32) and {where}.inputs.{name}.dims "
+                "(the sizes without the batch axis, e.g. [64])"
             )
         out.append({"name": name, "dtype": spec["dtype"], "dims": ["batch", *spec["dims"]]})
     return out
@@ -303,8 +310,10 @@ def _resolve_batch(
         )
     if isinstance(dims[0], int):
         raise UserError(
-            f"{kind} {name!r} of {path} has dims {dims}: its first axis is fixed at {dims[0]}, so it has no dynamic batch axis; "
-            "re-export it with a dynamic first axis (torch.onnx.export dynamic_axes/dynamic_shapes, skl2onnx [None, ...])"
+            f"{kind} {name!r} of {path} has dims {dims}: its first axis is fixed at {dims[0]}, so "
+            "it has no dynamic batch axis; "
+            "re-export it with a dynamic first axis (torch.onnx.export "
+            "dynamic_axes/dynamic_shapes, skl2onnx [None, ...])"
         )
     dynamic = {
         a: (d or f"{name}_axis{a}") for a, d in enumerate(dims) if a and not isinstance(d, int)
@@ -312,7 +321,8 @@ def _resolve_batch(
     if kind == "input" and dynamic and not explicit and not BATCH_NAMES.match(str(dims[0] or "")):
         axes = ", ".join(f"{a} ({d or '?'})" for a, d in enumerate(dims) if not isinstance(d, int))
         raise UserError(
-            f"input {name!r} of {path} has dynamic axes {axes}: which one is the batch axis cannot be read from the file; "
+            f"input {name!r} of {path} has dynamic axes {axes}: which one is the batch axis cannot "
+            "be read from the file; "
             f"set {where}.batch_axis: 0 if the first axis is the batch (Triton batches along the first axis only)"
         )
     return {a: str(d) for a, d in dynamic.items()}
@@ -358,7 +368,8 @@ def describe(settings: dict[str, Any], name: str = "<name>") -> dict[str, Any]:
         spec = declared.get(tensor["name"]) or {}
         if spec.get("dtype") and spec["dtype"] != tensor["dtype"]:
             raise UserError(
-                f"{where}.inputs.{tensor['name']}.dtype is {spec['dtype']}, but {path} declares {tensor['dtype']}; remove the key or fix it"
+                f"{where}.inputs.{tensor['name']}.dtype is {spec['dtype']}, but {path} declares "
+                f"{tensor['dtype']}; remove the key or fix it"
             )
         shape = None
         if "dims" in spec:
@@ -478,7 +489,8 @@ def generate(doc: dict[str, Any], samples: int, seed: int) -> dict[str, np.ndarr
         elif dtype.kind in "iu":
             if low is None or high is None:
                 raise UserError(
-                    f"input {name!r} is an integer tensor ({dtype}) and no dataloader gives its data: set its value range, "
+                    f"input {name!r} is an integer tensor ({dtype}) and no dataloader gives its "
+                    "data: set its value range, "
                     f"{where}.inputs.{name}.low and .high (inclusive; for ids, 0 and the embedding table's size - 1)"
                 )
             out[name] = rng.integers(int(low), int(high), shape, endpoint=True).astype(dtype)
@@ -583,7 +595,8 @@ def write_description(name: str, settings: dict[str, Any], output: str | Path) -
         got = np.asarray(batch["inputs"][tensor["name"]])
         if str(got.dtype) != tensor["dtype"]:
             raise UserError(
-                f"{settings.get('dataloader') or 'generated data'}: input {tensor['name']!r} is {got.dtype}, but {doc['path']} takes {tensor['dtype']}"
+                f"{settings.get('dataloader') or 'generated data'}: input {tensor['name']!r} is "
+                f"{got.dtype}, but {doc['path']} takes {tensor['dtype']}"
             )
     try:
         runner = source_runner_of(doc)
