@@ -28,6 +28,7 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .errors import UserError
 
@@ -465,7 +466,7 @@ def io_entries(doc: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------ generated data
 
 
-def generate(doc: dict[str, Any], samples: int, seed: int) -> dict[str, np.ndarray]:
+def generate(doc: dict[str, Any], samples: int, seed: int) -> dict[str, NDArray[Any]]:
     """Inputs of `samples` rows from the description, with a fixed seed.
 
     Floats: uniform in [low, high] (default [0, 1]); integers: uniform in [low, high] inclusive,
