@@ -242,10 +242,13 @@ def test_served_outputs_equal_the_given_files(workdir: Path, given: dict[str, Pa
                 )
             for kind in ("perf_offline", "perf_online"):
                 points = rows(results / kind / model / fmt / "cpu.csv")
-                assert points and all(p["status"] in ("ok", "unstable") for p in points)
-                stable += [p for p in points if p["status"] == "ok"]
+                assert points and all(
+                    p["status"] in ("ok", "unstable", "disturbed") for p in points
+                )
+                stable += [p for p in points if p["status"] in ("ok", "disturbed")]
             assert rows(results / "native" / model / fmt / "cpu.csv")
-        # One point per sweep: on a loaded machine one may be unstable, not every one of a model.
+        # One point per sweep: on a loaded machine a point may be unstable (no numbers) or disturbed
+        # (foreign load; numbers kept): a model still has one point measured through the server.
         assert stable and all(float(p["Inferences/Second"]) > 0 for p in stable), model
     # The reference really is the given file: the served ONNX of the skl2onnx model gives its outputs.
     skl = given["skl"]
