@@ -7,12 +7,20 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+# A config given on the command line (--configfile, --config) that names models deploys exactly
+# those: Snakemake merges it into the default key by key, which would keep the default's digits.
+# Every other key still merges, so a user's file holds only what differs from the default.
+if "models" in workflow.config_settings.overwrite_config:
+    config["models"] = workflow.config_settings.overwrite_config["models"]
+
+
 # snakemake --report report.zip: the flagged results with their provenance (workflow/report/).
 report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/checkpoint.smk"
+include: "workflow/rules/source.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/correctness.smk"
 include: "workflow/rules/repository.smk"

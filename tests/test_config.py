@@ -56,7 +56,7 @@ def test_default_config_is_valid_and_defaults_are_filled() -> None:
         (
             changed(formats=["tflite"]),
             "config.formats[0]: 'tflite' is not allowed; allowed values: torchscript_trace, "
-            "torchscript_script, savedmodel, onnx,",
+            "torchscript_script, torchscript, savedmodel, onnx,",
         ),
         (changed(devices=["tpu"]), "config.devices[0]: 'tpu' is not allowed; allowed values: cpu"),
         (

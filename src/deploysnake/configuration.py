@@ -14,6 +14,7 @@ from jsonschema import Draft202012Validator, validators
 from .errors import UserError
 from .formats import ARTIFACTS, FRAMEWORK_FORMATS, TENSORRT, tensorrt_unavailable
 from .plugins import plugin_paths
+from .sources import OWN_FORMAT, SOURCE_KEYS, SOURCE_ONLY, config_problems, is_source
 
 PROJECT = Path(__file__).resolve().parents[2]
 SCHEMA = PROJECT / "config" / "config.schema.yaml"
@@ -97,6 +98,9 @@ def plan_formats(config: dict[str, Any]) -> tuple[dict[str, list[str]], list[dic
             FRAMEWORK_FORMATS[framework] if config["formats"] == "auto" else config["formats"]
         )
         planned[name] = []
+        if framework in OWN_FORMAT and OWN_FORMAT[framework] not in candidates:
+            # An exported source's own format (its given file) is always served: the reference.
+            candidates = [OWN_FORMAT[framework], *candidates]
         for fmt in candidates:
             if fmt not in FRAMEWORK_FORMATS[framework]:
                 skipped.append(
@@ -131,6 +135,22 @@ def semantic_problems(config: dict[str, Any]) -> list[str]:
                 "raise triton.max_batch_size"
             )
     for name, model in config["models"].items():
+        if is_source(model):
+            problems += config_problems(name, model, PROJECT)
+            continue
+        if not model.get("recipe"):
+            problems.append(
+                f"config.models.{name}: give a recipe (a folder with model.py, dataloader.py, "
+                "metrics.py) or an exported model: " + ", ".join(SOURCE_KEYS)
+            )
+            continue
+        model.setdefault("framework", "torch")
+        problems += [
+            f"config.models.{name}.{key}: applies to exported models (onnx, torchscript, ...) only; "
+            "a recipe's model.py declares its IO"
+            for key in SOURCE_ONLY
+            if key in model
+        ]
         recipe = Path(model["recipe"])
         if not recipe.is_absolute() and not recipe.exists() and (PROJECT / recipe).is_dir():
             # The shipped recipes also work when Snakemake runs in another --directory.
@@ -152,7 +172,7 @@ def semantic_problems(config: dict[str, Any]) -> list[str]:
                 f"config.models.{name}.checkpoint: file {model['checkpoint']} does not exist; "
                 "give a trained state_dict or leave it empty to train"
             )
-    keras = [name for name, model in config["models"].items() if model["framework"] == "keras"]
+    keras = [name for name, model in config["models"].items() if model.get("framework") == "keras"]
     if keras and (
         importlib.util.find_spec("tensorflow") is None
         or importlib.util.find_spec("tf2onnx") is None
@@ -188,9 +208,9 @@ def semantic_problems(config: dict[str, Any]) -> list[str]:
         problems.append(
             f"config.tuning.batch_range: [{low}, {high}] is empty; give [low, high] with low <= high"
         )
-    from .capacity import config_problems
+    from .capacity import config_problems as capacity_problems
 
-    problems += config_problems(config)
+    problems += capacity_problems(config)
     # Whether the machine or cluster has each GPU device is checked when the run starts (devices.check_available):
     # a cluster's submit host has no GPU of its own.
     return problems

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from . import sources
 from .errors import UserError
 from .frameworks import load_state
 from .plugins import Recipe
@@ -373,3 +375,84 @@ def export(
     io["status"] = "ok"
     Path(io_json).write_text(json.dumps(io, indent=2) + "\n")
     log.info("io: %s", io)
+
+
+def export_from_source(
+    name: str,
+    settings: dict[str, Any],
+    description: str | Path,
+    fmt: str,
+    artifact: str | Path,
+    io_json: str | Path,
+    options: dict[str, Any],
+) -> dict[str, Any]:
+    """The source's own format (a copy of the given file) or ONNX converted from it (TorchScript:
+    torch.onnx's TorchScript-based exporter; SavedModel: tf2onnx). A conversion that fails is
+    recorded in io.json as failed, like a failed export: the source's own format goes on."""
+    doc = json.loads(Path(description).read_text())
+    artifact = Path(artifact)
+    artifact.parent.mkdir(parents=True, exist_ok=True)
+    source = Path(doc["path"])
+    if fmt == doc["format"]:
+        if artifact.exists():
+            shutil.rmtree(artifact) if artifact.is_dir() else artifact.unlink()
+        if source.is_dir():
+            shutil.copytree(source, artifact)
+        else:
+            shutil.copyfile(source, artifact)
+        io = sources.io_entries(doc)
+    elif fmt == "onnx":
+        names = [t["name"] for t in doc["inputs"]], [t["name"] for t in doc["outputs"]]
+        opset = int(options.get("onnx_opset", 18))
+        try:
+            if doc["kind"] == "torchscript":
+                _torchscript_to_onnx(doc, artifact, opset)
+            else:
+                export_onnx_from_savedmodel(source, artifact, opset)
+            dynamic = {t["name"]: t["dynamic"] for t in doc["inputs"] + doc["outputs"]}
+            if any(dynamic.values()):
+                mark_dynamic(
+                    artifact, {n: {int(a): d for a, d in v.items()} for n, v in dynamic.items()}
+                )
+            location_free_onnx(artifact)
+            io = describe_onnx(artifact)
+            got = [t["name"] for t in io["inputs"]], [t["name"] for t in io["outputs"]]
+            if sorted(got[0]) != sorted(names[0]) or sorted(got[1]) != sorted(names[1]):
+                raise RuntimeError(
+                    f"the converted ONNX file has inputs/outputs {got}, the source {names}"
+                )
+        except Exception as exc:
+            log.exception("%s from the %s source failed", fmt, doc["kind"])
+            artifact.write_bytes(b"")
+            io = failure(exc)
+            io = {"format": fmt, "artifact": artifact.name, **io}
+            Path(io_json).write_text(json.dumps(io, indent=2) + "\n")
+            return io
+    else:
+        raise UserError(f"format {fmt!r} is not made from a {doc['kind']} source")
+    io.update(format=fmt, artifact=artifact.name, status="ok", source=doc["path"])
+    Path(io_json).write_text(json.dumps(io, indent=2) + "\n")
+    log.info("%s of %s: %s", fmt, name, io)
+    return io
+
+
+def _torchscript_to_onnx(doc: dict[str, Any], artifact: Path, opset: int) -> None:
+    import warnings
+
+    module = torch.jit.load(doc["path"], map_location="cpu").eval()
+    example = sources.generate(doc, 4, seed=0)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            tuple(torch.from_numpy(example[t["name"]]) for t in doc["inputs"]),
+            str(artifact),
+            input_names=[t["name"] for t in doc["inputs"]],
+            output_names=[t["name"] for t in doc["outputs"]],
+            opset_version=opset,
+            dynamo=False,  # the dynamo exporter takes nn.Modules, not TorchScript
+            dynamic_axes={
+                t["name"]: {0: "batch", **{int(a): d for a, d in t["dynamic"].items()}}
+                for t in doc["inputs"] + doc["outputs"]
+            },
+        )

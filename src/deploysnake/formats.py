@@ -10,6 +10,7 @@ import shutil
 ARTIFACTS = {
     "torchscript_trace": "model.pt",
     "torchscript_script": "model.pt",
+    "torchscript": "model.pt",  # a given TorchScript file (models.<name>.torchscript)
     "savedmodel": "model.savedmodel",
     "onnx": "model.onnx",
     "onnx_optimized": "model.onnx",
@@ -20,10 +21,15 @@ ARTIFACTS = {
 }
 ONNX_VARIANTS = ("onnx_optimized", "onnx_fp16", "onnx_int8")
 TENSORRT = ("tensorrt_fp32", "tensorrt_fp16")
+ONNX_FAMILY = ["onnx", *ONNX_VARIANTS, *TENSORRT]
 # Formats each framework's models can be deployed in (`formats: auto` takes those the machine can build).
+# An exported source's framework is its kind (sources.py): its own format, then ONNX and its variants.
 FRAMEWORK_FORMATS = {
-    "torch": [f for f in ARTIFACTS if f != "savedmodel"],
+    "torch": [f for f in ARTIFACTS if f not in ("savedmodel", "torchscript")],
     "keras": [f for f in ARTIFACTS if not f.startswith("torchscript")],
+    "onnx": ONNX_FAMILY,
+    "torchscript": ["torchscript", *ONNX_FAMILY],
+    "savedmodel": ["savedmodel", *ONNX_FAMILY],
 }
 
 

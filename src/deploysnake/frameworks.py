@@ -18,11 +18,18 @@ from numpy.typing import NDArray
 
 from .errors import UserError
 from .plugins import Recipe
+from .sources import KINDS as SOURCE_KINDS
+from .sources import source_runner
 
 if TYPE_CHECKING:
     import torch
 
-CHECKPOINT_NAMES = {"torch": "model.pt", "keras": "model.weights.h5"}
+# An exported source's "checkpoint" is its IO description, written by its first job (sources.py).
+CHECKPOINT_NAMES = {
+    "torch": "model.pt",
+    "keras": "model.weights.h5",
+    **dict.fromkeys(SOURCE_KINDS, "source.json"),
+}
 SourceModel = Callable[[dict[str, NDArray[Any]]], dict[str, NDArray[Any]]]
 
 
@@ -144,6 +151,8 @@ def source_model(
     framework: str, recipe: Recipe, params: dict[str, Any], checkpoint: str | Path
 ) -> SourceModel:
     """A callable running the source model on named numpy inputs, for correctness and accuracy."""
+    if framework in SOURCE_KINDS:  # a given file: its "checkpoint" is its source.json
+        return source_runner(checkpoint)  # type: ignore[no-any-return]
     if framework == "keras":
         model = keras_model(recipe, params, checkpoint)
 

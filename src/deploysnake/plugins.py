@@ -88,11 +88,6 @@ def load_recipe(folder: str | Path, overrides: dict[str, Any] | None = None) -> 
     )
 
 
-def load_settings(settings: dict[str, Any]) -> Recipe:
-    """The recipe of one model's config settings (models.<name>)."""
-    return load_recipe(settings["recipe"], {kind: settings.get(kind) for kind in CONTRACT})
-
-
 def validation_batches(
     recipe: Recipe, params: dict[str, Any], batch_size: int, limit: int | None = None
 ) -> list[dict[str, Any]]:

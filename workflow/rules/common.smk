@@ -20,6 +20,8 @@ from deploysnake.frameworks import CHECKPOINT_NAMES
 from deploysnake.plugins import plugin_paths
 from deploysnake.processes import remove_stale_locks
 from deploysnake.server import locate
+from deploysnake.sources import is_source
+from deploysnake.sources import rule_inputs as source_inputs
 
 try:
     config = validate(config)
@@ -143,7 +145,13 @@ def runner_files():
 
 
 def recipe_files(wildcards):
-    return [str(p) for p in plugin_paths(config["models"][wildcards.model]).values()]
+    settings = config["models"][wildcards.model]
+    if is_source(settings):
+        # An exported model: its description (which its given files are inputs of) and data plugins.
+        return [checkpoint_file(wildcards)] + [
+            settings[k] for k in ("dataloader", "metrics") if settings.get(k)
+        ]
+    return [str(p) for p in plugin_paths(settings).values()]
 
 
 def model_settings(wildcards):

@@ -2,8 +2,8 @@ import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../../src")  # the package, also under --sdm conda
 from deploysnake import accuracy, job, provenance, server
-from deploysnake.plugins import load_settings
 from deploysnake.repository import triton_model_name
+from deploysnake.sources import load_settings
 
 
 def main(sm):

@@ -2,7 +2,7 @@ import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../../src")  # the package, also under --sdm conda
 from deploysnake import export, job
-from deploysnake.plugins import load_settings
+from deploysnake.sources import load_settings
 
 
 def main(sm):

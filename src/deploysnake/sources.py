@@ -1,0 +1,650 @@
+"""Exported models as the source: an ONNX file, a TorchScript file, a SavedModel or a Triton model
+directory given in the config (`models.<name>.onnx` etc.) instead of a recipe.
+
+The given file is the reference every conversion is checked against. Its IO (names, dtypes, dims,
+batch axis) is read from the file, or from the model directory's config.pbtxt; what a file cannot
+tell (which axis is the batch, a dynamic axis's length, an integer input's valid range, a
+TorchScript input's dtype and shape) comes from `models.<name>.batch_axis` and
+`models.<name>.inputs`, and anything still ambiguous is a UserError naming the tensor and the key.
+
+Without a `dataloader`, inputs are generated from that description with a fixed seed, each input
+within its range (`inputs.<name>.low`/`high`, inclusive); without `metrics` there is no task metric,
+and the accuracy stage compares outputs with the source's (max abs diff).
+
+Light at import time (the Snakefile imports it at every start): onnx, torch and TensorFlow are
+imported only where a file of theirs is read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import re
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .errors import UserError
+from .plugins import CONTRACT, Recipe, _load_module, load_recipe, validation_batches
+
+log = logging.getLogger(__name__)
+
+# Config keys that name an exported source, and the kind of file each names.
+SOURCE_KEYS = ("onnx", "torchscript", "savedmodel", "triton_model")
+# The source kinds (the model's `framework` once validated) and the format their file is served as.
+KINDS = ("onnx", "torchscript", "savedmodel")
+OWN_FORMAT = {"onnx": "onnx", "torchscript": "torchscript", "savedmodel": "savedmodel"}
+# Keys that only a recipe takes, and keys that only an exported source takes.
+RECIPE_ONLY = ("recipe", "framework", "model", "checkpoint")
+SOURCE_ONLY = ("batch_axis", "inputs", "outputs")
+# Samples of generated data per split (validation: correctness, accuracy, perf data;
+# train: int8 calibration).
+GENERATED_SAMPLES = 256
+# Triton platforms and backends of a model directory -> the source kind of its file (and below, the
+# file's default name in a version folder).
+TRITON_PLATFORMS = {
+    "onnxruntime_onnx": "onnx",
+    "onnxruntime": "onnx",
+    "pytorch_libtorch": "torchscript",
+    "pytorch": "torchscript",
+    "tensorflow_savedmodel": "savedmodel",
+    "tensorflow": "savedmodel",
+}
+DEFAULT_FILES = {"onnx": "model.onnx", "torchscript": "model.pt", "savedmodel": "model.savedmodel"}
+TRITON_DTYPES = {
+    "TYPE_FP32": "float32",
+    "TYPE_FP16": "float16",
+    "TYPE_FP64": "float64",
+    "TYPE_INT64": "int64",
+    "TYPE_INT32": "int32",
+    "TYPE_INT16": "int16",
+    "TYPE_INT8": "int8",
+    "TYPE_UINT8": "uint8",
+    "TYPE_BOOL": "bool",
+}
+# A first axis whose symbolic name says it is the batch ("batch", "batch_size", "N", "unk__0" ...).
+BATCH_NAMES = re.compile(r"^(batch.*|.*_batch|n|b|bs|none|unk__\d+|)$", re.IGNORECASE)
+DESCRIPTION = "source.json"
+
+
+def source_key(settings: dict[str, Any]) -> str | None:
+    """Which source key (onnx, torchscript, savedmodel, triton_model) the settings use, if any."""
+    found = [k for k in SOURCE_KEYS if settings.get(k)]
+    return found[0] if found else None
+
+
+def is_source(settings: dict[str, Any]) -> bool:
+    return source_key(settings) is not None
+
+
+# ------------------------------------------------------------------ config
+
+
+def _triton_config(folder: Path) -> Any:
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    path = folder / "config.pbtxt"
+    if not path.is_file():
+        raise UserError(
+            f"{folder} is not a Triton model directory: it has no config.pbtxt (a model directory "
+            "holds config.pbtxt and version folders such as 1/model.onnx)"
+        )
+    try:
+        return text_format.Parse(path.read_text(), mc.ModelConfig())
+    except text_format.ParseError as exc:
+        raise UserError(f"{path} is not a valid Triton model configuration: {exc}") from exc
+
+
+def _triton_kind(cfg: Any, folder: Path) -> str:
+    kind = TRITON_PLATFORMS.get(cfg.platform) or TRITON_PLATFORMS.get(cfg.backend)
+    if kind is None:
+        raise UserError(
+            f"{folder / 'config.pbtxt'}: platform {cfg.platform!r} / backend {cfg.backend!r} is not "
+            "one deploysnake takes as a source; "
+            f"supported: {', '.join(sorted(TRITON_PLATFORMS))}"
+        )
+    return kind
+
+
+def _triton_file(cfg: Any, folder: Path, kind: str) -> Path:
+    versions = sorted(
+        (int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()), reverse=True
+    )
+    if not versions:
+        raise UserError(
+            f"{folder} has no version folder (1/, 2/, ...) holding the model file; Triton serves the highest one"
+        )
+    name = cfg.default_model_filename or DEFAULT_FILES[kind]
+    path = folder / str(versions[0]) / name
+    if not path.exists():
+        raise UserError(
+            f"{folder}: version {versions[0]} has no {name} (config.pbtxt's platform is {cfg.platform or cfg.backend})"
+        )
+    return path
+
+
+def source_kind(settings: dict[str, Any]) -> str:
+    """onnx, torchscript or savedmodel: the kind of the given file (a model directory's: from its
+    config.pbtxt's platform or backend)."""
+    key = source_key(settings)
+    if key is None:
+        raise UserError("not a source model: give one of " + ", ".join(SOURCE_KEYS))
+    if key == "triton_model":
+        folder = Path(settings[key])
+        return _triton_kind(_triton_config(folder), folder)
+    return key
+
+
+def source_file(settings: dict[str, Any]) -> Path:
+    """The model file (a SavedModel: its folder) that is the reference."""
+    key = source_key(settings)
+    assert key is not None
+    path = Path(settings[key])
+    if key == "triton_model":
+        cfg = _triton_config(path)
+        return _triton_file(cfg, path, _triton_kind(cfg, path))
+    return path
+
+
+def config_problems(name: str, settings: dict[str, Any], project: Path) -> list[str]:
+    """Problems of one source model's settings (config validation). Relative paths that do not exist
+    here but do under the project are made absolute (like the shipped recipes), and the model's
+    `framework` is set to its source kind, which the workflow plans formats and rules by."""
+    where = f"config.models.{name}"
+    given = [k for k in SOURCE_KEYS if settings.get(k)]
+    if len(given) > 1:
+        return [f"{where}: give one source, not {' and '.join(given)}"]
+    problems = [
+        f"{where}.{k}: applies to recipes only; a {given[0]} source's framework and weights come from its file"
+        for k in RECIPE_ONLY
+        if settings.get(k)
+    ]
+    for key in (given[0], "dataloader", "metrics"):
+        if not settings.get(key):
+            continue
+        path = Path(settings[key])
+        if not path.is_absolute() and not path.exists() and (project / path).exists():
+            path = project / path
+            settings[key] = str(path)
+        want_dir = key in ("savedmodel", "triton_model")
+        if not (path.is_dir() if want_dir else path.is_file()):
+            what = "folder" if want_dir else "file"
+            problems.append(f"{where}.{key}: {what} {path} does not exist")
+    if problems:
+        return problems
+    try:
+        settings["framework"] = source_kind(settings)
+        source_file(settings)
+    except UserError as exc:
+        return [f"{where}.{given[0]}: {exc}"]
+    if settings["framework"] == "savedmodel" and importlib.util.find_spec("tensorflow") is None:
+        problems.append(
+            f"{where}: a SavedModel source needs TensorFlow (and tf2onnx for its ONNX): pip install -e '.[tf]'"
+        )
+    if settings.get("batch_axis", 0) != 0:
+        problems.append(
+            f"{where}.batch_axis: {settings['batch_axis']}; Triton batches along the first axis only (0): "
+            "move the batch axis first in the model, or serve it unbatched outside deploysnake"
+        )
+    return problems
+
+
+def rule_inputs(settings: dict[str, Any]) -> list[str]:
+    """The given files a source's first job reads: editing any of them re-runs the model's jobs."""
+    path = Path(settings[source_key(settings) or ""])
+    files = sorted(str(p) for p in path.rglob("*") if p.is_file()) if path.is_dir() else [str(path)]
+    return files + [str(settings[k]) for k in ("dataloader", "metrics") if settings.get(k)]
+
+
+# ------------------------------------------------------------------ IO description
+
+
+def _dims_of_onnx(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    initializers = {i.name for i in graph.initializer}
+
+    def tensors(values: Any) -> list[dict[str, Any]]:
+        out = []
+        for value in values:
+            if value.name in initializers:  # older files list weights as inputs too
+                continue
+            tensor = value.type.tensor_type
+            if not value.type.HasField("tensor_type"):
+                raise UserError(
+                    f"{path}: {value.name!r} is not a tensor ({value.type.WhichOneof('value')}); "
+                    "Triton serves tensors only "
+                    "(a scikit-learn classifier converted with zipmap gives a sequence of maps: "
+                    "convert with options={id(model): {'zipmap': False}})"
+                )
+            dims: list[Any] = [
+                d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                for d in tensor.shape.dim
+            ]
+            dtype = str(np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type)))
+            out.append({"name": value.name, "dtype": dtype, "dims": dims})
+        return out
+
+    return tensors(graph.input), tensors(graph.output)
+
+
+def _dims_of_savedmodel(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(path))
+    if "serving_default" not in loaded.signatures:
+        raise UserError(
+            f"{path}: the SavedModel has no serving_default signature (it has "
+            f"{sorted(loaded.signatures)}); Triton serves that one"
+        )
+    signature = loaded.signatures["serving_default"]
+
+    def tensors(specs: dict[str, Any]) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": name,
+                "dtype": str(np.dtype(spec.dtype.as_numpy_dtype)),
+                "dims": [None if d is None else int(d) for d in spec.shape.as_list()],
+            }
+            for name, spec in sorted(specs.items())
+        ]
+
+    return tensors(signature.structured_input_signature[1]), tensors(signature.structured_outputs)
+
+
+def _dims_of_triton(cfg: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    def tensors(entries: Any, kind: str) -> list[dict[str, Any]]:
+        out = []
+        for entry in entries:
+            type_name = mc.DataType.Name(entry.data_type)
+            if type_name not in TRITON_DTYPES:
+                raise UserError(
+                    f"config.pbtxt {kind} {entry.name!r} has data_type {type_name}, which "
+                    f"deploysnake does not serve; supported: {sorted(TRITON_DTYPES)}"
+                )
+            dims = [None if d < 0 else int(d) for d in entry.dims]
+            out.append(
+                {"name": entry.name, "dtype": TRITON_DTYPES[type_name], "dims": ["batch", *dims]}
+            )
+        return out
+
+    return tensors(cfg.input, "input"), tensors(cfg.output, "output")
+
+
+def _torchscript_inputs(path: Path, settings: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    import torch
+
+    module = torch.jit.load(str(path), map_location="cpu")
+    names = [a.name for a in module.forward.schema.arguments[1:]]
+    declared = settings.get("inputs") or {}
+    out = []
+    for name in names:
+        spec = declared.get(name) or {}
+        if "dims" not in spec or "dtype" not in spec:
+            raise UserError(
+                f"TorchScript input {name!r} of {path}: a TorchScript file does not record input dtypes and shapes; "
+                f"set {where}.inputs.{name}.dtype (e.g. float32) and {where}.inputs.{name}.dims "
+                "(the sizes without the batch axis, e.g. [64])"
+            )
+        out.append({"name": name, "dtype": spec["dtype"], "dims": ["batch", *spec["dims"]]})
+    return out
+
+
+def _resolve_batch(
+    tensor: dict[str, Any], kind: str, explicit: bool, where: str, path: Path
+) -> dict[int, str]:
+    """Check that axis 0 is the batch; return the other dynamic axes {axis: name}."""
+    name, dims = tensor["name"], tensor["dims"]
+    if not dims:
+        raise UserError(
+            f"{kind} {name!r} of {path} is a scalar: it has no batch axis; deploysnake serves batched models "
+            "(re-export it with a first, dynamic batch axis)"
+        )
+    if isinstance(dims[0], int):
+        raise UserError(
+            f"{kind} {name!r} of {path} has dims {dims}: its first axis is fixed at {dims[0]}, so "
+            "it has no dynamic batch axis; "
+            "re-export it with a dynamic first axis (torch.onnx.export "
+            "dynamic_axes/dynamic_shapes, skl2onnx [None, ...])"
+        )
+    dynamic = {
+        a: (d or f"{name}_axis{a}") for a, d in enumerate(dims) if a and not isinstance(d, int)
+    }
+    if kind == "input" and dynamic and not explicit and not BATCH_NAMES.match(str(dims[0] or "")):
+        axes = ", ".join(f"{a} ({d or '?'})" for a, d in enumerate(dims) if not isinstance(d, int))
+        raise UserError(
+            f"input {name!r} of {path} has dynamic axes {axes}: which one is the batch axis cannot "
+            "be read from the file; "
+            f"set {where}.batch_axis: 0 if the first axis is the batch (Triton batches along the first axis only)"
+        )
+    return {a: str(d) for a, d in dynamic.items()}
+
+
+def describe(settings: dict[str, Any], name: str = "<name>") -> dict[str, Any]:
+    """The source's IO description, raising UserError for anything ambiguous.
+
+    Returns {"kind", "format", "path", "inputs": [...], "outputs": [...]}, each tensor
+    {"name", "dtype", "dims" (batch and dynamic axes -1), "dynamic": {axis: name}, "shape" (the
+    non-batch sizes generated data uses; None where a dynamic axis has no `inputs.<name>.dims`),
+    "low", "high" (inclusive value range of generated data; None: the default)}."""
+    where = f"models.{name}"
+    key = source_key(settings)
+    kind = source_kind(settings)
+    path = source_file(settings)
+    explicit = "batch_axis" in settings
+    if key == "triton_model":
+        cfg = _triton_config(Path(settings[key]))
+        if cfg.max_batch_size <= 0:
+            raise UserError(
+                f"{Path(settings[key]) / 'config.pbtxt'} has max_batch_size {cfg.max_batch_size} (no batch axis); "
+                "deploysnake serves batched models: set max_batch_size > 0 if the model's first axis is the batch"
+            )
+        inputs, outputs = _dims_of_triton(cfg)
+        explicit = True  # a batching config.pbtxt states that axis 0 is the batch
+    elif kind == "onnx":
+        inputs, outputs = _dims_of_onnx(path)
+    elif kind == "savedmodel":
+        inputs, outputs = _dims_of_savedmodel(path)
+    else:
+        inputs, outputs = _torchscript_inputs(path, settings, where), []
+        explicit = True
+    declared = dict(settings.get("inputs") or {})
+    unknown = sorted(set(declared) - {t["name"] for t in inputs})
+    if unknown:
+        raise UserError(
+            f"{where}.inputs names {unknown}, which {path} does not have; its inputs: {[t['name'] for t in inputs]}"
+        )
+    described_in = []
+    for tensor in inputs:
+        dynamic = _resolve_batch(tensor, "input", explicit, where, path)
+        spec = declared.get(tensor["name"]) or {}
+        if spec.get("dtype") and spec["dtype"] != tensor["dtype"]:
+            raise UserError(
+                f"{where}.inputs.{tensor['name']}.dtype is {spec['dtype']}, but {path} declares "
+                f"{tensor['dtype']}; remove the key or fix it"
+            )
+        shape = None
+        if "dims" in spec:
+            shape = [int(d) for d in spec["dims"]]
+            fixed = tensor["dims"][1:]
+            if len(shape) != len(fixed) or any(
+                isinstance(f, int) and f != s for f, s in zip(fixed, shape, strict=True)
+            ):
+                raise UserError(
+                    f"{where}.inputs.{tensor['name']}.dims {shape} do not fit the file's dims {fixed} "
+                    "(give the sizes without the batch axis; a fixed size must be the file's)"
+                )
+        elif not dynamic:
+            shape = [int(d) for d in tensor["dims"][1:]]
+        low, high = spec.get("low"), spec.get("high")
+        if low is not None and high is not None and low > high:
+            raise UserError(f"{where}.inputs.{tensor['name']}: low {low} above high {high}")
+        described_in.append(
+            {
+                "name": tensor["name"],
+                "dtype": tensor["dtype"],
+                "dims": [-1, *(d if isinstance(d, int) else -1 for d in tensor["dims"][1:])],
+                "dynamic": dynamic,
+                "shape": shape,
+                "low": low,
+                "high": high,
+            }
+        )
+    described_out = [
+        {
+            "name": t["name"],
+            "dtype": t["dtype"],
+            "dims": [-1, *(d if isinstance(d, int) else -1 for d in t["dims"][1:])],
+            "dynamic": _resolve_batch(t, "output", True, where, path),
+        }
+        for t in outputs
+    ]
+    doc = {
+        "model": name,
+        "kind": kind,
+        "format": OWN_FORMAT[kind],
+        "path": str(path),
+        "inputs": described_in,
+        "outputs": described_out,
+    }
+    if key == "torchscript":  # a model directory's config.pbtxt names and shapes its outputs
+        doc["outputs"] = _torchscript_outputs(path, doc, settings, where)
+    return doc
+
+
+def _torchscript_outputs(
+    path: Path, doc: dict[str, Any], settings: dict[str, Any], where: str
+) -> list[dict[str, Any]]:
+    """Run the TorchScript file once on generated inputs: its outputs' dtypes and dims."""
+    from .runtime import ArtifactRuntime
+
+    runtime = ArtifactRuntime(path, "torchscript", [t["name"] for t in doc["inputs"]], [])
+    example = generate(doc, 2, seed=0)
+    torch = runtime._torch
+    with torch.inference_mode():
+        out: Any = runtime._module(*(torch.from_numpy(example[t["name"]]) for t in doc["inputs"]))
+    outs = (
+        (out,)
+        if isinstance(out, torch.Tensor)
+        else tuple(out.values())
+        if isinstance(out, dict)
+        else tuple(out)
+    )
+    names = list(settings.get("outputs") or [f"output__{k}" for k in range(len(outs))])
+    if len(names) != len(outs):
+        raise UserError(
+            f"{path} returns {len(outs)} output(s), but {where}.outputs names {len(names)}: {names}"
+        )
+    return [
+        {
+            "name": n,
+            "dtype": str(t.numpy().dtype),
+            "dims": [-1, *(int(d) for d in t.shape[1:])],
+            "dynamic": {},
+        }
+        for n, t in zip(names, outs, strict=True)
+    ]
+
+
+def io_entries(doc: dict[str, Any]) -> dict[str, Any]:
+    """The io.json fields of a description: names, dtypes, dims (-1: batch and dynamic axes)."""
+    return {
+        kind: [{k: t[k] for k in ("name", "dtype", "dims")} for t in doc[kind]]
+        for kind in ("inputs", "outputs")
+    }
+
+
+# ------------------------------------------------------------------ generated data
+
+
+def generate(doc: dict[str, Any], samples: int, seed: int) -> dict[str, NDArray[Any]]:
+    """Inputs of `samples` rows from the description, with a fixed seed.
+
+    Floats: uniform in [low, high] (default [0, 1]); integers: uniform in [low, high] inclusive,
+    which must be given (ids must stay inside an embedding's table); bool: either value.
+    Raises UserError naming the input and the key to set where a size or range is missing."""
+    rng = np.random.default_rng(seed)
+    where = f"models.{doc.get('model', '<name>')}"
+    out = {}
+    for tensor in doc["inputs"]:
+        name, dtype = tensor["name"], np.dtype(tensor["dtype"])
+        if tensor["shape"] is None:
+            axes = ", ".join(f"{a} ({d})" for a, d in tensor["dynamic"].items())
+            raise UserError(
+                f"input {name!r} has dynamic axes {axes} and no dataloader gives its data: set "
+                f"{where}.inputs.{name}.dims to the sizes to generate (without the batch axis), or give a dataloader"
+            )
+        shape = [samples, *tensor["shape"]]
+        low, high = tensor.get("low"), tensor.get("high")
+        if dtype.kind == "b":
+            out[name] = rng.integers(0, 2, shape).astype(bool)
+        elif dtype.kind in "iu":
+            if low is None or high is None:
+                raise UserError(
+                    f"input {name!r} is an integer tensor ({dtype}) and no dataloader gives its "
+                    "data: set its value range, "
+                    f"{where}.inputs.{name}.low and .high (inclusive; for ids, 0 and the embedding table's size - 1)"
+                )
+            out[name] = rng.integers(int(low), int(high), shape, endpoint=True).astype(dtype)
+        else:
+            lo = 0.0 if low is None else float(low)
+            hi = 1.0 if high is None else float(high)
+            out[name] = rng.uniform(lo, hi, shape).astype(dtype)
+    return out
+
+
+def _generated_dataloader(doc: dict[str, Any]) -> ModuleType:
+    module = ModuleType("deploysnake_generated_dataloader")
+    module.__file__ = "<generated from the IO description>"
+
+    def batches(split: str, batch_size: int, params: dict[str, Any]) -> Any:
+        seed = int(params.get("seed", 0)) + (0 if split == "validation" else 1)
+        data = generate(doc, GENERATED_SAMPLES, seed)
+        for start in range(0, GENERATED_SAMPLES, batch_size):
+            stop = min(start + batch_size, GENERATED_SAMPLES)
+            yield {
+                "ids": np.arange(start, stop),
+                "inputs": {n: a[start:stop] for n, a in data.items()},
+                "labels": np.full(stop - start, -1, dtype=np.int64),
+            }
+
+    module.batches = batches  # type: ignore[attr-defined]
+    module.GENERATED = True  # type: ignore[attr-defined]
+    return module
+
+
+def _no_metrics() -> ModuleType:
+    module = ModuleType("deploysnake_no_task_metric")
+    module.__file__ = "<no task metric given>"
+    module.compute = lambda outputs, labels: {}  # type: ignore[attr-defined]
+    module.NO_TASK_METRIC = True  # type: ignore[attr-defined]
+    return module
+
+
+def _model_module(doc: dict[str, Any]) -> ModuleType:
+    module = ModuleType("deploysnake_source_model")
+    module.__file__ = doc["path"]
+    module.INPUT_NAMES = [t["name"] for t in doc["inputs"]]  # type: ignore[attr-defined]
+    module.OUTPUT_NAMES = [t["name"] for t in doc["outputs"]]  # type: ignore[attr-defined]
+    module.DYNAMIC_AXES = {  # type: ignore[attr-defined]
+        t["name"]: {int(a): d for a, d in t["dynamic"].items()}
+        for t in doc["inputs"] + doc["outputs"]
+        if t["dynamic"]
+    }
+    module.example_inputs = lambda size: generate(doc, size, seed=0)  # type: ignore[attr-defined]
+    return module
+
+
+def source_recipe(settings: dict[str, Any], name: str = "<name>") -> Recipe:
+    """A Recipe (plugins.Recipe) for a source model: its model module describes the file's IO; the
+    dataloader and metrics are the given files, or generated data and no task metric."""
+    doc = describe(settings, name)
+    return Recipe(
+        folder=Path(settings.get("dataloader") or doc["path"]).parent,
+        model=_model_module(doc),
+        dataloader=(
+            _load_module(Path(settings["dataloader"]), "dataloader")
+            if settings.get("dataloader")
+            else _generated_dataloader(doc)
+        ),
+        metrics=(
+            _load_module(Path(settings["metrics"]), "metrics")
+            if settings.get("metrics")
+            else _no_metrics()
+        ),
+    )
+
+
+def has_task_metric(recipe: Any) -> bool:
+    return not getattr(recipe.metrics, "NO_TASK_METRIC", False)
+
+
+# ------------------------------------------------------------------ stages
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        with open(file, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_description(name: str, settings: dict[str, Any], output: str | Path) -> dict[str, Any]:
+    """The source's first job: describe its IO (UserError where ambiguous), run the given file once on
+    a batch of the dataloader's (or generated) data, check the dataloader's input names and the
+    metrics' return value, and write results/checkpoint/<model>/source.json."""
+    recipe = source_recipe(settings, name)
+    doc = describe(settings, name)
+    batch = validation_batches(recipe, settings.get("params") or {}, 8, limit=1)[0]
+    for tensor in doc["inputs"]:
+        got = np.asarray(batch["inputs"][tensor["name"]])
+        if str(got.dtype) != tensor["dtype"]:
+            raise UserError(
+                f"{settings.get('dataloader') or 'generated data'}: input {tensor['name']!r} is "
+                f"{got.dtype}, but {doc['path']} takes {tensor['dtype']}"
+            )
+    try:
+        runner = source_runner_of(doc)
+    except Exception as exc:  # each runtime raises its own types for a file it cannot load
+        raise UserError(
+            f"{doc['path']} cannot be loaded by the runtime that serves {doc['format']}: "
+            f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:500]}"
+        ) from exc
+    outputs = runner(batch["inputs"])
+    metrics = recipe.metrics.compute(outputs, np.asarray(batch["labels"]))
+    if has_task_metric(recipe) and (
+        not isinstance(metrics, dict)
+        or not metrics
+        or not all(isinstance(v, (int, float, np.number)) for v in metrics.values())
+    ):
+        raise UserError(
+            f"{settings['metrics']}: compute() must return a non-empty dict of metric name -> number, got {metrics!r}"
+        )
+    doc.update(
+        sha256=_sha256(Path(doc["path"])),
+        dataloader=settings.get("dataloader") or None,
+        metrics=settings.get("metrics") or None,
+        task_metric=has_task_metric(recipe),
+    )
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    Path(output).write_text(json.dumps(doc, indent=2) + "\n")
+    log.info("source %s (%s): %s", name, doc["kind"], json.dumps(io_entries(doc)))
+    if not doc["task_metric"]:
+        log.info("no metrics given: outputs are compared with the source's, no task metric")
+    return doc
+
+
+def source_runner_of(doc: dict[str, Any]) -> Any:
+    from .runtime import ArtifactRuntime
+
+    return ArtifactRuntime(
+        doc["path"],
+        doc["format"],
+        [t["name"] for t in doc["inputs"]],
+        [t["name"] for t in doc["outputs"]],
+    )
+
+
+def source_runner(description: str | Path) -> Any:
+    """The reference: the given file run by the runtime that reads it, from its source.json."""
+    return source_runner_of(json.loads(Path(description).read_text()))
+
+
+def load_settings(settings: dict[str, Any]) -> Recipe:
+    """The recipe of one model's config settings (models.<name>); an exported source's (onnx:,
+    torchscript:, ...) describes its file's IO, with its given or generated data (below)."""
+    if not settings.get("recipe"):
+        return source_recipe(settings)
+    return load_recipe(settings["recipe"], {kind: settings.get(kind) for kind in CONTRACT})

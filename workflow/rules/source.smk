@@ -1,0 +1,137 @@
+# Exported models given in the config (models.<name>.onnx, torchscript, savedmodel, triton_model)
+# instead of a recipe: the given file is the reference; its own format is a copy of it, and ONNX is
+# converted from it (the ONNX variants and TensorRT then come from export.smk's rules).
+SOURCE_MODELS = {
+    kind: [m for m in MODELS if config["models"][m]["framework"] == kind]
+    for kind in ("onnx", "torchscript", "savedmodel")
+}
+
+
+# The source's "checkpoint": its IO description, checked (ambiguous batch axis, missing ranges,
+# a dataloader or metrics that break the contract) before anything else of the model runs.
+rule python_describe_source:
+    input:
+        given=lambda w: source_inputs(config["models"][w.model]),
+        code=package_file("sources"),
+    output:
+        "results/checkpoint/{model}/source.json",
+    log:
+        "logs/checkpoint/{model}.log",
+    wildcard_constraints:
+        model=models_of(sum(SOURCE_MODELS.values(), [])),
+    conda:
+        "../../envs/torch.yaml"
+    params:
+        settings=model_settings,
+    script:
+        "../scripts/source_describe.py"
+
+
+rule onnx_copy_source:
+    input:
+        checkpoint=checkpoint_file,
+        recipe=recipe_files,
+        code=[package_file(m) for m in ("sources", "export")],
+    output:
+        artifact="results/export/{model}/onnx/model.onnx",
+        io="results/export/{model}/onnx/io.json",
+    log:
+        "logs/export/{model}/onnx.log",
+    wildcard_constraints:
+        model=models_of(SOURCE_MODELS["onnx"]),
+    conda:
+        "../../envs/torch.yaml"
+    params:
+        settings=model_settings,
+        fmt="onnx",
+        options=config["export"],
+    script:
+        "../scripts/source_export.py"
+
+
+rule torch_copy_source:
+    input:
+        checkpoint=checkpoint_file,
+        recipe=recipe_files,
+        code=[package_file(m) for m in ("sources", "export")],
+    output:
+        artifact="results/export/{model}/torchscript/model.pt",
+        io="results/export/{model}/torchscript/io.json",
+    log:
+        "logs/export/{model}/torchscript.log",
+    wildcard_constraints:
+        model=models_of(SOURCE_MODELS["torchscript"]),
+    conda:
+        "../../envs/torch.yaml"
+    params:
+        settings=model_settings,
+        fmt="torchscript",
+        options=config["export"],
+    script:
+        "../scripts/source_export.py"
+
+
+rule torch_export_onnx_torchscript:
+    input:
+        checkpoint=checkpoint_file,
+        recipe=recipe_files,
+        code=[package_file(m) for m in ("sources", "export")],
+    output:
+        artifact="results/export/{model}/onnx/model.onnx",
+        io="results/export/{model}/onnx/io.json",
+    log:
+        "logs/export/{model}/onnx.log",
+    wildcard_constraints:
+        model=models_of(SOURCE_MODELS["torchscript"]),
+    conda:
+        "../../envs/torch.yaml"
+    params:
+        settings=model_settings,
+        fmt="onnx",
+        options=config["export"],
+    script:
+        "../scripts/source_export.py"
+
+
+rule tensorflow_copy_source:
+    input:
+        checkpoint=checkpoint_file,
+        recipe=recipe_files,
+        code=[package_file(m) for m in ("sources", "export")],
+    output:
+        artifact=directory("results/export/{model}/savedmodel/model.savedmodel"),
+        io="results/export/{model}/savedmodel/io.json",
+    log:
+        "logs/export/{model}/savedmodel.log",
+    wildcard_constraints:
+        model=models_of(SOURCE_MODELS["savedmodel"]),
+    conda:
+        "../../envs/tensorflow.yaml"
+    params:
+        settings=model_settings,
+        fmt="savedmodel",
+        options=config["export"],
+    script:
+        "../scripts/source_export.py"
+
+
+rule tf2onnx_convert_source:
+    input:
+        checkpoint=checkpoint_file,
+        recipe=recipe_files,
+        code=[package_file(m) for m in ("sources", "export")],
+    output:
+        artifact="results/export/{model}/onnx/model.onnx",
+        io="results/export/{model}/onnx/io.json",
+    log:
+        "logs/export/{model}/onnx.log",
+    wildcard_constraints:
+        model=models_of(SOURCE_MODELS["savedmodel"]),
+    conda:
+        "../../envs/tensorflow.yaml"
+    params:
+        settings=model_settings,
+        fmt="onnx",
+        options=config["export"],
+    script:
+        "../scripts/source_export.py"
