@@ -51,6 +51,11 @@ SERVER_FLAVOUR = locate(
 ).flavour
 
 
+# What an export reads: the export section, and whether Triton batches the model (a tensor without
+# its batch on axis 0 is refused at export then); the batch size itself never re-exports.
+EXPORT_OPTIONS = config["export"] | {"batched": config["triton"]["max_batch_size"] > 0}
+
+
 # Formats whose Triton configuration is searched, for every model that has them (tuning.formats).
 TUNED_FORMATS = config["tuning"]["formats"]
 # What a tuning trial's measurement reads: changing the budget or strategy re-plans, never re-measures.

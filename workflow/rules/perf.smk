@@ -23,7 +23,7 @@ rule perf_analyzer_offline:
         repository="results/repository/{model}/{format}/{device}",
         io="results/export/{model}/{format}/io.json",
         data="results/perf_data/{model}/input.json",
-        code=[package_file(m) for m in ("perf", "repository", "usage", "floor")],
+        code=[package_file(m) for m in ("perf", "repository", "usage", "floor", "shapes")],
     output:
         "results/perf_offline/{model}/{format}/{device}.csv",
     log:
@@ -48,7 +48,7 @@ rule perf_analyzer_online:
         repository="results/repository/{model}/{format}/{device}",
         io="results/export/{model}/{format}/io.json",
         data="results/perf_data/{model}/input.json",
-        code=[package_file(m) for m in ("perf", "repository", "usage", "floor")],
+        code=[package_file(m) for m in ("perf", "repository", "usage", "floor", "shapes")],
     output:
         "results/perf_online/{model}/{format}/{device}.csv",
         # the serving floor: a model that computes nothing, same configuration and runner
