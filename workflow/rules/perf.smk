@@ -12,6 +12,7 @@ rule python_prepare_perf_data:
     params:
         settings=model_settings,
         samples=config["perf"]["input_samples"],
+        unbatched=config["triton"]["max_batch_size"] == 0,
     script:
         "../scripts/perf_data.py"
 
