@@ -67,11 +67,21 @@ class _NamedOutputs(torch.nn.Module):
 
 
 def _exportable(model: torch.nn.Module, recipe: Recipe) -> torch.nn.Module:
-    """The model as exporters see it: wrapped only when it returns a dict (other models' files keep
+    """The model as the tracer sees it: wrapped only when it returns a dict (other models' files keep
     their own module names)."""
     with torch.no_grad():
         out = model(*_example(recipe))
     return _NamedOutputs(model, recipe.output_names) if isinstance(out, dict) else model
+
+
+def _output_order(model: torch.nn.Module, recipe: Recipe) -> list[str]:
+    """OUTPUT_NAMES in the order the model returns them: a dict's key order (the ONNX exporters name
+    a dict's values by position), else the recipe's."""
+    with torch.no_grad():
+        out = model(*_example(recipe))
+    if isinstance(out, dict) and sorted(out) == sorted(recipe.output_names):
+        return [str(k) for k in out]
+    return recipe.output_names
 
 
 def _describe(
@@ -195,9 +205,9 @@ def export_onnx(
     else:
         kwargs["dynamic_axes"] = {
             name: {**batch_of(name), **recipe.dynamic_axes.get(name, {})}
-            for name in recipe.input_names + recipe.output_names
+            for name in recipe.input_names + output_names
         }
-    model = _exportable(model, recipe)
+    output_names = _output_order(model, recipe)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
@@ -205,7 +215,7 @@ def export_onnx(
             example,
             str(artifact),
             input_names=recipe.input_names,
-            output_names=recipe.output_names,
+            output_names=output_names,
             opset_version=opset,
             **kwargs,
         )
