@@ -29,7 +29,8 @@ PROBE_BATCHES = (3, 5)
 
 def batch_axis(tensor: Mapping[str, Any]) -> int | None:
     """The recorded batch axis of an IO entry (0 where io.json predates the field)."""
-    return tensor["batch_axis"] if "batch_axis" in tensor else 0
+    axis: int | None = tensor.get("batch_axis", 0)
+    return axis
 
 
 def probe(
@@ -58,7 +59,7 @@ def find_batch_axis(shapes: list[list[int]]) -> int | None:
     first, second = shapes
     if len(first) != len(second):
         return None
-    for axis, (a, b) in enumerate(zip(first, second)):
+    for axis, (a, b) in enumerate(zip(first, second, strict=True)):
         if (a, b) == PROBE_BATCHES:
             return axis
     return None
@@ -71,7 +72,7 @@ def full_dims(
     probes' shapes differ; the example's size elsewhere."""
     dims = [int(d) for d in example_shape]
     varying = (
-        {k for k, (a, b) in enumerate(zip(*shapes)) if a != b}
+        {k for k, (a, b) in enumerate(zip(*shapes, strict=True)) if a != b}
         if len(shapes[0]) == len(shapes[1])
         else set()
     )
@@ -171,7 +172,7 @@ def join(parts: list[np.ndarray], axis: int | None, fill: float | int = 0) -> np
         moved = [
             np.pad(
                 a,
-                [(0, 0)] + [(0, int(w) - s) for w, s in zip(width, a.shape[1:])],
+                [(0, 0)] + [(0, int(w) - s) for w, s in zip(width, a.shape[1:], strict=True)],
                 constant_values=fill,
             )
             for a in moved

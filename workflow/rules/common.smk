@@ -1,6 +1,7 @@
 # Helpers and input functions shared by every stage.
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -85,7 +86,7 @@ TRIAL_TRITON["dynamic_batching"] = {
 
 
 wildcard_constraints:
-    model="|".join(MODELS),
+    model="|".join(map(re.escape, MODELS)),  # names may hold "." and "-"
     format="|".join(ARTIFACTS),
     device="|".join(DEVICES),
     round=r"\d+",
@@ -111,7 +112,7 @@ def device_resource(name):
 
 def models_of(names):
     """A wildcard pattern matching these model names only (never matching when there are none)."""
-    return "|".join(names) if names else "(?!x)x"
+    return "|".join(map(re.escape, names)) if names else "(?!x)x"
 
 
 def checkpoint_file(wildcards):
