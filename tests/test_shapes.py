@@ -49,7 +49,9 @@ def test_check_batchable_names_each_tensor_and_the_fix() -> None:
             {"name": "temperature", "dims": [], "batch_axis": None},
         ],
     }
-    shapes.check_batchable(io, 0)  # unbatched: anything goes
+    with pytest.raises(UserError, match=r"output 'temperature' is a scalar .*Triton serves no 0-d"):
+        shapes.check_batchable(io, 0)  # unbatched: time-major is fine, a scalar is not
+    shapes.check_batchable({"inputs": io["inputs"], "outputs": io["outputs"][:1]}, 0)
     probed = {"log_probs": [[20, 3, 4], [20, 5, 4]], "temperature": [[], []]}
     with pytest.raises(UserError) as err:
         shapes.check_batchable(io, 8, probed)

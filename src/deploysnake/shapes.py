@@ -115,11 +115,28 @@ def unbatchable(io: dict[str, Any], shapes: dict[str, list[list[int]]]) -> list[
     return problems
 
 
+def scalars(io: dict[str, Any]) -> list[str]:
+    """Why an unbatched model cannot serve this IO: Triton has no 0-d tensors (a non-batching model's
+    output "cannot have empty reshape ... as scalar tensors are not supported", tritonserver 2.51)."""
+    return [
+        f"{kind} {tensor['name']!r} is a scalar (shape []): Triton serves no 0-d tensors, not even "
+        f"with triton.max_batch_size: 0. Return it with shape [1] (e.g. {tensor['name']}.reshape(1))"
+        for kind, key in (("input", "inputs"), ("output", "outputs"))
+        for tensor in io[key]
+        if batch_axis(tensor) is None and not tensor["dims"]
+    ]
+
+
 def check_batchable(
     io: dict[str, Any], max_batch_size: int, shapes: dict[str, list[list[int]]] | None = None
 ) -> None:
-    """Raise UserError naming every tensor that a batched model (max_batch_size > 0) cannot serve."""
+    """Raise UserError naming every tensor this model cannot serve: batched (max_batch_size > 0),
+    one without the batch on axis 0; unbatched, a scalar."""
     if max_batch_size <= 0:
+        if problems := scalars(io):
+            raise UserError(
+                "triton.max_batch_size is 0 (unbatched), but:\n  " + "\n  ".join(problems)
+            )
         return
     problems = unbatchable(io, shapes or {})
     if problems:
@@ -133,8 +150,8 @@ def served_dims(
     tensor: Mapping[str, Any], max_batch_size: int
 ) -> tuple[list[int], list[int] | None]:
     """(dims, reshape) of config.pbtxt for an IO entry: batched, the dims after the batch axis;
-    unbatched, the full dims. An empty shape (a [batch] tensor batched, a scalar unbatched) is
-    declared [1] with reshape [] (Triton's documented form); reshape is None otherwise."""
+    unbatched, the full dims. A [batch] tensor batched is declared [1] with reshape [] (Triton's
+    documented form); reshape is None otherwise. (Scalars are refused by check_batchable.)"""
     dims = list(tensor["dims"][1:] if max_batch_size > 0 else tensor["dims"])
     if not dims:
         return [1], []
