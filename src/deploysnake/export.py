@@ -186,6 +186,7 @@ def export_onnx(
         return {} if axis is None else {axis: "batch"}
 
     example = _example(recipe)
+    output_names = _output_order(model, recipe)
     kwargs: dict[str, Any] = {"dynamo": dynamo}
     if dynamo:
         dims = {"batch": torch.export.Dim("batch", min=1)}
@@ -207,7 +208,6 @@ def export_onnx(
             name: {**batch_of(name), **recipe.dynamic_axes.get(name, {})}
             for name in recipe.input_names + output_names
         }
-    output_names = _output_order(model, recipe)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(

@@ -22,10 +22,10 @@ from numpy.typing import NDArray
 
 from .processes import job_cpus, resolve_runtime_threads
 from .runtime import ArtifactRuntime
+from .shapes import from_served
 from .usage import DISTURBED, Window, per_thousand_ms
 
 BASELINE_SUSPECT = "baseline suspect"
-from .shapes import from_served
 
 log = logging.getLogger(__name__)
 

@@ -28,9 +28,9 @@ from numpy.typing import NDArray
 from .plugins import Recipe, validation_batches
 from .processes import die_with_parent
 from .server import TritonServer
+from .shapes import served_dims
 from .usage import COLUMNS as USAGE_COLUMNS
 from .usage import DISTURBED, Window
-from .shapes import served_dims
 
 log = logging.getLogger(__name__)
 

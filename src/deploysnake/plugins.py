@@ -201,7 +201,8 @@ def check_contract(recipe: Recipe, params: dict[str, Any], framework: str = "tor
         )
     if isinstance(out, dict) and sorted(out) != sorted(recipe.output_names):
         raise UserError(
-            f"{model_file}: the model returns a dict with keys {sorted(out)}, but OUTPUT_NAMES are {recipe.output_names} (outputs are matched by name)"
+            f"{model_file}: the model returns a dict with keys {sorted(out)}, but OUTPUT_NAMES "
+            f"are {recipe.output_names} (outputs are matched by name)"
         )
     outs = (
         (out,)
