@@ -61,7 +61,7 @@ def run(workdir: Path, config: dict[str, Any], targets: list[str]) -> str:
         "case.yaml",
         cwd=workdir,
         check=False,
-        timeout=1500,
+        timeout=2400,  # several models in one run; a loaded shared machine is slow
     )
     return done.stdout + done.stderr
 
