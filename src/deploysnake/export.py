@@ -102,7 +102,7 @@ def _describe(
 
 
 def probe_batch_axes(
-    recipe: Recipe, run: Callable[[dict[str, np.ndarray]], dict[str, Any]]
+    recipe: Recipe, run: Callable[[dict[str, NDArray[Any]]], dict[str, Any]]
 ) -> dict[str, list[list[int]]]:
     """Every input's and output's shape from the source model at two batch sizes
     (shapes.PROBE_BATCHES): the axis that follows the batch is the tensor's batch axis."""
@@ -411,14 +411,15 @@ def _probe(
     framework: str,
     model: torch.nn.Module | None,
 ) -> dict[str, list[list[int]]]:
+    from .frameworks import source_model, source_outputs
+
+    run: Callable[[dict[str, NDArray[Any]]], dict[str, NDArray[Any]]]
     if model is not None:
-        from .frameworks import source_outputs
+        torch_model = model
 
-        def run(inputs: dict[str, np.ndarray]) -> dict[str, Any]:
-            return source_outputs(model, recipe, inputs)
+        def run(inputs: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
+            return source_outputs(torch_model, recipe, inputs)
     else:
-        from .frameworks import source_model
-
         run = source_model(framework, recipe, params, checkpoint)
     try:
         return probe_batch_axes(recipe, run)

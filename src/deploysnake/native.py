@@ -48,7 +48,7 @@ def random_inputs(io: dict[str, Any], batch: int | None, seed: int = 0) -> dict[
     return inputs
 
 
-def whole_sample(io: dict[str, Any], input_data: str | Path) -> dict[str, np.ndarray]:
+def whole_sample(io: dict[str, Any], input_data: str | Path) -> dict[str, NDArray[Any]]:
     """An unbatched model's call: the first sample of the perf input data (one whole request, what
     perf_analyzer sends it), in the model's shapes and dtypes."""
     first = json.loads(Path(input_data).read_text())["data"][0]

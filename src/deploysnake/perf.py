@@ -154,7 +154,7 @@ def prepare_input_data(
     return doc
 
 
-def _entry(sample: np.ndarray) -> dict[str, Any]:
+def _entry(sample: NDArray[Any]) -> dict[str, Any]:
     """One tensor of one --input-data entry; a 0-d sample goes as [1] (dims [1], reshape [])."""
     if sample.ndim == 0:
         sample = sample.reshape(1)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .errors import UserError
 
@@ -37,7 +38,7 @@ def probe(
     input_names: list[str],
     output_names: list[str],
     example_inputs: Callable[[int], Mapping[str, Any]],
-    run: Callable[[dict[str, np.ndarray]], Mapping[str, Any]],
+    run: Callable[[dict[str, NDArray[Any]]], Mapping[str, Any]],
 ) -> dict[str, list[list[int]]]:
     """Each tensor's shape at PROBE_BATCHES: {name: [shape at 3, shape at 5]} (inputs, then outputs).
 
@@ -158,7 +159,7 @@ def served_dims(
     return [int(d) for d in dims], None
 
 
-def to_served(array: np.ndarray, tensor: Mapping[str, Any], max_batch_size: int) -> np.ndarray:
+def to_served(array: NDArray[Any], tensor: Mapping[str, Any], max_batch_size: int) -> NDArray[Any]:
     """An input as the client sends it: a model shape that Triton declares with a reshape gets its
     [1] axis back ([batch] -> [batch, 1]; a scalar -> [1])."""
     _, reshape = served_dims(tensor, max_batch_size)
@@ -167,7 +168,9 @@ def to_served(array: np.ndarray, tensor: Mapping[str, Any], max_batch_size: int)
     return array.reshape((array.shape[0], 1) if max_batch_size > 0 else (1,))
 
 
-def from_served(array: np.ndarray, tensor: Mapping[str, Any], max_batch_size: int) -> np.ndarray:
+def from_served(
+    array: NDArray[Any], tensor: Mapping[str, Any], max_batch_size: int
+) -> NDArray[Any]:
     """An output as the model returned it: a served tensor declared [1] with reshape [] loses the axis
     a server may add ([batch, 1] -> [batch]; [1] -> a scalar)."""
     _, reshape = served_dims(tensor, max_batch_size)
@@ -176,7 +179,7 @@ def from_served(array: np.ndarray, tensor: Mapping[str, Any], max_batch_size: in
     return array.reshape((-1,) if max_batch_size > 0 else ())
 
 
-def join(parts: list[np.ndarray], axis: int | None, fill: float | int = 0) -> np.ndarray:
+def join(parts: list[NDArray[Any]], axis: int | None, fill: float | int = 0) -> NDArray[Any]:
     """Join per-call outputs: along their batch axis, padding other axes to the longest (a dynamic
     sequence); outputs with no batch axis (one value per call) are stacked along a new axis 0."""
     arrays = [np.asarray(a) for a in parts]

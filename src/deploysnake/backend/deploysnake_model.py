@@ -76,12 +76,12 @@ class TritonModel:
             for name, dtype in self.outputs
         ]
 
-    def _model_shape(self, name, shape):
+    def _model_shape(self, name: str, shape: tuple[int, ...]) -> tuple[int, ...]:
         if name not in self.reshaped:
             return shape
         return tuple(shape[:1]) if self.batched else ()
 
-    def _served(self, name, array):
+    def _served(self, name: str, array: NDArray[Any]) -> NDArray[Any]:
         if name not in self.reshaped:
             return array
         return np.reshape(array, (-1, 1) if self.batched else (1,))
