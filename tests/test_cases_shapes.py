@@ -32,6 +32,8 @@ pytestmark = pytest.mark.skipif(
     not CASES.is_dir(), reason=f"the shared cases folder is absent ({CASES}): nothing to run"
 )
 FORMATS = ["torchscript_trace", "onnx"]
+# A point that ran: measured, unstable, or measured while other load disturbed the machine.
+MEASURED = {"ok", "unstable", "disturbed"}
 PERF = {
     "measurement_interval_ms": 300,
     "stability_percentage": 50,
@@ -158,7 +160,7 @@ def test_case01_rank1_output_served_batched(batched: tuple[Path, str]) -> None:
             statuses = {
                 r["status"] for r in rows(workdir / f"results/perf_{mode}/{model}/{fmt}/cpu.csv")
             }
-            assert statuses <= {"ok", "unstable"} and statuses, (mode, statuses)
+            assert statuses <= MEASURED and statuses, (mode, statuses)
     assert rows(workdir / f"results/native/{model}/onnx/cpu.csv")
 
 
@@ -220,7 +222,7 @@ def test_case06_bool_mask_int64_ids_stay_clean(batched: tuple[Path, str]) -> Non
             assert dtype in block and dims in block, (name, block)
         for mode in ("offline", "online"):
             points = rows(workdir / f"results/perf_{mode}/{model}/{fmt}/cpu.csv")
-            assert points and {p["status"] for p in points} <= {"ok", "unstable"}, points
+            assert points and {p["status"] for p in points} <= MEASURED, points
             shapes = points[0]["input_shapes"].split()
             lengths = {s.split(":")[0]: s.split(":")[1] for s in shapes}
             assert set(lengths) == {"input_ids", "attention_mask"}
@@ -288,7 +290,7 @@ def test_names_with_punctuation_and_dict_outputs_in_another_order(
             assert float(row["max_abs_diff_served_vs_exported"]) < 1e-5, row
     for mode in ("offline", "online"):
         points = rows(workdir / f"results/perf_{mode}/{model}/onnx/cpu.csv")
-        assert points and {p["status"] for p in points} <= {"ok", "unstable"}, points
+        assert points and {p["status"] for p in points} <= MEASURED, points
     assert "--shape tok/ids-1:" in (workdir / f"logs/perf_offline/{model}/onnx/cpu.log").read_text()
 
 
@@ -368,7 +370,7 @@ def test_case14_unbatched_model_served_whole_sets(unbatched: tuple[Path, str]) -
     assert len(lengths) == 1 and next(iter(lengths))[0] >= 10  # whole sets, not single readings
     for mode, fmt in (("offline", "onnx"), ("online", "onnx"), ("online", "torchscript_trace")):
         points = rows(workdir / f"results/perf_{mode}/{model}/{fmt}/cpu.csv")
-        assert points and {p["status"] for p in points} <= {"ok", "unstable"}, points
+        assert points and {p["status"] for p in points} <= MEASURED, points
         assert {p["batch"] for p in points} == {"1"}
         log = (workdir / f"logs/perf_{mode}/{model}/{fmt}/cpu.log").read_text()
         assert "--shape readings:" in log and " -b " not in log, log[-3000:]
