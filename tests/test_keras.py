@@ -69,7 +69,9 @@ def test_keras_model_end_to_end(tmp_path: Path) -> None:
         results / "export" / "kdigits" / "savedmodel" / "model.savedmodel" / "saved_model.pb"
     ).exists()
     onnx_io = json.loads((results / "export" / "kdigits" / "onnx" / "io.json").read_text())
-    assert onnx_io["inputs"] == [{"name": "image", "dtype": "float32", "dims": [-1, 8, 8, 1]}]
+    assert onnx_io["inputs"] == [
+        {"name": "image", "dtype": "float32", "dims": [-1, 8, 8, 1], "batch_axis": 0}
+    ]
     assert [t["name"] for t in onnx_io["outputs"]] == ["logits"]
     for fmt in ("savedmodel", "onnx"):
         verdict = json.loads((results / "correctness" / "kdigits" / f"{fmt}.json").read_text())

@@ -56,8 +56,12 @@ def test_export_describes_io_and_passes_correctness(
     fmt: str, recipe: Recipe, exported: dict[str, Path], tmp_path: Path
 ) -> None:
     io = json.loads(exported[f"{fmt}/io"].read_text())
-    assert io["inputs"] == [{"name": "image", "dtype": "float32", "dims": [-1, 1, 8, 8]}]
-    assert io["outputs"] == [{"name": "logits", "dtype": "float32", "dims": [-1, 10]}]
+    assert io["inputs"] == [
+        {"name": "image", "dtype": "float32", "dims": [-1, 1, 8, 8], "batch_axis": 0}
+    ]
+    assert io["outputs"] == [
+        {"name": "logits", "dtype": "float32", "dims": [-1, 10], "batch_axis": 0}
+    ]
     tolerances = {**TOLERANCE, "formats": FORMAT_TOLERANCE}
     verdict = correctness.check(
         recipe,

@@ -14,6 +14,7 @@ import tritonclient.grpc as grpcclient
 from numpy.typing import NDArray
 from tritonclient.utils import np_to_triton_dtype
 
+from . import shapes
 from .frameworks import source_model
 from .plugins import Recipe, pad_concat, validation_batches
 from .runtime import ArtifactRuntime
@@ -28,19 +29,28 @@ def infer_served(
     io: dict[str, Any],
     inputs: dict[str, NDArray[Any]],
     timeout_s: float,
+    max_batch_size: int = 1,
 ) -> dict[str, NDArray[Any]]:
+    """One request of named inputs (the model's shapes); the outputs in the model's shapes, matched
+    by name. max_batch_size: the served config's; a tensor declared dims [1] with reshape [] is sent
+    with its [1] axis and read back without it (shapes.to_served / from_served)."""
     client = grpcclient.InferenceServerClient(server.grpc_url)
     try:
         requests = []
         for tensor in io["inputs"]:
-            array = np.ascontiguousarray(inputs[tensor["name"]])
+            array = np.ascontiguousarray(
+                shapes.to_served(np.asarray(inputs[tensor["name"]]), tensor, max_batch_size)
+            )
             item = grpcclient.InferInput(
                 tensor["name"], list(array.shape), np_to_triton_dtype(array.dtype)
             )
             item.set_data_from_numpy(array)
             requests.append(item)
         result = client.infer(model_name, requests, client_timeout=timeout_s)
-        return {t["name"]: result.as_numpy(t["name"]) for t in io["outputs"]}
+        return {
+            t["name"]: shapes.from_served(result.as_numpy(t["name"]), t, max_batch_size)
+            for t in io["outputs"]
+        }
     finally:
         client.close()
 
@@ -61,8 +71,12 @@ def _max_abs_diff(
     )
 
 
-def _concat(parts: list[dict[str, NDArray[Any]]]) -> dict[str, NDArray[Any]]:
-    return {name: pad_concat([p[name] for p in parts], 0) for name in parts[0]}
+def _concat(parts: list[dict[str, NDArray[Any]]], io: dict[str, Any]) -> dict[str, NDArray[Any]]:
+    """Per-request outputs joined along each output's batch axis (stacked where it has none)."""
+    return {
+        t["name"]: shapes.join([p[t["name"]] for p in parts], shapes.batch_axis(t))
+        for t in io["outputs"]
+    }
 
 
 def evaluate(
@@ -81,7 +95,11 @@ def evaluate(
     output: str | Path,
     framework: str = "torch",
     provenance: dict[str, str] | None = None,
+    max_batch_size: int = 1,
 ) -> list[dict[str, Any]]:
+    """The validation split through the server, batch_size samples per request (max_batch_size 0:
+    each dataloader batch is one whole request); writes the dump (.npz: ids, labels and
+    <source|exported|served>/<output>) and the metrics CSV; returns its rows."""
     io = json.loads(Path(io_json).read_text())
     names_in, names_out = [t["name"] for t in io["inputs"]], [t["name"] for t in io["outputs"]]
     source = source_model(framework, recipe, params, checkpoint)
@@ -90,7 +108,7 @@ def evaluate(
     served, exported, reference, ids, labels = [], [], [], [], []
     for k, batch in enumerate(batches, start=1):
         server.check_alive()
-        served.append(infer_served(server, model_name, io, batch["inputs"], timeout_s=60.0))
+        served.append(infer_served(server, model_name, io, batch["inputs"], 60.0, max_batch_size))
         exported.append(runtime(batch["inputs"]))
         reference.append(source(batch["inputs"]))
         ids.append(np.asarray(batch["ids"]))
@@ -99,9 +117,9 @@ def evaluate(
             log.info("batch %d of %d sent through the server", k, len(batches))
     all_labels = pad_concat(labels, -1 if np.issubdtype(labels[0].dtype, np.integer) else np.nan)
     outputs = {
-        "served": _concat(served),
-        "exported": _concat(exported),
-        "source": _concat(reference),
+        "served": _concat(served, io),
+        "exported": _concat(exported, io),
+        "source": _concat(reference, io),
     }
     Path(dump).parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(

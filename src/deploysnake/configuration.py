@@ -123,12 +123,18 @@ def semantic_problems(config: dict[str, Any]) -> list[str]:
                 "them, or use formats: auto to skip what this machine cannot build"
             )
     max_batch = config["triton"]["max_batch_size"]
+    if max_batch == 0 and config["tuning"]["formats"]:
+        problems.append(
+            f"config.tuning.formats: {config['tuning']['formats']} cannot be tuned with triton.max_batch_size: 0 "
+            "(an unbatched model has no batching to search); remove them or serve the model batched"
+        )
     for key, sizes in (
         ("perf.offline.batch_sizes", config["perf"]["offline"]["batch_sizes"]),
         ("perf.online.batch_size", [config["perf"]["online"]["batch_size"]]),
         ("accuracy.batch_size", [config["accuracy"]["batch_size"]]),
     ):
-        too_big = [b for b in sizes if b > max_batch]
+        # max_batch_size 0: each request is one whole sample; the batch sizes are not sent.
+        too_big = [b for b in sizes if b > max_batch] if max_batch > 0 else []
         if too_big:
             problems.append(
                 f"config.{key}: {too_big} above triton.max_batch_size ({max_batch}); lower it or "

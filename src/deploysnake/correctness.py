@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from . import shapes
 from .frameworks import source_model
 from .plugins import Recipe, pad_concat, validation_batches
 from .runtime import ArtifactRuntime
@@ -108,8 +109,10 @@ def check(
         [np.asarray(b["labels"]) for b in batches],
         -1 if np.issubdtype(np.asarray(batches[0]["labels"]).dtype, np.integer) else np.nan,
     )
+    # Joined along each output's batch axis; an output without one (one value per call) is stacked.
+    axes = {t["name"]: shapes.batch_axis(t) for t in io["outputs"]}
     joined = [
-        {n: pad_concat([part[n] for part in parts], 0) for n in recipe.output_names}
+        {n: shapes.join([part[n] for part in parts], axes.get(n, 0)) for n in recipe.output_names}
         for parts in (refs, gots)
     ]
     metrics = {

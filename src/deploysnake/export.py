@@ -16,6 +16,7 @@ import sys
 import tempfile
 import traceback
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from . import sources
+from . import shapes, sources
 from .errors import UserError
 from .frameworks import load_state
 from .plugins import Recipe
@@ -39,12 +40,49 @@ def _example(recipe: Recipe) -> tuple[torch.Tensor, ...]:
     return tuple(inputs[name] for name in recipe.input_names)
 
 
-def _as_tuple(out: Any) -> tuple[torch.Tensor, ...]:
+def _as_tuple(out: Any, names: list[str]) -> tuple[torch.Tensor, ...]:
+    """A model's outputs in OUTPUT_NAMES order: a dict is matched by name, whatever its key order."""
     if isinstance(out, torch.Tensor):
         return (out,)
     if isinstance(out, dict):
-        return tuple(out.values())
+        missing = [n for n in names if n not in out]
+        if missing:
+            raise UserError(
+                f"the model returns a dict with keys {sorted(out)}, which lacks OUTPUT_NAMES {missing}"
+            )
+        return tuple(out[n] for n in names)
     return tuple(out)
+
+
+class _NamedOutputs(torch.nn.Module):
+    """The recipe's model with its dict outputs returned as a tuple in OUTPUT_NAMES order: exporters
+    name outputs by position (a dict's insertion order), so the file's names would follow the dict."""
+
+    def __init__(self, model: torch.nn.Module, names: list[str]) -> None:
+        super().__init__()
+        self.model = model
+        self.names = list(names)
+
+    def forward(self, *inputs: torch.Tensor) -> Any:
+        return _as_tuple(self.model(*inputs), self.names)
+
+
+def _exportable(model: torch.nn.Module, recipe: Recipe) -> torch.nn.Module:
+    """The model as the tracer sees it: wrapped only when it returns a dict (other models' files keep
+    their own module names)."""
+    with torch.no_grad():
+        out = model(*_example(recipe))
+    return _NamedOutputs(model, recipe.output_names) if isinstance(out, dict) else model
+
+
+def _output_order(model: torch.nn.Module, recipe: Recipe) -> list[str]:
+    """OUTPUT_NAMES in the order the model returns them: a dict's key order (the ONNX exporters name
+    a dict's values by position), else the recipe's."""
+    with torch.no_grad():
+        out = model(*_example(recipe))
+    if isinstance(out, dict) and sorted(out) == sorted(recipe.output_names):
+        return [str(k) for k in out]
+    return recipe.output_names
 
 
 def _describe(
@@ -52,14 +90,46 @@ def _describe(
     tensors: tuple[torch.Tensor, ...] | list[NDArray[Any]],
     dynamic: dict[str, dict[int, str]],
 ) -> list[dict[str, Any]]:
-    """IO entries; the batch axis and the recipe's dynamic axes are -1."""
+    """IO entries from the example run; the batch axis and the recipe's dynamic axes are -1 (fixed
+    up from the probed batch axes by with_batch_axes)."""
     described = []
     for name, tensor in zip(names, tensors, strict=True):
-        dims = [-1] + list(np.asarray(tensor).shape[1:])
+        dims = list(np.asarray(tensor).shape)
         for axis in dynamic.get(name, {}):
-            dims[axis] = -1
+            if axis < len(dims):
+                dims[axis] = -1
         described.append({"name": name, "dtype": str(np.asarray(tensor).dtype), "dims": dims})
     return described
+
+
+def probe_batch_axes(
+    recipe: Recipe, run: Callable[[dict[str, NDArray[Any]]], dict[str, Any]]
+) -> dict[str, list[list[int]]]:
+    """Every input's and output's shape from the source model at two batch sizes
+    (shapes.PROBE_BATCHES): the axis that follows the batch is the tensor's batch axis."""
+    return shapes.probe(recipe.input_names, recipe.output_names, recipe.model.example_inputs, run)
+
+
+def with_batch_axes(
+    io: dict[str, Any], probed: dict[str, list[list[int]]], dynamic: dict[str, dict[int, str]]
+) -> dict[str, Any]:
+    """io with each tensor's batch_axis from the probes and its dims made full: -1 at the batch axis,
+    the dynamic axes and wherever the probes differ; the exported file's size elsewhere. A file that
+    froze the example batch as a static size (a traced time-major output) is described by the probes."""
+    for key in ("inputs", "outputs"):
+        for tensor in io[key]:
+            seen = probed.get(tensor["name"])
+            if seen is None:
+                continue
+            axis = shapes.find_batch_axis(seen)
+            dims = list(tensor["dims"])
+            if len(dims) != len(
+                seen[0]
+            ):  # the file's rank differs from the model's: trust the model
+                dims = list(seen[0])
+            tensor["dims"] = shapes.full_dims(dims, seen, axis, dynamic.get(tensor["name"], {}))
+            tensor["batch_axis"] = axis
+    return io
 
 
 def export_torchscript_trace(
@@ -70,11 +140,11 @@ def export_torchscript_trace(
         warnings.simplefilter(
             "ignore", DeprecationWarning
         )  # torch.jit is deprecated in 2.13 but Triton's libtorch backend needs it
-        traced = torch.jit.trace(model, example)
+        traced = torch.jit.trace(_exportable(model, recipe), example)
         torch.jit.save(traced, str(artifact))
         location_free_torchscript(artifact)
         loaded = torch.jit.load(str(artifact))
-        outputs = _as_tuple(loaded(*example))
+        outputs = _as_tuple(loaded(*example), recipe.output_names)
     return {
         "inputs": _describe(recipe.input_names, [t.numpy() for t in example], recipe.dynamic_axes),
         "outputs": _describe(
@@ -91,7 +161,8 @@ def export_torchscript_script(
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.jit.save(torch.jit.script(model), str(artifact))
         location_free_torchscript(artifact)
-        outputs = _as_tuple(torch.jit.load(str(artifact))(*example))
+        # A scripted dict is kept as is: the runtimes read its outputs by name.
+        outputs = _as_tuple(torch.jit.load(str(artifact))(*example), recipe.output_names)
     return {
         "inputs": _describe(recipe.input_names, [t.numpy() for t in example], recipe.dynamic_axes),
         "outputs": _describe(
@@ -101,29 +172,42 @@ def export_torchscript_script(
 
 
 def export_onnx(
-    model: torch.nn.Module, recipe: Recipe, artifact: Path, opset: int, dynamo: bool
+    model: torch.nn.Module,
+    recipe: Recipe,
+    artifact: Path,
+    opset: int,
+    dynamo: bool,
+    axes: dict[str, int | None] | None = None,
 ) -> dict[str, Any]:
+    """axes: each tensor's batch axis (None: none), as probed; absent names: axis 0."""
+    axes = axes or {}
+
+    def batch_of(name: str) -> dict[int, str]:
+        axis = axes.get(name, 0)
+        return {} if axis is None else {axis: "batch"}
 
     example = _example(recipe)
+    output_names = _output_order(model, recipe)
     kwargs: dict[str, Any] = {"dynamo": dynamo}
     if dynamo:
         dims = {"batch": torch.export.Dim("batch", min=1)}
-        for axes in recipe.dynamic_axes.values():
+        for dynamic in recipe.dynamic_axes.values():
             dims.update(
-                {dim: torch.export.Dim(dim, min=1) for dim in axes.values() if dim not in dims}
+                {dim: torch.export.Dim(dim, min=1) for dim in dynamic.values() if dim not in dims}
             )
         kwargs["dynamic_shapes"] = tuple(
             {
-                0: dims["batch"],
+                **{axis: dims[dim] for axis, dim in batch_of(name).items()},
                 **{axis: dims[dim] for axis, dim in recipe.dynamic_axes.get(name, {}).items()},
             }
+            or None
             for name in recipe.input_names
         )
         kwargs["external_data"] = False  # one self-contained file, as Triton's model.onnx
     else:
         kwargs["dynamic_axes"] = {
-            name: {0: "batch", **recipe.dynamic_axes.get(name, {})}
-            for name in recipe.input_names + recipe.output_names
+            name: {**batch_of(name), **recipe.dynamic_axes.get(name, {})}
+            for name in recipe.input_names + output_names
         }
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -132,7 +216,7 @@ def export_onnx(
             example,
             str(artifact),
             input_names=recipe.input_names,
-            output_names=recipe.output_names,
+            output_names=output_names,
             opset_version=opset,
             **kwargs,
         )
@@ -220,7 +304,8 @@ def mark_dynamic(artifact: Path, dynamic_axes: dict[str, dict[int, str]]) -> Non
 
 
 def describe_onnx(artifact: Path) -> dict[str, Any]:
-    """Inputs and outputs read back from the ONNX file: names, dtypes, dims (-1: dynamic)."""
+    """Inputs and outputs read back from the ONNX file: names, dtypes, dims (-1: dynamic), in the
+    file's order (export() puts them in the recipe's)."""
     import onnx
 
     graph = onnx.load(str(artifact)).graph
@@ -231,9 +316,7 @@ def describe_onnx(artifact: Path) -> dict[str, Any]:
             tensor = value.type.tensor_type
             dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim]
             dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type)
-            described.append(
-                {"name": value.name, "dtype": str(np.dtype(dtype)), "dims": [-1] + dims[1:]}
-            )
+            described.append({"name": value.name, "dtype": str(np.dtype(dtype)), "dims": dims})
         return described
 
     return {"inputs": describe(graph.input), "outputs": describe(graph.output)}
@@ -301,6 +384,56 @@ def failure(exc: BaseException) -> dict[str, Any]:
     }
 
 
+def in_recipe_order(io: dict[str, Any], recipe: Recipe, fmt: str) -> dict[str, Any]:
+    """io's inputs and outputs matched to INPUT_NAMES / OUTPUT_NAMES by name, in the recipe's order
+    (an exporter may list them in another); names missing from the file raise UserError with both
+    lists, and an exporter's renaming (the legacy ONNX exporter's `name.1`) is said so."""
+    for key, expected in (("inputs", recipe.input_names), ("outputs", recipe.output_names)):
+        by_name = {t["name"]: t for t in io[key]}
+        missing = [n for n in expected if n not in by_name]
+        extra = [n for n in by_name if n not in expected]
+        if missing or extra:
+            renamed = [
+                f"{n!r} became {e!r}" for n in missing for e in extra if e.startswith(f"{n}.")
+            ]
+            raise UserError(
+                f"exported {fmt} has {key} {list(by_name)}, but model.py names {expected}"
+                + (f": the exporter renamed {', '.join(renamed)}" if renamed else "")
+                + " (an input and an output of the same name are renamed by exporters: give them distinct names)"
+            )
+        io[key] = [by_name[n] for n in expected]
+    return io
+
+
+def _probe(
+    recipe: Recipe,
+    params: dict[str, Any],
+    checkpoint: str | Path,
+    framework: str,
+    model: torch.nn.Module | None,
+) -> dict[str, list[list[int]]]:
+    from .frameworks import source_model, source_outputs
+
+    run: Callable[[dict[str, NDArray[Any]]], dict[str, NDArray[Any]]]
+    if model is not None:
+        torch_model = model
+
+        def run(inputs: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
+            return source_outputs(torch_model, recipe, inputs)
+    else:
+        run = source_model(framework, recipe, params, checkpoint)
+    try:
+        return probe_batch_axes(recipe, run)
+    except UserError:
+        raise
+    except Exception as exc:
+        raise UserError(
+            f"{recipe.folder / 'model.py'}: running the model on example_inputs({shapes.PROBE_BATCHES[0]}) "
+            f"and example_inputs({shapes.PROBE_BATCHES[1]}) to find each tensor's batch axis failed: "
+            f"{root_cause(exc)}"
+        ) from exc
+
+
 def export(
     recipe: Recipe,
     params: dict[str, Any],
@@ -321,6 +454,18 @@ def export(
     artifact = Path(artifact)
     artifact.parent.mkdir(parents=True, exist_ok=True)
     model = load_state(recipe, params, checkpoint) if framework == "torch" else None
+    probed = _probe(recipe, params, checkpoint, framework, model)
+    axes = {name: shapes.find_batch_axis(seen) for name, seen in probed.items()}
+    log.info("batch axes from the source model at batches %s: %s", shapes.PROBE_BATCHES, axes)
+    # A model that a batched Triton cannot serve stops here, before any file is written.
+    shapes.check_batchable(
+        {
+            key: [{"name": n, "dims": probed[n][0], "batch_axis": axes[n]} for n in names]
+            for key, names in (("inputs", recipe.input_names), ("outputs", recipe.output_names))
+        },
+        1 if options.get("batched", True) else 0,
+        probed,
+    )
     log.info("exporting %s (%s) to %s", fmt, framework, artifact)
     try:
         if framework == "keras":
@@ -351,6 +496,7 @@ def export(
                 artifact,
                 opset=int(options.get("onnx_opset", 18)),
                 dynamo=options.get("onnx_exporter", "dynamo") == "dynamo",
+                axes=axes,
             )
     except UserError:
         raise
@@ -364,12 +510,8 @@ def export(
         failed = {"format": fmt, "artifact": artifact.name, **failure(exc)}
         Path(io_json).write_text(json.dumps(failed, indent=2) + "\n")
         return
-    got = [t["name"] for t in io["inputs"]], [t["name"] for t in io["outputs"]]
-    if got != (recipe.input_names, recipe.output_names):
-        raise UserError(
-            f"exported {fmt} has inputs/outputs {got}, expected "
-            f"{recipe.input_names}/{recipe.output_names} from model.py"
-        )
+    io = in_recipe_order(io, recipe, fmt)
+    io = with_batch_axes(io, probed, recipe.dynamic_axes)
     io["format"] = fmt
     io["artifact"] = artifact.name
     io["status"] = "ok"

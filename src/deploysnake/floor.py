@@ -134,6 +134,8 @@ def measure_floor(
     from . import perf, server
 
     io = json.loads(Path(io_json).read_text())
+    # The served model's batching: an unbatched one (max_batch_size 0) is sent whole samples, no -b.
+    served = text_format.Parse((Path(model_dir) / "config.pbtxt").read_text(), mc.ModelConfig())
     with tempfile.TemporaryDirectory(prefix="deploysnake-floor-") as tmp:
         repository = floor_repository(model_dir, io, Path(tmp) / "repository")
         with server.from_settings(repository, triton, server_log) as running:
@@ -150,4 +152,5 @@ def measure_floor(
                 output,
                 {**(provenance or {}), "served_model": FLOOR},
                 input_data,
+                max_batch_size=served.max_batch_size,
             )

@@ -92,8 +92,8 @@ def source_outputs(
         out: Any = model(*(torch.from_numpy(inputs[n]) for n in recipe.input_names))
     if isinstance(out, torch.Tensor):
         out = (out,)
-    elif isinstance(out, dict):
-        out = tuple(out.values())
+    elif isinstance(out, dict):  # matched by name, whatever the dict's key order
+        out = tuple(out[n] for n in recipe.output_names)
     return {n: t.numpy() for n, t in zip(recipe.output_names, out, strict=True)}
 
 

@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 
 from .processes import job_cpus, resolve_runtime_threads
 from .runtime import ArtifactRuntime
+from .shapes import from_served
 from .usage import DISTURBED, Window, per_thousand_ms
 
 BASELINE_SUSPECT = "baseline suspect"
@@ -34,14 +35,30 @@ NUMPY_RANDOM = {
 }
 
 
-def random_inputs(io: dict[str, Any], batch: int, seed: int = 0) -> dict[str, NDArray[Any]]:
-    """Random data of the served shapes, as perf_analyzer sends by default (dynamic dims: 1)."""
+def random_inputs(io: dict[str, Any], batch: int | None, seed: int = 0) -> dict[str, NDArray[Any]]:
+    """Random data of the served shapes, as perf_analyzer sends by default (dynamic dims: 1).
+    batch None: an unbatched model's call, the full dims."""
     rng = np.random.default_rng(seed)
     inputs = {}
     for tensor in io["inputs"]:
-        shape = [batch] + [d if d > 0 else 1 for d in tensor["dims"][1:]]
+        dims = tensor["dims"] if batch is None else [batch, *tensor["dims"][1:]]
+        shape = [d if d > 0 else 1 for d in dims]
         dtype = np.dtype(tensor["dtype"])
         inputs[tensor["name"]] = NUMPY_RANDOM.get(dtype.kind, NUMPY_RANDOM["i"])(rng, shape, dtype)
+    return inputs
+
+
+def whole_sample(io: dict[str, Any], input_data: str | Path) -> dict[str, NDArray[Any]]:
+    """An unbatched model's call: the first sample of the perf input data (one whole request, what
+    perf_analyzer sends it), in the model's shapes and dtypes."""
+    first = json.loads(Path(input_data).read_text())["data"][0]
+    inputs = {}
+    for tensor in io["inputs"]:
+        value = first[tensor["name"]]
+        array = np.asarray(value["content"], dtype=np.dtype(tensor["dtype"])).reshape(
+            value["shape"]
+        )
+        inputs[tensor["name"]] = from_served(array, tensor, 0)
     return inputs
 
 
@@ -50,16 +67,18 @@ def time_batch(
     inputs: dict[str, NDArray[Any]],
     window_s: float,
     max_iterations: int,
+    samples: int | None = None,
 ) -> dict[str, float]:
     """Run repeatedly for window_s (bounded by max_iterations too); throughput and latency percentiles.
 
     One runtime per served instance, each looping in its own thread as Triton's instances do (the
     runtimes release the GIL while they compute), so the baseline has the served configuration's
-    parallelism: instances x runtime threads."""
+    parallelism: instances x runtime threads. samples: inferences per call (default: the inputs' axis 0;
+    1 for an unbatched model's whole request)."""
     for runtime in runtimes:
         for _ in range(3):  # warm-up: first calls allocate and pick kernels
             runtime(inputs)
-    batch = next(iter(inputs.values())).shape[0]
+    batch = samples if samples is not None else next(iter(inputs.values())).shape[0]
     latencies: list[list[float]] = [[] for _ in runtimes]
     start_line = threading.Barrier(len(runtimes) + 1)
     ends = [0.0] * len(runtimes)
@@ -105,6 +124,7 @@ def measure_batch(
     max_iterations: int,
     max_foreign_cpu: float,
     device: str = "cpu",
+    samples: int | None = None,
 ) -> dict[str, Any]:
     """time_batch inside a usage Window; measured once more when the window was disturbed. Adds
     status ("ok" or "disturbed"), the window's columns (foreign_cpu, job_cpu in cores) and
@@ -112,7 +132,7 @@ def measure_batch(
     result: dict[str, Any] = {}
     for attempt in (1, 2):
         with Window(None, device) as window:
-            result = time_batch(runtimes, inputs, window_s, max_iterations)
+            result = time_batch(runtimes, inputs, window_s, max_iterations, samples)
         result = {**result, "status": "ok", **window.columns()}
         result["native_cpu_ms_per_1k"] = per_thousand_ms(
             window.result["job_cpu"], result["throughput_infer_per_s"]
@@ -161,6 +181,8 @@ def measure(
     served: list[str | Path] | None = None,
     spread: float = 0.2,
     max_foreign_cpu: float = 0.25,
+    max_batch_size: int = 1,
+    input_data: str | Path | None = None,
 ) -> list[dict[str, Any]]:
     """Rows per batch size: throughput_infer_per_s, p50/p99_latency_us, status, foreign_cpu, job_cpu
     (cores), native_cpu_ms_per_1k, instances, runtime_threads (explicit: 0 becomes the job's CPUs
@@ -169,8 +191,12 @@ def measure(
     served: the perf offline CSVs of the same artifact; where one served throughput beats the
     in-process one by more than `spread` (a fraction: perf.stability_percentage / 100), the batch
     size is measured again with windows twice as long, and if it persists the row's status is
-    "baseline suspect"."""
+    "baseline suspect". max_batch_size 0 (unbatched, as served): one row at batch 1, each call one
+    whole sample of the perf input data (input_data) as perf_analyzer sends it."""
     io = json.loads(Path(io_json).read_text())
+    unbatched = max_batch_size == 0
+    if unbatched:
+        batch_sizes = [1]
     names_in, names_out = [t["name"] for t in io["inputs"]], [t["name"] for t in io["outputs"]]
     # The served runner's rule: 0 becomes the job's CPUs over the instances, explicit both ways.
     threads = resolve_runtime_threads(threads, instances, job_cpus())
@@ -184,8 +210,15 @@ def measure(
     ceiling = served_best(served or [])
     rows = []
     for k, batch in enumerate(batch_sizes, start=1):
-        inputs = random_inputs(io, int(batch))
-        result = measure_batch(runtimes, inputs, window_s, max_iterations, max_foreign_cpu, device)
+        if unbatched and input_data:
+            inputs, samples = whole_sample(io, input_data), 1
+        elif unbatched:  # no perf data: random data of the full dims (dynamic dims: 1)
+            inputs, samples = random_inputs(io, None), 1
+        else:
+            inputs, samples = random_inputs(io, int(batch)), None
+        result = measure_batch(
+            runtimes, inputs, window_s, max_iterations, max_foreign_cpu, device, samples
+        )
         top = ceiling.get(int(batch))
         if top and top > result["throughput_infer_per_s"] * (1 + spread):
             log.warning(
@@ -197,7 +230,7 @@ def measure(
                 100 * spread,
             )
             again = measure_batch(
-                runtimes, inputs, 2 * window_s, 2 * max_iterations, max_foreign_cpu, device
+                runtimes, inputs, 2 * window_s, 2 * max_iterations, max_foreign_cpu, device, samples
             )
             if again["throughput_infer_per_s"] > result["throughput_infer_per_s"]:
                 result = again

@@ -28,6 +28,7 @@ from numpy.typing import NDArray
 from .plugins import Recipe, validation_batches
 from .processes import die_with_parent
 from .server import TritonServer
+from .shapes import served_dims
 from .usage import COLUMNS as USAGE_COLUMNS
 from .usage import DISTURBED, Window
 
@@ -74,10 +75,16 @@ class Point:
     distribution: str = "poisson"
 
 
-def sweep(mode: str, settings: dict[str, Any], instances: int = 1) -> list[Point]:
+def sweep(
+    mode: str, settings: dict[str, Any], instances: int = 1, max_batch_size: int = 1
+) -> list[Point]:
     """The points of one sweep. instances: the served model's instance count; offline, with more than
     one, 2 x instances requests in flight is measured too (the batch capacity of the whole server:
-    two in flight fill one instance, not two)."""
+    two in flight fill one instance, not two). max_batch_size 0 (an unbatched model): every request
+    is one whole sample, so the batch sizes collapse to 1 (perf_analyzer runs without -b)."""
+    if max_batch_size == 0:
+        points = sweep(mode, settings, instances)
+        return list(dict.fromkeys(Point(1, p.concurrency) for p in points))
     if mode == "offline":
         offline = settings["offline"]
         concurrencies = [int(c) for c in offline.get("concurrency", [1])]
@@ -89,17 +96,43 @@ def sweep(mode: str, settings: dict[str, Any], instances: int = 1) -> list[Point
 
 
 def prepare_input_data(
-    recipe: Recipe, params: dict[str, Any], samples: int, output: str | Path
+    recipe: Recipe,
+    params: dict[str, Any],
+    samples: int,
+    output: str | Path,
+    unbatched: bool = False,
 ) -> dict[str, Any]:
     """perf_analyzer --input-data JSON from the validation split, one entry per sample with its shape.
 
     perf_analyzer stacks entries into a batch, so they must share a shape: along the recipe's dynamic
     axes (a sequence) every sample is cut or zero-padded to the median length of the validation
-    batches, a realistic length that the CSVs and the report name ("tokens:1x20" -> 20 tokens)."""
+    batches, a realistic length that the CSVs and the report name ("tokens:1x20" -> 20 tokens).
+    unbatched (triton.max_batch_size 0): a sample is one whole dataloader batch (a set, a graph),
+    sent as one request; its axis 0 is cut to the median batch length, and batches shorter than that
+    are left out (zero rows would be made-up members). A [batch] input's sample is sent as [1] (its
+    served shape, dims [1] with reshape [])."""
     batches = validation_batches(recipe, params, batch_size=min(samples, 256))
     lengths = _typical_lengths(recipe, batches)
+    rows = max(1, int(np.median([len(b["ids"]) for b in batches])))
     data: list[dict[str, Any]] = []
     for batch in batches:
+        if unbatched:
+            if len(batch["ids"]) < rows:
+                continue
+            whole = {
+                name: _fit(
+                    np.asarray(array),
+                    {
+                        0: rows,
+                        **{a: lengths[d] for a, d in recipe.dynamic_axes.get(name, {}).items()},
+                    },
+                )
+                for name, array in batch["inputs"].items()
+            }
+            data.append({n: _entry(a) for n, a in whole.items()})
+            if len(data) >= samples:
+                break
+            continue
         for i in range(len(batch["ids"])):
             if len(data) >= samples:
                 break
@@ -112,7 +145,7 @@ def prepare_input_data(
                         for axis, dim in recipe.dynamic_axes.get(name, {}).items()
                     },
                 )
-                entry[name] = {"content": sample.ravel().tolist(), "shape": list(sample.shape)}
+                entry[name] = _entry(sample)
             data.append(entry)
         if len(data) >= samples:
             break
@@ -127,6 +160,13 @@ def prepare_input_data(
         lengths or "none",
     )
     return doc
+
+
+def _entry(sample: NDArray[Any]) -> dict[str, Any]:
+    """One tensor of one --input-data entry; a 0-d sample goes as [1] (dims [1], reshape [])."""
+    if sample.ndim == 0:
+        sample = sample.reshape(1)
+    return {"content": sample.ravel().tolist(), "shape": list(sample.shape)}
 
 
 def _typical_lengths(recipe: Recipe, batches: list[dict[str, Any]]) -> dict[str, int]:
@@ -153,13 +193,13 @@ def _fit(sample: NDArray[Any], sizes: dict[int, int]) -> NDArray[Any]:
     return sample
 
 
-def input_shapes(input_data: str | Path | None, io: dict[str, Any]) -> str:
+def input_shapes(input_data: str | Path | None, io: dict[str, Any], max_batch_size: int = 1) -> str:
     """The per-sample input shapes perf_analyzer sends, for the CSV ("image:1x8x8")."""
     if input_data:
         first = json.loads(Path(input_data).read_text())["data"][0]
         return " ".join(f"{n}:{'x'.join(map(str, v['shape']))}" for n, v in first.items())
     return " ".join(
-        f"{t['name']}:{'x'.join(str(d if d > 0 else 1) for d in t['dims'][1:])}"
+        f"{t['name']}:{'x'.join(str(d if d > 0 else 1) for d in served_dims(t, max_batch_size)[0])}"
         for t in io["inputs"]
     )
 
@@ -175,7 +215,10 @@ def command(
     output_size: int,
     input_data: str | Path | None = None,
     shapes: dict[str, list[int]] | None = None,
+    batched: bool = True,
 ) -> list[str]:
+    """perf_analyzer's arguments for one point. batched False (max_batch_size 0): no -b, each
+    request is one whole sample of --shape / --input-data's shapes."""
     args = [
         executable,
         "-m",
@@ -184,8 +227,7 @@ def command(
         server.grpc_url,
         "-i",
         "grpc",
-        "-b",
-        str(point.batch),
+        *(["-b", str(point.batch)] if batched else []),
         *(
             [
                 "--request-rate-range",
@@ -225,20 +267,24 @@ def command(
     return args
 
 
-def dynamic_shapes(io: dict[str, Any], prepared: str | Path) -> dict[str, list[int]]:
-    """Per-sample shapes of the inputs that have dynamic dims besides the batch (perf_analyzer --shape)."""
+def dynamic_shapes(
+    io: dict[str, Any], prepared: str | Path, max_batch_size: int = 1
+) -> dict[str, list[int]]:
+    """Per-sample shapes of the inputs that have dynamic dims in their served dims (perf_analyzer
+    --shape): besides the batch; unbatched (max_batch_size 0), axis 0 too."""
     first = json.loads(Path(prepared).read_text())["data"][0]
     return {
         t["name"]: first[t["name"]]["shape"]
         for t in io["inputs"]
-        if any(d < 0 for d in t["dims"][1:]) and t["name"] in first
+        if any(d < 0 for d in served_dims(t, max_batch_size)[0]) and t["name"] in first
     }
 
 
-def output_bytes(io: dict[str, Any], longest: int = 4096) -> int:
+def output_bytes(io: dict[str, Any], longest: int = 4096, max_batch_size: int = 1) -> int:
+    """Bytes of one sample's outputs (one request's, unbatched), dynamic dims taken as longest."""
     total = 0
     for tensor in io["outputs"]:
-        dims = list(tensor["dims"][1:])
+        dims = served_dims(tensor, max_batch_size)[0]
         # A dynamic non-batch dim has no size until run time: size the buffer for the longest input dim.
         elements = int(np.prod([d if d > 0 else longest for d in dims])) if dims else 1
         total += elements * np.dtype(tensor["dtype"]).itemsize
@@ -310,6 +356,7 @@ def measure_point(
             load.output_size,
             load.data,
             load.shapes,
+            load.batched,
         )
         again = {
             "unstable": " (again, windows twice as long)",
@@ -355,17 +402,26 @@ class Load:
     shapes: dict[str, list[int]]  # --shape of the inputs with dynamic dims
     output_size: int  # bytes of one sample's outputs (shared-memory buffers)
     timeout_s: float
+    batched: bool = True  # False: max_batch_size 0, no -b
 
 
-def plan_load(io: dict[str, Any], settings: dict[str, Any], input_data: str | Path | None) -> Load:
+def plan_load(
+    io: dict[str, Any],
+    settings: dict[str, Any],
+    input_data: str | Path | None,
+    max_batch_size: int = 1,
+) -> Load:
+    """What to send: max_batch_size is the served config's (0: whole samples, no -b)."""
     data = input_data if settings.get("input_data", "dataloader") == "dataloader" else None
-    shapes = dynamic_shapes(io, input_data) if input_data else {}
+    shapes = dynamic_shapes(io, input_data, max_batch_size) if input_data else {}
     longest = max((d for shape in shapes.values() for d in shape), default=4096)
     # Bound each call: at most max_trials windows plus start-up, whatever perf_analyzer does.
     timeout_s = 60.0 + 3 * settings["measurement_interval_ms"] / 1000.0 * int(
         settings["max_trials"]
     )
-    return Load(data, shapes, output_bytes(io, longest), timeout_s)
+    return Load(
+        data, shapes, output_bytes(io, longest, max_batch_size), timeout_s, max_batch_size > 0
+    )
 
 
 def measure(
@@ -382,14 +438,17 @@ def measure(
     provenance: dict[str, str] | None = None,
     input_data: str | Path | None = None,
     instances: int = 1,
+    max_batch_size: int = 1,
 ) -> list[dict[str, Any]]:
+    """One sweep against the running server; max_batch_size: the served config's (0: every request
+    one whole sample, no -b, batch 1 in the rows). Writes the CSV whole at the end; returns its rows."""
     io = json.loads(Path(io_json).read_text())
-    load = plan_load(io, settings, input_data)
+    load = plan_load(io, settings, input_data, max_batch_size)
     described = {
         "input_data": "dataloader" if load.data else "random",
-        "input_shapes": input_shapes(input_data if load.shapes else load.data, io),
+        "input_shapes": input_shapes(input_data if load.shapes else load.data, io, max_batch_size),
     }
-    points = sweep(mode, settings, instances)
+    points = sweep(mode, settings, instances, max_batch_size)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="deploysnake-perf-") as tmp:
         for k, point in enumerate(points, start=1):

@@ -144,6 +144,13 @@ def check_contract(recipe: Recipe, params: dict[str, Any], framework: str = "tor
             raise UserError(
                 f"{model_file}: {attr} must be a non-empty list of distinct tensor names, got {names!r}"
             )
+    shared = [n for n in recipe.input_names if n in recipe.output_names]
+    if shared:
+        raise UserError(
+            f"{model_file}: {', '.join(map(repr, shared))} is both an input (INPUT_NAMES) and an "
+            f"output (OUTPUT_NAMES) name; Triton and ONNX need distinct tensor names: rename the "
+            f"output (e.g. {shared[0] + '_echo'!r} in OUTPUT_NAMES)"
+        )
     known = set(recipe.input_names) | set(recipe.output_names)
     for name, axes in getattr(recipe.model, "DYNAMIC_AXES", {}).items():
         if name not in known or not all(isinstance(a, int) and a >= 1 for a in axes):
@@ -187,10 +194,15 @@ def check_contract(recipe: Recipe, params: dict[str, Any], framework: str = "tor
         out = model.eval()(
             *(torch.as_tensor(np.asarray(batch["inputs"][n])) for n in recipe.input_names)
         )
+    if isinstance(out, dict) and sorted(out) != sorted(recipe.output_names):
+        raise UserError(
+            f"{model_file}: the model returns a dict with keys {sorted(out)}, but OUTPUT_NAMES "
+            f"are {recipe.output_names} (outputs are matched by name)"
+        )
     outs = (
         (out,)
         if isinstance(out, torch.Tensor)
-        else tuple(out.values())
+        else tuple(out[n] for n in recipe.output_names)
         if isinstance(out, dict)
         else tuple(out)
     )

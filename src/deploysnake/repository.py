@@ -24,6 +24,7 @@ from . import inprocess
 from . import runtime as runtime_module
 from .devices import instance_count
 from .errors import UserError
+from .shapes import check_batchable, served_dims
 
 DTYPES = {
     "float32": mc.TYPE_FP32,
@@ -76,6 +77,10 @@ def triton_model_name(model: str, fmt: str) -> str:
 def build_config(
     name: str, io: dict[str, Any], triton: dict[str, Any], device: str, flavour: str
 ) -> mc.ModelConfig:
+    """The model's config: max_batch_size > 0 declares each tensor's dims after its batch axis (a
+    [batch] tensor as dims [1] with reshape []), with the dynamic batcher where enabled;
+    max_batch_size 0 declares full shapes and no dynamic batcher. Raises UserError for a dtype
+    Triton cannot express, or a tensor a batched model cannot serve (no batch axis, or not axis 0)."""
     cfg = mc.ModelConfig(name=name, max_batch_size=int(triton["max_batch_size"]))
     fmt = io["format"]
     if flavour == "native":
@@ -91,6 +96,9 @@ def build_config(
             "threads": str(triton.get("runtime_threads", 0)),
         }.items():
             cfg.parameters[key].string_value = value
+    # Batched, every tensor must carry the batch on axis 0 (export refuses others; a tuned
+    # configuration is checked again here). Unbatched, dims are the full shape.
+    check_batchable(io, cfg.max_batch_size)
     for kind, tensors in (("input", io["inputs"]), ("output", io["outputs"])):
         for tensor in tensors:
             if tensor["dtype"] not in DTYPES:
@@ -101,9 +109,11 @@ def build_config(
             entry = getattr(cfg, kind).add()
             entry.name = tensor["name"]
             entry.data_type = DTYPES[tensor["dtype"]]
-            entry.dims.extend(
-                int(d) for d in tensor["dims"][1:]
-            )  # the batch dim is implied by max_batch_size
+            dims, reshape = served_dims(tensor, cfg.max_batch_size)
+            entry.dims.extend(dims)
+            if reshape is not None:  # [batch] (or a scalar, unbatched): dims [1], reshape []
+                entry.reshape.SetInParent()
+                entry.reshape.shape.extend(reshape)
     batching = triton.get("dynamic_batching", {})
     if batching.get("enabled", True) and cfg.max_batch_size > 0:
         preferred = [

@@ -142,8 +142,8 @@ class ArtifactRuntime:
             )
         if isinstance(out, torch.Tensor):
             out = (out,)
-        elif isinstance(out, dict):
-            out = tuple(out.values())
+        elif isinstance(out, dict):  # a scripted model's dict: matched by name
+            out = tuple(out[n] for n in self.output_names)
         return {n: t.cpu().numpy() for n, t in zip(self.output_names, out, strict=True)}
 
     def describe(self) -> str:

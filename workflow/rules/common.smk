@@ -1,6 +1,7 @@
 # Helpers and input functions shared by every stage.
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -53,6 +54,11 @@ SERVER_FLAVOUR = locate(
 ).flavour
 
 
+# What an export reads: the export section, and whether Triton batches the model (a tensor without
+# its batch on axis 0 is refused at export then); the batch size itself never re-exports.
+EXPORT_OPTIONS = config["export"] | {"batched": config["triton"]["max_batch_size"] > 0}
+
+
 # Formats whose Triton configuration is searched, for every model that has them (tuning.formats).
 TUNED_FORMATS = config["tuning"]["formats"]
 # What a tuning trial's measurement reads: changing the budget or strategy re-plans, never re-measures.
@@ -88,7 +94,7 @@ TRIAL_TRITON["dynamic_batching"] = {
 
 
 wildcard_constraints:
-    model="|".join(MODELS),
+    model="|".join(map(re.escape, MODELS)),  # names may hold "." and "-"
     format="|".join(ARTIFACTS),
     device="|".join(DEVICES),
     round=r"\d+",
@@ -114,7 +120,7 @@ def device_resource(name):
 
 def models_of(names):
     """A wildcard pattern matching these model names only (never matching when there are none)."""
-    return "|".join(names) if names else "(?!x)x"
+    return "|".join(map(re.escape, names)) if names else "(?!x)x"
 
 
 def checkpoint_file(wildcards):

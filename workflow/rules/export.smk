@@ -2,7 +2,7 @@ rule torch_export_torchscript:
     input:
         checkpoint=checkpoint_file,
         recipe=recipe_files,
-        code=package_file("export"),
+        code=[package_file(m) for m in ("export", "shapes")],
     output:
         artifact="results/export/{model}/torchscript_trace/model.pt",
         io="results/export/{model}/torchscript_trace/io.json",
@@ -13,7 +13,7 @@ rule torch_export_torchscript:
     params:
         settings=model_settings,
         fmt="torchscript_trace",
-        options=config["export"],
+        options=EXPORT_OPTIONS,
     script:
         "../scripts/export.py"
 
@@ -22,7 +22,7 @@ rule torch_export_torchscript_script:
     input:
         checkpoint=checkpoint_file,
         recipe=recipe_files,
-        code=package_file("export"),
+        code=[package_file(m) for m in ("export", "shapes")],
     output:
         artifact="results/export/{model}/torchscript_script/model.pt",
         io="results/export/{model}/torchscript_script/io.json",
@@ -33,7 +33,7 @@ rule torch_export_torchscript_script:
     params:
         settings=model_settings,
         fmt="torchscript_script",
-        options=config["export"],
+        options=EXPORT_OPTIONS,
     script:
         "../scripts/export.py"
 
@@ -42,7 +42,7 @@ rule torch_export_onnx:
     input:
         checkpoint=checkpoint_file,
         recipe=recipe_files,
-        code=package_file("export"),
+        code=[package_file(m) for m in ("export", "shapes")],
     output:
         artifact="results/export/{model}/onnx/model.onnx",
         io="results/export/{model}/onnx/io.json",
@@ -55,7 +55,7 @@ rule torch_export_onnx:
     params:
         settings=model_settings,
         fmt="onnx",
-        options=config["export"],
+        options=EXPORT_OPTIONS,
     script:
         "../scripts/export.py"
 
@@ -126,7 +126,7 @@ rule tensorflow_export_savedmodel:
     params:
         settings=model_settings,
         fmt="savedmodel",
-        options=config["export"],
+        options=EXPORT_OPTIONS,
     script:
         "../scripts/export.py"
 
@@ -137,7 +137,7 @@ rule tf2onnx_convert:
         checkpoint=checkpoint_file,
         savedmodel="results/export/{model}/savedmodel/model.savedmodel",
         recipe=recipe_files,
-        code=package_file("export"),
+        code=[package_file(m) for m in ("export", "shapes")],
     output:
         artifact="results/export/{model}/onnx/model.onnx",
         io="results/export/{model}/onnx/io.json",
@@ -150,6 +150,6 @@ rule tf2onnx_convert:
     params:
         settings=model_settings,
         fmt="onnx",
-        options=config["export"],
+        options=EXPORT_OPTIONS,
     script:
         "../scripts/export.py"

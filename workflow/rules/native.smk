@@ -5,9 +5,10 @@ rule runtime_native_baseline:
     input:
         artifact=artifact,
         io="results/export/{model}/{format}/io.json",
+        data="results/perf_data/{model}/input.json",
         tuned=tuned_config,
         served="results/perf_offline/{model}/{format}/{device}.csv",
-        code=[package_file(m) for m in ("native", "runtime", "devices", "usage")],
+        code=[package_file(m) for m in ("native", "runtime", "devices", "usage", "shapes")],
     output:
         report(
             "results/native/{model}/{format}/{device}.csv",
@@ -32,5 +33,6 @@ rule runtime_native_baseline:
             "spread": config["perf"]["stability_percentage"] / 100.0,
             "max_foreign_cpu": config["perf"]["max_foreign_cpu"],
         },
+        unbatched=config["triton"]["max_batch_size"] == 0,
     script:
         "../scripts/native.py"

@@ -12,6 +12,7 @@ rule python_prepare_perf_data:
     params:
         settings=model_settings,
         samples=config["perf"]["input_samples"],
+        unbatched=config["triton"]["max_batch_size"] == 0,
     script:
         "../scripts/perf_data.py"
 
@@ -23,7 +24,7 @@ rule perf_analyzer_offline:
         repository="results/repository/{model}/{format}/{device}",
         io="results/export/{model}/{format}/io.json",
         data="results/perf_data/{model}/input.json",
-        code=[package_file(m) for m in ("perf", "repository", "usage", "floor")],
+        code=[package_file(m) for m in ("perf", "repository", "usage", "floor", "shapes")],
     output:
         report(
             "results/perf_offline/{model}/{format}/{device}.csv",
@@ -54,7 +55,7 @@ rule perf_analyzer_online:
         repository="results/repository/{model}/{format}/{device}",
         io="results/export/{model}/{format}/io.json",
         data="results/perf_data/{model}/input.json",
-        code=[package_file(m) for m in ("perf", "repository", "usage", "floor")],
+        code=[package_file(m) for m in ("perf", "repository", "usage", "floor", "shapes")],
     output:
         report(
             "results/perf_online/{model}/{format}/{device}.csv",

@@ -33,6 +33,8 @@ def main(sm):
         [sm.input.served],
         sm.params.sanity["spread"],
         sm.params.sanity["max_foreign_cpu"],
+        0 if sm.params.unbatched else 1,  # max_batch_size 0: whole samples
+        sm.input.data,
     )
 
 

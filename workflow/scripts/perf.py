@@ -2,7 +2,7 @@ import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../../src")  # the package, also under --sdm conda
 from deploysnake import floor, job, perf, provenance, server, tools
-from deploysnake.repository import served_instances, triton_model_name
+from deploysnake.repository import read_config, served_instances, triton_model_name
 
 
 def main(sm):
@@ -10,6 +10,7 @@ def main(sm):
     executable = tools.perf_analyzer(settings["perf_analyzer"])
     name = triton_model_name(w.model, w.format)
     instances = served_instances(f"{sm.input.repository}/{name}")
+    max_batch_size = read_config(f"{sm.input.repository}/{name}/config.pbtxt").max_batch_size
     with server.from_settings(sm.input.repository, triton, sm.log.server) as running:
         perf.measure(
             executable,
@@ -25,6 +26,7 @@ def main(sm):
             provenance.of_job(sm),
             sm.input.data,
             instances,
+            max_batch_size,
         )
     if sm.params.mode == "online":  # beside the sweep, the same sweep of the serving floor
         floor.measure_floor(

@@ -42,6 +42,10 @@ class TritonModel:
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.inputs = [(t["name"], np.dtype(DTYPES[t["data_type"]])) for t in config["input"]]
         self.outputs = [(t["name"], np.dtype(DTYPES[t["data_type"]])) for t in config["output"]]
+        # Tensors declared dims [1] with reshape [] (a [batch] tensor, or a scalar unbatched): the
+        # model's shape has no [1] axis; the client's has.
+        self.batched = int(config.get("max_batch_size", 0)) > 0
+        self.reshaped = {t["name"] for t in config["input"] + config["output"] if "reshape" in t}
         self.runtime = ArtifactRuntime(
             os.path.join(version_dir, params["artifact"]),
             params["format"],
@@ -62,9 +66,22 @@ class TritonModel:
         self, buffers: list[bytearray], shapes: list[tuple[int, ...]]
     ) -> list[NDArray[Any]]:
         batch = {
-            name: np.frombuffer(data, dtype).reshape(shape)
+            name: np.frombuffer(data, dtype).reshape(self._model_shape(name, shape))
             for (name, dtype), data, shape in zip(self.inputs, buffers, shapes, strict=True)
         }
         out = self.runtime(batch)
         # Triton sends the bytes as the config's type: cast where the runtime returned another.
-        return [np.ascontiguousarray(out[name], dtype=dtype) for name, dtype in self.outputs]
+        return [
+            np.ascontiguousarray(self._served(name, out[name]), dtype=dtype)
+            for name, dtype in self.outputs
+        ]
+
+    def _model_shape(self, name: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+        if name not in self.reshaped:
+            return shape
+        return tuple(shape[:1]) if self.batched else ()
+
+    def _served(self, name: str, array: NDArray[Any]) -> NDArray[Any]:
+        if name not in self.reshaped:
+            return array
+        return np.reshape(array, (-1, 1) if self.batched else (1,))

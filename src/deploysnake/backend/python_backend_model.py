@@ -25,6 +25,9 @@ class TritonPythonModel:
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.inputs = [t["name"] for t in config["input"]]
         self.outputs = [t["name"] for t in config["output"]]
+        # dims [1] with reshape []: the model's tensor has no [1] axis, the client's has.
+        self.batched = int(config.get("max_batch_size", 0)) > 0
+        self.reshaped = {t["name"] for t in config["input"] + config["output"] if "reshape" in t}
         here = os.path.join(args["model_repository"], args["model_version"])
         # A KIND_GPU instance runs on the GPU Triton assigned to it.
         device = (
@@ -48,19 +51,40 @@ class TritonPythonModel:
             flush=True,
         )
 
+    def _in(self, name: str, array: Any) -> Any:
+        if name not in self.reshaped:
+            return array
+        return array.reshape(array.shape[:1] if self.batched else ())
+
+    def _out(self, name: str, array: Any) -> Any:
+        if name not in self.reshaped:
+            return array
+        return np.reshape(array, (-1, 1) if self.batched else (1,))
+
     def execute(self, requests: list[Any]) -> list[Any]:
+        if not self.batched:  # no batch axis: each request is one whole call, never joined
+            return [self._execute([request])[0] for request in requests]
+        return self._execute(requests)
+
+    def _execute(self, requests: list[Any]) -> list[Any]:
         try:
             arrays = {
-                n: [pb_utils.get_input_tensor_by_name(r, n).as_numpy() for r in requests]
+                n: [
+                    self._in(n, pb_utils.get_input_tensor_by_name(r, n).as_numpy())
+                    for r in requests
+                ]
                 for n in self.inputs
             }
-            sizes = [a.shape[0] for a in arrays[self.inputs[0]]]
+            sizes = [a.shape[0] if a.ndim else 1 for a in arrays[self.inputs[0]]]
             # Dynamic batching hands over several requests: run them as one batch, then split.
             batch = {n: a[0] if len(a) == 1 else np.concatenate(a) for n, a in arrays.items()}
-            out = self.runtime(batch)
+            out = {n: self._out(n, v) for n, v in self.runtime(batch).items()}
         except Exception as exc:  # report to every client rather than crash the stub
             error = pb_utils.TritonError(f"{type(exc).__name__}: {exc}")
             return [pb_utils.InferenceResponse(output_tensors=[], error=error) for _ in requests]
+        if len(requests) == 1:
+            tensors = [pb_utils.Tensor(n, np.ascontiguousarray(out[n])) for n in self.outputs]
+            return [pb_utils.InferenceResponse(output_tensors=tensors)]
         responses, start = [], 0
         for size in sizes:
             tensors = [
