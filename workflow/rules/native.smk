@@ -8,7 +8,10 @@ rule runtime_native_baseline:
         data="results/perf_data/{model}/input.json",
         tuned=tuned_config,
         served="results/perf_offline/{model}/{format}/{device}.csv",
-        code=[package_file(m) for m in ("native", "runtime", "devices", "usage", "shapes")],
+        code=[
+            package_file(m)
+            for m in ("native", "runtime", "devices", "usage", "shapes")
+        ],
     output:
         report(
             "results/native/{model}/{format}/{device}.csv",

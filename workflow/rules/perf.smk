@@ -24,7 +24,9 @@ rule perf_analyzer_offline:
         repository="results/repository/{model}/{format}/{device}",
         io="results/export/{model}/{format}/io.json",
         data="results/perf_data/{model}/input.json",
-        code=[package_file(m) for m in ("perf", "repository", "usage", "floor", "shapes")],
+        code=[
+            package_file(m) for m in ("perf", "repository", "usage", "floor", "shapes")
+        ],
     output:
         report(
             "results/perf_offline/{model}/{format}/{device}.csv",
@@ -55,7 +57,9 @@ rule perf_analyzer_online:
         repository="results/repository/{model}/{format}/{device}",
         io="results/export/{model}/{format}/io.json",
         data="results/perf_data/{model}/input.json",
-        code=[package_file(m) for m in ("perf", "repository", "usage", "floor", "shapes")],
+        code=[
+            package_file(m) for m in ("perf", "repository", "usage", "floor", "shapes")
+        ],
     output:
         report(
             "results/perf_online/{model}/{format}/{device}.csv",
