@@ -65,7 +65,16 @@ def evaluate(
     output: str | Path,
     framework: str = "torch",
     provenance: dict[str, str] | None = None,
+    tolerances: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
+    """The validation split through the server; one CSV row per metric (source, exported, served).
+
+    tolerances: the correctness section (atol/rtol per output and format); where the served outputs
+    differ from the exported artifact's in-process outputs beyond them, the rows have status
+    "failed", stage "accuracy" and the reason (the server computes something else than the artifact
+    that passed correctness), and the format is not chosen as the best. Errors through the server
+    (tritonclient's InferenceServerException, a response that cannot be read) propagate: the job
+    records them as the format's failure (deploysnake.failures)."""
     io = json.loads(Path(io_json).read_text())
     names_in, names_out = [t["name"] for t in io["inputs"]], [t["name"] for t in io["outputs"]]
     source = source_model(framework, recipe, params, checkpoint)
@@ -107,11 +116,13 @@ def evaluate(
         )
         for n in names_out
     )
+    differing = _served_differs(outputs, names_out, fmt, tolerances)
     rows = [
         {
             "model": model,
             "format": fmt,
             "device": device,
+            "status": "failed" if differing else "ok",
             "metric": name,
             "source": metrics["source"][name],
             "exported": metrics["exported"][name],
@@ -119,6 +130,7 @@ def evaluate(
             "served_minus_source": metrics["served"][name] - metrics["source"][name],
             "samples": len(all_labels),
             "max_abs_diff_served_vs_exported": diff,
+            **({"stage": "accuracy", "reason": differing} if differing else {}),
             **(provenance or {}),
         }
         for name in metrics["source"]
@@ -127,6 +139,8 @@ def evaluate(
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    if differing:
+        log.warning("%s/%s on %s: %s", model, fmt, device, differing)
     for row in rows:
         log.info(
             "%s: source %.6g, exported %.6g, served %.6g",
@@ -136,3 +150,38 @@ def evaluate(
             row["served"],
         )
     return rows
+
+
+def _served_differs(
+    outputs: dict[str, dict[str, np.ndarray]],
+    names: list[str],
+    fmt: str,
+    tolerances: dict[str, Any] | None,
+) -> str:
+    """ "" when every served output is within the correctness tolerance of the exported artifact's
+    in-process output (the same artifact, so only serving can make them differ); else the reason."""
+    if tolerances is None:
+        return ""
+    from .correctness import compare, tolerance
+
+    problems = []
+    for name in names:
+        atol, rtol = tolerance(tolerances, fmt, name)
+        result = compare(outputs["exported"][name], outputs["served"][name], atol, rtol)
+        if not result["passed"]:
+            found = result.get("reason") or f"max abs diff {result['max_abs_err']:.3g}"
+            problems.append(f"{name}: {found} (atol {atol:g}, rtol {rtol:g})")
+    if not problems:
+        return ""
+    return "served outputs differ from the artifact run in-process: " + "; ".join(problems)
+
+
+def write_failure(wildcards: Any, failure: Any, csv_path: str | Path, dump: str | Path) -> None:
+    """The accuracy outputs as a failure record: the CSV's one row (status "failed", stage, reason,
+    log excerpt) and a dump that holds only the reason."""
+    from .failures import write_failure_csv
+
+    keys = {"model": wildcards.model, "format": wildcards.format, "device": wildcards.device}
+    write_failure_csv(csv_path, keys, "accuracy", failure)
+    Path(dump).parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(dump, failure=np.asarray(failure.reason))

@@ -12,6 +12,7 @@ rule python_prepare_perf_data:
     params:
         settings=model_settings,
         samples=config["perf"]["input_samples"],
+        input_data=config["perf"]["input_data"],
     script:
         "../scripts/perf_data.py"
 

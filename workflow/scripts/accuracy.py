@@ -26,7 +26,12 @@ def main(sm):
             sm.output.csv,
             settings["framework"],
             provenance.of_job(sm),
+            tolerances=sm.params.tolerances,
         )
 
 
-job.run(snakemake, main)
+def failed(sm, failure):
+    accuracy.write_failure(sm.wildcards, failure, sm.output.csv, sm.output.dump)
+
+
+job.run(snakemake, main, failed)

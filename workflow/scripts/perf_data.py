@@ -8,7 +8,11 @@ from deploysnake.plugins import load_settings
 def main(sm):
     settings = sm.params.settings
     perf.prepare_input_data(
-        load_settings(settings), settings["params"], sm.params.samples, sm.output[0]
+        load_settings(settings),
+        settings["params"],
+        sm.params.samples,
+        sm.output[0],
+        sm.params.input_data,
     )
 
 
