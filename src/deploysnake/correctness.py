@@ -204,7 +204,8 @@ def compare_artifact(
 ) -> dict[str, Any]:
     """Run in the child process of check(): the artifact against the source on the validation
     batches (their real, varied lengths), the source twice on the first batch (is it
-    deterministic?), and non-finite values where the source is finite (a reduced precision that overflowed)."""
+    deterministic?), and non-finite values where the source is finite (a reduced precision that
+    overflowed)."""
     recipe = load_recipe(recipe_folder, recipe_files)
     runtime_label = runtime_name(fmt)
     isolated.phase("loading the source model")
