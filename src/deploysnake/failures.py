@@ -94,3 +94,14 @@ def write_failure_csv(
         writer.writerow(row)
     partial.replace(output)
     return row
+
+
+def failed_formats(csv_paths: list[str] | list[Path]) -> set[tuple[str, str]]:
+    """(model, format) of the CSVs (a served stage's outputs) that hold a row with status "failed"."""
+    failed = set()
+    for path in csv_paths:
+        with open(path, newline="") as handle:
+            for row in csv.DictReader(handle):
+                if row.get("status") == FAILED:
+                    failed.add((row["model"], row["format"]))
+    return failed

@@ -879,6 +879,24 @@ def without_failure_records(frame: pl.DataFrame, key: str) -> pl.DataFrame:
     return frame.filter(~((pl.col("status") == FAILED) & pl.col(key).is_null()))
 
 
+def _no_format_left(
+    corr_fmt: pl.DataFrame, failures: pl.DataFrame, models: list[str], devices: list[str]
+) -> set[tuple[str, str]]:
+    """(model, device) where no format got through: none passed correctness, or every one that did
+    failed a served stage on that device."""
+    passed = {
+        (r[0], r[1])
+        for r in corr_fmt.filter(pl.col("passed")).select("model", "format").iter_rows()
+    }
+    failed = failed_keys(failures)
+    return {
+        (m, d)
+        for m in models
+        for d in devices
+        if not any((m, f, d) not in failed for model, f in passed if model == m)
+    }
+
+
 def _failures_list(failures: pl.DataFrame) -> str:
     """HTML list of one model's served-stage failures (stage, where, reason, log excerpt)."""
     if not failures.height:

@@ -23,6 +23,10 @@ rule triton_write_deploy:
     input:
         deploy_inputs,
         code=package_file("deploy"),
+        accuracy=lambda w: [
+            f"results/accuracy/{model}/{fmt}/{w.device}.csv"
+            for model, fmt in passed_formats()
+        ],
     output:
         repository=directory("results/deploy/{device}"),
         archive="results/deploy/{device}.tar.gz",
