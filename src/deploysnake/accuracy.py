@@ -153,7 +153,7 @@ def evaluate(
 
 
 def _served_differs(
-    outputs: dict[str, dict[str, np.ndarray]],
+    outputs: dict[str, dict[str, NDArray[Any]]],
     names: list[str],
     fmt: str,
     tolerances: dict[str, Any] | None,

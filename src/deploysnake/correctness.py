@@ -179,7 +179,7 @@ def _frozen_axes(
     return f" (the export fixed {', '.join(frozen)}, the example's length)" if frozen else ""
 
 
-def _max_diff(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, float]:
+def _max_diff(a: dict[str, NDArray[Any]], b: dict[str, NDArray[Any]]) -> dict[str, float]:
     """Per output, the largest absolute difference of two runs (inf where the shapes differ)."""
     diffs = {}
     for name in a:
@@ -327,8 +327,8 @@ def _output_reason(fmt: str, name: str, result: dict[str, Any]) -> str:
 def _metrics(
     recipe: Recipe,
     batches: list[dict[str, Any]],
-    refs: list[dict[str, np.ndarray]],
-    gots: list[dict[str, np.ndarray]],
+    refs: list[dict[str, NDArray[Any]]],
+    gots: list[dict[str, NDArray[Any]]],
 ) -> dict[str, dict[str, float]]:
     """The task metric on the same batches: what a reduced precision costs, beside the raw errors;
     {} where the artifact's outputs cannot be joined or scored (another shape than the source's)."""

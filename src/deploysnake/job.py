@@ -59,7 +59,7 @@ def run(
             sys.exit(1)
         except Exception as exc:
             failure = classify(exc) if record_failure is not None else None
-            if failure is None:
+            if failure is None or record_failure is None:
                 logging.getLogger("deploysnake").exception("rule %s failed", snakemake.rule)
                 raise
             logging.getLogger("deploysnake").info("the failure:", exc_info=True)

@@ -141,7 +141,7 @@ def prepare_input_data(
     return doc
 
 
-def refuse_random_integers(inputs: dict[str, np.ndarray]) -> None:
+def refuse_random_integers(inputs: dict[str, NDArray[Any]]) -> None:
     """perf_analyzer's random data for an integer input are integers drawn over the dtype's range
     (ids like 1936311911; triton-inference-server/server#3512): not valid ids of an embedding table
     or indices into anything, so every request fails inside the model (Gather: index out of
