@@ -96,10 +96,19 @@ def evaluate(
     framework: str = "torch",
     provenance: dict[str, str] | None = None,
     max_batch_size: int = 1,
+    tolerances: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """The validation split through the server, batch_size samples per request (max_batch_size 0:
     each dataloader batch is one whole request); writes the dump (.npz: ids, labels and
-    <source|exported|served>/<output>) and the metrics CSV; returns its rows."""
+    <source|exported|served>/<output>) and the metrics CSV (one row per metric: source,
+    exported, served); returns its rows.
+
+    tolerances: the correctness section (atol/rtol per output and format); where the served outputs
+    differ from the exported artifact's in-process outputs beyond them, the rows have status
+    "failed", stage "accuracy" and the reason (the server computes something else than the artifact
+    that passed correctness), and the format is not chosen as the best. Errors through the server
+    (tritonclient's InferenceServerException, a response that cannot be read) propagate: the job
+    records them as the format's failure (deploysnake.failures)."""
     io = json.loads(Path(io_json).read_text())
     names_in, names_out = [t["name"] for t in io["inputs"]], [t["name"] for t in io["outputs"]]
     source = source_model(framework, recipe, params, checkpoint)
@@ -136,11 +145,13 @@ def evaluate(
             for k, o in outputs.items()
         }
     diff = _max_abs_diff(outputs["served"], outputs["exported"], names_out)
+    differing = _served_differs(outputs, names_out, fmt, tolerances)
     rows = [
         {
             "model": model,
             "format": fmt,
             "device": device,
+            "status": "failed" if differing else "ok",
             "metric": name,
             "source": metrics["source"][name],
             "exported": metrics["exported"][name],
@@ -148,6 +159,7 @@ def evaluate(
             "served_minus_source": metrics["served"][name] - metrics["source"][name],
             "samples": len(all_labels),
             "max_abs_diff_served_vs_exported": diff,
+            **({"stage": "accuracy", "reason": differing} if differing else {}),
             **(provenance or {}),
         }
         for name in metrics["source"]
@@ -156,6 +168,8 @@ def evaluate(
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    if differing:
+        log.warning("%s/%s on %s: %s", model, fmt, device, differing)
     for row in rows:
         log.info(
             "%s: source %.6g, exported %.6g, served %.6g",
@@ -165,3 +179,38 @@ def evaluate(
             row["served"],
         )
     return rows
+
+
+def _served_differs(
+    outputs: dict[str, dict[str, NDArray[Any]]],
+    names: list[str],
+    fmt: str,
+    tolerances: dict[str, Any] | None,
+) -> str:
+    """ "" when every served output is within the correctness tolerance of the exported artifact's
+    in-process output (the same artifact, so only serving can make them differ); else the reason."""
+    if tolerances is None:
+        return ""
+    from .correctness import compare, tolerance
+
+    problems = []
+    for name in names:
+        atol, rtol = tolerance(tolerances, fmt, name)
+        result = compare(outputs["exported"][name], outputs["served"][name], atol, rtol)
+        if not result["passed"]:
+            found = result.get("reason") or f"max abs diff {result['max_abs_err']:.3g}"
+            problems.append(f"{name}: {found} (atol {atol:g}, rtol {rtol:g})")
+    if not problems:
+        return ""
+    return "served outputs differ from the artifact run in-process: " + "; ".join(problems)
+
+
+def write_failure(wildcards: Any, failure: Any, csv_path: str | Path, dump: str | Path) -> None:
+    """The accuracy outputs as a failure record: the CSV's one row (status "failed", stage, reason,
+    log excerpt) and a dump that holds only the reason."""
+    from .failures import write_failure_csv
+
+    keys = {"model": wildcards.model, "format": wildcards.format, "device": wildcards.device}
+    write_failure_csv(csv_path, keys, "accuracy", failure)
+    Path(dump).parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(dump, failure=np.asarray(failure.reason))

@@ -6,16 +6,28 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .devices import pin_local_gpu
 from .errors import UserError
+from .failures import FormatFailure, classify
 from .processes import size_thread_pools, watch_snakemake
 
 
-def run(snakemake: Any, stage: Callable[[Any], object]) -> None:
+def run(
+    snakemake: Any,
+    stage: Callable[[Any], object],
+    record_failure: Callable[[Any, FormatFailure], object] | None = None,
+) -> None:
+    """Run `stage(snakemake)` with the rule's log as stdout/stderr.
+
+    record_failure: for the served stages (accuracy, perf, native), what writes the stage's outputs
+    as a failure record when the model x format fails (deploysnake.failures.classify); the job then
+    ends well, so the run goes on to the report. Without it, or for an infrastructure error, the job
+    fails: a UserError with its one-paragraph message, anything else with its traceback."""
     log_path = Path(snakemake.log[0])
     log_path.parent.mkdir(parents=True, exist_ok=True)
     console = os.fdopen(os.dup(2), "w", buffering=1)
@@ -45,6 +57,24 @@ def run(snakemake: Any, stage: Callable[[Any], object]) -> None:
         except UserError as exc:
             logging.getLogger("deploysnake").error("error: %s", exc)
             sys.exit(1)
+        except Exception as exc:
+            failure = classify(exc) if record_failure is not None else None
+            if failure is None or record_failure is None:
+                logging.getLogger("deploysnake").exception("rule %s failed", snakemake.rule)
+                raise
+            logging.getLogger("deploysnake").info("the failure:", exc_info=True)
+            if not failure.log_excerpt:
+                failure.log_excerpt = "".join(traceback.format_exception(exc))[-2000:]
+            record_failure(snakemake, failure)
+            w = snakemake.wildcards
+            logging.getLogger("deploysnake").warning(
+                "%s/%s on %s failed in %s (recorded; the report shows it): %s",
+                w.model,
+                w.format,
+                getattr(w, "device", "-"),
+                snakemake.rule,
+                failure.reason,
+            )
         except BaseException:
             logging.getLogger("deploysnake").exception("rule %s failed", snakemake.rule)
             raise

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from . import isolated
 from .processes import job_cpus, resolve_runtime_threads
 from .runtime import ArtifactRuntime
 from .shapes import from_served
@@ -200,6 +201,7 @@ def measure(
     names_in, names_out = [t["name"] for t in io["inputs"]], [t["name"] for t in io["outputs"]]
     # The served runner's rule: 0 becomes the job's CPUs over the instances, explicit both ways.
     threads = resolve_runtime_threads(threads, instances, job_cpus())
+    isolated.phase(f"loading {artifact} ({fmt})")
     runtimes = [
         ArtifactRuntime(
             artifact, fmt, names_in, names_out, threads, "cpu" if device == "cpu" else "cuda"
@@ -210,6 +212,7 @@ def measure(
     ceiling = served_best(served or [])
     rows = []
     for k, batch in enumerate(batch_sizes, start=1):
+        isolated.phase(f"timing batch {batch} in-process ({fmt})")
         if unbatched and input_data:
             inputs, samples = whole_sample(io, input_data), 1
         elif unbatched:  # no perf data: random data of the full dims (dynamic dims: 1)
@@ -273,3 +276,17 @@ def measure(
         writer.writeheader()
         writer.writerows(rows)
     return rows
+
+
+def measure_isolated(**kwargs: Any) -> None:
+    """measure(**kwargs) in a child process (deploysnake.isolated), bounded in time: a runtime that
+    raises, crashes the process (SIGSEGV) or hangs raises FormatFailure with the reason and the
+    child's log excerpt (the job writes it as the format's failure record)."""
+    from .failures import FormatFailure
+
+    batches = len(kwargs["batch_sizes"])
+    timeout_s = 300.0 + batches * (3 * float(kwargs["window_s"]) + 60.0)
+    kwargs = {k: str(v) if isinstance(v, Path) else v for k, v in kwargs.items()}
+    outcome = isolated.call("deploysnake.native:measure", kwargs, timeout_s)
+    if outcome.failure is not None:
+        raise FormatFailure(outcome.failure, outcome.log_excerpt)

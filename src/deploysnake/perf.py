@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import re
 import subprocess
 import tempfile
 import time
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .errors import UserError
 from .plugins import Recipe, validation_batches
 from .processes import die_with_parent
 from .server import TritonServer
@@ -45,6 +47,8 @@ UNSTABLE_EXIT_0 = ("Request latency is not stabilizing",)
 COLUMNS = ["model", "format", "device", "mode", "batch", "concurrency", "status"]
 # A point whose window saw more foreign CPU load (cores) than this, twice, is recorded "disturbed".
 MAX_FOREIGN_CPU = 0.25
+# A point that perf_analyzer could not measure at all (the requests fail): no numbers, its reason.
+FAILED = "failed"
 # perf_analyzer's -f columns (2.51); always written, empty for an unstable point, so every CSV has them.
 PERF_ANALYZER_COLUMNS = [
     "Concurrency",
@@ -61,6 +65,13 @@ PERF_ANALYZER_COLUMNS = [
     "p95 latency",
     "p99 latency",
 ]
+
+
+def error_lines(output: str, count: int = 3) -> str:
+    """The last `count` lines of perf_analyzer's output that say what failed (else its last line)."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    errors = [line for line in lines if re.search(r"error|fail|invalid|out of", line, re.I)]
+    return " | ".join((errors or lines[-1:])[-count:])[-1500:]
 
 
 @dataclass(frozen=True)
@@ -101,6 +112,7 @@ def prepare_input_data(
     samples: int,
     output: str | Path,
     unbatched: bool = False,
+    input_data: str = "dataloader",
 ) -> dict[str, Any]:
     """perf_analyzer --input-data JSON from the validation split, one entry per sample with its shape.
 
@@ -110,8 +122,13 @@ def prepare_input_data(
     unbatched (triton.max_batch_size 0): a sample is one whole dataloader batch (a set, a graph),
     sent as one request; its axis 0 is cut to the median batch length, and batches shorter than that
     are left out (zero rows would be made-up members). A [batch] input's sample is sent as [1] (its
-    served shape, dims [1] with reshape [])."""
+    served shape, dims [1] with reshape []).
+
+    Raises UserError, before any perf job, for input_data "random" (perf.input_data) with an integer
+    input: see refuse_random_integers."""
     batches = validation_batches(recipe, params, batch_size=min(samples, 256))
+    if input_data == "random":
+        refuse_random_integers({n: np.asarray(a) for n, a in batches[0]["inputs"].items()})
     lengths = _typical_lengths(recipe, batches)
     rows = max(1, int(np.median([len(b["ids"]) for b in batches])))
     data: list[dict[str, Any]] = []
@@ -167,6 +184,28 @@ def _entry(sample: NDArray[Any]) -> dict[str, Any]:
     if sample.ndim == 0:
         sample = sample.reshape(1)
     return {"content": sample.ravel().tolist(), "shape": list(sample.shape)}
+
+
+def refuse_random_integers(inputs: dict[str, NDArray[Any]]) -> None:
+    """perf_analyzer's random data for an integer input are integers drawn over the dtype's range
+    (ids like 1936311911; triton-inference-server/server#3512): not valid ids of an embedding table
+    or indices into anything, so every request fails inside the model (Gather: index out of
+    bounds), and nothing is measured. Bool inputs are fine. Raises UserError naming the inputs, with
+    the validation data's range, and `perf.input_data: dataloader` as the fix."""
+    integer = {n: a for n, a in inputs.items() if a.dtype.kind in "iu"}
+    if not integer:
+        return
+    described = ", ".join(
+        f"{n} ({a.dtype}, {int(a.min())}..{int(a.max())} in the validation data)"
+        for n, a in integer.items()
+    )
+    raise UserError(
+        f"perf.input_data is random, but {described} "
+        f"{'is an integer input' if len(integer) == 1 else 'are integer inputs'}: perf_analyzer's "
+        "random integers are not valid ids or indices (an embedding table's rows), so every request "
+        "would fail inside the model and nothing would be measured. Set perf.input_data: dataloader "
+        "(real validation samples, the default)"
+    )
 
 
 def _typical_lengths(recipe: Recipe, batches: list[dict[str, Any]]) -> dict[str, int]:
@@ -312,9 +351,12 @@ def run_point(
         server.check_alive()  # a dead server is the cause to report, not perf_analyzer's symptom
         if any(marker in output for marker in UNSTABLE_MARKERS):
             return "unstable", {}, output
-        raise RuntimeError(
-            f"perf_analyzer failed (exit {done.returncode}): {' '.join(args)}\n{output[-3000:]}"
-        )
+        if done.returncode == 127 or "error while loading shared libraries" in output:
+            raise RuntimeError(  # perf_analyzer itself cannot run: no format can fix that
+                f"perf_analyzer cannot run (exit {done.returncode}): {' '.join(args)}\n{output[-3000:]}"
+            )
+        # The server is up and answered: the model cannot take these requests (the point's failure).
+        return FAILED, {}, output
     if any(marker in output for marker in UNSTABLE_EXIT_0):
         return "unstable", {}, output
     with open(csv_path, newline="") as handle:
@@ -384,7 +426,7 @@ def measure_point(
             )
             text = f"foreign CPU load {window.result['foreign_cpu']:.2f} cores"
             continue
-        if status == "ok":
+        if status in ("ok", FAILED):  # measured, or failed: measuring again gives nothing new
             break
         settings = {
             **settings,
@@ -486,6 +528,8 @@ def measure(
                 **described,
                 **(provenance or {}),
             }
+            if status == FAILED:
+                row.update(stage=f"perf_{mode}", reason=error_lines(text), log_excerpt=text[-2000:])
             rows.append(row)
             if status in ("ok", DISTURBED):
                 log.info(
@@ -501,6 +545,18 @@ def measure(
                     measured.get("client_cpu"),
                     measured.get("foreign_cpu"),
                     measured.get("server_peak_rss_mb"),
+                )
+            elif status == FAILED:
+                log.warning(
+                    "%s/%s point %d of %d (batch %d, concurrency %d) cannot be measured, recorded as "
+                    "failed: %s",
+                    model,
+                    fmt,
+                    k,
+                    len(points),
+                    point.batch,
+                    point.concurrency,
+                    row["reason"],
                 )
             else:
                 log.warning(

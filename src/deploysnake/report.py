@@ -50,6 +50,9 @@ USAGE = [
 NO_STABLE = "no stable points"
 
 ID = ["model", "format", "device"]
+# A failure record's columns (deploysnake.failures): status "failed", stage, reason, log excerpt.
+FAILURE_TEXT = ["status", "stage", "reason", "log_excerpt"]
+FAILED = "failed"
 # Provenance columns (config_hash, code_version, packages, hardware) are text; shown in their own table.
 PROVENANCE = ["config_hash", "code_version", "packages", "hardware"]
 PERF_TEXT = [
@@ -57,7 +60,7 @@ PERF_TEXT = [
     "format",
     "device",
     "mode",
-    "status",
+    *FAILURE_TEXT,
     *PROVENANCE,
 ]  # every other perf column is a number
 THROUGHPUT = "Inferences/Second"
@@ -72,7 +75,7 @@ BREAKDOWN = [
     "Client Recv",
 ]
 PERF_NUMBERS = ["batch", "concurrency", "Concurrency", THROUGHPUT, *BREAKDOWN, *PERCENTILES]
-ACCURACY_TEXT = ["model", "format", "device", "metric", *PROVENANCE]
+ACCURACY_TEXT = ["model", "format", "device", "metric", *FAILURE_TEXT, *PROVENANCE]
 ACCURACY_NUMBERS = [
     "source",
     "exported",
@@ -81,7 +84,7 @@ ACCURACY_NUMBERS = [
     "samples",
     "max_abs_diff_served_vs_exported",
 ]
-NATIVE_TEXT = ["model", "format", "device", "status", *PROVENANCE]
+NATIVE_TEXT = ["model", "format", "device", *FAILURE_TEXT, *PROVENANCE]
 NATIVE_NUMBERS = [
     "batch",
     "throughput_infer_per_s",
@@ -698,6 +701,7 @@ def _summary(
     online: pl.DataFrame,
     sv: pl.DataFrame,
     floor: pl.DataFrame | None = None,
+    failures: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     keys = (
         pl.concat([d.select(ID) for d in (acc, offline, online, sv)])
@@ -768,8 +772,25 @@ def _summary(
             pl.col("concurrency").alias("at concurrency"),
         )
     )
+    served_failed = (
+        (failures if failures is not None else served_failures({}))
+        .group_by(ID, maintain_order=True)
+        .agg(
+            pl.concat_str(
+                pl.col("stage"),
+                pl.when(pl.col("where") != "")
+                .then(pl.concat_str(pl.lit(" ("), pl.col("where"), pl.lit(")")))
+                .otherwise(pl.lit("")),
+                pl.lit(": "),
+                pl.col("reason"),
+            )
+            .str.join("; ")
+            .alias("served stages failed")
+        )
+    )
     parts = [
         served_metric,
+        served_failed,
         best(offline, "batch", "offline"),
         best(online, "concurrency", "online"),
     ]
@@ -796,6 +817,97 @@ def _summary(
     return rows.select(*ID, pl.exclude(ID)).sort(*ID, nulls_last=True)
 
 
+def served_failures(frames: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
+    """The failure records of the served stages, one row per (model, format, device, stage, where,
+    reason): from accuracy/perf/native frames, the rows with status "failed" (a whole stage's
+    record, or one perf point: `where` names its batch and concurrency)."""
+    schema = {
+        "model": pl.String,
+        "format": pl.String,
+        "device": pl.String,
+        "stage": pl.String,
+        "where": pl.String,
+        "reason": pl.String,
+        "log_excerpt": pl.String,
+    }
+    rows: list[dict[str, Any]] = []
+    for name, frame in frames.items():
+        if "status" not in frame.columns or not frame.height:
+            continue
+        for r in frame.filter(pl.col("status") == FAILED).iter_rows(named=True):
+            point = (
+                f"batch {int(r['batch'])}, concurrency {int(r['concurrency'])}"
+                if r.get("batch") is not None and r.get("concurrency") is not None
+                else ""
+            )
+            rows.append(
+                {
+                    "model": r["model"],
+                    "format": r["format"],
+                    "device": r["device"],
+                    "stage": str(r.get("stage") or name),
+                    "where": point,
+                    "reason": str(r.get("reason") or MISSING),
+                    "log_excerpt": str(r.get("log_excerpt") or ""),
+                }
+            )
+    return pl.DataFrame(rows, schema=schema).unique(maintain_order=True).sort(*ID, "stage")
+
+
+def failed_keys(failures: pl.DataFrame) -> set[tuple[str, str, str]]:
+    """(model, format, device) of every format with a failure in a served stage: never the best."""
+    return {(r[0], r[1], r[2]) for r in failures.select(ID).iter_rows()}
+
+
+def without_failure_records(frame: pl.DataFrame, key: str) -> pl.DataFrame:
+    """The measurement rows only: a whole stage's failure record (status "failed" with no `key`,
+    e.g. no batch) is listed with the failures, not as an empty measurement."""
+    if "status" not in frame.columns or key not in frame.columns:
+        return frame
+    return frame.filter(~((pl.col("status") == FAILED) & pl.col(key).is_null()))
+
+
+def _no_format_left(
+    corr_fmt: pl.DataFrame, failures: pl.DataFrame, models: list[str], devices: list[str]
+) -> set[tuple[str, str]]:
+    """(model, device) where no format got through: none passed correctness, or every one that did
+    failed a served stage on that device."""
+    passed = {
+        (r[0], r[1])
+        for r in corr_fmt.filter(pl.col("passed")).select("model", "format").iter_rows()
+    }
+    failed = failed_keys(failures)
+    return {
+        (m, d)
+        for m in models
+        for d in devices
+        if not any((m, f, d) not in failed for model, f in passed if model == m)
+    }
+
+
+def _failures_list(failures: pl.DataFrame) -> str:
+    """HTML list of one model's served-stage failures (stage, where, reason, log excerpt)."""
+    if not failures.height:
+        return ""
+    items = "".join(
+        f'<li class="bad" data-format="{_e(r["format"])}"><b>{_e(r["format"])}</b> on '
+        f"{_e(r['device'])} — {_e(r['stage'])}"
+        + (f" ({_e(r['where'])})" if r["where"] else "")
+        + f" failed: {_e(r['reason'])}"
+        + (
+            f"<details><summary>log excerpt</summary><pre>{_e(r['log_excerpt'])}</pre></details>"
+            if r["log_excerpt"]
+            else ""
+        )
+        + "</li>"
+        for r in failures.iter_rows(named=True)
+    )
+    return (
+        "<p>Failures in the served stages (the format is not chosen as the best; its other "
+        f'measurements are shown as measured):</p><ul class="served-failures">{items}</ul>'
+    )
+
+
 # ---------------------------------------------------------------- sections
 
 
@@ -810,6 +922,7 @@ def _model_section(
     sv: pl.DataFrame,
     tuned: list[tuple[dict[str, Any], pl.DataFrame]] | None = None,
     floor: pl.DataFrame | None = None,
+    failures: pl.DataFrame | None = None,
 ) -> tuple[str, list[tuple[str, str]]]:
     """(HTML, index entries) for one model: correctness, accuracy, offline, online, served vs native, tuning."""
     mine = [
@@ -845,6 +958,12 @@ def _model_section(
         parts.append(
             "<p>Formats that failed the check (no Triton model, no measurements):</p><ul "
             f'class="not-served">{items}</ul>'
+        )
+    if failures is not None:
+        parts.append(_failures_list(failures.filter(pl.col("model") == model)))
+    if c_fmt.height and not c_fmt["passed"].any():
+        parts.append(
+            '<p class="bad no-format">No format left: every format of this model failed.</p>'
         )
     parts.append("</section>")
 
@@ -1216,15 +1335,19 @@ def _best_section(
     deploy: list[Path],
     native: pl.DataFrame | None = None,
     capacity: pl.DataFrame | None = None,
+    excluded: set[tuple[str, str, str]] | None = None,
+    expected: set[tuple[str, str]] | None = None,
 ) -> str:
     """First thing in the report: per model and device, the fastest format within the p99 budget,
-    with infer/s per server core, the serving overhead (server CPU ms per 1,000 inferences over the
+    among formats with no failure in a served stage (`excluded`: (model, format, device)), with
+    infer/s per server core, the serving overhead (server CPU ms per 1,000 inferences over the
     runtime's in-process CPU ms per 1,000 at the same batch) and the server's peak memory, and its
-    capacity at the SLA where searched (every searched format's capacity below)."""
+    capacity at the SLA where searched (every searched format's capacity below); each (model,
+    device) of `expected` (those with no format left) has a row that says so."""
     from .selection import best
 
     budget = 10.0 if p99_budget_ms is None else float(p99_budget_ms)
-    rows = best([Path(p) for p in perf_csvs if Path(p).exists()], budget * 1000.0)
+    rows = best([Path(p) for p in perf_csvs if Path(p).exists()], budget * 1000.0, excluded)
     in_process = _native_cpu(native)
 
     def per_core(r: dict[str, Any]) -> float | None:
@@ -1288,11 +1411,25 @@ def _best_section(
             "perf.capacity.p99_budget_ms; cost per 1M inferences from cost.per_hour</p>"
             + _table(capacity.drop("capacity p99 µs"), "best_capacity")
         )
+    chosen = {(r["model"], r["device"]) for r in rows}
+    left = sorted((expected or set()) - chosen)
+    if left:
+        nothing = "no format left (every format failed; see the model's section)"
+        table = pl.concat(
+            [
+                table,
+                pl.DataFrame(
+                    [{"model": m, "device": d, "best format": nothing} for m, d in left],
+                    schema={"model": pl.String, "device": pl.String, "best format": pl.String},
+                ),
+            ],
+            how="diagonal",
+        ).sort("model", "device")
     archives = "".join(f"<li><code>{_e(p)}</code></li>" for p in deploy)
     return (
         '<section id="best"><h2>Best format per device</h2><p class="note">highest throughput '
-        "among stable points of formats that "
-        f"passed correctness, with p99 latency within {_e(_fmt(budget))} ms "
+        "among stable points of formats that passed correctness and failed no served stage, "
+        f"with p99 latency within {_e(_fmt(budget))} ms "
         "(selection.p99_budget_ms); input per sample: the shape "
         "perf_analyzer sent (a sequence's length is its dynamic axis); serving overhead: the "
         "server's CPU time per 1,000 inferences over the same runtime's in-process CPU time per "
@@ -1382,6 +1519,15 @@ def build_report(
     acc, off, on, nat = (
         frame.drop([c for c in PROVENANCE if c in frame.columns]) for frame in (acc, off, on, nat)
     )
+    failures = served_failures(
+        {"accuracy": acc, "perf_offline": off, "perf_online": on, "native": nat}
+    )
+    acc, off, on, nat = (
+        without_failure_records(frame, key).drop(
+            [c for c in ("log_excerpt",) if c in frame.columns]
+        )
+        for frame, key in ((acc, "metric"), (off, "batch"), (on, "batch"), (nat, "batch"))
+    )
     sv = _served_vs_native(off, nat)
 
     models = sorted(
@@ -1399,7 +1545,7 @@ def build_report(
     sections = []
     for model in models:
         body, ((mid, name), *subs) = _model_section(
-            model, charts, corr_out, corr_fmt, acc, off, on, sv, tuned, floor
+            model, charts, corr_out, corr_fmt, acc, off, on, sv, tuned, floor, failures
         )
         cap_id = _anchor(model, "capacity")
         cap_html = report_capacity.section(
@@ -1425,7 +1571,7 @@ def build_report(
             }
         )
 
-    summary = _summary(corr_fmt, acc, off, on, sv, floor)
+    summary = _summary(corr_fmt, acc, off, on, sv, floor, failures)
     if capacity_figures.height:
         summary = summary.join(
             capacity_figures.select(*ID, report_capacity.CAPACITY, report_capacity.COST),
@@ -1444,7 +1590,15 @@ def build_report(
         models=sections,
         open_models=OPEN_MODELS,
         best=Markup(
-            _best_section(offline + online, p99_budget_ms, deploy or [], nat, capacity_figures)
+            _best_section(
+                offline + online,
+                p99_budget_ms,
+                deploy or [],
+                nat,
+                capacity_figures,
+                failed_keys(failures),
+                _no_format_left(corr_fmt, failures, models, config.get("devices", [])),
+            )
         ),
         summary=Markup(_table(summary, "summary")),
         skipped=Markup(_skipped_list(skipped or [])),

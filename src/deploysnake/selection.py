@@ -15,9 +15,15 @@ def _number(value: str | None) -> float | None:
         return None
 
 
-def best(perf_csvs: list[Path], p99_budget_us: float) -> list[dict[str, Any]]:
+def best(
+    perf_csvs: list[Path],
+    p99_budget_us: float,
+    excluded: set[tuple[str, str, str]] | None = None,
+) -> list[dict[str, Any]]:
     """One row per (model, device): the winning format and the point it was measured at, or the
-    closest point (lowest p99) with within_budget False when no stable point meets the budget."""
+    closest point (lowest p99) with within_budget False when no stable point meets the budget.
+    excluded: (model, format, device) that failed a served stage (deploysnake.failures): never
+    chosen."""
     points: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for path in perf_csvs:
         with open(path, newline="") as handle:
@@ -27,6 +33,8 @@ def best(perf_csvs: list[Path], p99_budget_us: float) -> list[dict[str, Any]]:
                     _number(row.get("p99 latency")),
                 )
                 if row.get("status") != "ok" or throughput is None or p99 is None:
+                    continue
+                if (row["model"], row["format"], row["device"]) in (excluded or set()):
                     continue
                 points.setdefault((row["model"], row["device"]), []).append(
                     {

@@ -132,6 +132,24 @@ def free_ports(host: str, count: int) -> list[int]:
             s.close()
 
 
+class ServerNotReady(RuntimeError):
+    """tritonserver exited, or was not ready in time, before serving; log_tail: its log's end."""
+
+    def __init__(self, message: str, returncode: int | None, log_tail: str) -> None:
+        super().__init__(message)
+        self.returncode = returncode
+        self.log_tail = log_tail
+
+
+class ServerDied(RuntimeError):
+    """tritonserver ended while it served (returncode: negative for a signal, as in subprocess)."""
+
+    def __init__(self, message: str, returncode: int | None, log_tail: str) -> None:
+        super().__init__(message)
+        self.returncode = returncode
+        self.log_tail = log_tail
+
+
 class _Terminated(Exception):
     pass
 
@@ -299,9 +317,12 @@ class TritonServer:
         deadline = time.monotonic() + self.readiness_timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(
+                tail = self.tail()
+                raise ServerNotReady(
                     f"tritonserver exited with code {self.process.returncode} before it was "
-                    f"ready; its log ({self.log_path}) ends:\n{self.tail()}"
+                    f"ready; its log ({self.log_path}) ends:\n{tail}",
+                    self.process.returncode,
+                    tail,
                 )
             if self.is_ready():
                 log.info(
@@ -314,9 +335,12 @@ class TritonServer:
                 self._log_threads()
                 return
             time.sleep(0.25)
-        raise RuntimeError(
+        tail = self.tail()
+        raise ServerNotReady(
             f"tritonserver was not ready within {self.readiness_timeout_s:.0f} s "
-            f"(triton.readiness_timeout_s); its log ({self.log_path}) ends:\n{self.tail()}"
+            f"(triton.readiness_timeout_s); its log ({self.log_path}) ends:\n{tail}",
+            None,
+            tail,
         )
 
     def _log_threads(self) -> None:
@@ -360,9 +384,12 @@ class TritonServer:
     def check_alive(self) -> None:
         if self.process is None or self.process.poll() is not None:
             code = None if self.process is None else self.process.returncode
-            raise RuntimeError(
+            tail = self.tail()
+            raise ServerDied(
                 f"tritonserver died during the measurement (exit code {code}); its log "
-                f"({self.log_path}) ends:\n{self.tail()}"
+                f"({self.log_path}) ends:\n{tail}",
+                code,
+                tail,
             )
 
     def __enter__(self) -> TritonServer:

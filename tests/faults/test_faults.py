@@ -24,6 +24,11 @@ from .conftest import TINY, no_processes_left, processes_in, run, start, wait_un
 pytestmark = pytest.mark.e2e
 
 
+def rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
 def perf_csv(workdir: Path, mode: str, fmt: str = "onnx") -> Path:
     return workdir / "results" / f"perf_{mode}" / "digits" / fmt / "cpu.csv"
 
@@ -78,7 +83,12 @@ def test_format_that_cannot_export_is_reported_and_the_others_go_on(tmp_path: Pa
     assert "not served: export failed" in html and "log excerpt" in html and "_linalg_eigh" in html
 
 
-def test_model_the_server_cannot_load_fails_within_the_timeout(copy_of_finished: Path) -> None:
+def test_model_the_server_cannot_load_is_a_failure_row_of_the_report(
+    copy_of_finished: Path,
+) -> None:
+    """A model Triton cannot load fails that format's served stages, within the readiness timeout:
+    the stage's output is a failure record with Triton's own error lines, the run ends well, and the
+    report lists it and chooses no best among that format's points."""
     workdir = copy_of_finished
     model = (
         workdir
@@ -94,14 +104,37 @@ def test_model_the_server_cannot_load_fails_within_the_timeout(copy_of_finished:
     model.write_bytes(b"corrupted on disk")
     perf_csv(workdir, "offline").unlink()
     started = time.monotonic()
-    done = run(workdir, str(perf_csv(workdir, "offline").relative_to(workdir)), check=False)
-    assert done.returncode != 0
+    done = run(workdir, str(perf_csv(workdir, "offline").relative_to(workdir)))
     assert time.monotonic() - started < 60 + 30
-    said = done.stdout + done.stderr + job_log(workdir, "perf_offline").read_text()
-    assert "before it was ready" in said
-    # Triton's own error lines, not just "it failed": the python backend's load error for this model.
-    assert "digits_onnx" in said and "failed to load" in said.lower(), said[-4000:]
-    assert not perf_csv(workdir, "offline").exists()
+    said = done.stdout + done.stderr
+    assert "digits/onnx on cpu failed in perf_analyzer_offline (recorded" in said, said[-3000:]
+    (record,) = rows(perf_csv(workdir, "offline"))
+    assert record["status"] == "failed" and record["stage"] == "perf_offline"
+    # Triton's own error lines, not just "it failed": the load error for this model.
+    assert record["reason"].startswith("the server cannot load the model:")
+    assert "digits_onnx" in record["reason"] and "failed to load" in record["reason"].lower()
+    assert "before it was ready" in job_log(workdir, "perf_offline").read_text()
+    no_processes_left(workdir)
+    run(workdir)  # the report is built again, with the failure
+    html = (workdir / "results" / "report.html").read_text()
+    assert 'class="served-failures"' in html and "perf_offline failed: the server cannot" in html
+    best = html.split('id="best"')[1].split("</section>")[0]
+    assert "torchscript_trace" in best and ">onnx<" not in best
+
+
+def test_missing_perf_analyzer_still_stops_the_run(copy_of_finished: Path) -> None:
+    """An infrastructure error is no format's failure: the job fails with the message."""
+    workdir = copy_of_finished
+    config = copy.deepcopy(TINY)
+    config["perf"]["perf_analyzer"] = "/nowhere/perf_analyzer"
+    write_config(workdir, config, "no_pa.yaml")
+    target = str(perf_csv(workdir, "online").relative_to(workdir))
+    done = run(workdir, target, config="no_pa.yaml", check=False)
+    assert done.returncode != 0
+    assert "perf.perf_analyzer is '/nowhere/perf_analyzer', which is not an executable" in (
+        done.stdout + done.stderr
+    )
+    assert not perf_csv(workdir, "online").exists()
     no_processes_left(workdir)
 
 

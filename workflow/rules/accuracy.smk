@@ -30,5 +30,6 @@ rule tritonclient_accuracy:
         settings=model_settings,
         server=config["triton"],
         batch_size=config["accuracy"]["batch_size"],
+        tolerances=config["correctness"],
     script:
         "../scripts/accuracy.py"

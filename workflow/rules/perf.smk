@@ -13,6 +13,7 @@ rule python_prepare_perf_data:
         settings=model_settings,
         samples=config["perf"]["input_samples"],
         unbatched=config["triton"]["max_batch_size"] == 0,
+        input_data=config["perf"]["input_data"],
     script:
         "../scripts/perf_data.py"
 

@@ -24,6 +24,10 @@ rule triton_write_deploy:
         *per_model(deploy_inputs_of),
         verdicts=ALL_VERDICTS,
         code=package_file("deploy"),
+        accuracy=lambda w: [
+            f"results/accuracy/{model}/{fmt}/{w.device}.csv"
+            for model, fmt in passed_formats()
+        ],
     output:
         repository=directory("results/deploy/{device}"),
         archive=report(

@@ -30,7 +30,12 @@ def main(sm):
             settings["framework"],
             provenance.of_job(sm),
             max_batch_size,
+            tolerances=sm.params.tolerances,
         )
 
 
-job.run(snakemake, main)
+def failed(sm, failure):
+    accuracy.write_failure(sm.wildcards, failure, sm.output.csv, sm.output.dump)
+
+
+job.run(snakemake, main, failed)

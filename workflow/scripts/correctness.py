@@ -20,6 +20,7 @@ def main(sm):
         sm.params.tolerances,
         sm.output[0],
         settings["framework"],
+        model_settings=settings,
     )
 
 

@@ -1,12 +1,14 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../../src")  # the package, also under --sdm conda
-from deploysnake import deploy, job
+from deploysnake import deploy, failures, job
 
 
 def main(sm):
+    # A format whose accuracy through the server failed (a failure record) is not deployed.
+    failed = failures.failed_formats(sm.input.accuracy)
     deploy.write_deploy(
-        sm.params.entries,
+        [e for e in sm.params.entries if (e["model"], e["format"]) not in failed],
         sm.params.triton,
         sm.wildcards.device,
         sm.output.repository,

@@ -4,7 +4,7 @@ sys.path.insert(0, f"{snakemake.scriptdir}/../../src")  # the package, also unde
 import json
 from pathlib import Path
 
-from deploysnake import job, native, provenance
+from deploysnake import failures, job, native, provenance
 from deploysnake.devices import instance_count
 
 
@@ -17,25 +17,32 @@ def main(sm):
         if sm.input.tuned
         else sm.params.triton
     )
-    native.measure(
-        w.model,
-        w.format,
-        w.device,
-        sm.input.artifact,
-        sm.input.io,
-        sm.params.batch_sizes,
-        triton["runtime_threads"],
-        settings["window_s"],
-        settings["max_iterations"],
-        sm.output[0],
-        provenance.of_job(sm),
-        instance_count(triton, w.device),
-        [sm.input.served],
-        sm.params.sanity["spread"],
-        sm.params.sanity["max_foreign_cpu"],
-        0 if sm.params.unbatched else 1,  # max_batch_size 0: whole samples
-        sm.input.data,
+    # In a child process: a runtime that crashes (SIGSEGV) or hangs is this format's failure record.
+    native.measure_isolated(
+        model=w.model,
+        fmt=w.format,
+        device=w.device,
+        artifact=sm.input.artifact,
+        io_json=sm.input.io,
+        batch_sizes=sm.params.batch_sizes,
+        threads=triton["runtime_threads"],
+        window_s=settings["window_s"],
+        max_iterations=settings["max_iterations"],
+        output=sm.output[0],
+        provenance=provenance.of_job(sm),
+        instances=instance_count(triton, w.device),
+        served=[sm.input.served],
+        spread=sm.params.sanity["spread"],
+        max_foreign_cpu=sm.params.sanity["max_foreign_cpu"],
+        max_batch_size=0 if sm.params.unbatched else 1,  # max_batch_size 0: whole samples
+        input_data=sm.input.data,
     )
 
 
-job.run(snakemake, main)
+def failed(sm, failure):
+    w = sm.wildcards
+    keys = {"model": w.model, "format": w.format, "device": w.device}
+    failures.write_failure_csv(sm.output[0], keys, "native", failure)
+
+
+job.run(snakemake, main, failed)

@@ -1,7 +1,7 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../../src")  # the package, also under --sdm conda
-from deploysnake import floor, job, perf, provenance, server, tools
+from deploysnake import failures, floor, job, perf, provenance, server, tools
 from deploysnake.repository import read_config, served_instances, triton_model_name
 
 
@@ -45,4 +45,14 @@ def main(sm):
         )
 
 
-job.run(snakemake, main)
+def failed(sm, failure):
+    w = sm.wildcards
+    keys = {"model": w.model, "format": w.format, "device": w.device, "mode": sm.params.mode}
+    failures.write_failure_csv(sm.output[0], keys, f"perf_{sm.params.mode}", failure, perf.COLUMNS)
+    if sm.params.mode == "online":  # the floor is not measured for a format that failed
+        failures.write_failure_csv(
+            sm.output.floor, keys, f"perf_{sm.params.mode}", failure, perf.COLUMNS
+        )
+
+
+job.run(snakemake, main, failed)

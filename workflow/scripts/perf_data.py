@@ -13,6 +13,7 @@ def main(sm):
         sm.params.samples,
         sm.output[0],
         unbatched=sm.params.unbatched,
+        input_data=sm.params.input_data,
     )
 
 
