@@ -41,11 +41,14 @@ CONFIG["perf"]["offline"] = {"batch_sizes": [1], "concurrency": [1]}
 CONFIG["perf"]["online"] = {"concurrency": [1]}
 CONFIG["perf"]["capacity"] = {
     "formats": ["onnx"],
-    "p99_budget_ms": 100,  # generous: the machine is shared, and the search must find a bracket
+    # Where p99 crosses it: on a quiet 2-core machine between 800 and 3,200 req/s (p99 about 6 ms up
+    # to 1,600, 66 ms at 3,200), so the bracket closes and bisection runs; a generous budget (100 ms)
+    # let bracketing reach 6,400 req/s, a rate perf_analyzer cannot issue, and end unbisected.
+    "p99_budget_ms": 20,
     "start_rate": 100,
     "max_rate": 100000,
     "resolution": 0.5,  # coarse: one or two bisection steps
-    "max_measurements": 7,
+    "max_measurements": 8,
     "measurement_interval_ms": 500,
     "stability_percentage": 100,  # loose: on a loaded machine 60 % left every rate unstable once
 }
@@ -209,7 +212,7 @@ def test_the_search_brackets_then_bisects_and_the_capacity_reaches_csv_and_repor
     assert [s["step"] for s in table] == [
         "bracket" if "bracketing" in line else "bisect" for line in steps
     ]
-    assert len(table) == result["measurements"] <= 7
+    assert len(table) == result["measurements"] <= 8
     assert any("bracketing: rate" in s for s in steps) and any(
         "bisection: rate" in s for s in steps
     )
@@ -219,7 +222,7 @@ def test_the_search_brackets_then_bisects_and_the_capacity_reaches_csv_and_repor
     assert result["status"] in ("within_budget", "bounded") and within
     best = max(within, key=lambda s: int(s["request_rate"]))
     assert result["capacity_rps"] == int(best["request_rate"])
-    assert result["p99_us"] == float(best["p99 latency"]) <= 100_000
+    assert result["p99_us"] == float(best["p99 latency"]) <= 20_000
     assert best["status"] == "ok" and best["kept_up"] == "True"
     # every rate above it in the search is beyond the budget, unstable or client-behind
     assert all(
