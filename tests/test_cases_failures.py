@@ -25,6 +25,9 @@ pytestmark = pytest.mark.e2e
 
 # CI has the shared folder beside the clone; DEPLOYSNAKE_CASES points elsewhere (a worktree).
 CASES = Path(os.environ.get("DEPLOYSNAKE_CASES", ROOT.parent / "shared" / "cases"))
+# What a measured (not failed) perf point may read: a point the host disturbed keeps its numbers and
+# its load (deploysnake.usage), an unstable one none; either way the format went through.
+MEASURED = {"ok", "unstable", "disturbed"}
 needs_cases = pytest.mark.skipif(
     not CASES.is_dir(),
     reason=f"the case recipes are not at {CASES} (the shared folder beside the clone, or set "
@@ -198,7 +201,7 @@ def test_a_runtime_that_crashes_the_process_is_a_row_of_the_report(
     for fmt in ("torchscript_trace", "torchscript_script", "onnx"):
         assert verdict(workdir, "gru", fmt)["passed"]
         measured = rows(workdir / "results" / "perf_offline" / "gru" / fmt / "cpu.csv")
-        assert {r["status"] for r in measured} <= {"ok", "unstable"}
+        assert {r["status"] for r in measured} <= MEASURED
     best = html.split('id="best"')[1].split("</section>")[0]
     assert best.count("no format left") == 1  # mc_dropout's; the GRU has formats left
 
@@ -211,7 +214,7 @@ def test_07_random_data_for_ids_is_refused_before_perf_and_the_control_measures(
     for mode in ("offline", "online"):
         for fmt in PERF_DATA["formats"]:
             measured = rows(workdir / "results" / f"perf_{mode}" / "bag_model" / fmt / "cpu.csv")
-            assert {r["status"] for r in measured} <= {"ok", "unstable"}, measured
+            assert {r["status"] for r in measured} <= MEASURED, measured
             assert {r["input_data"] for r in measured} == {"dataloader"}
     random = {**PERF_DATA, "perf": {**PERF_DATA["perf"], "input_data": "random"}}
     target = "results/perf_offline/bag_model/onnx/cpu.csv"
@@ -239,7 +242,7 @@ def test_08_responses_above_grpc_limit_are_measured_with_and_without_shared_memo
             assert float(row["max_abs_diff_served_vs_exported"]) < 1e-4
         offline = rows(workdir / "results" / "perf_offline" / "segmenter" / fmt / "cpu.csv")
         assert [r["batch"] for r in offline] == ["64"]
-        assert {r["status"] for r in offline} <= {"ok", "unstable"}, offline
+        assert {r["status"] for r in offline} <= MEASURED, offline
         native = rows(workdir / "results" / "native" / "segmenter" / fmt / "cpu.csv")
         assert [r["batch"] for r in native] == ["64"]
     dump = np.load(workdir / "results" / "accuracy" / "segmenter" / "onnx" / "cpu.npz")
@@ -255,6 +258,6 @@ def test_08_responses_above_grpc_limit_are_measured_with_and_without_shared_memo
     workflow(workdir, no_shm, target)
     offline = rows(workdir / target)
     assert [r["batch"] for r in offline] == ["64"]
-    assert {r["status"] for r in offline} <= {"ok", "unstable"}, offline
+    assert {r["status"] for r in offline} <= MEASURED, offline
     log = (workdir / "logs" / "perf_offline" / "segmenter" / "onnx" / "cpu.log").read_text()
     assert "--shared-memory" not in log.split("point 1 of 1")[-1]
