@@ -629,7 +629,14 @@ def config_problems(config: dict[str, Any]) -> list[str]:
             f"config.perf.capacity.formats: {unknown} are not formats; "
             f"allowed: {', '.join(ARTIFACTS)}"
         )
-    if settings["batch_size"] > config["triton"]["max_batch_size"]:
+    max_batch = config["triton"]["max_batch_size"]
+    if max_batch == 0 and settings["formats"]:
+        problems.append(
+            f"config.perf.capacity.formats: {settings['formats']} cannot be searched with "
+            "triton.max_batch_size: 0 (the open-loop points send batched requests); remove them "
+            "or serve the model batched"
+        )
+    if max_batch > 0 and settings["batch_size"] > max_batch:
         problems.append(
             f"config.perf.capacity.batch_size: {settings['batch_size']} above "
             f"triton.max_batch_size ({config['triton']['max_batch_size']}); "
