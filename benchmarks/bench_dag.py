@@ -49,6 +49,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from deploysnake.configuration import plan_formats, validate  # noqa: E402
 from deploysnake.formats import ARTIFACTS, ONNX_VARIANTS, TENSORRT  # noqa: E402
 from deploysnake.frameworks import CHECKPOINT_NAMES  # noqa: E402
+from deploysnake.perf import PERF_ANALYZER_COLUMNS  # noqa: E402
 
 TARGET_RATIO = 1.2
 # The report's budgets for 1,000 variants (README, "Many models"). Size: the page is one file that
@@ -118,21 +119,6 @@ def prepare_first_phase(workdir: Path, config: dict[str, Any], models: list[str]
 
 # ---------------------------------------------------------------- synthetic results for the report
 
-PERF_COLUMNS = [
-    "Concurrency",
-    "Inferences/Second",
-    "Client Send",
-    "Network+Server Send/Recv",
-    "Server Queue",
-    "Server Compute Input",
-    "Server Compute Infer",
-    "Server Compute Output",
-    "Client Recv",
-    "p50 latency",
-    "p90 latency",
-    "p95 latency",
-    "p99 latency",
-]
 PROVENANCE = {
     "config_hash": "3f2a9c81d04e6b57",
     "code_version": "0d75cea4c1b7f2e3a9d8c6b5a4f3e2d1c0b9a8f7",
@@ -162,7 +148,7 @@ def synthetic_results(
         k: [] for k in ("correctness", "accuracy", "offline", "online", "native")
     }
     header = ["model", "format", "device", "mode", "batch", "concurrency", "status"]
-    header += [*PERF_COLUMNS, *PROVENANCE]
+    header += [*PERF_ANALYZER_COLUMNS, *PROVENANCE]
     prov = list(PROVENANCE.values())
     for m, model in enumerate(models):
         for f, fmt in enumerate(formats):
