@@ -269,11 +269,14 @@ def test_inprocess_backend_returns_a_runner_error_to_its_request_and_serves_on(
     )
     runner = model_dir / "1" / "deploysnake_model.py"
     # The runner refuses batches of exactly 3 rows (a fault in the model's code, not in Triton's input).
+    anchor = "        batch = {\n"
+    source = runner.read_text()
+    assert source.count(anchor) == 1, "the runner's execute() changed: move the test's fault"
     runner.write_text(
-        runner.read_text().replace(
-            "        batch = {name:",
+        source.replace(
+            anchor,
             "        if shapes[0][0] == 3:\n            raise ValueError('three rows refused by "
-            "the test')\n        batch = {name:",
+            "the test')\n" + anchor,
         )
     )
     io = json.loads(exported["onnx/io"].read_text())
