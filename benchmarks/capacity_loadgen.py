@@ -123,10 +123,31 @@ def _triton_dtype(array: np.ndarray) -> str:
     return str(np_to_triton_dtype(array.dtype))
 
 
+def server_totals(sut: LoadgenSUT) -> dict[str, float]:
+    """Triton's cumulative statistics of the model (its statistics extension): successful requests,
+    and their time inside the server, in the queue and in compute (ns)."""
+    stats = sut.client.get_inference_statistics(sut.model, as_json=True)["model_stats"][0]
+    inference = stats["inference_stats"]
+
+    def ns(key: str) -> float:
+        return float(inference.get(key, {}).get("ns", 0))
+
+    return {
+        "count": float(inference.get("success", {}).get("count", 0)),
+        "request_ns": ns("success"),
+        "queue_ns": ns("queue"),
+        "compute_ns": ns("compute_input") + ns("compute_infer") + ns("compute_output"),
+    }
+
+
 def loadgen_run(
     sut: LoadgenSUT, rate: int, budget_ms: float, duration_ms: int, outdir: Path
 ) -> dict[str, Any]:
-    """One loadgen Server-scenario run at `rate` queries/s (PerformanceOnly): its summary."""
+    """One loadgen Server-scenario run at `rate` queries/s (PerformanceOnly): its summary, with what
+    the server spent per request in the same run (Triton's statistics: `server_request_us`, of
+    which `server_queue_us` and `server_compute_us`, averages in µs) and the client's CPU: the
+    cores this process (loadgen, tritonclient and their Python callbacks) used over the run
+    (`client_cores`) and its CPU time per query (`client_cpu_us_per_query`, µs)."""
     import mlperf_loadgen as lg
 
     settings = lg.TestSettings()
@@ -145,14 +166,27 @@ def loadgen_run(
     count = len(sut.inputs)
     system = lg.ConstructSUT(sut.issue, sut.flush)
     qsl = lg.ConstructQSL(count, count, lambda _: None, lambda _: None)
+    before, cpu0, wall0 = server_totals(sut), time.process_time(), time.monotonic()
     try:
         lg.StartTestWithLogSettings(system, qsl, settings, log)
     finally:
         lg.DestroyQSL(qsl)
         lg.DestroySUT(system)
+    cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+    after = server_totals(sut)
+    served = after["count"] - before["count"]
+
+    def per_request(key: str) -> float | None:
+        return round((after[key] - before[key]) / served / 1000, 1) if served else None
+
     text = (outdir / "mlperf_log_summary.txt").read_text()
     found = {k: (m.group(1) if (m := p.search(text)) else None) for k, p in SUMMARY.items()}
     return {
+        "server_request_us": per_request("request_ns"),
+        "server_queue_us": per_request("queue_ns"),
+        "server_compute_us": per_request("compute_ns"),
+        "client_cores": round(cpu / wall, 2) if wall else None,
+        "client_cpu_us_per_query": round(cpu / served * 1e6, 1) if served else None,
         "valid": found["valid"] == "VALID",
         "constraints": found["constraints"] == "Yes",
         "early_stopping": found["early_stopping"] == "Yes",
@@ -211,6 +245,9 @@ def main() -> None:
         pa = capacity.summary(outcome, "digits", "onnx", "cpu", settings, args.budget_ms)
         pa_s = time.monotonic() - started
         print(f"perf_analyzer: {capacity.describe(pa)} ({pa_s:.0f} s)", flush=True)
+        # perf_analyzer's own split at its capacity (µs, averages): client send/receive and the
+        # server's queue and compute, to set beside loadgen's per-run figures below.
+        print(f"perf_analyzer at its capacity, latency breakdown (us): {pa['breakdown_us']}")
 
         sut = LoadgenSUT(running.grpc_url, name, io, samples)
         runs: dict[int, dict[str, Any]] = {}
@@ -226,7 +263,10 @@ def main() -> None:
                 f"{'met' if figures['constraints'] else 'NOT met'} (early stopping "
                 f"{'met' if figures['early_stopping'] else 'not met'}, "
                 f"{'VALID' if figures['valid'] else 'INVALID'}), completed "
-                f"{figures['completed']} /s",
+                f"{figures['completed']} /s; in the server {figures['server_request_us']} us a "
+                f"request (queue {figures['server_queue_us']}, compute "
+                f"{figures['server_compute_us']}); client {figures['client_cores']} cores, "
+                f"{figures['client_cpu_us_per_query']} us CPU a query",
                 flush=True,
             )
             return capacity.Rate(

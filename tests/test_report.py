@@ -780,6 +780,11 @@ def test_browser_shows_disturbed_and_baseline_suspect_points(tmp_path: Path) -> 
         c for c in chart_summary(dom) if c["title"] == "busy · cpu: offline throughput vs batch"
     )
     assert tput["by_mark"].get("symbol") == 3, tput
+    # the online chart draws the serving floor beside the sweep: two served points, two floor points
+    on = next(
+        c for c in chart_summary(dom) if c["title"].startswith("busy · cpu: online throughput vs")
+    )
+    assert (on["by_mark"].get("symbol"), on["by_mark"].get("line")) == (4, 2), on
 
 
 @pytest.fixture(scope="module")

@@ -442,21 +442,38 @@ def _side_by_side(charts: _Charts, *items: tuple[Any, str]) -> str:
     )
 
 
-def _online_charts(charts: _Charts, df: pl.DataFrame, label: str) -> str:
-    pts = _points(df, [THROUGHPUT, "p99 latency"]).select(
-        "format",
-        pl.coalesce("concurrency", "Concurrency").alias("concurrency"),
-        pl.col(THROUGHPUT).alias("throughput"),
-        (pl.col("p99 latency") / 1000).alias("p99_ms"),
-    )
+def _online_charts(
+    charts: _Charts, df: pl.DataFrame, label: str, floor: pl.DataFrame | None = None
+) -> str:
+    """The online sweep's throughput against p99 (one line per format, and where the serving floor
+    was measured, its line dashed beside it: "<format> floor") and its latency breakdown."""
+
+    def sweep(frame: pl.DataFrame, suffix: str) -> pl.DataFrame:
+        return _points(frame, [THROUGHPUT, "p99 latency"]).select(
+            "format",
+            (pl.col("format") + suffix).alias("series"),
+            pl.lit(bool(suffix)).alias("floor"),
+            pl.coalesce("concurrency", "Concurrency").alias("concurrency"),
+            pl.col(THROUGHPUT).alias("throughput"),
+            (pl.col("p99 latency") / 1000).alias("p99_ms"),
+        )
+
+    pts = sweep(df, "")
+    if pts.height and floor is not None and floor.height:
+        pts = pl.concat([pts, sweep(floor, " floor")], how="vertical_relaxed")
     chart1 = None
     if pts.height:
         base = alt.Chart(_records(pts)).encode(
             x=alt.X("p99_ms:Q", title="p99 latency (ms)", scale=alt.Scale(zero=False)),
             y=alt.Y("throughput:Q", title="inferences/s"),
-            color=alt.Color("format:N"),
+            color=alt.Color("series:N", title="format"),
+            strokeDash=alt.StrokeDash(
+                "floor:N",
+                legend=None,
+                scale=alt.Scale(domain=[False, True], range=[[1, 0], [5, 3]]),
+            ),
             tooltip=[
-                "format:N",
+                "series:N",
                 "concurrency:Q",
                 alt.Tooltip("throughput:Q", format=",.1f"),
                 alt.Tooltip("p99_ms:Q", format=",.3f"),
@@ -498,7 +515,11 @@ def _online_charts(charts: _Charts, df: pl.DataFrame, label: str) -> str:
         )
     return _side_by_side(
         charts,
-        (chart1, f"{label}: online throughput vs p99 latency (labels: concurrency)"),
+        (
+            chart1,
+            f"{label}: online throughput vs p99 latency (labels: concurrency; dashed: the serving "
+            "floor, a model that computes nothing served the same way)",
+        ),
         (chart2, f"{label}: online latency breakdown per concurrency"),
     )
 
@@ -999,7 +1020,14 @@ def _model_section(
     parts.append(_table(m_on.sort(*ID, "concurrency", nulls_last=True), "online", mask=on_mask))
     for device in devices:
         parts.append(
-            _online_charts(charts, m_on.filter(pl.col("device") == device), f"{model} · {device}")
+            _online_charts(
+                charts,
+                m_on.filter(pl.col("device") == device),
+                f"{model} · {device}",
+                None
+                if floor is None or not floor.height
+                else floor.filter((pl.col("model") == model) & (pl.col("device") == device)),
+            )
         )
     m_floor = (
         _served_vs_floor(m_on, floor.filter(pl.col("model") == model))
