@@ -219,6 +219,44 @@ def throughput(path: Path, column: str, **where: int) -> float | None:
     return None
 
 
+def native_by_cores(workdir: Path, config: dict, native: Path, rounds: int) -> None:
+    """The workflow's native baseline job of the same artifact run again under `--cores 2` and
+    `--cores 8` (the README's command), alternated for `rounds` rounds: the job sizes its threads
+    from the CPUs it may use, so cores8/cores2 must be 1 within the spread. Prints, per batch, each
+    run's infer/s (status, runtime threads), the ratio round by round (neighbours in time, so the
+    machine's drift cancels) and its median, and the spread of repeated runs under the same flag."""
+    by_cores: dict[str, dict[int, list[tuple[float, str, str]]]] = {"2": {}, "8": {}}
+    for _ in range(rounds):
+        for cores in ("2", "8"):
+            snakemake(
+                workdir,
+                config,
+                str(native.relative_to(workdir)),
+                "--forcerun",
+                "runtime_native_baseline",
+                cores=cores,
+            )
+            for r in rows(native):
+                by_cores[cores].setdefault(int(r["batch"]), []).append(
+                    (float(r["throughput_infer_per_s"]), r["status"], r["runtime_threads"])
+                )
+    for batch in sorted(by_cores["2"]):
+        two, eight = by_cores["2"][batch], by_cores["8"].get(batch, [])
+        ratios = [b[0] / a[0] for a, b in zip(two, eight, strict=False) if a[0] and b[0]]
+        spread = [max(v) / min(v) for v in ([x[0] for x in two], [x[0] for x in eight]) if min(v)]
+
+        def runs(measured: list[tuple[float, str, str]]) -> str:
+            return ", ".join(f"{t:.0f} ({st}, {th} thr)" for t, st, th in measured)
+
+        print(
+            f"native b{batch}: --cores 2 {runs(two)}; --cores 8 {runs(eight)} infer/s; "
+            f"cores8/cores2 round by round {', '.join(f'{r:.3f}' for r in ratios)} "
+            f"(median {median(ratios) or 0:.3f}); same flag, max/min "
+            f"{', '.join(f'{x:.3f}' for x in spread)}",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -243,6 +281,12 @@ def main() -> None:
         default=5,
         help="rounds of the side-by-side measurements (served vs native; chosen and untuned configurations)",
     )
+    parser.add_argument(
+        "--cores-only",
+        action="store_true",
+        help="only the native baseline under --cores 2 and --cores 8, in the --workdir of a "
+        "finished bench run",
+    )
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="deploysnake-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -257,6 +301,14 @@ def main() -> None:
     config["tuning"].update(formats=["onnx"], strategy="brute_force", mode="online", concurrency=16)
     if args.max_foreign_cpu is not None:
         config["perf"]["max_foreign_cpu"] = args.max_foreign_cpu
+    if args.cores_only:
+        config["tuning"]["strategy"] = (
+            "coordinate"  # the finished run's last search: nothing re-plans
+        )
+        native_by_cores(
+            workdir, config, workdir / "results/native/digits/onnx/cpu.csv", args.rounds
+        )
+        return
     from deploysnake.processes import size_thread_pools
 
     size_thread_pools()  # this process measures too: its pools from the CPUs it may use
@@ -382,29 +434,7 @@ def main() -> None:
         f"search_cost in trials alone {ratio(smart['measurements'], brute['measurements']):.3f}"
     )
     print(f"results in {workdir}")
-    # The native baseline of the same artifact under --cores 2 and --cores 8 (the README's command):
-    # the job sizes its threads from the CPUs it may use, so both must agree within the spread.
-    by_cores = {}
-    for cores in ("2", "8"):
-        snakemake(
-            workdir,
-            config,
-            str(native.relative_to(workdir)),
-            "--forcerun",
-            "runtime_native_baseline",
-            cores=cores,
-        )
-        by_cores[cores] = {
-            int(r["batch"]): (float(r["throughput_infer_per_s"]), r["status"], r["runtime_threads"])
-            for r in rows(native)
-        }
-    for batch in sorted(by_cores["2"]):
-        (a, sa, ta), (b, sb, tb) = by_cores["2"][batch], by_cores["8"].get(batch, (0.0, "", ""))
-        print(
-            f"native b{batch}: --cores 2 {a:.0f} infer/s ({sa}, {ta} runtime threads), --cores 8 "
-            f"{b:.0f} infer/s ({sb}, {tb} runtime threads): cores8/cores2 {ratio(b, a):.3f}",
-            flush=True,
-        )
+    native_by_cores(workdir, config, native, args.rounds)
     print(
         f"online served/floor: {online_over_floor:.3f} side by side (b1 c16: served "
         f"{median(paired['served b1 c16']) or 0:.0f}, floor {floor or 0:.0f} infer/s); workflow jobs "
