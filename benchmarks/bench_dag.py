@@ -391,7 +391,9 @@ def main() -> None:
     )
     within = all(r <= TARGET_RATIO for _, r in figures.values())
     budgets = page["mb"] <= REPORT_BUDGET_MB and page["build_cpu_s"] <= REPORT_BUDGET_S
-    budgets = budgets and page.get("load_cpu_s", 0) <= LOAD_BUDGET_S
+    # Load is judged by wall time: the CPU figure is the rusage of the children Python reaped, and
+    # misses most of Chromium's (a 21 s load read 4.7 s there; the machine was busy 27 s meanwhile).
+    budgets = budgets and page.get("load_s", 0) <= LOAD_BUDGET_S
     print(
         f"planning within {TARGET_RATIO}x of bare Snakemake: {'yes' if within else 'NO'}; "
         f"report within budget: {'yes' if budgets else 'NO'}"
