@@ -450,7 +450,6 @@ def _online_charts(
 
     def sweep(frame: pl.DataFrame, suffix: str) -> pl.DataFrame:
         return _points(frame, [THROUGHPUT, "p99 latency"]).select(
-            "format",
             (pl.col("format") + suffix).alias("series"),
             pl.lit(bool(suffix)).alias("floor"),
             pl.coalesce("concurrency", "Concurrency").alias("concurrency"),
