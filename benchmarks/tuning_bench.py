@@ -302,9 +302,8 @@ def main() -> None:
     if args.max_foreign_cpu is not None:
         config["perf"]["max_foreign_cpu"] = args.max_foreign_cpu
     if args.cores_only:
-        config["tuning"]["strategy"] = (
-            "coordinate"  # the finished run's last search: nothing re-plans
-        )
+        # The finished run's last search, so that nothing is planned again.
+        config["tuning"]["strategy"] = "coordinate"
         native_by_cores(
             workdir, config, workdir / "results/native/digits/onnx/cpu.csv", args.rounds
         )

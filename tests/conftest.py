@@ -16,6 +16,9 @@ from deploysnake.plugins import Recipe, load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = {"channels": 8, "epochs": 2, "batch_size": 64, "seed": 0}
+# What a perf point that went through may read (the format was measured): ok, unstable (no stable
+# window, no number), or disturbed (foreign load above perf.max_foreign_cpu; deploysnake.usage).
+MEASURED = {"ok", "unstable", "disturbed"}
 
 
 @pytest.fixture(scope="session")

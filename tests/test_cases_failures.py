@@ -19,15 +19,12 @@ import numpy as np
 import pytest
 import yaml
 
-from .conftest import ROOT, snakemake
+from .conftest import MEASURED, ROOT, snakemake
 
 pytestmark = pytest.mark.e2e
 
 # CI has the shared folder beside the clone; DEPLOYSNAKE_CASES points elsewhere (a worktree).
 CASES = Path(os.environ.get("DEPLOYSNAKE_CASES", ROOT.parent / "shared" / "cases"))
-# What a measured (not failed) perf point may read: a point the host disturbed keeps its numbers and
-# its load (deploysnake.usage), an unstable one none; either way the format went through.
-MEASURED = {"ok", "unstable", "disturbed"}
 needs_cases = pytest.mark.skipif(
     not CASES.is_dir(),
     reason=f"the case recipes are not at {CASES} (the shared folder beside the clone, or set "

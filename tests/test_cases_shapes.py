@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-from .conftest import ROOT, snakemake
+from .conftest import MEASURED, ROOT, snakemake
 
 
 def _cases_folder() -> Path:
@@ -32,8 +32,6 @@ pytestmark = pytest.mark.skipif(
     not CASES.is_dir(), reason=f"the shared cases folder is absent ({CASES}): nothing to run"
 )
 FORMATS = ["torchscript_trace", "onnx"]
-# A point that ran: measured, unstable, or measured while other load disturbed the machine.
-MEASURED = {"ok", "unstable", "disturbed"}
 PERF = {
     "measurement_interval_ms": 300,
     "stability_percentage": 50,

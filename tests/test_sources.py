@@ -34,7 +34,7 @@ from deploysnake.plugins import load_recipe
 from deploysnake.runtime import ArtifactRuntime
 from deploysnake.sources import load_settings
 
-from .conftest import ROOT, snakemake
+from .conftest import MEASURED, ROOT, snakemake
 
 pytestmark = pytest.mark.e2e
 
@@ -243,9 +243,7 @@ def test_served_outputs_equal_the_given_files(workdir: Path, given: dict[str, Pa
                 )
             for kind in ("perf_offline", "perf_online"):
                 points = rows(results / kind / model / fmt / "cpu.csv")
-                assert points and all(
-                    p["status"] in ("ok", "unstable", "disturbed") for p in points
-                )
+                assert points and all(p["status"] in MEASURED for p in points)
                 stable += [p for p in points if p["status"] in ("ok", "disturbed")]
             assert rows(results / "native" / model / fmt / "cpu.csv")
         # One point per sweep: on a loaded machine a point may be unstable (no numbers) or disturbed

@@ -639,7 +639,7 @@ def config_problems(config: dict[str, Any]) -> list[str]:
     if max_batch > 0 and settings["batch_size"] > max_batch:
         problems.append(
             f"config.perf.capacity.batch_size: {settings['batch_size']} above "
-            f"triton.max_batch_size ({config['triton']['max_batch_size']}); "
+            f"triton.max_batch_size ({max_batch}); "
             "lower it or raise triton.max_batch_size"
         )
     if settings["start_rate"] > settings["max_rate"]:
