@@ -13,7 +13,7 @@ a machine without TensorRT, 1,002 variants for N = 167) and times, side by side 
    models), against a bare Snakefile with that phase's job count;
 3. the report: results/report.html built from synthetic result rows for every variant (the shapes
    the workflow writes), its size and build time against the budgets below, and, where headless
-   Chromium is installed, the time it takes to load the page (run its scripts) and dump the DOM.
+   Chromium is installed, the time it takes to load the page (by the page's own Navigation Timing).
 
 Each dry run is timed from the command line to its exit, start-up included, on both sides; the
 bare side runs the same `snakemake` with the same flags, once with `shell:` touch rules (the
@@ -22,7 +22,7 @@ issue's yardstick) and once with `script:` rules (what Snakemake itself spends p
 Snakemake. The last line is machine-readable:
 
     bench-dag: first_jobs=J1 first_ratio=R1 measuring_jobs=J2 measuring_ratio=R2 \\
-               report_mb=S report_cpu_s=T
+               report_mb=S report_cpu_s=T report_load_s=L
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ import csv
 import json
 import os
 import re
-import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,6 +60,7 @@ TARGET_RATIO = 1.2
 REPORT_BUDGET_MB = 25.0
 REPORT_BUDGET_S = 180.0
 LOAD_BUDGET_S = 15.0
+LOAD_ROUNDS = 3  # loads of one page here differ by up to 40 %: the median of three
 
 
 def many_models(count: int, recipe: Path = ROOT / "recipes" / "digits") -> dict[str, Any]:
@@ -332,20 +333,55 @@ def report(workdir: Path, models: list[str], formats: list[str]) -> dict[str, fl
     from browser import chromium_available, render_in_chromium
 
     if chromium_available():
-        started, before = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
+        loads, walls = [], []
+        for _ in range(LOAD_ROUNDS):
+            load_s, wall_s = load_time(out, render_in_chromium)
+            loads.append(load_s)
+            walls.append(wall_s)
+        figures["load_s"] = statistics.median(loads)
+        figures["load_all_s"] = loads
+        # The whole headless run as the browser tests use it: start-up, load, and the dump of the
+        # page's DOM (tens of MB serialised and piped), which is not part of what a reader waits for.
+        started = time.monotonic()
         render_in_chromium(out, timeout_s=900)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        figures["load_s"] = time.monotonic() - started
-        figures["load_cpu_s"] = sum(
-            getattr(after, f) - getattr(before, f) for f in ("ru_utime", "ru_stime")
-        )
+        figures["dump_wall_s"] = time.monotonic() - started
     return figures
+
+
+# Appended to a copy of the page: at the load event, the page's own navigation timing (ms from the
+# start of navigation) replaces the body, so that the DOM dump that reads it out is a few bytes.
+LOAD_PROBE = """<script>window.addEventListener('load', function () {
+  var n = performance.getEntriesByType('navigation')[0];
+  document.body.innerHTML = '<p id="load-probe">' + n.domContentLoadedEventEnd + ' ' + n.loadEventStart + '</p>';
+});</script>"""
+
+
+def load_time(page: Path, render: Any) -> tuple[float, float]:
+    """(s from navigation start to the load event, by the page's own Navigation Timing; wall s of the
+    whole headless Chromium run) for `page`: its charts' specs parsed (the inert JSON tokenized),
+    the open sections' charts drawn, every script run. Raises RuntimeError if no timing came back."""
+    probe = page.with_name(page.stem + ".probe.html")
+    html = page.read_text(encoding="utf-8")
+    # The last </body>: the Vega bundle's own JavaScript holds the string "</body>" too.
+    head, _, tail = html.rpartition("</body>")
+    probe.write_text(head + LOAD_PROBE + "</body>" + tail, encoding="utf-8")
+    started = time.monotonic()
+    dom = render(probe, timeout_s=900)
+    wall = time.monotonic() - started
+    probe.unlink()
+    found = re.search(r'id="load-probe">([\d.]+) ([\d.]+)<', dom)
+    if not found:
+        raise RuntimeError(f"{page}: no load timing in the DOM dump (did the load event fire?)")
+    return float(found.group(2)) / 1000, wall
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", type=int, default=167, help="copies of the digits recipe")
     parser.add_argument("--workdir", type=Path, help="kept when given (default: a temporary one)")
+    parser.add_argument(
+        "--report-only", action="store_true", help="only the report's figures (no dry runs)"
+    )
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-dag-"))
     run = workdir / "workflow"
@@ -365,7 +401,7 @@ def main() -> None:
         f" {'bare script:':>15} {'ratio':>6}"
     )
     figures = {}
-    for phase in ("first", "measuring"):
+    for phase in () if args.report_only else ("first", "measuring"):
         if phase == "measuring":
             prepare_first_phase(run, config, sorted(config["models"]))
         wall, cpu, jobs = workflow(run)
@@ -383,26 +419,32 @@ def main() -> None:
         f"report: {variants} variants, {page['mb']:.1f} MB (budget {REPORT_BUDGET_MB:g}), built in "
         f"{page['build_s']:.1f} s ({page['build_cpu_s']:.1f} s CPU; budget {REPORT_BUDGET_S:g})"
         + (
-            f", loaded by headless Chromium in {page['load_s']:.1f} s"
-            f" ({page['load_cpu_s']:.1f} s CPU; budget {LOAD_BUDGET_S:g})"
+            f", loaded by headless Chromium in {page['load_s']:.1f} s (median of "
+            + ", ".join(f"{t:.1f}" for t in page["load_all_s"])
+            + f"; navigation start to load event; budget {LOAD_BUDGET_S:g}); the whole headless run"
+            f" with the dump of its DOM as the browser tests take it: {page['dump_wall_s']:.1f} s"
             if "load_s" in page
             else ""
         )
     )
     within = all(r <= TARGET_RATIO for _, r in figures.values())
     budgets = page["mb"] <= REPORT_BUDGET_MB and page["build_cpu_s"] <= REPORT_BUDGET_S
-    # Load is judged by wall time: the CPU figure is the rusage of the children Python reaped, and
-    # misses most of Chromium's (a 21 s load read 4.7 s there; the machine was busy 27 s meanwhile).
+    # Load is judged by the page's own clock (Navigation Timing), not by rusage: the rusage of the
+    # children Python reaped misses most of Chromium's CPU (a 21 s run read 4.7 s there), and not by
+    # the headless run's wall time, which also holds start-up and the dump of the whole DOM.
     budgets = budgets and page.get("load_s", 0) <= LOAD_BUDGET_S
-    print(
-        f"planning within {TARGET_RATIO}x of bare Snakemake: {'yes' if within else 'NO'}; "
-        f"report within budget: {'yes' if budgets else 'NO'}"
+    planning = (
+        ""
+        if args.report_only
+        else f"planning within {TARGET_RATIO}x of bare Snakemake: {'yes' if within else 'NO'}; "
     )
-    print(
-        f"bench-dag: first_jobs={figures['first'][0]} first_ratio={figures['first'][1]:.2f} "
-        f"measuring_jobs={figures['measuring'][0]} measuring_ratio={figures['measuring'][1]:.2f} "
-        f"report_mb={page['mb']:.1f} report_cpu_s={page['build_cpu_s']:.1f}"
+    print(f"{planning}report within budget: {'yes' if budgets else 'NO'}")
+    line = "bench-dag: " + "".join(
+        f"{phase}_jobs={jobs} {phase}_ratio={ratio:.2f} "
+        for phase, (jobs, ratio) in figures.items()
     )
+    line += f"report_mb={page['mb']:.1f} report_cpu_s={page['build_cpu_s']:.1f}"
+    print(line + (f" report_load_s={page['load_s']:.1f}" if "load_s" in page else ""))
     if not args.workdir:
         shutil.rmtree(workdir, ignore_errors=True)
 

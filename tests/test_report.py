@@ -361,9 +361,9 @@ def test_untrusted_strings_are_escaped(html: str) -> None:
     )  # shown as text (headings, tables, index)
     assert 'setAttribute("data-pwned"' not in html
     assert PWN not in html and "</script><script>document" not in html and EVIL_FORMAT not in html
-    # every <script> block closes where the page means it to: one for the bundle, one per chart
+    # every <script> block closes where the page means it to: the bundle, the embed options, one per chart
     opened = len(re.findall(r"<script\b", html, re.I))
-    assert opened == len(re.findall(r"</script>", html, re.I)) == 1 + html.count('class="chart"')
+    assert opened == len(re.findall(r"</script>", html, re.I)) == 2 + html.count('class="chart"')
     assert "<b>too far</b>" not in html and "&lt;b&gt;too far&lt;/b&gt;" in html
 
 

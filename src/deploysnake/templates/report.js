@@ -1,27 +1,30 @@
-// Charts are embedded when they come into view: those of a model section that is closed (<details>)
-// wait until it is opened, so a report of many models opens without drawing every chart first.
+// Each chart's spec is inert JSON (a script element of type application/json, class chart-spec) beside its
+// div. A chart is drawn once no closed <details> holds it: at load for the open sections, and when a
+// model section is opened for its own, so a report of many models opens without drawing every chart.
 (function () {
-  var waiting = new Map(); // closed <details> -> [[selector, spec, options], ...]
-  function draw(selector, spec, options) {
-    var div = document.querySelector(selector);
-    return vegaEmbed(selector, spec, options).catch(function (e) {
+  var options = null;
+  function draw(spec) {
+    var div = document.getElementById(spec.getAttribute('data-chart'));
+    if (!div || div.hasAttribute('data-drawn')) return;
+    div.setAttribute('data-drawn', '');
+    try {
+      options = options || JSON.parse(document.getElementById('embed-options').textContent);
+      vegaEmbed(div, JSON.parse(spec.textContent), options).catch(function (e) {
+        div.setAttribute('data-error', String(e));
+      });
+    } catch (e) {
       div.setAttribute('data-error', String(e));
+    }
+  }
+  function drawOpen(root) {
+    root.querySelectorAll('script.chart-spec').forEach(function (spec) {
+      if (!spec.closest('details:not([open])')) draw(spec);
     });
   }
-  window.embedChart = function (selector, spec, options) {
-    var closed = document.querySelector(selector).closest('details:not([open])');
-    if (!closed) return draw(selector, spec, options);
-    if (!waiting.has(closed)) {
-      waiting.set(closed, []);
-      closed.addEventListener('toggle', function () {
-        if (!closed.open) return;
-        var queued = waiting.get(closed) || [];
-        waiting.delete(closed);
-        queued.forEach(function (args) { embedChart.apply(null, args); });
-      });
-    }
-    waiting.get(closed).push([selector, spec, options]);
-  };
+  // 'toggle' does not bubble; a listener on the capture phase sees every <details> that opens.
+  document.addEventListener('toggle', function (event) {
+    if (event.target.open) drawOpen(event.target);
+  }, true);
   // A link into a closed model section (the contents, a shared URL) opens it.
   function openTarget() {
     var id = decodeURIComponent(location.hash.slice(1));
@@ -31,5 +34,8 @@
     }
   }
   window.addEventListener('hashchange', openTarget);
-  document.addEventListener('DOMContentLoaded', openTarget);
+  document.addEventListener('DOMContentLoaded', function () {
+    openTarget();
+    drawOpen(document);
+  });
 })();
