@@ -352,14 +352,16 @@ def report(workdir: Path, models: list[str], formats: list[str]) -> dict[str, fl
 # start of navigation) replaces the body, so that the DOM dump that reads it out is a few bytes.
 LOAD_PROBE = """<script>window.addEventListener('load', function () {
   var n = performance.getEntriesByType('navigation')[0];
-  document.body.innerHTML = '<p id="load-probe">' + n.domContentLoadedEventEnd + ' ' + n.loadEventStart + '</p>';
+  document.body.innerHTML = '<p id="load-probe">' + n.domContentLoadedEventEnd + ' ' + n.loadEventStart
+    + ' ' + typeof window.vegaEmbed + '</p>';
 });</script>"""
 
 
 def load_time(page: Path, render: Any) -> tuple[float, float]:
     """(s from navigation start to the load event, by the page's own Navigation Timing; wall s of the
     whole headless Chromium run) for `page`: its charts' specs parsed (the inert JSON tokenized),
-    the open sections' charts drawn, every script run. Raises RuntimeError if no timing came back."""
+    the open sections' charts drawn, every script run. Raises RuntimeError if no timing came back
+    or the page's Vega bundle did not run (a broken page is not timed)."""
     probe = page.with_name(page.stem + ".probe.html")
     html = page.read_text(encoding="utf-8")
     # The last </body>: the Vega bundle's own JavaScript holds the string "</body>" too.
@@ -369,9 +371,11 @@ def load_time(page: Path, render: Any) -> tuple[float, float]:
     dom = render(probe, timeout_s=900)
     wall = time.monotonic() - started
     probe.unlink()
-    found = re.search(r'id="load-probe">([\d.]+) ([\d.]+)<', dom)
+    found = re.search(r'id="load-probe">([\d.]+) ([\d.]+) (\w+)<', dom)
     if not found:
         raise RuntimeError(f"{page}: no load timing in the DOM dump (did the load event fire?)")
+    if found.group(3) != "function":
+        raise RuntimeError(f"{page}: the Vega bundle did not run (vegaEmbed is {found.group(3)})")
     return float(found.group(2)) / 1000, wall
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,21 @@ PARAMS = {"channels": 8, "epochs": 2, "batch_size": 64, "seed": 0}
 # What a perf point that went through may read (the format was measured): ok, unstable (no stable
 # window, no number), or disturbed (foreign load above perf.max_foreign_cpu; deploysnake.usage).
 MEASURED = {"ok", "unstable", "disturbed"}
+
+
+def _cases_folder() -> Path:
+    """The shared cases (../shared/cases/): $DEPLOYSNAKE_CASES where set, else shared/cases in the
+    nearest folder above the clone that has one (CI checks shared/ out beside the clone; a worktree
+    may sit deeper). Every case test reads this one place, so none is skipped where another runs."""
+    if "DEPLOYSNAKE_CASES" in os.environ:
+        return Path(os.environ["DEPLOYSNAKE_CASES"])
+    for parent in ROOT.parents:
+        if (parent / "shared" / "cases").is_dir():
+            return parent / "shared" / "cases"
+    return ROOT.parent / "shared" / "cases"
+
+
+CASES = _cases_folder()
 
 
 @pytest.fixture(scope="session")

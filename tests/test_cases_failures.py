@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +18,10 @@ import numpy as np
 import pytest
 import yaml
 
-from .conftest import MEASURED, ROOT, snakemake
+from .conftest import CASES, MEASURED, ROOT, snakemake
 
 pytestmark = pytest.mark.e2e
 
-# CI has the shared folder beside the clone; DEPLOYSNAKE_CASES points elsewhere (a worktree).
-CASES = Path(os.environ.get("DEPLOYSNAKE_CASES", ROOT.parent / "shared" / "cases"))
 needs_cases = pytest.mark.skipif(
     not CASES.is_dir(),
     reason=f"the case recipes are not at {CASES} (the shared folder beside the clone, or set "

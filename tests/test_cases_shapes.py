@@ -16,18 +16,8 @@ import numpy as np
 import pytest
 import yaml
 
-from .conftest import MEASURED, ROOT, snakemake
+from .conftest import CASES, MEASURED, ROOT, snakemake
 
-
-def _cases_folder() -> Path:
-    """shared/cases beside the clone (CI checks shared/ out next to it; a worktree may sit deeper)."""
-    for parent in ROOT.parents:
-        if (parent / "shared" / "cases").is_dir():
-            return parent / "shared" / "cases"
-    return ROOT.parent / "shared" / "cases"
-
-
-CASES = _cases_folder()
 pytestmark = pytest.mark.skipif(
     not CASES.is_dir(), reason=f"the shared cases folder is absent ({CASES}): nothing to run"
 )

@@ -26,7 +26,7 @@ from browser import chart_summary, chromium_available, render_in_chromium
 from deploysnake.report import OPEN_MODELS, _anchor, _script_json, build_report
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from bench_dag import synthetic_results
+from bench_dag import load_time, synthetic_results
 
 EVIL = "<script>alert(1)</script>"
 # A format name reaches the chart specs (legend, tooltip data) inside <script>: it must not end that script.
@@ -830,3 +830,16 @@ def test_many_models_charts_are_drawn_when_their_section_opens(
     drawn = [c for c in opened if c["has_svg"]]
     assert len(drawn) == 6 and all(c["title"].startswith(f"{target} · ") for c in drawn), drawn
     assert all(c["marks"] > 0 and c["error"] is None for c in drawn), drawn
+
+
+@pytest.mark.browser
+def test_bench_dag_reads_the_load_time_from_the_page_itself(many: tuple[Path, list[str]]) -> None:
+    """make bench-dag's load figure is the page's own Navigation Timing, taken once its scripts ran
+    (the Vega bundle holds a "</body>" of its own: a probe put there would break the bundle, and
+    load_time raises when vegaEmbed is missing)."""
+    if not chromium_available():
+        pytest.skip("chromium is not installed (scripts/setup.sh test installs it)")
+    report, _ = many
+    load_s, wall_s = load_time(report, render_in_chromium)
+    assert 0 < load_s < wall_s, (load_s, wall_s)
+    assert not report.with_name(report.stem + ".probe.html").exists()
