@@ -3,6 +3,7 @@ give the same bytes, and no file names a path of the machine that built it."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import sys
@@ -49,27 +50,37 @@ def checkout(where: Path) -> Path:
     return where
 
 
-def build(project: Path) -> None:
-    """The workflow of `project` (its own Snakefile and package) from scratch: checkpoint, every
-    export, correctness, the served repositories and the deploy archive."""
-    (project / "c.yaml").write_text(yaml.safe_dump(CONFIG))
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """End a build still running (SIGTERM: Snakemake ends its own jobs first)."""
+    if proc.poll() is None:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def build(*projects: Path) -> None:
+    """The workflow of each project (its own Snakefile and package) from scratch, side by side:
+    checkpoint, every export, correctness, the served repositories and the deploy archive. Side by
+    side also shows that two builds on one machine do not leak into each other."""
     targets = [f"results/repository/digits/{fmt}/cpu" for fmt in FORMATS]
     exe = shutil.which("snakemake") or str(Path(sys.executable).parent / "snakemake")
-    done = subprocess.run(
-        [exe, *targets, "results/deploy/cpu.tar.gz", "--cores", "2", "--configfile", "c.yaml"],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    command = [exe, *targets, "results/deploy/cpu.tar.gz", "--cores", "2", "--configfile", "c.yaml"]
+    with contextlib.ExitStack() as stack:
+        running = []
+        for project in projects:
+            (project / "c.yaml").write_text(yaml.safe_dump(CONFIG))
+            out = stack.enter_context(open(project / "snakemake.out", "w"))  # never a pipe
+            proc = subprocess.Popen(command, cwd=project, stdout=out, stderr=subprocess.STDOUT)
+            stack.callback(stop, proc)  # on any way out, the other builds stop too
+            running.append((project, proc))
+        for project, proc in running:
+            code = proc.wait(timeout=900)
+            assert code == 0, (project / "snakemake.out").read_text()[-5000:]
 
 
 def test_two_checkouts_in_different_folders_give_the_same_bytes(tmp_path: Path) -> None:
     one = checkout(tmp_path / "one")
     two = checkout(tmp_path / "a-longer-folder" / "that-holds" / "the-second-checkout")
-    build(one)
-    build(two)
+    build(one, two)
     files = sorted(p.relative_to(one) for p in (one / "results").rglob("*") if p.is_file())
     assert {f"results/export/digits/{fmt}/io.json" for fmt in FORMATS} <= {str(f) for f in files}
     assert Path("results/deploy/cpu.tar.gz") in files and len(files) > 30
