@@ -1,6 +1,7 @@
-// Each chart's spec is inert JSON (a script element of type application/json, class chart-spec) beside its
-// div. A chart is drawn once no closed <details> holds it: at load for the open sections, and when a
-// model section is opened for its own, so a report of many models opens without drawing every chart.
+// Each chart's spec is inert JSON (a script element of type application/json, class chart-spec)
+// beside its div. A chart is drawn once no closed <details> holds it: at load for the open sections,
+// and when a model section is opened for its own, so a report of many models opens without drawing
+// every chart.
 (function () {
   var options = null;
   function draw(spec) {
