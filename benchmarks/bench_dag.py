@@ -334,7 +334,7 @@ def report(workdir: Path, models: list[str], formats: list[str]) -> dict[str, An
     from browser import chromium_available, render_in_chromium
 
     if chromium_available():
-        loads = [load_time(out, render_in_chromium)[0] for _ in range(LOAD_ROUNDS)]
+        loads = [load_time(out, render_in_chromium) for _ in range(LOAD_ROUNDS)]
         figures["load_s"] = statistics.median(loads)
         figures["load_all_s"] = loads
         # The whole headless run as the browser tests use it: start-up, load, and the dump of the
@@ -354,26 +354,25 @@ LOAD_PROBE = """<script>window.addEventListener('load', function () {
 });</script>"""
 
 
-def load_time(page: Path, render: Any) -> tuple[float, float]:
-    """(s from navigation start to the load event, by the page's own Navigation Timing; wall s of the
-    whole headless Chromium run) for `page`: its charts' specs parsed (the inert JSON tokenized),
-    the open sections' charts drawn, every script run. Raises RuntimeError if no timing came back
-    or the page's Vega bundle did not run (a broken page is not timed)."""
+def load_time(page: Path, render: Any) -> float:
+    """Seconds from navigation start to the load event of `page`, by the page's own Navigation
+    Timing in headless Chromium (`render`: tests/browser.py's render_in_chromium): its charts'
+    specs parsed (the inert JSON tokenized), the open sections' charts drawn, every script run.
+    Raises RuntimeError if no timing came back or the page's Vega bundle did not run (a broken page
+    is not timed)."""
     probe = page.with_name(page.stem + ".probe.html")
     html = page.read_text(encoding="utf-8")
     # The last </body>: the Vega bundle's own JavaScript holds the string "</body>" too.
     head, _, tail = html.rpartition("</body>")
     probe.write_text(head + LOAD_PROBE + "</body>" + tail, encoding="utf-8")
-    started = time.monotonic()
     dom = render(probe, timeout_s=900)
-    wall = time.monotonic() - started
     probe.unlink()
     found = re.search(r'id="load-probe">([\d.]+) ([\d.]+) (\w+)<', dom)
     if not found:
         raise RuntimeError(f"{page}: no load timing in the DOM dump (did the load event fire?)")
     if found.group(3) != "function":
         raise RuntimeError(f"{page}: the Vega bundle did not run (vegaEmbed is {found.group(3)})")
-    return float(found.group(2)) / 1000, wall
+    return float(found.group(2)) / 1000
 
 
 def main() -> None:

@@ -35,6 +35,12 @@ def _cases_folder() -> Path:
 
 
 CASES = _cases_folder()
+# The mark of every test that runs a shared case: skipped, saying where it looked, without them.
+needs_cases = pytest.mark.skipif(
+    not CASES.is_dir(),
+    reason=f"the shared cases are not at {CASES} (shared/ beside the clone, or set "
+    "DEPLOYSNAKE_CASES)",
+)
 
 
 @pytest.fixture(scope="session")

@@ -18,15 +18,9 @@ import numpy as np
 import pytest
 import yaml
 
-from .conftest import CASES, MEASURED, ROOT, snakemake
+from .conftest import CASES, MEASURED, ROOT, needs_cases, snakemake
 
-pytestmark = pytest.mark.e2e
-
-needs_cases = pytest.mark.skipif(
-    not CASES.is_dir(),
-    reason=f"the case recipes are not at {CASES} (the shared folder beside the clone, or set "
-    "DEPLOYSNAKE_CASES)",
-)
+pytestmark = [pytest.mark.e2e, needs_cases]
 
 
 def case(name: str) -> str:
@@ -121,8 +115,6 @@ def workflow(workdir: Path, config: dict[str, Any], *targets: str, check: bool =
 
 @pytest.fixture(scope="module")
 def exporters(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    if not CASES.is_dir():
-        pytest.skip(f"the case recipes are not at {CASES}")
     workdir = tmp_path_factory.mktemp("exporters")
     done = workflow(workdir, EXPORTERS)  # exit status 0: only formats failed
     return workdir, done.stdout + done.stderr
@@ -130,14 +122,11 @@ def exporters(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 @pytest.fixture(scope="module")
 def perf_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not CASES.is_dir():
-        pytest.skip(f"the case recipes are not at {CASES}")
     workdir = tmp_path_factory.mktemp("perf_data")
     workflow(workdir, PERF_DATA)
     return workdir
 
 
-@needs_cases
 def test_04_traced_loop_fails_at_other_lengths_and_script_is_served(
     exporters: tuple[Path, str],
 ) -> None:
@@ -159,7 +148,6 @@ def test_04_traced_loop_fails_at_other_lengths_and_script_is_served(
         assert not (workdir / "results" / "perf_offline" / "loop_tagger" / fmt).exists()
 
 
-@needs_cases
 def test_10_a_source_that_is_not_deterministic_is_said_plainly(
     exporters: tuple[Path, str],
 ) -> None:
@@ -177,7 +165,6 @@ def test_10_a_source_that_is_not_deterministic_is_said_plainly(
     assert not (workdir / "results" / "accuracy" / "mc_dropout").exists()
 
 
-@needs_cases
 def test_a_runtime_that_crashes_the_process_is_a_row_of_the_report(
     exporters: tuple[Path, str],
 ) -> None:
@@ -200,7 +187,6 @@ def test_a_runtime_that_crashes_the_process_is_a_row_of_the_report(
     assert best.count("no format left") == 1  # mc_dropout's; the GRU has formats left
 
 
-@needs_cases
 def test_07_random_data_for_ids_is_refused_before_perf_and_the_control_measures(
     perf_data: Path,
 ) -> None:
@@ -225,7 +211,6 @@ def test_07_random_data_for_ids_is_refused_before_perf_and_the_control_measures(
     assert {r["input_data"] for r in rows(workdir / target)} == {"dataloader"}
 
 
-@needs_cases
 def test_08_responses_above_grpc_limit_are_measured_with_and_without_shared_memory(
     perf_data: Path,
 ) -> None:

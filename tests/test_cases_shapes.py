@@ -16,11 +16,9 @@ import numpy as np
 import pytest
 import yaml
 
-from .conftest import CASES, MEASURED, ROOT, snakemake
+from .conftest import CASES, MEASURED, ROOT, needs_cases, snakemake
 
-pytestmark = pytest.mark.skipif(
-    not CASES.is_dir(), reason=f"the shared cases folder is absent ({CASES}): nothing to run"
-)
+pytestmark = needs_cases
 FORMATS = ["torchscript_trace", "onnx"]
 PERF = {
     "measurement_interval_ms": 300,
