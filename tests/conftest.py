@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -102,6 +103,24 @@ def snakemake(
     )
     if check and done.returncode != 0:
         raise AssertionError(
-            f"snakemake {' '.join(args)} failed ({done.returncode}):\n{done.stdout[-5000:]}\n{done.stderr[-8000:]}"
+            f"snakemake {' '.join(args)} failed ({done.returncode}):\n{done.stdout[-5000:]}\n"
+            f"{done.stderr[-8000:]}{failed_job_logs(done.stderr, cwd)}"
         )
     return done
+
+
+# Snakemake's report of a failed job names its logs: "    log: a.log, b.log (check log file(s) ...".
+FAILED_LOGS = re.compile(r"^\s+log: (.+) \(check log file\(s\) for error details\)$", re.M)
+
+
+def failed_job_logs(stderr: str, cwd: Path, lines: int = 40) -> str:
+    """The last lines of each failed job's logs, for a failure message: they say why the job
+    failed, and they come last so the end of a CI log shows them."""
+    parts = []
+    for listed in FAILED_LOGS.findall(stderr):
+        for name in listed.split(", "):
+            path = Path(cwd) / name
+            text = path.read_text(errors="replace") if path.is_file() else "(no such file)"
+            tail = "\n".join(text.splitlines()[-lines:])
+            parts.append(f"\n--- the failed job's log {name} (last {lines} lines):\n{tail}")
+    return "".join(parts)
