@@ -327,3 +327,30 @@ def test_a_budget_no_rate_meets_is_reported_with_the_lowest_rates_p99(copy: Path
             in html
         )
     assert 'data-capacity=""' in html
+
+
+@pytest.mark.e2e
+def test_a_model_the_server_cannot_load_is_a_failed_search_in_the_report(copy: Path) -> None:
+    """The capacity stage is a served stage like the others: a model x format the server cannot load
+    ends the search as a failure record (CSV and JSON), the run goes on to the report, which lists
+    it with the served failures; the rates measured before stay on disk."""
+    before = rate_files(copy)
+    model = copy / "results" / "repository" / "digits" / "onnx" / "cpu" / "digits_onnx" / "1"
+    (model / "model.onnx").write_bytes(b"corrupted on disk")
+    for done in (RESULT.with_suffix(".json"), RESULT.with_suffix(".csv")):
+        (copy / done).unlink()
+    run(copy, str(RESULT.with_suffix(".json")))  # (a deleted result is made again when asked for)
+    result = json.loads((copy / RESULT.with_suffix(".json")).read_text())
+    assert result["status"] == "failed" and result["capacity_rps"] is None
+    assert result["reason"].startswith("the server cannot load the model:"), result["reason"]
+    assert "digits_onnx" in result["reason"]
+    (record,) = rows(copy)
+    assert record["status"] == "failed" and record["stage"] == "capacity"
+    assert record["reason"] == result["reason"]
+    assert rate_files(copy) == before  # nothing measured is lost, nothing measured now
+    run(copy)  # the report, newer than the search's outputs: made again, with the failure
+    html = (copy / "results" / "report.html").read_text()
+    listed = html.split('class="served-failures"')[1].split("</ul>")[0]
+    assert "capacity failed: the server cannot load the model:" in listed
+    assert 'data-capacity="">the search failed: the server cannot load the model:' in html
+    no_processes_left(copy)

@@ -18,6 +18,11 @@ p99 <= the budget; an unstable point (latency still growing: the queue does not 
 that fell behind bounds the search from above. Each rate is a file of its own
 (`<output>/rates/r<rate>.csv`, keyed by the measurement settings and the served repository), so a
 stopped search resumes and no rate is measured twice.
+
+A model x format that cannot go through the search (the server cannot load it, crashes while it
+serves it, perf_analyzer fails on it: deploysnake.failures.classify) is recorded, as in the other
+served stages: the CSV is a failure record, the JSON has status "failed" with the reason, and the
+report lists it among the served failures.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .failures import FAILED, FormatFailure, write_failure_csv
 from .perf import COLUMNS, PERF_ANALYZER_COLUMNS, Point, input_shapes, measure_point, plan_load
 from .server import TritonServer
 
@@ -528,7 +534,10 @@ def summary(
 
 
 def describe(result: dict[str, Any]) -> str:
-    """One line: the capacity and where it stops, or that no rate meets the budget."""
+    """One line: the capacity and where it stops, that no rate meets the budget, or why the search
+    failed."""
+    if result["status"] == FAILED:
+        return f"the search failed: {result['reason']}"
     budget = f"p99 ≤ {result['p99_budget_ms']:g} ms"
     if result["capacity_rps"] is None:
         p99 = result.get("lowest_p99_us")
@@ -614,6 +623,46 @@ def measure(
     )
     result = summary(outcome, model, fmt, device, settings, budget_ms)
     write(outcome, result, csv_path, json_path)
+    return result
+
+
+def write_failure(
+    failure: FormatFailure,
+    model: str,
+    fmt: str,
+    device: str,
+    settings: dict[str, Any],
+    csv_path: str | Path,
+    json_path: str | Path,
+) -> dict[str, Any]:
+    """The capacity job's outputs for a model x format that failed the search: the CSV as a failure
+    record (deploysnake.failures.write_failure_csv, stage "capacity") and the result JSON with
+    status "failed", the reason and the log excerpt, no capacity. The rate files measured before
+    the failure stay where they are. Returns the JSON's content."""
+    keys = {"model": model, "format": fmt, "device": device, "mode": "capacity"}
+    write_failure_csv(csv_path, keys, "capacity", failure, RATE_COLUMNS)
+    result = {
+        "model": model,
+        "format": fmt,
+        "device": device,
+        "status": FAILED,
+        "stage": "capacity",
+        "reason": failure.reason,
+        "log_excerpt": failure.log_excerpt[-2000:],
+        "p99_budget_ms": float(settings["p99_budget_ms"]),
+        "batch": int(settings["batch_size"]),
+        "distribution": settings["distribution"],
+        "resolution": settings["resolution"],
+        "capacity_rps": None,
+        "capacity_infer_per_s": None,
+        "p50_us": None,
+        "p99_us": None,
+        "breakdown_us": {},
+        "measurements": 0,
+        "steps": [],
+    }
+    Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(json_path).write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 

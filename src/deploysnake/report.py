@@ -1548,8 +1548,15 @@ def build_report(
     acc, off, on, nat = (
         frame.drop([c for c in PROVENANCE if c in frame.columns]) for frame in (acc, off, on, nat)
     )
+    capacities = report_capacity.load(capacity or [])
     failures = served_failures(
-        {"accuracy": acc, "perf_offline": off, "perf_online": on, "native": nat}
+        {
+            "accuracy": acc,
+            "perf_offline": off,
+            "perf_online": on,
+            "native": nat,
+            "capacity": report_capacity.failures(capacities),
+        }
     )
     acc, off, on, nat = (
         without_failure_records(frame, key).drop(
@@ -1567,7 +1574,6 @@ def build_report(
         }
     )
     tuned = _load_tuning(tuning or [])
-    capacities = report_capacity.load(capacity or [])
     per_hour = dict((config.get("cost") or {}).get("per_hour") or {})
     capacity_figures = report_capacity.figures(capacities, per_hour)
     charts = _Charts()

@@ -18,6 +18,7 @@ import altair as alt
 import polars as pl
 
 from .capacity import cost_per_million, describe
+from .failures import FAILED
 
 ID = ["model", "format", "device"]
 PERCENTILES = ["p50 latency", "p90 latency", "p95 latency", "p99 latency"]
@@ -47,6 +48,16 @@ def load(paths: list[Path]) -> list[tuple[dict[str, Any], pl.DataFrame]]:
         )
         loaded.append((result, rows))
     return loaded
+
+
+def failures(loaded: list[tuple[dict[str, Any], pl.DataFrame]]) -> pl.DataFrame:
+    """The searches that failed (status "failed"), as failure records for report.served_failures:
+    model, format, device, status, stage, reason, log_excerpt."""
+    columns = ["model", "format", "device", "status", "stage", "reason", "log_excerpt"]
+    return pl.DataFrame(
+        [{c: str(r.get(c) or "") for c in columns} for r, _ in loaded if r["status"] == FAILED],
+        schema=dict.fromkeys(columns, pl.String),
+    )
 
 
 def figures(
@@ -201,6 +212,17 @@ def section(
                 f"; <b>{cost:,.4g}</b> per million inferences at "
                 f"{per_hour[result['device']]:g} per hour (cost.per_hour)"
             )
+        if result["status"] == FAILED:  # listed with the served failures too
+            parts.append(
+                f'<h4>{escape(label)}</h4><p class="bad" data-capacity="">{line}</p>'
+                + (
+                    "<details><summary>log excerpt</summary>"
+                    f"<pre>{escape(result['log_excerpt'])}</pre></details>"
+                    if result.get("log_excerpt")
+                    else ""
+                )
+            )
+            continue
         cls = "bad" if result["capacity_rps"] is None else ""
         parts.append(
             f"<h4>{escape(label)}</h4>"

@@ -27,4 +27,11 @@ def main(sm):
         )
 
 
-job.run(snakemake, main)
+def failed(sm, failure):
+    w = sm.wildcards
+    capacity.write_failure(
+        failure, w.model, w.format, w.device, sm.params.capacity, sm.output.csv, sm.output.json
+    )
+
+
+job.run(snakemake, main, failed)
