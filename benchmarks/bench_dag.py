@@ -19,10 +19,15 @@ Each dry run is timed from the command line to its exit, start-up included, on b
 bare side runs the same `snakemake` with the same flags, once with `shell:` touch rules (the
 issue's yardstick) and once with `script:` rules (what Snakemake itself spends per job of a
 `script:` rule, as every rule of the workflow is). Target: the workflow within 1.2x of bare
-Snakemake. The last line is machine-readable:
+Snakemake. A third yardstick, "same files", is a bare Snakefile written from the workflow's own dry
+run (shape_matched): the same jobs reading and writing the same files, each rule's wildcards
+constrained as the workflow's are, with no input function, param, resource, conda env or
+checkpoint; it says how much of the gap is the files a job declares (Snakemake's work per file) and
+how much the workflow's own rules add. The last line is machine-readable:
 
-    bench-dag: first_jobs=J1 first_ratio=R1 measuring_jobs=J2 measuring_ratio=R2 \\
-               report_mb=S report_cpu_s=T report_load_s=L
+    bench-dag: first_jobs=J1 first_ratio=R1 first_same_files_ratio=F1 measuring_jobs=J2 \\
+               measuring_ratio=R2 measuring_same_files_ratio=F2 report_mb=S report_cpu_s=T \\
+               report_load_s=L
 """
 
 from __future__ import annotations
@@ -256,6 +261,99 @@ def synthetic_results(
     return {**files, "config": config, "environment": [environment]}
 
 
+# ---------------------------------------------------------------- the same DAG, bare
+
+JOB_HEAD = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):$")
+JOB_FIELDS = ("input", "output", "log", "wildcards")
+
+
+def planned_jobs(dry_run: str) -> list[dict[str, Any]]:
+    """The jobs a dry run printed: [{"rule", "input", "output", "log": [paths], "wildcards":
+    {name: value}}], from Snakemake's own listing of each job (one "field: a, b" line a field)."""
+    jobs: list[dict[str, Any]] = []
+    for line in dry_run.splitlines():
+        head = JOB_HEAD.match(line)
+        if head:
+            jobs.append(
+                {"rule": head.group(1), "input": [], "output": [], "log": [], "wildcards": {}}
+            )
+            continue
+        field, _, value = line.strip().partition(": ")
+        if not jobs or field not in JOB_FIELDS or not line.startswith("    "):
+            continue
+        items = value.split(", ")
+        if field == "wildcards":
+            jobs[-1]["wildcards"] = dict(item.split("=", 1) for item in items)
+        else:  # <TBD>: a file that waits on a checkpoint, not yet named
+            jobs[-1][field] = [item for item in items if item != "<TBD>"]
+    return jobs
+
+
+def _pattern(path: str, wildcards: dict[str, str]) -> str:
+    """path with each of the job's wildcard values put back as {name}: a folder named by the value,
+    or a file named by it before its extension (results/correctness/{model}/{format}.json)."""
+    if os.path.isabs(path):
+        return path
+    by_value = {v: k for k, v in wildcards.items()}
+    parts = []
+    for part in path.split("/"):
+        stem, dot, ext = part.partition(".")
+        if part in by_value:
+            part = "{" + by_value[part] + "}"
+        elif stem in by_value and dot:
+            part = "{" + by_value[stem] + "}." + ext
+        parts.append(part)
+    return "/".join(parts)
+
+
+def shape_matched(jobs: list[dict[str, Any]], action: str = "script") -> str:
+    """A Snakefile of bare rules planning the same jobs with the same files as `jobs` (planned_jobs):
+    one rule per workflow rule, its inputs, outputs and logs the same patterns, each wildcard
+    constrained to the values it takes (as the workflow's wildcard_constraints do), no input function,
+    param, resource or checkpoint; each job touches its outputs. A rule whose jobs differ in shape
+    (an aggregate such as the report) becomes one rule per job, with its files spelled out. Its dry
+    run against the workflow's gives what the workflow spends beyond the files its jobs read and
+    write."""
+    by_rule: dict[str, list[dict[str, Any]]] = {}
+    for job in jobs:
+        by_rule.setdefault(job["rule"], []).append(job)
+    rules: list[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...], dict[str, str]]] = []
+    for name, group in by_rule.items():
+        shapes: dict[tuple[tuple[str, ...], ...], list[dict[str, Any]]] = {}
+        for job in group:
+            shape = tuple(
+                tuple(_pattern(p, job["wildcards"]) for p in job[f])
+                for f in ("input", "output", "log")
+            )
+            shapes.setdefault(shape, []).append(job)
+        for k, (shape, alike) in enumerate(shapes.items()):
+            values: dict[str, set[str]] = {}
+            for job in alike:
+                for key, value in job["wildcards"].items():
+                    values.setdefault(key, set()).add(value)
+            constraints = {
+                w: "|".join(re.escape(v) for v in sorted(vs)) for w, vs in values.items()
+            }
+            named = name if len(shapes) == 1 else f"{name}_{k}"
+            rules.append((named, shape[0], shape[1], shape[2], constraints))
+    body: list[str] = []
+    for named, inputs, outputs, logs, wanted in rules:
+        body.append(f"rule {named}:")
+        for field, paths in (("input", inputs), ("output", outputs), ("log", logs)):
+            if paths:
+                body.append(f"    {field}:")
+                body += [f"        {p!r}," for p in paths]
+        if wanted:
+            body.append("    wildcard_constraints:")
+            body += [f"        {k}={v!r}," for k, v in wanted.items()]
+        if action == "script":
+            body.append('    script:\n        "touch.py"')
+        else:
+            body.append('    shell:\n        "touch {output}"')
+        body.append("")
+    return "\n".join(body)
+
+
 # ---------------------------------------------------------------- timing
 
 
@@ -305,6 +403,21 @@ rule touch_one:
 """
     )
     wall, cpu, planned = snakemake(workdir, "all")
+    assert planned == jobs, (planned, jobs)
+    return wall, cpu
+
+
+def same_files(run: Path, workdir: Path, dry_run: str, jobs: int) -> tuple[float, float]:
+    """(wall s, CPU s) of the dry run, in the workflow's own working directory `run` (so the files
+    already there count as they do for the workflow), of shape_matched(the workflow's dry run)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "touch.py").write_text(
+        "for path in snakemake.output:\n    open(path, 'w').close()\n"
+    )
+    (workdir / "Snakefile").write_text(shape_matched(planned_jobs(dry_run)))
+    wall, cpu, planned = snakemake(
+        run, "results/report.html", "--snakefile", str(workdir / "Snakefile")
+    )
     assert planned == jobs, (planned, jobs)
     return wall, cpu
 
@@ -398,20 +511,23 @@ def main() -> None:
     )
     print(
         f"{'phase':<10} {'jobs':>6} {'workflow':>15} {'bare shell:':>15} {'ratio':>6}"
-        f" {'bare script:':>15} {'ratio':>6}"
+        f" {'bare script:':>15} {'ratio':>6} {'same files:':>15} {'ratio':>6}"
     )
-    figures = {}
+    figures: dict[str, tuple[int, float, float]] = {}
     for phase in () if args.report_only else ("first", "measuring"):
         if phase == "measuring":
             prepare_first_phase(run, config, sorted(config["models"]))
         wall, cpu, jobs = workflow(run)
+        dry_run = (run / "dry-run.out").read_text()
         shell_wall, shell_cpu = bare(workdir / f"bare_shell_{phase}", jobs)
         script_wall, script_cpu = bare(workdir / f"bare_script_{phase}", jobs, "script")
-        figures[phase] = (jobs, cpu / shell_cpu)
+        same_wall, same_cpu = same_files(run, workdir / f"same_files_{phase}", dry_run, jobs)
+        figures[phase] = (jobs, cpu / shell_cpu, cpu / same_cpu)
         print(
             f"{phase:<10} {jobs:>6} {wall:>7.1f} ({cpu:>5.1f})"
             f" {shell_wall:>7.1f} ({shell_cpu:>5.1f}) {cpu / shell_cpu:>6.2f}"
             f" {script_wall:>7.1f} ({script_cpu:>5.1f}) {cpu / script_cpu:>6.2f}"
+            f" {same_wall:>7.1f} ({same_cpu:>5.1f}) {cpu / same_cpu:>6.2f}"
         )
     names = sorted(config["models"])
     page = report(workdir, names, formats[names[0]])
@@ -427,7 +543,7 @@ def main() -> None:
             else ""
         )
     )
-    within = all(r <= TARGET_RATIO for _, r in figures.values())
+    within = all(r <= TARGET_RATIO for _, r, _ in figures.values())
     budgets = page["mb"] <= REPORT_BUDGET_MB and page["build_cpu_s"] <= REPORT_BUDGET_S
     # Load is judged by the page's own clock (Navigation Timing), not by rusage: the rusage of the
     # children Python reaped misses most of Chromium's CPU (a 21 s run read 4.7 s there), and not by
@@ -440,8 +556,8 @@ def main() -> None:
     )
     print(f"{planning}report within budget: {'yes' if budgets else 'NO'}")
     line = "bench-dag: " + "".join(
-        f"{phase}_jobs={jobs} {phase}_ratio={ratio:.2f} "
-        for phase, (jobs, ratio) in figures.items()
+        f"{phase}_jobs={jobs} {phase}_ratio={ratio:.2f} {phase}_same_files_ratio={same:.2f} "
+        for phase, (jobs, ratio, same) in figures.items()
     )
     line += f"report_mb={page['mb']:.1f} report_cpu_s={page['build_cpu_s']:.1f}"
     print(line + (f" report_load_s={page['load_s']:.1f}" if "load_s" in page else ""))

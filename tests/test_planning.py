@@ -8,6 +8,7 @@ import re
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -15,7 +16,7 @@ import yaml
 from .conftest import ROOT, snakemake
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_dag import prepare_first_phase
+from bench_dag import planned_jobs, prepare_first_phase, shape_matched
 
 FORMATS = ["torchscript_trace", "onnx"]
 CONFIG = {
@@ -83,3 +84,36 @@ def test_a_models_measuring_phase_is_planned_once_its_own_verdicts_exist(workdir
     # second's verdicts are in: its measuring jobs are planned, while the others still train
     assert planned["second"] == Counter(MEASURING), planned["second"]
     assert planned["digits"] == planned["third"] == Counter(FIRST_PHASE), planned
+
+
+def test_bench_dags_bare_snakefile_of_the_same_files_plans_the_same_jobs(workdir: Path) -> None:
+    """make bench-dag's third yardstick: bare rules over the very files the workflow's jobs read and
+    write. Its dry run must plan what the workflow's did, job for job, or the ratio means nothing."""
+    prepare_first_phase(workdir, CONFIG, ["second"])  # both phases at once: one model measured
+    done = snakemake(
+        "results/report.html", "--dry-run", "--cores", "2", "--configfile", "three.yaml",
+        cwd=workdir,
+    )  # fmt: skip
+    ours = planned_jobs(done.stdout + done.stderr)
+    bare = workdir / "bare"
+    bare.mkdir()
+    (bare / "Snakefile").write_text(shape_matched(ours))
+    (bare / "touch.py").write_text("")
+    again = snakemake(
+        "results/report.html", "--dry-run", "--cores", "2", "--snakefile", str(bare / "Snakefile"),
+        cwd=workdir,
+    )  # fmt: skip
+    theirs = planned_jobs(again.stdout + again.stderr)
+
+    def listing(jobs: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+        # a rule of several shapes is one bare rule per shape: name_0, name_1, ...
+        return sorted(
+            (
+                re.sub(r"_\d+$", "", j["rule"]),
+                *(", ".join(j[f]) for f in ("input", "output", "log")),
+            )
+            for j in jobs
+        )
+
+    assert len(ours) == sum(FIRST_PHASE.values()) * 2 + sum(MEASURING.values()) + 3
+    assert listing(theirs) == listing(ours)
