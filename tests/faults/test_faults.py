@@ -119,7 +119,15 @@ def test_model_the_server_cannot_load_is_a_failure_row_of_the_report(
     html = (workdir / "results" / "report.html").read_text()
     assert 'class="served-failures"' in html and "perf_offline failed: the server cannot" in html
     best = html.split('id="best"')[1].split("</section>")[0]
-    assert "torchscript_trace" in best and ">onnx<" not in best
+    assert ">onnx<" not in best
+    # the other format is the best, where it has a point that can be chosen: stable, undisturbed
+    # (a point measured while the machine was busy never is) and within the default p99 budget
+    if any(
+        r["status"] == "ok" and float(r["p99 latency"]) <= 10_000
+        for mode in ("offline", "online")
+        for r in rows(perf_csv(workdir, mode, "torchscript_trace"))
+    ):
+        assert "torchscript_trace" in best
 
 
 def test_missing_perf_analyzer_still_stops_the_run(copy_of_finished: Path) -> None:
