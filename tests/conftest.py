@@ -115,10 +115,11 @@ FAILED_LOGS = re.compile(r"^\s+log: (.+) \(check log file\(s\) for error details
 
 def failed_job_logs(stderr: str, cwd: Path, lines: int = 40) -> str:
     """The last lines of each failed job's logs, for a failure message: they say why the job
-    failed, and they come last so the end of a CI log shows them."""
+    failed, and they come last so the end of a CI log shows them (a job's first log, the one with
+    its traceback, last of all)."""
     parts = []
     for listed in FAILED_LOGS.findall(stderr):
-        for name in listed.split(", "):
+        for name in reversed(listed.split(", ")):
             path = Path(cwd) / name
             text = path.read_text(errors="replace") if path.is_file() else "(no such file)"
             tail = "\n".join(text.splitlines()[-lines:])
