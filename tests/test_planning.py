@@ -42,20 +42,14 @@ MEASURING = {
     "runtime_native_baseline": len(FORMATS),
     "python_prepare_perf_data": 1,
 }
-JOB = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):$")
 
 
 def jobs_per_model(output: str) -> dict[str, Counter[str]]:
-    """{model: Counter(rule: jobs)} from a dry run's job listing (its wildcards: lines)."""
+    """{model: Counter(rule: jobs)} from a dry run's job listing (bench_dag.planned_jobs)."""
     found: dict[str, Counter[str]] = {}
-    rule = None
-    for line in output.splitlines():
-        line = line.strip()
-        if match := JOB.match(line):
-            rule = match.group(1)
-        elif rule and (match := re.match(r"wildcards: model=([^,\s]+)", line)):
-            found.setdefault(match.group(1), Counter())[rule] += 1
-            rule = None
+    for job in planned_jobs(output):
+        if "model" in job["wildcards"]:
+            found.setdefault(job["wildcards"]["model"], Counter())[job["rule"]] += 1
     return found
 
 

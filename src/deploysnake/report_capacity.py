@@ -212,16 +212,8 @@ def section(
                 f"; <b>{cost:,.4g}</b> per million inferences at "
                 f"{per_hour[result['device']]:g} per hour (cost.per_hour)"
             )
-        if result["status"] == FAILED:  # listed with the served failures too
-            parts.append(
-                f'<h4>{escape(label)}</h4><p class="bad" data-capacity="">{line}</p>'
-                + (
-                    "<details><summary>log excerpt</summary>"
-                    f"<pre>{escape(result['log_excerpt'])}</pre></details>"
-                    if result.get("log_excerpt")
-                    else ""
-                )
-            )
+        if result["status"] == FAILED:  # its log excerpt is in the served failures' list
+            parts.append(f'<h4>{escape(label)}</h4><p class="bad" data-capacity="">{line}</p>')
             continue
         cls = "bad" if result["capacity_rps"] is None else ""
         parts.append(
