@@ -10,7 +10,8 @@ a machine without TensorRT, 1,002 variants for N = 167) and times, side by side 
    number of jobs;
 2. measuring phase: the same dry run once every model's verdicts exist (the benchmark writes the
    first phase's files itself, placeholders with the right names and times, instead of training N
-   models), against a bare Snakefile with that phase's job count;
+   models), against a bare Snakefile with that phase's job count; its DAG also holds, up to date,
+   as many jobs as the workflow's does (the first phase's, which Snakemake checks and does not run);
 3. the report: results/report.html built from synthetic result rows for every variant (the shapes
    the workflow writes), its size and build time against the budgets below, and, where headless
    Chromium is installed, the time it takes to load the page (by the page's own Navigation Timing).
@@ -20,10 +21,14 @@ bare side runs the same `snakemake` with the same flags, once with `shell:` touc
 issue's yardstick) and once with `script:` rules (what Snakemake itself spends per job of a
 `script:` rule, as every rule of the workflow is). Target: the workflow within 1.2x of bare
 Snakemake. A third yardstick, "same files", is a bare Snakefile written from the workflow's own dry
-run (shape_matched): the same jobs reading and writing the same files, each rule's wildcards
+runs (same_dag, shape_matched): the same jobs, to run and up to date, reading and writing the same
+files, each rule's wildcards
 constrained as the workflow's are, with no input function, param, resource, conda env or
 checkpoint; it says how much of the gap is the files a job declares (Snakemake's work per file) and
-how much the workflow's own rules add. The last line is machine-readable:
+how much the workflow's own rules add. Each phase runs --rounds rounds (default 3) of the workflow
+followed by its three yardsticks; a ratio is the median of the rounds' ratios (one dry run's CPU
+seconds vary here by up to 15 % from run to run, as the machine's speed drifts). The last line is
+machine-readable:
 
     bench-dag: first_jobs=J1 first_ratio=R1 first_same_files_ratio=F1 measuring_jobs=J2 \\
                measuring_ratio=R2 measuring_same_files_ratio=F2 report_mb=S report_cpu_s=T \\
@@ -378,23 +383,56 @@ def snakemake(workdir: Path, *args: str) -> tuple[float, float, int]:
     return wall, usage.ru_utime + usage.ru_stime, int(totals[-1]) if totals else 0
 
 
-def bare(workdir: Path, jobs: int, action: str = "shell") -> tuple[float, float]:
+def touch_script(path: Path) -> None:
+    """The bare rules' `script:`, touching every output, dated a day back: Snakemake re-runs a job
+    whose outputs are older than its script, and the yardsticks' up-to-date jobs must stay so."""
+    path.write_text("for path in snakemake.output:\n    open(path, 'w').close()\n")
+    os.utime(path, (time.time() - 86400, time.time() - 86400))
+
+
+def bare(workdir: Path, jobs: int, action: str = "shell", upstream: int = 0) -> tuple[float, float]:
     """(wall s, CPU s) of the dry run of a Snakefile of touch rules with `jobs` jobs (jobs - 1 files
     and the target rule), each job a `shell:` touch, or with action "script" a `script:` that
     touches (Snakemake reads a script rule's file once per job while it plans, a cost of `script:`
-    itself that the workflow's rules pay too)."""
+    itself that the workflow's rules pay too). With `upstream`, that many of the jobs each read the
+    output of one more touch job whose file is already there and up to date: jobs in the DAG that
+    Snakemake checks and does not run, as the measuring phase's DAG holds the first phase's."""
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "touch.py").write_text("open(snakemake.output[0], 'w').close()\n")
+    touch_script(workdir / "touch.py")
+    upstream = min(upstream, jobs - 1)
+    stamp = time.time() - 60
+    for i in range(upstream):
+        done = workdir / "up" / f"{i}.txt"
+        done.parent.mkdir(exist_ok=True)
+        done.touch()
+        os.utime(done, (stamp, stamp))
     run = 'shell:\n        "touch {output}"' if action == "shell" else 'script:\n        "touch.py"'
     (workdir / "Snakefile").write_text(
         f"""rule all:
     input:
-        expand("out/{{i}}.txt", i=range({jobs - 1})),
+        expand("out/u{{i}}.txt", i=range({upstream})),
+        expand("out/{{i}}.txt", i=range({jobs - 1 - upstream})),
 
 
 rule touch_one:
     output:
         "out/{{i}}.txt",
+    wildcard_constraints:
+        i=r"\\d+",
+    {run}
+
+
+rule touch_after:
+    input:
+        "up/{{i}}.txt",
+    output:
+        "out/u{{i}}.txt",
+    {run}
+
+
+rule touch_upstream:
+    output:
+        "up/{{i}}.txt",
     {run}
 """
     )
@@ -403,14 +441,27 @@ rule touch_one:
     return wall, cpu
 
 
-def same_files(run: Path, workdir: Path, dry_run: str, jobs: int) -> tuple[float, float]:
+def same_dag(dry_run: str, upstream_dry_run: str = "") -> list[dict[str, Any]]:
+    """The jobs of the workflow's DAG (planned_jobs): those `dry_run` lists (to run), and, from
+    `upstream_dry_run` (the first phase's dry run, before its files existed), the jobs whose outputs
+    are now there and up to date, which Snakemake checks but does not run (their outputs are not
+    among the jobs to run)."""
+    jobs = planned_jobs(dry_run)
+    running = {path for job in jobs for path in job["output"]}
+    return jobs + [
+        job for job in planned_jobs(upstream_dry_run) if not running.intersection(job["output"])
+    ]
+
+
+def same_files(
+    run: Path, workdir: Path, dag: list[dict[str, Any]], jobs: int
+) -> tuple[float, float]:
     """(wall s, CPU s) of the dry run, in the workflow's own working directory `run` (so the files
-    already there count as they do for the workflow), of shape_matched(the workflow's dry run)."""
+    already there count as they do for the workflow), of shape_matched(dag), dag the workflow's
+    (same_dag); `jobs` of them to run."""
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "touch.py").write_text(
-        "for path in snakemake.output:\n    open(path, 'w').close()\n"
-    )
-    (workdir / "Snakefile").write_text(shape_matched(planned_jobs(dry_run)))
+    touch_script(workdir / "touch.py")
+    (workdir / "Snakefile").write_text(shape_matched(dag))
     wall, cpu, planned = snakemake(
         run, "results/report.html", "--snakefile", str(workdir / "Snakefile")
     )
@@ -489,6 +540,9 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=167, help="copies of the digits recipe")
     parser.add_argument("--workdir", type=Path, help="kept when given (default: a temporary one)")
     parser.add_argument(
+        "--rounds", type=int, default=3, help="dry runs of each side per phase (median ratio)"
+    )
+    parser.add_argument(
         "--report-only", action="store_true", help="only the report's figures (no dry runs)"
     )
     args = parser.parse_args()
@@ -506,25 +560,46 @@ def main() -> None:
         "dry runs, seconds: wall (CPU); ratios of CPU seconds, the workflow's over bare Snakemake's"
     )
     print(
-        f"{'phase':<10} {'jobs':>6} {'workflow':>15} {'bare shell:':>15} {'ratio':>6}"
+        f"{'phase':<16} {'jobs':>6} {'workflow':>15} {'bare shell:':>15} {'ratio':>6}"
         f" {'bare script:':>15} {'ratio':>6} {'same files:':>15} {'ratio':>6}"
     )
     figures: dict[str, tuple[int, float, float]] = {}
+    first_dry_run = ""  # the first phase's jobs: up to date in the measuring phase's DAG
     for phase in () if args.report_only else ("first", "measuring"):
         if phase == "measuring":
             prepare_first_phase(run, config, sorted(config["models"]))
-        wall, cpu, jobs = workflow(run)
-        dry_run = (run / "dry-run.out").read_text()
-        shell_wall, shell_cpu = bare(workdir / f"bare_shell_{phase}", jobs)
-        script_wall, script_cpu = bare(workdir / f"bare_script_{phase}", jobs, "script")
-        same_wall, same_cpu = same_files(run, workdir / f"same_files_{phase}", dry_run, jobs)
-        figures[phase] = (jobs, cpu / shell_cpu, cpu / same_cpu)
-        print(
-            f"{phase:<10} {jobs:>6} {wall:>7.1f} ({cpu:>5.1f})"
-            f" {shell_wall:>7.1f} ({shell_cpu:>5.1f}) {cpu / shell_cpu:>6.2f}"
-            f" {script_wall:>7.1f} ({script_cpu:>5.1f}) {cpu / script_cpu:>6.2f}"
-            f" {same_wall:>7.1f} ({same_cpu:>5.1f}) {cpu / same_cpu:>6.2f}"
-        )
+        rounds: list[list[tuple[float, float]]] = []  # (wall s, CPU s): workflow, yardsticks
+        for _ in range(args.rounds):
+            # One round: the workflow, then each yardstick right after it, so that a slow spell of
+            # the machine (CPU seconds of one dry run here vary by up to 15 % from run to run)
+            # weighs on one round's ratios, not on the median of the rounds.
+            wall, cpu, jobs = workflow(run)
+            dry_run = (run / "dry-run.out").read_text()
+            dag = same_dag(dry_run, first_dry_run)
+            upstream = len(dag) - len(planned_jobs(dry_run))
+            shell = bare(workdir / f"bare_shell_{phase}", jobs, upstream=upstream)
+            script = bare(workdir / f"bare_script_{phase}", jobs, "script", upstream)
+            same = same_files(run, workdir / f"same_files_{phase}", dag, jobs)
+            rounds.append([(wall, cpu), shell, script, same])
+        if phase == "first":
+            first_dry_run = dry_run
+        ratios = [[cpu / side[k][1] for (_, cpu), *side in rounds] for k in range(3)]
+        medians = [statistics.median(r) for r in ratios]
+        figures[phase] = (jobs, medians[0], medians[2])
+        for n, ((wall, cpu), *side) in enumerate(rounds, 1):
+            print(
+                f"{phase + (f' {n}' if args.rounds > 1 else ''):<16} {jobs:>6}"
+                f" {wall:>7.1f} ({cpu:>5.1f})"
+                + "".join(f" {w:>7.1f} ({c:>5.1f}) {cpu / c:>6.2f}" for w, c in side)
+            )
+        if args.rounds > 1:
+            print(
+                f"{phase + ' median':<16} {jobs:>6} {'':>15}"
+                + "".join(f" {'':>15} {m:>6.2f}" for m in medians)
+                + "   (ratio range: "
+                + ", ".join(f"{min(r):.2f}-{max(r):.2f}" for r in ratios)
+                + ")"
+            )
     names = sorted(config["models"])
     page = report(workdir, names, formats[names[0]])
     print(

@@ -16,7 +16,7 @@ import yaml
 from .conftest import ROOT, snakemake
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_dag import planned_jobs, prepare_first_phase, shape_matched
+from bench_dag import planned_jobs, prepare_first_phase, same_dag, shape_matched, touch_script
 
 FORMATS = ["torchscript_trace", "onnx"]
 CONFIG = {
@@ -82,22 +82,26 @@ def test_a_models_measuring_phase_is_planned_once_its_own_verdicts_exist(workdir
 
 def test_bench_dags_bare_snakefile_of_the_same_files_plans_the_same_jobs(workdir: Path) -> None:
     """make bench-dag's third yardstick: bare rules over the very files the workflow's jobs read and
-    write. Its dry run must plan what the workflow's did, job for job, or the ratio means nothing."""
+    write, with the jobs already done (a measured model's first phase) in its DAG as in the
+    workflow's. Its dry run must plan what the workflow's did, job for job, or the ratio means
+    nothing."""
+
+    def plan(*args: str) -> str:
+        done = snakemake(
+            "results/report.html", "--dry-run", "--cores", "2", *args, cwd=workdir
+        )  # fmt: skip
+        return done.stdout + done.stderr
+
+    first = plan("--configfile", "three.yaml")
     prepare_first_phase(workdir, CONFIG, ["second"])  # both phases at once: one model measured
-    done = snakemake(
-        "results/report.html", "--dry-run", "--cores", "2", "--configfile", "three.yaml",
-        cwd=workdir,
-    )  # fmt: skip
-    ours = planned_jobs(done.stdout + done.stderr)
+    ours = plan("--configfile", "three.yaml")
+    dag = same_dag(ours, first)
     bare = workdir / "bare"
     bare.mkdir()
-    (bare / "Snakefile").write_text(shape_matched(ours))
-    (bare / "touch.py").write_text("")
-    again = snakemake(
-        "results/report.html", "--dry-run", "--cores", "2", "--snakefile", str(bare / "Snakefile"),
-        cwd=workdir,
-    )  # fmt: skip
-    theirs = planned_jobs(again.stdout + again.stderr)
+    (bare / "Snakefile").write_text(shape_matched(dag))
+    touch_script(bare / "touch.py")
+    theirs = planned_jobs(plan("--snakefile", str(bare / "Snakefile")))
+    whole = planned_jobs(plan("--snakefile", str(bare / "Snakefile"), "--forceall"))
 
     def listing(jobs: list[dict[str, Any]]) -> list[tuple[str, ...]]:
         # a rule of several shapes is one bare rule per shape: name_0, name_1, ...
@@ -109,5 +113,8 @@ def test_bench_dags_bare_snakefile_of_the_same_files_plans_the_same_jobs(workdir
             for j in jobs
         )
 
-    assert len(ours) == sum(FIRST_PHASE.values()) * 2 + sum(MEASURING.values()) + 3
-    assert listing(theirs) == listing(ours)
+    assert len(planned_jobs(ours)) == sum(FIRST_PHASE.values()) * 2 + sum(MEASURING.values()) + 3
+    assert listing(theirs) == listing(planned_jobs(ours))
+    # second's first phase is in the bare DAG too, up to date: run only when forced
+    assert len(dag) == len(planned_jobs(ours)) + sum(FIRST_PHASE.values())
+    assert listing(whole) == listing(dag)
