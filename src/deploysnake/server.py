@@ -44,7 +44,7 @@ class ServerBinary:
 
 
 def _bundled(runner: str) -> ServerBinary | None:
-    # Found, not imported: importing pytriton takes about 0.5 s, paid by every snakemake start
+    # Found, not imported: importing pytriton takes about 1 s of CPU, paid by every snakemake start
     # (the Snakefile locates the server), dry runs and each cluster job included.
     spec = importlib.util.find_spec("pytriton")
     if spec is None or spec.origin is None:
