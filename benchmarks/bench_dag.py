@@ -387,7 +387,8 @@ def touch_script(path: Path) -> None:
     """The bare rules' `script:`, touching every output, dated a day back: Snakemake re-runs a job
     whose outputs are older than its script, and the yardsticks' up-to-date jobs must stay so."""
     path.write_text("for path in snakemake.output:\n    open(path, 'w').close()\n")
-    os.utime(path, (time.time() - 86400, time.time() - 86400))
+    day_ago = time.time() - 86400
+    os.utime(path, (day_ago, day_ago))
 
 
 def bare(workdir: Path, jobs: int, action: str = "shell", upstream: int = 0) -> tuple[float, float]:
@@ -401,9 +402,9 @@ def bare(workdir: Path, jobs: int, action: str = "shell", upstream: int = 0) -> 
     touch_script(workdir / "touch.py")
     upstream = min(upstream, jobs - 1)
     stamp = time.time() - 60
+    (workdir / "up").mkdir(exist_ok=True)
     for i in range(upstream):
         done = workdir / "up" / f"{i}.txt"
-        done.parent.mkdir(exist_ok=True)
         done.touch()
         os.utime(done, (stamp, stamp))
     run = 'shell:\n        "touch {output}"' if action == "shell" else 'script:\n        "touch.py"'
@@ -441,16 +442,13 @@ rule touch_upstream:
     return wall, cpu
 
 
-def same_dag(dry_run: str, upstream_dry_run: str = "") -> list[dict[str, Any]]:
-    """The jobs of the workflow's DAG (planned_jobs): those `dry_run` lists (to run), and, from
-    `upstream_dry_run` (the first phase's dry run, before its files existed), the jobs whose outputs
-    are now there and up to date, which Snakemake checks but does not run (their outputs are not
-    among the jobs to run)."""
-    jobs = planned_jobs(dry_run)
-    running = {path for job in jobs for path in job["output"]}
-    return jobs + [
-        job for job in planned_jobs(upstream_dry_run) if not running.intersection(job["output"])
-    ]
+def same_dag(to_run: list[dict[str, Any]], earlier: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The jobs of the workflow's DAG (planned_jobs' shape): `to_run` (a dry run's jobs), and, of
+    `earlier` (the first phase's dry run's jobs, before its files existed), those whose outputs are
+    now there and up to date, which Snakemake checks but does not run (their outputs are not among
+    the jobs to run)."""
+    running = {path for job in to_run for path in job["output"]}
+    return to_run + [job for job in earlier if not running.intersection(job["output"])]
 
 
 def same_files(
@@ -564,7 +562,7 @@ def main() -> None:
         f" {'bare script:':>15} {'ratio':>6} {'same files:':>15} {'ratio':>6}"
     )
     figures: dict[str, tuple[int, float, float]] = {}
-    first_dry_run = ""  # the first phase's jobs: up to date in the measuring phase's DAG
+    first_jobs: list[dict[str, Any]] = []  # up to date in the measuring phase's DAG
     for phase in () if args.report_only else ("first", "measuring"):
         if phase == "measuring":
             prepare_first_phase(run, config, sorted(config["models"]))
@@ -574,15 +572,15 @@ def main() -> None:
             # the machine (CPU seconds of one dry run here vary by up to 15 % from run to run)
             # weighs on one round's ratios, not on the median of the rounds.
             wall, cpu, jobs = workflow(run)
-            dry_run = (run / "dry-run.out").read_text()
-            dag = same_dag(dry_run, first_dry_run)
-            upstream = len(dag) - len(planned_jobs(dry_run))
+            to_run = planned_jobs((run / "dry-run.out").read_text())
+            dag = same_dag(to_run, first_jobs)
+            upstream = len(dag) - len(to_run)
             shell = bare(workdir / f"bare_shell_{phase}", jobs, upstream=upstream)
             script = bare(workdir / f"bare_script_{phase}", jobs, "script", upstream)
             same = same_files(run, workdir / f"same_files_{phase}", dag, jobs)
             rounds.append([(wall, cpu), shell, script, same])
         if phase == "first":
-            first_dry_run = dry_run
+            first_jobs = to_run
         ratios = [[cpu / side[k][1] for (_, cpu), *side in rounds] for k in range(3)]
         medians = [statistics.median(r) for r in ratios]
         figures[phase] = (jobs, medians[0], medians[2])
