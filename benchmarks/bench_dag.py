@@ -25,14 +25,19 @@ runs (same_dag, shape_matched): the same jobs, to run and up to date, reading an
 files, each rule's wildcards
 constrained as the workflow's are, with no input function, param, resource, conda env or
 checkpoint; it says how much of the gap is the files a job declares (Snakemake's work per file) and
-how much the workflow's own rules add. Each phase runs --rounds rounds (default 3) of the workflow
-followed by its three yardsticks; a ratio is the median of the rounds' ratios (one dry run's CPU
-seconds vary here by up to 15 % from run to run, as the machine's speed drifts). The last line is
-machine-readable:
+how much the workflow's own rules add. A fourth, "data only", is the same with each job's data files
+alone (data_only: inputs and outputs under results/, no log, no recipe or package source file): the
+least any plan of these jobs declares. Each phase runs --rounds rounds (default 3) of the workflow
+followed by its four yardsticks; a ratio is the median of the rounds' ratios (one dry run's CPU
+seconds vary here by up to 15 % from run to run, as the machine's speed drifts). A phase's "floor"
+line gives the bare same-files and data-only Snakefiles over the bare `script:` touch rules: what
+Snakemake alone spends on these jobs' files, which no workflow planning them can go below. The last
+line is machine-readable:
 
-    bench-dag: first_jobs=J1 first_ratio=R1 first_same_files_ratio=F1 measuring_jobs=J2 \\
-               measuring_ratio=R2 measuring_same_files_ratio=F2 report_mb=S report_cpu_s=T \\
-               report_load_s=L
+    bench-dag: first_jobs=J1 first_ratio=R1 first_same_files_ratio=F1 first_floor_same_files=G1 \\
+               first_floor_data_only=D1 measuring_jobs=J2 measuring_ratio=R2 \\
+               measuring_same_files_ratio=F2 measuring_floor_same_files=G2 \\
+               measuring_floor_data_only=D2 report_mb=S report_cpu_s=T report_load_s=L
 """
 
 from __future__ import annotations
@@ -311,6 +316,20 @@ def _pattern(path: str, wildcards: dict[str, str]) -> str:
     return "/".join(parts)
 
 
+def data_only(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`jobs` (planned_jobs' shape) with only their data files: the inputs and outputs under
+    results/, no log and no source-file input (the recipe's and the package's files, which make a
+    code change re-run what it touches). The least any plan of these jobs declares."""
+    return [
+        job
+        | {
+            "input": [p for p in job["input"] if p.startswith("results/")],
+            "log": [],
+        }
+        for job in jobs
+    ]
+
+
 def shape_matched(jobs: list[dict[str, Any]]) -> str:
     """A Snakefile of bare rules planning the same jobs with the same files as `jobs` (planned_jobs):
     one rule per workflow rule, its inputs, outputs and logs the same patterns, each wildcard
@@ -456,7 +475,7 @@ def same_files(
 ) -> tuple[float, float]:
     """(wall s, CPU s) of the dry run, in the workflow's own working directory `run` (so the files
     already there count as they do for the workflow), of shape_matched(dag), dag the workflow's
-    (same_dag); `jobs` of them to run."""
+    (same_dag) or data_only of it; `jobs` of them to run."""
     workdir.mkdir(parents=True, exist_ok=True)
     touch_script(workdir / "touch.py")
     (workdir / "Snakefile").write_text(shape_matched(dag))
@@ -560,8 +579,10 @@ def main() -> None:
     print(
         f"{'phase':<16} {'jobs':>6} {'workflow':>15} {'bare shell:':>15} {'ratio':>6}"
         f" {'bare script:':>15} {'ratio':>6} {'same files:':>15} {'ratio':>6}"
+        f" {'data only:':>15} {'ratio':>6}"
     )
     figures: dict[str, tuple[int, float, float]] = {}
+    floors: dict[str, tuple[float, float]] = {}  # bare rules over bare script touch rules
     first_jobs: list[dict[str, Any]] = []  # up to date in the measuring phase's DAG
     for phase in () if args.report_only else ("first", "measuring"):
         if phase == "measuring":
@@ -578,12 +599,19 @@ def main() -> None:
             shell = bare(workdir / f"bare_shell_{phase}", jobs, upstream=upstream)
             script = bare(workdir / f"bare_script_{phase}", jobs, "script", upstream)
             same = same_files(run, workdir / f"same_files_{phase}", dag, jobs)
-            rounds.append([(wall, cpu), shell, script, same])
+            data = same_files(run, workdir / f"data_only_{phase}", data_only(dag), jobs)
+            rounds.append([(wall, cpu), shell, script, same, data])
         if phase == "first":
             first_jobs = to_run
-        ratios = [[cpu / side[k][1] for (_, cpu), *side in rounds] for k in range(3)]
+        ratios = [[cpu / side[k][1] for (_, cpu), *side in rounds] for k in range(4)]
         medians = [statistics.median(r) for r in ratios]
         figures[phase] = (jobs, medians[0], medians[2])
+        # What bare Snakemake itself spends on these jobs' files, over touch rules: the floor under
+        # any workflow planning them (same files), and under any that declares only its data.
+        floors[phase] = (
+            statistics.median(r[3][1] / r[2][1] for r in rounds),
+            statistics.median(r[4][1] / r[2][1] for r in rounds),
+        )
         for n, ((wall, cpu), *side) in enumerate(rounds, 1):
             print(
                 f"{phase + (f' {n}' if args.rounds > 1 else ''):<16} {jobs:>6}"
@@ -598,6 +626,10 @@ def main() -> None:
                 + ", ".join(f"{min(r):.2f}-{max(r):.2f}" for r in ratios)
                 + ")"
             )
+        print(
+            f"{phase + ' floor':<16} {jobs:>6}   bare Snakemake over bare script touch rules (median):"
+            f" same files {floors[phase][0]:.2f}, data only {floors[phase][1]:.2f}"
+        )
     names = sorted(config["models"])
     page = report(workdir, names, formats[names[0]])
     print(
@@ -626,6 +658,8 @@ def main() -> None:
     print(f"{planning}report within budget: {'yes' if budgets else 'NO'}")
     line = "bench-dag: " + "".join(
         f"{phase}_jobs={jobs} {phase}_ratio={ratio:.2f} {phase}_same_files_ratio={same:.2f} "
+        f"{phase}_floor_same_files={floors[phase][0]:.2f} "
+        f"{phase}_floor_data_only={floors[phase][1]:.2f} "
         for phase, (jobs, ratio, same) in figures.items()
     )
     line += f"report_mb={page['mb']:.1f} report_cpu_s={page['build_cpu_s']:.1f}"

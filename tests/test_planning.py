@@ -16,7 +16,14 @@ import yaml
 from .conftest import ROOT, snakemake
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_dag import planned_jobs, prepare_first_phase, same_dag, shape_matched, touch_script
+from bench_dag import (
+    data_only,
+    planned_jobs,
+    prepare_first_phase,
+    same_dag,
+    shape_matched,
+    touch_script,
+)
 
 FORMATS = ["torchscript_trace", "onnx"]
 CONFIG = {
@@ -118,3 +125,11 @@ def test_bench_dags_bare_snakefile_of_the_same_files_plans_the_same_jobs(workdir
     # second's first phase is in the bare DAG too, up to date: run only when forced
     assert len(dag) == len(ours) + sum(FIRST_PHASE.values())
     assert listing(whole) == listing(dag)
+
+    # the fourth yardstick: the same jobs with their data files only (no log, no source file)
+    (bare / "Snakefile").write_text(shape_matched(data_only(dag)))
+    lean = planned_jobs(plan("--snakefile", str(bare / "Snakefile")))
+    assert listing(lean) == listing(data_only(ours))
+    assert not any(j["log"] for j in lean)
+    assert all(p.startswith("results/") for j in lean for p in j["input"])
+    assert sum(len(j["input"]) for j in lean) < sum(len(j["input"]) for j in theirs)
