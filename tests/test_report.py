@@ -6,7 +6,9 @@ model named <script>alert(1)</script> (one offline point, online all unstable) t
 
 from __future__ import annotations
 
+import base64
 import csv
+import gzip
 import json
 import re
 import sys
@@ -23,7 +25,13 @@ sys.path.insert(
 
 from browser import chart_summary, chromium_available, render_in_chromium
 
-from deploysnake.report import OPEN_MODELS, _anchor, _script_json, build_report
+from deploysnake.report import (
+    OPEN_MODELS,
+    PACK_ABOVE_BYTES,
+    _anchor,
+    _script_json,
+    build_report,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from bench_dag import load_time, synthetic_results
@@ -830,6 +838,66 @@ def test_many_models_charts_are_drawn_when_their_section_opens(
     drawn = [c for c in opened if c["has_svg"]]
     assert len(drawn) == 6 and all(c["title"].startswith(f"{target} · ") for c in drawn), drawn
     assert all(c["marks"] > 0 and c["error"] is None for c in drawn), drawn
+
+
+@pytest.fixture(scope="module")
+def packed(many: tuple[Path, list[str]]) -> tuple[Path, list[str]]:
+    """The `many` report's results built again with every closed section packed (as a report of
+    sections above PACK_ABOVE_BYTES is: about 30 models and more)."""
+    plain, models = many
+    out = plain.with_name("packed.html")
+    build_report(
+        **synthetic_results(plain.parent / "in", models, ["onnx", "torchscript_trace"]),
+        output=out,
+        pack_above=0,
+    )
+    return out, models
+
+
+def test_a_large_reports_closed_sections_are_packed_and_hold_the_same_html(
+    many: tuple[Path, list[str]], packed: tuple[Path, list[str]]
+) -> None:
+    plain_html = many[0].read_text(encoding="utf-8")
+    html, models = packed[0].read_text(encoding="utf-8"), packed[1]
+    assert many[0].stat().st_size < PACK_ABOVE_BYTES, "the small report stays plain"
+    assert 'class="packed-section"' not in plain_html
+    payloads = re.findall(
+        r'<details class="model" data-ids="([^"]+)"><summary>(.*?)</summary>\n'
+        r'<script type="application/octet-stream" class="packed-section">([A-Za-z0-9+/=]+)</script>',
+        html,
+    )
+    assert [s.split("</span>")[0].split(">")[-1] for _, s, _ in payloads] == models
+    plain_sections = re.findall(r"</summary>\n(.*?)\n</details>", plain_html, re.S)
+    for (ids, _, payload), section in zip(payloads, plain_sections, strict=True):
+        unpacked = gzip.decompress(base64.b64decode(payload)).decode("utf-8")
+        assert unpacked == section
+        # every id a link may target (the contents' model and sub-sections) is listed on the details
+        assert set(ids.split()) <= set(re.findall(r'<section id="([^"]+)"', unpacked))
+        assert ids.split()[0] == re.search(r'<section id="([^"]+)"', unpacked).group(1)
+    assert "MB unpacked) and unpacked as each opens" in html
+    assert len(html) < len(plain_html)
+    # what is read before any section opens stays plain: the best table and the summary
+    assert len(rows(html, "summary")) == 2 * len(models)
+    assert {r["model"] for r in rows(html, "best")} == set(models)
+
+
+@pytest.mark.browser
+def test_a_packed_section_is_unpacked_and_drawn_when_a_link_opens_it(
+    packed: tuple[Path, list[str]],
+) -> None:
+    if not chromium_available():
+        pytest.skip("chromium is not installed (scripts/setup.sh test installs it)")
+    report, models = packed
+    assert chart_summary(render_in_chromium(report)) == []  # nothing unpacked at load
+    target = models[1]
+    dom = render_in_chromium(report, fragment=_anchor(target, "offline"))
+    drawn = chart_summary(dom)
+    assert len(drawn) == 6 and all(c["title"].startswith(f"{target} · ") for c in drawn), drawn
+    assert all(c["has_svg"] and c["marks"] > 0 and c["error"] is None for c in drawn), drawn
+    assert dom.count('class="packed-section"') == len(models) - 1
+    # the unpacked section's tables are in the page, with the target the link named
+    assert f'id="{_anchor(target, "offline")}"' in dom
+    assert {r["model"] for r in rows(dom, "offline")} == {target}
 
 
 @pytest.mark.browser
