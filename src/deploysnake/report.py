@@ -100,7 +100,7 @@ NATIVE_NUMBERS = [
 OPEN_MODELS = 3
 # Closed model sections whose HTML together exceeds this many bytes are stored packed (gzip, then
 # base64) and unpacked by report.js when a section opens: a report of 1,002 variants shrinks from
-# about 24.6 MB to about 4.6 MB and its parser builds no closed section at load. Below it (up to
+# about 24.6 MB to about 5.4 MB and its parser builds no closed section at load. Below it (up to
 # about 30 models) the sections stay plain HTML, which the browser's find searches and which reads
 # without JavaScript. The browser needs DecompressionStream (Chrome 80, Firefox 113, Safari 16.4).
 PACK_ABOVE_BYTES = 4_000_000
