@@ -795,6 +795,12 @@ def test_browser_shows_disturbed_and_baseline_suspect_points(tmp_path: Path) -> 
     assert (on["by_mark"].get("symbol"), on["by_mark"].get("line")) == (4, 2), on
 
 
+def assert_every_model_summarised(html: str, models: list[str]) -> None:
+    """The summary across models holds every variant (two formats each), the best table every model."""
+    assert len(rows(html, "summary")) == 2 * len(models)
+    assert {r["model"] for r in rows(html, "best")} == set(models)
+
+
 @pytest.fixture(scope="module")
 def many(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     """A report of more models than OPEN_MODELS: two formats each, on cpu."""
@@ -818,9 +824,7 @@ def test_many_models_summary_first_then_closed_sections(many: tuple[Path, list[s
     assert [s.split("</span>")[0].split(">")[-1] for _, s in sections] == models
     assert not [o for o, _ in sections if o]
     assert "2 format(s) checked, 2 passed; best offline: torchscript_trace on cpu" in sections[0][1]
-    # the summary across models holds every variant, and the best table every model
-    assert len(rows(html, "summary")) == 2 * len(models)
-    assert {r["model"] for r in rows(html, "best")} == set(models)
+    assert_every_model_summarised(html, models)
 
 
 @pytest.mark.browser
@@ -877,8 +881,7 @@ def test_a_large_reports_closed_sections_are_packed_and_hold_the_same_html(
     assert "MB unpacked) and unpacked as each opens" in html
     assert len(html) < len(plain_html)
     # what is read before any section opens stays plain: the best table and the summary
-    assert len(rows(html, "summary")) == 2 * len(models)
-    assert {r["model"] for r in rows(html, "best")} == set(models)
+    assert_every_model_summarised(html, models)
 
 
 @pytest.mark.browser
