@@ -1522,10 +1522,10 @@ def _model_outline(
     return text
 
 
-def _packed(section_html: str) -> str:
-    """A model section's HTML as report.js unpacks it: gzip (mtime 0, so the page is the same for
-    the same results), then base64 (ASCII, safe inside a <script> element)."""
-    return base64.b64encode(gzip.compress(section_html.encode("utf-8"), mtime=0)).decode("ascii")
+def _packed(section_html: bytes) -> str:
+    """A model section's HTML (UTF-8) as report.js unpacks it: gzip (mtime 0, so the page is the
+    same for the same results), then base64 (ASCII, safe inside a <script> element)."""
+    return base64.b64encode(gzip.compress(section_html, mtime=0)).decode("ascii")
 
 
 def build_report(
@@ -1621,18 +1621,16 @@ def build_report(
                 "html": Markup(body + cap_html),
                 "outline": _model_outline(model, corr_fmt, off, on),
                 "index": [{"id": sid, "title": title} for sid, title in subs],
-                # the ids inside, so that a link into a packed section (#id) finds it
-                "ids": " ".join([mid, *(sid for sid, _ in subs)]),
                 "packed": None,
             }
         )
 
-    closed = len(sections) > OPEN_MODELS
-    unpacked = sum(len(str(section["html"]).encode("utf-8")) for section in sections)
-    packed = closed and unpacked > pack_above
+    encoded = [str(section["html"]).encode("utf-8") for section in sections]
+    unpacked = sum(map(len, encoded))
+    packed = len(sections) > OPEN_MODELS and unpacked > pack_above
     if packed:
-        for section in sections:
-            section["packed"] = _packed(str(section["html"]))
+        for section, body_bytes in zip(sections, encoded, strict=True):
+            section["packed"] = _packed(body_bytes)
 
     summary = _summary(corr_fmt, acc, off, on, sv, floor, failures)
     if capacity_figures.height:
