@@ -1,6 +1,7 @@
 """House rules, what `make lint` runs: ruff (format and lint) and mypy (strict, pyproject.toml) are
-clean, the workflow follows Snakemake's conventions (its own linter and snakefmt are clean); and
-the package has no import cycle."""
+clean, the workflow follows Snakemake's conventions (its own linter and snakefmt are clean), the
+documentation site builds strictly with the config reference generated from the schema; and the
+package has no import cycle."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from .conftest import ROOT, snakemake
 
@@ -118,3 +120,33 @@ def test_the_package_has_no_import_cycle() -> None:
     cycle = import_cycle(package)
     if cycle is not None:
         pytest.fail("import cycle: " + " -> ".join(cycle))
+
+
+def test_docs_site_builds_strict(tmp_path: Path) -> None:
+    """The documentation site (mkdocs.yml, docs/) builds with every link and include resolved."""
+    done = run_tool("mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "site" / "configuration" / "index.html").is_file()
+
+
+def test_config_readme_is_generated_from_the_schema() -> None:
+    """config/README.md is what scripts/config_doc.py writes from config/config.schema.yaml, and
+    names every key of the embedded default config."""
+    done = subprocess.run(
+        [sys.executable, "scripts/config_doc.py", "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    text = (ROOT / "config" / "README.md").read_text()
+    default = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    missing = [key for key in default if f"| `{key}` |" not in text]
+    assert not missing, f"config/README.md lacks the top-level keys {missing}"
+
+
+def test_readme_is_short() -> None:
+    """The README says what the workflow does and where to read next; the rest is in docs/."""
+    lines = (ROOT / "README.md").read_text().count("\n")
+    assert lines <= 150, f"README.md has {lines} lines; move reference material to docs/"
