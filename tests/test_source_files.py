@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -70,6 +71,7 @@ def linear_onnx(path: Path, location: str | None = None, seed: int = 0) -> np.nd
     onnx.save(model, str(path))
     side = path.parent / location
     if not Path(location).is_absolute() and ".." not in Path(location).parts:
+        side.parent.mkdir(parents=True, exist_ok=True)
         side.write_bytes(data)
     return w
 
@@ -215,6 +217,35 @@ def test_a_savedmodel_holding_a_link_outside_is_refused_and_never_copied(tmp_pat
 
 
 # ------------------------------------------------------------------ copies (unit tests)
+
+
+@pytest.mark.parametrize("limit", [None, 16])
+def test_the_onnx_artifact_of_external_data_holds_its_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: int | None
+) -> None:
+    """The source's first job and its onnx artifact: below protobuf's limit one self-contained
+    file, above it the graph and model.onnx.data beside it; either loads from another folder."""
+    from deploysnake.export import export_from_source
+
+    if limit is not None:
+        monkeypatch.setattr(modelfiles, "PROTOBUF_LIMIT", limit)
+    given = tmp_path / "given" / "model.onnx"
+    w = linear_onnx(given, "weights/w.bin")
+    settings = {"onnx": str(given)}
+    doc = sources.write_description("m", settings, tmp_path / "source.json")
+    assert doc["sha256"] == modelfiles.sha256(source_files(settings), given.parent)
+    artifact = tmp_path / "export" / "model.onnx"
+    io = export_from_source(
+        "m", settings, tmp_path / "source.json", "onnx", artifact, tmp_path / "io.json", {}
+    )
+    assert io["status"] == "ok"
+    names = sorted(p.name for p in artifact.parent.iterdir())
+    assert names == (["model.onnx"] if limit is None else ["model.onnx", "model.onnx.data"])
+    moved = tmp_path / "moved"
+    modelfiles.copy_artifact(artifact, "onnx", moved / "model.onnx", link=False)
+    x = np.full((2, IN), 0.1, np.float32)
+    np.testing.assert_array_equal(run_onnx(moved / "model.onnx", x), run_onnx(given, x))
+    np.testing.assert_allclose(run_onnx(moved / "model.onnx", x), x @ w, rtol=1e-5)
 
 
 def test_side_files_travel_linked_in_results_and_copied_for_deploy(tmp_path: Path) -> None:
@@ -397,7 +428,13 @@ def _values(doc: Any, key: str) -> list[Any]:
 
 @pytest.mark.e2e
 def test_case16_new_weights_plan_the_models_jobs_again(case16: Path) -> None:
-    make_model(case16, "--seed", "1")  # only model.onnx.data changes
+    dry = snakemake(*TARGETS, "-n", "--configfile", "case.yaml", cwd=case16)
+    assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout[-3000:]
+    graph = case16 / "case16" / "model.onnx"
+    before, stamp = graph.read_bytes(), graph.stat()
+    make_model(case16, "--seed", "1")  # other weights: model.onnx.data changes
+    assert graph.read_bytes() == before
+    os.utime(graph, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # the graph as it was: untouched
     dry = snakemake(*TARGETS, "-n", "--configfile", "case.yaml", cwd=case16)
     assert "python_describe_source" in dry.stdout, dry.stdout[-3000:]
     assert "onnx_copy_source" in dry.stdout and "triton_write_deploy" in dry.stdout
@@ -420,7 +457,7 @@ def test_case16_weights_outside_the_folder_are_refused_in_the_first_job(case16: 
     )
     assert done.returncode != 0
     log = (case16 / "logs/checkpoint/ext_escape.log").read_text()
-    assert "initializer" in log and "'../escape_weights/weights.bin'" in log, log[-2000:]
+    assert "initializer '" in log and "'../escape_weights/weights.bin'" in log, log[-2000:]
     assert "outside the model's folder" in log and "Traceback" not in log
     assert not list((case16 / "results").rglob("weights.bin"))
     assert not (case16 / "results/export/ext_escape").exists()
