@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 from . import modelfiles
 from .errors import UserError
 from .plugins import CONTRACT, Recipe, _load_module, load_recipe, validation_batches
+from .trust import check_torchscript
 
 log = logging.getLogger(__name__)
 
@@ -630,7 +631,12 @@ def has_task_metric(recipe: Any) -> bool:
 def write_description(name: str, settings: dict[str, Any], output: str | Path) -> dict[str, Any]:
     """The source's first job: describe its IO (UserError where ambiguous), run the given file once on
     a batch of the dataloader's (or generated) data, check the dataloader's input names and the
-    metrics' return value, and write results/checkpoint/<model>/source.json."""
+    metrics' return value, and write results/checkpoint/<model>/source.json. A TorchScript file that
+    reads or writes files is refused first (trust.check_torchscript)."""
+    if source_kind(settings) == "torchscript":
+        check_torchscript(
+            source_file(settings), bool(settings.get("allow_file_io")), f"models.{name}"
+        )
     recipe = source_recipe(settings, name)
     doc = describe(settings, name)
     batch = validation_batches(recipe, settings.get("params") or {}, 8, limit=1)[0]
@@ -678,6 +684,35 @@ def _source_sha256(settings: dict[str, Any]) -> str:
     key = source_key(settings)
     base = Path(settings[key]) if key in ("savedmodel", "triton_model") else files[0].parent
     return modelfiles.sha256(files, base)
+
+
+def write_description_isolated(
+    name: str, settings: dict[str, Any], output: str | Path, timeout_s: float | None = None
+) -> None:
+    """write_description in a child process, at most timeout_s seconds (default the config's
+    timeouts.first_run_s): the first run of the user's file (and plugins). Raises UserError naming
+    the file when it times out, crashes or fails."""
+    from .isolated import call
+    from .trust import timeouts
+
+    limit = timeouts()["first_run_s"] if timeout_s is None else float(timeout_s)
+    outcome = call(
+        "deploysnake.sources:write_description",
+        {"name": name, "settings": dict(settings), "output": str(output)},
+        limit,
+    )
+    if outcome.failure is None:
+        return
+    if outcome.user_error is not None:
+        raise UserError(outcome.user_error)
+    path = source_file(settings)
+    if outcome.failure.startswith("timed out"):
+        raise UserError(
+            f"the first run of {path} did not finish within {limit:g} s "
+            f"(timeouts.first_run_s): {outcome.failure}; raise timeouts.first_run_s if it is "
+            "this slow"
+        )
+    raise UserError(f"the first run of {path} failed: {outcome.failure}")
 
 
 def source_runner_of(doc: dict[str, Any]) -> Any:
