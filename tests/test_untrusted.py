@@ -384,3 +384,36 @@ def test_dry_run_beside_a_real_run_leaves_its_locks(tmp_path: Path) -> None:
             run.wait()
         log.close()
     assert not (tmp_path / target).exists()
+
+
+# ---------------------------------------------------------------- a cluster run that cannot start
+
+
+def test_a_request_no_node_meets_names_the_rule_the_figure_and_the_fix() -> None:
+    """The decision on sinfo's real output format; tests/test_slurm.py runs it on a real SLURM."""
+    from deploysnake.devices import Request, parse_nodes, request_problems
+
+    nodes = parse_nodes("n1|debug*|2|7800\nn1|big|2|7800\nn2|big|16|64000\n")
+    assert [n.cpus for n in nodes] == [2, 2, 16]
+    problems = request_problems(
+        [
+            Request("perf_analyzer_offline", 8, 8000),
+            Request("perf_analyzer_offline", 8, 8000),
+            Request("torch_train", 1, 4000),
+            Request("tritonclient_accuracy", 1, 9000),
+            Request("runtime_native_baseline", 8, 8000, "big"),
+            Request("perf_analyzer_online", 1, 100, "gpu"),
+        ],
+        nodes,
+    )
+    assert problems == [
+        "rule perf_analyzer_offline asks for 8 CPUs a job, but no node of the default partition "
+        "has more than 2; its jobs would stay pending forever. Pass --max-threads 2 (caps the "
+        "profile's set-threads), or --set-threads perf_analyzer_offline=2",
+        "rule perf_analyzer_online goes to partition gpu, which has no nodes (sinfo); set "
+        "slurm_partition in the profile's default-resources to a partition of this cluster",
+        "rule tritonclient_accuracy asks for 9000 MB of memory a job (mem_mb), but no node of the "
+        "default partition has more than 7800 MB; its jobs would stay pending forever. Pass "
+        "--set-resources tritonclient_accuracy:mem_mb=7800 (or lower it in the profile's "
+        "set-resources)",
+    ]

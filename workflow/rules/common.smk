@@ -122,8 +122,25 @@ onstart:
         devices.check_available(
             DEVICES, workflow.executor_plugin.name, config["gpu_models"]
         )
+        if workflow.executor_plugin.name == "slurm":
+            # A job asking for more CPUs or memory than any node has would stay pending forever.
+            devices.check_requests(slurm_requests(workflow.dag.needrun_jobs()))
     except UserError as exc:
         raise WorkflowError(str(exc))
+
+
+def slurm_requests(jobs):
+    """What each job asks SLURM for (as the slurm executor submits it: cpus_per_task, else threads)."""
+    return [
+        devices.Request(
+            job.rule.name,
+            int(job.resources.get("cpus_per_task") or job.threads or 1),
+            int(job.resources.get("mem_mb") or 0),
+            job.resources.get("slurm_partition") or None,
+        )
+        for job in jobs
+        if not job.is_local
+    ]
 
 
 def device_resource(name):
