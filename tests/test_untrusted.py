@@ -144,7 +144,7 @@ def test_pinned_port_in_use_is_refused() -> None:
         busy.listen()
         port = busy.getsockname()[1]
         problems, _ = network_problems(validate(changed(triton__http_port=port)))
-    assert f"config.triton.http_port: port {port} on 127.0.0.1 is not free" in problems[0]
+    assert f"triton.http_port {port} on 127.0.0.1 is in use by another process" in problems[0]
 
 
 def test_templating_and_size_are_refused_from_the_file(tmp_path: Path) -> None:

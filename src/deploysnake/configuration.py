@@ -446,7 +446,7 @@ def network_problems(config: dict[str, Any]) -> tuple[list[str], list[str]]:
                 probe.bind((sorted(addresses)[0], port))
             except OSError as exc:
                 problems.append(
-                    f"config.triton.{key}: port {port} on {host} is not free ({exc.strerror}); "
-                    "pick another or 0 (a free port)"
+                    f"triton.{key} {port} on {host} is in use by another process "
+                    f"({exc.strerror}); stop that process or set triton.{key} to 0 (a free port)"
                 )
     return problems, warnings
