@@ -393,8 +393,14 @@ def test_a_request_no_node_meets_names_the_rule_the_figure_and_the_fix() -> None
     """The decision on sinfo's real output format; tests/test_slurm.py runs it on a real SLURM."""
     from deploysnake.devices import Request, parse_nodes, request_problems
 
-    nodes = parse_nodes("n1|debug*|2|7800\nn1|big|2|7800\nn2|big|16|64000\n")
-    assert [n.cpus for n in nodes] == [2, 2, 16]
+    nodes = parse_nodes(
+        "n1|debug*|2|7800|(null)\nn1|big|2|7800|(null)\nn2|big|16|64000+|gpu:a100:4(S:0-1)\n"
+    )
+    assert [(n.cpus, n.memory_mb, n.gpus) for n in nodes] == [
+        (2, 7800, {}),
+        (2, 7800, {}),
+        (16, 64000, {"a100": 4}),
+    ]
     problems = request_problems(
         [
             Request("perf_analyzer_offline", 8, 8000),
@@ -403,6 +409,8 @@ def test_a_request_no_node_meets_names_the_rule_the_figure_and_the_fix() -> None
             Request("tritonclient_accuracy", 1, 9000),
             Request("runtime_native_baseline", 8, 8000, "big"),
             Request("perf_analyzer_online", 1, 100, "gpu"),
+            Request("runtime_collect_environment", 1, 100, "big", gpus=1, gpu_model="a100"),
+            Request("tritonclient_accuracy_gpu", 1, 100, "big", gpus=1, gpu_model="h100"),
         ],
         nodes,
     )
@@ -416,4 +424,8 @@ def test_a_request_no_node_meets_names_the_rule_the_figure_and_the_fix() -> None
         "default partition has more than 7800 MB; its jobs would stay pending forever. Pass "
         "--set-resources tritonclient_accuracy:mem_mb=7800 (or lower it in the profile's "
         "set-resources)",
+        "rule tritonclient_accuracy_gpu asks for 1 x gpu:h100 a job, but no node of partition big "
+        "has that (their GPUs: a100:4); its jobs would stay pending forever. Measure on a device "
+        "this partition has (config devices), or send the rule elsewhere: --set-resources "
+        "tritonclient_accuracy_gpu:slurm_partition=<partition>",
     ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import UserError
@@ -116,16 +116,34 @@ class Node:
     default: bool  # the cluster's default partition (sinfo marks it with *)
     cpus: int
     memory_mb: int
+    gpus: dict[str, int] = field(default_factory=dict)  # GRES gpu model ("" untyped) -> count
+
+    def gpu_count(self, model: str) -> int:
+        """GPUs of this model on the node ("": of any model)."""
+        return sum(n for m, n in self.gpus.items() if not model or m == model)
+
+
+def _gpus_of(gres: str) -> dict[str, int]:
+    """{model: count} of a GRES list as sinfo prints it ("gpu:a100:4(S:0-1),gpu:t4:1", "gpu:2")."""
+    found: dict[str, int] = {}
+    for item in gres.split(","):
+        parts = item.split("(")[0].strip().split(":")
+        if parts[0] != "gpu":
+            continue
+        count = int(parts[-1]) if len(parts) >= 2 and parts[-1].isdigit() else 1
+        model = parts[1] if len(parts) >= 3 else ""
+        found[model] = found.get(model, 0) + count
+    return found
 
 
 def parse_nodes(text: str) -> list[Node]:
-    """Nodes from `sinfo -h -N -o %N|%P|%c|%m` output (e.g. "node1|debug*|2|7800")."""
+    """Nodes from `sinfo -h -N -o %N|%P|%c|%m|%G` output (e.g. "node1|debug*|2|7800|(null)")."""
     nodes = []
     for line in text.splitlines():
         parts = line.strip().split("|")
-        if len(parts) != 4:
+        if len(parts) != 5:
             continue
-        name, partition, cpus, memory = parts
+        name, partition, cpus, memory, gres = parts
         try:
             nodes.append(
                 Node(
@@ -134,6 +152,7 @@ def parse_nodes(text: str) -> list[Node]:
                     partition.endswith("*"),
                     int(cpus),
                     int(memory.rstrip("+")),
+                    _gpus_of(gres),
                 )
             )
         except ValueError:
@@ -145,7 +164,7 @@ def cluster_nodes() -> list[Node]:
     """The SLURM nodes, their partitions, CPUs and memory (MB), from sinfo."""
     try:
         out = subprocess.run(
-            ["sinfo", "-h", "-N", "-o", "%N|%P|%c|%m"],
+            ["sinfo", "-h", "-N", "-o", "%N|%P|%c|%m|%G"],
             capture_output=True,
             text=True,
             timeout=60,
@@ -161,18 +180,20 @@ def cluster_nodes() -> list[Node]:
 
 @dataclass(frozen=True)
 class Request:
-    """What one job of a rule asks SLURM for: CPUs (its threads, or cpus_per_task), memory (mem_mb)
-    and a partition (slurm_partition; None: the default)."""
+    """What one job of a rule asks SLURM for: CPUs (its threads, or cpus_per_task), memory (mem_mb),
+    a partition (slurm_partition; None: the default) and GPUs (resources gpu, gpu_model)."""
 
     rule: str
     cpus: int
     memory_mb: int
     partition: str | None = None
+    gpus: int = 0
+    gpu_model: str = ""
 
 
 def request_problems(requests: list[Request], nodes: list[Node]) -> list[str]:
-    """One line per rule whose jobs ask for more CPUs or memory than any node of their partition
-    has: such a job stays pending forever (SLURM's reason: PartitionConfig or Resources), so the run
+    """One line per rule whose jobs ask for more CPUs, memory or GPUs than any node of their
+    partition has: such a job stays pending forever (SLURM's reason: PartitionConfig or Resources), so the run
     stops before it submits anything, naming the rule, the figures and the option that lowers them."""
     problems: list[str] = []
     seen: set[tuple[str, int, int, str | None]] = set()
@@ -197,6 +218,15 @@ def request_problems(requests: list[Request], nodes: list[Node]) -> list[str]:
                 f"than {most_cpus}; its jobs would stay pending forever. Pass --max-threads "
                 f"{most_cpus} (caps the profile's set-threads), or --set-threads "
                 f"{req.rule}={most_cpus}"
+            )
+        elif req.gpus and not any(n.gpu_count(req.gpu_model) >= req.gpus for n in where):
+            kind = f"gpu:{req.gpu_model}" if req.gpu_model else "gpu"
+            have = sorted({f"{m or 'gpu'}:{c}" for n in where for m, c in n.gpus.items()})
+            problems.append(
+                f"rule {req.rule} asks for {req.gpus} x {kind} a job, but no node of {label} has "
+                f"that (their GPUs: {', '.join(have) or 'none'}); its jobs would stay pending "
+                "forever. Measure on a device this partition has (config devices), or send the "
+                f"rule elsewhere: --set-resources {req.rule}:slurm_partition=<partition>"
             )
         elif req.memory_mb > most_memory:
             problems.append(

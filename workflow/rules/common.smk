@@ -137,6 +137,8 @@ def slurm_requests(jobs):
             int(job.resources.get("cpus_per_task") or job.threads or 1),
             int(job.resources.get("mem_mb") or 0),
             job.resources.get("slurm_partition") or None,
+            int(job.resources.get("gpu") or 0),
+            str(job.resources.get("gpu_model") or ""),
         )
         for job in jobs
         if not job.is_local
