@@ -3,6 +3,22 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
+import sys
+
+sys.path.insert(0, f"{workflow.basedir}/src")  # the package, also under --sdm conda
+from deploysnake.configuration import check_raw
+from deploysnake.errors import UserError
+from snakemake.exceptions import WorkflowError
+
+# Snakemake has read --configfile (and run its YTE templating, if the file asked) before this line;
+# the merge below and Snakemake's hashing would expand a YAML alias bomb: refuse it first.
+try:
+    check_raw(
+        workflow.config_settings.overwrite_config, workflow.overwrite_configfiles or ()
+    )
+except UserError as exc:
+    raise WorkflowError(str(exc))
+
 
 configfile: "config/config.yaml"
 

@@ -217,3 +217,39 @@ def test_a_gpu_the_cluster_lacks_fails_before_submission(finished: tuple[Path, s
     assert done.returncode != 0
     assert "no SLURM node has ['gpu:a100']" in done.stdout, done.stdout[-3000:]
     assert not SUBMITTED.findall(done.stdout) and set(slurm_jobs()) == before
+
+
+def test_a_request_no_node_can_meet_fails_before_submission(finished: tuple[Path, str]) -> None:
+    """A measuring job asking for more CPUs than the node has (the profile's set-threads on a small
+    node): the run stops before it submits, naming the rule, the figure and the fix, instead of jobs
+    pending forever (SLURM's reason PartitionConfig)."""
+    workdir, _ = finished
+    before = set(slurm_jobs())
+    node_cpus = max(
+        int(c)
+        for c in subprocess.run(
+            ["sinfo", "-h", "-N", "-o", "%c"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout.split()
+    )
+    asked = node_cpus + 1
+    done = slurm_run(
+        "--max-threads",
+        str(asked),
+        "--set-threads",
+        f"perf_analyzer_offline={asked}",
+        "--forcerun",
+        "perf_analyzer_offline",
+        cwd=workdir,
+    )
+    assert done.returncode != 0
+    said = " ".join(done.stdout.split())
+    assert (
+        f"rule perf_analyzer_offline asks for {asked} CPUs a job, but no node of the default "
+        f"partition has more than {node_cpus}; its jobs would stay pending forever. Pass "
+        f"--max-threads {node_cpus}"
+    ) in said, done.stdout[-3000:]
+    assert not SUBMITTED.findall(done.stdout) and set(slurm_jobs()) == before

@@ -39,6 +39,7 @@ def write_deploy(
             device,
             "native",
             out_dir / entry["model"] / entry["format"],
+            link=False,  # what is shipped: real files, independent of results/export
         )
         target = out_dir / model_dir.name
         model_dir.rename(target)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import UserError
@@ -105,6 +105,144 @@ def cluster_gres() -> list[str]:
             "is the cluster reachable from here?"
         ) from exc
     return [g for line in out.splitlines() for g in line.strip().split(",") if g.strip()]
+
+
+@dataclass(frozen=True)
+class Node:
+    """A SLURM node as `sinfo -N` lists it, once per partition it belongs to."""
+
+    name: str
+    partition: str
+    default: bool  # the cluster's default partition (sinfo marks it with *)
+    cpus: int
+    memory_mb: int
+    gpus: dict[str, int] = field(default_factory=dict)  # GRES gpu model ("" untyped) -> count
+
+    def gpu_count(self, model: str) -> int:
+        """GPUs of this model on the node ("": of any model)."""
+        return sum(n for m, n in self.gpus.items() if not model or m == model)
+
+
+def _gpus_of(gres: str) -> dict[str, int]:
+    """{model: count} of a GRES list as sinfo prints it ("gpu:a100:4(S:0-1),gpu:t4:1", "gpu:2")."""
+    found: dict[str, int] = {}
+    for item in gres.split(","):
+        parts = item.split("(")[0].strip().split(":")
+        if parts[0] != "gpu":
+            continue
+        count = int(parts[-1]) if len(parts) >= 2 and parts[-1].isdigit() else 1
+        model = parts[1] if len(parts) >= 3 else ""
+        found[model] = found.get(model, 0) + count
+    return found
+
+
+def parse_nodes(text: str) -> list[Node]:
+    """Nodes from `sinfo -h -N -o %N|%P|%c|%m|%G` output (e.g. "node1|debug*|2|7800|(null)")."""
+    nodes = []
+    for line in text.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) != 5:
+            continue
+        name, partition, cpus, memory, gres = parts
+        try:
+            nodes.append(
+                Node(
+                    name,
+                    partition.rstrip("*"),
+                    partition.endswith("*"),
+                    int(cpus),
+                    int(memory.rstrip("+")),
+                    _gpus_of(gres),
+                )
+            )
+        except ValueError:
+            continue
+    return nodes
+
+
+def cluster_nodes() -> list[Node]:
+    """The SLURM nodes, their partitions, CPUs and memory (MB), from sinfo."""
+    try:
+        out = subprocess.run(
+            ["sinfo", "-h", "-N", "-o", "%N|%P|%c|%m|%G"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+    except (subprocess.SubprocessError, OSError) as exc:
+        raise UserError(
+            f"cannot ask SLURM what its nodes offer (sinfo failed: {exc}); is the cluster "
+            "reachable from here?"
+        ) from exc
+    return parse_nodes(out)
+
+
+@dataclass(frozen=True)
+class Request:
+    """What one job of a rule asks SLURM for: CPUs (its threads, or cpus_per_task), memory (mem_mb),
+    a partition (slurm_partition; None: the default) and GPUs (resources gpu, gpu_model)."""
+
+    rule: str
+    cpus: int
+    memory_mb: int
+    partition: str | None = None
+    gpus: int = 0
+    gpu_model: str = ""
+
+
+def request_problems(requests: list[Request], nodes: list[Node]) -> list[str]:
+    """One line per rule whose jobs ask for more CPUs, memory or GPUs than any node of their
+    partition has: such a job stays pending forever (SLURM's reason: PartitionConfig or Resources), so the run
+    stops before it submits anything, naming the rule, the figures and the option that lowers them."""
+    problems: list[str] = []
+    seen: set[tuple[str, int, int, str | None]] = set()
+    for req in sorted(requests, key=lambda r: (r.rule, -r.cpus, -r.memory_mb)):
+        key = (req.rule, req.cpus, req.memory_mb, req.partition)
+        if key in seen or any(p.startswith(f"rule {req.rule} ") for p in problems):
+            continue
+        seen.add(key)
+        where = [n for n in nodes if (n.partition == req.partition if req.partition else n.default)]
+        label = f"partition {req.partition}" if req.partition else "the default partition"
+        if not where:
+            problems.append(
+                f"rule {req.rule} goes to {label}, which has no nodes (sinfo); set slurm_partition "
+                "in the profile's default-resources to a partition of this cluster"
+            )
+            continue
+        most_cpus = max(n.cpus for n in where)
+        most_memory = max(n.memory_mb for n in where)
+        if req.cpus > most_cpus:
+            problems.append(
+                f"rule {req.rule} asks for {req.cpus} CPUs a job, but no node of {label} has more "
+                f"than {most_cpus}; its jobs would stay pending forever. Pass --max-threads "
+                f"{most_cpus} (caps the profile's set-threads), or --set-threads "
+                f"{req.rule}={most_cpus}"
+            )
+        elif req.gpus and not any(n.gpu_count(req.gpu_model) >= req.gpus for n in where):
+            kind = f"gpu:{req.gpu_model}" if req.gpu_model else "gpu"
+            have = sorted({f"{m or 'gpu'}:{c}" for n in where for m, c in n.gpus.items()})
+            problems.append(
+                f"rule {req.rule} asks for {req.gpus} x {kind} a job, but no node of {label} has "
+                f"that (their GPUs: {', '.join(have) or 'none'}); its jobs would stay pending "
+                "forever. Measure on a device this partition has (config devices), or send the "
+                f"rule elsewhere: --set-resources {req.rule}:slurm_partition=<partition>"
+            )
+        elif req.memory_mb > most_memory:
+            problems.append(
+                f"rule {req.rule} asks for {req.memory_mb} MB of memory a job (mem_mb), but no "
+                f"node of {label} has more than {most_memory} MB; its jobs would stay pending "
+                f"forever. Pass --set-resources {req.rule}:mem_mb={most_memory} (or lower it in "
+                "the profile's set-resources)"
+            )
+    return problems
+
+
+def check_requests(requests: list[Request]) -> None:
+    """Raise UserError when a job's request fits no SLURM node (request_problems)."""
+    problems = request_problems(requests, cluster_nodes())
+    if problems:
+        raise UserError("jobs no SLURM node can run:\n  " + "\n  ".join(problems))
 
 
 def cluster_has(device: str, gres: list[str], gpu_models: dict[str, str] | None = None) -> bool:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from . import shapes, sources
+from . import modelfiles, shapes, sources
 from .errors import UserError
 from .frameworks import load_state
 from .plugins import Recipe
@@ -238,7 +238,8 @@ def location_free_onnx(artifact: Path) -> None:
     the other metadata (module names, scopes) are kept."""
     import onnx
 
-    proto = onnx.load(str(artifact))
+    # The graph only: tensors in a side file keep their (relative) locations, their data untouched.
+    proto = onnx.load(str(artifact), load_external_data=False)
 
     def clean(holder: onnx.GraphProto | onnx.FunctionProto) -> None:
         holder.doc_string = ""
@@ -290,7 +291,7 @@ def mark_dynamic(artifact: Path, dynamic_axes: dict[str, dict[int, str]]) -> Non
     the graph does not depend on; left so, Triton would reject other lengths."""
     import onnx
 
-    proto = onnx.load(str(artifact))
+    proto = onnx.load(str(artifact), load_external_data=False)
     changed = False
     for value in list(proto.graph.input) + list(proto.graph.output):
         dims = value.type.tensor_type.shape.dim
@@ -308,7 +309,7 @@ def describe_onnx(artifact: Path) -> dict[str, Any]:
     file's order (export() puts them in the recipe's)."""
     import onnx
 
-    graph = onnx.load(str(artifact)).graph
+    graph = onnx.load(str(artifact), load_external_data=False).graph
 
     def describe(values: Any) -> list[dict[str, Any]]:
         described = []
@@ -538,10 +539,19 @@ def export_from_source(
     if fmt == doc["format"]:
         if artifact.exists():
             shutil.rmtree(artifact) if artifact.is_dir() else artifact.unlink()
-        if source.is_dir():
-            shutil.copytree(source, artifact)
+        modelfiles.clear_side_file(artifact)
+        files = sources.source_files(settings)  # each inside the model's folder, or refused
+        if source.is_dir():  # a SavedModel: its files (variables/, assets/), links refused
+            modelfiles.copy_artifact(source, fmt, artifact, link=False)
+        elif fmt == "onnx" and len(modelfiles.onnx_files(source)) > 1:
+            # External data: one self-contained file below protobuf's limit, else the graph and
+            # one side file <artifact>.data (a relative location) beside it.
+            import onnx
+
+            modelfiles.save_onnx(onnx.load(str(source)), artifact)
         else:
             shutil.copyfile(source, artifact)
+        log.info("%s: copied from %d given file(s)", artifact, len(files))
         io = sources.io_entries(doc)
     elif fmt == "onnx":
         names = [t["name"] for t in doc["inputs"]], [t["name"] for t in doc["outputs"]]

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import UserError
 from .processes import die_with_parent
 
 PHASE_ENV = "DEPLOYSNAKE_PHASE_FILE"
@@ -40,6 +41,8 @@ class Outcome:
     failure: str | None
     log_excerpt: str
     phase: str
+    # The message of a UserError the call raised (the user's to fix), whole; None otherwise.
+    user_error: str | None = None
 
 
 def phase(text: str) -> None:
@@ -114,11 +117,23 @@ def call(function: str, kwargs: dict[str, Any], timeout_s: float) -> Outcome:
             return Outcome(None, f"{how} while {step}", excerpt, step)
         done = pickle.loads(result.read_bytes())
         if "error" in done:
-            return Outcome(None, f"{done['error']} (while {step})", done["traceback"][-4000:], step)
+            return Outcome(
+                None,
+                f"{done['error']} (while {step})",
+                done["traceback"][-4000:],
+                step,
+                done.get("user_error"),
+            )
         return Outcome(done["value"], None, excerpt, step)
 
 
 def _main(request_path: str) -> int:
+    import logging
+
+    # The child's log lines land in its output, which the parent copies into the job's log.
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     request = pickle.loads(Path(request_path).read_bytes())
     module, name = request["function"].split(":")
     try:
@@ -132,6 +147,7 @@ def _main(request_path: str) -> int:
         done = {
             "error": f"{type(root).__name__}: {message}",
             "traceback": "".join(traceback.format_exception(exc)),
+            "user_error": str(exc) if isinstance(exc, UserError) else None,
         }
         traceback.print_exc()
     Path(request["result"]).write_bytes(pickle.dumps(done))

@@ -15,11 +15,18 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from . import modelfiles
 from .errors import UserError
 from .formats import ONNX_VARIANTS, TENSORRT, tensorrt_unavailable
 from .plugins import Recipe
 
 log = logging.getLogger(__name__)
+
+
+def _large(source: Path) -> bool:
+    """Whether the ONNX file with its side files reaches protobuf's limit: its variants are then
+    written with external data (<variant>.data beside them), else as one self-contained file."""
+    return modelfiles.size(modelfiles.onnx_files(source)) >= modelfiles.PROTOBUF_LIMIT
 
 
 def _optimized(source: Path, target: Path) -> None:
@@ -28,6 +35,16 @@ def _optimized(source: Path, target: Path) -> None:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     options.optimized_model_filepath = str(target)
+    # Every initializer written anew: in <target>.data from 1 KiB above protobuf's limit, else
+    # inline (without these keys ORT keeps a side file's tensors pointing at the source's file).
+    options.add_session_config_entry(
+        "session.optimized_model_external_initializers_file_name",
+        modelfiles.side_file(target).name,
+    )
+    options.add_session_config_entry(
+        "session.optimized_model_external_initializers_min_size_in_bytes",
+        "1024" if _large(source) else str(2**62),
+    )
     ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
 
 
@@ -35,7 +52,10 @@ def _fp16(source: Path, target: Path) -> None:
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    onnx.save(convert_float_to_float16(onnx.load(str(source)), keep_io_types=True), str(target))
+    # onnx.load reads the side files beside the source (checked inside its folder by onnx_files).
+    modelfiles.onnx_files(source)
+    model = convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
+    modelfiles.save_onnx(model, target)
 
 
 def _int8(
@@ -70,7 +90,10 @@ def _int8(
     with tempfile.TemporaryDirectory(prefix="deploysnake-int8-") as tmp:
         # Shape inference first: the dynamo exporter's value_info otherwise trips the quantizer.
         prepared = Path(tmp) / "prepared.onnx"
-        quant_pre_process(str(source), str(prepared))
+        large = _large(source)
+        quant_pre_process(
+            str(source), str(prepared), save_as_external_data=large, all_tensors_to_one_file=True
+        )
         quantize_static(
             str(prepared),
             str(target),
@@ -79,6 +102,7 @@ def _int8(
             activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8,
             per_channel=True,
+            use_external_data_format=large,  # writes <target>.data beside it
         )
 
 
@@ -91,7 +115,7 @@ def _tensorrt(
     builder = trt.Builder(logger)
     network = builder.create_network(0)
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse(source.read_bytes()):
+    if not parser.parse_from_file(str(source)):  # finds the side files beside the source
         raise RuntimeError("; ".join(str(parser.get_error(i)) for i in range(parser.num_errors)))
     config = builder.create_builder_config()
     if fp16:
@@ -134,6 +158,7 @@ def convert(
     target.parent.mkdir(parents=True, exist_ok=True)
     io: dict[str, Any] = json.loads(Path(source_io).read_text())
     io.update(format=fmt, artifact=target.name)
+    modelfiles.clear_side_file(target)  # an earlier run's, maybe hard-linked into a repository
     if io.get("status") == "failed":
         io["error"] = f"the ONNX export it is built from failed: {io['error']}"
         target.write_bytes(b"")

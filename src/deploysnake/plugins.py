@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .errors import UserError
+from .trust import time_limit, timeouts
 
 # What each plugin file must define; see README "Deploy your own model".
 CONTRACT: dict[str, tuple[str, ...]] = {
@@ -65,7 +66,19 @@ def _load_module(path: Path, kind: str) -> ModuleType:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    try:
+        # Importing runs the file: bounded in time, and an exit in it is an error naming it.
+        with time_limit(timeouts()["import_s"], f"importing {path}", "timeouts.import_s"):
+            spec.loader.exec_module(module)
+    except SystemExit as exc:
+        del sys.modules[name]
+        raise UserError(
+            f"{path} exits when imported (sys.exit({exc.code!r})): a {kind} plugin defines "
+            "functions and must not end the process; remove the exit"
+        ) from None
+    except UserError:
+        del sys.modules[name]
+        raise
     missing = [attr for attr in CONTRACT[kind] if not hasattr(module, attr)]
     if missing:
         raise UserError(

@@ -1,16 +1,24 @@
-"""Process hygiene: nothing the workflow starts outlives the process that started it, and a lock left
-by a killed Snakemake does not block the next run."""
+"""Process hygiene: nothing the workflow starts outlives the process that started it, one run at a
+time in a folder, and a lock left by a killed Snakemake does not block the next run."""
 
 from __future__ import annotations
 
+import atexit
 import ctypes
+import json
 import logging
 import os
+import re
 import signal
+import socket
 import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import psutil
+
+from .errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -22,13 +30,18 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
 
 
 def _is_snakemake(proc: psutil.Process) -> bool:
+    """Whether proc runs Snakemake: its `snakemake` script, or `python [options] -m snakemake`."""
     try:
-        return any(
-            Path(part).name == "snakemake" or part.endswith("snakemake/__main__.py")
-            for part in proc.cmdline()[:3]
-        )
+        cmdline = proc.cmdline()
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
+    if any(
+        Path(part).name == "snakemake" or part.endswith("snakemake/__main__.py")
+        for part in cmdline[:3]
+    ):
+        return True
+    # The interpreter's own options come before -m (python -u -X dev -m snakemake ...).
+    return any(a == "-m" and b == "snakemake" for a, b in zip(cmdline, cmdline[1:], strict=False))
 
 
 def watch_snakemake(interval_s: float = 1.0) -> threading.Thread | None:
@@ -52,27 +65,97 @@ def watch_snakemake(interval_s: float = 1.0) -> threading.Thread | None:
     return thread
 
 
-def remove_stale_locks(workdir: str | Path) -> bool:
-    """Remove .snakemake/locks when no other Snakemake process runs in workdir on this machine: the
-    locks of a run that was killed (kill -9, power loss), which would otherwise need `--unlock`."""
+# A real run records who it is beside Snakemake's own locks (.snakemake/locks/): Snakemake removes
+# that folder when the run ends and on `snakemake --unlock`, so the record goes with the locks.
+OWNER_FILE = "deploysnake-run.json"
+_LOCK_NAME = re.compile(r"[0-9]+\.(input|output)\.lock")
+
+
+def _this_run() -> dict[str, Any]:
+    me = psutil.Process()
+    return {"pid": me.pid, "host": socket.gethostname(), "started": me.create_time()}
+
+
+def run_state(record: dict[str, Any]) -> str:
+    """ "alive", "gone" or "unknown" (another host: nothing here can prove it gone) for an owner
+    record {pid, host, started}: the same pid alone is not the run, its start time must match too
+    (a pid is reused after the process ends)."""
+    if record.get("host") != socket.gethostname():
+        return "unknown"
+    try:
+        proc = psutil.Process(int(record["pid"]))
+        started = proc.create_time()
+    except psutil.NoSuchProcess:
+        return "gone"
+    except (psutil.Error, KeyError, TypeError, ValueError):
+        return "unknown"
+    return "alive" if abs(started - float(record.get("started", -1))) < 0.01 else "gone"
+
+
+def claim_workdir(workdir: str | Path) -> str | None:
+    """Make this process (a real run's main Snakemake process, before it takes its locks) the one
+    run working in workdir; returns a line to log when it removed a gone run's locks.
+
+    Raises UserError when another run works there (alive, or on another host where it cannot be
+    proven gone): two runs in one folder would redo each other's jobs (rerun-incomplete), and the
+    first to end removes the other's locks. Locks whose run is provably gone (same host, its pid no
+    longer the process that started then) are removed; locks without a record (another tool, an
+    older version) are left to Snakemake, whose message names `--unlock`. Never call it in a dry
+    run: only a run that takes locks may remove any."""
     locks = Path(workdir) / ".snakemake" / "locks"
-    if not locks.is_dir() or not any(locks.iterdir()):
-        return False
-    me = os.getpid()
-    mine = {me} | {p.pid for p in psutil.Process(me).parents()}
-    here = Path(workdir).resolve()
-    for proc in psutil.process_iter():
-        if proc.pid in mine or not _is_snakemake(proc):
-            continue
+    record_path = locks / OWNER_FILE
+    me = _this_run()
+    removed = None
+    if record_path.exists():
         try:
-            if Path(proc.cwd()).resolve() == here:
-                return False  # a live run holds them
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    for lock in locks.iterdir():
-        lock.unlink(missing_ok=True)
-    log.warning("removed stale Snakemake locks in %s (left by a run that was killed)", locks)
-    return True
+            record = dict(json.loads(record_path.read_text()))
+        except (OSError, ValueError, TypeError):
+            record = {}
+        if record.get("pid") == me["pid"] and record.get("host") == me["host"]:
+            return None  # this process parsed the Snakefile once already
+        state = run_state(record)
+        if state != "gone":
+            when = (
+                time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(record["started"])))
+                if "started" in record
+                else "?"
+            )
+            raise UserError(
+                f"another run works in {Path(workdir).resolve()}: Snakemake pid "
+                f"{record.get('pid', '?')} on host {record.get('host', '?')}, started {when} "
+                f"({state}); two runs in one folder would redo each other's jobs. Wait for it to "
+                "end; if it is gone (e.g. its machine went down), run `snakemake --unlock` first"
+            )
+        for path in locks.iterdir():
+            if _LOCK_NAME.fullmatch(path.name) or path == record_path:
+                path.unlink(missing_ok=True)
+        removed = (
+            f"removed the Snakemake locks in {locks} left by run pid {record.get('pid')} on "
+            f"{record.get('host')}, which is gone (killed)"
+        )
+        log.warning("%s", removed)
+    locks.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(record_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        raise UserError(
+            f"another run started in {Path(workdir).resolve()} at the same moment "
+            f"({record_path}); wait for it to end"
+        ) from None
+    with os.fdopen(fd, "w") as handle:
+        json.dump(me, handle)
+    atexit.register(_release, record_path, me)
+    return removed
+
+
+def _release(record_path: Path, me: dict[str, Any]) -> None:
+    """At exit: remove this run's record if it is still there (Snakemake removes it with its locks
+    when the run ran; not when it stopped before, e.g. refused by a lock)."""
+    try:
+        if json.loads(record_path.read_text()) == me:
+            record_path.unlink()
+    except (OSError, ValueError):
+        pass
 
 
 # ---------------------------------------------------------------- the CPUs a job may really use

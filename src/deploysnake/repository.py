@@ -20,7 +20,7 @@ from typing import Any
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from . import inprocess
+from . import inprocess, modelfiles
 from . import runtime as runtime_module
 from .devices import instance_count
 from .errors import UserError
@@ -139,8 +139,11 @@ def write_repository(
     device: str,
     flavour: str,
     out_dir: str | Path,
+    link: bool = True,
 ) -> Path:
-    """Write <out_dir>/<model>_<format>/{config.pbtxt, 1/<artifact>[, 1/<runner>.py, 1/runtime.py]}."""
+    """Write <out_dir>/<model>_<format>/{config.pbtxt, 1/<artifact>[, its side files][,
+    1/<runner>.py, 1/runtime.py]}; with link, the artifact's files are hard links of results/export's
+    where the file system allows (else, and without link, copies)."""
     io = json.loads(Path(io_json).read_text())
     name = triton_model_name(model, io["format"])
     out_dir = Path(out_dir)
@@ -150,10 +153,9 @@ def write_repository(
     version.mkdir(parents=True)
     cfg = build_config(name, io, triton, device, flavour)
     (out_dir / name / "config.pbtxt").write_text(text_format.MessageToString(cfg))
-    if Path(artifact).is_dir():  # a SavedModel is a folder
-        shutil.copytree(artifact, version / io["artifact"])
-    else:
-        shutil.copyfile(artifact, version / io["artifact"])
+    # The artifact with every file it needs (an ONNX file's side files, a SavedModel's folder),
+    # hard-linked from results/export where link allows (nothing writes a served copy in place).
+    modelfiles.copy_artifact(artifact, io["format"], version / io["artifact"], link=link)
     if flavour in RUNNERS:
         # Triton's python backend loads model.py; deploysnake's backend loads its own module name.
         shutil.copyfile(

@@ -17,7 +17,6 @@ imported only where a file of theirs is read.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import logging
@@ -29,8 +28,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from . import modelfiles
 from .errors import UserError
 from .plugins import CONTRACT, Recipe, _load_module, load_recipe, validation_batches
+from .trust import check_torchscript
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,12 @@ def _triton_config(folder: Path) -> Any:
     from tritonclient.grpc import model_config_pb2 as mc
 
     path = folder / "config.pbtxt"
+    if path.is_symlink() and not modelfiles.inside(path, folder):
+        # Refused before it is read: its content is never parsed or printed.
+        raise UserError(
+            f"{path} is a symbolic link leading outside the model directory {folder}; deploysnake "
+            "reads nothing outside a model's folder: put the config.pbtxt itself there"
+        )
     if not path.is_file():
         raise UserError(
             f"{folder} is not a Triton model directory: it has no config.pbtxt (a model directory "
@@ -113,15 +120,31 @@ def _triton_kind(cfg: Any, folder: Path) -> str:
 
 
 def _triton_file(cfg: Any, folder: Path, kind: str) -> Path:
-    versions = sorted(
-        (int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()), reverse=True
-    )
+    numbered = [p for p in folder.iterdir() if p.name.isdigit() and p.is_dir()]
+    for version in numbered:
+        if not modelfiles.inside(version, folder):
+            raise UserError(
+                f"{version} is a symbolic link to {version.resolve()}, outside the model directory "
+                f"{folder}; deploysnake reads nothing outside a model's folder: put the version "
+                "folder itself there"
+            )
+    versions = sorted((int(p.name) for p in numbered), reverse=True)
     if not versions:
         raise UserError(
             f"{folder} has no version folder (1/, 2/, ...) holding the model file; Triton serves the highest one"
         )
     name = cfg.default_model_filename or DEFAULT_FILES[kind]
     path = folder / str(versions[0]) / name
+    if (
+        Path(name).is_absolute()
+        or ".." in Path(name).parts
+        or not modelfiles.inside(path, folder / str(versions[0]))
+    ):
+        raise UserError(
+            f"{folder / 'config.pbtxt'}: default_model_filename {name!r} leads outside the version "
+            f"folder {folder / str(versions[0])}; deploysnake reads nothing outside a model's "
+            "folder: give the file's plain name (e.g. model.onnx) and keep the file in the version folder"
+        )
     if not path.exists():
         raise UserError(
             f"{folder}: version {versions[0]} has no {name} (config.pbtxt's platform is {cfg.platform or cfg.backend})"
@@ -150,6 +173,30 @@ def source_file(settings: dict[str, Any]) -> Path:
         cfg = _triton_config(path)
         return _triton_file(cfg, path, _triton_kind(cfg, path))
     return path
+
+
+def source_files(settings: dict[str, Any]) -> list[Path]:
+    """Every given file the source is made of, each resolved inside the model's folder: an ONNX
+    file and its external-data side files, a SavedModel's files, a Triton model directory's
+    config.pbtxt and every file of the version folder it serves (an ONNX file there with its side
+    files), a TorchScript file. Raises UserError naming the file, tensor or link that leads outside
+    (modelfiles); nothing outside is read."""
+    key = source_key(settings)
+    if key is None:
+        raise UserError("not a source model: give one of " + ", ".join(SOURCE_KEYS))
+    given = Path(settings[key])
+    if key == "triton_model":
+        path = source_file(settings)
+        version = path.parent
+        files = [given / "config.pbtxt", *modelfiles.tree_files(version, root=version)]
+        if source_kind(settings) == "onnx":
+            modelfiles.onnx_files(path, root=version)
+        return files
+    if key == "savedmodel":
+        return modelfiles.tree_files(given)
+    if key == "onnx":
+        return modelfiles.onnx_files(given)
+    return [given]
 
 
 def config_problems(name: str, settings: dict[str, Any], project: Path) -> list[str]:
@@ -181,6 +228,8 @@ def config_problems(name: str, settings: dict[str, Any], project: Path) -> list[
     try:
         settings["framework"] = source_kind(settings)
         source_file(settings)
+        if given[0] != "onnx":  # an ONNX file's side files are checked by the model's first job
+            source_files(settings)
     except UserError as exc:
         return [f"{where}.{given[0]}: {exc}"]
     if settings["framework"] == "savedmodel" and importlib.util.find_spec("tensorflow") is None:
@@ -196,9 +245,16 @@ def config_problems(name: str, settings: dict[str, Any], project: Path) -> list[
 
 
 def rule_inputs(settings: dict[str, Any]) -> list[str]:
-    """The given files a source's first job reads: editing any of them re-runs the model's jobs."""
+    """The given files a source's first job reads (source_files: an ONNX file's side files, a
+    SavedModel's or version folder's files): editing any of them re-runs the model's jobs. Where a
+    file leads outside the model's folder, the given path alone: the first job then refuses it."""
     path = Path(settings[source_key(settings) or ""])
-    files = sorted(str(p) for p in path.rglob("*") if p.is_file()) if path.is_dir() else [str(path)]
+    try:
+        files = [str(p) for p in source_files(settings)]
+    except (UserError, OSError):
+        files = (
+            [str(path / "config.pbtxt")] if source_key(settings) == "triton_model" else [str(path)]
+        )
     return files + [str(settings[k]) for k in ("dataloader", "metrics") if settings.get(k)]
 
 
@@ -340,6 +396,7 @@ def describe(settings: dict[str, Any], name: str = "<name>") -> dict[str, Any]:
     key = source_key(settings)
     kind = source_kind(settings)
     path = source_file(settings)
+    source_files(settings)  # every file inside the model's folder, before any is read
     explicit = "batch_axis" in settings
     if key == "triton_model":
         cfg = _triton_config(Path(settings[key]))
@@ -571,20 +628,15 @@ def has_task_metric(recipe: Any) -> bool:
 # ------------------------------------------------------------------ stages
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        with open(file, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
-
-
 def write_description(name: str, settings: dict[str, Any], output: str | Path) -> dict[str, Any]:
     """The source's first job: describe its IO (UserError where ambiguous), run the given file once on
     a batch of the dataloader's (or generated) data, check the dataloader's input names and the
-    metrics' return value, and write results/checkpoint/<model>/source.json."""
+    metrics' return value, and write results/checkpoint/<model>/source.json. A TorchScript file that
+    reads or writes files is refused first (trust.check_torchscript)."""
+    if source_kind(settings) == "torchscript":
+        check_torchscript(
+            source_file(settings), bool(settings.get("allow_file_io")), f"models.{name}"
+        )
     recipe = source_recipe(settings, name)
     doc = describe(settings, name)
     batch = validation_batches(recipe, settings.get("params") or {}, 8, limit=1)[0]
@@ -613,7 +665,8 @@ def write_description(name: str, settings: dict[str, Any], output: str | Path) -
             f"{settings['metrics']}: compute() must return a non-empty dict of metric name -> number, got {metrics!r}"
         )
     doc.update(
-        sha256=_sha256(Path(doc["path"])),
+        # Over every file of the source (model, side files, version folder): new weights, new hash.
+        sha256=_source_sha256(settings),
         dataloader=settings.get("dataloader") or None,
         metrics=settings.get("metrics") or None,
         task_metric=has_task_metric(recipe),
@@ -624,6 +677,42 @@ def write_description(name: str, settings: dict[str, Any], output: str | Path) -
     if not doc["task_metric"]:
         log.info("no metrics given: outputs are compared with the source's, no task metric")
     return doc
+
+
+def _source_sha256(settings: dict[str, Any]) -> str:
+    files = source_files(settings)
+    key = source_key(settings)
+    base = Path(settings[key]) if key in ("savedmodel", "triton_model") else files[0].parent
+    return modelfiles.sha256(files, base)
+
+
+def write_description_isolated(
+    name: str, settings: dict[str, Any], output: str | Path, timeout_s: float | None = None
+) -> None:
+    """write_description in a child process, at most timeout_s seconds (default the config's
+    timeouts.first_run_s): the first run of the user's file (and plugins). Raises UserError naming
+    the file when it times out, crashes or fails."""
+    from .isolated import call
+    from .trust import timeouts
+
+    limit = timeouts()["first_run_s"] if timeout_s is None else float(timeout_s)
+    outcome = call(
+        "deploysnake.sources:write_description",
+        {"name": name, "settings": dict(settings), "output": str(output)},
+        limit,
+    )
+    if outcome.failure is None:
+        return
+    if outcome.user_error is not None:
+        raise UserError(outcome.user_error)
+    path = source_file(settings)
+    if outcome.failure.startswith("timed out"):
+        raise UserError(
+            f"the first run of {path} did not finish within {limit:g} s "
+            f"(timeouts.first_run_s): {outcome.failure}; raise timeouts.first_run_s if it is "
+            "this slow"
+        )
+    raise UserError(f"the first run of {path} failed: {outcome.failure}")
 
 
 def source_runner_of(doc: dict[str, Any]) -> Any:

@@ -14,13 +14,14 @@ os.environ.setdefault("PYTHONHASHSEED", "0")
 # The package holding the logic: importable from the venv, or from src/ (e.g. under --sdm conda).
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from deploysnake import devices
-from deploysnake.configuration import plan_formats, validate
+from deploysnake.configuration import network_problems, plan_formats, validate
 from deploysnake.errors import UserError
 from deploysnake.formats import ARTIFACTS, ONNX_VARIANTS, TENSORRT
 from deploysnake.frameworks import CHECKPOINT_NAMES
 from deploysnake.plugins import plugin_paths
-from deploysnake.processes import remove_stale_locks
+from deploysnake.processes import claim_workdir
 from deploysnake.server import locate
+from deploysnake.trust import TIMEOUTS_ENV
 from deploysnake.sources import is_source
 from deploysnake.sources import rule_inputs as source_inputs
 
@@ -30,8 +31,22 @@ except UserError as exc:
     raise WorkflowError(str(exc))
 
 if workflow.is_main_process:
-    # A run killed with kill -9 leaves its locks behind; without a live Snakemake here they are stale.
-    remove_stale_locks(Path.cwd())
+    # Once per run, on this machine: the host resolves and the pinned ports are free now.
+    problems, warnings = network_problems(config)
+    for line in warnings:
+        print(f"deploysnake: warning: {line}", file=sys.stderr)
+    if problems:
+        raise WorkflowError("invalid config:\n  " + "\n  ".join(problems))
+    # One run at a time in a folder. A real run (never a dry run, nor --unlock, which is the way
+    # out) takes the folder, removing the locks of a run that is provably gone (killed with kill -9).
+    if not workflow.output_settings.dryrun and "--unlock" not in sys.argv:
+        try:
+            claim_workdir(Path.cwd())
+        except UserError as exc:
+            raise WorkflowError(str(exc))
+
+# The time limits of the user's code, read by the jobs (deploysnake.trust.timeouts).
+os.environ[TIMEOUTS_ENV] = json.dumps(config["timeouts"])
 
 MODELS = sorted(config["models"])
 # The formats each model goes through; SKIPPED (model, format, reason) are listed in the report.
@@ -107,8 +122,27 @@ onstart:
         devices.check_available(
             DEVICES, workflow.executor_plugin.name, config["gpu_models"]
         )
+        if workflow.executor_plugin.name == "slurm":
+            # A job asking for more CPUs or memory than any node has would stay pending forever.
+            devices.check_requests(slurm_requests(workflow.dag.needrun_jobs()))
     except UserError as exc:
         raise WorkflowError(str(exc))
+
+
+def slurm_requests(jobs):
+    """What each job asks SLURM for (as the slurm executor submits it: cpus_per_task, else threads)."""
+    return [
+        devices.Request(
+            job.rule.name,
+            int(job.resources.get("cpus_per_task") or job.threads or 1),
+            int(job.resources.get("mem_mb") or 0),
+            job.resources.get("slurm_partition") or None,
+            int(job.resources.get("gpu") or 0),
+            str(job.resources.get("gpu_model") or ""),
+        )
+        for job in jobs
+        if not job.is_local
+    ]
 
 
 def device_resource(name):

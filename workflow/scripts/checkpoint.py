@@ -7,10 +7,9 @@ from deploysnake.sources import load_settings
 
 def main(sm):
     settings = sm.params.settings
-    recipe = load_settings(settings)
-    checkpoint.make_checkpoint(
-        recipe, settings["params"], settings["checkpoint"], sm.output[0], settings["framework"]
-    )
+    load_settings(settings)  # the plugins import here first: an error names its file at once
+    # Training runs in a child process, at most the config's timeouts.train_s.
+    checkpoint.make_checkpoint_isolated(settings, sm.output[0])
 
 
 job.run(snakemake, main)

@@ -1,0 +1,4 @@
+"""A test-only model plugin that never finishes importing (the import time-out must fire)."""
+
+while True:
+    pass
