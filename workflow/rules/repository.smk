@@ -24,6 +24,12 @@ rule triton_write_deploy:
         *per_model(deploy_inputs_of),
         verdicts=ALL_VERDICTS,
         code=package_file("deploy"),
+        # plan.scale instances: config.pbtxt gets the capacity plan's instance count
+        summary=(
+            ["results/summary.json"]
+            if config["plan"]["target_rps"] and config["plan"]["scale"] == "instances"
+            else []
+        ),
         accuracy=lambda w: [
             f"results/accuracy/{model}/{fmt}/{w.device}.csv"
             for model, fmt in passed_formats()
