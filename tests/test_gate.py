@@ -191,6 +191,16 @@ def test_the_ci_examples_run_the_same_commands_and_a_run_against_its_own_summary
         timeout=900,
     )
     assert done.returncode == 0, done.stderr[-5000:]
+    # nothing measured again: only the summary, the gate, the report and what reads them re-ran
+    ran = set(re.findall(r"^(?:local)?rule (\w+):", done.stdout + done.stderr, re.M))
+    assert ran <= {
+        "python_write_summary",
+        "python_compare_baseline",
+        "triton_write_deploy",
+        "altair_report",
+        "python_check_gate",
+        "all",
+    }, ran
     doc = json.loads((workdir / "results" / "gate.json").read_text())
     assert doc["status"] == gate.PASSED and doc["comparisons"] and not doc["failures"]
     assert {r["verdict"] for r in doc["comparisons"]} <= {gate.OK, gate.NOISE, gate.NOT_COMPARABLE}
@@ -337,3 +347,15 @@ def test_a_summary_that_breaks_the_schema_is_refused_naming_the_field(tmp_path: 
     path.write_text(json.dumps(bad))
     with pytest.raises(UserError, match=r"entries/0/capacity/rps"):
         summary.read(path)
+
+
+def test_an_empty_baseline_from_the_command_line_means_no_comparison() -> None:
+    from deploysnake.configuration import validate
+
+    # `--config baseline=` (the CI examples without a deployed summary) gives None
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config["baseline"] = None
+    assert validate(config)["baseline"] is None
+    config["gate"] = {"max_p99_increase": -1}
+    with pytest.raises(UserError, match="gate.max_p99_increase"):
+        validate(config)

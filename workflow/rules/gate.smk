@@ -17,7 +17,8 @@ rule python_write_summary:
     conda:
         "../../envs/report.yaml"
     params:
-        config=config,
+        # what the summary reads of the config (spreads, budgets, prices, the plan, instances)
+        config={k: config[k] for k in ("perf", "selection", "cost", "plan", "triton")},
     script:
         "../scripts/summary.py"
 
@@ -35,7 +36,7 @@ rule python_compare_baseline:
         "../../envs/report.yaml"
     params:
         gate=config["gate"],
-        baseline=config["baseline"],
+        baseline=config["baseline"] or "",
     script:
         "../scripts/gate.py"
 
