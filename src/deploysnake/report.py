@@ -1647,6 +1647,8 @@ def build_report(
             nulls_equal=True,
             maintain_order="left",
         )
+    gate_html = report_gate.gate_section(_json_or_none(gate_json), _e)
+    plan_html = report_gate.plan_section(_json_or_none(summary_json), _e)
     vl_version, bundle = _vega_bundle()
     page = _page_template().render(
         vl_version=vl_version,
@@ -1658,10 +1660,15 @@ def build_report(
         models=sections,
         open_models=OPEN_MODELS,
         packed_mb=f"{unpacked / 1e6:.1f}" if packed else None,
-        gate=Markup(
-            report_gate.gate_section(_json_or_none(gate_json), _e)
-            + report_gate.plan_section(_json_or_none(summary_json), _e)
-        ),
+        gate=Markup(gate_html + plan_html),
+        gate_links=[
+            {"id": sid, "title": title}
+            for sid, title, html_part in (
+                ("gate", "Gate", gate_html),
+                ("plan", "Capacity plan", plan_html),
+            )
+            if html_part
+        ],
         best=Markup(
             _best_section(
                 offline + online,
