@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from . import modelfiles, shapes, sources
+from . import dtypes, modelfiles, shapes, sources
 from .errors import UserError
 from .frameworks import load_state
 from .plugins import Recipe
@@ -516,7 +516,7 @@ def export(
     io["format"] = fmt
     io["artifact"] = artifact.name
     io["status"] = "ok"
-    Path(io_json).write_text(json.dumps(io, indent=2) + "\n")
+    Path(io_json).write_text(json.dumps(dtypes.with_datatypes(io), indent=2) + "\n")
     log.info("io: %s", io)
 
 
@@ -558,7 +558,7 @@ def export_from_source(
         opset = int(options.get("onnx_opset", 18))
         try:
             if doc["kind"] == "torchscript":
-                _torchscript_to_onnx(doc, artifact, opset)
+                _torchscript_to_onnx(doc, settings, artifact, opset)
             else:
                 export_onnx_from_savedmodel(source, artifact, opset)
             dynamic = {t["name"]: t["dynamic"] for t in doc["inputs"] + doc["outputs"]}
@@ -583,16 +583,18 @@ def export_from_source(
     else:
         raise UserError(f"format {fmt!r} is not made from a {doc['kind']} source")
     io.update(format=fmt, artifact=artifact.name, status="ok", source=doc["path"])
-    Path(io_json).write_text(json.dumps(io, indent=2) + "\n")
+    Path(io_json).write_text(json.dumps(dtypes.with_datatypes(io), indent=2) + "\n")
     log.info("%s of %s: %s", fmt, name, io)
     return io
 
 
-def _torchscript_to_onnx(doc: dict[str, Any], artifact: Path, opset: int) -> None:
+def _torchscript_to_onnx(
+    doc: dict[str, Any], settings: dict[str, Any], artifact: Path, opset: int
+) -> None:
     import warnings
 
     module = torch.jit.load(doc["path"], map_location="cpu").eval()
-    example = sources.generate(doc, 4, seed=0)
+    example = sources.example_data(doc, settings, 4)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(

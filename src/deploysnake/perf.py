@@ -183,7 +183,10 @@ def _entry(sample: NDArray[Any]) -> dict[str, Any]:
     """One tensor of one --input-data entry; a 0-d sample goes as [1] (dims [1], reshape [])."""
     if sample.ndim == 0:
         sample = sample.reshape(1)
-    return {"content": sample.ravel().tolist(), "shape": list(sample.shape)}
+    content = sample.ravel().tolist()
+    if sample.dtype.kind in "OS":  # a string (BYTES) tensor: JSON strings, which it sends as BYTES
+        content = [v.decode() if isinstance(v, bytes) else str(v) for v in content]
+    return {"content": content, "shape": list(sample.shape)}
 
 
 def refuse_random_integers(inputs: dict[str, NDArray[Any]]) -> None:

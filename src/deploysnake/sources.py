@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from . import modelfiles
+from . import dtypes, modelfiles
 from .errors import UserError
 from .plugins import CONTRACT, Recipe, _load_module, load_recipe, validation_batches
 from .trust import check_torchscript
@@ -57,17 +57,6 @@ TRITON_PLATFORMS = {
     "tensorflow": "savedmodel",
 }
 DEFAULT_FILES = {"onnx": "model.onnx", "torchscript": "model.pt", "savedmodel": "model.savedmodel"}
-TRITON_DTYPES = {
-    "TYPE_FP32": "float32",
-    "TYPE_FP16": "float16",
-    "TYPE_FP64": "float64",
-    "TYPE_INT64": "int64",
-    "TYPE_INT32": "int32",
-    "TYPE_INT16": "int16",
-    "TYPE_INT8": "int8",
-    "TYPE_UINT8": "uint8",
-    "TYPE_BOOL": "bool",
-}
 # A first axis whose symbolic name says it is the batch ("batch", "batch_size", "N", "unk__0" ...).
 BATCH_NAMES = re.compile(r"^(batch.*|.*_batch|n|b|bs|none|unk__\d+|)$", re.IGNORECASE)
 DESCRIPTION = "source.json"
@@ -322,15 +311,14 @@ def _dims_of_triton(cfg: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]
         out = []
         for entry in entries:
             type_name = mc.DataType.Name(entry.data_type)
-            if type_name not in TRITON_DTYPES:
+            dtype = dtypes.from_config(type_name)
+            if dtype is None:
                 raise UserError(
-                    f"config.pbtxt {kind} {entry.name!r} has data_type {type_name}, which "
-                    f"deploysnake does not serve; supported: {sorted(TRITON_DTYPES)}"
+                    f"config.pbtxt {kind} {entry.name!r} has data_type {type_name}, which is no "
+                    "tensor type: give it one of Triton's TYPE_* (TYPE_FP32, TYPE_STRING, ...)"
                 )
             dims = [None if d < 0 else int(d) for d in entry.dims]
-            out.append(
-                {"name": entry.name, "dtype": TRITON_DTYPES[type_name], "dims": ["batch", *dims]}
-            )
+            out.append({"name": entry.name, "dtype": dtype, "dims": ["batch", *dims]})
         return out
 
     return tensors(cfg.input, "input"), tensors(cfg.output, "output")
@@ -481,11 +469,12 @@ def describe(settings: dict[str, Any], name: str = "<name>") -> dict[str, Any]:
 def _torchscript_outputs(
     path: Path, doc: dict[str, Any], settings: dict[str, Any], where: str
 ) -> list[dict[str, Any]]:
-    """Run the TorchScript file once on generated inputs: its outputs' dtypes and dims."""
+    """Run the TorchScript file once on the dataloader's (or generated) inputs: its outputs' dtypes
+    and dims."""
     from .runtime import ArtifactRuntime
 
     runtime = ArtifactRuntime(path, "torchscript", [t["name"] for t in doc["inputs"]], [])
-    example = generate(doc, 2, seed=0)
+    example = example_data(doc, settings, 2)
     torch = runtime._torch
     with torch.inference_mode():
         out: Any = runtime._module(*(torch.from_numpy(example[t["name"]]) for t in doc["inputs"]))
@@ -587,7 +576,35 @@ def _no_metrics() -> ModuleType:
     return module
 
 
-def _model_module(doc: dict[str, Any]) -> ModuleType:
+def dataloader_examples(
+    dataloader: ModuleType, params: dict[str, Any], size: int
+) -> dict[str, NDArray[Any]]:
+    """`size` rows of the dataloader's validation split (its first batch of that size, rows taken
+    in turn again where it holds fewer): the user's data for every step that runs the model before
+    correctness (the first run, the batch-axis probe, an exporter's example)."""
+    first = next(iter(dataloader.batches("validation", size, params)), None)
+    if first is None:
+        raise UserError(f"dataloader {dataloader.__file__} yields no validation batches")
+    out = {}
+    for name, value in first["inputs"].items():
+        array = np.asarray(value)
+        rows = np.arange(size) % max(1, len(array))
+        out[name] = np.ascontiguousarray(array[rows])
+    return out
+
+
+def example_data(
+    doc: dict[str, Any], settings: dict[str, Any], size: int
+) -> dict[str, NDArray[Any]]:
+    """`size` rows for a run of the source file: from the config's dataloader
+    (models.<name>.dataloader) where given, else generated from the description (generate)."""
+    if settings.get("dataloader"):
+        dataloader = _load_module(Path(settings["dataloader"]), "dataloader")
+        return dataloader_examples(dataloader, settings.get("params") or {}, size)
+    return generate(doc, size, seed=0)
+
+
+def _model_module(doc: dict[str, Any], dataloader: ModuleType | None = None) -> ModuleType:
     module = ModuleType("deploysnake_source_model")
     module.__file__ = doc["path"]
     module.INPUT_NAMES = [t["name"] for t in doc["inputs"]]  # type: ignore[attr-defined]
@@ -597,22 +614,29 @@ def _model_module(doc: dict[str, Any]) -> ModuleType:
         for t in doc["inputs"] + doc["outputs"]
         if t["dynamic"]
     }
-    module.example_inputs = lambda size: generate(doc, size, seed=0)  # type: ignore[attr-defined]
+    params = doc.get("params") or {}
+    module.example_inputs = (  # type: ignore[attr-defined]
+        (lambda size: dataloader_examples(dataloader, params, size))
+        if dataloader is not None
+        else (lambda size: generate(doc, size, seed=0))
+    )
     return module
 
 
 def source_recipe(settings: dict[str, Any], name: str = "<name>") -> Recipe:
-    """A Recipe (plugins.Recipe) for a source model: its model module describes the file's IO; the
+    """A Recipe (plugins.Recipe) for a source model: its model module describes the file's IO, its
+    example_inputs are the given dataloader's rows (generated data only where none is given); the
     dataloader and metrics are the given files, or generated data and no task metric."""
     doc = describe(settings, name)
+    dataloader = (
+        _load_module(Path(settings["dataloader"]), "dataloader")
+        if settings.get("dataloader")
+        else None
+    )
     return Recipe(
         folder=Path(settings.get("dataloader") or doc["path"]).parent,
-        model=_model_module(doc),
-        dataloader=(
-            _load_module(Path(settings["dataloader"]), "dataloader")
-            if settings.get("dataloader")
-            else _generated_dataloader(doc)
-        ),
+        model=_model_module({**doc, "params": settings.get("params") or {}}, dataloader),
+        dataloader=dataloader or _generated_dataloader(doc),
         metrics=(
             _load_module(Path(settings["metrics"]), "metrics")
             if settings.get("metrics")
@@ -650,6 +674,9 @@ def write_description(name: str, settings: dict[str, Any], output: str | Path) -
     try:
         runner = source_runner_of(doc)
     except Exception as exc:  # each runtime raises its own types for a file it cannot load
+        missing = missing_locale_error(doc, exc)
+        if missing is not None:
+            raise missing from exc
         raise UserError(
             f"{doc['path']} cannot be loaded by the runtime that serves {doc['format']}: "
             f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:500]}"
@@ -713,6 +740,32 @@ def write_description_isolated(
             "this slow"
         )
     raise UserError(f"the first run of {path} failed: {outcome.failure}")
+
+
+# ONNX Runtime's message where a StringNormalizer's locale is not installed (string_normalizer.cc).
+LOCALE_FAILURE = re.compile(r"Failed to construct locale with name:\s*([^\s:]+)")
+
+
+def missing_locale_error(doc: dict[str, Any], exc: BaseException) -> UserError | None:
+    """The refusal of an ONNX file whose StringNormalizer node needs a locale this machine lacks
+    (ONNX Runtime builds the node's `locale`, en_US.UTF-8 where it names none, when the session is
+    created): names the node, the locale and both ways out. None for any other failure."""
+    found = LOCALE_FAILURE.search(str(exc))
+    if found is None or doc.get("format") != "onnx":
+        return None
+    import onnx
+
+    locale = found.group(1)
+    graph = onnx.load(doc["path"], load_external_data=False).graph
+    nodes = [n.name or n.output[0] for n in graph.node if n.op_type == "StringNormalizer"]
+    named = ", ".join(repr(n) for n in nodes) or "a StringNormalizer node"
+    return UserError(
+        f"{doc['path']}: its StringNormalizer node {named} needs the {locale} locale, which this "
+        f"machine does not have (ONNX Runtime cannot create the session): install the {locale} "
+        "locale on every machine that runs or serves the model (Debian: locales package, "
+        f"locale-gen {locale}), or convert the model again with skl2onnx's locale option "
+        "(options={id(vectorizer): {'locale': 'C'}}) so the node needs none"
+    )
 
 
 def source_runner_of(doc: dict[str, Any]) -> Any:
