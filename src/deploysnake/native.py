@@ -55,8 +55,9 @@ def _decoded(value: dict[str, Any], dtype: np.dtype[Any]) -> NDArray[Any]:
     BYTES tensor) or its "b64" (the raw little-endian bytes, base64), reshaped to its "shape"."""
     if "b64" in value:
         array = np.frombuffer(base64.b64decode(value["b64"]), dtype)
-    elif dtype.kind == "O":  # strings: perf_analyzer sends their UTF-8 bytes
-        array = np.array([str(v).encode() for v in value["content"]], dtype=object)
+    elif dtype.kind == "O":  # strings, as the dataloader gave them
+        array = np.empty(len(value["content"]), dtype=object)
+        array[:] = [str(v) for v in value["content"]]
     else:
         array = np.asarray(value["content"], dtype=dtype)
     return array.reshape(value["shape"])

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from numpy.typing import NDArray
 
 # Set by every measuring job (deploysnake.processes.size_thread_pools) to the CPUs it may use.
@@ -28,6 +29,21 @@ def runtime_threads(setting: int, instances: int = 1) -> int:
     """Explicit runtime threads per instance: `setting` when > 0; 0 (the runtime's default) becomes
     the job's CPUs shared among the instances, at least 1 (as deploysnake.processes does)."""
     return int(setting) if int(setting) > 0 else max(1, job_cpus() // max(1, int(instances)))
+
+
+def _text(array: NDArray[Any]) -> NDArray[Any]:
+    """A string tensor as ONNX Runtime reads it: an object array of str. Triton's BYTES arrive as
+    bytes, which ONNX Runtime would turn into their repr ("b'text'"); they are decoded as UTF-8
+    (bytes that are no UTF-8 kept as surrogate escapes). Other arrays are returned as given."""
+    if getattr(array, "dtype", None) is None or array.dtype.kind not in "OS":
+        return array
+    flat = [
+        v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else v
+        for v in array.ravel().tolist()
+    ]
+    out = np.empty(len(flat), dtype=object)
+    out[:] = flat
+    return out.reshape(array.shape)
 
 
 class ArtifactRuntime:
@@ -130,6 +146,7 @@ class ArtifactRuntime:
         ]
 
     def _run_onnx(self, inputs: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
+        inputs = {n: _text(a) for n, a in inputs.items()}
         outputs = self._session.run(self.output_names, inputs)
         return dict(zip(self.output_names, outputs, strict=True))
 

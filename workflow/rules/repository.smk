@@ -3,7 +3,7 @@ rule triton_write_repository:
         artifact=artifact,
         io="results/export/{model}/{format}/io.json",
         tuned=tuned_config,
-        code=[package_file(m) for m in ("repository", "shapes")],
+        code=[package_file(m) for m in ("repository", "shapes", "dtypes")],
         runner=runner_files(),
     output:
         directory("results/repository/{model}/{format}/{device}"),
