@@ -17,10 +17,12 @@ imported only where a file of theirs is read.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -672,7 +674,8 @@ def write_description(name: str, settings: dict[str, Any], output: str | Path) -
                 f"{got.dtype}, but {doc['path']} takes {tensor['dtype']}"
             )
     try:
-        runner = source_runner_of(doc)
+        with _quiet_onnxruntime(doc):
+            runner = source_runner_of(doc)
     except Exception as exc:  # each runtime raises its own types for a file it cannot load
         missing = missing_locale_error(doc, exc)
         if missing is not None:
@@ -766,6 +769,23 @@ def missing_locale_error(doc: dict[str, Any], exc: BaseException) -> UserError |
         f"locale-gen {locale}), or convert the model again with skl2onnx's locale option "
         "(options={id(vectorizer): {'locale': 'C'}}) so the node needs none"
     )
+
+
+@contextlib.contextmanager
+def _quiet_onnxruntime(doc: dict[str, Any]) -> Iterator[None]:
+    """ONNX Runtime's own logger off while the file is first loaded: a session that cannot be
+    created also prints its exception (multi-line, in colour) before raising it, and the first job
+    says what went wrong in one sentence instead. Its default severity (warning) is set again."""
+    if doc.get("format") != "onnx":
+        yield
+        return
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(4)  # fatal only
+    try:
+        yield
+    finally:
+        ort.set_default_logger_severity(2)
 
 
 def source_runner_of(doc: dict[str, Any]) -> Any:
