@@ -14,7 +14,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from deploysnake import dtypes, floor, repository, server
+from deploysnake import dtypes, floor, perf, repository, server
 from deploysnake.accuracy import infer_served
 from deploysnake.errors import UserError
 from deploysnake.runtime import ArtifactRuntime
@@ -177,6 +177,13 @@ def test_every_dtype_round_trips_through_the_server(
                     np.testing.assert_array_equal(got[t["name"]], want[t["name"]])
             if name == "strings_in":
                 assert served[0]["is_hello"].any() or not (batches[0]["text"] == "hello").any()
+        # Shared-memory output regions are sized from what the server returns, strings included.
+        texts = ["hello", "héllo wörld " * 30, ""]
+        data = {"data": [{"text": {"content": [t], "shape": [1]}} for t in texts]}
+        (tmp_path / "input.json").write_text(json.dumps(data, ensure_ascii=False))
+        io = models["strings_out"][1]
+        got = perf.measured_output_bytes(running, "strings_out_onnx", io, tmp_path / "input.json")
+        assert got == max(4 + len(t.encode()) for t in texts)
     log = (tmp_path / "server.log").read_text()
     assert ("deploysnake backend: Python runner in the server process" in log) == (
         flavour == "inprocess"
