@@ -1,6 +1,6 @@
 """Every Triton data type through the real tritonserver and both bundled runners (issue 30 item 1):
 string (BYTES, length-prefixed on the wire) inputs and outputs, integers of every width, bool,
-float16; 80 inputs and outputs; the config's TYPE_* from the library maps. Small ONNX graphs written here."""
+float16, bfloat16; 80 inputs and outputs; the config's TYPE_* from the library maps. Small ONNX graphs written here."""
 
 from __future__ import annotations
 
@@ -89,6 +89,19 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, di
         [("echo", "object", [1])],
     )
     found["strings_out"] = (path, io)
+    # bfloat16 in and out (ONNX Runtime's numpy interface has none: the runtime goes through
+    # OrtValues), beside a float32 computed from it.
+    path = out / "bf16.onnx"
+    io = _write(
+        path,
+        [("x", "bfloat16", [2])],
+        [
+            helper.make_node("Identity", ["x"], ["y"]),
+            helper.make_node("Cast", ["x"], ["f"], to=TensorProto.FLOAT),
+        ],
+        [("y", "bfloat16", [2]), ("f", "float32", [2])],
+    )
+    found["bf16"] = (path, io)
     # More tensors than the in-process backend once held (64): no limit of ours.
     wide = [(f"w{k}", "float32", [1]) for k in range(80)]
     path = out / "wide.onnx"
@@ -147,7 +160,10 @@ def test_every_dtype_round_trips_through_the_server(
         repo.mkdir(exist_ok=True)
         model_dir.rename(repo / model_dir.name)
         text = (repo / model_dir.name / "config.pbtxt").read_text()
-        assert name == "wide" or 'name: "text"\n  data_type: TYPE_STRING\n  dims: 1' in text, text
+        if name.startswith("strings"):
+            assert 'name: "text"\n  data_type: TYPE_STRING\n  dims: 1' in text, text
+        if name == "bf16":
+            assert 'name: "x"\n  data_type: TYPE_BF16\n' in text, text
     assert (repo / "strings_out_onnx" / "1" / "model.py").exists()  # the python runner
     runner = "deploysnake" if flavour == "inprocess" else "python"
     binary = server.locate("bundled", runner)

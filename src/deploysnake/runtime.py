@@ -80,6 +80,10 @@ class ArtifactRuntime:
             self._session = ort.InferenceSession(
                 artifact, options, providers=self._onnx_providers(ort, fmt, device)
             )
+            self._bfloat16 = any(
+                t.type == "tensor(bfloat16)"
+                for t in [*self._session.get_inputs(), *self._session.get_outputs()]
+            )
             given = self._session.get_session_options()
             self.settings = {
                 "runtime": f"onnxruntime {ort.__version__}",
@@ -147,8 +151,40 @@ class ArtifactRuntime:
 
     def _run_onnx(self, inputs: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
         inputs = {n: _text(a) for n, a in inputs.items()}
+        if self._bfloat16:
+            return self._run_onnx_values(inputs)
         outputs = self._session.run(self.output_names, inputs)
         return dict(zip(self.output_names, outputs, strict=True))
+
+    def _run_onnx_values(self, inputs: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
+        """A run with bfloat16 tensors, which ONNX Runtime's numpy interface refuses ("Numpy_type
+        256 can't be converted"): bfloat16 arrays (ml_dtypes) go in as OrtValues of their raw 16-bit
+        words, bfloat16 outputs are copied out of their OrtValues' memory the same way."""
+        import ctypes
+
+        import ml_dtypes
+        import onnxruntime as ort
+
+        bf16 = 16  # onnx.TensorProto.BFLOAT16
+        feeds = {
+            n: ort.OrtValue.ortvalue_from_numpy_with_onnx_type(
+                np.ascontiguousarray(a).view(np.uint16), bf16
+            )
+            if a.dtype == np.dtype(ml_dtypes.bfloat16)
+            else ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(a))
+            for n, a in inputs.items()
+        }
+        values = self._session.run_with_ort_values(self.output_names, feeds)
+        out = {}
+        for name, value in zip(self.output_names, values, strict=True):
+            if value.data_type() == "tensor(bfloat16)":
+                shape = [int(d) for d in value.shape()]
+                words = (ctypes.c_uint16 * int(np.prod(shape))).from_address(value.data_ptr())
+                array = np.frombuffer(memoryview(words), np.uint16).copy().reshape(shape)
+                out[name] = array.view(ml_dtypes.bfloat16)
+            else:
+                out[name] = value.numpy()
+        return out
 
     def _run_torchscript(self, inputs: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
         torch = self._torch

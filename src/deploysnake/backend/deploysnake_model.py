@@ -30,6 +30,12 @@ def config_dtype(type_name: str) -> Any:
     return np.dtype(triton_to_np_dtype(wire))
 
 
+def _words(array: NDArray[Any]) -> NDArray[Any]:
+    """bfloat16 (ml_dtypes, a dtype numpy does not export through the buffer protocol) as its raw
+    16-bit words, the bytes Triton sends as BF16; every other array as it is."""
+    return array.view(np.uint16) if array.dtype.name == "bfloat16" else array
+
+
 class TritonModel:
     def __init__(self, model_config: str, version_dir: str, device: str) -> None:
         config = json.loads(model_config)
@@ -66,7 +72,7 @@ class TritonModel:
         out = self.runtime(batch)
         # Triton sends the bytes as the config's type: cast where the runtime returned another.
         return [
-            np.ascontiguousarray(self._served(name, out[name]), dtype=dtype)
+            _words(np.ascontiguousarray(self._served(name, out[name]), dtype=dtype))
             for name, dtype in self.outputs
         ]
 
