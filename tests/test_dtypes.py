@@ -226,3 +226,35 @@ def test_floor_serves_strings(
         tmp_path / "a.onnx", "onnx", names, [t["name"] for t in models["strings_in"][1]["outputs"]]
     )(feed)
     assert out["y_uint16"].dtype == np.uint16 and out["y_uint16"].shape == (2, 2)
+
+
+def test_string_inputs_need_their_data(
+    models: dict[str, tuple[Path, dict[str, Any]]], tmp_path: Path
+) -> None:
+    """Strings cannot be generated: without a dataloader the first job says so; a dataloader that
+    yields numpy's fixed-width str instead of an object array is told what to yield."""
+    from deploysnake import sources
+
+    path, _ = models["strings_out"]
+    with pytest.raises(UserError, match="input 'text' is a string tensor and no dataloader"):
+        sources.write_description("echo", {"onnx": str(path)}, tmp_path / "a.json")
+    loader = tmp_path / "dataloader.py"
+    loader.write_text(
+        "import numpy as np\n"
+        "def batches(split, batch_size, params):\n"
+        "    yield {'ids': np.arange(2), 'inputs': {'text': np.array([['a'], ['b']])},"
+        " 'labels': np.zeros(2)}\n"
+    )
+    with pytest.raises(UserError, match=r"is <U1, but .* takes strings: yield an object array"):
+        sources.write_description(
+            "echo", {"onnx": str(path), "dataloader": str(loader)}, tmp_path / "b.json"
+        )
+    loader.write_text(
+        loader.read_text().replace(
+            "np.array([['a'], ['b']])", "np.array([['a'], ['b']], dtype=object)"
+        )
+    )
+    doc = sources.write_description(
+        "echo", {"onnx": str(path), "dataloader": str(loader)}, tmp_path / "c.json"
+    )
+    assert doc["inputs"][0]["dtype"] == "object"

@@ -533,6 +533,12 @@ def generate(doc: dict[str, Any], samples: int, seed: int) -> dict[str, NDArray[
             )
         shape = [samples, *tensor["shape"]]
         low, high = tensor.get("low"), tensor.get("high")
+        if dtypes.is_string(dtype):
+            raise UserError(
+                f"input {name!r} is a string tensor and no dataloader gives its data: strings "
+                f"cannot be made up; set {where}.dataloader to a file whose batches() yields "
+                "object arrays of str for it"
+            )
         if dtype.kind == "b":
             out[name] = rng.integers(0, 2, shape).astype(bool)
         elif dtype.kind in "iu":
@@ -669,9 +675,15 @@ def write_description(name: str, settings: dict[str, Any], output: str | Path) -
     for tensor in doc["inputs"]:
         got = np.asarray(batch["inputs"][tensor["name"]])
         if str(got.dtype) != tensor["dtype"]:
+            strings = dtypes.is_string(tensor["dtype"])
             raise UserError(
                 f"{settings.get('dataloader') or 'generated data'}: input {tensor['name']!r} is "
-                f"{got.dtype}, but {doc['path']} takes {tensor['dtype']}"
+                f"{got.dtype}, but {doc['path']} takes "
+                + (
+                    "strings: yield an object array of str (np.array(texts, dtype=object))"
+                    if strings
+                    else tensor["dtype"]
+                )
             )
     try:
         with _quiet_onnxruntime(doc):
