@@ -102,6 +102,10 @@ class ArtifactRuntime:
             }
             self._torch = torch
             self._module = torch.jit.load(artifact, map_location=device).eval()
+            # A single Dict[str, Tensor] argument is bound by key to the input names, as Triton's
+            # PyTorch backend does; otherwise one tensor per argument, in order.
+            arguments = self._module.forward.schema.arguments[1:]
+            self._dict_input = len(arguments) == 1 and str(arguments[0].type).startswith("Dict[")
             self._run = self._run_torchscript
         elif fmt == "savedmodel":
             import tensorflow as tf
@@ -186,18 +190,33 @@ class ArtifactRuntime:
                 out[name] = value.numpy()
         return out
 
-    def _run_torchscript(self, inputs: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
+    def _call_torchscript(self, inputs: dict[str, NDArray[Any]]) -> Any:
         torch = self._torch
+        # from_numpy shares memory: no copy on the way in.
+        tensors = {n: torch.from_numpy(inputs[n]).to(self.device) for n in self.input_names}
         with torch.inference_mode():
-            # from_numpy shares memory: no copy on the way in.
-            out: Any = self._module(
-                *(torch.from_numpy(inputs[n]).to(self.device) for n in self.input_names)
-            )
-        if isinstance(out, torch.Tensor):
-            out = (out,)
-        elif isinstance(out, dict):  # a scripted model's dict: matched by name
+            if self._dict_input:
+                return self._module(tensors)
+            return self._module(*tensors.values())
+
+    def _flatten(self, out: Any) -> list[Any]:
+        """A tensor, or a tuple/list nesting tensors, as its tensors depth-first."""
+        if isinstance(out, self._torch.Tensor):
+            return [out]
+        if isinstance(out, dict):
+            return [t for v in out.values() for t in self._flatten(v)]
+        return [t for item in out for t in self._flatten(item)]
+
+    def run_flat(self, inputs: dict[str, NDArray[Any]]) -> list[NDArray[Any]]:
+        """TorchScript: every tensor forward() returns, depth-first through nested tuples."""
+        return [t.cpu().numpy() for t in self._flatten(self._call_torchscript(inputs))]
+
+    def _run_torchscript(self, inputs: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
+        out = self._call_torchscript(inputs)
+        if isinstance(out, dict):  # a scripted model's dict: matched by name
             out = tuple(out[n] for n in self.output_names)
-        return {n: t.cpu().numpy() for n, t in zip(self.output_names, out, strict=True)}
+        flat = self._flatten(out)
+        return {n: t.cpu().numpy() for n, t in zip(self.output_names, flat, strict=True)}
 
     def describe(self) -> str:
         """One line for logs: the runtime and the thread settings it holds ("onnxruntime 1.x
