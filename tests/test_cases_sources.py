@@ -348,6 +348,11 @@ def workflow_run(
             targets += [f"results/{t.format(m=name)}" for t in THROUGH[(case, config)]]
         else:
             targets.append(f"results/checkpoint/{name}/source.json")
+    # A file that is not ONNX: planned (config validation, the first job's inputs) and refused by
+    # the first job in one sentence.
+    (workdir / "not_onnx.onnx").write_text("id,label\n1,cat\n")
+    models["not_onnx"] = {"onnx": str(workdir / "not_onnx.onnx")}
+    targets.append("results/checkpoint/not_onnx/source.json")
     (workdir / "run.yaml").write_text(yaml.safe_dump({**RUN_CONFIG, "models": models}))
     done = snakemake(
         *targets,
@@ -415,6 +420,11 @@ def test_cases_through_the_workflow(
         assert "Traceback" not in log
         assert re.search(r"deploysnake \[python_describe_source\]: " + pattern, console)
         assert not (workdir / f"results/checkpoint/{names[key]}/source.json").exists()
+    assert re.search(
+        r"deploysnake \[python_describe_source\]: error: \S*not_onnx\.onnx cannot be read as an "
+        r"ONNX file \(DecodeError",
+        console,
+    ), console[-3000:]
 
 
 @needs_cases

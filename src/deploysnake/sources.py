@@ -255,6 +255,8 @@ def config_problems(name: str, settings: dict[str, Any], project: Path) -> list[
             source_files(settings)
     except UserError as exc:
         return [f"{where}.{given[0]}: {exc}"]
+    except Exception:  # a file that is not ONNX: the model's first job says so
+        pass
     if settings["framework"] == "savedmodel" and importlib.util.find_spec("tensorflow") is None:
         problems.append(
             f"{where}: a SavedModel source needs TensorFlow (and tf2onnx for its ONNX): pip install -e '.[tf]'"
@@ -274,7 +276,9 @@ def rule_inputs(settings: dict[str, Any]) -> list[str]:
     path = Path(settings[source_key(settings) or ""])
     try:
         files = [str(p) for p in source_files(settings)]
-    except (UserError, OSError):
+    except (
+        Exception
+    ):  # refused (UserError), unreadable, not ONNX (DecodeError): the first job says why
         config = path / "config.pbtxt"
         triton = source_key(settings) == "triton_model" and (config.exists() or config.is_symlink())
         files = [str(config)] if triton else [str(path)]
@@ -284,7 +288,9 @@ def rule_inputs(settings: dict[str, Any]) -> list[str]:
 # ------------------------------------------------------------------ IO description
 
 
-def _dims_of_onnx(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _read_onnx(path: Path) -> Any:
+    """The ONNX file's model proto without its external data; a file that is not ONNX, cut short or
+    without a graph as one UserError naming the file."""
     import onnx
 
     try:
@@ -299,6 +305,13 @@ def _dims_of_onnx(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]
             f"{path} is not an ONNX model (it parses, but holds no IR version or no graph outputs); "
             "give the .onnx file an exporter wrote (torch.onnx.export, skl2onnx, tf2onnx)"
         )
+    return model
+
+
+def _dims_of_onnx(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    import onnx
+
+    model = _read_onnx(path)
     graph = model.graph
     initializers = {i.name for i in graph.initializer}
 
@@ -635,6 +648,8 @@ def describe(settings: dict[str, Any], name: str = "<name>") -> dict[str, Any]:
     key = source_key(settings)
     kind = source_kind(settings)
     path = source_file(settings)
+    if kind == "onnx":  # a file that is not ONNX: one sentence, before its side files are sought
+        _read_onnx(path)
     source_files(settings)  # every file inside the model's folder, before any is read
     explicit = "batch_axis" in settings
     if key == "triton_model":
