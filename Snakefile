@@ -46,9 +46,12 @@ include: "workflow/rules/capacity.smk"
 include: "workflow/rules/tuning.smk"
 include: "workflow/rules/native.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/gate.smk"
 
 
 rule all:
     default_target: True
     input:
         "results/report.html",
+        # fails the run, after the report, when the gate against config baseline failed
+        "results/gate/passed.txt",

@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -42,6 +43,17 @@ needs_cases = pytest.mark.skipif(
     reason=f"the shared cases are not at {CASES} (shared/ beside the clone, or set "
     "DEPLOYSNAKE_CASES)",
 )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def summaries_follow_their_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every results/summary.json a test's workflow run wrote is checked against the summary's
+    schema (src/deploysnake/summary.schema.json) once the session ends."""
+    yield
+    from deploysnake import summary
+
+    for path in tmp_path_factory.getbasetemp().glob("**/results/summary.json"):
+        summary.read(path)  # UserError naming the file and field
 
 
 @pytest.fixture(scope="session")

@@ -70,7 +70,13 @@ def test_keras_model_end_to_end(tmp_path: Path) -> None:
     ).exists()
     onnx_io = json.loads((results / "export" / "kdigits" / "onnx" / "io.json").read_text())
     assert onnx_io["inputs"] == [
-        {"name": "image", "dtype": "float32", "dims": [-1, 8, 8, 1], "batch_axis": 0}
+        {
+            "name": "image",
+            "dtype": "float32",
+            "dims": [-1, 8, 8, 1],
+            "batch_axis": 0,
+            "datatype": "FP32",
+        }
     ]
     assert [t["name"] for t in onnx_io["outputs"]] == ["logits"]
     for fmt in ("savedmodel", "onnx"):

@@ -81,6 +81,8 @@ def test_a_perf_setting_reruns_only_perf_and_report(project: Path) -> None:
         "perf_analyzer_offline": 2,
         "perf_analyzer_online": 2,
         "runtime_native_baseline": 2,
+        "python_write_summary": 1,
+        "python_compare_baseline": 1,
         "altair_report": 1,
     }
 

@@ -307,11 +307,13 @@ def test_io_is_read_from_the_file_or_the_config(workdir: Path) -> None:
         return json.loads((results / "export" / model / fmt / "io.json").read_text())
 
     assert io("digits_dir", "onnx")["inputs"] == [
-        {"name": "image", "dtype": "float32", "dims": [-1, 1, 8, 8]}
+        {"name": "image", "dtype": "float32", "dims": [-1, 1, 8, 8], "datatype": "FP32"}
     ]
-    assert io("bag", "onnx")["inputs"] == [{"name": "item_ids", "dtype": "int64", "dims": [-1, 5]}]
+    assert io("bag", "onnx")["inputs"] == [
+        {"name": "item_ids", "dtype": "int64", "dims": [-1, 5], "datatype": "INT64"}
+    ]
     assert io("scripted", "torchscript")["outputs"] == [
-        {"name": "scores", "dtype": "float32", "dims": [-1, 3]}
+        {"name": "scores", "dtype": "float32", "dims": [-1, 3], "datatype": "FP32"}
     ]
     for model, fmt in (("scripted", "onnx"), ("saved", "onnx"), ("saved", "savedmodel")):
         assert io(model, fmt)["status"] == "ok", io(model, fmt)

@@ -57,10 +57,22 @@ def test_export_describes_io_and_passes_correctness(
 ) -> None:
     io = json.loads(exported[f"{fmt}/io"].read_text())
     assert io["inputs"] == [
-        {"name": "image", "dtype": "float32", "dims": [-1, 1, 8, 8], "batch_axis": 0}
+        {
+            "name": "image",
+            "dtype": "float32",
+            "dims": [-1, 1, 8, 8],
+            "batch_axis": 0,
+            "datatype": "FP32",
+        }
     ]
     assert io["outputs"] == [
-        {"name": "logits", "dtype": "float32", "dims": [-1, 10], "batch_axis": 0}
+        {
+            "name": "logits",
+            "dtype": "float32",
+            "dims": [-1, 10],
+            "batch_axis": 0,
+            "datatype": "FP32",
+        }
     ]
     tolerances = {**TOLERANCE, "formats": FORMAT_TOLERANCE}
     verdict = correctness.check(

@@ -224,6 +224,8 @@ def test_changing_online_concurrency_reruns_only_online_perf_and_report(workdir:
     )
     assert planned_jobs(done.stdout) == {
         "perf_analyzer_online": len(FORMATS),
+        "python_write_summary": 1,
+        "python_compare_baseline": 1,
         "altair_report": 1,
     }, done.stdout[-3000:]
 

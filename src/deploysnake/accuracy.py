@@ -14,13 +14,28 @@ import tritonclient.grpc as grpcclient
 from numpy.typing import NDArray
 from tritonclient.utils import np_to_triton_dtype
 
-from . import shapes
+from . import dtypes, shapes
 from .frameworks import source_model
 from .plugins import Recipe, pad_concat, validation_batches
 from .runtime import ArtifactRuntime
 from .server import TritonServer
 
 log = logging.getLogger(__name__)
+
+
+def _as_str(array: NDArray[Any]) -> NDArray[Any]:
+    """A BYTES output as the runtimes give strings (object arrays of str): tritonclient returns the
+    elements as bytes; UTF-8 text is decoded, other bytes are kept as bytes."""
+    if array.dtype != np.dtype(object):
+        return array
+
+    def text(value: Any) -> Any:
+        try:
+            return value.decode() if isinstance(value, bytes) else value
+        except UnicodeDecodeError:
+            return value
+
+    return np.vectorize(text, otypes=[object])(array) if array.size else array
 
 
 def infer_served(
@@ -48,7 +63,7 @@ def infer_served(
             requests.append(item)
         result = client.infer(model_name, requests, client_timeout=timeout_s)
         return {
-            t["name"]: shapes.from_served(result.as_numpy(t["name"]), t, max_batch_size)
+            t["name"]: shapes.from_served(_as_str(result.as_numpy(t["name"])), t, max_batch_size)
             for t in io["outputs"]
         }
     finally:
@@ -62,10 +77,18 @@ NO_TASK_METRIC = "no task metric given: max abs diff vs source"
 def _max_abs_diff(
     got: dict[str, NDArray[Any]], reference: dict[str, NDArray[Any]], names: list[str]
 ) -> float:
-    """The largest absolute difference over every output (float64), 0.0 for identical outputs."""
+    """The largest absolute difference over every output (float64), 0.0 for identical outputs; a
+    string output counts 0.0 where every string is equal, else inf."""
     return max(
-        float(
-            np.max(np.abs(got[n].astype(np.float64) - reference[n].astype(np.float64)), initial=0.0)
+        (
+            (0.0 if np.array_equal(got[n].astype(str), reference[n].astype(str)) else float("inf"))
+            if dtypes.is_string(got[n].dtype) or dtypes.is_string(reference[n].dtype)
+            else float(
+                np.max(
+                    np.abs(got[n].astype(np.float64) - reference[n].astype(np.float64)),
+                    initial=0.0,
+                )
+            )
         )
         for n in names
     )

@@ -32,13 +32,22 @@ def tolerance(settings: dict[str, Any], fmt: str, output: str) -> tuple[float, f
 def compare(
     reference: NDArray[Any], candidate: NDArray[Any], atol: float, rtol: float
 ) -> dict[str, Any]:
-    """numpy.allclose semantics, plus the worst absolute and relative errors so a failure says how far off."""
+    """numpy.allclose semantics, plus the worst absolute and relative errors so a failure says how far off.
+    String tensors (object/str/bytes arrays) pass where every string is equal (errors 0, else inf)."""
     if reference.shape != candidate.shape:
         return {
             "passed": False,
             "max_abs_err": float("inf"),
             "max_rel_err": float("inf"),
             "reason": f"shape {candidate.shape} != source {reference.shape}",
+        }
+    if reference.dtype.kind in "OSU" or candidate.dtype.kind in "OSU":  # strings: equal or not
+        unequal = int(np.count_nonzero(reference.astype(str) != candidate.astype(str)))
+        return {
+            "passed": unequal == 0,
+            "max_abs_err": 0.0 if unequal == 0 else float("inf"),
+            "max_rel_err": 0.0 if unequal == 0 else float("inf"),
+            **({"reason": f"{unequal} string(s) differ"} if unequal else {}),
         }
     ref = reference.astype(np.float64)
     cand = candidate.astype(np.float64)

@@ -8,6 +8,7 @@ import gzip
 import json
 import logging
 import tarfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +24,23 @@ def write_deploy(
     device: str,
     out_dir: str | Path,
     archive: str | Path,
+    instances: Mapping[tuple[str, str], int] | None = None,
 ) -> list[str]:
-    """models: [{"model", "format", "artifact", "io"}] of the formats that passed; returns the Triton model names."""
+    """models: [{"model", "format", "artifact", "io"}] of the formats that passed; returns the Triton
+    model names. instances: (model, format) -> the instance count the capacity plan asks for
+    (plan.scale instances; summary.planned_instances), replacing the configured or tuned count."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = []
     for entry in models:
         # A tuned format is deployed with the configuration its search chose.
         settings = chosen_triton(entry["tuned"]) if entry.get("tuned") else triton
+        planned = (instances or {}).get((entry["model"], entry["format"]))
+        if planned:
+            settings = {**settings, "instances": {**settings["instances"], device: planned}}
+            log.info(
+                "%s/%s: %d instances (the capacity plan)", entry["model"], entry["format"], planned
+            )
         model_dir = write_repository(
             entry["model"],
             entry["artifact"],

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from . import modelfiles, shapes, sources
+from . import dtypes, modelfiles, shapes, sources
 from .errors import UserError
 from .frameworks import load_state
 from .plugins import Recipe
@@ -516,7 +516,7 @@ def export(
     io["format"] = fmt
     io["artifact"] = artifact.name
     io["status"] = "ok"
-    Path(io_json).write_text(json.dumps(io, indent=2) + "\n")
+    Path(io_json).write_text(json.dumps(dtypes.with_datatypes(io), indent=2) + "\n")
     log.info("io: %s", io)
 
 
@@ -543,6 +543,8 @@ def export_from_source(
         files = sources.source_files(settings)  # each inside the model's folder, or refused
         if source.is_dir():  # a SavedModel: its files (variables/, assets/), links refused
             modelfiles.copy_artifact(source, fmt, artifact, link=False)
+        elif doc.get("flatten"):
+            flat_torchscript(doc, settings, artifact)
         elif fmt == "onnx" and len(modelfiles.onnx_files(source)) > 1:
             # External data: one self-contained file below protobuf's limit, else the graph and
             # one side file <artifact>.data (a relative location) beside it.
@@ -558,7 +560,7 @@ def export_from_source(
         opset = int(options.get("onnx_opset", 18))
         try:
             if doc["kind"] == "torchscript":
-                _torchscript_to_onnx(doc, artifact, opset)
+                _torchscript_to_onnx(doc, settings, artifact, opset)
             else:
                 export_onnx_from_savedmodel(source, artifact, opset)
             dynamic = {t["name"]: t["dynamic"] for t in doc["inputs"] + doc["outputs"]}
@@ -583,21 +585,63 @@ def export_from_source(
     else:
         raise UserError(f"format {fmt!r} is not made from a {doc['kind']} source")
     io.update(format=fmt, artifact=artifact.name, status="ok", source=doc["path"])
-    Path(io_json).write_text(json.dumps(io, indent=2) + "\n")
+    Path(io_json).write_text(json.dumps(dtypes.with_datatypes(io), indent=2) + "\n")
     log.info("%s of %s: %s", fmt, name, io)
     return io
 
 
-def _torchscript_to_onnx(doc: dict[str, Any], artifact: Path, opset: int) -> None:
+class _Flat(torch.nn.Module):
+    """A TorchScript module whose forward() returns nested tuples, returning its tensors as one
+    flat tuple (depth-first), the form Triton's PyTorch backend reads back."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        def leaves(out: Any) -> list[torch.Tensor]:
+            if isinstance(out, torch.Tensor):
+                return [out]
+            return [t for item in out for t in leaves(item)]
+
+        return tuple(leaves(self.inner(*inputs)))
+
+
+def flat_torchscript(doc: dict[str, Any], settings: dict[str, Any], artifact: Path) -> None:
+    """The served file of a TorchScript source whose forward() returns nested tuples: the file
+    wrapped by a module that returns its tensors as a flat tuple. Traced around the scripted file,
+    which the trace keeps as a call (its control flow and dynamic batch stay); only the tuple
+    unpacking is recorded."""
+    module = torch.jit.load(doc["path"], map_location="cpu").eval()
+    example = sources.example_data(doc, settings, 4)
+    args = tuple(torch.from_numpy(example[t["name"]]) for t in doc["inputs"])
+    with torch.no_grad():
+        traced = torch.jit.trace(_Flat(module), args, check_trace=False)
+    torch.jit.save(traced, str(artifact))
+
+
+def _torchscript_to_onnx(
+    doc: dict[str, Any], settings: dict[str, Any], artifact: Path, opset: int
+) -> None:
     import warnings
 
     module = torch.jit.load(doc["path"], map_location="cpu").eval()
-    example = sources.generate(doc, 4, seed=0)
+    example = sources.example_data(doc, settings, 4)
+    tensors = tuple(torch.from_numpy(example[t["name"]]) for t in doc["inputs"])
+    arguments = module.forward.schema.arguments[1:]
+    if len(arguments) == 1 and str(arguments[0].type).startswith("Dict["):
+        # Measured (torch 2.x): a dict argument leaves the ONNX graph's inputs untyped, and a
+        # traced wrapper building the dict is refused by the tracer; recorded as this format's
+        # failure, the TorchScript format goes on.
+        raise RuntimeError(
+            f"forward() takes one Dict[str, Tensor] argument ({arguments[0].name}), which torch.onnx's "
+            "TorchScript-based exporter does not convert; the torchscript format serves it (bound by key)"
+        )
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             module,
-            tuple(torch.from_numpy(example[t["name"]]) for t in doc["inputs"]),
+            tensors,
             str(artifact),
             input_names=[t["name"] for t in doc["inputs"]],
             output_names=[t["name"] for t in doc["outputs"]],

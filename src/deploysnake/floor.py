@@ -13,24 +13,16 @@ from typing import Any
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from .dtypes import is_string, onnx_type
+
 FLOOR = "floor"  # the floor model's name in its repository
-ONNX_TYPES = {
-    "float32": 1,
-    "uint8": 2,
-    "int8": 3,
-    "int16": 5,
-    "int32": 6,
-    "int64": 7,
-    "bool": 9,
-    "float16": 10,
-    "float64": 11,
-}  # onnx.TensorProto's data types
 
 
 def floor_onnx(io: dict[str, Any], path: str | Path, like: str | Path | None = None) -> Path:
     """Write an ONNX graph with io.json's inputs and outputs (names, dtypes, dims; -1 dims dynamic)
-    whose every output is zeros: batch from the first input, other dims as declared (a dynamic
-    one: 1). like: an exported ONNX file whose IR version and opsets to reuse. Raises KeyError for a dtype
+    whose every output is zeros (empty strings for a string output): batch from the first input
+    (of any dtype, strings too), other dims as declared (a dynamic one: 1). like: an exported
+    ONNX file whose IR version and opsets to reuse. Raises ValueError (onnx.helper) for a dtype
     ONNX has no type for."""
     import onnx
     from onnx import TensorProto, helper
@@ -40,7 +32,7 @@ def floor_onnx(io: dict[str, Any], path: str | Path, like: str | Path | None = N
             f"{prefix}{k}" if (k == 0 or int(d) < 0) else int(d)
             for k, d in enumerate(tensor["dims"])
         ]
-        return helper.make_tensor_value_info(tensor["name"], ONNX_TYPES[tensor["dtype"]], dims)
+        return helper.make_tensor_value_info(tensor["name"], onnx_type(tensor["dtype"]), dims)
 
     first = io["inputs"][0]["name"]
     nodes = [
@@ -55,12 +47,16 @@ def floor_onnx(io: dict[str, Any], path: str | Path, like: str | Path | None = N
         rest = [int(d) if int(d) > 0 else 1 for d in out["dims"][1:]]
         initializers.append(helper.make_tensor(f"rest{k}", TensorProto.INT64, [len(rest)], rest))
         nodes.append(helper.make_node("Concat", ["batch", f"rest{k}"], [f"shape{k}"], axis=0))
+        if is_string(out["dtype"]):  # ConstantOfShape makes no strings: "" expanded to the shape
+            initializers.append(helper.make_tensor(f"empty{k}", TensorProto.STRING, [1], [b""]))  # type: ignore[list-item]
+            nodes.append(helper.make_node("Expand", [f"empty{k}", f"shape{k}"], [out["name"]]))
+            continue
         nodes.append(
             helper.make_node(
                 "ConstantOfShape",
                 [f"shape{k}"],
                 [out["name"]],
-                value=helper.make_tensor("v", ONNX_TYPES[out["dtype"]], [1], [0]),
+                value=helper.make_tensor("v", onnx_type(out["dtype"]), [1], [0]),
             )
         )
     graph = helper.make_graph(

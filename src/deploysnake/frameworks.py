@@ -7,6 +7,7 @@ torch model is built, so the Snakefile (which reads CHECKPOINT_NAMES) starts wit
 
 from __future__ import annotations
 
+import pickle
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -33,8 +34,76 @@ CHECKPOINT_NAMES = {
 SourceModel = Callable[[dict[str, NDArray[Any]]], dict[str, NDArray[Any]]]
 
 
+# Where training code puts the model's state_dict in the dict it saves (PyTorch's "Saving and loading
+# a general checkpoint" tutorial: model_state_dict; Lightning: state_dict; torchvision's reference
+# scripts and many repos: model; timm: state_dict / state_dict_ema), tried in this order.
+STATE_KEYS = ("state_dict", "model_state_dict", "model", "model_state", "net", "network", "module")
+# Prefixes wrappers add to every key: DataParallel/DistributedDataParallel ("module.") and
+# torch.compile's OptimizedModule ("_orig_mod.").
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+def _is_state(value: Any) -> bool:
+    import torch
+
+    return (
+        isinstance(value, dict)
+        and bool(value)
+        and all(isinstance(k, str) for k in value)
+        and any(isinstance(v, torch.Tensor) for v in value.values())
+    )
+
+
+def _unwrapped(state: dict[str, Any]) -> dict[str, Any]:
+    """The state with the wrapper prefixes every key carries taken off (repeatedly: a compiled
+    DataParallel module's keys start "module._orig_mod.")."""
+    changed = True
+    while changed and state:
+        changed = False
+        for prefix in WRAPPER_PREFIXES:
+            if all(k.startswith(prefix) for k in state):
+                state = {k[len(prefix) :]: v for k, v in state.items()}
+                changed = True
+    return state
+
+
+def state_dict_of(loaded: Any, expected: list[str], path: str | Path) -> dict[str, Any]:
+    """The model's state_dict inside what torch.load returned: the dict itself where it holds
+    tensors, else the training dict's entry under STATE_KEYS (or any dict of tensors whose keys fit
+    the model best), with wrapper prefixes (WRAPPER_PREFIXES) removed. expected: the model's own
+    state_dict keys. Raises UserError naming the top-level keys found where no dict of tensors is."""
+    if not isinstance(loaded, dict):
+        raise UserError(
+            f"checkpoint {path} holds a {type(loaded).__name__}, not a dict of tensors: save the "
+            "model's weights with torch.save(model.state_dict(), path)"
+        )
+    candidates: list[dict[str, Any]] = []
+    if _is_state(loaded) and not any(_is_state(loaded.get(k)) for k in STATE_KEYS):
+        candidates.append(loaded)
+    candidates += [loaded[k] for k in STATE_KEYS if _is_state(loaded.get(k))]
+    candidates += [
+        v for v in loaded.values() if _is_state(v) and not any(v is c for c in candidates)
+    ]
+    if not candidates:
+        raise UserError(
+            f"checkpoint {path} has no dict of tensors (top-level keys: {sorted(map(str, loaded))[:12]}): "
+            f"save the model's state_dict, or put it under one of {list(STATE_KEYS)}"
+        )
+    wanted = set(expected)
+    # Known keys come first; among several, the one whose (unwrapped) keys fit the model best.
+    return max(
+        (_unwrapped(c) for c in candidates),
+        key=lambda state: len(wanted & set(state)),
+    )
+
+
 def load_state(recipe: Recipe, params: dict[str, Any], path: str | Path) -> torch.nn.Module:
-    """Build the recipe's model and load a state_dict checkpoint into it (weights only: no pickled code runs)."""
+    """Build the recipe's model and load a checkpoint into it, as training code saves them: a
+    state_dict, or a training dict around it ({"state_dict": ...}, {"model": ...},
+    {"model_state_dict": ..., "optimizer": ...}), keys with DataParallel/DDP's "module." or
+    torch.compile's "_orig_mod." prefix, tensors saved on a GPU (loaded to the CPU). Weights only
+    (torch.load(weights_only=True)): no pickled code runs. Raises UserError for a missing,
+    unreadable or unfitting file, naming what was found and what to pass."""
     import torch
 
     path = Path(path)
@@ -44,19 +113,36 @@ def load_state(recipe: Recipe, params: dict[str, Any], path: str | Path) -> torc
             "leave it empty to train)"
         )
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # weights_only refuses pickled objects (args, classes)
+        raise UserError(
+            f"checkpoint {path} holds objects other than tensors and plain containers, which "
+            f"deploysnake does not unpickle ({str(exc).strip().splitlines()[-1][:300]}): save "
+            "the model's weights alone, torch.save(model.state_dict(), path)"
+        ) from exc
     except Exception as exc:  # torch raises several types for truncated/corrupt files
         raise UserError(
             f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc}); is it truncated or not a torch.save file?"
         ) from exc
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
     model: torch.nn.Module = recipe.model.build_model(params)
+    expected = list(model.state_dict())
+    state = state_dict_of(loaded, expected, path)
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in set(expected)]
+    if missing or unexpected:
+        found = f"top-level keys {sorted(map(str, loaded))[:8]}; " if state is not loaded else ""
+        raise UserError(
+            f"checkpoint {path} does not fit the recipe's model ({recipe.folder / 'model.py'}): "
+            f"{found}the model's parameters missing from it: {missing[:5]}, names it has that the "
+            f"model lacks: {unexpected[:5]}: pass the state_dict of this model "
+            "(torch.save(model.state_dict(), path)) or the models.<name>.params it was trained with"
+        )
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as exc:
         raise UserError(
-            f"checkpoint {path} does not fit the recipe's model ({recipe.folder / 'model.py'}): {exc}"
+            f"checkpoint {path} does not fit the recipe's model ({recipe.folder / 'model.py'}): "
+            f"{str(exc).strip().splitlines()[-1][:500]}"
         ) from exc
     return model.eval()
 

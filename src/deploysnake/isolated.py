@@ -149,7 +149,8 @@ def _main(request_path: str) -> int:
             "traceback": "".join(traceback.format_exception(exc)),
             "user_error": str(exc) if isinstance(exc, UserError) else None,
         }
-        traceback.print_exc()
+        if not isinstance(exc, UserError):  # a UserError's one sentence is logged by the parent
+            traceback.print_exc()
     Path(request["result"]).write_bytes(pickle.dumps(done))
     return 0
 

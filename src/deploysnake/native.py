@@ -9,6 +9,7 @@ again, and where it persists the row says "baseline suspect"."""
 
 from __future__ import annotations
 
+import base64
 import csv
 import json
 import logging
@@ -49,16 +50,38 @@ def random_inputs(io: dict[str, Any], batch: int | None, seed: int = 0) -> dict[
     return inputs
 
 
+def _decoded(value: dict[str, Any], dtype: np.dtype[Any]) -> NDArray[Any]:
+    """One tensor of a perf input data entry as numpy: its "content" (numbers, or strings for a
+    BYTES tensor) or its "b64" (the raw little-endian bytes, base64), reshaped to its "shape"."""
+    if "b64" in value:
+        array = np.frombuffer(base64.b64decode(value["b64"]), dtype)
+    elif dtype.kind == "O":  # strings, as the dataloader gave them
+        array = np.empty(len(value["content"]), dtype=object)
+        array[:] = [str(v) for v in value["content"]]
+    else:
+        array = np.asarray(value["content"], dtype=dtype)
+    return array.reshape(value["shape"])
+
+
+def sample_batch(io: dict[str, Any], input_data: str | Path, batch: int) -> dict[str, NDArray[Any]]:
+    """A batch of `batch` rows of the perf input data (the user's samples that perf_analyzer sends,
+    taken in turn and repeated where fewer), in the model's shapes and dtypes."""
+    data = json.loads(Path(input_data).read_text())["data"]
+    inputs = {}
+    for tensor in io["inputs"]:
+        dtype = np.dtype(tensor["dtype"])
+        rows = [_decoded(data[k % len(data)][tensor["name"]], dtype) for k in range(batch)]
+        inputs[tensor["name"]] = from_served(np.stack(rows), tensor, 1)
+    return inputs
+
+
 def whole_sample(io: dict[str, Any], input_data: str | Path) -> dict[str, NDArray[Any]]:
     """An unbatched model's call: the first sample of the perf input data (one whole request, what
     perf_analyzer sends it), in the model's shapes and dtypes."""
     first = json.loads(Path(input_data).read_text())["data"][0]
     inputs = {}
     for tensor in io["inputs"]:
-        value = first[tensor["name"]]
-        array = np.asarray(value["content"], dtype=np.dtype(tensor["dtype"])).reshape(
-            value["shape"]
-        )
+        array = _decoded(first[tensor["name"]], np.dtype(tensor["dtype"]))
         inputs[tensor["name"]] = from_served(array, tensor, 0)
     return inputs
 
@@ -217,6 +240,8 @@ def measure(
             inputs, samples = whole_sample(io, input_data), 1
         elif unbatched:  # no perf data: random data of the full dims (dynamic dims: 1)
             inputs, samples = random_inputs(io, None), 1
+        elif input_data:  # the user's samples, as perf_analyzer sends them
+            inputs, samples = sample_batch(io, input_data, int(batch)), None
         else:
             inputs, samples = random_inputs(io, int(batch)), None
         result = measure_batch(

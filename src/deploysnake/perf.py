@@ -19,7 +19,7 @@ import re
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -183,7 +183,10 @@ def _entry(sample: NDArray[Any]) -> dict[str, Any]:
     """One tensor of one --input-data entry; a 0-d sample goes as [1] (dims [1], reshape [])."""
     if sample.ndim == 0:
         sample = sample.reshape(1)
-    return {"content": sample.ravel().tolist(), "shape": list(sample.shape)}
+    content = sample.ravel().tolist()
+    if sample.dtype.kind in "OS":  # a string (BYTES) tensor: JSON strings, which it sends as BYTES
+        content = [v.decode() if isinstance(v, bytes) else str(v) for v in content]
+    return {"content": content, "shape": list(sample.shape)}
 
 
 def refuse_random_integers(inputs: dict[str, NDArray[Any]]) -> None:
@@ -328,6 +331,46 @@ def output_bytes(io: dict[str, Any], longest: int = 4096, max_batch_size: int = 
         elements = int(np.prod([d if d > 0 else longest for d in dims])) if dims else 1
         total += elements * np.dtype(tensor["dtype"]).itemsize
     return total
+
+
+def measured_output_bytes(
+    server: TritonServer, model_name: str, io: dict[str, Any], input_data: str | Path
+) -> int | None:
+    """Bytes of one sample's outputs as the server returns them: each sample of the perf input data
+    sent alone (one request each, in its served shape), the largest sum of its outputs' raw bytes
+    on the wire (a BYTES output's length-prefixed strings included). What the shared-memory output
+    regions must hold per sample, where dims or strings leave the size open until run time. None
+    where a sample cannot be sent (the sweep then reports that request's error itself)."""
+    import base64
+
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException, np_to_triton_dtype
+
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    largest = 0
+    try:
+        for sample in json.loads(Path(input_data).read_text())["data"]:
+            requests = []
+            for tensor in io["inputs"]:
+                value, dtype = sample[tensor["name"]], np.dtype(tensor["dtype"])
+                if "b64" in value:
+                    array = np.frombuffer(base64.b64decode(value["b64"]), dtype)
+                else:
+                    array = np.asarray(value["content"], dtype=dtype)
+                array = np.ascontiguousarray(array.reshape([1, *value["shape"]]))
+                item = grpcclient.InferInput(
+                    tensor["name"], list(array.shape), np_to_triton_dtype(array.dtype)
+                )
+                item.set_data_from_numpy(array)
+                requests.append(item)
+            response = client.infer(model_name, requests, client_timeout=60).get_response()
+            largest = max(largest, sum(len(raw) for raw in response.raw_output_contents))
+    except (InferenceServerException, KeyError, ValueError) as exc:
+        log.warning("output sizes could not be measured (%s): sized from the dims", exc)
+        return None
+    finally:
+        client.close()
+    return largest
 
 
 def run_point(
@@ -486,6 +529,17 @@ def measure(
     one whole sample, no -b, batch 1 in the rows). Writes the CSV whole at the end; returns its rows."""
     io = json.loads(Path(io_json).read_text())
     load = plan_load(io, settings, input_data, max_batch_size)
+    if (
+        mode == "offline"
+        and settings["offline"].get("shared_memory", "none") != "none"
+        and load.data
+        and max_batch_size > 0
+    ):
+        # Output regions hold what the model returns for the data sent, measured, not guessed.
+        per_sample = measured_output_bytes(server, model_name, io, load.data)
+        if per_sample:
+            log.info("outputs: at most %d bytes per sample (measured)", per_sample)
+            load = replace(load, output_size=per_sample)
     described = {
         "input_data": "dataloader" if load.data else "random",
         "input_shapes": input_shapes(input_data if load.shapes else load.data, io, max_batch_size),

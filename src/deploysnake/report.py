@@ -26,7 +26,7 @@ import polars as pl
 import yaml
 from markupsafe import Markup
 
-from . import report_capacity
+from . import report_capacity, report_gate
 
 log = logging.getLogger(__name__)
 
@@ -1528,6 +1528,10 @@ def _packed(section_html: bytes) -> str:
     return base64.b64encode(gzip.compress(section_html, mtime=0)).decode("ascii")
 
 
+def _json_or_none(path: Path | None) -> Any:
+    return json.loads(Path(path).read_text()) if path and Path(path).is_file() else None
+
+
 def build_report(
     config: dict[str, Any],
     correctness: list[Path],
@@ -1543,6 +1547,8 @@ def build_report(
     tuning: list[Path] | None = None,
     capacity: list[Path] | None = None,
     pack_above: int = PACK_ABOVE_BYTES,
+    summary_json: Path | None = None,
+    gate_json: Path | None = None,
 ) -> None:
     """Write one self-contained HTML report (no network needed to view it) to `output`.
 
@@ -1641,6 +1647,8 @@ def build_report(
             nulls_equal=True,
             maintain_order="left",
         )
+    gate_html = report_gate.gate_section(_json_or_none(gate_json), _e)
+    plan_html = report_gate.plan_section(_json_or_none(summary_json), _e)
     vl_version, bundle = _vega_bundle()
     page = _page_template().render(
         vl_version=vl_version,
@@ -1652,6 +1660,15 @@ def build_report(
         models=sections,
         open_models=OPEN_MODELS,
         packed_mb=f"{unpacked / 1e6:.1f}" if packed else None,
+        gate=Markup(gate_html + plan_html),
+        gate_links=[
+            {"id": sid, "title": title}
+            for sid, title, html_part in (
+                ("gate", "Gate", gate_html),
+                ("plan", "Capacity plan", plan_html),
+            )
+            if html_part
+        ],
         best=Markup(
             _best_section(
                 offline + online,

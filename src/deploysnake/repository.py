@@ -13,6 +13,7 @@ Three flavours share one config builder, so batching, instances and IO stay iden
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -20,23 +21,13 @@ from typing import Any
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from . import inprocess, modelfiles
+from . import dtypes, inprocess, modelfiles
 from . import runtime as runtime_module
 from .devices import instance_count
-from .errors import UserError
 from .shapes import check_batchable, served_dims
 
-DTYPES = {
-    "float32": mc.TYPE_FP32,
-    "float16": mc.TYPE_FP16,
-    "float64": mc.TYPE_FP64,
-    "int64": mc.TYPE_INT64,
-    "int32": mc.TYPE_INT32,
-    "int16": mc.TYPE_INT16,
-    "int8": mc.TYPE_INT8,
-    "uint8": mc.TYPE_UINT8,
-    "bool": mc.TYPE_BOOL,
-}
+log = logging.getLogger(__name__)
+
 # Format family (the part before "_") -> Triton's native platform.
 NATIVE_PLATFORMS = {
     "onnx": "onnxruntime_onnx",
@@ -79,8 +70,9 @@ def build_config(
 ) -> mc.ModelConfig:
     """The model's config: max_batch_size > 0 declares each tensor's dims after its batch axis (a
     [batch] tensor as dims [1] with reshape []), with the dynamic batcher where enabled;
-    max_batch_size 0 declares full shapes and no dynamic batcher. Raises UserError for a dtype
-    Triton cannot express, or a tensor a batched model cannot serve (no batch axis, or not axis 0)."""
+    max_batch_size 0 declares full shapes and no dynamic batcher. Strings (io.json dtype object)
+    are TYPE_STRING. Raises UserError for a dtype Triton cannot express, or a tensor a batched
+    model cannot serve (no batch axis, or not axis 0)."""
     cfg = mc.ModelConfig(name=name, max_batch_size=int(triton["max_batch_size"]))
     fmt = io["format"]
     if flavour == "native":
@@ -101,14 +93,9 @@ def build_config(
     check_batchable(io, cfg.max_batch_size)
     for kind, tensors in (("input", io["inputs"]), ("output", io["outputs"])):
         for tensor in tensors:
-            if tensor["dtype"] not in DTYPES:
-                raise UserError(
-                    f"{kind} {tensor['name']!r} has dtype {tensor['dtype']}, which Triton's "
-                    f"config cannot express; supported: {sorted(DTYPES)}"
-                )
             entry = getattr(cfg, kind).add()
             entry.name = tensor["name"]
-            entry.data_type = DTYPES[tensor["dtype"]]
+            entry.data_type = dtypes.config_type(tensor["dtype"], f"{kind} {tensor['name']!r}")
             dims, reshape = served_dims(tensor, cfg.max_batch_size)
             entry.dims.extend(dims)
             if reshape is not None:  # [batch] (or a scalar, unbatched): dims [1], reshape []
@@ -143,9 +130,15 @@ def write_repository(
 ) -> Path:
     """Write <out_dir>/<model>_<format>/{config.pbtxt, 1/<artifact>[, its side files][,
     1/<runner>.py, 1/runtime.py]}; with link, the artifact's files are hard links of results/export's
-    where the file system allows (else, and without link, copies)."""
+    where the file system allows (else, and without link, copies). The in-process flavour becomes
+    the python flavour for a model with a string (BYTES) output."""
     io = json.loads(Path(io_json).read_text())
     name = triton_model_name(model, io["format"])
+    if flavour == "inprocess" and any(dtypes.is_string(t["dtype"]) for t in io["outputs"]):
+        # The in-process backend answers fixed-size rows; a string (BYTES) output's rows vary in
+        # size, so that model runs under the python backend, which the same server loads.
+        log.info("%s has a string output: served with the python backend's runner", name)
+        flavour = "python"
     out_dir = Path(out_dir)
     if out_dir.exists():
         shutil.rmtree(out_dir)

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from numpy.typing import NDArray
 
 # Set by every measuring job (deploysnake.processes.size_thread_pools) to the CPUs it may use.
@@ -28,6 +29,21 @@ def runtime_threads(setting: int, instances: int = 1) -> int:
     """Explicit runtime threads per instance: `setting` when > 0; 0 (the runtime's default) becomes
     the job's CPUs shared among the instances, at least 1 (as deploysnake.processes does)."""
     return int(setting) if int(setting) > 0 else max(1, job_cpus() // max(1, int(instances)))
+
+
+def _text(array: NDArray[Any]) -> NDArray[Any]:
+    """A string tensor as ONNX Runtime reads it: an object array of str. Triton's BYTES arrive as
+    bytes, which ONNX Runtime would turn into their repr ("b'text'"); they are decoded as UTF-8
+    (bytes that are no UTF-8 kept as surrogate escapes). Other arrays are returned as given."""
+    if getattr(array, "dtype", None) is None or array.dtype.kind not in "OS":
+        return array
+    flat = [
+        v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else v
+        for v in array.ravel().tolist()
+    ]
+    out = np.empty(len(flat), dtype=object)
+    out[:] = flat
+    return out.reshape(array.shape)
 
 
 class ArtifactRuntime:
@@ -64,6 +80,10 @@ class ArtifactRuntime:
             self._session = ort.InferenceSession(
                 artifact, options, providers=self._onnx_providers(ort, fmt, device)
             )
+            self._bfloat16 = any(
+                t.type == "tensor(bfloat16)"
+                for t in [*self._session.get_inputs(), *self._session.get_outputs()]
+            )
             given = self._session.get_session_options()
             self.settings = {
                 "runtime": f"onnxruntime {ort.__version__}",
@@ -82,6 +102,10 @@ class ArtifactRuntime:
             }
             self._torch = torch
             self._module = torch.jit.load(artifact, map_location=device).eval()
+            # A single Dict[str, Tensor] argument is bound by key to the input names, as Triton's
+            # PyTorch backend does; otherwise one tensor per argument, in order.
+            arguments = self._module.forward.schema.arguments[1:]
+            self._dict_input = len(arguments) == 1 and str(arguments[0].type).startswith("Dict[")
             self._run = self._run_torchscript
         elif fmt == "savedmodel":
             import tensorflow as tf
@@ -130,21 +154,69 @@ class ArtifactRuntime:
         ]
 
     def _run_onnx(self, inputs: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
+        inputs = {n: _text(a) for n, a in inputs.items()}
+        if self._bfloat16:
+            return self._run_onnx_values(inputs)
         outputs = self._session.run(self.output_names, inputs)
         return dict(zip(self.output_names, outputs, strict=True))
 
-    def _run_torchscript(self, inputs: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
-        torch = self._torch
-        with torch.inference_mode():
-            # from_numpy shares memory: no copy on the way in.
-            out: Any = self._module(
-                *(torch.from_numpy(inputs[n]).to(self.device) for n in self.input_names)
+    def _run_onnx_values(self, inputs: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
+        """A run with bfloat16 tensors, which ONNX Runtime's numpy interface refuses ("Numpy_type
+        256 can't be converted"): bfloat16 arrays (ml_dtypes) go in as OrtValues of their raw 16-bit
+        words, bfloat16 outputs are copied out of their OrtValues' memory the same way."""
+        import ctypes
+
+        import ml_dtypes
+        import onnxruntime as ort
+
+        bf16 = 16  # onnx.TensorProto.BFLOAT16
+        feeds = {
+            n: ort.OrtValue.ortvalue_from_numpy_with_onnx_type(
+                np.ascontiguousarray(a).view(np.uint16), bf16
             )
-        if isinstance(out, torch.Tensor):
-            out = (out,)
-        elif isinstance(out, dict):  # a scripted model's dict: matched by name
+            if a.dtype == np.dtype(ml_dtypes.bfloat16)
+            else ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(a))
+            for n, a in inputs.items()
+        }
+        values = self._session.run_with_ort_values(self.output_names, feeds)
+        out = {}
+        for name, value in zip(self.output_names, values, strict=True):
+            if value.data_type() == "tensor(bfloat16)":
+                shape = [int(d) for d in value.shape()]
+                words = (ctypes.c_uint16 * int(np.prod(shape))).from_address(value.data_ptr())
+                array = np.frombuffer(memoryview(words), np.uint16).copy().reshape(shape)
+                out[name] = array.view(ml_dtypes.bfloat16)
+            else:
+                out[name] = value.numpy()
+        return out
+
+    def _call_torchscript(self, inputs: dict[str, NDArray[Any]]) -> Any:
+        torch = self._torch
+        # from_numpy shares memory: no copy on the way in.
+        tensors = {n: torch.from_numpy(inputs[n]).to(self.device) for n in self.input_names}
+        with torch.inference_mode():
+            if self._dict_input:
+                return self._module(tensors)
+            return self._module(*tensors.values())
+
+    def _flatten(self, out: Any) -> list[Any]:
+        """A tensor, or a tuple/list nesting tensors, as its tensors depth-first."""
+        if isinstance(out, self._torch.Tensor):
+            return [out]
+        if isinstance(out, dict):
+            return [t for v in out.values() for t in self._flatten(v)]
+        return [t for item in out for t in self._flatten(item)]
+
+    def run_flat(self, inputs: dict[str, NDArray[Any]]) -> list[NDArray[Any]]:
+        """TorchScript: every tensor forward() returns, depth-first through nested tuples."""
+        return [t.cpu().numpy() for t in self._flatten(self._call_torchscript(inputs))]
+
+    def _run_torchscript(self, inputs: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
+        out = self._call_torchscript(inputs)
+        if isinstance(out, dict):  # a scripted model's dict: matched by name
             out = tuple(out[n] for n in self.output_names)
-        return {n: t.cpu().numpy() for n, t in zip(self.output_names, out, strict=True)}
+        flat = self._flatten(out)
+        return {n: t.cpu().numpy() for n, t in zip(self.output_names, flat, strict=True)}
 
     def describe(self) -> str:
         """One line for logs: the runtime and the thread settings it holds ("onnxruntime 1.x

@@ -17,10 +17,12 @@ imported only where a file of theirs is read.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -28,7 +30,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from . import modelfiles
+from . import dtypes, modelfiles
 from .errors import UserError
 from .plugins import CONTRACT, Recipe, _load_module, load_recipe, validation_batches
 from .trust import check_torchscript
@@ -57,17 +59,6 @@ TRITON_PLATFORMS = {
     "tensorflow": "savedmodel",
 }
 DEFAULT_FILES = {"onnx": "model.onnx", "torchscript": "model.pt", "savedmodel": "model.savedmodel"}
-TRITON_DTYPES = {
-    "TYPE_FP32": "float32",
-    "TYPE_FP16": "float16",
-    "TYPE_FP64": "float64",
-    "TYPE_INT64": "int64",
-    "TYPE_INT32": "int32",
-    "TYPE_INT16": "int16",
-    "TYPE_INT8": "int8",
-    "TYPE_UINT8": "uint8",
-    "TYPE_BOOL": "bool",
-}
 # A first axis whose symbolic name says it is the batch ("batch", "batch_size", "N", "unk__0" ...).
 BATCH_NAMES = re.compile(r"^(batch.*|.*_batch|n|b|bs|none|unk__\d+|)$", re.IGNORECASE)
 DESCRIPTION = "source.json"
@@ -98,17 +89,47 @@ def _triton_config(folder: Path) -> Any:
             "reads nothing outside a model's folder: put the config.pbtxt itself there"
         )
     if not path.is_file():
-        raise UserError(
-            f"{folder} is not a Triton model directory: it has no config.pbtxt (a model directory "
-            "holds config.pbtxt and version folders such as 1/model.onnx)"
-        )
+        # Triton loads a directory without config.pbtxt by auto-completing everything from the
+        # file in its version folder (_triton_kind reads the kind from that file's name).
+        return mc.ModelConfig()
     try:
         return text_format.Parse(path.read_text(), mc.ModelConfig())
     except text_format.ParseError as exc:
         raise UserError(f"{path} is not a valid Triton model configuration: {exc}") from exc
 
 
+def _versions(folder: Path) -> list[int]:
+    """The version folders (1/, 2/, ...) of a model directory, highest first."""
+    return sorted(
+        (int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()), reverse=True
+    )
+
+
 def _triton_kind(cfg: Any, folder: Path) -> str:
+    if not cfg.platform and not cfg.backend:
+        # No platform or backend (or no config.pbtxt): Triton picks the backend by the default
+        # file name in the version folder, and so does this.
+        versions = _versions(folder) if folder.is_dir() else []
+        found = [
+            kind
+            for kind, name in DEFAULT_FILES.items()
+            if versions and (folder / str(versions[0]) / name).exists()
+        ]
+        if len(found) == 1:
+            return found[0]
+        has_config = (folder / "config.pbtxt").is_file()
+        raise UserError(
+            f"{folder} is not a Triton model directory deploysnake can read: "
+            + (
+                "its config.pbtxt names no platform or backend"
+                if has_config
+                else "it has no config.pbtxt"
+            )
+            + " and its highest version folder holds "
+            + ("none" if not found else "more than one")
+            + f" of {', '.join(DEFAULT_FILES.values())}; give the file itself instead "
+            "(onnx: <dir>/1/model.onnx, torchscript: <dir>/1/model.pt), or a config.pbtxt with its platform"
+        )
     kind = TRITON_PLATFORMS.get(cfg.platform) or TRITON_PLATFORMS.get(cfg.backend)
     if kind is None:
         raise UserError(
@@ -188,7 +209,9 @@ def source_files(settings: dict[str, Any]) -> list[Path]:
     if key == "triton_model":
         path = source_file(settings)
         version = path.parent
-        files = [given / "config.pbtxt", *modelfiles.tree_files(version, root=version)]
+        config = given / "config.pbtxt"  # absent: Triton (and deploysnake) complete it all
+        listed = [config] if config.exists() or config.is_symlink() else []
+        files = [*listed, *modelfiles.tree_files(version, root=version)]
         if source_kind(settings) == "onnx":
             modelfiles.onnx_files(path, root=version)
         return files
@@ -232,6 +255,8 @@ def config_problems(name: str, settings: dict[str, Any], project: Path) -> list[
             source_files(settings)
     except UserError as exc:
         return [f"{where}.{given[0]}: {exc}"]
+    except Exception:  # a file that is not ONNX: the model's first job says so
+        pass
     if settings["framework"] == "savedmodel" and importlib.util.find_spec("tensorflow") is None:
         problems.append(
             f"{where}: a SavedModel source needs TensorFlow (and tf2onnx for its ONNX): pip install -e '.[tf]'"
@@ -251,20 +276,43 @@ def rule_inputs(settings: dict[str, Any]) -> list[str]:
     path = Path(settings[source_key(settings) or ""])
     try:
         files = [str(p) for p in source_files(settings)]
-    except (UserError, OSError):
-        files = (
-            [str(path / "config.pbtxt")] if source_key(settings) == "triton_model" else [str(path)]
-        )
+    except (
+        Exception
+    ):  # refused (UserError), unreadable, not ONNX (DecodeError): the first job says why
+        config = path / "config.pbtxt"
+        triton = source_key(settings) == "triton_model" and (config.exists() or config.is_symlink())
+        files = [str(config)] if triton else [str(path)]
     return files + [str(settings[k]) for k in ("dataloader", "metrics") if settings.get(k)]
 
 
 # ------------------------------------------------------------------ IO description
 
 
+def _read_onnx(path: Path) -> Any:
+    """The ONNX file's model proto without its external data; a file that is not ONNX, cut short or
+    without a graph as one UserError naming the file."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError and kin: not ONNX, or cut short
+        raise UserError(
+            f"{path} cannot be read as an ONNX file ({_last_line(exc)}): it is not ONNX or it is "
+            "truncated; export it again (torch.onnx.export, skl2onnx, tf2onnx) or copy it whole"
+        ) from exc
+    if not model.ir_version or not model.graph.output:
+        raise UserError(
+            f"{path} is not an ONNX model (it parses, but holds no IR version or no graph outputs); "
+            "give the .onnx file an exporter wrote (torch.onnx.export, skl2onnx, tf2onnx)"
+        )
+    return model
+
+
 def _dims_of_onnx(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     import onnx
 
-    graph = onnx.load(str(path), load_external_data=False).graph
+    model = _read_onnx(path)
+    graph = model.graph
     initializers = {i.name for i in graph.initializer}
 
     def tensors(values: Any) -> list[dict[str, Any]]:
@@ -315,33 +363,237 @@ def _dims_of_savedmodel(path: Path) -> tuple[list[dict[str, Any]], list[dict[str
     return tensors(signature.structured_input_signature[1]), tensors(signature.structured_outputs)
 
 
-def _dims_of_triton(cfg: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _refuse_stateful(cfg: Any, folder: Path) -> None:
+    """A model directory whose config.pbtxt uses Triton's sequence batcher keeps state between
+    requests (control inputs such as START, implicit state): refuse it, naming those tensors."""
+    if not cfg.HasField("sequence_batching"):
+        return
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    seq = cfg.sequence_batching
+    controls = [
+        f"{c.name} ({', '.join(mc.ModelSequenceBatching.Control.Kind.Name(k.kind) for k in c.control)})"
+        for c in seq.control_input
+    ]
+    states = [f"{s.input_name} -> {s.output_name}" for s in seq.state]
+    found = "; ".join(
+        part
+        for part in (
+            f"control input(s) {', '.join(controls)}" if controls else "",
+            f"implicit state {', '.join(states)}" if states else "",
+        )
+        if part
+    )
+    step_inputs = [c.name for c in seq.control_input] + [s.input_name for s in seq.state]
+    raise UserError(
+        f"{folder / 'config.pbtxt'} uses Triton's sequence batcher (a stateful model"
+        + (f": {found}" if found else "")
+        + "); deploysnake serves and measures stateless models through the dynamic batcher and "
+        "will not run it with made-up state; give the step model with explicit state instead "
+        f"(onnx: {folder}/<version>/model.onnx, with a dataloader that sends "
+        + (", ".join(step_inputs) if step_inputs else "the state")
+        + " with each row)"
+    )
+
+
+def _dims_of_triton(cfg: Any, batched: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     from tritonclient.grpc import model_config_pb2 as mc
 
     def tensors(entries: Any, kind: str) -> list[dict[str, Any]]:
         out = []
         for entry in entries:
             type_name = mc.DataType.Name(entry.data_type)
-            if type_name not in TRITON_DTYPES:
+            dtype = dtypes.from_config(type_name)
+            if dtype is None:
                 raise UserError(
-                    f"config.pbtxt {kind} {entry.name!r} has data_type {type_name}, which "
-                    f"deploysnake does not serve; supported: {sorted(TRITON_DTYPES)}"
+                    f"config.pbtxt {kind} {entry.name!r} has data_type {type_name}, which is no "
+                    "tensor type: give it one of Triton's TYPE_* (TYPE_FP32, TYPE_STRING, ...)"
                 )
             dims = [None if d < 0 else int(d) for d in entry.dims]
             out.append(
-                {"name": entry.name, "dtype": TRITON_DTYPES[type_name], "dims": ["batch", *dims]}
+                {"name": entry.name, "dtype": dtype, "dims": ["batch", *dims] if batched else dims}
             )
         return out
 
     return tensors(cfg.input, "input"), tensors(cfg.output, "output")
 
 
-def _torchscript_inputs(path: Path, settings: dict[str, Any], where: str) -> list[dict[str, Any]]:
+def _check_listed(
+    listed: list[dict[str, Any]], found: list[dict[str, Any]], kind: str, where: Path, path: Path
+) -> None:
+    """Each tensor config.pbtxt lists must be the file's: same name, dtype, and the same fixed
+    sizes after the batch axis (the ONNX Runtime backend refuses a mismatch at load)."""
+    by_name = {t["name"]: t for t in found}
+    for tensor in listed:
+        own = by_name.get(tensor["name"])
+        if own is None:
+            raise UserError(
+                f"{where} lists {kind} {tensor['name']!r}, which {path} does not have; its {kind}s: "
+                f"{sorted(by_name)}: fix the name, or remove the {kind} entries (Triton and deploysnake "
+                "complete them from the file)"
+            )
+        mine, theirs = tensor["dims"][1:], own["dims"][1:]
+        if (
+            tensor["dtype"] != own["dtype"]
+            or len(mine) != len(theirs)
+            or any(
+                isinstance(a, int) and isinstance(b, int) and a != b
+                for a, b in zip(mine, theirs, strict=True)
+            )
+        ):
+            raise UserError(
+                f"{where} lists {kind} {tensor['name']!r} as {tensor['dtype']} {mine} (after the batch "
+                f"axis), but {path} has {own['dtype']} {theirs}: fix the entry, or remove it "
+                "(Triton and deploysnake complete it from the file)"
+            )
+
+
+def _complete_triton(
+    folder: Path, kind: str, path: Path, settings: dict[str, Any], where: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A model directory's IO as Triton reads it with auto-complete: what config.pbtxt lists, checked
+    against the file; what it leaves out (inputs, outputs, max_batch_size, or the whole file) read
+    from the file (ONNX, SavedModel). As Triton's ONNX Runtime backend decides
+    (onnxruntime_backend's AutoCompleteMaxBatch): a config.pbtxt without max_batch_size and without
+    inputs and outputs, over a file whose every first axis is dynamic, is batched; the served
+    config then takes the workflow's `triton:` batching settings. TorchScript records no IO: its
+    inputs come from config.pbtxt or models.<name>.inputs, its outputs from a run."""
+    cfg = _triton_config(folder)
+    cfg_path = folder / "config.pbtxt"
+    _refuse_stateful(cfg, folder)
+    file_io: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
+    if kind == "onnx":
+        file_io = _dims_of_onnx(path)
+    elif kind == "savedmodel":
+        file_io = _dims_of_savedmodel(path)
+    batched = cfg.max_batch_size > 0
+    if not batched:
+        lists_io = bool(cfg.input or cfg.output)
+        all_dynamic = file_io is not None and all(
+            t["dims"] and not isinstance(t["dims"][0], int) for t in file_io[0] + file_io[1]
+        )
+        if lists_io or not all_dynamic:
+            why = (
+                "it lists inputs or outputs, so Triton's auto-complete leaves batching off"
+                if lists_io and all_dynamic
+                else f"{path}'s first axes are not all dynamic"
+                if file_io is not None
+                else "a TorchScript file cannot tell Triton its batch axis"
+            )
+            raise UserError(
+                f"{cfg_path if cfg_path.is_file() else folder} sets no max_batch_size (0: no batch "
+                f"axis; {why}); deploysnake serves batched models: set max_batch_size (e.g. 16) in "
+                "config.pbtxt if the model's first axis is the batch"
+            )
+    listed_in, listed_out = _dims_of_triton(cfg, batched)
+    if file_io is None:  # TorchScript
+        return listed_in or _torchscript_inputs(path, settings, where), listed_out
+    _check_listed(listed_in, file_io[0], "input", cfg_path, path)
+    _check_listed(listed_out, file_io[1], "output", cfg_path, path)
+    listed_names = {t["name"] for t in listed_in}
+    missing = [t["name"] for t in file_io[0] if t["name"] not in listed_names]
+    if listed_in and missing:
+        raise UserError(
+            f"{cfg_path} lists inputs {sorted(listed_names)} but {path} also takes {missing}: "
+            "list every input, or none (Triton and deploysnake complete them from the file)"
+        )
+    return listed_in or file_io[0], listed_out or file_io[1]
+
+
+def _load_torchscript(path: Path) -> Any:
+    """torch.jit.load of a source file, its failure (not TorchScript, truncated, saved by a newer
+    torch) as one UserError naming the file."""
     import torch
 
-    module = torch.jit.load(str(path), map_location="cpu")
-    names = [a.name for a in module.forward.schema.arguments[1:]]
+    try:
+        return torch.jit.load(str(path), map_location="cpu")
+    except Exception as exc:
+        raise UserError(
+            f"{path} cannot be read as a TorchScript file ({_last_line(exc)}); give a file written by "
+            "torch.jit.save (torch.jit.script or torch.jit.trace), or the model as onnx:"
+        ) from exc
+
+
+def _last_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {(lines[-1] if lines else '')[:400]}"
+
+
+def _leaf_tensors(kind_of: Any) -> int | None:
+    """How many tensors a TorchScript return type holds, depth-first through tuples; None where it
+    holds something else (a list, a dict, a scalar)."""
+    kind = kind_of.kind()
+    if kind == "TensorType":
+        return 1
+    if kind == "TupleType":
+        counts = [_leaf_tensors(e) for e in kind_of.elements()]
+        return None if any(c is None for c in counts) else sum(c for c in counts if c is not None)
+    return None
+
+
+def torchscript_signature(path: Path) -> dict[str, Any]:
+    """The argument and return types of a TorchScript file's forward(), read from its schema
+    (`forward.schema.arguments` / `.returns`) before anything runs, checked against what Triton's
+    PyTorch backend (pytorch_backend, libtorch.cc) can bind: one tensor per configured input, or a
+    single Dict[str, Tensor] argument bound by key; a tensor or a tuple of tensors back.
+
+    Returns {"arguments": [names], "dict_argument": name or None, "returns": the return type as
+    written, "leaves": tensors returned (depth-first), "nested": whether tuples nest (the served
+    file is then a wrapper returning a flat tuple)}. Raises UserError naming the argument or the
+    return type, and the change to forward() that serves it."""
+    module = _load_torchscript(path)
+    schema = module.forward.schema
+    args = list(schema.arguments[1:])
+    dict_argument = None
+    if len(args) == 1 and str(args[0].type) == "Dict[str, Tensor]":
+        dict_argument = args[0].name
+    else:
+        for arg in args:
+            written = str(arg.type)
+            if written != "Tensor":
+                raise UserError(
+                    f"forward() of {path} takes argument {arg.name!r} of type {written}: Triton's "
+                    "PyTorch backend passes one tensor per configured input (or a single "
+                    "Dict[str, Tensor] bound by key), so forward() must take tensors, one argument "
+                    f"each (e.g. forward(self, features, context) in place of one {written}); "
+                    "change forward() and script it again"
+                )
+    returns = list(schema.returns)
+    written = str(returns[0].type) if len(returns) == 1 else str([str(r.type) for r in returns])
+    leaves = _leaf_tensors(returns[0].type) if len(returns) == 1 else None
+    if leaves is None and not written.startswith("Dict[str, Tensor]"):
+        raise UserError(
+            f"forward() of {path} returns {written}: Triton's PyTorch backend reads back a tensor or "
+            "a tuple of tensors; return a tuple of tensors (e.g. (scores, boxes, label)) and script "
+            "it again"
+        )
+    nested = returns[0].type.kind() == "TupleType" and any(
+        e.kind() == "TupleType" for e in returns[0].type.elements()
+    )
+    return {
+        "arguments": [a.name for a in args],
+        "dict_argument": dict_argument,
+        "returns": written,
+        "leaves": leaves,
+        "nested": nested,
+    }
+
+
+def _torchscript_inputs(path: Path, settings: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    signature = torchscript_signature(path)
     declared = settings.get("inputs") or {}
+    names = signature["arguments"]
+    if signature["dict_argument"]:
+        # Triton's PyTorch backend binds a single Dict[str, Tensor] argument by key: the configured
+        # inputs are its keys.
+        names = list(declared)
+        if not names:
+            raise UserError(
+                f"forward() of {path} takes one Dict[str, Tensor] argument "
+                f"{signature['dict_argument']!r}: Triton's PyTorch backend binds it by key to the "
+                f"configured inputs; list its keys under {where}.inputs, each with dtype and dims "
+                "(e.g. inputs: {features: {dtype: float32, dims: [6]}})"
+            )
     out = []
     for name in names:
         spec = declared.get(name) or {}
@@ -396,16 +648,12 @@ def describe(settings: dict[str, Any], name: str = "<name>") -> dict[str, Any]:
     key = source_key(settings)
     kind = source_kind(settings)
     path = source_file(settings)
+    if kind == "onnx":  # a file that is not ONNX: one sentence, before its side files are sought
+        _read_onnx(path)
     source_files(settings)  # every file inside the model's folder, before any is read
     explicit = "batch_axis" in settings
     if key == "triton_model":
-        cfg = _triton_config(Path(settings[key]))
-        if cfg.max_batch_size <= 0:
-            raise UserError(
-                f"{Path(settings[key]) / 'config.pbtxt'} has max_batch_size {cfg.max_batch_size} (no batch axis); "
-                "deploysnake serves batched models: set max_batch_size > 0 if the model's first axis is the batch"
-            )
-        inputs, outputs = _dims_of_triton(cfg)
+        inputs, outputs = _complete_triton(Path(settings[key]), kind, path, settings, where)
         explicit = True  # a batching config.pbtxt states that axis 0 is the batch
     elif kind == "onnx":
         inputs, outputs = _dims_of_onnx(path)
@@ -473,7 +721,10 @@ def describe(settings: dict[str, Any], name: str = "<name>") -> dict[str, Any]:
         "inputs": described_in,
         "outputs": described_out,
     }
-    if key == "torchscript":  # a model directory's config.pbtxt names and shapes its outputs
+    if kind == "torchscript":
+        # A nested tuple is served flat: its own format is a wrapper (export.flat_torchscript).
+        doc["flatten"] = torchscript_signature(path)["nested"]
+    if kind == "torchscript" and not doc["outputs"]:  # else config.pbtxt named them
         doc["outputs"] = _torchscript_outputs(path, doc, settings, where)
     return doc
 
@@ -481,30 +732,32 @@ def describe(settings: dict[str, Any], name: str = "<name>") -> dict[str, Any]:
 def _torchscript_outputs(
     path: Path, doc: dict[str, Any], settings: dict[str, Any], where: str
 ) -> list[dict[str, Any]]:
-    """Run the TorchScript file once on generated inputs: its outputs' dtypes and dims."""
+    """Run the TorchScript file once on the dataloader's (or generated) inputs: its outputs' dtypes
+    and dims (a nested tuple's tensors depth-first, as the served wrapper returns them)."""
     from .runtime import ArtifactRuntime
 
+    signature = torchscript_signature(path)
     runtime = ArtifactRuntime(path, "torchscript", [t["name"] for t in doc["inputs"]], [])
-    example = generate(doc, 2, seed=0)
-    torch = runtime._torch
-    with torch.inference_mode():
-        out: Any = runtime._module(*(torch.from_numpy(example[t["name"]]) for t in doc["inputs"]))
-    outs = (
-        (out,)
-        if isinstance(out, torch.Tensor)
-        else tuple(out.values())
-        if isinstance(out, dict)
-        else tuple(out)
-    )
+    example = example_data(doc, settings, 2)
+    given = "the dataloader's" if settings.get("dataloader") else "generated"
+    try:
+        outs = runtime.run_flat(example)
+    except Exception as exc:
+        raise UserError(
+            f"{path} fails on {given} inputs "
+            f"({', '.join(f'{n} {a.dtype} {list(a.shape)}' for n, a in example.items())}): "
+            f"{_last_line(exc)}; check {where}.inputs (dtype, dims) against what forward() expects"
+        ) from exc
     names = list(settings.get("outputs") or [f"output__{k}" for k in range(len(outs))])
     if len(names) != len(outs):
         raise UserError(
-            f"{path} returns {len(outs)} output(s), but {where}.outputs names {len(names)}: {names}"
+            f"forward() of {path} returns {signature['returns']} ({len(outs)} tensor(s), depth-first), "
+            f"but {where}.outputs names {len(names)}: {names}; name each tensor in that order"
         )
     return [
         {
             "name": n,
-            "dtype": str(t.numpy().dtype),
+            "dtype": str(t.dtype),
             "dims": [-1, *(int(d) for d in t.shape[1:])],
             "dynamic": {},
         }
@@ -542,6 +795,12 @@ def generate(doc: dict[str, Any], samples: int, seed: int) -> dict[str, NDArray[
             )
         shape = [samples, *tensor["shape"]]
         low, high = tensor.get("low"), tensor.get("high")
+        if dtypes.is_string(dtype):
+            raise UserError(
+                f"input {name!r} is a string tensor and no dataloader gives its data: strings "
+                f"cannot be made up; set {where}.dataloader to a file whose batches() yields "
+                "object arrays of str for it"
+            )
         if dtype.kind == "b":
             out[name] = rng.integers(0, 2, shape).astype(bool)
         elif dtype.kind in "iu":
@@ -587,7 +846,35 @@ def _no_metrics() -> ModuleType:
     return module
 
 
-def _model_module(doc: dict[str, Any]) -> ModuleType:
+def dataloader_examples(
+    dataloader: ModuleType, params: dict[str, Any], size: int
+) -> dict[str, NDArray[Any]]:
+    """`size` rows of the dataloader's validation split (its first batch of that size, rows taken
+    in turn again where it holds fewer): the user's data for every step that runs the model before
+    correctness (the first run, the batch-axis probe, an exporter's example)."""
+    first = next(iter(dataloader.batches("validation", size, params)), None)
+    if first is None:
+        raise UserError(f"dataloader {dataloader.__file__} yields no validation batches")
+    out = {}
+    for name, value in first["inputs"].items():
+        array = np.asarray(value)
+        rows = np.arange(size) % max(1, len(array))
+        out[name] = np.ascontiguousarray(array[rows])
+    return out
+
+
+def example_data(
+    doc: dict[str, Any], settings: dict[str, Any], size: int
+) -> dict[str, NDArray[Any]]:
+    """`size` rows for a run of the source file: from the config's dataloader
+    (models.<name>.dataloader) where given, else generated from the description (generate)."""
+    if settings.get("dataloader"):
+        dataloader = _load_module(Path(settings["dataloader"]), "dataloader")
+        return dataloader_examples(dataloader, settings.get("params") or {}, size)
+    return generate(doc, size, seed=0)
+
+
+def _model_module(doc: dict[str, Any], dataloader: ModuleType | None = None) -> ModuleType:
     module = ModuleType("deploysnake_source_model")
     module.__file__ = doc["path"]
     module.INPUT_NAMES = [t["name"] for t in doc["inputs"]]  # type: ignore[attr-defined]
@@ -597,22 +884,29 @@ def _model_module(doc: dict[str, Any]) -> ModuleType:
         for t in doc["inputs"] + doc["outputs"]
         if t["dynamic"]
     }
-    module.example_inputs = lambda size: generate(doc, size, seed=0)  # type: ignore[attr-defined]
+    params = doc.get("params") or {}
+    module.example_inputs = (  # type: ignore[attr-defined]
+        (lambda size: dataloader_examples(dataloader, params, size))
+        if dataloader is not None
+        else (lambda size: generate(doc, size, seed=0))
+    )
     return module
 
 
 def source_recipe(settings: dict[str, Any], name: str = "<name>") -> Recipe:
-    """A Recipe (plugins.Recipe) for a source model: its model module describes the file's IO; the
+    """A Recipe (plugins.Recipe) for a source model: its model module describes the file's IO, its
+    example_inputs are the given dataloader's rows (generated data only where none is given); the
     dataloader and metrics are the given files, or generated data and no task metric."""
     doc = describe(settings, name)
+    dataloader = (
+        _load_module(Path(settings["dataloader"]), "dataloader")
+        if settings.get("dataloader")
+        else None
+    )
     return Recipe(
         folder=Path(settings.get("dataloader") or doc["path"]).parent,
-        model=_model_module(doc),
-        dataloader=(
-            _load_module(Path(settings["dataloader"]), "dataloader")
-            if settings.get("dataloader")
-            else _generated_dataloader(doc)
-        ),
+        model=_model_module({**doc, "params": settings.get("params") or {}}, dataloader),
+        dataloader=dataloader or _generated_dataloader(doc),
         metrics=(
             _load_module(Path(settings["metrics"]), "metrics")
             if settings.get("metrics")
@@ -643,18 +937,28 @@ def write_description(name: str, settings: dict[str, Any], output: str | Path) -
     for tensor in doc["inputs"]:
         got = np.asarray(batch["inputs"][tensor["name"]])
         if str(got.dtype) != tensor["dtype"]:
+            strings = dtypes.is_string(tensor["dtype"])
             raise UserError(
                 f"{settings.get('dataloader') or 'generated data'}: input {tensor['name']!r} is "
-                f"{got.dtype}, but {doc['path']} takes {tensor['dtype']}"
+                f"{got.dtype}, but {doc['path']} takes "
+                + (
+                    "strings: yield an object array of str (np.array(texts, dtype=object))"
+                    if strings
+                    else tensor["dtype"]
+                )
             )
     try:
-        runner = source_runner_of(doc)
+        with _quiet_onnxruntime(doc):
+            runner = source_runner_of(doc)
     except Exception as exc:  # each runtime raises its own types for a file it cannot load
+        missing = missing_locale_error(doc, exc)
+        if missing is not None:
+            raise missing from exc
         raise UserError(
             f"{doc['path']} cannot be loaded by the runtime that serves {doc['format']}: "
             f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:500]}"
         ) from exc
-    outputs = runner(batch["inputs"])
+    outputs = _run_at_two_sizes(runner, doc, batch["inputs"], name)
     metrics = recipe.metrics.compute(outputs, np.asarray(batch["labels"]))
     if has_task_metric(recipe) and (
         not isinstance(metrics, dict)
@@ -713,6 +1017,101 @@ def write_description_isolated(
             "this slow"
         )
     raise UserError(f"the first run of {path} failed: {outcome.failure}")
+
+
+# ONNX Runtime's message where a StringNormalizer's locale is not installed (string_normalizer.cc).
+LOCALE_FAILURE = re.compile(r"Failed to construct locale with name:\s*([^\s:]+)")
+
+
+def missing_locale_error(doc: dict[str, Any], exc: BaseException) -> UserError | None:
+    """The refusal of an ONNX file whose StringNormalizer node needs a locale this machine lacks
+    (ONNX Runtime builds the node's `locale`, en_US.UTF-8 where it names none, when the session is
+    created): names the node, the locale and both ways out. None for any other failure."""
+    found = LOCALE_FAILURE.search(str(exc))
+    if found is None or doc.get("format") != "onnx":
+        return None
+    import onnx
+
+    locale = found.group(1)
+    graph = onnx.load(doc["path"], load_external_data=False).graph
+    nodes = [n.name or n.output[0] for n in graph.node if n.op_type == "StringNormalizer"]
+    named = ", ".join(repr(n) for n in nodes) or "a StringNormalizer node"
+    return UserError(
+        f"{doc['path']}: its StringNormalizer node {named} needs the {locale} locale, which this "
+        f"machine does not have (ONNX Runtime cannot create the session): install the {locale} "
+        "locale on every machine that runs or serves the model (Debian: locales package, "
+        f"locale-gen {locale}), or convert the model again with skl2onnx's locale option "
+        "(options={id(vectorizer): {'locale': 'C'}}) so the node needs none"
+    )
+
+
+@contextlib.contextmanager
+def _quiet_onnxruntime(doc: dict[str, Any]) -> Iterator[None]:
+    """ONNX Runtime's own logger off while the file is first loaded: a session that cannot be
+    created also prints its exception (multi-line, in colour) before raising it, and the first job
+    says what went wrong in one sentence instead. Its default severity (warning) is set again."""
+    if doc.get("format") != "onnx":
+        yield
+        return
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(4)  # fatal only
+    try:
+        yield
+    finally:
+        ort.set_default_logger_severity(2)
+
+
+# The second batch size the first job runs the source at (the first: the dataloader's batch of 8).
+SECOND_BATCH = 3
+
+
+def _run_at_two_sizes(
+    runner: Any, doc: dict[str, Any], inputs: dict[str, Any], name: str
+) -> dict[str, NDArray[Any]]:
+    """Run the source on the batch and on its first SECOND_BATCH rows; every output must have as
+    many rows as the input. A file whose batch is fixed inside (a constant Reshape to 1 under a
+    dynamic-looking input) fails or answers with the wrong rows at one of the two: a UserError
+    naming the output's shape, or the node ONNX Runtime names. Returns the full batch's outputs."""
+    arrays = {n: np.asarray(a) for n, a in inputs.items()}
+    rows = len(next(iter(arrays.values())))
+    sizes = [rows] + ([SECOND_BATCH] if rows > SECOND_BATCH else [])
+    results: dict[int, dict[str, NDArray[Any]]] = {}
+    for size in sizes:
+        part = {n: a[:size] for n, a in arrays.items()}
+        try:
+            results[size] = runner(part)
+        except Exception as exc:  # each runtime raises its own types
+            at_one = None
+            if size > 1:
+                try:
+                    runner({n: a[:1] for n, a in arrays.items()})
+                    at_one = True
+                except Exception:
+                    at_one = False
+            if at_one:
+                raise UserError(
+                    f"{doc['path']} runs at batch 1 but fails at batch {size} although its inputs' "
+                    f"first axis is dynamic: its batch is fixed inside the graph ({_last_line(exc)}); "
+                    "export it again with the batch dynamic throughout (no reshape to a constant "
+                    "batch), or serve it unbatched outside deploysnake"
+                ) from exc
+            raise UserError(
+                f"{doc['path']} fails on a batch of {size} of "
+                f"{'the dataloader' if doc.get('dataloader') else 'generated data'}'s rows "
+                f"({', '.join(f'{n} {a.dtype} {list(a.shape)}' for n, a in part.items())}): "
+                f"{_last_line(exc)}; check the file against models.{name}.inputs and the dataloader"
+            ) from exc
+        for out_name, value in results[size].items():
+            shape = list(np.shape(value))
+            if not shape or shape[0] != size:
+                raise UserError(
+                    f"{doc['path']}: output {out_name!r} has shape {shape} for a batch of {size} "
+                    "rows although the inputs' first axis is dynamic: its batch is fixed inside the "
+                    "graph (e.g. a constant Reshape); export it again with the batch dynamic "
+                    "throughout, or serve it unbatched outside deploysnake"
+                )
+    return results[rows]
 
 
 def source_runner_of(doc: dict[str, Any]) -> Any:

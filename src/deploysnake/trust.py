@@ -90,7 +90,9 @@ def graph_ops(module: Any) -> set[str]:
     kinds: set[str] = set()
     for _, sub in module.named_modules():
         for method in sub._c._method_names():
-            graph = getattr(sub, method).graph.copy()
+            # The compiled method itself: getattr may give a Python function where a method is
+            # shadowed (case 21's modules), which has no graph.
+            graph = sub._c._get_method(method).graph.copy()
             torch._C._jit_pass_inline(graph)
             kinds |= {node.kind() for node in _nodes(graph)}
     return kinds

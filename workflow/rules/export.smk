@@ -2,7 +2,7 @@ rule torch_export_torchscript:
     input:
         checkpoint=checkpoint_file,
         recipe=recipe_files,
-        code=[package_file(m) for m in ("export", "shapes")],
+        code=[package_file(m) for m in ("export", "shapes", "dtypes")],
     output:
         artifact="results/export/{model}/torchscript_trace/model.pt",
         io="results/export/{model}/torchscript_trace/io.json",
@@ -22,7 +22,7 @@ rule torch_export_torchscript_script:
     input:
         checkpoint=checkpoint_file,
         recipe=recipe_files,
-        code=[package_file(m) for m in ("export", "shapes")],
+        code=[package_file(m) for m in ("export", "shapes", "dtypes")],
     output:
         artifact="results/export/{model}/torchscript_script/model.pt",
         io="results/export/{model}/torchscript_script/io.json",
@@ -42,7 +42,7 @@ rule torch_export_onnx:
     input:
         checkpoint=checkpoint_file,
         recipe=recipe_files,
-        code=[package_file(m) for m in ("export", "shapes")],
+        code=[package_file(m) for m in ("export", "shapes", "dtypes")],
     output:
         artifact="results/export/{model}/onnx/model.onnx",
         io="results/export/{model}/onnx/io.json",
@@ -137,7 +137,7 @@ rule tf2onnx_convert:
         checkpoint=checkpoint_file,
         savedmodel="results/export/{model}/savedmodel/model.savedmodel",
         recipe=recipe_files,
-        code=[package_file(m) for m in ("export", "shapes")],
+        code=[package_file(m) for m in ("export", "shapes", "dtypes")],
     output:
         artifact="results/export/{model}/onnx/model.onnx",
         io="results/export/{model}/onnx/io.json",

@@ -26,7 +26,8 @@ rule perf_analyzer_offline:
         io="results/export/{model}/{format}/io.json",
         data="results/perf_data/{model}/input.json",
         code=[
-            package_file(m) for m in ("perf", "repository", "usage", "floor", "shapes")
+            package_file(m)
+            for m in ("perf", "repository", "usage", "floor", "shapes", "dtypes")
         ],
     output:
         report(
@@ -59,7 +60,8 @@ rule perf_analyzer_online:
         io="results/export/{model}/{format}/io.json",
         data="results/perf_data/{model}/input.json",
         code=[
-            package_file(m) for m in ("perf", "repository", "usage", "floor", "shapes")
+            package_file(m)
+            for m in ("perf", "repository", "usage", "floor", "shapes", "dtypes")
         ],
     output:
         report(

@@ -21,7 +21,9 @@ rule altair_report:
         correctness=correctness_files(),
         deploy=expand("results/deploy/{device}.tar.gz", device=DEVICES),
         environment=expand("results/environment/{device}.json", device=DEVICES),
-        code=[package_file(m) for m in ("report", "report_capacity")],
+        summary="results/summary.json",
+        gate="results/gate.json",
+        code=[package_file(m) for m in ("report", "report_capacity", "report_gate")],
     output:
         report(
             "results/report.html",

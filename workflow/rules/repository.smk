@@ -3,7 +3,7 @@ rule triton_write_repository:
         artifact=artifact,
         io="results/export/{model}/{format}/io.json",
         tuned=tuned_config,
-        code=[package_file(m) for m in ("repository", "shapes")],
+        code=[package_file(m) for m in ("repository", "shapes", "dtypes")],
         runner=runner_files(),
     output:
         directory("results/repository/{model}/{format}/{device}"),
@@ -24,6 +24,12 @@ rule triton_write_deploy:
         *per_model(deploy_inputs_of),
         verdicts=ALL_VERDICTS,
         code=package_file("deploy"),
+        # plan.scale instances: config.pbtxt gets the capacity plan's instance count
+        summary=(
+            ["results/summary.json"]
+            if config["plan"]["target_rps"] and config["plan"]["scale"] == "instances"
+            else []
+        ),
         accuracy=lambda w: [
             f"results/accuracy/{model}/{fmt}/{w.device}.csv"
             for model, fmt in passed_formats()

@@ -1,7 +1,7 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../../src")  # the package, also under --sdm conda
-from deploysnake import deploy, failures, job
+from deploysnake import deploy, failures, job, summary
 
 
 def main(sm):
@@ -13,6 +13,10 @@ def main(sm):
         sm.wildcards.device,
         sm.output.repository,
         sm.output.archive,
+        # plan.scale instances: the instance count the capacity plan asks for
+        summary.planned_instances(sm.input.summary[0], sm.wildcards.device)
+        if sm.input.summary
+        else None,
     )
 
 

@@ -29,6 +29,8 @@ def main(sm):
         p99_budget_ms=sm.params.p99_budget_ms,
         correctness=[Path(p) for p in sm.input.correctness],
         deploy=[Path(p) for p in sm.input.deploy],
+        summary_json=Path(sm.input.summary),
+        gate_json=Path(sm.input.gate),
         **paths,
     )
 

@@ -19,12 +19,38 @@ else:
     from runtime import ArtifactRuntime
 
 
+def _as_numpy(tensor: Any, bfloat16: bool) -> Any:
+    """An input as numpy; a BF16 one (bfloat16: the config says so), which the stub's as_numpy()
+    refuses, through DLPack and torch to an ml_dtypes bfloat16 array (the same 16-bit words)."""
+    if not bfloat16:
+        return tensor.as_numpy()
+    import ml_dtypes
+    import torch
+    from torch.utils.dlpack import from_dlpack
+
+    words = from_dlpack(tensor.to_dlpack()).view(torch.int16).numpy()
+    return words.view(np.uint16).view(ml_dtypes.bfloat16)
+
+
+def _tensor(name: str, array: Any) -> Any:
+    """An output tensor; bfloat16 through torch and DLPack (the stub's numpy path has no BF16)."""
+    array = np.ascontiguousarray(array)
+    if array.dtype.name != "bfloat16":
+        return pb_utils.Tensor(name, array)
+    import torch
+    from torch.utils.dlpack import to_dlpack  # type: ignore[attr-defined]
+
+    words = torch.from_numpy(array.view(np.int16).copy()).view(torch.bfloat16)
+    return pb_utils.Tensor.from_dlpack(name, to_dlpack(words))
+
+
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.inputs = [t["name"] for t in config["input"]]
         self.outputs = [t["name"] for t in config["output"]]
+        self.bf16 = {t["name"] for t in config["input"] if t["data_type"] == "TYPE_BF16"}
         # dims [1] with reshape []: the model's tensor has no [1] axis, the client's has.
         self.batched = int(config.get("max_batch_size", 0)) > 0
         self.reshaped = {t["name"] for t in config["input"] + config["output"] if "reshape" in t}
@@ -70,7 +96,7 @@ class TritonPythonModel:
         try:
             arrays = {
                 n: [
-                    self._in(n, pb_utils.get_input_tensor_by_name(r, n).as_numpy())
+                    self._in(n, _as_numpy(pb_utils.get_input_tensor_by_name(r, n), n in self.bf16))
                     for r in requests
                 ]
                 for n in self.inputs
@@ -83,14 +109,11 @@ class TritonPythonModel:
             error = pb_utils.TritonError(f"{type(exc).__name__}: {exc}")
             return [pb_utils.InferenceResponse(output_tensors=[], error=error) for _ in requests]
         if len(requests) == 1:
-            tensors = [pb_utils.Tensor(n, np.ascontiguousarray(out[n])) for n in self.outputs]
+            tensors = [_tensor(n, out[n]) for n in self.outputs]
             return [pb_utils.InferenceResponse(output_tensors=tensors)]
         responses, start = [], 0
         for size in sizes:
-            tensors = [
-                pb_utils.Tensor(n, np.ascontiguousarray(out[n][start : start + size]))
-                for n in self.outputs
-            ]
+            tensors = [_tensor(n, out[n][start : start + size]) for n in self.outputs]
             responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
             start += size
         return responses

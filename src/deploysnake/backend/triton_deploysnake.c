@@ -84,16 +84,15 @@ TRITONSERVER_Error* TRITONBACKEND_ResponseSend(TRITONBACKEND_Response* response,
 TRITONSERVER_Error* TRITONBACKEND_RequestRelease(TRITONBACKEND_Request* request, uint32_t release_flags);
 
 /* ---- helpers ----------------------------------------------------------------------------------- */
-#define MAX_TENSORS 64
 #define MAX_DIMS 16
 
 typedef struct {
     PyObject* runner;     /* deploysnake_model.TritonModel */
     int max_batch_size;
     int n_inputs, n_outputs;
-    char* input_names[MAX_TENSORS];
-    char* output_names[MAX_TENSORS];
-    TRITONSERVER_DataType output_types[MAX_TENSORS];
+    char** input_names;   /* as many as the config has: no limit of ours */
+    char** output_names;
+    TRITONSERVER_DataType* output_types;
     char* model_config;   /* JSON */
     char* version_dir;
 } ModelState;
@@ -108,7 +107,8 @@ typedef struct Job {
     int64_t* rows;                    /* requests and rows sit in the same allocation, after the job */
     int64_t total_rows;
     PyObject* outputs;                /* kept alive while views[] point into it */
-    Py_buffer views[MAX_TENSORS];
+    Py_buffer* views;                 /* one per output, in the same allocation */
+    Py_ssize_t* offsets;              /* bytes of each output sent so far, in the same allocation */
     int n_views;
     TRITONSERVER_Error* err;
     uint64_t exec_start, compute_start, compute_end;
@@ -226,7 +226,16 @@ TRITONSERVER_Error* TRITONBACKEND_ModelInitialize(TRITONBACKEND_Model* model) {
     for (int k = 0; k < 2 && !err; ++k) {
         PyObject* list = PyDict_GetItemString(cfg, kinds[k]);
         Py_ssize_t n = list ? PyList_Size(list) : 0;
-        if (n > MAX_TENSORS) { err = error_new(ERROR_UNSUPPORTED, "deploysnake backend: more than 64 %ss", kinds[k]); break; }
+        if (k == 0) {
+            state->input_names = calloc((size_t)n + 1, sizeof *state->input_names);
+        } else {
+            state->output_names = calloc((size_t)n + 1, sizeof *state->output_names);
+            state->output_types = calloc((size_t)n + 1, sizeof *state->output_types);
+        }
+        if (!state->input_names || (k == 1 && (!state->output_names || !state->output_types))) {
+            err = error_new(ERROR_INTERNAL, "deploysnake backend: out of memory for the %ss", kinds[k]);
+            break;
+        }
         for (Py_ssize_t i = 0; i < n; ++i) {
             PyObject* tensor = PyList_GetItem(list, i);
             PyObject* name = PyDict_GetItemString(tensor, "name");
@@ -253,6 +262,9 @@ TRITONSERVER_Error* TRITONBACKEND_ModelFinalize(TRITONBACKEND_Model* model) {
     if (!state) return NULL;
     for (int i = 0; i < state->n_inputs; ++i) free(state->input_names[i]);
     for (int i = 0; i < state->n_outputs; ++i) free(state->output_names[i]);
+    free(state->input_names);
+    free(state->output_names);
+    free(state->output_types);
     free(state->model_config);
     free(state->version_dir);
     free(state);
@@ -378,7 +390,7 @@ static void finish(Job* job) {
     ModelState* state = job->model;
     int batched = state->max_batch_size > 0;
     TRITONSERVER_Error* err = job->err;
-    Py_ssize_t offsets[MAX_TENSORS] = {0};
+    Py_ssize_t* offsets = job->offsets;
     for (uint32_t r = 0; r < job->count; ++r) {
         TRITONBACKEND_Response* response = NULL;
         TRITONSERVER_Error* rerr = err ? NULL : TRITONBACKEND_ResponseNew(&response, job->requests[r]);
@@ -474,8 +486,11 @@ static void run_batch(TRITONBACKEND_ModelInstance* instance, InstanceState* ista
                       uint64_t exec_start) {
     ModelState* state = istate->model;
     int batched = state->max_batch_size > 0;
-    /* One allocation: the job, then its copy of the request pointers, then each request's rows. */
-    Job* job = calloc(1, sizeof *job + count * (sizeof *job->requests + sizeof *job->rows));
+    /* One allocation: the job, then its copy of the request pointers, each request's rows, then
+     * each output's view and offset. */
+    size_t outputs_n = (size_t)state->n_outputs;
+    Job* job = calloc(1, sizeof *job + count * (sizeof *job->requests + sizeof *job->rows) +
+                             outputs_n * (sizeof *job->views + sizeof *job->offsets));
     if (!job) {
         /* no memory to queue the batch: answer every request with the error, here */
         TRITONSERVER_Error* oom = TRITONSERVER_ErrorNew(ERROR_INTERNAL, "deploysnake backend: out of memory queueing a batch");
@@ -489,8 +504,11 @@ static void run_batch(TRITONBACKEND_ModelInstance* instance, InstanceState* ista
     }
     TRITONBACKEND_Request** copy = (TRITONBACKEND_Request**)(job + 1);
     int64_t* rows = (int64_t*)(copy + count);
+    Py_buffer* views = (Py_buffer*)(rows + count);
+    Py_ssize_t* offsets = (Py_ssize_t*)(views + outputs_n);
     memcpy(copy, requests, count * sizeof *copy);
-    *job = (Job){.instance = instance, .model = state, .count = count, .requests = copy, .rows = rows, .exec_start = exec_start};
+    *job = (Job){.instance = instance, .model = state, .count = count, .requests = copy, .rows = rows, .views = views,
+                 .offsets = offsets, .exec_start = exec_start};
     TRITONSERVER_Error* err = NULL;
 
     PyGILState_STATE gil = PyGILState_Ensure();

@@ -1,0 +1,271 @@
+"""The deployment gate: this run's summary.json against a baseline run's (config key baseline).
+
+Per model x format x device both runs served, each figure is compared and judged twice: against its
+threshold (config gate:) and against the two runs' own spread (summary.json's spread fields). A
+figure fails only when it is worse than its threshold AND the difference is beyond the spread; a
+difference past the threshold but within the spread is reported as "within noise". results/gate.json
+holds every comparison; `failures_text` is what the run prints before it exits non-zero.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+
+PASSED = "passed"
+FAILED = "failed"
+NO_BASELINE = "no baseline"
+# a comparison's verdicts
+OK = "ok"
+FAIL = "fail"
+NOISE = "within noise"
+NOT_COMPARABLE = "not comparable"
+
+
+def _key(entry: Mapping[str, Any]) -> tuple[str, str, str]:
+    return (entry["model"], entry["format"], entry["device"])
+
+
+def _rel(spread: Mapping[str, Any] | None) -> float:
+    return float((spread or {}).get("relative") or 0.0)
+
+
+def _judge(worse_by: float, limit: float, noise: float) -> str:
+    """worse_by: how much worse (in the threshold's units); limit: the threshold; noise: spread."""
+    if worse_by <= limit:
+        return OK
+    return FAIL if worse_by > noise else NOISE
+
+
+def _row(
+    key: tuple[str, str, str],
+    figure: str,
+    baseline: float | None,
+    current: float | None,
+    change: float | None,
+    limit: float,
+    noise: float,
+    verdict: str,
+    unit: str,
+) -> dict[str, Any]:
+    return {
+        "model": key[0],
+        "format": key[1],
+        "device": key[2],
+        "figure": figure,
+        "baseline": baseline,
+        "current": current,
+        "change": change,
+        "threshold": limit,
+        "noise": noise,
+        "unit": unit,
+        "verdict": verdict,
+    }
+
+
+def _ratio_check(
+    key: tuple[str, str, str],
+    figure: str,
+    base: float | None,
+    cur: float | None,
+    noise: float,
+    min_ratio: float,
+) -> dict[str, Any]:
+    """A throughput-like figure (higher is better): fails below min_ratio x baseline beyond noise."""
+    if not base or cur is None:
+        return _row(key, figure, base, cur, None, 1 - min_ratio, noise, NOT_COMPARABLE, "ratio")
+    ratio = cur / base
+    verdict = _judge(1.0 - ratio, 1.0 - min_ratio, noise)
+    return _row(key, figure, base, cur, ratio, min_ratio, noise, verdict, "ratio")
+
+
+def compare(
+    current: Mapping[str, Any], baseline: Mapping[str, Any], settings: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """Every comparison of `current` with `baseline` (summary documents) under the gate settings
+    (max_accuracy_drop, lower_is_better, max_p99_increase, min_throughput_ratio, missing_fails).
+
+    Rows: model, format, device, figure (e.g. "accuracy: accuracy", "p99 at concurrency 2", "best
+    online infer/s", "capacity req/s"), baseline and current values, change (metric units for
+    accuracy, new/baseline ratio otherwise), threshold, noise (same units as change's distance from
+    no change: the sum of both runs' spreads) and verdict (ok, fail, within noise, not comparable)."""
+    max_drop = float(settings.get("max_accuracy_drop", 0.01))
+    lower = set(settings.get("lower_is_better") or [])
+    max_p99 = float(settings.get("max_p99_increase", 0.25))
+    min_ratio = float(settings.get("min_throughput_ratio", 0.8))
+    cur_entries = {_key(e): e for e in current["entries"] if e["device"] is not None}
+    out: list[dict[str, Any]] = []
+    for base in baseline["entries"]:
+        if base["device"] is None:
+            continue
+        key = _key(base)
+        cur = cur_entries.get(key)
+        if cur is None or cur["correctness"]["passed"] is False:
+            verdict = FAIL if settings.get("missing_fails", True) else NOT_COMPARABLE
+            out.append(_row(key, "served", 1, 0, None, 0, 0, verdict, "served"))
+            continue
+        failed = [s for s, v in cur["served_stages"].items() if v == "failed"]
+        was_failed = [s for s, v in base["served_stages"].items() if v == "failed"]
+        for stage in failed:
+            if stage not in was_failed:
+                out.append(_row(key, f"{stage} failed", 1, 0, None, 0, 0, FAIL, "served"))
+        cur_metrics = {m["metric"]: m for m in cur["accuracy"]}
+        for m in base["accuracy"]:
+            now = cur_metrics.get(m["metric"])
+            figure = f"accuracy: {m['metric']}"
+            if now is None or now["served"] is None or m["served"] is None:
+                out.append(
+                    _row(
+                        key, figure, m["served"], None, None, max_drop, 0, NOT_COMPARABLE, "metric"
+                    )
+                )
+                continue
+            change = now["served"] - m["served"]
+            drop = change if m["metric"] in lower else -change
+            noise = _rel(m.get("spread")) + _rel(now.get("spread"))
+            out.append(
+                _row(
+                    key,
+                    figure,
+                    m["served"],
+                    now["served"],
+                    change,
+                    max_drop,
+                    noise,
+                    _judge(drop, max_drop, noise),
+                    "metric",
+                )
+            )
+        for name in ("offline_best", "online_best"):
+            b, c = base[name], cur[name]
+            noise = _rel((b or {}).get("spread")) + _rel((c or {}).get("spread"))
+            label = f"best {name.split('_')[0]} infer/s"
+            out.append(
+                _ratio_check(
+                    key,
+                    label,
+                    (b or {}).get("infer_per_s"),
+                    (c or {}).get("infer_per_s"),
+                    noise,
+                    min_ratio,
+                )
+            )
+        now_points = {
+            (p["batch"], p["concurrency"]): p for p in cur["online_points"] if p["status"] == "ok"
+        }
+        for p in base["online_points"]:
+            q = now_points.get((p["batch"], p["concurrency"]))
+            if p["status"] != "ok" or q is None or not p["p99_us"] or q["p99_us"] is None:
+                continue
+            ratio = q["p99_us"] / p["p99_us"]
+            noise = _rel(p.get("spread")) + _rel(q.get("spread"))
+            out.append(
+                _row(
+                    key,
+                    f"p99 at concurrency {p['concurrency']}",
+                    p["p99_us"],
+                    q["p99_us"],
+                    ratio,
+                    1 + max_p99,
+                    noise,
+                    _judge(ratio - 1.0, max_p99, noise),
+                    "ratio",
+                )
+            )
+        if base.get("capacity") and base["capacity"].get("rps"):
+            c_cap = cur.get("capacity") or {}
+            noise = _rel(base["capacity"].get("spread")) + _rel(c_cap.get("spread"))
+            out.append(
+                _ratio_check(
+                    key,
+                    "capacity req/s",
+                    base["capacity"]["rps"],
+                    c_cap.get("rps") if cur.get("capacity") else None,
+                    noise,
+                    min_ratio,
+                )
+            )
+    return out
+
+
+def evaluate(
+    current: Mapping[str, Any],
+    baseline: Mapping[str, Any] | None,
+    settings: Mapping[str, Any],
+    baseline_path: str = "",
+) -> dict[str, Any]:
+    """The gate document (results/gate.json): status passed, failed or "no baseline", the
+    comparisons, the failed ones, and a note where the two runs' hardware differs."""
+    if baseline is None:
+        return {
+            "status": NO_BASELINE,
+            "baseline": "",
+            "settings": dict(settings),
+            "comparisons": [],
+            "failures": [],
+            "notes": [],
+        }
+    rows = compare(current, baseline, settings)
+    failures = [r for r in rows if r["verdict"] == FAIL]
+    notes = []
+    b_hw = baseline["provenance"].get("hardware") or {}
+    c_hw = current["provenance"].get("hardware") or {}
+    for device in sorted(set(b_hw) & set(c_hw)):
+        if b_hw[device] != c_hw[device]:
+            notes.append(
+                f"{device}: the baseline ran on {b_hw[device]}, this run on {c_hw[device]}: "
+                "latency and throughput differences may be the hardware's"
+            )
+    return {
+        "status": FAILED if failures else PASSED,
+        "baseline": baseline_path,
+        "settings": dict(settings),
+        "comparisons": rows,
+        "failures": failures,
+        "notes": notes,
+    }
+
+
+def describe(row: Mapping[str, Any]) -> str:
+    """One comparison in words, e.g. "digits/onnx on cpu: accuracy: accuracy 0.95 -> 0.41
+    (change -0.54, threshold 0.01, noise 0)"."""
+    where = f"{row['model']}/{row['format']} on {row['device']}"
+    if row["unit"] == "served":
+        return f"{where}: {row['figure']} (served in the baseline, not now)"
+
+    def n(v: Any) -> str:
+        return "—" if v is None else f"{v:.4g}"
+
+    change = "" if row["change"] is None else f"change {n(row['change'])}, "
+    return (
+        f"{where}: {row['figure']} {n(row['baseline'])} -> {n(row['current'])} "
+        f"({change}threshold {n(row['threshold'])}, noise {n(row['noise'])})"
+    )
+
+
+def failures_text(doc: Mapping[str, Any]) -> str:
+    """The failed comparisons as one line each (empty when the gate passed)."""
+    return "\n".join(describe(r) for r in doc.get("failures") or [])
+
+
+def write(doc: Mapping[str, Any], output: str | Path) -> None:
+    """Write the gate document as indented JSON."""
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    Path(output).write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def check(gate_json: str | Path, report_html: str | Path, output: str | Path) -> None:
+    """Write `output` when the gate in gate_json passed (or had no baseline); raise UserError naming
+    every failed model and figure otherwise (the run then exits non-zero; the report exists)."""
+    doc = json.loads(Path(gate_json).read_text())
+    if doc["status"] == FAILED:
+        raise UserError(
+            f"the gate failed against {doc['baseline']} ({len(doc['failures'])} figures; "
+            f"the report {report_html} shows every comparison):\n" + failures_text(doc)
+        )
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    Path(output).write_text(f"{doc['status']}\n")

@@ -1,0 +1,405 @@
+"""results/summary.json: one run's results per model x format x device, machine-readable.
+
+The same inputs the report reads (correctness verdicts, accuracy and perf CSVs, capacity results,
+tuning choices, environment), reduced to verdicts, accuracy, best points, capacity, cost, the
+measurements' spread, the capacity plan and provenance. Its schema, with every field described, is
+summary.schema.json beside this module (SCHEMA_VERSION); `validate` checks a document against it.
+The gate of a later run (gate.py, config key baseline) reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from jsonschema import Draft202012Validator
+
+from . import report_capacity
+from .capacity import cost_per_million
+from .errors import UserError
+from .report import (
+    ACCURACY_NUMBERS,
+    ACCURACY_TEXT,
+    FAILED,
+    PERF_NUMBERS,
+    PERF_TEXT,
+    THROUGHPUT,
+    _load_correctness,
+    _read_csvs,
+    served_failures,
+    without_failure_records,
+)
+
+SCHEMA_VERSION = 1
+SCHEMA_PATH = Path(__file__).with_name("summary.schema.json")
+STAGES = ("accuracy", "perf_offline", "perf_online", "capacity")
+Key = tuple[str, str, str]
+
+
+def load_schema() -> dict[str, Any]:
+    """The summary's JSON Schema (draft 2020-12) as a dict."""
+    schema: dict[str, Any] = json.loads(SCHEMA_PATH.read_text())
+    return schema
+
+
+def validate(doc: Mapping[str, Any], where: str = "summary") -> None:
+    """Raise UserError naming the first field of `doc` that does not follow the schema."""
+    errors = sorted(
+        Draft202012Validator(load_schema()).iter_errors(doc), key=lambda e: list(e.path)
+    )
+    if errors:
+        first = errors[0]
+        field = "/".join(str(p) for p in first.path) or "(top level)"
+        raise UserError(
+            f"{where} does not follow summary schema version {SCHEMA_VERSION} at {field}: "
+            f"{first.message}; give a summary.json written by deploysnake"
+        )
+
+
+def read(path: str | Path) -> dict[str, Any]:
+    """A summary.json, validated. Raises UserError for a missing, unreadable or invalid file."""
+    path = Path(path)
+    try:
+        doc: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"cannot read the summary {path}: {exc}; check the path") from exc
+    validate(doc, str(path))
+    return doc
+
+
+def _f(value: Any) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(out) else out
+
+
+def _i(value: Any) -> int | None:
+    out = _f(value)
+    return None if out is None else int(out)
+
+
+def stability_spread(value: float | None, percentage: float) -> dict[str, Any] | None:
+    """perf_analyzer's criterion as a spread: its windows agreed within +-percentage % of value."""
+    if value is None:
+        return None
+    rel = percentage / 100.0
+    return {
+        "method": "stability_percentage",
+        "relative": rel,
+        "low": value * (1 - rel),
+        "high": value * (1 + rel),
+    }
+
+
+def _point(row: Mapping[str, Any], percentage: float) -> dict[str, Any]:
+    infer = _f(row.get(THROUGHPUT))
+    return {
+        "batch": _i(row.get("batch")) or 0,
+        "concurrency": _i(row.get("concurrency")) or 0,
+        "infer_per_s": infer,
+        "p50_us": _f(row.get("p50 latency")),
+        "p99_us": _f(row.get("p99 latency")),
+        "status": str(row.get("status") or ""),
+        "spread": stability_spread(infer, percentage) if row.get("status") == "ok" else None,
+    }
+
+
+def _best(points: list[dict[str, Any]]) -> dict[str, Any] | None:
+    ok = [p for p in points if p["status"] == "ok" and p["infer_per_s"] is not None]
+    return max(ok, key=lambda p: p["infer_per_s"]) if ok else None
+
+
+def capacity_spread(result: Mapping[str, Any], resolution: float) -> dict[str, Any] | None:
+    """The capacity's spread: the true capacity lies between the rate found within the SLA and the
+    first rate found beyond it (the search's bracket); without a rate beyond it, the search's
+    resolution stands for the bracket. relative: the bracket's width over the capacity."""
+    rps = _f(result.get("capacity_rps"))
+    if not rps:
+        return None
+    upper = _f(result.get("upper_rate"))
+    rel = (upper - rps) / rps if upper else resolution
+    return {"method": "bracket", "relative": rel, "low": rps, "high": upper or rps * (1 + rel)}
+
+
+def plan(
+    capacity: Mapping[str, Any] | None, settings: Mapping[str, Any], per_hour: float | None
+) -> dict[str, Any] | None:
+    """The servers (scale replicas) or model instances (scale instances) that serve
+    settings["target_rps"] requests/s at the SLA, from the capacity less its spread (the headroom):
+    usable = rps / (1 + spread.relative); replicas = ceil(target / usable), each with the measured
+    instances; or instances = ceil(target / (usable / measured instances)) on one server. Cost per
+    month: replicas x per_hour x hours_per_month. None without a target or a capacity."""
+    target = float(settings.get("target_rps") or 0)
+    if not target or not capacity or not capacity.get("rps"):
+        return None
+    spread = (capacity.get("spread") or {}).get("relative") or 0.0
+    usable = float(capacity["rps"]) / (1.0 + float(spread))
+    measured = int(capacity.get("instances") or 1)
+    scale = str(settings.get("scale") or "replicas")
+    if scale == "instances":
+        replicas, instances = 1, max(1, math.ceil(target * measured / usable))
+    else:
+        replicas, instances = max(1, math.ceil(target / usable)), measured
+    hours = float(settings.get("hours_per_month") or 730)
+    return {
+        "target_rps": target,
+        "scale": scale,
+        "usable_rps": usable,
+        "replicas": replicas,
+        "instances": instances,
+        "cost_per_month": None if per_hour is None else replicas * per_hour * hours,
+    }
+
+
+def _instances(config: Mapping[str, Any], device: str, chosen: Mapping[str, Any] | None) -> int:
+    triton = (chosen or {}).get("triton") or config.get("triton") or {}
+    counts = triton.get("instances") or {}
+    count = counts.get(device, counts.get("default"))
+    return int(count) if count else 1
+
+
+def build(
+    config: Mapping[str, Any],
+    correctness: Iterable[Path],
+    accuracy: Iterable[Path],
+    offline: Iterable[Path],
+    online: Iterable[Path],
+    capacity: Iterable[Path],
+    tuning: Iterable[Path],
+    environment: Iterable[Path],
+) -> dict[str, Any]:
+    """The summary document (see summary.schema.json) of one run's result files."""
+    perf = config.get("perf") or {}
+    stab = float(perf.get("stability_percentage", 20))
+    cap_stab = float((perf.get("capacity") or {}).get("stability_percentage", 30))
+    per_hour = {k: float(v) for k, v in ((config.get("cost") or {}).get("per_hour") or {}).items()}
+    plan_settings = config.get("plan") or {}
+
+    _, corr = _load_correctness(correctness)
+    acc = _read_csvs(accuracy, ACCURACY_TEXT, ACCURACY_NUMBERS)
+    off = _read_csvs(offline, PERF_TEXT, PERF_NUMBERS)
+    on = _read_csvs(online, PERF_TEXT, PERF_NUMBERS)
+    caps = report_capacity.load(list(capacity))
+    failures = served_failures(
+        {
+            "accuracy": acc,
+            "perf_offline": off,
+            "perf_online": on,
+            "capacity": report_capacity.failures(caps),
+        }
+    )
+    frames = {"accuracy": acc, "perf_offline": off, "perf_online": on}
+    chosen: dict[Key, dict[str, Any]] = {}
+    for p in map(Path, tuning):
+        if p.name == "chosen.json" and p.is_file():
+            # results/tuning/<model>/<format>/<device>/chosen.json
+            chosen[(p.parts[-4], p.parts[-3], p.parts[-2])] = json.loads(p.read_text())
+
+    keys: set[Key] = set()
+    for frame in frames.values():
+        if frame.height:
+            keys |= {
+                (r[0], r[1], r[2]) for r in frame.select("model", "format", "device").iter_rows()
+            }
+    keys |= {(r["model"], r["format"], r["device"]) for r, _ in caps}
+    verdicts = {(r["model"], r["format"]): r for r in corr.iter_rows(named=True)}
+
+    def rows(frame: pl.DataFrame, key: Key) -> list[dict[str, Any]]:
+        if not frame.height:
+            return []
+        return frame.filter(
+            (pl.col("model") == key[0])
+            & (pl.col("format") == key[1])
+            & (pl.col("device") == key[2])
+        ).to_dicts()
+
+    entries: list[dict[str, Any]] = []
+    for key in sorted(keys, key=lambda k: (k[0], k[1], k[2] or "")):
+        model, fmt, device = key
+        verdict = verdicts.get((model, fmt))
+        stages = {}
+        for stage, frame in frames.items():
+            found = rows(frame, key)
+            stages[stage] = (
+                "not_run"
+                if not found
+                else "failed"
+                if any(r.get("status") == FAILED for r in found)
+                else "ok"
+            )
+        cap_result = next(
+            (r for r, _ in caps if (r["model"], r["format"], r["device"]) == key), None
+        )
+        stages["capacity"] = (
+            "not_run"
+            if cap_result is None
+            else "failed"
+            if cap_result["status"] == FAILED
+            else "ok"
+        )
+        key_failures = [
+            {"stage": f["stage"], "where": f["where"], "reason": f["reason"]}
+            for f in failures.iter_rows(named=True)
+            if (f["model"], f["format"], f["device"]) == key
+        ]
+        metrics = [
+            {
+                "metric": str(r["metric"]),
+                "source": _f(r.get("source")),
+                "exported": _f(r.get("exported")),
+                "served": _f(r.get("served")),
+                "samples": _f(r.get("samples")),
+                # the same data through two paths: their difference is the figure's numeric noise
+                "spread": {
+                    "method": "numeric",
+                    "relative": abs(_f(r.get("served_minus_source")) or 0.0),
+                },
+            }
+            for r in rows(without_failure_records(acc, "metric"), key)
+            if r.get("metric")
+        ]
+        off_points = [_point(r, stab) for r in rows(without_failure_records(off, "batch"), key)]
+        on_points = sorted(
+            (_point(r, stab) for r in rows(without_failure_records(on, "batch"), key)),
+            key=lambda p: (p["batch"], p["concurrency"]),
+        )
+        pick = chosen.get(key)
+        cap: dict[str, Any] | None = None
+        if cap_result is not None:
+            cap = {
+                "status": str(cap_result["status"]),
+                "rps": _f(cap_result.get("capacity_rps")),
+                "infer_per_s": _f(cap_result.get("capacity_infer_per_s")),
+                "batch": _i(cap_result.get("batch")),
+                "p50_us": _f(cap_result.get("p50_us")),
+                "p99_us": _f(cap_result.get("p99_us")),
+                "p99_budget_ms": float(cap_result.get("p99_budget_ms") or 0),
+                "upper_rps": _f(cap_result.get("upper_rate")),
+                "instances": _instances(config, device, pick),
+                "spread": capacity_spread(cap_result, float(cap_result.get("resolution") or 0.1)),
+            }
+        price = per_hour.get(device)
+        side = None
+        if pick and pick.get("side_by_side") and pick.get("trial") in pick["side_by_side"]:
+            m = pick["side_by_side"][pick["trial"]]
+            side = {
+                "trial": pick["trial"],
+                "throughput": m.get("throughput"),
+                "p99_us": m.get("p99_us"),
+                "spread": {
+                    "method": "rounds",
+                    "relative": (
+                        (m["max"] - m["min"]) / 2 / m["throughput"]
+                        if m.get("throughput") and m.get("max") is not None
+                        else None
+                    ),
+                    "low": m.get("min"),
+                    "high": m.get("max"),
+                    "n": m.get("stable_rounds"),
+                },
+            }
+        entries.append(
+            {
+                "model": model,
+                "format": fmt,
+                "device": device,
+                "correctness": {
+                    "passed": None if verdict is None else bool(verdict["passed"]),
+                    "reason": "" if verdict is None else str(verdict["reason"] or ""),
+                },
+                "served_stages": stages,
+                "failures": key_failures,
+                "accuracy": metrics,
+                "offline_best": _best(off_points),
+                "online_best": _best(on_points),
+                "online_points": on_points,
+                "side_by_side": side,
+                "capacity": cap,
+                "cost": {
+                    "per_hour": price,
+                    "per_million_inferences": cost_per_million(
+                        _f(cap["infer_per_s"]) if cap else None, per_hour, device
+                    ),
+                },
+                "plan": plan(cap, plan_settings, price),
+            }
+        )
+    # formats that failed correctness were never served: one entry each, no device
+    for (model, fmt), verdict in sorted(verdicts.items()):
+        if not verdict["passed"]:
+            entries.append(
+                {
+                    "model": model,
+                    "format": fmt,
+                    "device": None,
+                    "correctness": {"passed": False, "reason": str(verdict["reason"] or "")},
+                    "served_stages": dict.fromkeys(STAGES, "not_run"),
+                    "failures": [],
+                    "accuracy": [],
+                    "offline_best": None,
+                    "online_best": None,
+                    "online_points": [],
+                    "side_by_side": None,
+                    "capacity": None,
+                    "cost": {"per_hour": None, "per_million_inferences": None},
+                    "plan": None,
+                }
+            )
+
+    envs = [json.loads(Path(p).read_text()) for p in environment]
+    prov = [f for f in (acc, off, on) if f.height]
+
+    def distinct(col: str) -> list[str]:
+        return sorted(
+            {str(v) for f in prov if col in f.columns for v in f[col].drop_nulls().to_list() if v}
+        )
+
+    hardware: dict[str, str] = {}
+    for f in prov:
+        if "hardware" in f.columns:
+            for r in f.select("device", "hardware").drop_nulls().unique().iter_rows():
+                hardware.setdefault(str(r[0]), str(r[1]))
+    env = envs[0] if envs else {}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "provenance": {
+            "deploysnake": env.get("deploysnake"),
+            "git_commit": env.get("git_commit"),
+            "config_hashes": distinct("config_hash"),
+            "code_versions": distinct("code_version"),
+            "hardware": hardware,
+            "packages": distinct("packages"),
+        },
+        "settings": {
+            "p99_budget_ms": float((config.get("selection") or {}).get("p99_budget_ms", 10)),
+            "capacity_p99_budget_ms": float((perf.get("capacity") or {}).get("p99_budget_ms", 10)),
+            "perf_stability_percentage": stab,
+            "capacity_stability_percentage": cap_stab,
+            "cost_per_hour": per_hour,
+        },
+        "entries": entries,
+    }
+
+
+def planned_instances(path: str | Path, device: str) -> dict[tuple[str, str], int]:
+    """(model, format) -> the instance count the plan (scale instances) asks for on `device`,
+    from a summary.json; formats without a plan are absent."""
+    doc = read(path)
+    return {
+        (e["model"], e["format"]): int(e["plan"]["instances"])
+        for e in doc["entries"]
+        if e["device"] == device and e.get("plan") and e["plan"]["scale"] == "instances"
+    }
+
+
+def write(doc: Mapping[str, Any], output: str | Path) -> None:
+    """Validate `doc` against the schema and write it as indented JSON."""
+    validate(doc)
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    Path(output).write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")

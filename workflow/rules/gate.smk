@@ -1,0 +1,57 @@
+# The run's machine-readable summary, the gate against a baseline run's summary, and the check that
+# makes a failed gate fail the run once the report is written (src/deploysnake/summary.py, gate.py).
+rule python_write_summary:
+    input:
+        *per_model(report_inputs_of),
+        verdicts=ALL_VERDICTS,
+        correctness=correctness_files(),
+        environment=expand("results/environment/{device}.json", device=DEVICES),
+        code=[package_file(m) for m in ("summary", "report", "report_capacity")],
+        schema=str(
+            Path(workflow.basedir) / "src" / "deploysnake" / "summary.schema.json"
+        ),
+    output:
+        "results/summary.json",
+    log:
+        "logs/summary/summary.log",
+    conda:
+        "../../envs/report.yaml"
+    params:
+        # what the summary reads of the config (spreads, budgets, prices, the plan, instances)
+        config={k: config[k] for k in ("perf", "selection", "cost", "plan", "triton")},
+    script:
+        "../scripts/summary.py"
+
+
+rule python_compare_baseline:
+    input:
+        summary="results/summary.json",
+        baseline=[config["baseline"]] if config["baseline"] else [],
+        code=package_file("gate"),
+    output:
+        "results/gate.json",
+    log:
+        "logs/gate/gate.log",
+    conda:
+        "../../envs/report.yaml"
+    params:
+        gate=config["gate"],
+        baseline=config["baseline"] or "",
+    script:
+        "../scripts/gate.py"
+
+
+# The last job: fails (the run exits non-zero) when the gate failed, after the report exists, and
+# names each model and figure that failed on the console.
+rule python_check_gate:
+    input:
+        gate="results/gate.json",
+        report="results/report.html",
+    output:
+        "results/gate/passed.txt",
+    log:
+        "logs/gate/check.log",
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../scripts/gate_check.py"

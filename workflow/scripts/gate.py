@@ -1,0 +1,14 @@
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../../src")  # the package, also under --sdm conda
+from deploysnake import gate, job, summary
+
+
+def main(sm):
+    current = summary.read(sm.input.summary)
+    baseline = summary.read(sm.params.baseline) if sm.params.baseline else None
+    doc = gate.evaluate(current, baseline, sm.params.gate, sm.params.baseline)
+    gate.write(doc, sm.output[0])
+
+
+job.run(snakemake, main)
