@@ -27,6 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .errors import UserError
+from .perfdata import describe_shapes, encode, sample_shapes, served_shapes
 from .plugins import Recipe, validation_batches
 from .processes import die_with_parent
 from .server import TritonServer
@@ -114,7 +115,9 @@ def prepare_input_data(
     unbatched: bool = False,
     input_data: str = "dataloader",
 ) -> dict[str, Any]:
-    """perf_analyzer --input-data JSON from the validation split, one entry per sample with its shape.
+    """perf_analyzer --input-data JSON from the validation split, one entry per sample with its shape,
+    each tensor in its dtype as deploysnake.perfdata.encode writes it (base64 for float16/bfloat16
+    and for large tensors, decimal otherwise).
 
     perf_analyzer stacks entries into a batch, so they must share a shape: along the recipe's dynamic
     axes (a sequence) every sample is cut or zero-padded to the median length of the validation
@@ -146,7 +149,7 @@ def prepare_input_data(
                 )
                 for name, array in batch["inputs"].items()
             }
-            data.append({n: _entry(a) for n, a in whole.items()})
+            data.append({n: encode(a) for n, a in whole.items()})
             if len(data) >= samples:
                 break
             continue
@@ -162,7 +165,7 @@ def prepare_input_data(
                         for axis, dim in recipe.dynamic_axes.get(name, {}).items()
                     },
                 )
-                entry[name] = _entry(sample)
+                entry[name] = encode(sample)
             data.append(entry)
         if len(data) >= samples:
             break
@@ -177,16 +180,6 @@ def prepare_input_data(
         lengths or "none",
     )
     return doc
-
-
-def _entry(sample: NDArray[Any]) -> dict[str, Any]:
-    """One tensor of one --input-data entry; a 0-d sample goes as [1] (dims [1], reshape [])."""
-    if sample.ndim == 0:
-        sample = sample.reshape(1)
-    content = sample.ravel().tolist()
-    if sample.dtype.kind in "OS":  # a string (BYTES) tensor: JSON strings, which it sends as BYTES
-        content = [v.decode() if isinstance(v, bytes) else str(v) for v in content]
-    return {"content": content, "shape": list(sample.shape)}
 
 
 def refuse_random_integers(inputs: dict[str, NDArray[Any]]) -> None:
@@ -236,14 +229,9 @@ def _fit(sample: NDArray[Any], sizes: dict[int, int]) -> NDArray[Any]:
 
 
 def input_shapes(input_data: str | Path | None, io: dict[str, Any], max_batch_size: int = 1) -> str:
-    """The per-sample input shapes perf_analyzer sends, for the CSV ("image:1x8x8")."""
-    if input_data:
-        first = json.loads(Path(input_data).read_text())["data"][0]
-        return " ".join(f"{n}:{'x'.join(map(str, v['shape']))}" for n, v in first.items())
-    return " ".join(
-        f"{t['name']}:{'x'.join(str(d if d > 0 else 1) for d in served_dims(t, max_batch_size)[0])}"
-        for t in io["inputs"]
-    )
+    """The per-sample input shapes perf_analyzer sends, for the CSV ("image:1x8x8"): the input data's
+    where given, else the served dims with dynamic dims at 1 (deploysnake.perfdata)."""
+    return describe_shapes(served_shapes(io, input_data, max_batch_size), io)
 
 
 def command(
@@ -314,9 +302,9 @@ def dynamic_shapes(
 ) -> dict[str, list[int]]:
     """Per-sample shapes of the inputs that have dynamic dims in their served dims (perf_analyzer
     --shape): besides the batch; unbatched (max_batch_size 0), axis 0 too."""
-    first = json.loads(Path(prepared).read_text())["data"][0]
+    first = sample_shapes(prepared)
     return {
-        t["name"]: first[t["name"]]["shape"]
+        t["name"]: first[t["name"]]
         for t in io["inputs"]
         if any(d < 0 for d in served_dims(t, max_batch_size)[0]) and t["name"] in first
     }
