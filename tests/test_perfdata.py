@@ -110,3 +110,78 @@ def test_native_baseline_runs_the_perf_samples_and_shapes(
         perf_input="random",
     )
     assert [(r["input_shapes"], r["input_data"]) for r in random_rows] == [(expected, "random")]
+
+
+def test_sizing_lengthens_only_windows_shorter_than_25_requests() -> None:
+    settings = {"measurement_mode": "time_windows", "measurement_interval_ms": 300, "max_trials": 4}
+    assert perf.sized(settings, 0.000014) == settings  # digits: 25 requests fit easily
+    assert perf.sized(settings, 2.0)["measurement_interval_ms"] == 50_000  # 25 requests of 2 s
+    assert perf.sized({**settings, "sizing": "fixed"}, 2.0) == {**settings, "sizing": "fixed"}
+    assert perf.sized(settings, None) == settings  # no probe: as configured
+    probed = {1: 0.002, 65: 0.130}
+    assert perf.latency_at(probed, 33) == pytest.approx(0.066)
+    assert perf.latency_at(probed, 130) == pytest.approx(0.260)  # past the largest: per sample
+    about, most = perf.estimate_s(perf.sized(settings, 2.0), 2.0)
+    assert 200 <= about < most
+
+
+def test_perf_job_probes_plans_and_leaves_out_points_past_max_job_s(
+    exported: dict[str, Path], recipe: Recipe, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A real server and perf_analyzer: the probe's latencies and the plan are logged before the
+    first point; with perf.max_job_s too small for the second point, it is recorded "left out"."""
+    import logging
+
+    import yaml
+
+    from deploysnake import repository, server, tools
+    from deploysnake.configuration import validate
+
+    from .conftest import ROOT
+
+    config = validate(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()))
+    settings = {
+        **config["perf"],
+        "measurement_interval_ms": 300,
+        "stability_percentage": 100,
+        "max_trials": 3,
+        "max_foreign_cpu": 100.0,
+        "max_job_s": 4.0,  # the first point (about 3.2 s planned) fits, the second does not
+        "offline": {"batch_sizes": [1, 8], "concurrency": [1], "shared_memory": "none"},
+    }
+    data = tmp_path / "input.json"
+    perf.prepare_input_data(recipe, PARAMS, 16, data)
+    triton = {
+        "max_batch_size": 16,
+        "dynamic_batching": {"preferred_batch_sizes": [8]},
+        "instances": {"cpu": 1},
+        "runtime_threads": 1,
+    }
+    model_dir = repository.write_repository(
+        "digits", exported["onnx"], exported["onnx/io"], triton, "cpu", "inprocess", tmp_path / "r"
+    )
+    caplog.set_level(logging.INFO, logger="deploysnake.perf")
+    with server.TritonServer(
+        tmp_path / "r", server.locate("bundled"), tmp_path / "server.log"
+    ) as running:
+        rows = perf.measure(
+            tools.perf_analyzer(settings["perf_analyzer"]),
+            running,
+            "digits",
+            "onnx",
+            "cpu",
+            model_dir.name,
+            exported["onnx/io"],
+            settings,
+            "offline",
+            tmp_path / "offline.csv",
+            input_data=data,
+        )
+    plan = next(r.message for r in caplog.records if r.message.startswith("plan (offline)"))
+    assert "2 point(s)" in plan and "batch 1: " in plan and "batch 8: " in plan, plan
+    assert [r["batch"] for r in rows] == [1, 8]
+    assert rows[0]["status"] in {"ok", "unstable", "disturbed"}, rows[0]
+    assert rows[1]["status"] == perf.LEFT_OUT and "perf.max_job_s" in rows[1]["reason"], rows[1]
+    assert rows[1]["input_shapes"] == rows[0]["input_shapes"]
+    text = (tmp_path / "offline.csv").read_text()
+    assert "left out" in text

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import math
 import threading
 import time
 from collections.abc import Mapping
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from . import isolated
+from . import isolated, perfdata
 from .perfdata import describe_shapes, read_samples, served_shapes
 from .processes import job_cpus, resolve_runtime_threads
 from .runtime import ArtifactRuntime
@@ -73,21 +72,12 @@ def perf_batches(
     distinct calls as the samples give (the data cycles after len(samples) / gcd(len, batch) calls),
     at most max_bytes of them (at least one). batch None: an unbatched model, one whole sample per
     call. samples: deploysnake.perfdata.read_samples of input.json."""
-    count = len(samples)
     if batch is None:
         return [{t["name"]: from_served(s[t["name"]], t, 0) for t in io["inputs"]} for s in samples]
-    per_call = batch * sum(a.nbytes for a in samples[0].values())
-    calls = max(1, min(count // math.gcd(count, batch), int(max_bytes // max(per_call, 1))))
-    out = []
-    for call in range(calls):
-        rows = [samples[(call * batch + i) % count] for i in range(batch)]
-        out.append(
-            {
-                t["name"]: from_served(np.stack([r[t["name"]] for r in rows]), t, 1)
-                for t in io["inputs"]
-            }
-        )
-    return out
+    return [
+        {t["name"]: from_served(call[t["name"]], t, 1) for t in io["inputs"]}
+        for call in perfdata.batches(samples, batch, max_bytes)
+    ]
 
 
 def time_batch(

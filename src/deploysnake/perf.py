@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .errors import UserError
-from .perfdata import describe_shapes, encode, sample_shapes, served_shapes
+from .perfdata import batches, describe_shapes, encode, read_samples, sample_shapes, served_shapes
 from .plugins import Recipe, validation_batches
 from .processes import die_with_parent
 from .server import TritonServer
@@ -497,6 +497,97 @@ def plan_load(
     )
 
 
+# A point whose window would hold fewer requests than this (one after another, at the probed latency)
+# gets a longer window (perf.sizing probe): Model Navigator profiles in windows of 25 requests
+# (triton-inference-server/model_navigator, its performance profiling's default window).
+MIN_WINDOW_REQUESTS = 25
+# A probe request that takes longer than this is given up (the sweep's own timeouts then apply).
+PROBE_TIMEOUT_S = 300.0
+# A point left out because the job's measuring time (perf.max_job_s) would be passed: no figures.
+LEFT_OUT = "left out"
+
+
+def probe_latency(
+    server: TritonServer,
+    model_name: str,
+    io: dict[str, Any],
+    input_data: str | Path,
+    batch_sizes: list[int],
+    batched: bool = True,
+) -> dict[int, float]:
+    """Seconds one request takes at each batch size, measured before a sweep: the perf input data's
+    first request at that batch (perfdata.batches; unbatched: one whole sample) sent three times over
+    gRPC, the first a warm-up, the faster of the other two kept. Raises what tritonclient raises
+    where the server refuses the request."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import np_to_triton_dtype
+
+    samples = read_samples(input_data, {t["name"]: t["dtype"] for t in io["inputs"]}, limit=256)
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    latencies: dict[int, float] = {}
+    try:
+        for batch in sorted(set(batch_sizes)):
+            request = batches(samples, batch, max_bytes=0)[0] if batched else samples[0]
+            inputs = []
+            for name, array in request.items():
+                tensor = grpcclient.InferInput(
+                    name, list(array.shape), np_to_triton_dtype(array.dtype)
+                )
+                tensor.set_data_from_numpy(array)
+                inputs.append(tensor)
+            times = []
+            for _ in range(3):
+                started = time.perf_counter()
+                client.infer(model_name, inputs, client_timeout=PROBE_TIMEOUT_S)
+                times.append(time.perf_counter() - started)
+            latencies[batch] = min(times[1:])
+    finally:
+        client.close()
+    return latencies
+
+
+def latency_at(probed: dict[int, float], batch: int) -> float | None:
+    """A request's seconds at `batch`: the probe's, else linear between the probed batch sizes
+    (a request costs a fixed part plus a part per sample), None without a probe."""
+    if not probed:
+        return None
+    if batch in probed:
+        return probed[batch]
+    known = sorted(probed)
+    low = max([b for b in known if b <= batch], default=known[0])
+    high = min([b for b in known if b >= batch], default=known[-1])
+    if low == high:
+        return probed[low] * batch / low
+    share = (batch - low) / (high - low)
+    return probed[low] + share * (probed[high] - probed[low])
+
+
+def sized(settings: dict[str, Any], latency_s: float | None) -> dict[str, Any]:
+    """The settings of one point: with perf.sizing "probe" (the default) and a probed latency, a time
+    window at least MIN_WINDOW_REQUESTS request latencies long (never shorter than the configured
+    measurement_interval_ms, which small models keep as it is); "fixed" keeps the settings as given."""
+    if settings.get("sizing", "probe") != "probe" or latency_s is None:
+        return settings
+    if settings["measurement_mode"] != "time_windows":
+        return settings  # count windows hold measurement_request_count requests whatever they cost
+    need_ms = int(np.ceil(MIN_WINDOW_REQUESTS * latency_s * 1000.0))
+    return {
+        **settings,
+        "measurement_interval_ms": max(int(settings["measurement_interval_ms"]), need_ms),
+    }
+
+
+def estimate_s(settings: dict[str, Any], latency_s: float | None) -> tuple[float, float]:
+    """(about, at most) seconds one point takes: perf_analyzer needs three stable windows after a
+    warm-up window; at most max_trials windows, then once more with windows twice as long."""
+    if settings["measurement_mode"] == "time_windows":
+        window = settings["measurement_interval_ms"] / 1000.0
+    else:
+        window = settings["measurement_request_count"] * (latency_s or 0.01)
+    about = 4 * window + 2.0
+    return about, 3 * window * int(settings["max_trials"]) + 4.0
+
+
 def measure(
     executable: str,
     server: TritonServer,
@@ -514,7 +605,12 @@ def measure(
     max_batch_size: int = 1,
 ) -> list[dict[str, Any]]:
     """One sweep against the running server; max_batch_size: the served config's (0: every request
-    one whole sample, no -b, batch 1 in the rows). Writes the CSV whole at the end; returns its rows."""
+    one whole sample, no -b, batch 1 in the rows). Writes the CSV whole at the end; returns its rows.
+
+    Before the sweep, probe_latency at its smallest and largest batch sizes (perf.sizing probe, with
+    input data) sizes each point's window (sized); the job then logs its plan (points, windows, about
+    how long). perf.max_job_s (0: no bound) bounds the measuring: a point that would end past it is
+    not measured, its row's status LEFT_OUT with the reason."""
     io = json.loads(Path(io_json).read_text())
     load = plan_load(io, settings, input_data, max_batch_size)
     if (
@@ -533,10 +629,70 @@ def measure(
         "input_shapes": input_shapes(input_data if load.shapes else load.data, io, max_batch_size),
     }
     points = sweep(mode, settings, instances, max_batch_size)
+    probed: dict[int, float] = {}
+    if settings.get("sizing", "probe") == "probe" and input_data and Path(input_data).is_file():
+        ends = sorted({points[0].batch, max(p.batch for p in points)}) if points else []
+        try:
+            probed = probe_latency(server, model_name, io, input_data, ends, load.batched)
+        except Exception as exc:  # the sweep's own points say why requests fail; size nothing here
+            server.check_alive()
+            log.warning("latency probe failed, windows as configured: %s", str(exc)[:500])
+    planned = [(p, sized(settings, latency_at(probed, p.batch))) for p in points]
+    estimates = [estimate_s(s, latency_at(probed, p.batch)) for p, s in planned]
+    max_job_s = float(settings.get("max_job_s", 0) or 0)
+    log.info(
+        "plan (%s): %d point(s); probe %s; windows %s ms; about %.0f s, at most %.0f s%s",
+        mode,
+        len(points),
+        ", ".join(f"batch {b}: {1000 * t:.1f} ms" for b, t in probed.items()) or "none",
+        sorted({s["measurement_interval_ms"] for _, s in planned}),
+        sum(e[0] for e in estimates),
+        sum(e[1] for e in estimates),
+        f"; perf.max_job_s {max_job_s:.0f} s" if max_job_s else "",
+    )
+    job_started = time.monotonic()
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="deploysnake-perf-") as tmp:
-        for k, point in enumerate(points, start=1):
+        for k, (point, point_settings) in enumerate(planned, start=1):
             server.check_alive()
+            spent = time.monotonic() - job_started
+            if max_job_s and spent + estimates[k - 1][0] > max_job_s:
+                reason = (
+                    f"left out: perf.max_job_s {max_job_s:.0f} s would be passed (spent "
+                    f"{spent:.0f} s, this point takes about {estimates[k - 1][0]:.0f} s)"
+                )
+                log.warning(
+                    "point %d of %d (batch %d, concurrency %d) %s",
+                    k,
+                    len(points),
+                    point.batch,
+                    point.concurrency,
+                    reason,
+                )
+                rows.append(
+                    {
+                        "model": model,
+                        "format": fmt,
+                        "device": device,
+                        "mode": mode,
+                        "batch": point.batch,
+                        "concurrency": point.concurrency,
+                        "status": LEFT_OUT,
+                        **described,
+                        **(provenance or {}),
+                        "reason": reason,
+                    }
+                )
+                continue
+            # Bound each call as plan_load does, from the point's own (sized) window.
+            point_load = replace(
+                load,
+                timeout_s=60.0
+                + 3
+                * point_settings["measurement_interval_ms"]
+                / 1000.0
+                * int(point_settings["max_trials"]),
+            )
             log.info(
                 "point %d of %d (%s): batch %d, concurrency %d",
                 k,
@@ -551,10 +707,10 @@ def measure(
                 model_name,
                 server,
                 point,
-                settings,
+                point_settings,
                 mode,
                 Path(tmp) / f"point{k}.csv",
-                load,
+                point_load,
                 device,
             )
             server.check_alive()

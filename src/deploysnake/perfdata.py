@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -122,3 +123,20 @@ def served_shapes(
         t["name"]: [d if d > 0 else 1 for d in served_dims(t, max_batch_size)[0]]
         for t in io["inputs"]
     }
+
+
+def batches(
+    samples: list[dict[str, NDArray[Any]]], batch: int, max_bytes: float = 256e6
+) -> list[dict[str, NDArray[Any]]]:
+    """The requests perf_analyzer makes of these samples at -b batch, in served shapes ([batch,
+    *per-sample shape]): batch consecutive samples per request, wrapping around, as many distinct
+    requests as the samples give (they cycle after len(samples) / gcd(len(samples), batch)), at most
+    max_bytes of them (at least one)."""
+    count = len(samples)
+    per_call = batch * sum(a.nbytes for a in samples[0].values())
+    calls = max(1, min(count // math.gcd(count, batch), int(max_bytes // max(per_call, 1))))
+    out = []
+    for call in range(calls):
+        rows = [samples[(call * batch + i) % count] for i in range(batch)]
+        out.append({name: np.stack([r[name] for r in rows]) for name in samples[0]})
+    return out
