@@ -185,3 +185,38 @@ def test_perf_job_probes_plans_and_leaves_out_points_past_max_job_s(
     assert rows[1]["input_shapes"] == rows[0]["input_shapes"]
     text = (tmp_path / "offline.csv").read_text()
     assert "left out" in text
+
+
+def test_a_sweep_stops_where_throughput_stops_growing_or_p99_passes_its_cap() -> None:
+    stops = perf.SweepStop({"stop_gain": 0.05, "stop_after": 2, "max_p99_ms": 0})
+    sweep = [(1, 100.0), (2, 200.0), (4, 204.0), (8, 206.0), (16, 300.0), (32, 301.0)]
+    measured = []
+    for batch, throughput in sweep:
+        point = perf.Point(batch, 1)
+        if stops.reason(point, "offline"):
+            break
+        measured.append(batch)
+        stops.update(point, "offline", "ok", {"Inferences/Second": throughput, "p99 latency": 1e3})
+    # 16 (two steps after the first stall at 4) regained more than 5 %, so the sweep went on
+    assert measured == [1, 2, 4, 8, 16, 32]
+    flat = perf.SweepStop({"stop_gain": 0.05, "stop_after": 2})
+    for batch in (1, 2, 4, 8):
+        flat.update(
+            perf.Point(batch, 1),
+            "offline",
+            "ok",
+            {"Inferences/Second": 100.0 + batch, "p99 latency": 1e3},
+        )
+    assert "stopped growing" in flat.reason(perf.Point(16, 1), "offline")
+    assert flat.reason(perf.Point(16, 2), "offline") == ""  # another concurrency: its own sweep
+    capped = perf.SweepStop({"stop_gain": 0, "max_p99_ms": 50})
+    capped.update(
+        perf.Point(1, 4), "online", "ok", {"Inferences/Second": 10.0, "p99 latency": 80e3}
+    )
+    assert "perf.max_p99_ms 50" in capped.reason(perf.Point(1, 8), "online")
+    everything = perf.SweepStop({"stop_gain": 0})
+    for batch in (1, 2, 4, 8):
+        everything.update(
+            perf.Point(batch, 1), "offline", "ok", {"Inferences/Second": 1.0, "p99 latency": 1.0}
+        )
+    assert everything.reason(perf.Point(16, 1), "offline") == ""

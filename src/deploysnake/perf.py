@@ -577,6 +577,62 @@ def sized(settings: dict[str, Any], latency_s: float | None) -> dict[str, Any]:
     }
 
 
+class SweepStop:
+    """Where a sweep stops before its listed end (Model Navigator's rule: throughput that grows less
+    than perf.stop_gain over the best so far, perf.stop_after more steps without it, then give up;
+    triton-inference-server/model_navigator, throughput_cutoff_threshold and throughput_backoff_limit):
+    offline, along the batch sizes at each concurrency; online, along the concurrencies. A point
+    whose p99 passes perf.max_p99_ms ends its sweep too (larger batches or more requests in flight
+    only wait longer). stop_gain 0 and max_p99_ms 0 measure every listed point. Only "ok" points
+    count."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.gain = float(settings.get("stop_gain", 0.05) or 0.0)
+        self.after = int(settings.get("stop_after", 2))
+        self.max_p99_ms = float(settings.get("max_p99_ms", 0) or 0.0)
+        self.best: dict[int, float] = {}
+        self.stalls: dict[int, int] = {}
+        self.stopped: dict[int, str] = {}
+
+    @staticmethod
+    def _key(point: Point, mode: str) -> int:
+        return point.concurrency if mode == "offline" else point.batch
+
+    def reason(self, point: Point, mode: str) -> str:
+        """Why this point is left out ("" where it is measured)."""
+        return self.stopped.get(self._key(point, mode), "")
+
+    def update(self, point: Point, mode: str, status: str, measured: dict[str, Any]) -> None:
+        """Count a measured point towards its sweep's stop."""
+        if status != "ok":
+            return
+        key, step = self._key(point, mode), f"batch {point.batch}, concurrency {point.concurrency}"
+        try:
+            throughput = float(measured["Inferences/Second"])
+            p99_ms = float(measured["p99 latency"]) / 1000.0
+        except (KeyError, TypeError, ValueError):
+            return
+        if self.max_p99_ms and p99_ms > self.max_p99_ms:
+            self.stopped[key] = (
+                f"left out: p99 {p99_ms:.1f} ms at {step} passed perf.max_p99_ms "
+                f"{self.max_p99_ms:g}"
+            )
+            return
+        if not self.gain:
+            return
+        best = self.best.get(key, 0.0)
+        if throughput >= best * (1.0 + self.gain):
+            self.stalls[key] = 0
+        else:
+            self.stalls[key] = self.stalls.get(key, 0) + 1
+        self.best[key] = max(best, throughput)
+        if self.stalls[key] > self.after:
+            self.stopped[key] = (
+                f"left out: throughput stopped growing (less than {100 * self.gain:g} % over "
+                f"{self.best[key]:.0f} infer/s in {self.stalls[key]} steps up to {step})"
+            )
+
+
 def estimate_s(settings: dict[str, Any], latency_s: float | None) -> tuple[float, float]:
     """(about, at most) seconds one point takes: perf_analyzer needs three stable windows after a
     warm-up window; at most max_trials windows, then once more with windows twice as long."""
@@ -651,16 +707,19 @@ def measure(
         f"; perf.max_job_s {max_job_s:.0f} s" if max_job_s else "",
     )
     job_started = time.monotonic()
+    stops = SweepStop(settings)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="deploysnake-perf-") as tmp:
         for k, (point, point_settings) in enumerate(planned, start=1):
             server.check_alive()
             spent = time.monotonic() - job_started
-            if max_job_s and spent + estimates[k - 1][0] > max_job_s:
+            reason = stops.reason(point, mode)
+            if not reason and max_job_s and spent + estimates[k - 1][0] > max_job_s:
                 reason = (
                     f"left out: perf.max_job_s {max_job_s:.0f} s would be passed (spent "
                     f"{spent:.0f} s, this point takes about {estimates[k - 1][0]:.0f} s)"
                 )
+            if reason:
                 log.warning(
                     "point %d of %d (batch %d, concurrency %d) %s",
                     k,
@@ -714,6 +773,7 @@ def measure(
                 device,
             )
             server.check_alive()
+            stops.update(point, mode, status, measured)
             row = {
                 "model": model,
                 "format": fmt,
