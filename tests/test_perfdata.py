@@ -220,3 +220,18 @@ def test_a_sweep_stops_where_throughput_stops_growing_or_p99_passes_its_cap() ->
             perf.Point(batch, 1), "offline", "ok", {"Inferences/Second": 1.0, "p99 latency": 1.0}
         )
     assert everything.reason(perf.Point(16, 1), "offline") == ""
+
+
+def test_native_window_sized_to_hold_25_calls_of_a_slow_model() -> None:
+    """A call of about 20 ms with window_s 0.05: sized, the window holds 25 calls (about 0.5 s);
+    fixed, it holds what 0.05 s gives."""
+    import time
+
+    def slow(inputs: dict[str, np.ndarray]) -> None:
+        time.sleep(0.02)
+
+    inputs = {"x": np.zeros((4, 3), dtype=np.float32)}
+    sized = native.time_batch([slow], inputs, 0.05, 10_000, min_calls=25)  # type: ignore[list-item]
+    assert 0.5 <= sized["window_s_planned"] < 1.0 and sized["iterations"] >= 20, sized
+    fixed = native.time_batch([slow], inputs, 0.05, 10_000)  # type: ignore[list-item]
+    assert fixed["window_s_planned"] == 0.05 and fixed["iterations"] <= 4, fixed

@@ -29,6 +29,13 @@ from .shapes import from_served, served_dims
 from .usage import DISTURBED, Window, per_thousand_ms
 
 BASELINE_SUSPECT = "baseline suspect"
+# perf.sizing probe: a batch size's window holds at least this many calls (perf.MIN_WINDOW_REQUESTS,
+# Model Navigator's window of 25 requests; not imported: perf needs tritonclient, this runtime's
+# environment may not have it).
+MIN_WINDOW_CALLS = 25
+# A sized window is at most this long (a model of seconds per call gets fewer calls, at least one):
+# the isolated child's time bound (measure_isolated) allows for it.
+MAX_SIZED_WINDOW_S = 60.0
 
 log = logging.getLogger(__name__)
 
@@ -86,18 +93,27 @@ def time_batch(
     window_s: float,
     max_iterations: int,
     samples: int | None = None,
+    min_calls: int = 0,
 ) -> dict[str, float]:
     """Run repeatedly for window_s (bounded by max_iterations too); throughput and latency percentiles.
 
     One runtime per served instance, each looping in its own thread as Triton's instances do (the
     runtimes release the GIL while they compute), so the baseline has the served configuration's
-    parallelism: instances x runtime threads. samples: inferences per call (default: the inputs' axis 0;
+    parallelism: instances x runtime threads. min_calls: the window is lengthened to hold this many
+    calls at the warm-up's fastest latency, up to MAX_SIZED_WINDOW_S (perf.sizing probe; 0: window_s
+    as given).
+    samples: inferences per call (default: the inputs' axis 0;
     1 for an unbatched model's whole request). inputs: one call's, or a list of calls' that each
     instance cycles through (the perf input data's batches, perf_batches)."""
     calls = inputs if isinstance(inputs, list) else [inputs]
+    warm = float("inf")
     for runtime in runtimes:
         for k in range(3):  # warm-up: first calls allocate and pick kernels
+            t0 = time.perf_counter()
             runtime(calls[k % len(calls)])
+            warm = min(warm, time.perf_counter() - t0) if k else warm
+    if min_calls:  # sized: the window holds min_calls calls at the warmed-up latency
+        window_s = max(window_s, min(min_calls * warm, MAX_SIZED_WINDOW_S))
     batch = samples if samples is not None else next(iter(calls[0].values())).shape[0]
     latencies: list[list[float]] = [[] for _ in runtimes]
     start_line = threading.Barrier(len(runtimes) + 1)
@@ -135,6 +151,7 @@ def time_batch(
         "p50_latency_us": float(np.percentile(lat_us, 50)),
         "p99_latency_us": float(np.percentile(lat_us, 99)),
         "iterations": len(lat_us),
+        "window_s_planned": window_s,
     }
 
 
@@ -146,6 +163,7 @@ def measure_batch(
     max_foreign_cpu: float,
     device: str = "cpu",
     samples: int | None = None,
+    min_calls: int = 0,
 ) -> dict[str, Any]:
     """time_batch inside a usage Window; measured once more when the window was disturbed. Adds
     status ("ok" or "disturbed"), the window's columns (foreign_cpu, job_cpu in cores) and
@@ -153,7 +171,7 @@ def measure_batch(
     result: dict[str, Any] = {}
     for attempt in (1, 2):
         with Window(None, device) as window:
-            result = time_batch(runtimes, inputs, window_s, max_iterations, samples)
+            result = time_batch(runtimes, inputs, window_s, max_iterations, samples, min_calls)
         result = {**result, "status": "ok", **window.columns()}
         result["native_cpu_ms_per_1k"] = per_thousand_ms(
             window.result["job_cpu"], result["throughput_infer_per_s"]
@@ -205,6 +223,7 @@ def measure(
     max_batch_size: int = 1,
     input_data: str | Path | None = None,
     perf_input: str = "dataloader",
+    sizing: str = "fixed",
 ) -> list[dict[str, Any]]:
     """Rows per batch size: throughput_infer_per_s, p50/p99_latency_us, status, foreign_cpu, job_cpu
     (cores), native_cpu_ms_per_1k, instances, runtime_threads (explicit: 0 becomes the job's CPUs
@@ -220,7 +239,9 @@ def measure(
     input_data (results/perf_data/<model>/input.json), batch consecutive samples per call
     (perf_batches); with "random", random data of the same per-sample shapes (the --shape
     perf_analyzer gets). Every row records input_shapes (per-sample served shapes, the perf rows'
-    format) and input_data ("dataloader" or "random")."""
+    format) and input_data ("dataloader" or "random"). sizing "probe" (perf.sizing): each batch
+    size's window holds at least perf.MIN_WINDOW_REQUESTS calls at its warmed-up latency, as perf
+    sizes its windows; "fixed": window_s as given."""
     io = json.loads(Path(io_json).read_text())
     unbatched = max_batch_size == 0
     if unbatched:
@@ -257,8 +278,9 @@ def measure(
         else:
             calls = random_inputs(io, None if unbatched else int(batch), shapes=shapes)
         inputs, samples = calls, (1 if unbatched else None)
+        min_calls = MIN_WINDOW_CALLS if sizing == "probe" else 0
         result = measure_batch(
-            runtimes, inputs, window_s, max_iterations, max_foreign_cpu, device, samples
+            runtimes, inputs, window_s, max_iterations, max_foreign_cpu, device, samples, min_calls
         )
         top = ceiling.get(int(batch))
         if top and top > result["throughput_infer_per_s"] * (1 + spread):
@@ -271,7 +293,14 @@ def measure(
                 100 * spread,
             )
             again = measure_batch(
-                runtimes, inputs, 2 * window_s, 2 * max_iterations, max_foreign_cpu, device, samples
+                runtimes,
+                inputs,
+                2 * window_s,
+                2 * max_iterations,
+                max_foreign_cpu,
+                device,
+                samples,
+                2 * min_calls,
             )
             if again["throughput_infer_per_s"] > result["throughput_infer_per_s"]:
                 result = again
@@ -324,7 +353,10 @@ def measure_isolated(**kwargs: Any) -> None:
     from .failures import FormatFailure
 
     batches = len(kwargs["batch_sizes"])
-    timeout_s = 300.0 + batches * (3 * float(kwargs["window_s"]) + 60.0)
+    window_s = float(kwargs["window_s"])
+    if kwargs.get("sizing") == "probe":
+        window_s = max(window_s, MAX_SIZED_WINDOW_S)
+    timeout_s = 300.0 + batches * (3 * window_s + 60.0)
     kwargs = {k: str(v) if isinstance(v, Path) else v for k, v in kwargs.items()}
     outcome = isolated.call("deploysnake.native:measure", kwargs, timeout_s)
     if outcome.failure is not None:

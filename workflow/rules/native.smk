@@ -38,5 +38,6 @@ rule runtime_native_baseline:
         },
         unbatched=config["triton"]["max_batch_size"] == 0,
         perf_input=config["perf"]["input_data"],
+        sizing=config["perf"]["sizing"],
     script:
         "../scripts/native.py"
