@@ -329,23 +329,17 @@ def measured_output_bytes(
     on the wire (a BYTES output's length-prefixed strings included). What the shared-memory output
     regions must hold per sample, where dims or strings leave the size open until run time. None
     where a sample cannot be sent (the sweep then reports that request's error itself)."""
-    import base64
-
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
     client = grpcclient.InferenceServerClient(server.grpc_url)
     largest = 0
     try:
-        for sample in json.loads(Path(input_data).read_text())["data"]:
+        dtypes = {t["name"]: t["dtype"] for t in io["inputs"]}
+        for sample in read_samples(input_data, dtypes):
             requests = []
             for tensor in io["inputs"]:
-                value, dtype = sample[tensor["name"]], np.dtype(tensor["dtype"])
-                if "b64" in value:
-                    array = np.frombuffer(base64.b64decode(value["b64"]), dtype)
-                else:
-                    array = np.asarray(value["content"], dtype=dtype)
-                array = np.ascontiguousarray(array.reshape([1, *value["shape"]]))
+                array = np.ascontiguousarray(sample[tensor["name"]][np.newaxis])
                 item = grpcclient.InferInput(
                     tensor["name"], list(array.shape), np_to_triton_dtype(array.dtype)
                 )
