@@ -7,8 +7,12 @@ only those jobs run (perf sweeps of one point, short windows)."""
 
 from __future__ import annotations
 
+import base64
 import csv
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +88,22 @@ BATCHED = (
     else {}
 )
 NAMES_MODEL = "names.v1-x"  # a model name with "." and "-"
+HALF_MODEL = "digits_half"  # case 24's config.yaml: an ONNX file with float16 inputs and outputs
+
+
+def case24_model(workdir: Path) -> dict[str, Any]:
+    """Case 24's float16 model (config.yaml), made by its make_model.py in a copy of the case folder
+    (seconds), given as onnx: with the case's dataloader and metrics."""
+    folder = workdir / "case24"
+    shutil.copytree(CASES / "24_fp16_uint8_io", folder)
+    subprocess.run(
+        [sys.executable, "make_model.py"], cwd=folder, check=True, capture_output=True, timeout=600
+    )
+    return {
+        "onnx": str(folder / "half_clf.onnx"),
+        "dataloader": str(folder / "dataloader.py"),
+        "metrics": str(folder / "metrics.py"),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +114,7 @@ def batched(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
         "recipe": str(ROOT / "tests" / "recipes" / "names"),
         "params": {"hidden": 8, "epochs": 3, "seed": 0},
     }
+    models[HALF_MODEL] = case24_model(workdir)
     config = {
         "models": models,
         "formats": FORMATS,
@@ -109,6 +130,9 @@ def batched(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
         *served_targets(BATCHED["01"][0], FORMATS),
         *served_targets(BATCHED["06"][0], FORMATS, native=False),
         *served_targets(NAMES_MODEL, ["onnx"], native=False),
+        f"results/perf_offline/{HALF_MODEL}/onnx/cpu.csv",
+        f"results/perf_online/{HALF_MODEL}/onnx/cpu.csv",
+        f"results/native/{HALF_MODEL}/onnx/cpu.csv",
         *(f"results/export/{m}/{fmt}/io.json" for m in refused for fmt in FORMATS),
         f"results/checkpoint/{BATCHED['05'][0]}/model.pt",
     ]
@@ -278,6 +302,33 @@ def test_names_with_punctuation_and_dict_outputs_in_another_order(
         points = rows(workdir / f"results/perf_{mode}/{model}/onnx/cpu.csv")
         assert points and {p["status"] for p in points} <= MEASURED, points
     assert "--shape tok/ids-1:" in (workdir / f"logs/perf_offline/{model}/onnx/cpu.log").read_text()
+
+
+def test_case24_float16_io_measured_with_base64_perf_data(batched: tuple[Path, str]) -> None:
+    """Case 24 (config.yaml): float16 perf data goes in perf_analyzer's base64 form, little-endian
+    float16 bytes of the real samples; every point is measured (none failed with "Can not use
+    explicit tensor description for fp16 datatype"), the serving floor's too, and the native
+    baseline runs the same float16 samples and shapes."""
+    workdir, _ = batched
+    model = HALF_MODEL
+    data = json.loads((workdir / f"results/perf_data/{model}/input.json").read_text())["data"]
+    first = data[0]["pixels"]
+    assert set(first) == {"b64", "shape"} and first["shape"] == [64], first.keys()
+    values = np.frombuffer(base64.b64decode(first["b64"]), dtype="<f2")
+    assert values.size == 64 and 0 < values.max() <= 1.0  # the dataloader's scaled pixels
+    for name in ("perf_offline", "perf_online"):
+        for csv_name in ("cpu.csv", "cpu.floor.csv") if name == "perf_online" else ("cpu.csv",):
+            points = rows(workdir / f"results/{name}/{model}/onnx/{csv_name}")
+            assert points and {p["status"] for p in points} <= MEASURED, points
+            assert {(p["input_data"], p["input_shapes"]) for p in points} == {
+                ("dataloader", "pixels:64")
+            }, points
+    log = (workdir / f"logs/perf_offline/{model}/onnx/cpu.log").read_text()
+    assert "fp16" not in log.lower() or "explicit tensor description" not in log
+    native_rows = rows(workdir / f"results/native/{model}/onnx/cpu.csv")
+    assert native_rows and {(r["input_data"], r["input_shapes"]) for r in native_rows} == {
+        ("dataloader", "pixels:64")
+    }, native_rows
 
 
 UNBATCHED = (

@@ -152,6 +152,12 @@ def test_the_tagger_sequence_axis_stays_dynamic(workdir: Path) -> None:
             } == {f"tokens:{typical}"}
             log = (workdir / "logs" / f"perf_{mode}" / "tagger" / fmt / "cpu.log").read_text()
             assert f"--shape tokens:{typical}" in log
+        # the in-process baseline ran the same tokens: the perf samples, at the length sent
+        native_rows = rows(workdir / "results" / "native" / "tagger" / fmt / "cpu.csv")
+        assert [(r["batch"], r["input_shapes"], r["input_data"]) for r in native_rows] == [
+            (str(b), f"tokens:{typical}", "dataloader")
+            for b in CONFIG["perf"]["offline"]["batch_sizes"]
+        ], native_rows
     data = json.loads((workdir / "results" / "perf_data" / "tagger" / "input.json").read_text())[
         "data"
     ]

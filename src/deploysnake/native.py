@@ -9,25 +9,33 @@ again, and where it persists the row says "baseline suspect"."""
 
 from __future__ import annotations
 
-import base64
 import csv
 import json
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from . import isolated
+from . import isolated, perfdata
+from .perfdata import describe_shapes, read_samples, served_shapes
 from .processes import job_cpus, resolve_runtime_threads
 from .runtime import ArtifactRuntime
-from .shapes import from_served
+from .shapes import from_served, served_dims
 from .usage import DISTURBED, Window, per_thousand_ms
 
 BASELINE_SUSPECT = "baseline suspect"
+# perf.sizing probe: a batch size's window holds at least this many calls (perf.MIN_WINDOW_REQUESTS,
+# Model Navigator's window of 25 requests; not imported: perf needs tritonclient, this runtime's
+# environment may not have it).
+MIN_WINDOW_CALLS = 25
+# A sized window is at most this long (a model of seconds per call gets fewer calls, at least one):
+# the isolated child's time bound (measure_isolated) allows for it.
+MAX_SIZED_WINDOW_S = 60.0
 
 log = logging.getLogger(__name__)
 
@@ -37,72 +45,76 @@ NUMPY_RANDOM = {
 }
 
 
-def random_inputs(io: dict[str, Any], batch: int | None, seed: int = 0) -> dict[str, NDArray[Any]]:
-    """Random data of the served shapes, as perf_analyzer sends by default (dynamic dims: 1).
-    batch None: an unbatched model's call, the full dims."""
+def random_inputs(
+    io: dict[str, Any],
+    batch: int | None,
+    seed: int = 0,
+    shapes: Mapping[str, list[int]] | None = None,
+) -> dict[str, NDArray[Any]]:
+    """Random data of the served shapes, as perf_analyzer sends with perf.input_data random: shapes
+    (per-sample served shapes, the --shape it gets) where given, else dynamic dims at 1. batch None:
+    an unbatched model's call, the full dims. Returned in the model's shapes (from_served)."""
     rng = np.random.default_rng(seed)
     inputs = {}
     for tensor in io["inputs"]:
-        dims = tensor["dims"] if batch is None else [batch, *tensor["dims"][1:]]
-        shape = [d if d > 0 else 1 for d in dims]
+        mbs = 0 if batch is None else 1
+        per_sample = (shapes or {}).get(tensor["name"]) or [
+            d if d > 0 else 1 for d in served_dims(tensor, mbs)[0]
+        ]
+        shape = list(per_sample) if batch is None else [batch, *per_sample]
         dtype = np.dtype(tensor["dtype"])
-        inputs[tensor["name"]] = NUMPY_RANDOM.get(dtype.kind, NUMPY_RANDOM["i"])(rng, shape, dtype)
+        served = NUMPY_RANDOM.get(dtype.kind, NUMPY_RANDOM["i"])(rng, shape, dtype)
+        inputs[tensor["name"]] = from_served(served, tensor, mbs)
     return inputs
 
 
-def _decoded(value: dict[str, Any], dtype: np.dtype[Any]) -> NDArray[Any]:
-    """One tensor of a perf input data entry as numpy: its "content" (numbers, or strings for a
-    BYTES tensor) or its "b64" (the raw little-endian bytes, base64), reshaped to its "shape"."""
-    if "b64" in value:
-        array = np.frombuffer(base64.b64decode(value["b64"]), dtype)
-    elif dtype.kind == "O":  # strings, as the dataloader gave them
-        array = np.empty(len(value["content"]), dtype=object)
-        array[:] = [str(v) for v in value["content"]]
-    else:
-        array = np.asarray(value["content"], dtype=dtype)
-    return array.reshape(value["shape"])
-
-
-def sample_batch(io: dict[str, Any], input_data: str | Path, batch: int) -> dict[str, NDArray[Any]]:
-    """A batch of `batch` rows of the perf input data (the user's samples that perf_analyzer sends,
-    taken in turn and repeated where fewer), in the model's shapes and dtypes."""
-    data = json.loads(Path(input_data).read_text())["data"]
-    inputs = {}
-    for tensor in io["inputs"]:
-        dtype = np.dtype(tensor["dtype"])
-        rows = [_decoded(data[k % len(data)][tensor["name"]], dtype) for k in range(batch)]
-        inputs[tensor["name"]] = from_served(np.stack(rows), tensor, 1)
-    return inputs
-
-
-def whole_sample(io: dict[str, Any], input_data: str | Path) -> dict[str, NDArray[Any]]:
-    """An unbatched model's call: the first sample of the perf input data (one whole request, what
-    perf_analyzer sends it), in the model's shapes and dtypes."""
-    first = json.loads(Path(input_data).read_text())["data"][0]
-    inputs = {}
-    for tensor in io["inputs"]:
-        array = _decoded(first[tensor["name"]], np.dtype(tensor["dtype"]))
-        inputs[tensor["name"]] = from_served(array, tensor, 0)
-    return inputs
+def perf_batches(
+    io: dict[str, Any],
+    samples: list[dict[str, NDArray[Any]]],
+    batch: int | None,
+    max_bytes: float = 256e6,
+) -> list[dict[str, NDArray[Any]]]:
+    """The calls perf_analyzer makes of the perf input data, in the model's shapes and dtypes: batch
+    consecutive samples per call, wrapping around (perf_analyzer's -b with --input-data), as many
+    distinct calls as the samples give (the data cycles after len(samples) / gcd(len, batch) calls),
+    at most max_bytes of them (at least one). batch None: an unbatched model, one whole sample per
+    call. samples: deploysnake.perfdata.read_samples of input.json."""
+    if batch is None:
+        return [{t["name"]: from_served(s[t["name"]], t, 0) for t in io["inputs"]} for s in samples]
+    return [
+        {t["name"]: from_served(call[t["name"]], t, 1) for t in io["inputs"]}
+        for call in perfdata.batches(samples, batch, max_bytes)
+    ]
 
 
 def time_batch(
     runtimes: list[ArtifactRuntime],
-    inputs: dict[str, NDArray[Any]],
+    inputs: dict[str, NDArray[Any]] | list[dict[str, NDArray[Any]]],
     window_s: float,
     max_iterations: int,
     samples: int | None = None,
+    min_calls: int = 0,
 ) -> dict[str, float]:
     """Run repeatedly for window_s (bounded by max_iterations too); throughput and latency percentiles.
 
     One runtime per served instance, each looping in its own thread as Triton's instances do (the
     runtimes release the GIL while they compute), so the baseline has the served configuration's
-    parallelism: instances x runtime threads. samples: inferences per call (default: the inputs' axis 0;
-    1 for an unbatched model's whole request)."""
+    parallelism: instances x runtime threads. min_calls: the window is lengthened to hold this many
+    calls at the warm-up's fastest latency, up to MAX_SIZED_WINDOW_S (perf.sizing probe; 0: window_s
+    as given).
+    samples: inferences per call (default: the inputs' axis 0;
+    1 for an unbatched model's whole request). inputs: one call's, or a list of calls' that each
+    instance cycles through (the perf input data's batches, perf_batches)."""
+    calls = inputs if isinstance(inputs, list) else [inputs]
+    warm = float("inf")
     for runtime in runtimes:
-        for _ in range(3):  # warm-up: first calls allocate and pick kernels
-            runtime(inputs)
-    batch = samples if samples is not None else next(iter(inputs.values())).shape[0]
+        for k in range(3):  # warm-up: first calls allocate and pick kernels
+            t0 = time.perf_counter()
+            runtime(calls[k % len(calls)])
+            warm = min(warm, time.perf_counter() - t0) if k else warm
+    if min_calls:  # sized: the window holds min_calls calls at the warmed-up latency
+        window_s = max(window_s, min(min_calls * warm, MAX_SIZED_WINDOW_S))
+    batch = samples if samples is not None else next(iter(calls[0].values())).shape[0]
     latencies: list[list[float]] = [[] for _ in runtimes]
     start_line = threading.Barrier(len(runtimes) + 1)
     ends = [0.0] * len(runtimes)
@@ -113,8 +125,9 @@ def time_batch(
         start = time.perf_counter()
         try:
             while len(latencies[k]) < max_iterations and time.perf_counter() - start < window_s:
+                call = calls[(k + len(latencies[k])) % len(calls)]
                 t0 = time.perf_counter()
-                runtimes[k](inputs)
+                runtimes[k](call)
                 latencies[k].append(time.perf_counter() - t0)
         except (
             BaseException
@@ -138,17 +151,19 @@ def time_batch(
         "p50_latency_us": float(np.percentile(lat_us, 50)),
         "p99_latency_us": float(np.percentile(lat_us, 99)),
         "iterations": len(lat_us),
+        "window_s_planned": window_s,
     }
 
 
 def measure_batch(
     runtimes: list[ArtifactRuntime],
-    inputs: dict[str, NDArray[Any]],
+    inputs: dict[str, NDArray[Any]] | list[dict[str, NDArray[Any]]],
     window_s: float,
     max_iterations: int,
     max_foreign_cpu: float,
     device: str = "cpu",
     samples: int | None = None,
+    min_calls: int = 0,
 ) -> dict[str, Any]:
     """time_batch inside a usage Window; measured once more when the window was disturbed. Adds
     status ("ok" or "disturbed"), the window's columns (foreign_cpu, job_cpu in cores) and
@@ -156,7 +171,7 @@ def measure_batch(
     result: dict[str, Any] = {}
     for attempt in (1, 2):
         with Window(None, device) as window:
-            result = time_batch(runtimes, inputs, window_s, max_iterations, samples)
+            result = time_batch(runtimes, inputs, window_s, max_iterations, samples, min_calls)
         result = {**result, "status": "ok", **window.columns()}
         result["native_cpu_ms_per_1k"] = per_thousand_ms(
             window.result["job_cpu"], result["throughput_infer_per_s"]
@@ -207,6 +222,8 @@ def measure(
     max_foreign_cpu: float = 0.25,
     max_batch_size: int = 1,
     input_data: str | Path | None = None,
+    perf_input: str = "dataloader",
+    sizing: str = "fixed",
 ) -> list[dict[str, Any]]:
     """Rows per batch size: throughput_infer_per_s, p50/p99_latency_us, status, foreign_cpu, job_cpu
     (cores), native_cpu_ms_per_1k, instances, runtime_threads (explicit: 0 becomes the job's CPUs
@@ -216,7 +233,15 @@ def measure(
     in-process one by more than `spread` (a fraction: perf.stability_percentage / 100), the batch
     size is measured again with windows twice as long, and if it persists the row's status is
     "baseline suspect". max_batch_size 0 (unbatched, as served): one row at batch 1, each call one
-    whole sample of the perf input data (input_data) as perf_analyzer sends it."""
+    whole sample of the perf input data as perf_analyzer sends it.
+
+    The work is perf_analyzer's: with perf_input "dataloader" (perf.input_data) the samples of
+    input_data (results/perf_data/<model>/input.json), batch consecutive samples per call
+    (perf_batches); with "random", random data of the same per-sample shapes (the --shape
+    perf_analyzer gets). Every row records input_shapes (per-sample served shapes, the perf rows'
+    format) and input_data ("dataloader" or "random"). sizing "probe" (perf.sizing): each batch
+    size's window holds at least perf.MIN_WINDOW_REQUESTS calls at its warmed-up latency, as perf
+    sizes its windows; "fixed": window_s as given."""
     io = json.loads(Path(io_json).read_text())
     unbatched = max_batch_size == 0
     if unbatched:
@@ -233,19 +258,29 @@ def measure(
     ]
     log.info("in-process: %d instance(s), each %s", len(runtimes), runtimes[0].describe())
     ceiling = served_best(served or [])
+    shapes = served_shapes(io, input_data, 0 if unbatched else 1)
+    data = (
+        read_samples(input_data, {t["name"]: t["dtype"] for t in io["inputs"]})
+        if perf_input == "dataloader" and input_data and Path(input_data).is_file()
+        else None
+    )
+    described = {
+        "input_data": "dataloader" if data else "random",
+        "input_shapes": describe_shapes(shapes, io),
+    }
+    log.info("in-process: the perf input data's work: %s", described)
     rows = []
     for k, batch in enumerate(batch_sizes, start=1):
         isolated.phase(f"timing batch {batch} in-process ({fmt})")
-        if unbatched and input_data:
-            inputs, samples = whole_sample(io, input_data), 1
-        elif unbatched:  # no perf data: random data of the full dims (dynamic dims: 1)
-            inputs, samples = random_inputs(io, None), 1
-        elif input_data:  # the user's samples, as perf_analyzer sends them
-            inputs, samples = sample_batch(io, input_data, int(batch)), None
+        calls: dict[str, NDArray[Any]] | list[dict[str, NDArray[Any]]]
+        if data:
+            calls = perf_batches(io, data, None if unbatched else int(batch))
         else:
-            inputs, samples = random_inputs(io, int(batch)), None
+            calls = random_inputs(io, None if unbatched else int(batch), shapes=shapes)
+        inputs, samples = calls, (1 if unbatched else None)
+        min_calls = MIN_WINDOW_CALLS if sizing == "probe" else 0
         result = measure_batch(
-            runtimes, inputs, window_s, max_iterations, max_foreign_cpu, device, samples
+            runtimes, inputs, window_s, max_iterations, max_foreign_cpu, device, samples, min_calls
         )
         top = ceiling.get(int(batch))
         if top and top > result["throughput_infer_per_s"] * (1 + spread):
@@ -258,7 +293,14 @@ def measure(
                 100 * spread,
             )
             again = measure_batch(
-                runtimes, inputs, 2 * window_s, 2 * max_iterations, max_foreign_cpu, device, samples
+                runtimes,
+                inputs,
+                2 * window_s,
+                2 * max_iterations,
+                max_foreign_cpu,
+                device,
+                samples,
+                2 * min_calls,
             )
             if again["throughput_infer_per_s"] > result["throughput_infer_per_s"]:
                 result = again
@@ -277,6 +319,7 @@ def measure(
                 "device": device,
                 "batch": int(batch),
                 **result,
+                **described,
                 "instances": len(runtimes),
                 "runtime_threads": threads,
                 **(provenance or {}),
@@ -310,7 +353,10 @@ def measure_isolated(**kwargs: Any) -> None:
     from .failures import FormatFailure
 
     batches = len(kwargs["batch_sizes"])
-    timeout_s = 300.0 + batches * (3 * float(kwargs["window_s"]) + 60.0)
+    window_s = float(kwargs["window_s"])
+    if kwargs.get("sizing") == "probe":
+        window_s = max(window_s, MAX_SIZED_WINDOW_S)
+    timeout_s = 300.0 + batches * (3 * window_s + 60.0)
     kwargs = {k: str(v) if isinstance(v, Path) else v for k, v in kwargs.items()}
     outcome = isolated.call("deploysnake.native:measure", kwargs, timeout_s)
     if outcome.failure is not None:

@@ -27,6 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .errors import UserError
+from .perfdata import batches, describe_shapes, encode, read_samples, sample_shapes, served_shapes
 from .plugins import Recipe, validation_batches
 from .processes import die_with_parent
 from .server import TritonServer
@@ -114,7 +115,9 @@ def prepare_input_data(
     unbatched: bool = False,
     input_data: str = "dataloader",
 ) -> dict[str, Any]:
-    """perf_analyzer --input-data JSON from the validation split, one entry per sample with its shape.
+    """perf_analyzer --input-data JSON from the validation split, one entry per sample with its shape,
+    each tensor in its dtype as deploysnake.perfdata.encode writes it (base64 for float16/bfloat16
+    and for large tensors, decimal otherwise).
 
     perf_analyzer stacks entries into a batch, so they must share a shape: along the recipe's dynamic
     axes (a sequence) every sample is cut or zero-padded to the median length of the validation
@@ -146,7 +149,7 @@ def prepare_input_data(
                 )
                 for name, array in batch["inputs"].items()
             }
-            data.append({n: _entry(a) for n, a in whole.items()})
+            data.append({n: encode(a) for n, a in whole.items()})
             if len(data) >= samples:
                 break
             continue
@@ -162,7 +165,7 @@ def prepare_input_data(
                         for axis, dim in recipe.dynamic_axes.get(name, {}).items()
                     },
                 )
-                entry[name] = _entry(sample)
+                entry[name] = encode(sample)
             data.append(entry)
         if len(data) >= samples:
             break
@@ -177,16 +180,6 @@ def prepare_input_data(
         lengths or "none",
     )
     return doc
-
-
-def _entry(sample: NDArray[Any]) -> dict[str, Any]:
-    """One tensor of one --input-data entry; a 0-d sample goes as [1] (dims [1], reshape [])."""
-    if sample.ndim == 0:
-        sample = sample.reshape(1)
-    content = sample.ravel().tolist()
-    if sample.dtype.kind in "OS":  # a string (BYTES) tensor: JSON strings, which it sends as BYTES
-        content = [v.decode() if isinstance(v, bytes) else str(v) for v in content]
-    return {"content": content, "shape": list(sample.shape)}
 
 
 def refuse_random_integers(inputs: dict[str, NDArray[Any]]) -> None:
@@ -236,14 +229,9 @@ def _fit(sample: NDArray[Any], sizes: dict[int, int]) -> NDArray[Any]:
 
 
 def input_shapes(input_data: str | Path | None, io: dict[str, Any], max_batch_size: int = 1) -> str:
-    """The per-sample input shapes perf_analyzer sends, for the CSV ("image:1x8x8")."""
-    if input_data:
-        first = json.loads(Path(input_data).read_text())["data"][0]
-        return " ".join(f"{n}:{'x'.join(map(str, v['shape']))}" for n, v in first.items())
-    return " ".join(
-        f"{t['name']}:{'x'.join(str(d if d > 0 else 1) for d in served_dims(t, max_batch_size)[0])}"
-        for t in io["inputs"]
-    )
+    """The per-sample input shapes perf_analyzer sends, for the CSV ("image:1x8x8"): the input data's
+    where given, else the served dims with dynamic dims at 1 (deploysnake.perfdata)."""
+    return describe_shapes(served_shapes(io, input_data, max_batch_size), io)
 
 
 def command(
@@ -314,9 +302,9 @@ def dynamic_shapes(
 ) -> dict[str, list[int]]:
     """Per-sample shapes of the inputs that have dynamic dims in their served dims (perf_analyzer
     --shape): besides the batch; unbatched (max_batch_size 0), axis 0 too."""
-    first = json.loads(Path(prepared).read_text())["data"][0]
+    first = sample_shapes(prepared)
     return {
-        t["name"]: first[t["name"]]["shape"]
+        t["name"]: first[t["name"]]
         for t in io["inputs"]
         if any(d < 0 for d in served_dims(t, max_batch_size)[0]) and t["name"] in first
     }
@@ -341,23 +329,17 @@ def measured_output_bytes(
     on the wire (a BYTES output's length-prefixed strings included). What the shared-memory output
     regions must hold per sample, where dims or strings leave the size open until run time. None
     where a sample cannot be sent (the sweep then reports that request's error itself)."""
-    import base64
-
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
     client = grpcclient.InferenceServerClient(server.grpc_url)
     largest = 0
     try:
-        for sample in json.loads(Path(input_data).read_text())["data"]:
+        dtypes = {t["name"]: t["dtype"] for t in io["inputs"]}
+        for sample in read_samples(input_data, dtypes):
             requests = []
             for tensor in io["inputs"]:
-                value, dtype = sample[tensor["name"]], np.dtype(tensor["dtype"])
-                if "b64" in value:
-                    array = np.frombuffer(base64.b64decode(value["b64"]), dtype)
-                else:
-                    array = np.asarray(value["content"], dtype=dtype)
-                array = np.ascontiguousarray(array.reshape([1, *value["shape"]]))
+                array = np.ascontiguousarray(sample[tensor["name"]][np.newaxis])
                 item = grpcclient.InferInput(
                     tensor["name"], list(array.shape), np_to_triton_dtype(array.dtype)
                 )
@@ -509,6 +491,153 @@ def plan_load(
     )
 
 
+# A point whose window would hold fewer requests than this (one after another, at the probed latency)
+# gets a longer window (perf.sizing probe): Model Navigator profiles in windows of 25 requests
+# (triton-inference-server/model_navigator, its performance profiling's default window).
+MIN_WINDOW_REQUESTS = 25
+# A probe request that takes longer than this is given up (the sweep's own timeouts then apply).
+PROBE_TIMEOUT_S = 300.0
+# A point left out because the job's measuring time (perf.max_job_s) would be passed: no figures.
+LEFT_OUT = "left out"
+
+
+def probe_latency(
+    server: TritonServer,
+    model_name: str,
+    io: dict[str, Any],
+    input_data: str | Path,
+    batch_sizes: list[int],
+    batched: bool = True,
+) -> dict[int, float]:
+    """Seconds one request takes at each batch size, measured before a sweep: the perf input data's
+    first request at that batch (perfdata.batches; unbatched: one whole sample) sent three times over
+    gRPC, the first a warm-up, the faster of the other two kept. Raises what tritonclient raises
+    where the server refuses the request."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import np_to_triton_dtype
+
+    samples = read_samples(input_data, {t["name"]: t["dtype"] for t in io["inputs"]}, limit=256)
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    latencies: dict[int, float] = {}
+    try:
+        for batch in sorted(set(batch_sizes)):
+            request = batches(samples, batch, max_bytes=0)[0] if batched else samples[0]
+            inputs = []
+            for name, array in request.items():
+                tensor = grpcclient.InferInput(
+                    name, list(array.shape), np_to_triton_dtype(array.dtype)
+                )
+                tensor.set_data_from_numpy(array)
+                inputs.append(tensor)
+            times = []
+            for _ in range(3):
+                started = time.perf_counter()
+                client.infer(model_name, inputs, client_timeout=PROBE_TIMEOUT_S)
+                times.append(time.perf_counter() - started)
+            latencies[batch] = min(times[1:])
+    finally:
+        client.close()
+    return latencies
+
+
+def latency_at(probed: dict[int, float], batch: int) -> float | None:
+    """A request's seconds at `batch`: the probe's, else linear between the probed batch sizes
+    (a request costs a fixed part plus a part per sample), None without a probe."""
+    if not probed:
+        return None
+    if batch in probed:
+        return probed[batch]
+    known = sorted(probed)
+    low = max([b for b in known if b <= batch], default=known[0])
+    high = min([b for b in known if b >= batch], default=known[-1])
+    if low == high:
+        return probed[low] * batch / low
+    share = (batch - low) / (high - low)
+    return probed[low] + share * (probed[high] - probed[low])
+
+
+def sized(settings: dict[str, Any], latency_s: float | None) -> dict[str, Any]:
+    """The settings of one point: with perf.sizing "probe" (the default) and a probed latency, a time
+    window at least MIN_WINDOW_REQUESTS request latencies long (never shorter than the configured
+    measurement_interval_ms, which small models keep as it is); "fixed" keeps the settings as given."""
+    if settings.get("sizing", "probe") != "probe" or latency_s is None:
+        return settings
+    if settings["measurement_mode"] != "time_windows":
+        return settings  # count windows hold measurement_request_count requests whatever they cost
+    need_ms = int(np.ceil(MIN_WINDOW_REQUESTS * latency_s * 1000.0))
+    return {
+        **settings,
+        "measurement_interval_ms": max(int(settings["measurement_interval_ms"]), need_ms),
+    }
+
+
+class SweepStop:
+    """Where a sweep stops before its listed end (Model Navigator's rule: throughput that grows less
+    than perf.stop_gain over the best so far, perf.stop_after more steps without it, then give up;
+    triton-inference-server/model_navigator, throughput_cutoff_threshold and throughput_backoff_limit):
+    offline, along the batch sizes at each concurrency; online, along the concurrencies. A point
+    whose p99 passes perf.max_p99_ms ends its sweep too (larger batches or more requests in flight
+    only wait longer). stop_gain 0 and max_p99_ms 0 measure every listed point. Only "ok" points
+    count."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.gain = float(settings.get("stop_gain", 0.05) or 0.0)
+        self.after = int(settings.get("stop_after", 2))
+        self.max_p99_ms = float(settings.get("max_p99_ms", 0) or 0.0)
+        self.best: dict[int, float] = {}
+        self.stalls: dict[int, int] = {}
+        self.stopped: dict[int, str] = {}
+
+    @staticmethod
+    def _key(point: Point, mode: str) -> int:
+        return point.concurrency if mode == "offline" else point.batch
+
+    def reason(self, point: Point, mode: str) -> str:
+        """Why this point is left out ("" where it is measured)."""
+        return self.stopped.get(self._key(point, mode), "")
+
+    def update(self, point: Point, mode: str, status: str, measured: dict[str, Any]) -> None:
+        """Count a measured point towards its sweep's stop."""
+        if status != "ok":
+            return
+        key, step = self._key(point, mode), f"batch {point.batch}, concurrency {point.concurrency}"
+        try:
+            throughput = float(measured["Inferences/Second"])
+            p99_ms = float(measured["p99 latency"]) / 1000.0
+        except (KeyError, TypeError, ValueError):
+            return
+        if self.max_p99_ms and p99_ms > self.max_p99_ms:
+            self.stopped[key] = (
+                f"left out: p99 {p99_ms:.1f} ms at {step} passed perf.max_p99_ms "
+                f"{self.max_p99_ms:g}"
+            )
+            return
+        if not self.gain:
+            return
+        best = self.best.get(key, 0.0)
+        if throughput >= best * (1.0 + self.gain):
+            self.stalls[key] = 0
+        else:
+            self.stalls[key] = self.stalls.get(key, 0) + 1
+        self.best[key] = max(best, throughput)
+        if self.stalls[key] > self.after:
+            self.stopped[key] = (
+                f"left out: throughput stopped growing (less than {100 * self.gain:g} % over "
+                f"{self.best[key]:.0f} infer/s in {self.stalls[key]} steps up to {step})"
+            )
+
+
+def estimate_s(settings: dict[str, Any], latency_s: float | None) -> tuple[float, float]:
+    """(about, at most) seconds one point takes: perf_analyzer needs three stable windows after a
+    warm-up window; at most max_trials windows, then once more with windows twice as long."""
+    if settings["measurement_mode"] == "time_windows":
+        window = settings["measurement_interval_ms"] / 1000.0
+    else:
+        window = settings["measurement_request_count"] * (latency_s or 0.01)
+    about = 4 * window + 2.0
+    return about, 3 * window * int(settings["max_trials"]) + 4.0
+
+
 def measure(
     executable: str,
     server: TritonServer,
@@ -526,7 +655,12 @@ def measure(
     max_batch_size: int = 1,
 ) -> list[dict[str, Any]]:
     """One sweep against the running server; max_batch_size: the served config's (0: every request
-    one whole sample, no -b, batch 1 in the rows). Writes the CSV whole at the end; returns its rows."""
+    one whole sample, no -b, batch 1 in the rows). Writes the CSV whole at the end; returns its rows.
+
+    Before the sweep, probe_latency at its smallest and largest batch sizes (perf.sizing probe, with
+    input data) sizes each point's window (sized); the job then logs its plan (points, windows, about
+    how long). perf.max_job_s (0: no bound) bounds the measuring: a point that would end past it is
+    not measured, its row's status LEFT_OUT with the reason."""
     io = json.loads(Path(io_json).read_text())
     load = plan_load(io, settings, input_data, max_batch_size)
     if (
@@ -545,10 +679,73 @@ def measure(
         "input_shapes": input_shapes(input_data if load.shapes else load.data, io, max_batch_size),
     }
     points = sweep(mode, settings, instances, max_batch_size)
+    probed: dict[int, float] = {}
+    if settings.get("sizing", "probe") == "probe" and input_data and Path(input_data).is_file():
+        ends = sorted({points[0].batch, max(p.batch for p in points)}) if points else []
+        try:
+            probed = probe_latency(server, model_name, io, input_data, ends, load.batched)
+        except Exception as exc:  # the sweep's own points say why requests fail; size nothing here
+            server.check_alive()
+            log.warning("latency probe failed, windows as configured: %s", str(exc)[:500])
+    planned = [(p, sized(settings, latency_at(probed, p.batch))) for p in points]
+    estimates = [estimate_s(s, latency_at(probed, p.batch)) for p, s in planned]
+    max_job_s = float(settings.get("max_job_s", 0) or 0)
+    log.info(
+        "plan (%s): %d point(s); probe %s; windows %s ms; about %.0f s, at most %.0f s%s",
+        mode,
+        len(points),
+        ", ".join(f"batch {b}: {1000 * t:.1f} ms" for b, t in probed.items()) or "none",
+        sorted({s["measurement_interval_ms"] for _, s in planned}),
+        sum(e[0] for e in estimates),
+        sum(e[1] for e in estimates),
+        f"; perf.max_job_s {max_job_s:.0f} s" if max_job_s else "",
+    )
+    job_started = time.monotonic()
+    stops = SweepStop(settings)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="deploysnake-perf-") as tmp:
-        for k, point in enumerate(points, start=1):
+        for k, (point, point_settings) in enumerate(planned, start=1):
             server.check_alive()
+            spent = time.monotonic() - job_started
+            reason = stops.reason(point, mode)
+            if not reason and max_job_s and spent + estimates[k - 1][0] > max_job_s:
+                reason = (
+                    f"left out: perf.max_job_s {max_job_s:.0f} s would be passed (spent "
+                    f"{spent:.0f} s, this point takes about {estimates[k - 1][0]:.0f} s)"
+                )
+            if reason:
+                log.warning(
+                    "point %d of %d (batch %d, concurrency %d) %s",
+                    k,
+                    len(points),
+                    point.batch,
+                    point.concurrency,
+                    reason,
+                )
+                rows.append(
+                    {
+                        "model": model,
+                        "format": fmt,
+                        "device": device,
+                        "mode": mode,
+                        "batch": point.batch,
+                        "concurrency": point.concurrency,
+                        "status": LEFT_OUT,
+                        **described,
+                        **(provenance or {}),
+                        "reason": reason,
+                    }
+                )
+                continue
+            # Bound each call as plan_load does, from the point's own (sized) window.
+            point_load = replace(
+                load,
+                timeout_s=60.0
+                + 3
+                * point_settings["measurement_interval_ms"]
+                / 1000.0
+                * int(point_settings["max_trials"]),
+            )
             log.info(
                 "point %d of %d (%s): batch %d, concurrency %d",
                 k,
@@ -563,13 +760,14 @@ def measure(
                 model_name,
                 server,
                 point,
-                settings,
+                point_settings,
                 mode,
                 Path(tmp) / f"point{k}.csv",
-                load,
+                point_load,
                 device,
             )
             server.check_alive()
+            stops.update(point, mode, status, measured)
             row = {
                 "model": model,
                 "format": fmt,

@@ -35,8 +35,15 @@ UNSTABLE = "unstable"
 DISTURBED = "disturbed"  # foreign load above perf.max_foreign_cpu, twice (deploysnake.usage)
 SUSPECT = "baseline suspect"  # served above in-process by more than the spread, twice (native.py)
 WITHIN_SPREAD = "≈ 1, within the spread"  # served/native above 1 by less than the spread
+LEFT_OUT = "left out"  # not measured: the job's perf.max_job_s would have been passed (perf.py)
 # A row with one of these statuses shows the status instead of its figures (CSS class beside it).
-MARKED = {UNSTABLE: "unstable", DISTURBED: "disturbed", SUSPECT: "suspect", WITHIN_SPREAD: "spread"}
+MARKED = {
+    UNSTABLE: "unstable",
+    DISTURBED: "disturbed",
+    SUSPECT: "suspect",
+    WITHIN_SPREAD: "spread",
+    LEFT_OUT: "unstable",
+}
 # What a measured window used (deploysnake.usage): shown for every point, disturbed ones included.
 USAGE = [
     "foreign_cpu",

@@ -10,7 +10,7 @@ rule runtime_native_baseline:
         served="results/perf_offline/{model}/{format}/{device}.csv",
         code=[
             package_file(m)
-            for m in ("native", "runtime", "devices", "usage", "shapes")
+            for m in ("native", "runtime", "devices", "usage", "shapes", "perfdata")
         ],
     output:
         report(
@@ -37,5 +37,7 @@ rule runtime_native_baseline:
             "max_foreign_cpu": config["perf"]["max_foreign_cpu"],
         },
         unbatched=config["triton"]["max_batch_size"] == 0,
+        perf_input=config["perf"]["input_data"],
+        sizing=config["perf"]["sizing"],
     script:
         "../scripts/native.py"

@@ -2,7 +2,7 @@
 rule python_prepare_perf_data:
     input:
         recipe=recipe_files,
-        code=package_file("perf"),
+        code=[package_file(m) for m in ("perf", "perfdata")],
     output:
         "results/perf_data/{model}/input.json",
     log:
@@ -27,7 +27,7 @@ rule perf_analyzer_offline:
         data="results/perf_data/{model}/input.json",
         code=[
             package_file(m)
-            for m in ("perf", "repository", "usage", "floor", "shapes", "dtypes")
+            for m in ("perf", "perfdata", "repository", "usage", "floor", "shapes", "dtypes")
         ],
     output:
         report(
@@ -61,7 +61,7 @@ rule perf_analyzer_online:
         data="results/perf_data/{model}/input.json",
         code=[
             package_file(m)
-            for m in ("perf", "repository", "usage", "floor", "shapes", "dtypes")
+            for m in ("perf", "perfdata", "repository", "usage", "floor", "shapes", "dtypes")
         ],
     output:
         report(

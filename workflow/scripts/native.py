@@ -36,6 +36,8 @@ def main(sm):
         max_foreign_cpu=sm.params.sanity["max_foreign_cpu"],
         max_batch_size=0 if sm.params.unbatched else 1,  # max_batch_size 0: whole samples
         input_data=sm.input.data,
+        perf_input=sm.params.perf_input,  # perf.input_data: the samples, or random of their shapes
+        sizing=sm.params.sizing,  # perf.sizing: probe lengthens a slow model's windows
     )
 
 

@@ -1,0 +1,139 @@
+"""Served / in-process throughput of a compute-bound model beside the digits CNN (issue 29, item 5).
+
+    python benchmarks/realsize_ratio.py [--workdir DIR] [--batch-sizes 1 16 64 256] [--single-file]
+
+Builds the ResNet-18-shaped CNN of tests/realsize/make_models.py (11.7 M parameters, random seeded
+weights, exported with torch's default torch.onnx.export), runs the workflow on it and on the default
+digits recipe (ONNX, CPU, offline sweep at --batch-sizes, the native baseline at the same batch
+sizes and the same samples), and prints, per model, served / native at its best offline batch (the
+batch of the highest `ok` served throughput) with both figures and their statuses. For a model that
+computes milliseconds per batch the serving path's overhead should all but vanish (goal >= 0.95;
+anchor: fastDeploy's published 0.85 for a BiLSTM tagger at batch 32). The last line is
+machine-readable:
+
+    bench: resnet_ratio=R resnet_batch=B digits_ratio=D digits_batch=E
+
+Figures from a machine where other work runs are not results: the perf and native rows say
+`disturbed` where foreign load was seen, and a ratio from such rows is printed as such.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def best_ratio(workdir: Path, model: str) -> dict[str, Any]:
+    """Served / native at the batch of the best `ok` offline served throughput (any concurrency)."""
+    served = [
+        r
+        for r in rows(workdir / f"results/perf_offline/{model}/onnx/cpu.csv")
+        if r["status"] == "ok" and r.get("Inferences/Second")
+    ]
+    native = {int(r["batch"]): r for r in rows(workdir / f"results/native/{model}/onnx/cpu.csv")}
+    if not served:
+        return {"model": model, "ratio": float("nan"), "batch": 0, "note": "no ok served point"}
+    best = max(served, key=lambda r: float(r["Inferences/Second"]))
+    batch = int(best["batch"])
+    base = native.get(batch, {})
+    value = float(best["Inferences/Second"]) / float(base.get("throughput_infer_per_s") or "nan")
+    return {
+        "model": model,
+        "batch": batch,
+        "served": float(best["Inferences/Second"]),
+        "native": float(base.get("throughput_infer_per_s") or "nan"),
+        "ratio": value,
+        "native_status": base.get("status", "missing"),
+        "input_shapes": best.get("input_shapes"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16, 64, 256])
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument(
+        "--single-file", action="store_true", help="weights inside model.onnx (no external data)"
+    )
+    opts = parser.parse_args()
+    workdir = opts.workdir or Path(tempfile.mkdtemp(prefix="deploysnake-realsize-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    given = workdir / "given"
+    if not (given / "resnet" / "model.onnx").is_file():
+        subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "tests" / "realsize" / "make_models.py"),
+                str(given),
+                *(["--single-file"] if opts.single_file else []),
+            ],
+            check=True,
+        )
+    config = {
+        "models": {
+            "resnet": {
+                "onnx": str(given / "resnet" / "model.onnx"),
+                "dataloader": str(given / "resnet" / "dataloader.py"),
+            },
+            "digits": {"recipe": str(ROOT / "recipes" / "digits")},
+        },
+        "formats": ["onnx"],
+        "devices": ["cpu"],
+        "triton": {"max_batch_size": max(opts.batch_sizes)},
+        "perf": {
+            "input_samples": 16,
+            "offline": {"batch_sizes": opts.batch_sizes, "concurrency": [1, 2]},
+        },
+    }
+    (workdir / "bench.yaml").write_text(yaml.safe_dump(config))
+    targets = [
+        f"results/{stage}/{m}/onnx/cpu.csv" for m in ("resnet", "digits") for stage in ("native",)
+    ]
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            *targets,
+            "--cores",
+            str(opts.cores),
+            "--configfile",
+            "bench.yaml",
+        ],
+        cwd=workdir,
+        check=True,
+    )
+    results = [best_ratio(workdir, m) for m in ("resnet", "digits")]
+    for r in results:
+        print(
+            f"{r['model']}: served/native {r['ratio']:.3f} at batch {r['batch']} "
+            f"({r.get('served', float('nan')):.0f} / {r.get('native', float('nan')):.0f} infer/s, "
+            f"native {r.get('native_status', '-')}, shapes {r.get('input_shapes')}) "
+            f"{r.get('note', '')}".rstrip()
+        )
+    resnet, digits = results
+    print(
+        f"bench: resnet_ratio={resnet['ratio']:.3f} resnet_batch={resnet['batch']} "
+        f"digits_ratio={digits['ratio']:.3f} digits_batch={digits['batch']}"
+    )
+
+
+if __name__ == "__main__":
+    main()
