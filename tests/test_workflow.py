@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from deploysnake import perf
+
 from .browser import chart_summary, chromium_available, render_in_chromium
 from .conftest import MEASURED, ROOT, processes_named, snakemake
 
@@ -150,11 +152,17 @@ def test_every_stage_wrote_real_results(workdir: Path) -> None:
             assert all(
                 float(r["server_cpu"]) > 0 and float(r["server_peak_rss_mb"]) > 10 for r in stable
             )
-            assert stable, f"no stable {mode} point for {fmt}"
+            # A quiet window gives a stable point; none only where every point ran beside foreign
+            # load above perf.max_foreign_cpu (a shared machine), which the rows then record.
+            assert stable or all(
+                float(r["foreign_cpu"]) > perf.MAX_FOREIGN_CPU for r in measured
+            ), f"no stable {mode} point for {fmt}, and not every point was disturbed: {measured}"
+            # measured numbers are real, a disturbed point's kept numbers too
             assert all(
                 float(r["Inferences/Second"]) > 0
                 and float(r["p99 latency"]) >= float(r["p50 latency"]) > 0
-                for r in stable
+                for r in measured
+                if r["status"] in ("ok", "disturbed")
             )
         # Every row says what produced it: settings hash, code version, packages, hardware.
         for stage in ("accuracy", "perf_offline", "perf_online", "native"):
