@@ -645,6 +645,26 @@ def test_non_finite_numbers_and_failed_only_model(tmp_path: Path) -> None:
     )  # a model with nothing served still shows
 
 
+def test_a_model_with_no_stable_point_has_a_best_row_saying_so(tmp_path: Path) -> None:
+    """A model whose every perf point is disturbed or unstable is not chosen, and it does not drop
+    out of the best-format table without a word: its row says there is no stable point."""
+    inputs = make_inputs(tmp_path / "in")
+    busy = write_csv(
+        tmp_path / "busy.csv",
+        PERF_HEADER,
+        [
+            perf_row("busy", "onnx", "cpu", "offline", 1, 1, "disturbed", 100),
+            perf_row("busy", "onnx", "cpu", "offline", 8, 1, "unstable", 0),
+            perf_row("calm", "onnx", "cpu", "offline", 1, 1, "ok", 1000),
+        ],
+    )
+    out = tmp_path / "r.html"
+    build_report({}, [], [], [busy], [], [], inputs["environment"], out)
+    best = {r["model"]: r["best format"] for r in rows(out.read_text(), "best")}
+    assert best["calm"] == "onnx"
+    assert best["busy"].startswith("no stable point"), best
+
+
 def test_tuning_gain_is_the_side_by_side_medians_and_says_so() -> None:
     from deploysnake.report import _side_by_side_gain
 

@@ -1381,13 +1381,16 @@ def _best_section(
     capacity: pl.DataFrame | None = None,
     excluded: set[tuple[str, str, str]] | None = None,
     expected: set[tuple[str, str]] | None = None,
+    measured: set[tuple[str, str]] | None = None,
 ) -> str:
     """First thing in the report: per model and device, the fastest format within the p99 budget,
     among formats with no failure in a served stage (`excluded`: (model, format, device)), with
     infer/s per server core, the serving overhead (server CPU ms per 1,000 inferences over the
     runtime's in-process CPU ms per 1,000 at the same batch) and the server's peak memory, and its
     capacity at the SLA where searched (every searched format's capacity below); each (model,
-    device) of `expected` (those with no format left) has a row that says so."""
+    device) of `expected` (those with no format left) has a row that says so, and so has each
+    of `measured` (those with perf rows) where no point is stable (all unstable, disturbed or left
+    out): a model never drops out of the table without a word."""
     from .selection import best
 
     budget = 10.0 if p99_budget_ms is None else float(p99_budget_ms)
@@ -1457,13 +1460,19 @@ def _best_section(
         )
     chosen = {(r["model"], r["device"]) for r in rows}
     left = sorted((expected or set()) - chosen)
-    if left:
-        nothing = "no format left (every format failed; see the model's section)"
+    nothing = "no format left (every format failed; see the model's section)"
+    unstable = (
+        "no stable point (every point unstable, disturbed or left out; see the model's section)"
+    )
+    notes = [(m, d, nothing) for m, d in left] + [
+        (m, d, unstable) for m, d in sorted((measured or set()) - chosen - set(left))
+    ]
+    if notes:
         table = pl.concat(
             [
                 table,
                 pl.DataFrame(
-                    [{"model": m, "device": d, "best format": nothing} for m, d in left],
+                    [{"model": m, "device": d, "best format": why} for m, d, why in notes],
                     schema={"model": pl.String, "device": pl.String, "best format": pl.String},
                 ),
             ],
@@ -1685,6 +1694,12 @@ def build_report(
                 capacity_figures,
                 failed_keys(failures),
                 _no_format_left(corr_fmt, failures, models, config.get("devices", [])),
+                {
+                    (r[0], r[1])
+                    for frame in (off, on)
+                    if frame.height
+                    for r in frame.select("model", "device").drop_nulls().iter_rows()
+                },
             )
         ),
         summary=Markup(_table(summary, "summary")),
