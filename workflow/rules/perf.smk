@@ -27,7 +27,15 @@ rule perf_analyzer_offline:
         data="results/perf_data/{model}/input.json",
         code=[
             package_file(m)
-            for m in ("perf", "perfdata", "repository", "usage", "floor", "shapes", "dtypes")
+            for m in (
+                "perf",
+                "perfdata",
+                "repository",
+                "usage",
+                "floor",
+                "shapes",
+                "dtypes",
+            )
         ],
     output:
         report(
@@ -61,7 +69,15 @@ rule perf_analyzer_online:
         data="results/perf_data/{model}/input.json",
         code=[
             package_file(m)
-            for m in ("perf", "perfdata", "repository", "usage", "floor", "shapes", "dtypes")
+            for m in (
+                "perf",
+                "perfdata",
+                "repository",
+                "usage",
+                "floor",
+                "shapes",
+                "dtypes",
+            )
         ],
     output:
         report(
