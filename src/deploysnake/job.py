@@ -78,3 +78,14 @@ def run(
         except BaseException:
             logging.getLogger("deploysnake").exception("rule %s failed", snakemake.rule)
             raise
+
+
+def results_by_stage(inputs: list[str], stages: dict[str, str]) -> dict[str, list[Path]]:
+    """A rule's inputs sorted by the stage folder they sit in: {key: paths} for each
+    `results/<folder>/...` of stages ({folder: key}); every key present, inputs elsewhere left out.
+    The report and the summary take their per-model results this way (one input list per rule)."""
+    found: dict[str, list[Path]] = {key: [] for key in stages.values()}
+    for path in map(Path, inputs):
+        if len(path.parts) > 2 and path.parts[0] == "results" and path.parts[1] in stages:
+            found[stages[path.parts[1]]].append(path)
+    return found

@@ -16,10 +16,7 @@ STAGES = {
 
 
 def main(sm):
-    paths = {key: [] for key in STAGES.values()}
-    for path in map(Path, sm.input):
-        if len(path.parts) > 2 and path.parts[0] == "results" and path.parts[1] in STAGES:
-            paths[STAGES[path.parts[1]]].append(path)
+    paths = job.results_by_stage(sm.input, STAGES)
     doc = summary.build(
         sm.params.config,
         correctness=[Path(p) for p in sm.input.correctness],
