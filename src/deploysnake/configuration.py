@@ -17,7 +17,7 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 
 from .errors import UserError
-from .formats import ARTIFACTS, FRAMEWORK_FORMATS, TENSORRT, tensorrt_unavailable
+from .formats import ARTIFACTS, FRAMEWORK_FORMATS, NOT_AUTO, TENSORRT, tensorrt_unavailable
 from .plugins import plugin_paths
 from .sources import OWN_FORMAT, SOURCE_KEYS, SOURCE_ONLY, config_problems, is_source
 
@@ -243,6 +243,8 @@ def plan_formats(config: dict[str, Any]) -> tuple[dict[str, list[str]], list[dic
                 skipped.append(
                     {"model": name, "format": fmt, "reason": f"not a format of {framework} models"}
                 )
+            elif config["formats"] == "auto" and fmt in NOT_AUTO:
+                skipped.append({"model": name, "format": fmt, "reason": NOT_AUTO[fmt]})
             elif fmt in TENSORRT and trt_reason:
                 skipped.append({"model": name, "format": fmt, "reason": f"skipped: {trt_reason}"})
             else:

@@ -64,6 +64,7 @@ def compare(
 RUNTIMES = {
     "onnx": "onnxruntime",
     "torchscript": "torch (TorchScript)",
+    "aoti": "torch (AOTInductor)",
     "savedmodel": "tensorflow",
     "tensorrt": "TensorRT",
 }
@@ -96,7 +97,8 @@ def check(
     (default 600 s): an exception, a crash of the runtime (SIGSEGV) or a timeout is a failed verdict
     with its reason and a log excerpt, never a failed job. Keys: model, format, passed, stage
     ("export" or "correctness"), samples, outputs {name: atol, rtol, passed, max_abs_err,
-    max_rel_err[, nonfinite, reason]}, metrics {metric: {source, artifact}}, reason, and where
+    max_rel_err[, nonfinite, reason]}, metrics {metric: {source, artifact}}, reason,
+    build_seconds (the export's wall time from io.json; None where it was not recorded), and where
     found source_nondeterministic {output: max abs diff of two source runs}, warnings [str],
     log_excerpt."""
     io = json.loads(Path(io_json).read_text())
@@ -145,7 +147,7 @@ def check(
                 "log_excerpt": outcome.log_excerpt,
             },
         )
-    return _write(output, outcome.result)
+    return _write(output, {**outcome.result, "build_seconds": io.get("build_seconds")})
 
 
 def _shapes(inputs: dict[str, Any]) -> str:

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 import warnings
 from collections.abc import Callable
@@ -171,6 +172,99 @@ def export_torchscript_script(
     }
 
 
+def dynamic_shapes(
+    recipe: Recipe, axes: dict[str, int | None]
+) -> tuple[dict[int, Any] | None, ...]:
+    """torch.export's dynamic_shapes for the recipe's inputs (in INPUT_NAMES order): each input's
+    batch axis (axes; absent names: axis 0, None: no batch axis) as Dim("batch") and the recipe's
+    DYNAMIC_AXES as a Dim of their name, all min 1; an input with neither is None (static)."""
+    dims = {"batch": torch.export.Dim("batch", min=1)}
+    for dynamic in recipe.dynamic_axes.values():
+        dims.update({d: torch.export.Dim(d, min=1) for d in dynamic.values() if d not in dims})
+
+    def batch_of(name: str) -> dict[int, str]:
+        axis = axes.get(name, 0)
+        return {} if axis is None else {axis: "batch"}
+
+    return tuple(
+        {
+            **{axis: dims[dim] for axis, dim in batch_of(name).items()},
+            **{axis: dims[dim] for axis, dim in recipe.dynamic_axes.get(name, {}).items()},
+        }
+        or None
+        for name in recipe.input_names
+    )
+
+
+def compile_aoti(program: Any, artifact: Path) -> None:
+    """AOTInductor: compile a torch.export ExportedProgram ahead of time with this machine's C++
+    compiler into one .pt2 package at artifact (torch._inductor.aoti_compile_and_package; CPU code
+    where the program's weights are on CPU). Inductor's scratch files go to a temporary folder
+    (TORCHINDUCTOR_CACHE_DIR), not the user's ~/.cache or /tmp/torchinductor_<user>, so one
+    compile does not reuse another's; the package holds all it needs."""
+    import torch._inductor
+
+    with tempfile.TemporaryDirectory(prefix="deploysnake-aoti-") as cache:
+        before = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
+        try:
+            torch._inductor.aoti_compile_and_package(program, package_path=str(artifact))
+        finally:
+            if before is None:
+                os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
+            else:
+                os.environ["TORCHINDUCTOR_CACHE_DIR"] = before
+
+
+def run_aoti(
+    artifact: Path, names: list[str], inputs: dict[str, NDArray[Any]]
+) -> list[NDArray[Any]]:
+    """The outputs (in `names` order) of a .pt2 package run once on named numpy inputs given in the
+    package's argument order, with the runtime that serves it (runtime.ArtifactRuntime)."""
+    from .runtime import ArtifactRuntime
+
+    outputs = ArtifactRuntime(artifact, "aoti", list(inputs), names)(inputs)
+    return [outputs[n] for n in names]
+
+
+def export_aoti(
+    model: torch.nn.Module,
+    recipe: Recipe,
+    artifact: Path,
+    axes: dict[str, int | None] | None = None,
+) -> dict[str, Any]:
+    """torch.export.export with the ONNX export's dynamic batch and DYNAMIC_AXES (dynamic_shapes),
+    then AOTInductor (compile_aoti) into artifact (model.pt2); the package is loaded back and run on
+    the example to describe its outputs. Raises what torch.export or Inductor raise (export()
+    records it as the format's failure)."""
+    example = _example(recipe)
+    try:
+        with torch.no_grad():
+            program = torch.export.export(
+                _exportable(model, recipe),
+                example,
+                dynamic_shapes=dynamic_shapes(recipe, axes or {}),
+            )
+    except Exception as exc:
+        # A dynamic axis the model's code fixes (nn.LSTM's sequence in torch 2.13): torch.export
+        # says so on a later line of its message; that line is the reason recorded.
+        said = [line.strip(" -") for line in str(exc).splitlines() if "specialized it" in line]
+        if not said:
+            raise
+        log.warning("torch.export failed:\n%s", exc)
+        raise RuntimeError(
+            f"torch.export cannot keep the dynamic axes: {said[0]} (the model's code fixes that "
+            "axis, so no package of it takes other sizes; serve the model as onnx or torchscript)"
+        ) from None
+    compile_aoti(program, artifact)
+    inputs = {n: t.numpy() for n, t in zip(recipe.input_names, example, strict=True)}
+    outputs = run_aoti(artifact, recipe.output_names, inputs)
+    return {
+        "inputs": _describe(recipe.input_names, list(inputs.values()), recipe.dynamic_axes),
+        "outputs": _describe(recipe.output_names, outputs, recipe.dynamic_axes),
+    }
+
+
 def export_onnx(
     model: torch.nn.Module,
     recipe: Recipe,
@@ -190,19 +284,7 @@ def export_onnx(
     output_names = _output_order(model, recipe)
     kwargs: dict[str, Any] = {"dynamo": dynamo}
     if dynamo:
-        dims = {"batch": torch.export.Dim("batch", min=1)}
-        for dynamic in recipe.dynamic_axes.values():
-            dims.update(
-                {dim: torch.export.Dim(dim, min=1) for dim in dynamic.values() if dim not in dims}
-            )
-        kwargs["dynamic_shapes"] = tuple(
-            {
-                **{axis: dims[dim] for axis, dim in batch_of(name).items()},
-                **{axis: dims[dim] for axis, dim in recipe.dynamic_axes.get(name, {}).items()},
-            }
-            or None
-            for name in recipe.input_names
-        )
+        kwargs["dynamic_shapes"] = dynamic_shapes(recipe, axes)
         kwargs["external_data"] = False  # one self-contained file, as Triton's model.onnx
     else:
         kwargs["dynamic_axes"] = {
@@ -447,10 +529,10 @@ def export(
     savedmodel: str | Path | None = None,
 ) -> None:
     """Export one format; keras models export a SavedModel, and ONNX from that SavedModel."""
-    if fmt not in ("torchscript_trace", "torchscript_script", "onnx", "savedmodel"):
+    if fmt not in ("torchscript_trace", "torchscript_script", "onnx", "aoti", "savedmodel"):
         raise UserError(
             f"format {fmt!r} is not exported from the checkpoint: choose torchscript_trace, "
-            "torchscript_script, onnx or savedmodel"
+            "torchscript_script, onnx, aoti or savedmodel"
         )
     artifact = Path(artifact)
     artifact.parent.mkdir(parents=True, exist_ok=True)
@@ -468,6 +550,7 @@ def export(
         probed,
     )
     log.info("exporting %s (%s) to %s", fmt, framework, artifact)
+    started = time.perf_counter()
     try:
         if framework == "keras":
             from .frameworks import export_savedmodel
@@ -490,6 +573,8 @@ def export(
             io = export_torchscript_trace(model, recipe, artifact)
         elif fmt == "torchscript_script":
             io = export_torchscript_script(model, recipe, artifact)
+        elif fmt == "aoti":
+            io = export_aoti(model, recipe, artifact, axes=axes)
         else:
             io = export_onnx(
                 model,
@@ -511,11 +596,13 @@ def export(
         failed = {"format": fmt, "artifact": artifact.name, **failure(exc)}
         Path(io_json).write_text(json.dumps(failed, indent=2) + "\n")
         return
+    build_seconds = round(time.perf_counter() - started, 3)
     io = in_recipe_order(io, recipe, fmt)
     io = with_batch_axes(io, probed, recipe.dynamic_axes)
     io["format"] = fmt
     io["artifact"] = artifact.name
     io["status"] = "ok"
+    io["build_seconds"] = build_seconds  # export (and compile) wall time, for the report
     Path(io_json).write_text(json.dumps(dtypes.with_datatypes(io), indent=2) + "\n")
     log.info("io: %s", io)
 
@@ -536,6 +623,7 @@ def export_from_source(
     artifact = Path(artifact)
     artifact.parent.mkdir(parents=True, exist_ok=True)
     source = Path(doc["path"])
+    started = time.perf_counter()
     if fmt == doc["format"]:
         if artifact.exists():
             shutil.rmtree(artifact) if artifact.is_dir() else artifact.unlink()
@@ -585,6 +673,7 @@ def export_from_source(
     else:
         raise UserError(f"format {fmt!r} is not made from a {doc['kind']} source")
     io.update(format=fmt, artifact=artifact.name, status="ok", source=doc["path"])
+    io["build_seconds"] = round(time.perf_counter() - started, 3)
     Path(io_json).write_text(json.dumps(dtypes.with_datatypes(io), indent=2) + "\n")
     log.info("%s of %s: %s", fmt, name, io)
     return io

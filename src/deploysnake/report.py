@@ -231,6 +231,7 @@ def _load_correctness(paths: Iterable[Path | str]) -> tuple[pl.DataFrame, pl.Dat
                 "reason": reason,
                 "samples": doc.get("samples"),
                 "log_excerpt": str(doc.get("log_excerpt") or ""),
+                "build s": _num(doc.get("build_seconds")),
             }
         )
         checks: Mapping[str, Any] = doc.get("outputs") or {}
@@ -270,6 +271,7 @@ def _load_correctness(paths: Iterable[Path | str]) -> tuple[pl.DataFrame, pl.Dat
         "reason": pl.String,
         "samples": pl.Float64,
         "log_excerpt": pl.String,
+        "build s": pl.Float64,
     }
     per_output = pl.DataFrame(outputs, schema=out_schema).sort("model", "format", "output")
     per_format = pl.DataFrame(
@@ -752,6 +754,8 @@ def _summary(
         .then(pl.lit("passed"))
         .otherwise(pl.concat_str(pl.lit("FAILED — not served: "), pl.col("reason").fill_null("")))
         .alias("correctness"),
+        # The format's build cost (export, compile) beside its throughput; None: not recorded.
+        *([pl.col("build s")] if "build s" in corr.columns else []),
     )
     # Formats that failed correctness have no measurements and thus no device: they keep one row, device empty.
     rows = verdict.join(keys, on=["model", "format"], how="full", coalesce=True)

@@ -36,6 +36,12 @@ NATIVE_PLATFORMS = {
     "tensorrt": "tensorrt_plan",
 }
 
+# Formats no Triton 2.51 backend loads natively -> why: deployed with the bundled runner (python backend).
+NO_NATIVE_BACKEND = {
+    "aoti": "no Triton 2.51 backend loads an AOTInductor .pt2 package (the PyTorch backend takes "
+    "TorchScript): deployed with deploysnake's runner under the python backend",
+}
+
 
 def native_platform(fmt: str) -> str:
     return NATIVE_PLATFORMS[fmt.split("_")[0]]
@@ -134,6 +140,12 @@ def write_repository(
     the python flavour for a model with a string (BYTES) output."""
     io = json.loads(Path(io_json).read_text())
     name = triton_model_name(model, io["format"])
+    if flavour == "native" and io["format"] in NO_NATIVE_BACKEND:
+        # Triton 2.51's PyTorch backend loads TorchScript only (its experimental "PyTorch 2.0"
+        # mode takes a model.py and weights, not an AOTInductor package): the package ships with
+        # the bundled runner under the python backend, which the NGC images include.
+        log.info("%s: %s", name, NO_NATIVE_BACKEND[io["format"]])
+        flavour = "python"
     if flavour == "inprocess" and any(dtypes.is_string(t["dtype"]) for t in io["outputs"]):
         # The in-process backend answers fixed-size rows; a string (BYTES) output's rows vary in
         # size, so that model runs under the python backend, which the same server loads.

@@ -1,4 +1,5 @@
-"""Run an exported artifact in-process with the runtime that reads it (onnxruntime, torch).
+"""Run an exported artifact in-process with the runtime that reads it (onnxruntime, torch's
+TorchScript and AOTInductor loaders, TensorFlow).
 
 This file is self-contained (numpy plus the runtime, imported lazily) because it is also copied into
 the served model repository, where Triton's python backend loads it as the model's runner.
@@ -106,6 +107,20 @@ class ArtifactRuntime:
             # PyTorch backend does; otherwise one tensor per argument, in order.
             arguments = self._module.forward.schema.arguments[1:]
             self._dict_input = len(arguments) == 1 and str(arguments[0].type).startswith("Dict[")
+            self._run = self._run_torchscript
+        elif fmt.startswith("aoti"):
+            import torch
+            import torch._inductor
+
+            torch.set_num_threads(threads)
+            self.settings = {
+                "runtime": f"torch {torch.__version__} (AOTInductor)",
+                "num_threads": torch.get_num_threads(),
+            }
+            self._torch = torch
+            # The compiled model's own runner: no Python model code, no graph interpretation.
+            self._module = torch._inductor.aoti_load_package(artifact)
+            self._dict_input = False
             self._run = self._run_torchscript
         elif fmt == "savedmodel":
             import tensorflow as tf

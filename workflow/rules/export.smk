@@ -60,6 +60,30 @@ rule torch_export_onnx:
         "../scripts/export.py"
 
 
+# torch.export with the ONNX export's dynamic axes, compiled ahead of time by AOTInductor with
+# this machine's C++ compiler into one .pt2 package.
+rule torch_compile_aoti:
+    input:
+        checkpoint=checkpoint_file,
+        recipe=recipe_files,
+        code=[package_file(m) for m in ("export", "shapes", "dtypes", "runtime")],
+    output:
+        artifact="results/export/{model}/aoti/model.pt2",
+        io="results/export/{model}/aoti/io.json",
+    log:
+        "logs/export/{model}/aoti.log",
+    wildcard_constraints:
+        model=models_of(TORCH_MODELS),
+    conda:
+        "../../envs/torch.yaml"
+    params:
+        settings=model_settings,
+        fmt="aoti",
+        options=EXPORT_OPTIONS,
+    script:
+        "../scripts/export.py"
+
+
 # Precision variants of the ONNX export: graph-optimized, fp16 (fp32 IO), int8 static QDQ.
 rule onnxruntime_convert_variant:
     input:
