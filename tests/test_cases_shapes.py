@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import csv
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -24,6 +25,9 @@ from .conftest import CASES, MEASURED, ROOT, needs_cases, snakemake
 
 pytestmark = needs_cases
 FORMATS = ["torchscript_trace", "onnx"]
+# Case 06 (dynamic batch and sequence) also goes through aoti (torch.export + AOTInductor, issue 34):
+# the one end-to-end run of that format (its compile: 1-3 minutes here).
+CASE06_FORMATS = [*FORMATS, "aoti"]
 PERF = {
     "measurement_interval_ms": 300,
     "stability_percentage": 50,
@@ -117,7 +121,7 @@ def batched(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     models[HALF_MODEL] = case24_model(workdir)
     config = {
         "models": models,
-        "formats": FORMATS,
+        "formats": CASE06_FORMATS,  # only case 06's aoti files are targets: no other model compiles
         "devices": ["cpu"],
         "correctness": {"batches": 2},
         "accuracy": {"batch_size": 64},
@@ -129,6 +133,11 @@ def batched(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     targets = [
         *served_targets(BATCHED["01"][0], FORMATS),
         *served_targets(BATCHED["06"][0], FORMATS, native=False),
+        *(
+            f"results/{stage}/{BATCHED['06'][0]}/aoti/cpu.csv"
+            for stage in ("accuracy", "perf_offline", "perf_online", "native")
+        ),
+        f"results/correctness/{BATCHED['06'][0]}/aoti.json",
         *served_targets(NAMES_MODEL, ["onnx"], native=False),
         f"results/perf_offline/{HALF_MODEL}/onnx/cpu.csv",
         f"results/perf_online/{HALF_MODEL}/onnx/cpu.csv",
@@ -218,7 +227,7 @@ def test_case05_legacy_exporter_config_refused_too(tmp_path: Path) -> None:
 def test_case06_bool_mask_int64_ids_stay_clean(batched: tuple[Path, str]) -> None:
     workdir, _ = batched
     model = BATCHED["06"][0]
-    for fmt in FORMATS:
+    for fmt in CASE06_FORMATS:
         text = (
             workdir / f"results/repository/{model}/{fmt}/cpu/{model}_{fmt}/config.pbtxt"
         ).read_text()
@@ -246,6 +255,20 @@ def test_case06_bool_mask_int64_ids_stay_clean(batched: tuple[Path, str]) -> Non
     assert all(isinstance(v, bool) for v in data[0]["attention_mask"]["content"])
     log = (workdir / f"logs/perf_offline/{model}/onnx/cpu.log").read_text()
     assert "--shape input_ids:" in log and "--shape attention_mask:" in log
+
+
+def test_case06_aoti_checked_at_two_lengths_and_measured(batched: tuple[Path, str]) -> None:
+    """aoti end to end: the package passed correctness on validation batches of two sequence lengths,
+    records its build time, and has a native baseline (the served side is asserted above)."""
+    workdir, _ = batched
+    model = BATCHED["06"][0]
+    verdict = json.loads((workdir / f"results/correctness/{model}/aoti.json").read_text())
+    assert verdict["passed"] and verdict["build_seconds"] > 0, verdict
+    log = (workdir / f"logs/correctness/{model}/aoti.log").read_text()
+    lengths = set(re.findall(r"input_ids:\d+x(\d+)", log))
+    assert len(lengths) >= 2, log[-3000:]
+    native = rows(workdir / f"results/native/{model}/aoti/cpu.csv")
+    assert native and {r["status"] for r in native} <= MEASURED, native
 
 
 def test_case11_time_major_output_refused_with_its_batch_axis(batched: tuple[Path, str]) -> None:
