@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import json
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from google.protobuf import text_format
 
-from deploysnake import checkpoint, correctness, export, report
+from deploysnake import checkpoint, correctness, export, report, sources
+from deploysnake.errors import UserError
 from deploysnake.frameworks import source_model
 from deploysnake.plugins import load_recipe, validation_batches
 from deploysnake.repository import read_config, write_repository
@@ -152,3 +155,110 @@ def test_aoti_export_of_an_lstm_records_why_it_failed(tmp_path: Path) -> None:
     assert io["status"] == "failed" and io["format"] == "aoti"
     assert "sequence" in io["error"] and "specialized" in io["error"], io["error"]
     assert (tmp_path / "model.pt2").read_bytes() == b""
+
+
+# ------------------------------------------------------------------ a torch.export program as the source
+
+
+class _Scorer(torch.nn.Module):
+    """Two inputs (features and int64 ids), two outputs: a small model torch.export handles."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(10, 4)
+        self.linear = torch.nn.Linear(6 + 4, 3)
+
+    def forward(self, features: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        hidden = torch.cat([features, self.embed(ids)], dim=1)
+        return self.linear(hidden), hidden.sum(dim=1)
+
+
+def save_program(path: Path) -> Path:
+    """_Scorer exported with a dynamic batch and saved with torch.export.save at path."""
+    torch.manual_seed(0)
+    batch = torch.export.Dim("batch", min=1)
+    program = torch.export.export(
+        _Scorer().eval(),
+        (torch.rand(4, 6), torch.zeros(4, dtype=torch.int64)),
+        dynamic_shapes=({0: batch}, {0: batch}),
+    )
+    torch.export.save(program, str(path))
+    return path
+
+
+PROGRAM_SETTINGS = {"inputs": {"ids": {"low": 0, "high": 9}}, "outputs": ["scores", "total"]}
+
+
+def test_exported_program_source_described_from_its_graph(tmp_path: Path) -> None:
+    """IO from the graph signature: input names and dtypes, the batch dynamic, outputs named by
+    `outputs`; the reference runs at two batch sizes, ONNX is converted from the program (dynamo)
+    and answers the reference's values."""
+    settings = {"exported_program": str(save_program(tmp_path / "model.pt2")), **PROGRAM_SETTINGS}
+    doc = sources.write_description("scorer", settings, tmp_path / "source.json")
+    assert doc["kind"] == "exported_program" and doc["format"] == "exported_program"
+    assert [(t["name"], t["dtype"], t["dims"]) for t in doc["inputs"]] == [
+        ("features", "float32", [-1, 6]),
+        ("ids", "int64", [-1]),
+    ]
+    assert [(t["name"], t["dtype"], t["dims"]) for t in doc["outputs"]] == [
+        ("scores", "float32", [-1, 3]),
+        ("total", "float32", [-1]),
+    ]
+    io = export.export_from_source(
+        "scorer", settings, tmp_path / "source.json", "onnx", tmp_path / "model.onnx",
+        tmp_path / "io.json", {},
+    )  # fmt: skip
+    assert io["status"] == "ok" and io["build_seconds"] > 0, io
+    data = sources.generate(doc, 5, seed=0)
+    want = sources.source_runner(tmp_path / "source.json")(data)
+    got = ArtifactRuntime(
+        tmp_path / "model.onnx", "onnx", ["features", "ids"], ["scores", "total"]
+    )(data)
+    for name in ("scores", "total"):
+        np.testing.assert_allclose(got[name], want[name], atol=1e-5, err_msg=name)
+
+
+def _rewritten(source: Path, target: Path, change: dict[str, bytes]) -> Path:
+    """A copy of a zip archive with the members whose names end in a key of `change` replaced."""
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new:
+        for name in old.namelist():
+            data = next((v for k, v in change.items() if name.endswith(k)), old.read(name))
+            new.writestr(name, data)
+        for key, value in change.items():
+            if key.startswith("+"):
+                new.writestr(f"{old.namelist()[0].split('/')[0]}/{key[1:]}", value)
+    return target
+
+
+def test_exported_program_sources_refused_in_one_sentence(tmp_path: Path) -> None:
+    """A file that is no torch.export archive, an AOTInductor package, and archives that
+    torch.export.load would unpickle without restriction (a pickled weight, an object constant):
+    one sentence each, naming the file and what to do, before torch.export.load reads them."""
+    good = save_program(tmp_path / "good.pt2")
+    (tmp_path / "text.pt2").write_text("not a model\n")
+    with zipfile.ZipFile(good) as archive:
+        config_name = next(n for n in archive.namelist() if n.endswith("model_weights_config.json"))
+        config = json.loads(archive.read(config_name))
+    first = next(iter(config["config"]))
+    config["config"][first]["use_pickle"] = True
+    pickled = _rewritten(
+        good, tmp_path / "pickled.pt2", {"model_weights_config.json": json.dumps(config).encode()}
+    )
+    obj = _rewritten(good, tmp_path / "obj.pt2", {"+data/constants/custom_obj_0": b"\x80\x04N."})
+    package = tmp_path / "package.pt2"
+    with zipfile.ZipFile(package, "w") as archive:  # an AOTInductor package's layout
+        archive.writestr("model/data/aotinductor/model/x.wrapper_metadata.json", "{}")
+    cases = {
+        tmp_path / "text.pt2": "is not a torch.export archive",
+        package: "without a models/*.json program (an AOTInductor package",
+        pickled: f"stores {first!r} as a pickle",
+        obj: "holds the object constant data/constants/custom_obj_0",
+    }
+    for path, said in cases.items():
+        settings = {"exported_program": str(path), **PROGRAM_SETTINGS}
+        with pytest.raises(UserError) as caught:
+            sources.write_description("scorer", settings, tmp_path / "source.json")
+        message = str(caught.value)
+        assert said in message and str(path) in message, message
+        assert message.count(". ") == 0 and "\n" not in message, message  # one sentence
+    assert not (tmp_path / "source.json").exists()

@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from .conftest import CASES, MEASURED, ROOT, needs_cases, snakemake
+from .test_aoti import PROGRAM_SETTINGS, save_program
 
 pytestmark = needs_cases
 FORMATS = ["torchscript_trace", "onnx"]
@@ -92,6 +93,7 @@ BATCHED = (
     else {}
 )
 NAMES_MODEL = "names.v1-x"  # a model name with "." and "-"
+PROGRAM_MODEL = "scorer_ep"  # a torch.export program as the source (issue 34): aoti and onnx
 HALF_MODEL = "digits_half"  # case 24's config.yaml: an ONNX file with float16 inputs and outputs
 
 
@@ -119,6 +121,10 @@ def batched(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
         "params": {"hidden": 8, "epochs": 3, "seed": 0},
     }
     models[HALF_MODEL] = case24_model(workdir)
+    models[PROGRAM_MODEL] = {
+        "exported_program": str(save_program(workdir / "scorer.pt2")),
+        **PROGRAM_SETTINGS,
+    }
     config = {
         "models": models,
         "formats": CASE06_FORMATS,  # only case 06's aoti files are targets: no other model compiles
@@ -138,6 +144,9 @@ def batched(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
             for stage in ("accuracy", "perf_offline", "perf_online", "native")
         ),
         f"results/correctness/{BATCHED['06'][0]}/aoti.json",
+        *(f"results/correctness/{PROGRAM_MODEL}/{fmt}.json" for fmt in ("aoti", "onnx")),
+        f"results/accuracy/{PROGRAM_MODEL}/aoti/cpu.csv",
+        f"results/perf_offline/{PROGRAM_MODEL}/aoti/cpu.csv",
         *served_targets(NAMES_MODEL, ["onnx"], native=False),
         f"results/perf_offline/{HALF_MODEL}/onnx/cpu.csv",
         f"results/perf_online/{HALF_MODEL}/onnx/cpu.csv",
@@ -269,6 +278,24 @@ def test_case06_aoti_checked_at_two_lengths_and_measured(batched: tuple[Path, st
     assert len(lengths) >= 2, log[-3000:]
     native = rows(workdir / f"results/native/{model}/aoti/cpu.csv")
     assert native and {r["status"] for r in native} <= MEASURED, native
+
+
+def test_exported_program_source_through_aoti_and_onnx(batched: tuple[Path, str]) -> None:
+    """A torch.export program as the source: its aoti package and its ONNX conversion pass
+    correctness against the program, aoti is served with the source's outputs and measured."""
+    workdir, _ = batched
+    for fmt in ("aoti", "onnx"):
+        verdict = json.loads(
+            (workdir / f"results/correctness/{PROGRAM_MODEL}/{fmt}.json").read_text()
+        )
+        assert verdict["passed"] and verdict["build_seconds"] > 0, verdict
+    source = json.loads((workdir / f"results/checkpoint/{PROGRAM_MODEL}/source.json").read_text())
+    assert source["kind"] == "exported_program"
+    assert [t["name"] for t in source["outputs"]] == ["scores", "total"]
+    accuracy = rows(workdir / f"results/accuracy/{PROGRAM_MODEL}/aoti/cpu.csv")
+    assert accuracy and all(float(r["max_abs_diff_served_vs_exported"]) < 1e-4 for r in accuracy)
+    points = rows(workdir / f"results/perf_offline/{PROGRAM_MODEL}/aoti/cpu.csv")
+    assert points and {p["status"] for p in points} <= MEASURED, points
 
 
 def test_case11_time_major_output_refused_with_its_batch_axis(batched: tuple[Path, str]) -> None:

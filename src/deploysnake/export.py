@@ -617,7 +617,8 @@ def export_from_source(
     options: dict[str, Any],
 ) -> dict[str, Any]:
     """The source's own format (a copy of the given file) or ONNX converted from it (TorchScript:
-    torch.onnx's TorchScript-based exporter; SavedModel: tf2onnx). A conversion that fails is
+    torch.onnx's TorchScript-based exporter; SavedModel: tf2onnx; a torch.export program: the
+    dynamo exporter), or aoti compiled from a torch.export program (compile_aoti). A conversion that fails is
     recorded in io.json as failed, like a failed export: the source's own format goes on."""
     doc = json.loads(Path(description).read_text())
     artifact = Path(artifact)
@@ -643,12 +644,26 @@ def export_from_source(
             shutil.copyfile(source, artifact)
         log.info("%s: copied from %d given file(s)", artifact, len(files))
         io = sources.io_entries(doc)
+    elif fmt == "aoti" and doc["kind"] == "exported_program":
+        try:
+            compile_aoti(sources.load_program(source, f"models.{name}"), artifact)
+        except UserError:
+            raise
+        except Exception as exc:  # Inductor cannot compile it: this format's failure, not the job's
+            log.exception("aoti from the exported program failed")
+            artifact.write_bytes(b"")
+            io = {"format": fmt, "artifact": artifact.name, **failure(exc)}
+            Path(io_json).write_text(json.dumps(io, indent=2) + "\n")
+            return io
+        io = sources.io_entries(doc)
     elif fmt == "onnx":
         names = [t["name"] for t in doc["inputs"]], [t["name"] for t in doc["outputs"]]
         opset = int(options.get("onnx_opset", 18))
         try:
             if doc["kind"] == "torchscript":
                 _torchscript_to_onnx(doc, settings, artifact, opset)
+            elif doc["kind"] == "exported_program":
+                _program_to_onnx(doc, name, artifact, opset)
             else:
                 export_onnx_from_savedmodel(source, artifact, opset)
             dynamic = {t["name"]: t["dynamic"] for t in doc["inputs"] + doc["outputs"]}
@@ -740,4 +755,22 @@ def _torchscript_to_onnx(
                 t["name"]: {0: "batch", **{int(a): d for a, d in t["dynamic"].items()}}
                 for t in doc["inputs"] + doc["outputs"]
             },
+        )
+
+
+def _program_to_onnx(doc: dict[str, Any], name: str, artifact: Path, opset: int) -> None:
+    """ONNX of a torch.export program: torch.onnx's dynamo exporter takes the ExportedProgram as it
+    is (its dynamic axes included), with the description's input and output names."""
+    program = sources.load_program(Path(doc["path"]), f"models.{name}")
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            program,
+            (),
+            str(artifact),
+            input_names=[t["name"] for t in doc["inputs"]],
+            output_names=[t["name"] for t in doc["outputs"]],
+            opset_version=opset,
+            dynamo=True,
+            external_data=False,  # one self-contained file, as Triton's model.onnx
         )

@@ -32,6 +32,8 @@ FRAMEWORK_FORMATS = {
     "onnx": ONNX_FAMILY,
     "torchscript": ["torchscript", *ONNX_FAMILY],
     "savedmodel": ["savedmodel", *ONNX_FAMILY],
+    # A torch.export program (models.<name>.exported_program): the reference, served as none itself.
+    "exported_program": ["aoti", *ONNX_FAMILY],
 }
 
 

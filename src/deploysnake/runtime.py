@@ -122,6 +122,21 @@ class ArtifactRuntime:
             self._module = torch._inductor.aoti_load_package(artifact)
             self._dict_input = False
             self._run = self._run_torchscript
+        elif fmt == "exported_program":
+            # A torch.export program given as the source: the reference, run by torch's graph
+            # interpreter. Never served; deploysnake.sources.source_runner_of checks the archive
+            # (trust.check_exported_program) before it comes here.
+            import torch
+
+            torch.set_num_threads(threads)
+            self.settings = {
+                "runtime": f"torch {torch.__version__} (torch.export)",
+                "num_threads": torch.get_num_threads(),
+            }
+            self._torch = torch
+            self._module = torch.export.load(artifact).module()
+            self._dict_input = False
+            self._run = self._run_torchscript
         elif fmt == "savedmodel":
             import tensorflow as tf
 

@@ -33,14 +33,15 @@ from numpy.typing import NDArray
 from . import dtypes, modelfiles
 from .errors import UserError
 from .plugins import CONTRACT, Recipe, _load_module, load_recipe, validation_batches
-from .trust import check_torchscript
+from .trust import check_exported_program, check_torchscript
 
 log = logging.getLogger(__name__)
 
 # Config keys that name an exported source, and the kind of file each names.
-SOURCE_KEYS = ("onnx", "torchscript", "savedmodel", "triton_model")
+SOURCE_KEYS = ("onnx", "torchscript", "savedmodel", "triton_model", "exported_program")
 # The source kinds (the model's `framework` once validated) and the format their file is served as.
-KINDS = ("onnx", "torchscript", "savedmodel")
+# A torch.export program is served as none: it is the reference, aoti and onnx are made from it.
+KINDS = ("onnx", "torchscript", "savedmodel", "exported_program")
 OWN_FORMAT = {"onnx": "onnx", "torchscript": "torchscript", "savedmodel": "savedmodel"}
 # Keys that only a recipe takes, and keys that only an exported source takes.
 RECIPE_ONLY = ("recipe", "framework", "model", "checkpoint")
@@ -579,6 +580,59 @@ def torchscript_signature(path: Path) -> dict[str, Any]:
     }
 
 
+def load_program(path: Path, where: str) -> Any:
+    """The torch.export ExportedProgram saved at path, once trust.check_exported_program has found
+    nothing in it that torch.export.load would unpickle without restriction; a file torch cannot
+    read as one UserError naming the file."""
+    import torch
+
+    check_exported_program(path, where)
+    try:
+        return torch.export.load(str(path))
+    except Exception as exc:
+        raise UserError(
+            f"{where}.exported_program: {path} cannot be read as a torch.export program "
+            f"({_last_line(exc)}); save it again with torch.export.save in torch "
+            f"{torch.__version__.split('+')[0]}"
+        ) from exc
+
+
+def _dims_of_program(
+    path: Path, settings: dict[str, Any], where: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Inputs and outputs from the program's graph signature: the user inputs' placeholder names,
+    each tensor's dtype and dims from the graph's example values (a symbolic size: a str, i.e.
+    dynamic). Outputs are named by `outputs` (default output__0, ...), in the order forward()
+    returns them, flattened."""
+    program = load_program(path, where)
+    signature = program.graph_signature
+    values = {node.name: node.meta.get("val") for node in program.graph.nodes}
+
+    def tensor(name: str, value: Any, kind: str) -> dict[str, Any]:
+        if value is None or not hasattr(value, "shape"):
+            raise UserError(
+                f"{where}.exported_program: {path}'s {kind} {name!r} is not a tensor "
+                f"({type(value).__name__}); Triton serves tensors only: export a forward() that "
+                "takes and returns tensors"
+            )
+        dims = [int(d) if str(d).lstrip("-").isdigit() else str(d) for d in value.shape]
+        return {"name": name, "dtype": str(value.dtype).removeprefix("torch."), "dims": dims}
+
+    inputs = [tensor(n, values.get(n), "input") for n in signature.user_inputs]
+    user_outputs = list(signature.user_outputs)
+    names = list(settings.get("outputs") or [f"output__{k}" for k in range(len(user_outputs))])
+    if len(names) != len(user_outputs):
+        raise UserError(
+            f"{path} returns {len(user_outputs)} tensor(s), but {where}.outputs names "
+            f"{len(names)}: {names}; name each tensor in the order forward() returns them"
+        )
+    outputs = [
+        tensor(name, values.get(given), "output")
+        for name, given in zip(names, user_outputs, strict=True)
+    ]
+    return inputs, outputs
+
+
 def _torchscript_inputs(path: Path, settings: dict[str, Any], where: str) -> list[dict[str, Any]]:
     signature = torchscript_signature(path)
     declared = settings.get("inputs") or {}
@@ -659,6 +713,8 @@ def describe(settings: dict[str, Any], name: str = "<name>") -> dict[str, Any]:
         inputs, outputs = _dims_of_onnx(path)
     elif kind == "savedmodel":
         inputs, outputs = _dims_of_savedmodel(path)
+    elif kind == "exported_program":
+        inputs, outputs = _dims_of_program(path, settings, where)
     else:
         inputs, outputs = _torchscript_inputs(path, settings, where), []
         explicit = True
@@ -716,7 +772,7 @@ def describe(settings: dict[str, Any], name: str = "<name>") -> dict[str, Any]:
     doc = {
         "model": name,
         "kind": kind,
-        "format": OWN_FORMAT[kind],
+        "format": OWN_FORMAT.get(kind, kind),  # the runtime of the reference (runtime.py)
         "path": str(path),
         "inputs": described_in,
         "outputs": described_out,
@@ -931,6 +987,8 @@ def write_description(name: str, settings: dict[str, Any], output: str | Path) -
         check_torchscript(
             source_file(settings), bool(settings.get("allow_file_io")), f"models.{name}"
         )
+    if source_kind(settings) == "exported_program":
+        check_exported_program(source_file(settings), f"models.{name}")
     recipe = source_recipe(settings, name)
     doc = describe(settings, name)
     batch = validation_batches(recipe, settings.get("params") or {}, 8, limit=1)[0]
@@ -1117,6 +1175,8 @@ def _run_at_two_sizes(
 def source_runner_of(doc: dict[str, Any]) -> Any:
     from .runtime import ArtifactRuntime
 
+    if doc["kind"] == "exported_program":  # refused before torch.export.load unpickles anything
+        check_exported_program(doc["path"], f"models.{doc.get('model', '<name>')}")
     return ArtifactRuntime(
         doc["path"],
         doc["format"],

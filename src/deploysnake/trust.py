@@ -7,6 +7,12 @@ Which inputs run code: a recipe's plugins (model.py, dataloader.py, metrics.py),
 a config that asks for Snakemake's templating (refused, deploysnake.configuration.check_raw). Which
 do not: an ONNX file (ONNX Runtime runs only its standard operators) and a checkpoint (loaded with
 torch.load(weights_only=True), which unpickles tensors and plain containers only).
+
+A torch.export program (torch.export.save's .pt2 archive) is a JSON graph of registered ops and raw
+weights, but torch.export.load (2.13) unpickles without restriction (weights_only=False) any weight
+or constant the archive marks as pickled, its custom and opaque objects, and its sample inputs
+where they do not load with weights_only=True: check_exported_program refuses such an archive
+before torch.export.load reads it, so loading one runs no code from the file.
 """
 
 from __future__ import annotations
@@ -152,3 +158,64 @@ def time_limit(seconds: float, what: str, key: str) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def check_exported_program(path: str | Path, where: str) -> None:
+    """Refuse (UserError, one sentence naming the file and the member) a torch.export archive that
+    torch.export.load would unpickle without restriction: a weight or tensor constant stored as a
+    pickle (`use_pickle` in data/*/model_*_config.json), a custom or opaque object constant
+    (custom_obj_*, opaque_obj_*: TorchScript or arbitrary pickles), or sample inputs that do not
+    load with torch.load(weights_only=True). Rules from torch/export/pt2_archive/_package.py
+    (load_pt2, _load_state_dict, _load_constants) and torch/_export/serde/serialize.py
+    (deserialize_torch_artifact) of torch 2.13. Also refuses a file that is no such archive."""
+    import io
+
+    path = Path(path)
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise UserError(
+            f"{where}.exported_program: {path} is not a torch.export archive ({exc}); save the "
+            "program with torch.export.save(torch.export.export(model, args), 'model.pt2')"
+        ) from exc
+    with archive:
+        names = archive.namelist()
+        root = names[0].split("/", 1)[0] if names else ""
+        if not any(n.startswith(f"{root}/models/") and n.endswith(".json") for n in names):
+            raise UserError(
+                f"{where}.exported_program: {path} is a zip archive without a models/*.json "
+                "program (an AOTInductor package or a TorchScript file is not a torch.export "
+                "program); save the program with torch.export.save"
+            )
+        for name in names:
+            member = name[len(root) + 1 :]
+            if member.startswith("data/constants/") and member.split("/")[-1].startswith(
+                ("custom_obj", "opaque_obj")
+            ):
+                raise UserError(
+                    f"{where}.exported_program: {path} holds the object constant {member}, which "
+                    "torch.export.load unpickles without restriction (it can run any code); "
+                    "deploysnake does not load it: export a model whose constants are tensors"
+                )
+            if member.startswith("data/") and member.endswith("_config.json"):
+                config = json.loads(archive.read(name)).get("config", {})
+                pickled = [k for k, v in config.items() if v.get("use_pickle")]
+                if pickled:
+                    raise UserError(
+                        f"{where}.exported_program: {path} stores {pickled[0]!r} as a pickle "
+                        f"({member}), which torch.export.load unpickles without restriction (it "
+                        "can run any code); deploysnake does not load it: save plain tensors "
+                        "(contiguous, no tensor subclass)"
+                    )
+            if member.startswith("data/sample_inputs/"):
+                import torch
+
+                try:
+                    torch.load(io.BytesIO(archive.read(name)), weights_only=True)
+                except Exception as exc:
+                    raise UserError(
+                        f"{where}.exported_program: {path}'s sample inputs ({member}) do not load "
+                        "as plain tensors (torch.load weights_only=True), and torch.export.load "
+                        "would unpickle them without restriction; deploysnake does not load it: "
+                        "export with tensor example inputs"
+                    ) from exc

@@ -1,9 +1,10 @@
-# Exported models given in the config (models.<name>.onnx, torchscript, savedmodel, triton_model)
+# Exported models given in the config (models.<name>.onnx, torchscript, savedmodel, triton_model,
+# exported_program)
 # instead of a recipe: the given file is the reference; its own format is a copy of it, and ONNX is
 # converted from it (the ONNX variants and TensorRT then come from export.smk's rules).
 SOURCE_MODELS = {
     kind: [m for m in MODELS if config["models"][m]["framework"] == kind]
-    for kind in ("onnx", "torchscript", "savedmodel")
+    for kind in ("onnx", "torchscript", "savedmodel", "exported_program")
 }
 
 
@@ -129,6 +130,52 @@ rule tf2onnx_convert_source:
         model=models_of(SOURCE_MODELS["savedmodel"]),
     conda:
         "../../envs/tensorflow.yaml"
+    params:
+        settings=model_settings,
+        fmt="onnx",
+        options=config["export"],
+    script:
+        "../scripts/source_export.py"
+
+
+# A torch.export program (models.<name>.exported_program) is the reference: AOTInductor compiles
+# it into aoti, the dynamo exporter converts it to onnx.
+rule torch_compile_aoti_program:
+    input:
+        checkpoint=checkpoint_file,
+        recipe=recipe_files,
+        code=[package_file(m) for m in ("sources", "export", "trust")],
+    output:
+        artifact="results/export/{model}/aoti/model.pt2",
+        io="results/export/{model}/aoti/io.json",
+    log:
+        "logs/export/{model}/aoti.log",
+    wildcard_constraints:
+        model=models_of(SOURCE_MODELS["exported_program"]),
+    conda:
+        "../../envs/torch.yaml"
+    params:
+        settings=model_settings,
+        fmt="aoti",
+        options=config["export"],
+    script:
+        "../scripts/source_export.py"
+
+
+rule torch_export_onnx_program:
+    input:
+        checkpoint=checkpoint_file,
+        recipe=recipe_files,
+        code=[package_file(m) for m in ("sources", "export", "trust")],
+    output:
+        artifact="results/export/{model}/onnx/model.onnx",
+        io="results/export/{model}/onnx/io.json",
+    log:
+        "logs/export/{model}/onnx.log",
+    wildcard_constraints:
+        model=models_of(SOURCE_MODELS["exported_program"]),
+    conda:
+        "../../envs/torch.yaml"
     params:
         settings=model_settings,
         fmt="onnx",
