@@ -151,6 +151,7 @@ def correctness_doc(model: str, fmt: str, passed: bool) -> dict[str, Any]:
         "samples": 256,
         "reason": "" if passed else REASON,
         "outputs": {"logits": out},
+        "build_seconds": 12.5,  # the export's wall time (io.json), shown as `build s`
     }
 
 
@@ -460,6 +461,7 @@ def test_summary_numbers(html: str) -> None:
     assert list(rows(html, "summary")[0])[:4] == ["model", "format", "device", "correctness"]
     onnx = summary[("digits", "onnx", "cpu")]
     assert onnx["correctness"] == "passed"
+    assert list(rows(html, "summary")[0])[4] == "build s" and number(onnx["build s"]) == 12.5
     assert number(onnx["best offline infer/s"]) == 7600 and onnx["offline batch"] == "8"
     assert (
         number(onnx["best online infer/s"]) == pytest.approx(3240)
