@@ -1,5 +1,6 @@
-"""Exported models as the source: an ONNX file, a TorchScript file, a SavedModel or a Triton model
-directory given in the config (`models.<name>.onnx` etc.) instead of a recipe.
+"""Exported models as the source: an ONNX file, a TorchScript file, a SavedModel, a Triton model
+directory or a torch.export program given in the config (`models.<name>.onnx` etc.) instead of a
+recipe.
 
 The given file is the reference every conversion is checked against. Its IO (names, dtypes, dims,
 batch axis) is read from the file, or from the model directory's config.pbtxt; what a file cannot
@@ -66,7 +67,7 @@ DESCRIPTION = "source.json"
 
 
 def source_key(settings: dict[str, Any]) -> str | None:
-    """Which source key (onnx, torchscript, savedmodel, triton_model) the settings use, if any."""
+    """Which source key (onnx, torchscript, savedmodel, triton_model, exported_program) the settings use, if any."""
     found = [k for k in SOURCE_KEYS if settings.get(k)]
     return found[0] if found else None
 
