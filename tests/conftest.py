@@ -46,6 +46,19 @@ needs_cases = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="session", autouse=True)
+def one_inductor_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """One AOTInductor compile cache for the session's workflow runs (each runs in its own folder,
+    whose .cache/torchinductor would rebuild torch's precompiled headers every time)."""
+    before = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(tmp_path_factory.mktemp("torchinductor"))
+    yield
+    if before is None:
+        os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
+    else:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = before
+
+
+@pytest.fixture(scope="session", autouse=True)
 def summaries_follow_their_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Every results/summary.json a test's workflow run wrote is checked against the summary's
     schema (src/deploysnake/summary.schema.json) once the session ends."""

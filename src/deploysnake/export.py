@@ -196,15 +196,21 @@ def dynamic_shapes(
     )
 
 
+# Inductor's compile cache, under the working directory (ignored by git, kept between runs).
+INDUCTOR_CACHE = Path(".cache") / "torchinductor"
+
+
 def compile_aoti(program: Any, artifact: Path) -> None:
     """AOTInductor: compile a torch.export ExportedProgram ahead of time with this machine's C++
     compiler into one .pt2 package at artifact (torch._inductor.aoti_compile_and_package; CPU code
-    where the program's weights are on CPU). Inductor's cache (TORCHINDUCTOR_CACHE_DIR, else
-    torch's default /tmp/torchinductor_<user>) is shared between compiles: its precompiled torch
-    headers are most of a small model's compile (measured on the loaded 2-core machine: 51 s for a
-    first small model, 23 s for the next one); entries are keyed by content and torch version."""
+    where the program's weights are on CPU). Inductor's cache is shared between compiles: its
+    precompiled torch headers are most of a small model's compile (docs/formats.md has the
+    figures); entries are keyed by content and torch version. The cache is TORCHINDUCTOR_CACHE_DIR
+    where set, else INDUCTOR_CACHE under the working directory (the project's folder, never
+    torch's default /tmp/torchinductor_<user>, which other users' and runs' files share)."""
     import torch._inductor
 
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path.cwd() / INDUCTOR_CACHE))
     torch._inductor.aoti_compile_and_package(program, package_path=str(artifact))
 
 
