@@ -76,6 +76,12 @@ def test_formats_within_the_noise_are_not_ranked_and_the_simpler_wins(tmp_path: 
     [row] = selection.best(paths, 10_000.0)
     assert row["format"] == "onnx" and row["fastest"] == "onnx_fp16"
     assert "within the noise" in row["noise"] and "full precision" in row["noise"]
+    # The report's best table says so and shows the intervals.
+    from deploysnake.report import _best_section
+
+    html = _best_section(paths, 10.0, [])
+    assert "within the noise" in html and "full precision preferred" in html
+    assert "925.8-1,174 (n 3)" in html  # onnx's interval: mean 1,050, sd 50, t(0.975, 2)
     # Far apart: the faster format is chosen, nothing said about noise.
     paths[1] = _perf_csv(tmp_path / "b.csv", "onnx_fp16", [2000.0, 2010.0, 1990.0])
     [row] = selection.best(paths, 10_000.0)
@@ -104,3 +110,44 @@ def test_diagnosis_names_the_limit_and_the_setting() -> None:
     busy = spread.diagnose("online", split, client_cpu=0.95, client_cores=1.0)
     assert busy.startswith("client-bound") and "0.95 cores" in busy
     assert spread.diagnose("online", dict.fromkeys(split, 0.0)) == ""
+
+
+def test_summary_point_carries_the_interval_and_served_over_native() -> None:
+    from jsonschema import Draft202012Validator
+
+    from deploysnake import summary
+
+    s = spread.spread([900.0, 1000.0, 1100.0])
+    row = {
+        "batch": "64",
+        "concurrency": "2",
+        "status": "ok",
+        "Inferences/Second": "1000",
+        "p50 latency": "500",
+        "p99 latency": "900",
+        "infer_s_n": "3",
+        "infer_s_mean": str(s.mean),
+        "infer_s_low": str(s.low),
+        "infer_s_high": str(s.high),
+        "requests": "2000",
+        "p99_enough": "False",
+        "p99_margin": "0.573",
+        "server_batch": "64.0",
+    }
+    point = summary._with_native(
+        summary._point(row, 20.0), {("m", "onnx", "cpu", 64): 2000.0}, ("m", "onnx", "cpu")
+    )
+    assert point is not None
+    assert point["spread"]["method"] == "interval" and point["spread"]["n"] == 3
+    assert point["spread"]["low"] == pytest.approx(s.low)
+    assert point["requests"] == 2000 and point["p99_enough"] is False
+    assert point["served_over_native"] == 0.5
+    assert point["served_over_native_spread"]["high"] == pytest.approx(s.high / 2000)
+    schema = summary.load_schema()
+    point_schema = {**schema["$defs"]["point"], "$defs": schema["$defs"]}
+    Draft202012Validator(point_schema).validate(point)
+    # a served figure above the in-process one is never a ratio (the report's baseline suspect)
+    fast = summary._with_native(
+        summary._point(row, 20.0), {("m", "onnx", "cpu", 64): 900.0}, ("m", "onnx", "cpu")
+    )
+    assert fast is not None and fast["served_over_native"] is None

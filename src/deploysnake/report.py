@@ -1385,11 +1385,10 @@ def _spread_cells(r: dict[str, Any], native_infer_s: float | None) -> dict[str, 
     n, low, high, cv = (_num(r.get(f"infer_s_{k}")) for k in ("n", "low", "high", "cv"))
     cells = dict.fromkeys(SPREAD_CELLS, "")
     if n and low is not None and high is not None:
-        cells["infer/s 95 %"] = (
-            f"{_fmt(low)}-{_fmt(high)} (n {int(n)} {r.get('infer_s_from') or ''}"
-            + (f", CV {100 * cv:.1f} %" if cv is not None else "")
-            + ")"
-        )
+        about = [f"n {int(n)}", str(r.get("infer_s_from") or "")]
+        if cv is not None:
+            about.append(f"CV {100 * cv:.1f} %")
+        cells["infer/s 95 %"] = f"{_fmt(low)}-{_fmt(high)} ({', '.join(a for a in about if a)})"
         if native_infer_s:
             cells["served/native 95 %"] = f"{low / native_infer_s:.3f}-{high / native_infer_s:.3f}"
     p_n, p_low, p_high = (_num(r.get(f"p99_{k}")) for k in ("n", "low", "high"))
