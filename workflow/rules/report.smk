@@ -25,7 +25,13 @@ rule altair_report:
         gate="results/gate.json",
         code=[
             package_file(m)
-            for m in ("report", "report_capacity", "report_gate", "spread", "selection")
+            for m in (
+                "report",
+                "report_capacity",
+                "report_gate",
+                "spread",
+                "selection",
+            )
         ],
     output:
         report(
