@@ -1404,7 +1404,7 @@ def _spread_cells(r: dict[str, Any], native_infer_s: float | None) -> dict[str, 
             if s.enough
             else f"{int(requests):,}: fewer than MLPerf's {s.minimum:,}; the p99 is somewhere "
             f"in p{99 - s.margin:.2f}-p{min(100.0, 99 + s.margin):.2f} at 99 % confidence; "
-            f"supports p{s.supported:.0f}"
+            f"MLPerf's rule supports up to p{s.supported:.0f}"
         )
     return cells
 
