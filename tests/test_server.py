@@ -317,6 +317,9 @@ def test_offline_sweep_fills_every_instance(exported: dict[str, Path], tmp_path:
         **config["perf"],
         "measurement_interval_ms": 300,
         "stability_percentage": 50,
+        "repeats": 1,  # the best point measured once more: its spread from two runs
+        # foreign load is not what this test checks (a shared machine would record 'disturbed')
+        "max_foreign_cpu": 64,
         "offline": {"batch_sizes": [8], "concurrency": [1], "shared_memory": "system"},
     }
     two = {**TRITON, "instances": {"cpu": 2}}
@@ -354,3 +357,19 @@ def test_offline_sweep_fills_every_instance(exported: dict[str, Path], tmp_path:
         "4",
     ]  # perf_analyzer's own column: what it kept in flight
     assert all(float(row["Inferences/Second"]) > 0 for row in written)
+    # Issue 32: the requests behind the percentiles, the batch the server ran, the spread.
+    for row in written:
+        assert int(row["requests"]) > 0 and row["p99_enough"] == "False"  # a 0.3 s window
+        assert float(row["p99_margin"]) > 0 and float(row["p99_supported"]) < 99
+        # static batches of 8 (two requests may be merged by the dynamic batcher)
+        assert 8 <= float(row["server_batch"]) <= 16
+        assert len(row["window_infer_s"].split(";")) == 3 and row["infer_s_from"] in (
+            "windows",
+            "runs",
+        )
+        assert float(row["infer_s_low"]) <= float(row["infer_s_mean"]) <= float(row["infer_s_high"])
+    best = max(written, key=lambda r: float(r["Inferences/Second"]))
+    runs = best["run_infer_s"].split(";")
+    assert len(runs) + int(best["repeats_not_ok"]) == 2
+    if len(runs) == 2:  # the repeat was ok: the interval is the runs'
+        assert best["infer_s_from"] == "runs" and best["p99_n"] == "2"

@@ -157,6 +157,11 @@ def test_every_stage_wrote_real_results(workdir: Path) -> None:
             assert stable or all(
                 float(r["foreign_cpu"]) > perf.MAX_FOREIGN_CPU for r in measured
             ), f"no stable {mode} point for {fmt}, and not every point was disturbed: {measured}"
+            # the requests behind the percentiles, the batch the server ran, the windows' spread
+            for r in stable:
+                assert int(r["requests"]) > 0 and r["p99_enough"] in ("True", "False")
+                assert float(r["server_batch"]) >= 1 and r["infer_s_from"] == "windows"
+                assert float(r["infer_s_low"]) <= float(r["infer_s_high"])
             # measured numbers are real, a disturbed point's kept numbers too
             assert all(
                 float(r["Inferences/Second"]) > 0
@@ -202,6 +207,13 @@ def test_report_renders_offline_with_data_in_every_chart(workdir: Path) -> None:
     html = (workdir / "results" / "report.html").read_text()
     # The best format per device comes first, then the formats this machine could not build.
     assert html.index('id="best"') < html.index('id="summary"')
+    best = html[html.index('id="best"') : html.index('id="summary"')]
+    # the best point's spread, the requests behind its p99, the batch the server ran, its limit
+    for column in ("infer/s 95 %", "p99 requests", "server batch", "limited by"):
+        assert column in best, column
+    assert re.search(r"(client|queue|compute|serving-path)[- ]bound", best) or (
+        "no stable point" in best  # every point disturbed on a busy machine
+    )
     assert "tensorrt_fp16</b>: skipped:" in html
     assert 'id="provenance"' in html and "torch=2.13.0" in html
     assert not re.search(r"""<script[^>]+src=["']https?:""", html), (

@@ -143,7 +143,7 @@ def measure_floor(
                 device,
                 FLOOR,
                 io_json,
-                settings,
+                {**settings, "repeats": 0},  # the floor is a reference, not a headline figure
                 "online",
                 output,
                 {**(provenance or {}), "served_model": FLOOR},

@@ -19,6 +19,7 @@ import re
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from .plugins import Recipe, validation_batches
 from .processes import die_with_parent
 from .server import TritonServer
 from .shapes import served_dims
+from .spread import percentile_support, spread
 from .usage import COLUMNS as USAGE_COLUMNS
 from .usage import DISTURBED, Window
 
@@ -246,9 +248,11 @@ def command(
     input_data: str | Path | None = None,
     shapes: dict[str, list[int]] | None = None,
     batched: bool = True,
+    verbose: bool = False,
 ) -> list[str]:
     """perf_analyzer's arguments for one point. batched False (max_batch_size 0): no -b, each
-    request is one whole sample of --shape / --input-data's shapes."""
+    request is one whole sample of --shape / --input-data's shapes. verbose: -v, each window's
+    throughput printed (the sweeps' spread; capacity and tuning parse the plain console)."""
     args = [
         executable,
         "-m",
@@ -282,6 +286,8 @@ def command(
         str(settings["max_trials"]),
         "-f",
         str(csv_path),
+        # every window's throughput on the console (console_figures: the spread of a point)
+        *(["-v"] if verbose else []),
     ]
     if input_data:  # real samples from the dataloader, as the guides' prepare-input-data step
         args += ["--input-data", str(input_data)]
@@ -355,6 +361,41 @@ def measured_output_bytes(
     return largest
 
 
+# perf_analyzer's console (2.51): the measurement's client request count, the server's inference and
+# execution counts over the measured windows (Triton's model statistics, which perf_analyzer reads
+# before and after each window), and with -v each window's ("Pass [k]") throughput.
+_REQUEST_COUNT = re.compile(r"^\s*Request count:\s*(\d+)", re.M)
+_INFERENCE_COUNT = re.compile(r"^\s*Inference count:\s*(\d+)", re.M)
+_EXECUTION_COUNT = re.compile(r"^\s*Execution count:\s*(\d+)", re.M)
+_SUMMARY = re.compile(r"^Request (concurrency|Rate):", re.M)
+_PASS = re.compile(r"Pass \[(\d+)\] throughput:\s*([0-9.eE+-]+) infer/sec")
+# perf_analyzer declares a point stable over its last three windows and reports them merged.
+STABLE_WINDOWS = 3
+
+
+def console_figures(output: str) -> dict[str, Any]:
+    """What perf_analyzer's console says beyond its CSV, for the last measurement in `output`:
+    requests (client requests behind the reported percentiles: the merged stable windows),
+    server_batch (inferences over executions the server ran in those windows: the batch size the
+    server actually ran, float; empty where the server counted none), window_infer_s (the last
+    STABLE_WINDOWS windows' infer/s, ";"-separated: the windows behind the figure). Keys whose
+    figure the output lacks are left out."""
+    found: dict[str, Any] = {}
+    passes = _PASS.findall(output)
+    # The summary of the measurement follows its last "Request concurrency:" (or rate) header.
+    headers = list(_SUMMARY.finditer(output))
+    output = output[headers[-1].start() :] if headers else output
+    if requests := _REQUEST_COUNT.findall(output):
+        found["requests"] = int(requests[0])
+    inferences, executions = _INFERENCE_COUNT.findall(output), _EXECUTION_COUNT.findall(output)
+    # The first Server block is the model's; composing models (an ensemble's) follow it.
+    if inferences and executions and int(executions[0]) > 0:
+        found["server_batch"] = round(int(inferences[0]) / int(executions[0]), 2)
+    if passes:
+        found["window_infer_s"] = ";".join(t for _, t in passes[-STABLE_WINDOWS:])
+    return found
+
+
 def run_point(
     args: list[str], timeout_s: float, server: TritonServer
 ) -> tuple[str, dict[str, str], str]:
@@ -388,7 +429,7 @@ def run_point(
         rows = list(csv.DictReader(handle))
     if not rows:
         raise RuntimeError(f"perf_analyzer wrote no rows to {csv_path}:\n{output[-3000:]}")
-    return "ok", rows[0], output
+    return "ok", {**rows[0], **console_figures(output)}, output
 
 
 def measure_point(
@@ -424,6 +465,7 @@ def measure_point(
             load.data,
             load.shapes,
             load.batched,
+            load.verbose,
         )
         again = {
             "unstable": " (again, windows twice as long)",
@@ -461,6 +503,92 @@ def measure_point(
     return status, measured, text
 
 
+def repeat_best(
+    rows: list[dict[str, Any]],
+    repeats: int,
+    run: Callable[[int, Point, dict[str, Any]], tuple[str, dict[str, Any], str]],
+    settings_of: dict[Point, dict[str, Any]],
+) -> None:
+    """perf.repeats: the sweep's best "ok" point (highest infer/s) measured `repeats` more times
+    with the same settings, one perf_analyzer run each (`run(k, point, settings)` returns
+    measure_point's (status, measured, output)); its row gets run_infer_s and run_p99_us, the
+    runs' figures (";"-separated, the sweep's own first; runs that came out other than "ok" are
+    left out and counted in repeats_not_ok). Nothing where repeats is 0 or no point is "ok"."""
+    ok = [r for r in rows if r["status"] == "ok" and r.get("Inferences/Second") not in (None, "")]
+    if repeats <= 0 or not ok:
+        return
+    best = max(ok, key=lambda r: float(r["Inferences/Second"]))
+    point = Point(int(best["batch"]), int(best["concurrency"]))
+    throughputs, p99s, not_ok = [str(best["Inferences/Second"])], [str(best["p99 latency"])], 0
+    for k in range(1, repeats + 1):
+        log.info(
+            "repeat %d of %d of the best point (batch %d, concurrency %d)",
+            k,
+            repeats,
+            point.batch,
+            point.concurrency,
+        )
+        status, measured, _ = run(k, point, settings_of[point])
+        if status != "ok":
+            not_ok += 1
+            continue
+        throughputs.append(str(measured["Inferences/Second"]))
+        p99s.append(str(measured["p99 latency"]))
+    best.update(run_infer_s=";".join(throughputs), run_p99_us=";".join(p99s), repeats_not_ok=not_ok)
+
+
+def _samples(text: Any) -> list[float]:
+    return [float(v) for v in str(text or "").split(";") if v.strip()]
+
+
+def spread_columns(row: dict[str, Any]) -> dict[str, Any]:
+    """The spread of a measured row (deploysnake.spread), as CSV columns:
+
+    - infer_s_n, infer_s_mean, infer_s_cv, infer_s_low, infer_s_high, infer_s_from: the 95 %
+      interval of infer/s from the repeated runs (run_infer_s, perf.repeats, "runs") where the
+      point was repeated, else from perf_analyzer's stable windows (window_infer_s, "windows":
+      consecutive windows that perf_analyzer kept because they agreed within
+      perf.stability_percentage, so they understate the spread between runs);
+    - p99_n, p99_mean, p99_cv, p99_low, p99_high (µs): from the repeated runs only (the windows'
+      p99s are not printed);
+    - p99_enough, p99_margin, p99_supported: the requests behind the p99 against MLPerf
+      Inference's minimum (deploysnake.spread.percentile_support).
+
+    Both figures are never negative: an interval's low end is cut at 0 (two runs far apart give
+    a t-interval wider than the mean). Empty for a row without numbers."""
+    out: dict[str, Any] = {}
+    runs, windows = _samples(row.get("run_infer_s")), _samples(row.get("window_infer_s"))
+    samples, source = (runs, "runs") if len(runs) >= 2 else (windows, "windows")
+    if samples and row.get("status") in ("ok", DISTURBED):
+        s = spread(samples)
+        out.update(
+            infer_s_n=s.n,
+            infer_s_mean=round(s.mean, 3),
+            infer_s_cv=round(s.cv, 4) if s.cv is not None else "",
+            infer_s_low=round(max(0.0, s.low), 3),
+            infer_s_high=round(s.high, 3),
+            infer_s_from=source,
+        )
+    p99s = _samples(row.get("run_p99_us"))
+    if len(p99s) >= 2:
+        s = spread(p99s)
+        out.update(
+            p99_n=s.n,
+            p99_mean=round(s.mean, 1),
+            p99_cv=round(s.cv, 4) if s.cv is not None else "",
+            p99_low=round(max(0.0, s.low), 1),
+            p99_high=round(s.high, 1),
+        )
+    if row.get("requests") not in (None, ""):
+        support = percentile_support(int(row["requests"]), 99.0)
+        out.update(
+            p99_enough=support.enough,
+            p99_margin=round(support.margin, 3),
+            p99_supported=round(support.supported, 1),
+        )
+    return out
+
+
 @dataclass(frozen=True)
 class Load:
     """What perf_analyzer sends for one model under some perf settings, and how long a call may run."""
@@ -470,6 +598,7 @@ class Load:
     output_size: int  # bytes of one sample's outputs (shared-memory buffers)
     timeout_s: float
     batched: bool = True  # False: max_batch_size 0, no -b
+    verbose: bool = False  # perf_analyzer -v: each window's figures (the sweeps' spread)
 
 
 def plan_load(
@@ -662,7 +791,7 @@ def measure(
     how long). perf.max_job_s (0: no bound) bounds the measuring: a point that would end past it is
     not measured, its row's status LEFT_OUT with the reason."""
     io = json.loads(Path(io_json).read_text())
-    load = plan_load(io, settings, input_data, max_batch_size)
+    load = replace(plan_load(io, settings, input_data, max_batch_size), verbose=True)
     if (
         mode == "offline"
         and settings["offline"].get("shared_memory", "none") != "none"
@@ -675,6 +804,7 @@ def measure(
             log.info("outputs: at most %d bytes per sample (measured)", per_sample)
             load = replace(load, output_size=per_sample)
     described = {
+        "instances": instances,
         "input_data": "dataloader" if load.data else "random",
         "input_shapes": input_shapes(input_data if load.shapes else load.data, io, max_batch_size),
     }
@@ -817,6 +947,29 @@ def measure(
                     len(points),
                     text[-1500:],
                 )
+        repeat_best(
+            rows,
+            int(settings.get("repeats", 0) or 0),
+            lambda k, point, s: measure_point(
+                executable,
+                model_name,
+                server,
+                point,
+                s,
+                mode,
+                Path(tmp) / f"repeat{k}.csv",
+                replace(
+                    load,
+                    timeout_s=60.0
+                    + 3 * s["measurement_interval_ms"] / 1000.0 * int(s["max_trials"]),
+                ),
+                device,
+            ),
+            dict(planned),
+        )
+        server.check_alive()
+    for row in rows:
+        row.update(spread_columns(row))
     known = COLUMNS + PERF_ANALYZER_COLUMNS + USAGE_COLUMNS
     columns = known + [c for c in dict.fromkeys(k for r in rows for k in r) if c not in known]
     output = Path(output)

@@ -15,6 +15,7 @@ import html
 import json
 import logging
 import math
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -1377,6 +1378,91 @@ def _native_cpu(native: pl.DataFrame | None) -> dict[tuple[Any, ...], float]:
     }
 
 
+SPREAD_CELLS = ("infer/s 95 %", "p99 95 % µs", "p99 requests", "served/native 95 %")
+
+
+def _spread_cells(r: dict[str, Any], native_infer_s: float | None) -> dict[str, str]:
+    """The best point's spread as the best table's text cells (deploysnake.spread; perf.py's
+    columns): infer/s's interval with n, CV and its source, p99's interval (repeated runs only),
+    the requests behind the p99 against MLPerf's minimum, served/native's interval (the served
+    interval over the single in-process reading at that batch)."""
+    n, low, high, cv = (_num(r.get(f"infer_s_{k}")) for k in ("n", "low", "high", "cv"))
+    cells = dict.fromkeys(SPREAD_CELLS, "")
+    if n and low is not None and high is not None:
+        about = [f"n {int(n)}", str(r.get("infer_s_from") or "")]
+        if cv is not None:
+            about.append(f"CV {100 * cv:.1f} %")
+        cells["infer/s 95 %"] = f"{_fmt(low)}-{_fmt(high)} ({', '.join(a for a in about if a)})"
+        if native_infer_s:
+            cells["served/native 95 %"] = f"{low / native_infer_s:.3f}-{high / native_infer_s:.3f}"
+    p_n, p_low, p_high = (_num(r.get(f"p99_{k}")) for k in ("n", "low", "high"))
+    if p_n and p_low is not None and p_high is not None:
+        cells["p99 95 % µs"] = f"{_fmt(p_low)}-{_fmt(p_high)} (n {int(p_n)} runs)"
+    requests = _num(r.get("requests"))
+    if requests:
+        from .spread import percentile_support
+
+        s = percentile_support(int(requests), 99.0)
+        cells["p99 requests"] = (
+            f"{int(requests):,}: enough (MLPerf {s.minimum:,})"
+            if s.enough
+            else f"{int(requests):,}: fewer than MLPerf's {s.minimum:,}; the p99 is somewhere "
+            f"in p{99 - s.margin:.2f}-p{min(100.0, 99 + s.margin):.2f} at 99 % confidence; "
+            f"MLPerf's rule supports up to p{s.supported:.0f}"
+        )
+    return cells
+
+
+def _native_throughput(native: pl.DataFrame | None) -> dict[tuple[Any, ...], float]:
+    """(model, format, device, batch) -> the in-process infer/s where its status is ok."""
+    if native is None or "throughput_infer_per_s" not in native.columns or native.height == 0:
+        return {}
+    ok = native.filter(pl.col("status").fill_null("ok") == "ok").drop_nulls(
+        "throughput_infer_per_s"
+    )
+    return {
+        (r["model"], r["format"], r["device"], int(r["batch"])): r["throughput_infer_per_s"]
+        for r in ok.iter_rows(named=True)
+    }
+
+
+def _floor_latencies(perf_csvs: list[Path]) -> dict[tuple[Any, ...], float]:
+    """(model, format, device, concurrency) -> the serving floor's latency (µs, the sum of its
+    split) at that online point, from the .floor.csv beside each online CSV."""
+    floor = _read_csvs([p for p in _floor_paths(perf_csvs) if p.exists()], PERF_TEXT, PERF_NUMBERS)
+    if not floor.height:
+        return {}
+    found = {}
+    for r in floor.filter(pl.col("status") == "ok").iter_rows(named=True):
+        parts = [v for v in (_num(r.get(c)) for c in BREAKDOWN) if v is not None]
+        if len(parts) == len(BREAKDOWN):
+            found[(r["model"], r["format"], r["device"], int(r["concurrency"]))] = sum(parts)
+    return found
+
+
+def _diagnosis(r: dict[str, Any], floors: dict[tuple[Any, ...], float]) -> str:
+    """One line on what limits the best point (deploysnake.spread.diagnose) from its split."""
+    from .spread import diagnose
+
+    split = {c: _num(r.get(c)) for c in BREAKDOWN}
+    if any(v is None for v in split.values()):
+        return ""
+    floor = (
+        floors.get((r["model"], r["format"], r["device"], int(r["concurrency"])))
+        if r["mode"] == "online"
+        else None
+    )
+    server, client = _num(r.get("server_cpu")), _num(r.get("client_cpu"))
+    cores = os.cpu_count() or 1
+    return diagnose(
+        r["mode"],
+        {k: float(v) for k, v in split.items() if v is not None},
+        floor,
+        client,
+        max(0.0, cores - (server or 0.0)) if client is not None else None,
+    )
+
+
 def _best_section(
     perf_csvs: list[Path],
     p99_budget_ms: float | None,
@@ -1400,6 +1486,13 @@ def _best_section(
     budget = 10.0 if p99_budget_ms is None else float(p99_budget_ms)
     rows = best([Path(p) for p in perf_csvs if Path(p).exists()], budget * 1000.0, excluded)
     in_process = _native_cpu(native)
+    native_rate = _native_throughput(native)
+    floors = _floor_latencies(perf_csvs)
+
+    def native_of(r: dict[str, Any]) -> float | None:
+        if r["mode"] != "offline":
+            return None
+        return native_rate.get((r["model"], r["format"], r["device"], int(r["batch"])))
 
     def per_core(r: dict[str, Any]) -> float | None:
         cores = _num(r.get("server_cpu"))
@@ -1429,6 +1522,10 @@ def _best_section(
                 "serving overhead": overhead(r),
                 "server peak MiB": _num(r.get("server_peak_rss_mb")),
                 "input per sample": r.get("input_shapes") or "",
+                **_spread_cells(r, native_of(r)),
+                "server batch": _num(r.get("server_batch")),
+                "limited by": _diagnosis(r, floors),
+                "choice": r.get("noise") or "",
             }
             for r in rows
         ],
@@ -1445,6 +1542,10 @@ def _best_section(
             "serving overhead": pl.Float64,
             "server peak MiB": pl.Float64,
             "input per sample": pl.String,
+            **dict.fromkeys(SPREAD_CELLS, pl.String),
+            "server batch": pl.Float64,
+            "limited by": pl.String,
+            "choice": pl.String,
         },
     )
     capacity_html = ""
@@ -1491,7 +1592,14 @@ def _best_section(
         "perf_analyzer sent (a sequence's length is its dynamic axis); serving overhead: the "
         "server's CPU time per 1,000 inferences over the same runtime's in-process CPU time per "
         "1,000 at that batch (perf_analyzer's own CPU apart, in the model sections); disturbed "
-        "points (foreign load above perf.max_foreign_cpu) are never chosen"
+        "points (foreign load above perf.max_foreign_cpu) are never chosen; infer/s 95 %: the "
+        "Student-t interval (n, CV) of perf.repeats runs of the point, else of perf_analyzer's "
+        "three stable windows (narrower than between runs), and two formats whose intervals "
+        "overlap are within the noise: the simpler is chosen (full precision over reduced, then "
+        "fewer instances; 'choice' says so); p99 requests: the requests behind the p99 against "
+        "MLPerf Inference's 262,742 (p99 at 99 % confidence, margin 0.05 %), with the range of "
+        "percentiles the figure may be at that confidence; server batch: inferences per execution "
+        "the server ran (Triton's statistics); limited by: the measured latency split"
         f"</p>{_table(table, 'best', links={'model': lambda m: '#' + _anchor(m, 'model')})}"
         + capacity_html
         + (

@@ -7,6 +7,8 @@ import csv
 from pathlib import Path
 from typing import Any
 
+from .spread import Spread, simplicity, within_noise
+
 
 def _number(value: str | None) -> float | None:
     try:
@@ -38,6 +40,9 @@ def best(
                     continue
                 points.setdefault((row["model"], row["device"]), []).append(
                     {
+                        # every column as written (the latency split, the spread, the counts:
+                        # deploysnake.perf), then the typed figures
+                        **row,
                         "model": row["model"],
                         "device": row["device"],
                         "format": row["format"],
@@ -50,6 +55,7 @@ def best(
                         # what the server used at that point (deploysnake.usage), when measured
                         "server_cpu": _number(row.get("server_cpu")),
                         "server_peak_rss_mb": _number(row.get("server_peak_rss_mb")),
+                        "instances": int(_number(row.get("instances")) or 1),
                     }
                 )
     chosen = []
@@ -58,7 +64,7 @@ def best(
         if within:
             chosen.append(
                 {
-                    **max(within, key=lambda p: p["throughput"]),
+                    **_not_ranked_within_noise(within),
                     "within_budget": True,
                     "budget_us": p99_budget_us,
                 }
@@ -68,7 +74,50 @@ def best(
                 {
                     **min(points[key], key=lambda p: p["p99_us"]),
                     "within_budget": False,
+                    "fastest": "",
+                    "noise": "",
                     "budget_us": p99_budget_us,
                 }
             )
     return chosen
+
+
+def _spread_of(point: dict[str, Any]) -> Spread:
+    """The point's throughput interval from its CSV columns (infer_s_n, _low, _high); one sample
+    (no interval) where the CSV has none."""
+    n, low, high = (_number(point.get(f"infer_s_{k}")) for k in ("n", "low", "high"))
+    if n is None or low is None or high is None:
+        t = point["throughput"]
+        return Spread(1, t, None, t, t)
+    return Spread(int(n), point["throughput"], None, low, high)
+
+
+def _not_ranked_within_noise(within: list[dict[str, Any]]) -> dict[str, Any]:
+    """The chosen point among those within the budget: the fastest format's best point, unless
+    other formats' best points are within the noise of it (their 95 % throughput intervals
+    overlap, deploysnake.spread.within_noise): then the simplest of those (spread.simplicity:
+    full precision over reduced, then fewer instances), with `noise` saying so and why; `fastest`
+    names the format that read fastest."""
+    by_format: dict[str, dict[str, Any]] = {}
+    for p in within:
+        if p["format"] not in by_format or p["throughput"] > by_format[p["format"]]["throughput"]:
+            by_format[p["format"]] = p
+    fastest = max(by_format.values(), key=lambda p: p["throughput"])
+    top = _spread_of(fastest)
+    tied = [p for p in by_format.values() if p is fastest or within_noise(top, _spread_of(p))]
+    pick = min(tied, key=lambda p: (simplicity(p["format"], p["instances"]), -p["throughput"]))
+    noise = ""
+    if pick is not fastest:
+        why = (
+            "full precision preferred over reduced (no accuracy traded)"
+            if simplicity(pick["format"])[0] < simplicity(fastest["format"])[0]
+            else "fewer instances preferred (less memory, fewer cores)"
+            if pick["instances"] < fastest["instances"]
+            else "the simpler format preferred"
+        )
+        noise = (
+            f"within the noise: {fastest['format']} read {fastest['throughput']:,.0f} infer/s "
+            f"(95 % interval {top.low:,.0f}-{top.high:,.0f}), {pick['format']} "
+            f"{pick['throughput']:,.0f}; the intervals overlap, so {why}"
+        )
+    return {**pick, "fastest": fastest["format"], "noise": noise}

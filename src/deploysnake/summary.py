@@ -25,6 +25,8 @@ from .report import (
     ACCURACY_NUMBERS,
     ACCURACY_TEXT,
     FAILED,
+    NATIVE_NUMBERS,
+    NATIVE_TEXT,
     PERF_NUMBERS,
     PERF_TEXT,
     THROUGHPUT,
@@ -33,8 +35,11 @@ from .report import (
     served_failures,
     without_failure_records,
 )
+from .spread import CONFIDENCE
 
-SCHEMA_VERSION = 1
+# 2: points carry p99_spread, requests, p99_enough, p99_margin and server_batch, and their spread
+# may be an interval (method interval); a version-1 file still validates (the gate reads either).
+SCHEMA_VERSION = 2
 SCHEMA_PATH = Path(__file__).with_name("summary.schema.json")
 STAGES = ("accuracy", "perf_offline", "perf_online", "capacity")
 Key = tuple[str, str, str]
@@ -97,8 +102,26 @@ def stability_spread(value: float | None, percentage: float) -> dict[str, Any] |
     }
 
 
+def interval_spread(row: Mapping[str, Any], prefix: str) -> dict[str, Any] | None:
+    """A 95 % Student-t interval from perf.py's `<prefix>_n/_mean/_low/_high` columns (method
+    interval, deploysnake.spread); None without one (fewer than two samples)."""
+    n, mean, low, high = (_f(row.get(f"{prefix}_{k}")) for k in ("n", "mean", "low", "high"))
+    if not n or n < 2 or mean is None or low is None or high is None:
+        return None
+    return {
+        "method": "interval",
+        "relative": (high - low) / 2 / mean if mean else None,
+        "low": low,
+        "high": high,
+        "n": int(n),
+        "level": CONFIDENCE,
+    }
+
+
 def _point(row: Mapping[str, Any], percentage: float) -> dict[str, Any]:
     infer = _f(row.get(THROUGHPUT))
+    ok = row.get("status") == "ok"
+    enough = row.get("p99_enough")
     return {
         "batch": _i(row.get("batch")) or 0,
         "concurrency": _i(row.get("concurrency")) or 0,
@@ -106,13 +129,48 @@ def _point(row: Mapping[str, Any], percentage: float) -> dict[str, Any]:
         "p50_us": _f(row.get("p50 latency")),
         "p99_us": _f(row.get("p99 latency")),
         "status": str(row.get("status") or ""),
-        "spread": stability_spread(infer, percentage) if row.get("status") == "ok" else None,
+        # the interval of repeated runs or windows where measured, else the stability criterion
+        "spread": (interval_spread(row, "infer_s") or stability_spread(infer, percentage))
+        if ok
+        else None,
+        "p99_spread": interval_spread(row, "p99") if ok else None,
+        "requests": _i(row.get("requests")),
+        "p99_enough": None if enough in (None, "") else str(enough) == "True",
+        "p99_margin": _f(row.get("p99_margin")),
+        "server_batch": _f(row.get("server_batch")),
     }
 
 
 def _best(points: list[dict[str, Any]]) -> dict[str, Any] | None:
     ok = [p for p in points if p["status"] == "ok" and p["infer_per_s"] is not None]
     return max(ok, key=lambda p: p["infer_per_s"]) if ok else None
+
+
+def _with_native(
+    point: dict[str, Any] | None, native_rate: Mapping[tuple[Any, ...], float], key: Key
+) -> dict[str, Any] | None:
+    """The best offline point with served_over_native (its infer/s over the in-process infer/s at
+    its batch, where both are measured; never above 1 as a figure: the report's rule, "baseline
+    suspect" or within the spread there) and that ratio's spread (the served interval over the
+    single in-process reading)."""
+    if point is None:
+        return None
+    base = native_rate.get((*key, point["batch"]))
+    if not base or point["infer_per_s"] is None or point["infer_per_s"] > base:
+        return {**point, "served_over_native": None, "served_over_native_spread": None}
+    spread = point.get("spread")
+    ratio_spread = None
+    if spread and spread.get("method") == "interval":
+        ratio_spread = {
+            **spread,
+            "low": spread["low"] / base,
+            "high": spread["high"] / base,
+        }
+    return {
+        **point,
+        "served_over_native": point["infer_per_s"] / base,
+        "served_over_native_spread": ratio_spread,
+    }
 
 
 def capacity_spread(result: Mapping[str, Any], resolution: float) -> dict[str, Any] | None:
@@ -173,8 +231,10 @@ def build(
     capacity: Iterable[Path],
     tuning: Iterable[Path],
     environment: Iterable[Path],
+    native: Iterable[Path] = (),
 ) -> dict[str, Any]:
-    """The summary document (see summary.schema.json) of one run's result files."""
+    """The summary document (see summary.schema.json) of one run's result files; native: the
+    in-process baseline's CSVs (the best offline point's served/native and its interval)."""
     perf = config.get("perf") or {}
     stab = float(perf.get("stability_percentage", 20))
     cap_stab = float((perf.get("capacity") or {}).get("stability_percentage", 30))
@@ -186,6 +246,16 @@ def build(
     off = _read_csvs(offline, PERF_TEXT, PERF_NUMBERS)
     on = _read_csvs(online, PERF_TEXT, PERF_NUMBERS)
     caps = report_capacity.load(list(capacity))
+    nat = _read_csvs(native, NATIVE_TEXT, NATIVE_NUMBERS)
+    native_rate = {
+        (r["model"], r["format"], r["device"], int(r["batch"])): r["throughput_infer_per_s"]
+        for r in (
+            nat.filter(pl.col("status").fill_null("ok") == "ok").iter_rows(named=True)
+            if nat.height and "throughput_infer_per_s" in nat.columns
+            else []
+        )
+        if r["throughput_infer_per_s"] and r["batch"] is not None
+    }
     failures = served_failures(
         {
             "accuracy": acc,
@@ -316,7 +386,7 @@ def build(
                 "served_stages": stages,
                 "failures": key_failures,
                 "accuracy": metrics,
-                "offline_best": _best(off_points),
+                "offline_best": _with_native(_best(off_points), native_rate, key),
                 "online_best": _best(on_points),
                 "online_points": on_points,
                 "side_by_side": side,

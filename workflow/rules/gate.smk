@@ -6,7 +6,10 @@ rule python_write_summary:
         verdicts=ALL_VERDICTS,
         correctness=correctness_files(),
         environment=expand("results/environment/{device}.json", device=DEVICES),
-        code=[package_file(m) for m in ("summary", "report", "report_capacity")],
+        code=[
+            package_file(m)
+            for m in ("summary", "report", "report_capacity", "spread", "selection")
+        ],
         schema=str(
             Path(workflow.basedir) / "src" / "deploysnake" / "summary.schema.json"
         ),

@@ -35,6 +35,7 @@ rule perf_analyzer_offline:
                 "floor",
                 "shapes",
                 "dtypes",
+                "spread",
             )
         ],
     output:
@@ -77,6 +78,7 @@ rule perf_analyzer_online:
                 "floor",
                 "shapes",
                 "dtypes",
+                "spread",
             )
         ],
     output:

@@ -12,6 +12,7 @@ STAGES = {
     "perf_online": "online",
     "tuning": "tuning",
     "capacity": "capacity",
+    "native": "native",
 }
 
 
