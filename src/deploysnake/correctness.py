@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import isolated, shapes, sources
+from .formats import FORMATS
 from .frameworks import source_model
 from .plugins import Recipe, load_recipe, pad_concat, validation_batches
 from .runtime import ArtifactRuntime
@@ -61,18 +62,10 @@ def compare(
     }
 
 
-RUNTIMES = {
-    "onnx": "onnxruntime",
-    "torchscript": "torch (TorchScript)",
-    "aoti": "torch (AOTInductor)",
-    "savedmodel": "tensorflow",
-    "tensorrt": "TensorRT",
-}
-
-
 def runtime_name(fmt: str) -> str:
-    """The runtime that reads a format ("onnx_fp16" -> "onnxruntime"), for messages."""
-    return next((name for prefix, name in RUNTIMES.items() if fmt.startswith(prefix)), fmt)
+    """The runtime that reads a format ("onnx_fp16" -> "onnxruntime"), for messages; the format's
+    own name where the registry (formats.FORMATS) has no such format."""
+    return FORMATS[fmt].runtime if fmt in FORMATS else fmt
 
 
 def check(

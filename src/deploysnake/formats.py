@@ -1,48 +1,157 @@
-"""The deployment formats: their artifact names, which frameworks they apply to, and which ones this
-machine can build. Light on imports: the Snakefile reads it at every start."""
+"""The deployment formats, one registry entry each: the artifact's file name, the Triton platform
+and backend that serve it natively, the runtime that reads it, the frameworks whose models can be
+deployed in it; and which ones this machine can build. Light on imports: the Snakefile reads it at
+every start. Tensor data types are not per format: dtypes.py maps them (tritonclient.utils' and
+onnx.helper's own maps).
+
+A new format is one `Format` entry in FORMATS (and a `Family` entry when a new runtime reads it);
+the tables other modules read (ARTIFACTS, FRAMEWORK_FORMATS, the Triton platforms of a source) are
+derived from these.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import shutil
+from dataclasses import dataclass
 
-# Format name -> file name of the artifact inside results/export/<model>/<format>/ (Triton's default names).
-ARTIFACTS = {
-    "torchscript_trace": "model.pt",
-    "torchscript_script": "model.pt",
-    "torchscript": "model.pt",  # a given TorchScript file (models.<name>.torchscript)
-    "savedmodel": "model.savedmodel",
-    "onnx": "model.onnx",
-    "aoti": "model.pt2",  # torch.export + AOTInductor package (torch._inductor.aoti_load_package)
-    "onnx_optimized": "model.onnx",
-    "onnx_fp16": "model.onnx",
-    "onnx_int8": "model.onnx",
-    "tensorrt_fp32": "model.plan",
-    "tensorrt_fp16": "model.plan",
+# The frameworks a model comes from: a recipe's framework, or an exported source's kind (sources.py).
+FRAMEWORKS = ("torch", "keras", "onnx", "torchscript", "savedmodel", "exported_program")
+# The frameworks of a recipe (trained here); the others are exported sources.
+RECIPE_FRAMEWORKS = ("torch", "keras")
+
+
+@dataclass(frozen=True)
+class Family:
+    """The files one runtime reads, whatever the variant: the artifact's file name inside
+    results/export/<model>/<format>/ (Triton's default name for the platform), Triton's native
+    platform and backend for it (None: no Triton backend loads it natively, see
+    repository.NO_NATIVE_BACKEND), the runtime's name for messages, and whether deploysnake takes
+    such a file (or a Triton model directory holding one) as an exported source."""
+
+    name: str
+    artifact: str
+    platform: str | None
+    backend: str | None
+    runtime: str
+    source: bool
+
+
+FAMILIES = {
+    family.name: family
+    for family in (
+        Family(
+            "torchscript", "model.pt", "pytorch_libtorch", "pytorch", "torch (TorchScript)", True
+        ),
+        Family(
+            "savedmodel",
+            "model.savedmodel",
+            "tensorflow_savedmodel",
+            "tensorflow",
+            "tensorflow",
+            True,
+        ),
+        Family("onnx", "model.onnx", "onnxruntime_onnx", "onnxruntime", "onnxruntime", True),
+        # torch.export + AOTInductor package (torch._inductor.aoti_load_package)
+        Family("aoti", "model.pt2", None, None, "torch (AOTInductor)", False),
+        Family("tensorrt", "model.plan", "tensorrt_plan", "tensorrt", "TensorRT", False),
+    )
 }
-ONNX_VARIANTS = ("onnx_optimized", "onnx_fp16", "onnx_int8")
-TENSORRT = ("tensorrt_fp32", "tensorrt_fp16")
+
+
+@dataclass(frozen=True)
+class Format:
+    """One deployment format: its name (config `formats`, the {format} wildcard), its family (the
+    runtime that reads it), how it is made ("export": from a recipe's model, "given": an exported
+    source's own file, "onnx_variant": rewritten from the ONNX export, "tensorrt": built from it)
+    and the frameworks whose models can be deployed in it (`formats: auto` takes those the machine
+    can build, less those with a `not_auto` reason: named in `formats` they are built)."""
+
+    name: str
+    family: Family
+    made_by: str
+    frameworks: tuple[str, ...]
+    not_auto: str | None = None
+
+    @property
+    def artifact(self) -> str:
+        """The artifact's file name in results/export/<model>/<format>/ ("model.onnx" ...)."""
+        return self.family.artifact
+
+    @property
+    def platform(self) -> str | None:
+        """Triton's native platform serving it ("onnxruntime_onnx" ...)."""
+        return self.family.platform
+
+    @property
+    def runtime(self) -> str:
+        """The runtime that reads it, for messages ("onnxruntime" ...)."""
+        return self.family.runtime
+
+
+def _entry(
+    name: str, family: str, made_by: str, frameworks: tuple[str, ...], not_auto: str | None = None
+) -> tuple[str, Format]:
+    return name, Format(name, FAMILIES[family], made_by, frameworks, not_auto)
+
+
+FORMATS = dict(
+    (
+        _entry("torchscript_trace", "torchscript", "export", ("torch",)),
+        _entry("torchscript_script", "torchscript", "export", ("torch",)),
+        _entry(
+            "torchscript", "torchscript", "given", ("torchscript",)
+        ),  # models.<name>.torchscript
+        _entry("savedmodel", "savedmodel", "export", ("keras", "savedmodel")),
+        _entry("onnx", "onnx", "export", FRAMEWORKS),
+        # AOTInductor compiles C++ for each model, measured at about 150 s for the digits CNN on
+        # the 2-core project machine under load, against seconds for every other format.
+        _entry(
+            "aoti",
+            "aoti",
+            "export",
+            ("torch", "exported_program"),
+            "not in formats: auto (AOTInductor's C++ compile takes minutes on a small CPU); "
+            "name it in formats to build it",
+        ),
+        _entry("onnx_optimized", "onnx", "onnx_variant", FRAMEWORKS),
+        _entry("onnx_fp16", "onnx", "onnx_variant", FRAMEWORKS),
+        _entry("onnx_int8", "onnx", "onnx_variant", FRAMEWORKS),
+        _entry("tensorrt_fp32", "tensorrt", "tensorrt", FRAMEWORKS),
+        _entry("tensorrt_fp16", "tensorrt", "tensorrt", FRAMEWORKS),
+    )
+)
+
+# Derived views of FORMATS, for the Snakefile's wildcard constraints and the checks of the config.
+# Format name -> file name of the artifact inside results/export/<model>/<format>/.
+ARTIFACTS = {name: fmt.artifact for name, fmt in FORMATS.items()}
+ONNX_VARIANTS = tuple(name for name, fmt in FORMATS.items() if fmt.made_by == "onnx_variant")
+TENSORRT = tuple(name for name, fmt in FORMATS.items() if fmt.made_by == "tensorrt")
 ONNX_FAMILY = ["onnx", *ONNX_VARIANTS, *TENSORRT]
+
+
+def _framework_formats(framework: str) -> list[str]:
+    """The formats a framework's models can be deployed in: a recipe's in FORMATS' order; an
+    exported source's own format first (a torch.export program's: aoti), then ONNX and its variants."""
+    names = [name for name, fmt in FORMATS.items() if framework in fmt.frameworks]
+    if framework in RECIPE_FRAMEWORKS:
+        return names
+    return [n for n in names if n not in ONNX_FAMILY] + [n for n in names if n in ONNX_FAMILY]
+
+
 # Formats each framework's models can be deployed in (`formats: auto` takes those the machine can
-# build, less NOT_AUTO). An exported source's framework is its kind (sources.py): its own format,
-# then ONNX and its variants.
-FRAMEWORK_FORMATS = {
-    "torch": [f for f in ARTIFACTS if f not in ("savedmodel", "torchscript")],
-    "keras": [f for f in ARTIFACTS if not f.startswith("torchscript") and f != "aoti"],
-    "onnx": ONNX_FAMILY,
-    "torchscript": ["torchscript", *ONNX_FAMILY],
-    "savedmodel": ["savedmodel", *ONNX_FAMILY],
-    # A torch.export program (models.<name>.exported_program): the reference, served as none itself.
-    "exported_program": ["aoti", *ONNX_FAMILY],
-}
-
-
-# Formats that `formats: auto` leaves out (named in `formats` they are built): AOTInductor compiles
-# C++ for each model, measured at about 150 s for the digits CNN on the 2-core project machine
-# under load, against seconds for every other format.
-NOT_AUTO = {
-    "aoti": "not in formats: auto (AOTInductor's C++ compile takes minutes on a small CPU); "
-    "name it in formats to build it",
+# build, less NOT_AUTO).
+FRAMEWORK_FORMATS = {framework: _framework_formats(framework) for framework in FRAMEWORKS}
+# Formats that `formats: auto` leaves out -> why (named in `formats` they are built).
+NOT_AUTO = {name: fmt.not_auto for name, fmt in FORMATS.items() if fmt.not_auto}
+# Triton platforms and backends of a model directory -> the family of its file, for the families
+# deploysnake takes as exported sources.
+SOURCE_PLATFORMS = {
+    key: family.name
+    for family in FAMILIES.values()
+    if family.source
+    for key in (family.platform, family.backend)
+    if key is not None
 }
 
 

@@ -24,17 +24,10 @@ from tritonclient.grpc import model_config_pb2 as mc
 from . import dtypes, inprocess, modelfiles
 from . import runtime as runtime_module
 from .devices import instance_count
+from .formats import FORMATS
 from .shapes import check_batchable, served_dims
 
 log = logging.getLogger(__name__)
-
-# Format family (the part before "_") -> Triton's native platform.
-NATIVE_PLATFORMS = {
-    "onnx": "onnxruntime_onnx",
-    "torchscript": "pytorch_libtorch",
-    "savedmodel": "tensorflow_savedmodel",
-    "tensorrt": "tensorrt_plan",
-}
 
 # Formats no Triton 2.51 backend loads natively -> why: deployed with the bundled runner (python backend).
 NO_NATIVE_BACKEND = {
@@ -44,7 +37,12 @@ NO_NATIVE_BACKEND = {
 
 
 def native_platform(fmt: str) -> str:
-    return NATIVE_PLATFORMS[fmt.split("_")[0]]
+    """Triton's native platform of a format ("onnx_fp16" -> "onnxruntime_onnx"), from formats.FORMATS.
+    Raises KeyError for a format no Triton backend loads natively (NO_NATIVE_BACKEND)."""
+    platform = FORMATS[fmt].platform
+    if platform is None:
+        raise KeyError(f"{fmt}: {NO_NATIVE_BACKEND.get(fmt, 'no native Triton platform')}")
+    return platform
 
 
 def _gpu_settings(cfg: mc.ModelConfig, fmt: str) -> None:

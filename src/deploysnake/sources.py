@@ -33,6 +33,7 @@ from numpy.typing import NDArray
 
 from . import dtypes, modelfiles
 from .errors import UserError
+from .formats import FAMILIES, SOURCE_PLATFORMS
 from .plugins import CONTRACT, Recipe, _load_module, load_recipe, validation_batches
 from .trust import check_exported_program, check_torchscript
 
@@ -50,17 +51,9 @@ SOURCE_ONLY = ("batch_axis", "inputs", "outputs")
 # Samples of generated data per split (validation: correctness, accuracy, perf data;
 # train: int8 calibration).
 GENERATED_SAMPLES = 256
-# Triton platforms and backends of a model directory -> the source kind of its file (and below, the
-# file's default name in a version folder).
-TRITON_PLATFORMS = {
-    "onnxruntime_onnx": "onnx",
-    "onnxruntime": "onnx",
-    "pytorch_libtorch": "torchscript",
-    "pytorch": "torchscript",
-    "tensorflow_savedmodel": "savedmodel",
-    "tensorflow": "savedmodel",
-}
-DEFAULT_FILES = {"onnx": "model.onnx", "torchscript": "model.pt", "savedmodel": "model.savedmodel"}
+# Each source kind's default file name in a version folder (Triton platforms and backends of a
+# model directory -> the source kind of its file: formats.SOURCE_PLATFORMS).
+DEFAULT_FILES = {kind: FAMILIES[kind].artifact for kind in ("onnx", "torchscript", "savedmodel")}
 # A first axis whose symbolic name says it is the batch ("batch", "batch_size", "N", "unk__0" ...).
 BATCH_NAMES = re.compile(r"^(batch.*|.*_batch|n|b|bs|none|unk__\d+|)$", re.IGNORECASE)
 DESCRIPTION = "source.json"
@@ -132,12 +125,12 @@ def _triton_kind(cfg: Any, folder: Path) -> str:
             + f" of {', '.join(DEFAULT_FILES.values())}; give the file itself instead "
             "(onnx: <dir>/1/model.onnx, torchscript: <dir>/1/model.pt), or a config.pbtxt with its platform"
         )
-    kind = TRITON_PLATFORMS.get(cfg.platform) or TRITON_PLATFORMS.get(cfg.backend)
+    kind = SOURCE_PLATFORMS.get(cfg.platform) or SOURCE_PLATFORMS.get(cfg.backend)
     if kind is None:
         raise UserError(
             f"{folder / 'config.pbtxt'}: platform {cfg.platform!r} / backend {cfg.backend!r} is not "
             "one deploysnake takes as a source; "
-            f"supported: {', '.join(sorted(TRITON_PLATFORMS))}"
+            f"supported: {', '.join(sorted(SOURCE_PLATFORMS))}"
         )
     return kind
 
