@@ -62,9 +62,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from deploysnake.configuration import plan_formats, validate  # noqa: E402
+from deploysnake.contracts import PERF_ANALYZER_COLUMNS  # noqa: E402
 from deploysnake.formats import ARTIFACTS, ONNX_VARIANTS, TENSORRT  # noqa: E402
 from deploysnake.frameworks import CHECKPOINT_NAMES  # noqa: E402
-from deploysnake.perf import PERF_ANALYZER_COLUMNS  # noqa: E402
 
 TARGET_RATIO = 1.2
 # The report's budgets for 1,000 variants (README, "Many models"). Size: the page is one file that

@@ -24,6 +24,7 @@ import torch
 import yaml
 
 from deploysnake import gate, summary
+from deploysnake.contracts import Status
 from deploysnake.errors import UserError
 
 from .conftest import ROOT, snakemake
@@ -126,7 +127,7 @@ def test_a_degraded_checkpoint_fails_the_gate_after_writing_the_report(
         -3000:
     ]
     doc = json.loads((workdir / "results" / "gate.json").read_text())
-    assert doc["status"] == gate.FAILED
+    assert doc["status"] == Status.FAILED
     failed = {(r["model"], r["figure"]) for r in doc["failures"]}
     assert ("digits", "accuracy: accuracy") in failed
     (row,) = [r for r in doc["failures"] if r["figure"] == "accuracy: accuracy"]
@@ -202,7 +203,7 @@ def test_the_ci_examples_run_the_same_commands_and_a_run_against_its_own_summary
         "all",
     }, ran
     doc = json.loads((workdir / "results" / "gate.json").read_text())
-    assert doc["status"] == gate.PASSED and doc["comparisons"] and not doc["failures"]
+    assert doc["status"] == Status.PASSED and doc["comparisons"] and not doc["failures"]
     assert {r["verdict"] for r in doc["comparisons"]} <= {gate.OK, gate.NOISE, gate.NOT_COMPARABLE}
     assert 'id="gate"' in (workdir / "results" / "report.html").read_text()
     summary.read(workdir / "results" / "summary.json")
@@ -295,10 +296,10 @@ def test_the_gate_judges_each_figure_against_its_threshold_and_the_spread() -> N
     summary.validate(base)
     settings = {"max_accuracy_drop": 0.01, "lower_is_better": ["cross_entropy"]}
     same = gate.evaluate(_doc(), base, settings, "b.json")
-    assert same["status"] == gate.PASSED and not same["failures"]
+    assert same["status"] == Status.PASSED and not same["failures"]
     # accuracy down 0.2 (no numeric spread): fails, naming the model and metric
     worse = gate.evaluate(_doc(accuracy=0.7), base, settings, "b.json")
-    assert worse["status"] == gate.FAILED
+    assert worse["status"] == Status.FAILED
     assert gate.failures_text(worse).startswith("m/onnx on cpu: accuracy: accuracy 0.9 -> 0.7")
     with pytest.raises(UserError, match="m/onnx on cpu: accuracy: accuracy"):
         path = Path(os.environ.get("TMPDIR", "/tmp")) / f"gate-{os.getpid()}.json"

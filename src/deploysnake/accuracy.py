@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 from tritonclient.utils import np_to_triton_dtype
 
 from . import dtypes, shapes
+from .contracts import Status
 from .frameworks import source_model
 from .plugins import Recipe, pad_concat, validation_batches
 from .runtime import ArtifactRuntime
@@ -174,7 +175,7 @@ def evaluate(
             "model": model,
             "format": fmt,
             "device": device,
-            "status": "failed" if differing else "ok",
+            "status": Status.FAILED if differing else Status.OK,
             "metric": name,
             "source": metrics["source"][name],
             "exported": metrics["exported"][name],

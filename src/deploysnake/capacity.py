@@ -39,8 +39,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .failures import FAILED, FormatFailure, write_failure_csv
-from .perf import COLUMNS, PERF_ANALYZER_COLUMNS, Point, input_shapes, measure_point, plan_load
+from .contracts import BREAKDOWN, PERF_ANALYZER_COLUMNS, REQUEST_RATE, Header, Status
+from .failures import FormatFailure, write_failure_csv
+from .perf import COLUMNS, Point, input_shapes, measure_point, plan_load
 from .server import TritonServer
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ log = logging.getLogger(__name__)
 SEND_RATE = re.compile(r"Avg send request rate:\s*([0-9.]+)")
 DELAYED = re.compile(r"([0-9.]+)% of the requests were delayed")
 REQUESTS = re.compile(r"Client:\s*\n\s*Request count:\s*(\d+)")
-# The request-rate CSV's first column is "Request Rate" where the concurrency CSV has "Concurrency".
+# The request-rate CSV's first column is "Request Rate" where the concurrency CSV has Header.CONCURRENCY.
 RATE_COLUMNS = [
     *COLUMNS,
     "request_rate",
@@ -60,12 +61,12 @@ RATE_COLUMNS = [
     "send_rate",
     "delayed_percent",
     "kept_up",
-    "Request Rate",
+    REQUEST_RATE,
     *PERF_ANALYZER_COLUMNS,
 ]
 # A point whose status is one of these has no latency figures that count.
 # disturbed: foreign CPU load above perf.max_foreign_cpu, twice (perf.measure_point, usage.Window)
-NOT_A_RESULT = ("unstable", "client_behind", "disturbed")
+NOT_A_RESULT = (Status.UNSTABLE, Status.CLIENT_BEHIND, Status.DISTURBED)
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ class Rate:
     row: dict[str, Any]
 
     def within(self, budget_us: float) -> bool:
-        return self.status == "ok" and self.p99_us is not None and self.p99_us <= budget_us
+        return self.status == Status.OK and self.p99_us is not None and self.p99_us <= budget_us
 
 
 def _number(value: Any) -> float | None:
@@ -193,7 +194,7 @@ def search(
     if lo is None:
         status = "none_within_budget"
     elif hi is None:
-        status = "at_max_rate" if lo.rate >= max_rate else "bounded"
+        status = Status.AT_MAX_RATE if lo.rate >= max_rate else Status.BOUNDED
     elif hi.rate - lo.rate <= max(1.0, resolution * lo.rate):
         status = "within_budget"
     else:
@@ -268,12 +269,12 @@ def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def _as_rate(row: dict[str, Any]) -> Rate:
-    ok = row.get("status") == "ok"
+    ok = row.get("status") == Status.OK
     return Rate(
         int(float(row["request_rate"])),
         str(row.get("status")),
-        _number(row.get("p50 latency")) if ok else None,
-        _number(row.get("p99 latency")) if ok else None,
+        _number(row.get(Header.P50)) if ok else None,
+        _number(row.get(Header.P99)) if ok else None,
         row,
     )
 
@@ -317,7 +318,7 @@ def measure_rate(
         device,
     )
     send_rate, delayed, requests = client_figures(text)
-    throughput = _number(measured.get("Inferences/Second"))
+    throughput = _number(measured.get(Header.THROUGHPUT))
     fields: dict[str, Any] = {
         **measured,
         "achieved_rate": f"{throughput / batch:.3f}" if throughput is not None else "",
@@ -325,7 +326,7 @@ def measure_rate(
         "delayed_percent": "" if delayed is None else f"{delayed:.2f}",
         "kept_up": "",
     }
-    if status == "ok":
+    if status == Status.OK:
         ok = kept_up(
             rate,
             send_rate,
@@ -337,7 +338,7 @@ def measure_rate(
         fields["kept_up"] = ok
         if not ok:
             status = "client_behind"
-    if status != "ok":
+    if status != Status.OK:
         log.warning("rate %d req/s: %s; perf_analyzer said:\n%s", rate, status, _client_part(text))
     return status, fields
 
@@ -443,7 +444,9 @@ def run_search(
                 f"p99 {found.p99_us / 1000:.2f} ms, p50 {found.p50_us / 1000:.2f} ms: "
                 + ("within" if found.within(budget_us) else "beyond")
                 + f" the {budget_ms:g} ms budget"
-                if found.status == "ok" and found.p99_us is not None and found.p50_us is not None
+                if found.status == Status.OK
+                and found.p99_us is not None
+                and found.p50_us is not None
                 else f"{found.status} (not a result: beyond the budget for the search)"
             )
             log.info(
@@ -491,9 +494,7 @@ def summary(
     lowest: Rate | None = outcome["lowest"]
     stable: Rate | None = outcome.get("lowest_stable")
     batch = int(settings["batch_size"])
-    breakdown = (
-        {c: _number(cap.row.get(c)) for c in PERF_ANALYZER_COLUMNS[2:9]} if cap is not None else {}
-    )
+    breakdown = {c: _number(cap.row.get(c)) for c in BREAKDOWN} if cap is not None else {}
     return {
         "model": model,
         "format": fmt,
@@ -514,7 +515,7 @@ def summary(
             None
             if upper is None
             else "over_budget"
-            if upper.status == "ok"
+            if upper.status == Status.OK
             else upper.status  # unstable or client_behind
         ),
         "upper_p99_us": upper.p99_us if upper else None,
@@ -536,7 +537,7 @@ def summary(
 def describe(result: dict[str, Any]) -> str:
     """One line: the capacity and where it stops, that no rate meets the budget, or why the search
     failed."""
-    if result["status"] == FAILED:
+    if result["status"] == Status.FAILED:
         return f"the search failed: {result['reason']}"
     budget = f"p99 ≤ {result['p99_budget_ms']:g} ms"
     if result["capacity_rps"] is None:
@@ -554,11 +555,11 @@ def describe(result: dict[str, Any]) -> str:
         f"{result['capacity_rps']:,} req/s at {budget} (p50 {result['p50_us'] / 1000:,.2f} ms, "
         f"p99 {result['p99_us'] / 1000:,.2f} ms)"
     )
-    if result["status"] == "at_max_rate":
+    if result["status"] == Status.AT_MAX_RATE:
         text += ": the search's max_rate, the capacity is at least this"
     elif result["upper_rate"] is not None:
         text += f"; {result['upper_rate']:,} req/s: {result['upper_reason'].replace('_', ' ')}"
-        if result["status"] == "bounded":
+        if result["status"] == Status.BOUNDED:
             text += " (max_measurements reached before the resolution)"
     return text
 
@@ -645,7 +646,7 @@ def write_failure(
         "model": model,
         "format": fmt,
         "device": device,
-        "status": FAILED,
+        "status": Status.FAILED,
         "stage": "capacity",
         "reason": failure.reason,
         "log_excerpt": failure.log_excerpt[-2000:],
@@ -739,5 +740,5 @@ def trial_capacity(
     elif lowest is not None and lowest.p99_us is not None:
         throughput, p99 = 0, lowest.p99_us
     else:
-        return "unstable", {}
-    return "ok", {"Inferences/Second": f"{throughput:g}", "p99 latency": f"{p99:g}"}
+        return Status.UNSTABLE, {}
+    return Status.OK, {Header.THROUGHPUT: f"{throughput:g}", Header.P99: f"{p99:g}"}

@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import isolated, shapes, sources
+from .contracts import Status
 from .formats import FORMATS
 from .frameworks import source_model
 from .plugins import Recipe, load_recipe, pad_concat, validation_batches
@@ -96,7 +97,7 @@ def check(
     log_excerpt."""
     io = json.loads(Path(io_json).read_text())
     base = {"model": model_name, "format": fmt, "passed": False, "samples": 0, "outputs": {}}
-    if io.get("status") == "failed":
+    if io.get("status") == Status.FAILED:
         return _write(
             output,
             {

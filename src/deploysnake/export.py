@@ -26,6 +26,7 @@ import torch
 from numpy.typing import NDArray
 
 from . import dtypes, modelfiles, shapes, sources
+from .contracts import Status
 from .errors import UserError
 from .frameworks import load_state
 from .plugins import Recipe
@@ -457,7 +458,7 @@ def location_free_text(text: str) -> str:
 def failure(exc: BaseException) -> dict[str, Any]:
     """The io.json fields of a format that could not be made: its root cause and a traceback excerpt."""
     return {
-        "status": "failed",
+        "status": Status.FAILED,
         "error": location_free_text(root_cause(exc)),
         "log_excerpt": location_free_text("".join(traceback.format_exception(exc)[-12:])[-4000:]),
         "inputs": [],
@@ -599,7 +600,7 @@ def export(
     io = with_batch_axes(io, probed, recipe.dynamic_axes)
     io["format"] = fmt
     io["artifact"] = artifact.name
-    io["status"] = "ok"
+    io["status"] = Status.OK
     io["build_seconds"] = build_seconds  # export (and compile) wall time, for the report
     Path(io_json).write_text(json.dumps(dtypes.with_datatypes(io), indent=2) + "\n")
     log.info("io: %s", io)
@@ -685,7 +686,7 @@ def export_from_source(
             return io
     else:
         raise UserError(f"format {fmt!r} is not made from a {doc['kind']} source")
-    io.update(format=fmt, artifact=artifact.name, status="ok", source=doc["path"])
+    io.update(format=fmt, artifact=artifact.name, status=Status.OK, source=doc["path"])
     io["build_seconds"] = round(time.perf_counter() - started, 3)
     Path(io_json).write_text(json.dumps(dtypes.with_datatypes(io), indent=2) + "\n")
     log.info("%s of %s: %s", fmt, name, io)

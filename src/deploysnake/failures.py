@@ -15,11 +15,11 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from .contracts import Status
 from .errors import UserError
 from .isolated import signal_name
 from .server import ServerDied, ServerNotReady
 
-FAILED = "failed"
 COLUMNS = ["status", "stage", "reason", "log_excerpt"]
 # A server that ends by one of these crashed by itself (the model's runtime); SIGKILL and SIGTERM
 # come from outside (an operator, the OOM killer, a cancelled job): the job fails, a rerun measures.
@@ -79,7 +79,7 @@ def write_failure_csv(
     header, so a failed CSV reads like the others."""
     row = {
         **keys,
-        "status": FAILED,
+        "status": Status.FAILED,
         "stage": stage,
         "reason": failure.reason,
         "log_excerpt": failure.log_excerpt[-2000:],
@@ -102,6 +102,6 @@ def failed_formats(csv_paths: list[str] | list[Path]) -> set[tuple[str, str]]:
     for path in csv_paths:
         with open(path, newline="") as handle:
             for row in csv.DictReader(handle):
-                if row.get("status") == FAILED:
+                if row.get("status") == Status.FAILED:
                     failed.add((row["model"], row["format"]))
     return failed

@@ -14,13 +14,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .contracts import Status
 from .errors import UserError
 
-PASSED = "passed"
-FAILED = "failed"
 NO_BASELINE = "no baseline"
 # a comparison's verdicts
-OK = "ok"
+OK = Status.OK
 FAIL = "fail"
 NOISE = "within noise"
 NOT_COMPARABLE = "not comparable"
@@ -108,8 +107,8 @@ def compare(
             verdict = FAIL if settings.get("missing_fails", True) else NOT_COMPARABLE
             out.append(_row(key, "served", 1, 0, None, 0, 0, verdict, "served"))
             continue
-        failed = [s for s, v in cur["served_stages"].items() if v == "failed"]
-        was_failed = [s for s, v in base["served_stages"].items() if v == "failed"]
+        failed = [s for s, v in cur["served_stages"].items() if v == Status.FAILED]
+        was_failed = [s for s, v in base["served_stages"].items() if v == Status.FAILED]
         for stage in failed:
             if stage not in was_failed:
                 out.append(_row(key, f"{stage} failed", 1, 0, None, 0, 0, FAIL, "served"))
@@ -155,11 +154,13 @@ def compare(
                 )
             )
         now_points = {
-            (p["batch"], p["concurrency"]): p for p in cur["online_points"] if p["status"] == "ok"
+            (p["batch"], p["concurrency"]): p
+            for p in cur["online_points"]
+            if p["status"] == Status.OK
         }
         for p in base["online_points"]:
             q = now_points.get((p["batch"], p["concurrency"]))
-            if p["status"] != "ok" or q is None or not p["p99_us"] or q["p99_us"] is None:
+            if p["status"] != Status.OK or q is None or not p["p99_us"] or q["p99_us"] is None:
                 continue
             ratio = q["p99_us"] / p["p99_us"]
             noise = _rel(p.get("spread")) + _rel(q.get("spread"))
@@ -221,7 +222,7 @@ def evaluate(
                 "latency and throughput differences may be the hardware's"
             )
     return {
-        "status": FAILED if failures else PASSED,
+        "status": Status.FAILED if failures else Status.PASSED,
         "baseline": baseline_path,
         "settings": dict(settings),
         "comparisons": rows,
@@ -262,7 +263,7 @@ def check(gate_json: str | Path, report_html: str | Path, output: str | Path) ->
     """Write `output` when the gate in gate_json passed (or had no baseline); raise UserError naming
     every failed model and figure otherwise (the run then exits non-zero; the report exists)."""
     doc = json.loads(Path(gate_json).read_text())
-    if doc["status"] == FAILED:
+    if doc["status"] == Status.FAILED:
         raise UserError(
             f"the gate failed against {doc['baseline']} ({len(doc['failures'])} figures; "
             f"the report {report_html} shows every comparison):\n" + failures_text(doc)

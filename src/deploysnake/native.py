@@ -22,11 +22,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import isolated, perfdata
+from .contracts import Header, Status
 from .perfdata import describe_shapes, read_samples, served_shapes
 from .processes import job_cpus, resolve_runtime_threads
 from .runtime import ArtifactRuntime
 from .shapes import from_served, served_dims
-from .usage import DISTURBED, Window, per_thousand_ms
+from .usage import Window, per_thousand_ms
 
 BASELINE_SUSPECT = "baseline suspect"
 # perf.sizing probe: a batch size's window holds at least this many calls (perf.MIN_WINDOW_REQUESTS,
@@ -172,13 +173,13 @@ def measure_batch(
     for attempt in (1, 2):
         with Window(None, device) as window:
             result = time_batch(runtimes, inputs, window_s, max_iterations, samples, min_calls)
-        result = {**result, "status": "ok", **window.columns()}
+        result = {**result, "status": Status.OK, **window.columns()}
         result["native_cpu_ms_per_1k"] = per_thousand_ms(
             window.result["job_cpu"], result["throughput_infer_per_s"]
         )
         if not window.disturbed(max_foreign_cpu):
             break
-        result["status"] = DISTURBED
+        result["status"] = Status.DISTURBED
         log.warning(
             "in-process window disturbed: %.2f core(s) of foreign CPU load (limit %.2f)%s",
             window.result["foreign_cpu"],
@@ -195,11 +196,11 @@ def served_best(served_csvs: list[str | Path]) -> dict[int, float]:
         with open(path, newline="") as handle:
             for row in csv.DictReader(handle):
                 try:
-                    value = float(row.get("Inferences/Second") or "nan")
+                    value = float(row.get(Header.THROUGHPUT) or "nan")
                     batch = int(row["batch"])
                 except (KeyError, ValueError):
                     continue
-                if row.get("status") == "ok" and value == value:
+                if row.get("status") == Status.OK and value == value:
                     best[batch] = max(best.get(batch, 0.0), value)
     return best
 

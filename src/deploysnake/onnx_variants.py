@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import modelfiles
+from .contracts import Status
 from .errors import UserError
 from .formats import ONNX_VARIANTS, TENSORRT, tensorrt_unavailable
 from .plugins import Recipe
@@ -160,7 +161,7 @@ def convert(
     io: dict[str, Any] = json.loads(Path(source_io).read_text())
     io.update(format=fmt, artifact=target.name)
     modelfiles.clear_side_file(target)  # an earlier run's, maybe hard-linked into a repository
-    if io.get("status") == "failed":
+    if io.get("status") == Status.FAILED:
         io["error"] = f"the ONNX export it is built from failed: {io['error']}"
         target.write_bytes(b"")
     else:
@@ -195,7 +196,7 @@ def convert(
                     f"unknown ONNX variant {fmt!r}: choose from {ONNX_VARIANTS + TENSORRT}"
                 )
             _location_free(fmt, target)
-            io["status"] = "ok"
+            io["status"] = Status.OK
             # The ONNX export's time and this conversion's (int8: with its calibration).
             io["build_seconds"] = round(
                 float(io.get("build_seconds") or 0.0) + time.perf_counter() - started, 3

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .contracts import PERF_ANALYZER_COLUMNS, Header, Status
 from .errors import UserError
 from .perfdata import batches, describe_shapes, encode, read_samples, sample_shapes, served_shapes
 from .plugins import Recipe, validation_batches
@@ -35,7 +36,7 @@ from .server import TritonServer
 from .shapes import served_dims
 from .spread import percentile_support, spread
 from .usage import COLUMNS as USAGE_COLUMNS
-from .usage import DISTURBED, Window
+from .usage import Window
 
 log = logging.getLogger(__name__)
 
@@ -50,24 +51,6 @@ UNSTABLE_EXIT_0 = ("Request latency is not stabilizing",)
 COLUMNS = ["model", "format", "device", "mode", "batch", "concurrency", "status"]
 # A point whose window saw more foreign CPU load (cores) than this, twice, is recorded "disturbed".
 MAX_FOREIGN_CPU = 0.25
-# A point that perf_analyzer could not measure at all (the requests fail): no numbers, its reason.
-FAILED = "failed"
-# perf_analyzer's -f columns (2.51); always written, empty for an unstable point, so every CSV has them.
-PERF_ANALYZER_COLUMNS = [
-    "Concurrency",
-    "Inferences/Second",
-    "Client Send",
-    "Network+Server Send/Recv",
-    "Server Queue",
-    "Server Compute Input",
-    "Server Compute Infer",
-    "Server Compute Output",
-    "Client Recv",
-    "p50 latency",
-    "p90 latency",
-    "p95 latency",
-    "p99 latency",
-]
 
 
 def error_lines(output: str, count: int = 3) -> str:
@@ -411,25 +394,25 @@ def run_point(
             preexec_fn=die_with_parent,
         )
     except subprocess.TimeoutExpired as exc:
-        return "unstable", {}, f"perf_analyzer did not finish within {timeout_s:.0f} s: {exc}"
+        return Status.UNSTABLE, {}, f"perf_analyzer did not finish within {timeout_s:.0f} s: {exc}"
     output = done.stdout + done.stderr
     if done.returncode != 0:
         server.check_alive()  # a dead server is the cause to report, not perf_analyzer's symptom
         if any(marker in output for marker in UNSTABLE_MARKERS):
-            return "unstable", {}, output
+            return Status.UNSTABLE, {}, output
         if done.returncode == 127 or "error while loading shared libraries" in output:
             raise RuntimeError(  # perf_analyzer itself cannot run: no format can fix that
                 f"perf_analyzer cannot run (exit {done.returncode}): {' '.join(args)}\n{output[-3000:]}"
             )
         # The server is up and answered: the model cannot take these requests (the point's failure).
-        return FAILED, {}, output
+        return Status.FAILED, {}, output
     if any(marker in output for marker in UNSTABLE_EXIT_0):
-        return "unstable", {}, output
+        return Status.UNSTABLE, {}, output
     with open(csv_path, newline="") as handle:
         rows = list(csv.DictReader(handle))
     if not rows:
         raise RuntimeError(f"perf_analyzer wrote no rows to {csv_path}:\n{output[-3000:]}")
-    return "ok", {**rows[0], **console_figures(output)}, output
+    return Status.OK, {**rows[0], **console_figures(output)}, output
 
 
 def measure_point(
@@ -451,7 +434,8 @@ def measure_point(
     then recorded as "unstable" (no numbers) or "disturbed" (numbers and load kept, never charted)."""
     limit = float(settings.get("max_foreign_cpu", MAX_FOREIGN_CPU))
     measured: dict[str, Any] = {}
-    status, text = "unstable", ""
+    status: str = Status.UNSTABLE
+    text = ""
     for attempt in (1, 2):
         args = command(
             executable,
@@ -467,9 +451,9 @@ def measure_point(
             load.batched,
             load.verbose,
         )
-        again = {
-            "unstable": " (again, windows twice as long)",
-            DISTURBED: " (again, the window was disturbed)",
+        again: dict[str, str] = {
+            Status.UNSTABLE: " (again, windows twice as long)",
+            Status.DISTURBED: " (again, the window was disturbed)",
         }
         log.info(
             "perf_analyzer%s: %s",
@@ -483,8 +467,8 @@ def measure_point(
         ) as window:
             status, measured, text = run_point(args, load.timeout_s * attempt, server)
         measured = {**measured, **window.columns()}
-        if status == "ok" and window.disturbed(limit):
-            status = DISTURBED
+        if status == Status.OK and window.disturbed(limit):
+            status = Status.DISTURBED
             log.warning(
                 "point disturbed: %.2f core(s) of foreign CPU load (limit perf.max_foreign_cpu %.2f)%s",
                 window.result["foreign_cpu"],
@@ -493,7 +477,10 @@ def measure_point(
             )
             text = f"foreign CPU load {window.result['foreign_cpu']:.2f} cores"
             continue
-        if status in ("ok", FAILED):  # measured, or failed: measuring again gives nothing new
+        if status in (
+            Status.OK,
+            Status.FAILED,
+        ):  # measured, or failed: measuring again gives nothing new
             break
         settings = {
             **settings,
@@ -514,12 +501,14 @@ def repeat_best(
     measure_point's (status, measured, output)); its row gets run_infer_s and run_p99_us, the
     runs' figures (";"-separated, the sweep's own first; runs that came out other than "ok" are
     left out and counted in repeats_not_ok). Nothing where repeats is 0 or no point is "ok"."""
-    ok = [r for r in rows if r["status"] == "ok" and r.get("Inferences/Second") not in (None, "")]
+    ok = [
+        r for r in rows if r["status"] == Status.OK and r.get(Header.THROUGHPUT) not in (None, "")
+    ]
     if repeats <= 0 or not ok:
         return
-    best = max(ok, key=lambda r: float(r["Inferences/Second"]))
+    best = max(ok, key=lambda r: float(r[Header.THROUGHPUT]))
     point = Point(int(best["batch"]), int(best["concurrency"]))
-    throughputs, p99s, not_ok = [str(best["Inferences/Second"])], [str(best["p99 latency"])], 0
+    throughputs, p99s, not_ok = [str(best[Header.THROUGHPUT])], [str(best[Header.P99])], 0
     for k in range(1, repeats + 1):
         log.info(
             "repeat %d of %d of the best point (batch %d, concurrency %d)",
@@ -529,11 +518,11 @@ def repeat_best(
             point.concurrency,
         )
         status, measured, _ = run(k, point, settings_of[point])
-        if status != "ok":
+        if status != Status.OK:
             not_ok += 1
             continue
-        throughputs.append(str(measured["Inferences/Second"]))
-        p99s.append(str(measured["p99 latency"]))
+        throughputs.append(str(measured[Header.THROUGHPUT]))
+        p99s.append(str(measured[Header.P99]))
     best.update(run_infer_s=";".join(throughputs), run_p99_us=";".join(p99s), repeats_not_ok=not_ok)
 
 
@@ -559,7 +548,7 @@ def spread_columns(row: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     runs, windows = _samples(row.get("run_infer_s")), _samples(row.get("window_infer_s"))
     samples, source = (runs, "runs") if len(runs) >= 2 else (windows, "windows")
-    if samples and row.get("status") in ("ok", DISTURBED):
+    if samples and row.get("status") in (Status.OK, Status.DISTURBED):
         s = spread(samples)
         out.update(
             infer_s_n=s.n,
@@ -727,12 +716,12 @@ class SweepStop:
 
     def update(self, point: Point, mode: str, status: str, measured: dict[str, Any]) -> None:
         """Count a measured point towards its sweep's stop."""
-        if status != "ok":
+        if status != Status.OK:
             return
         key, step = self._key(point, mode), f"batch {point.batch}, concurrency {point.concurrency}"
         try:
-            throughput = float(measured["Inferences/Second"])
-            p99_ms = float(measured["p99 latency"]) / 1000.0
+            throughput = float(measured[Header.THROUGHPUT])
+            p99_ms = float(measured[Header.P99]) / 1000.0
         except (KeyError, TypeError, ValueError):
             return
         if self.max_p99_ms and p99_ms > self.max_p99_ms:
@@ -910,25 +899,25 @@ def measure(
                 **described,
                 **(provenance or {}),
             }
-            if status == FAILED:
+            if status == Status.FAILED:
                 row.update(stage=f"perf_{mode}", reason=error_lines(text), log_excerpt=text[-2000:])
             rows.append(row)
-            if status in ("ok", DISTURBED):
+            if status in (Status.OK, Status.DISTURBED):
                 log.info(
                     "point %d of %d: %s%s infer/s, p99 %s us (%.1f s); server %s cores, client %s "
                     "cores, foreign %s cores, server peak %s MiB",
                     k,
                     len(points),
-                    "DISTURBED " if status == DISTURBED else "",
-                    measured.get("Inferences/Second"),
-                    measured.get("p99 latency"),
+                    "DISTURBED " if status == Status.DISTURBED else "",
+                    measured.get(Header.THROUGHPUT),
+                    measured.get(Header.P99),
                     time.monotonic() - started,
                     measured.get("server_cpu"),
                     measured.get("client_cpu"),
                     measured.get("foreign_cpu"),
                     measured.get("server_peak_rss_mb"),
                 )
-            elif status == FAILED:
+            elif status == Status.FAILED:
                 log.warning(
                     "%s/%s point %d of %d (batch %d, concurrency %d) cannot be measured, recorded as "
                     "failed: %s",

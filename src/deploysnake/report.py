@@ -28,19 +28,18 @@ import yaml
 from markupsafe import Markup
 
 from . import report_capacity, report_gate
+from .contracts import BREAKDOWN, PERCENTILES, Header, Status
 
 log = logging.getLogger(__name__)
 
 MISSING = "—"
-UNSTABLE = "unstable"
-DISTURBED = "disturbed"  # foreign load above perf.max_foreign_cpu, twice (deploysnake.usage)
 SUSPECT = "baseline suspect"  # served above in-process by more than the spread, twice (native.py)
 WITHIN_SPREAD = "≈ 1, within the spread"  # served/native above 1 by less than the spread
 LEFT_OUT = "left out"  # not measured: the job's perf.max_job_s would have been passed (perf.py)
 # A row with one of these statuses shows the status instead of its figures (CSS class beside it).
 MARKED = {
-    UNSTABLE: "unstable",
-    DISTURBED: "disturbed",
+    Status.UNSTABLE: "unstable",
+    Status.DISTURBED: "disturbed",
     SUSPECT: "suspect",
     WITHIN_SPREAD: "spread",
     LEFT_OUT: "unstable",
@@ -62,7 +61,6 @@ NO_STABLE = "no stable points"
 ID = ["model", "format", "device"]
 # A failure record's columns (deploysnake.failures): status "failed", stage, reason, log excerpt.
 FAILURE_TEXT = ["status", "stage", "reason", "log_excerpt"]
-FAILED = "failed"
 # Provenance columns (config_hash, code_version, packages, hardware) are text; shown in their own table.
 PROVENANCE = ["config_hash", "code_version", "packages", "hardware"]
 PERF_TEXT = [
@@ -73,18 +71,14 @@ PERF_TEXT = [
     *FAILURE_TEXT,
     *PROVENANCE,
 ]  # every other perf column is a number
-THROUGHPUT = "Inferences/Second"
-PERCENTILES = ["p50 latency", "p90 latency", "p95 latency", "p99 latency"]
-BREAKDOWN = [
-    "Client Send",
-    "Network+Server Send/Recv",
-    "Server Queue",
-    "Server Compute Input",
-    "Server Compute Infer",
-    "Server Compute Output",
-    "Client Recv",
+PERF_NUMBERS = [
+    "batch",
+    "concurrency",
+    Header.CONCURRENCY,
+    Header.THROUGHPUT,
+    *BREAKDOWN,
+    *PERCENTILES,
 ]
-PERF_NUMBERS = ["batch", "concurrency", "Concurrency", THROUGHPUT, *BREAKDOWN, *PERCENTILES]
 ACCURACY_TEXT = ["model", "format", "device", "metric", *FAILURE_TEXT, *PROVENANCE]
 ACCURACY_NUMBERS = [
     "source",
@@ -387,7 +381,7 @@ def _records(df: pl.DataFrame) -> alt.Data:
 
 def _points(df: pl.DataFrame, cols: Sequence[str]) -> pl.DataFrame:
     """Only status "ok" rows are charted: unstable/error points have no trustworthy numbers."""
-    ok = df.filter(pl.col("status") == "ok")
+    ok = df.filter(pl.col("status") == Status.OK)
     return ok.drop_nulls(list(cols)) if cols else ok
 
 
@@ -401,8 +395,8 @@ def _line_points(
 
 
 def _offline_charts(charts: _Charts, df: pl.DataFrame, label: str) -> str:
-    tput = _points(df, ["batch", THROUGHPUT]).select(
-        "format", "batch", "concurrency", pl.col(THROUGHPUT).alias("throughput")
+    tput = _points(df, ["batch", Header.THROUGHPUT]).select(
+        "format", "batch", "concurrency", pl.col(Header.THROUGHPUT).alias("throughput")
     )
     chart1 = None
     if tput.height:
@@ -469,12 +463,12 @@ def _online_charts(
     was measured, its line dashed beside it: "<format> floor") and its latency breakdown."""
 
     def sweep(frame: pl.DataFrame, suffix: str) -> pl.DataFrame:
-        return _points(frame, [THROUGHPUT, "p99 latency"]).select(
+        return _points(frame, [Header.THROUGHPUT, Header.P99]).select(
             (pl.col("format") + suffix).alias("series"),
             pl.lit(bool(suffix)).alias("floor"),
-            pl.coalesce("concurrency", "Concurrency").alias("concurrency"),
-            pl.col(THROUGHPUT).alias("throughput"),
-            (pl.col("p99 latency") / 1000).alias("p99_ms"),
+            pl.coalesce("concurrency", Header.CONCURRENCY).alias("concurrency"),
+            pl.col(Header.THROUGHPUT).alias("throughput"),
+            (pl.col(Header.P99) / 1000).alias("p99_ms"),
         )
 
     pts = sweep(df, "")
@@ -508,7 +502,7 @@ def _online_charts(
     parts = [c for c in BREAKDOWN if c in df.columns]
     stack = (
         _points(df, [])
-        .with_columns(pl.coalesce("concurrency", "Concurrency").alias("conc"))
+        .with_columns(pl.coalesce("concurrency", Header.CONCURRENCY).alias("conc"))
         .unpivot(on=parts, index=["format", "conc"], variable_name="component", value_name="us")
         .drop_nulls(["us", "conc"])
         .with_columns(
@@ -546,13 +540,13 @@ def _online_charts(
 def _native_charts(charts: _Charts, df: pl.DataFrame, label: str) -> str:
     both = pl.concat(
         [
-            df.filter(pl.col("served status") == "ok").select(
+            df.filter(pl.col("served status") == Status.OK).select(
                 "format",
                 "batch",
                 pl.format("served (Triton, concurrency {})", "concurrency").alias("run"),
                 pl.col("served infer/s").alias("throughput"),
             ),
-            df.filter(pl.col("native status") == "ok").select(
+            df.filter(pl.col("native status") == Status.OK).select(
                 "format",
                 "batch",
                 pl.lit("native (in-process)").alias("run"),
@@ -621,9 +615,9 @@ def _served_vs_native(offline: pl.DataFrame, native: pl.DataFrame) -> pl.DataFra
         "batch",
         "concurrency",
         pl.col("status").alias("served status"),
-        pl.col(THROUGHPUT).alias("served infer/s"),
-        pl.col("p50 latency").alias("served p50 µs"),
-        pl.col("p99 latency").alias("served p99 µs"),
+        pl.col(Header.THROUGHPUT).alias("served infer/s"),
+        pl.col(Header.P50).alias("served p50 µs"),
+        pl.col(Header.P99).alias("served p99 µs"),
         col(offline, "server_cpu").alias("server cores"),
         col(offline, "client_cpu").alias("client cores"),
         col(offline, "server_peak_rss_mb").alias("server peak MiB"),
@@ -631,7 +625,7 @@ def _served_vs_native(offline: pl.DataFrame, native: pl.DataFrame) -> pl.DataFra
     nat = native.select(
         *ID,
         "batch",
-        pl.col("status").fill_null("ok").alias("native status"),
+        pl.col("status").fill_null(Status.OK).alias("native status"),
         pl.col("throughput_infer_per_s").alias("native infer/s"),
         pl.col("p50_latency_us").alias("native p50 µs"),
         pl.col("p99_latency_us").alias("native p99 µs"),
@@ -640,29 +634,29 @@ def _served_vs_native(offline: pl.DataFrame, native: pl.DataFrame) -> pl.DataFra
     joined = served.join(nat, on=[*ID, "batch"], how="full", coalesce=True, nulls_equal=True)
     ratio = pl.col("served infer/s") / pl.col("native infer/s")
     status = (
-        pl.when(pl.col("served status") != "ok")
+        pl.when(pl.col("served status") != Status.OK)
         .then(pl.col("served status"))
-        .when(pl.col("native status").is_in([DISTURBED, SUSPECT]))
+        .when(pl.col("native status").is_in([Status.DISTURBED.value, SUSPECT]))
         .then(pl.col("native status"))
         .when(ratio > 1)
         .then(pl.lit(WITHIN_SPREAD))
         .when(ratio.is_not_null())
-        .then(pl.lit("ok"))
+        .then(pl.lit(Status.OK))
         .otherwise(None)
     )
     per_1k = pl.col("server cores") / pl.col("served infer/s") * 1e6
     return (
         joined.with_columns(status.alias("ratio status"))
         .with_columns(
-            pl.when(pl.col("ratio status") == "ok")
+            pl.when(pl.col("ratio status") == Status.OK)
             .then(ratio)
             .otherwise(None)
             .alias("served/native"),
-            pl.when(pl.col("served status") == "ok")
+            pl.when(pl.col("served status") == Status.OK)
             .then(per_1k)
             .otherwise(None)
             .alias("server CPU ms/1k"),
-            pl.when(pl.col("served status") == "ok")
+            pl.when(pl.col("served status") == Status.OK)
             .then(pl.col("client cores") / pl.col("served infer/s") * 1e6)
             .otherwise(None)
             .alias("client CPU ms/1k"),
@@ -711,17 +705,17 @@ def _served_vs_floor(online: pl.DataFrame, floor: pl.DataFrame) -> pl.DataFrame:
         *ID,
         "concurrency",
         pl.col("status").alias("floor status"),
-        pl.col(THROUGHPUT).alias("floor infer/s"),
-        pl.col("p99 latency").alias("floor p99 µs"),
+        pl.col(Header.THROUGHPUT).alias("floor infer/s"),
+        pl.col(Header.P99).alias("floor p99 µs"),
     )
     served = online.select(
         *ID,
         "concurrency",
         pl.col("status").alias("served status"),
-        pl.col(THROUGHPUT).alias("served infer/s"),
-        pl.col("p99 latency").alias("served p99 µs"),
+        pl.col(Header.THROUGHPUT).alias("served infer/s"),
+        pl.col(Header.P99).alias("served p99 µs"),
     )
-    both_ok = (pl.col("served status") == "ok") & (pl.col("floor status") == "ok")
+    both_ok = (pl.col("served status") == Status.OK) & (pl.col("floor status") == Status.OK)
     return (
         fl.join(served, on=[*ID, "concurrency"], how="full", coalesce=True, nulls_equal=True)
         .with_columns(
@@ -784,14 +778,14 @@ def _summary(
 
     def best(df: pl.DataFrame, at: str, name: str) -> pl.DataFrame:
         return (
-            df.filter(pl.col("status") == "ok")
-            .drop_nulls(THROUGHPUT)
-            .sort(THROUGHPUT, descending=True)
+            df.filter(pl.col("status") == Status.OK)
+            .drop_nulls(Header.THROUGHPUT)
+            .sort(Header.THROUGHPUT, descending=True)
             .group_by(ID, maintain_order=True)
             .first()
             .select(
                 *ID,
-                pl.col(THROUGHPUT).alias(f"best {name} infer/s"),
+                pl.col(Header.THROUGHPUT).alias(f"best {name} infer/s"),
                 pl.col(at).alias(f"{name} {at}"),
             )
         )
@@ -799,14 +793,14 @@ def _summary(
     # The largest batch measured both ways, at its best offline concurrency; a ratio above 1 (or
     # beside a disturbed or suspect baseline) is never a result: its status reads instead.
     common = (
-        sv.filter(pl.col("served status") == "ok")
+        sv.filter(pl.col("served status") == Status.OK)
         .drop_nulls(["served infer/s", "native infer/s"])
         .sort("batch", "served infer/s", descending=True)
         .group_by(ID, maintain_order=True)
         .first()
         .select(
             *ID,
-            pl.when(pl.col("ratio status") == "ok")
+            pl.when(pl.col("ratio status") == Status.OK)
             .then(pl.col("served/native").map_elements(_fmt, return_dtype=pl.String))
             .otherwise(pl.col("ratio status"))
             .alias("served/native"),
@@ -840,10 +834,10 @@ def _summary(
     if floor is not None and floor.height:
         # The best online point over the floor at its concurrency: near 1, the serving path limits.
         at_best = best(online, "concurrency", "online").join(
-            floor.filter(pl.col("status") == "ok").select(
+            floor.filter(pl.col("status") == Status.OK).select(
                 *ID,
                 pl.col("concurrency").alias("online concurrency"),
-                pl.col(THROUGHPUT).alias("floor"),
+                pl.col(Header.THROUGHPUT).alias("floor"),
             ),
             on=[*ID, "online concurrency"],
             how="inner",
@@ -876,7 +870,7 @@ def served_failures(frames: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
     for name, frame in frames.items():
         if "status" not in frame.columns or not frame.height:
             continue
-        for r in frame.filter(pl.col("status") == FAILED).iter_rows(named=True):
+        for r in frame.filter(pl.col("status") == Status.FAILED).iter_rows(named=True):
             point = (
                 f"batch {int(r['batch'])}, concurrency {int(r['concurrency'])}"
                 if r.get("batch") is not None and r.get("concurrency") is not None
@@ -906,7 +900,7 @@ def without_failure_records(frame: pl.DataFrame, key: str) -> pl.DataFrame:
     e.g. no batch) is listed with the failures, not as an empty measurement."""
     if "status" not in frame.columns or key not in frame.columns:
         return frame
-    return frame.filter(~((pl.col("status") == FAILED) & pl.col(key).is_null()))
+    return frame.filter(~((pl.col("status") == Status.FAILED) & pl.col(key).is_null()))
 
 
 def _no_format_left(
@@ -1237,7 +1231,7 @@ def _tuning_section(
             f"{chosen['grid_size']}, then {chosen.get('side_by_side_measurements', 0)} side by side</p>"
         )
         pts = (
-            trials.filter(pl.col("status") == "ok")
+            trials.filter(pl.col("status") == Status.OK)
             .drop_nulls(["throughput", "p99_us"])
             .with_columns((pl.col("p99_us") / 1000).alias("p99_ms"))
         )
@@ -1371,7 +1365,9 @@ def _native_cpu(native: pl.DataFrame | None) -> dict[tuple[Any, ...], float]:
     """(model, format, device, batch) -> the runtime's in-process CPU ms per 1,000 inferences."""
     if native is None or "native_cpu_ms_per_1k" not in native.columns or native.height == 0:
         return {}
-    ok = native.filter(pl.col("status").fill_null("ok") == "ok").drop_nulls("native_cpu_ms_per_1k")
+    ok = native.filter(pl.col("status").fill_null(Status.OK) == Status.OK).drop_nulls(
+        "native_cpu_ms_per_1k"
+    )
     return {
         (r["model"], r["format"], r["device"], int(r["batch"])): r["native_cpu_ms_per_1k"]
         for r in ok.iter_rows(named=True)
@@ -1641,12 +1637,12 @@ def _model_outline(
     passed = mine.filter(pl.col("passed")).height
     text = f"{mine.height} format(s) checked, {passed} passed"
     for mode, frame in (("offline", offline), ("online", online)):
-        ok = frame.filter((pl.col("model") == model) & (pl.col("status") == "ok"))
-        ok = ok.drop_nulls(THROUGHPUT).sort(THROUGHPUT, descending=True)
+        ok = frame.filter((pl.col("model") == model) & (pl.col("status") == Status.OK))
+        ok = ok.drop_nulls(Header.THROUGHPUT).sort(Header.THROUGHPUT, descending=True)
         if ok.height:
             top = ok.row(0, named=True)
             where = f"{top['format']} on {top['device']}"
-            text += f"; best {mode}: {where}, {_fmt(top[THROUGHPUT])} infer/s"
+            text += f"; best {mode}: {where}, {_fmt(top[Header.THROUGHPUT])} infer/s"
     return text
 
 

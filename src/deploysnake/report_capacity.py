@@ -18,19 +18,9 @@ import altair as alt
 import polars as pl
 
 from .capacity import cost_per_million, describe
-from .failures import FAILED
+from .contracts import BREAKDOWN, PERCENTILES, Header, Status
 
 ID = ["model", "format", "device"]
-PERCENTILES = ["p50 latency", "p90 latency", "p95 latency", "p99 latency"]
-BREAKDOWN = [
-    "Client Send",
-    "Network+Server Send/Recv",
-    "Server Queue",
-    "Server Compute Input",
-    "Server Compute Infer",
-    "Server Compute Output",
-    "Client Recv",
-]
 CAPACITY = "capacity req/s"
 COST = "cost per 1M inferences"
 
@@ -55,7 +45,11 @@ def failures(loaded: list[tuple[dict[str, Any], pl.DataFrame]]) -> pl.DataFrame:
     model, format, device, status, stage, reason, log_excerpt."""
     columns = ["model", "format", "device", "status", "stage", "reason", "log_excerpt"]
     return pl.DataFrame(
-        [{c: str(r.get(c) or "") for c in columns} for r, _ in loaded if r["status"] == FAILED],
+        [
+            {c: str(r.get(c) or "") for c in columns}
+            for r, _ in loaded
+            if r["status"] == Status.FAILED
+        ],
         schema=dict.fromkeys(columns, pl.String),
     )
 
@@ -101,7 +95,7 @@ def latency_chart(result: dict[str, Any], rows: pl.DataFrame) -> alt.TopLevelMix
         return None
     present = [c for c in PERCENTILES if c in rows.columns]
     pts = (
-        rows.filter(pl.col("status") == "ok")
+        rows.filter(pl.col("status") == Status.OK)
         .select("request_rate", *present)
         .unpivot(on=present, index="request_rate", variable_name="percentile", value_name="us")
         .drop_nulls("us")
@@ -170,9 +164,9 @@ TABLE_COLUMNS = [
     "send_rate",
     "delayed_percent",
     "kept_up",
-    "Inferences/Second",
-    "p50 latency",
-    "p99 latency",
+    Header.THROUGHPUT,
+    Header.P50,
+    Header.P99,
     *BREAKDOWN,
 ]
 
@@ -212,7 +206,7 @@ def section(
                 f"; <b>{cost:,.4g}</b> per million inferences at "
                 f"{per_hour[result['device']]:g} per hour (cost.per_hour)"
             )
-        if result["status"] == FAILED:  # its log excerpt is in the served failures' list
+        if result["status"] == Status.FAILED:  # its log excerpt is in the served failures' list
             parts.append(f'<h4>{escape(label)}</h4><p class="bad" data-capacity="">{line}</p>')
             continue
         cls = "bad" if result["capacity_rps"] is None else ""

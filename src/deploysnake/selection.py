@@ -7,6 +7,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
+from .contracts import Header, Status
 from .spread import Spread, simplicity, within_noise
 
 
@@ -31,10 +32,10 @@ def best(
         with open(path, newline="") as handle:
             for row in csv.DictReader(handle):
                 throughput, p99 = (
-                    _number(row.get("Inferences/Second")),
-                    _number(row.get("p99 latency")),
+                    _number(row.get(Header.THROUGHPUT)),
+                    _number(row.get(Header.P99)),
                 )
-                if row.get("status") != "ok" or throughput is None or p99 is None:
+                if row.get("status") != Status.OK or throughput is None or p99 is None:
                     continue
                 if (row["model"], row["format"], row["device"]) in (excluded or set()):
                     continue

@@ -20,16 +20,15 @@ from jsonschema import Draft202012Validator
 
 from . import report_capacity
 from .capacity import cost_per_million
+from .contracts import Header, Status
 from .errors import UserError
 from .report import (
     ACCURACY_NUMBERS,
     ACCURACY_TEXT,
-    FAILED,
     NATIVE_NUMBERS,
     NATIVE_TEXT,
     PERF_NUMBERS,
     PERF_TEXT,
-    THROUGHPUT,
     _load_correctness,
     _read_csvs,
     served_failures,
@@ -119,15 +118,15 @@ def interval_spread(row: Mapping[str, Any], prefix: str) -> dict[str, Any] | Non
 
 
 def _point(row: Mapping[str, Any], percentage: float) -> dict[str, Any]:
-    infer = _f(row.get(THROUGHPUT))
-    ok = row.get("status") == "ok"
+    infer = _f(row.get(Header.THROUGHPUT))
+    ok = row.get("status") == Status.OK
     enough = row.get("p99_enough")
     return {
         "batch": _i(row.get("batch")) or 0,
         "concurrency": _i(row.get("concurrency")) or 0,
         "infer_per_s": infer,
-        "p50_us": _f(row.get("p50 latency")),
-        "p99_us": _f(row.get("p99 latency")),
+        "p50_us": _f(row.get(Header.P50)),
+        "p99_us": _f(row.get(Header.P99)),
         "status": str(row.get("status") or ""),
         # the interval of repeated runs or windows where measured, else the stability criterion
         "spread": (interval_spread(row, "infer_s") or stability_spread(infer, percentage))
@@ -142,7 +141,7 @@ def _point(row: Mapping[str, Any], percentage: float) -> dict[str, Any]:
 
 
 def _best(points: list[dict[str, Any]]) -> dict[str, Any] | None:
-    ok = [p for p in points if p["status"] == "ok" and p["infer_per_s"] is not None]
+    ok = [p for p in points if p["status"] == Status.OK and p["infer_per_s"] is not None]
     return max(ok, key=lambda p: p["infer_per_s"]) if ok else None
 
 
@@ -250,7 +249,7 @@ def build(
     native_rate = {
         (r["model"], r["format"], r["device"], int(r["batch"])): r["throughput_infer_per_s"]
         for r in (
-            nat.filter(pl.col("status").fill_null("ok") == "ok").iter_rows(named=True)
+            nat.filter(pl.col("status").fill_null(Status.OK) == Status.OK).iter_rows(named=True)
             if nat.height and "throughput_infer_per_s" in nat.columns
             else []
         )
@@ -299,9 +298,9 @@ def build(
             stages[stage] = (
                 "not_run"
                 if not found
-                else "failed"
-                if any(r.get("status") == FAILED for r in found)
-                else "ok"
+                else Status.FAILED
+                if any(r.get("status") == Status.FAILED for r in found)
+                else Status.OK
             )
         cap_result = next(
             (r for r, _ in caps if (r["model"], r["format"], r["device"]) == key), None
@@ -309,9 +308,9 @@ def build(
         stages["capacity"] = (
             "not_run"
             if cap_result is None
-            else "failed"
-            if cap_result["status"] == FAILED
-            else "ok"
+            else Status.FAILED
+            if cap_result["status"] == Status.FAILED
+            else Status.OK
         )
         key_failures = [
             {"stage": f["stage"], "where": f["where"], "reason": f["reason"]}

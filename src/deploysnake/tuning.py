@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .contracts import Header, Status
 from .perf import Point, measure_point, plan_load
 
 log = logging.getLogger(__name__)
@@ -251,7 +252,7 @@ def ranked(
     measured = [
         r
         for r in rows
-        if r.get("status") == "ok" and r["throughput"] is not None and r["p99_us"] is not None
+        if r.get("status") == Status.OK and r["throughput"] is not None and r["p99_us"] is not None
     ]
     feasible = [
         r for r in measured if r["p99_us"] <= budget_us and r["throughput"] >= min_throughput
@@ -420,8 +421,8 @@ def measure_trial(
         "batch": batch,
         "concurrency": concurrency,
         "status": status,
-        "throughput": measured.get("Inferences/Second", ""),
-        "p99_us": measured.get("p99 latency", ""),
+        "throughput": measured.get(Header.THROUGHPUT, ""),
+        "p99_us": measured.get(Header.P99, ""),
         **{k: measured.get(k, "") for k in ("foreign_cpu", "server_cpu", "client_cpu")},
     }
     Path(output).parent.mkdir(parents=True, exist_ok=True)
@@ -500,7 +501,11 @@ def summarize_side_by_side(path: str | Path) -> dict[str, dict[str, Any]]:
     for row in read_trials([path]):
         values = seen.setdefault(row["trial"], [])
         rounds[row["trial"]] = rounds.get(row["trial"], 0) + 1
-        if row["status"] == "ok" and row["throughput"] is not None and row["p99_us"] is not None:
+        if (
+            row["status"] == Status.OK
+            and row["throughput"] is not None
+            and row["p99_us"] is not None
+        ):
             values.append((row["throughput"], row["p99_us"]))
     return {
         trial: {
@@ -543,7 +548,11 @@ def choose(
     side = summarize_side_by_side(side_by_side_csv) if side_by_side_csv else {}
     if side:
         medians_as_rows = [
-            {"trial": t, "status": "ok" if m["throughput"] is not None else "unstable", **m}
+            {
+                "trial": t,
+                "status": Status.OK if m["throughput"] is not None else Status.UNSTABLE,
+                **m,
+            }
             for t, m in side.items()
             if t != newcomer() or t in {r["trial"] for r in rows}  # a reference, not a candidate
         ]

@@ -25,7 +25,6 @@ import psutil
 
 log = logging.getLogger(__name__)
 
-DISTURBED = "disturbed"
 # The row columns a window adds (cores: CPU seconds per second of the window).
 COLUMNS = [
     "foreign_cpu",

@@ -1,0 +1,77 @@
+"""The words the jobs' files share: the statuses written in the CSVs and JSON files, and
+perf_analyzer's CSV headers with the field names the package gives them.
+
+Both are StrEnums: a member is its value as a str (`Status.OK == "ok"`, `f"{Status.OK}"` is "ok",
+json and csv write "ok"), so the files keep the same strings.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    """A row's or a result's status in results/ (CSV column `status`, JSON key "status")."""
+
+    OK = "ok"  # measured, or built
+    FAILED = "failed"  # a failure record: the stage could not run (deploysnake.failures)
+    UNSTABLE = "unstable"  # no stable measurement, twice (perf, capacity)
+    DISTURBED = "disturbed"  # foreign load above perf.max_foreign_cpu, twice (deploysnake.usage)
+    CLIENT_BEHIND = "client_behind"  # the client fell behind its schedule (capacity)
+    BOUNDED = "bounded"  # a capacity search that reached max_measurements first
+    AT_MAX_RATE = "at_max_rate"  # a capacity search that reached max_rate within the budget
+    PASSED = "passed"  # the regression gate's verdict (deploysnake.gate)
+
+
+class Header(StrEnum):
+    """perf_analyzer's CSV headers (its -f file, 2.51), which perf.csv and the capacity CSVs keep as
+    their column names. Latencies and the breakdown are in µs, throughput in inferences/s."""
+
+    CONCURRENCY = "Concurrency"
+    THROUGHPUT = "Inferences/Second"
+    CLIENT_SEND = "Client Send"
+    NETWORK = "Network+Server Send/Recv"
+    SERVER_QUEUE = "Server Queue"
+    COMPUTE_INPUT = "Server Compute Input"
+    COMPUTE_INFER = "Server Compute Infer"
+    COMPUTE_OUTPUT = "Server Compute Output"
+    CLIENT_RECV = "Client Recv"
+    P50 = "p50 latency"
+    P90 = "p90 latency"
+    P95 = "p95 latency"
+    P99 = "p99 latency"
+
+
+# perf_analyzer's first column in request-rate mode, where closed loop has "Concurrency".
+REQUEST_RATE = "Request Rate"
+# perf_analyzer's header -> the field name the package's JSON files and records use (as Model
+# Analyzer's perf_metric_table names each perf_analyzer column once).
+FIELDS: dict[str, str] = {
+    Header.CONCURRENCY: "concurrency",
+    REQUEST_RATE: "request_rate",
+    Header.THROUGHPUT: "infer_per_s",
+    Header.CLIENT_SEND: "client_send_us",
+    Header.NETWORK: "network_us",
+    Header.SERVER_QUEUE: "server_queue_us",
+    Header.COMPUTE_INPUT: "compute_input_us",
+    Header.COMPUTE_INFER: "compute_infer_us",
+    Header.COMPUTE_OUTPUT: "compute_output_us",
+    Header.CLIENT_RECV: "client_recv_us",
+    Header.P50: "p50_us",
+    Header.P90: "p90_us",
+    Header.P95: "p95_us",
+    Header.P99: "p99_us",
+}
+# perf_analyzer's columns in its own order; the latency percentiles; the latency breakdown (the
+# parts of a request's time, client to server and back).
+PERF_ANALYZER_COLUMNS: list[str] = list(Header)
+PERCENTILES: list[str] = [Header.P50, Header.P90, Header.P95, Header.P99]
+BREAKDOWN: list[str] = [
+    Header.CLIENT_SEND,
+    Header.NETWORK,
+    Header.SERVER_QUEUE,
+    Header.COMPUTE_INPUT,
+    Header.COMPUTE_INFER,
+    Header.COMPUTE_OUTPUT,
+    Header.CLIENT_RECV,
+]
