@@ -7,7 +7,7 @@ rule tritonclient_accuracy:
         io="results/export/{model}/{format}/io.json",
         checkpoint=checkpoint_file,
         recipe=recipe_files,
-        code=[package_file(m) for m in ("accuracy", "shapes", "dtypes")],
+        code=package_code("accuracy"),
     output:
         csv=report(
             "results/accuracy/{model}/{format}/{device}.csv",

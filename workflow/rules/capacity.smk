@@ -7,7 +7,7 @@ rule perf_analyzer_capacity:
         repository="results/repository/{model}/{format}/{device}",
         io="results/export/{model}/{format}/io.json",
         data="results/perf_data/{model}/input.json",
-        code=[package_file(m) for m in ("capacity", "perf", "perfdata", "repository")],
+        code=package_code("capacity_search"),
     output:
         csv="results/capacity/{model}/{format}/{device}.csv",
         json="results/capacity/{model}/{format}/{device}.json",

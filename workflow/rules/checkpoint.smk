@@ -2,7 +2,7 @@ rule torch_train:
     input:
         recipe=recipe_files,
         given=given_checkpoint,
-        code=[package_file(m) for m in ("checkpoint", "frameworks")],
+        code=package_code("checkpoint"),
     output:
         "results/checkpoint/{model}/model.pt",
     log:
@@ -21,7 +21,7 @@ rule keras_train:
     input:
         recipe=recipe_files,
         given=given_checkpoint,
-        code=package_file("frameworks"),
+        code=package_code("checkpoint"),
     output:
         "results/checkpoint/{model}/model.weights.h5",
     log:

@@ -1,4 +1,6 @@
 # Helpers and input functions shared by every stage.
+import ast
+import functools
 import json
 import os
 import re
@@ -166,9 +168,57 @@ def framework(wildcards):
     return config["models"][wildcards.model]["framework"]
 
 
-def package_file(module):
-    """The package module a stage runs: an input, so editing a stage's code re-runs that stage."""
-    return str(Path(workflow.basedir) / "src" / "deploysnake" / f"{module}.py")
+PACKAGE = Path(workflow.basedir) / "src" / "deploysnake"
+
+
+@functools.cache
+def package_imports(path):
+    """The deploysnake modules one Python file imports, read with ast (imports inside functions
+    included): `from deploysnake import a`, `from deploysnake.a import x`, and in the package
+    `from . import a`, `from .a import x`."""
+    inside = path.parent == PACKAGE
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(
+                a.name.split(".")[1]
+                for a in node.names
+                if a.name.startswith("deploysnake.")
+            )
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0 and (node.module or "").split(".")[0] == "deploysnake":
+                parts = node.module.split(".")[1:]
+            elif node.level == 1 and inside:
+                parts = node.module.split(".") if node.module else []
+            else:
+                continue
+            found.update(parts[:1] or [a.name for a in node.names])
+    return frozenset(m for m in found if (PACKAGE / f"{m}.py").is_file())
+
+
+def package_code(script):
+    """The package's files a stage's script (workflow/scripts/<script>.py) runs: the modules it
+    imports and, transitively, everything they import from the package. An input of the stage, so
+    editing any code it runs re-runs it, and nothing else does."""
+    return list(_package_closure(script))
+
+
+@functools.cache
+def _package_closure(script):
+    seen, todo = set(), list(
+        package_imports(
+            Path(workflow.basedir) / "workflow" / "scripts" / f"{script}.py"
+        )
+    )
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(package_imports(PACKAGE / f"{name}.py"))
+    return (
+        str(PACKAGE / "__init__.py"),
+        *sorted(str(PACKAGE / f"{m}.py") for m in seen),
+    )
 
 
 def runner_files():

@@ -4,7 +4,7 @@ rule runtime_check_correctness:
         artifact=artifact,
         io="results/export/{model}/{format}/io.json",
         recipe=recipe_files,
-        code=[package_file(m) for m in ("correctness", "frameworks", "shapes")],
+        code=package_code("correctness"),
     output:
         "results/correctness/{model}/{format}.json",
     log:

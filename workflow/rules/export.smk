@@ -2,7 +2,7 @@ rule torch_export_torchscript:
     input:
         checkpoint=checkpoint_file,
         recipe=recipe_files,
-        code=[package_file(m) for m in ("export", "shapes", "dtypes")],
+        code=package_code("export"),
     output:
         artifact="results/export/{model}/torchscript_trace/model.pt",
         io="results/export/{model}/torchscript_trace/io.json",
@@ -22,7 +22,7 @@ rule torch_export_torchscript_script:
     input:
         checkpoint=checkpoint_file,
         recipe=recipe_files,
-        code=[package_file(m) for m in ("export", "shapes", "dtypes")],
+        code=package_code("export"),
     output:
         artifact="results/export/{model}/torchscript_script/model.pt",
         io="results/export/{model}/torchscript_script/io.json",
@@ -42,7 +42,7 @@ rule torch_export_onnx:
     input:
         checkpoint=checkpoint_file,
         recipe=recipe_files,
-        code=[package_file(m) for m in ("export", "shapes", "dtypes")],
+        code=package_code("export"),
     output:
         artifact="results/export/{model}/onnx/model.onnx",
         io="results/export/{model}/onnx/io.json",
@@ -66,7 +66,7 @@ rule torch_compile_aoti:
     input:
         checkpoint=checkpoint_file,
         recipe=recipe_files,
-        code=[package_file(m) for m in ("export", "shapes", "dtypes", "runtime")],
+        code=package_code("export"),
     output:
         artifact="results/export/{model}/aoti/model.pt2",
         io="results/export/{model}/aoti/io.json",
@@ -90,7 +90,7 @@ rule onnxruntime_convert_variant:
         onnx="results/export/{model}/onnx/model.onnx",
         io="results/export/{model}/onnx/io.json",
         recipe=recipe_files,
-        code=package_file("onnx_variants"),
+        code=package_code("onnx_variant"),
     output:
         artifact="results/export/{model}/{format}/model.onnx",
         io="results/export/{model}/{format}/io.json",
@@ -113,7 +113,7 @@ rule tensorrt_build_plan:
         onnx="results/export/{model}/onnx/model.onnx",
         io="results/export/{model}/onnx/io.json",
         recipe=recipe_files,
-        code=package_file("onnx_variants"),
+        code=package_code("onnx_variant"),
     output:
         artifact="results/export/{model}/{format}/model.plan",
         io="results/export/{model}/{format}/io.json",
@@ -137,7 +137,7 @@ rule tensorflow_export_savedmodel:
     input:
         checkpoint=checkpoint_file,
         recipe=recipe_files,
-        code=package_file("frameworks"),
+        code=package_code("export"),
     output:
         artifact=directory("results/export/{model}/savedmodel/model.savedmodel"),
         io="results/export/{model}/savedmodel/io.json",
@@ -161,7 +161,7 @@ rule tf2onnx_convert:
         checkpoint=checkpoint_file,
         savedmodel="results/export/{model}/savedmodel/model.savedmodel",
         recipe=recipe_files,
-        code=[package_file(m) for m in ("export", "shapes", "dtypes")],
+        code=package_code("export"),
     output:
         artifact="results/export/{model}/onnx/model.onnx",
         io="results/export/{model}/onnx/io.json",

@@ -6,10 +6,7 @@ rule python_write_summary:
         verdicts=ALL_VERDICTS,
         correctness=correctness_files(),
         environment=expand("results/environment/{device}.json", device=DEVICES),
-        code=[
-            package_file(m)
-            for m in ("summary", "report", "report_capacity", "spread", "selection")
-        ],
+        code=package_code("summary"),
         schema=str(
             Path(workflow.basedir) / "src" / "deploysnake" / "summary.schema.json"
         ),
@@ -30,7 +27,7 @@ rule python_compare_baseline:
     input:
         summary="results/summary.json",
         baseline=[config["baseline"]] if config["baseline"] else [],
-        code=package_file("gate"),
+        code=package_code("gate"),
     output:
         "results/gate.json",
     log:

@@ -8,10 +8,7 @@ rule runtime_native_baseline:
         data="results/perf_data/{model}/input.json",
         tuned=tuned_config,
         served="results/perf_offline/{model}/{format}/{device}.csv",
-        code=[
-            package_file(m)
-            for m in ("native", "runtime", "devices", "usage", "shapes", "perfdata")
-        ],
+        code=package_code("native"),
     output:
         report(
             "results/native/{model}/{format}/{device}.csv",

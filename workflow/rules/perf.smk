@@ -2,7 +2,7 @@
 rule python_prepare_perf_data:
     input:
         recipe=recipe_files,
-        code=[package_file(m) for m in ("perf", "perfdata")],
+        code=package_code("perf_data"),
     output:
         "results/perf_data/{model}/input.json",
     log:
@@ -25,19 +25,7 @@ rule perf_analyzer_offline:
         repository="results/repository/{model}/{format}/{device}",
         io="results/export/{model}/{format}/io.json",
         data="results/perf_data/{model}/input.json",
-        code=[
-            package_file(m)
-            for m in (
-                "perf",
-                "perfdata",
-                "repository",
-                "usage",
-                "floor",
-                "shapes",
-                "dtypes",
-                "spread",
-            )
-        ],
+        code=package_code("perf"),
     output:
         report(
             "results/perf_offline/{model}/{format}/{device}.csv",
@@ -68,19 +56,7 @@ rule perf_analyzer_online:
         repository="results/repository/{model}/{format}/{device}",
         io="results/export/{model}/{format}/io.json",
         data="results/perf_data/{model}/input.json",
-        code=[
-            package_file(m)
-            for m in (
-                "perf",
-                "perfdata",
-                "repository",
-                "usage",
-                "floor",
-                "shapes",
-                "dtypes",
-                "spread",
-            )
-        ],
+        code=package_code("perf"),
     output:
         report(
             "results/perf_online/{model}/{format}/{device}.csv",

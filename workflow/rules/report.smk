@@ -23,16 +23,7 @@ rule altair_report:
         environment=expand("results/environment/{device}.json", device=DEVICES),
         summary="results/summary.json",
         gate="results/gate.json",
-        code=[
-            package_file(m)
-            for m in (
-                "report",
-                "report_capacity",
-                "report_gate",
-                "spread",
-                "selection",
-            )
-        ],
+        code=package_code("report"),
     output:
         report(
             "results/report.html",

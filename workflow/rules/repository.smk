@@ -3,7 +3,7 @@ rule triton_write_repository:
         artifact=artifact,
         io="results/export/{model}/{format}/io.json",
         tuned=tuned_config,
-        code=[package_file(m) for m in ("repository", "shapes", "dtypes")],
+        code=package_code("repository"),
         runner=runner_files(),
     output:
         directory("results/repository/{model}/{format}/{device}"),
@@ -23,7 +23,7 @@ rule triton_write_deploy:
     input:
         *per_model(deploy_inputs_of),
         verdicts=ALL_VERDICTS,
-        code=package_file("deploy"),
+        code=package_code("deploy"),
         # plan.scale instances: config.pbtxt gets the capacity plan's instance count
         summary=(
             ["results/summary.json"]

@@ -13,7 +13,7 @@ SOURCE_MODELS = {
 rule python_describe_source:
     input:
         given=lambda w: source_inputs(config["models"][w.model]),
-        code=package_file("sources"),
+        code=package_code("source_describe"),
     output:
         "results/checkpoint/{model}/source.json",
     log:
@@ -32,7 +32,7 @@ rule onnx_copy_source:
     input:
         checkpoint=checkpoint_file,
         recipe=recipe_files,
-        code=[package_file(m) for m in ("sources", "export")],
+        code=package_code("source_export"),
     output:
         artifact="results/export/{model}/onnx/model.onnx",
         io="results/export/{model}/onnx/io.json",
@@ -54,7 +54,7 @@ rule torch_copy_source:
     input:
         checkpoint=checkpoint_file,
         recipe=recipe_files,
-        code=[package_file(m) for m in ("sources", "export")],
+        code=package_code("source_export"),
     output:
         artifact="results/export/{model}/torchscript/model.pt",
         io="results/export/{model}/torchscript/io.json",
@@ -76,7 +76,7 @@ rule torch_export_onnx_torchscript:
     input:
         checkpoint=checkpoint_file,
         recipe=recipe_files,
-        code=[package_file(m) for m in ("sources", "export")],
+        code=package_code("source_export"),
     output:
         artifact="results/export/{model}/onnx/model.onnx",
         io="results/export/{model}/onnx/io.json",
@@ -98,7 +98,7 @@ rule tensorflow_copy_source:
     input:
         checkpoint=checkpoint_file,
         recipe=recipe_files,
-        code=[package_file(m) for m in ("sources", "export")],
+        code=package_code("source_export"),
     output:
         artifact=directory("results/export/{model}/savedmodel/model.savedmodel"),
         io="results/export/{model}/savedmodel/io.json",
@@ -120,7 +120,7 @@ rule tf2onnx_convert_source:
     input:
         checkpoint=checkpoint_file,
         recipe=recipe_files,
-        code=[package_file(m) for m in ("sources", "export")],
+        code=package_code("source_export"),
     output:
         artifact="results/export/{model}/onnx/model.onnx",
         io="results/export/{model}/onnx/io.json",
@@ -144,7 +144,7 @@ rule torch_compile_aoti_program:
     input:
         checkpoint=checkpoint_file,
         recipe=recipe_files,
-        code=[package_file(m) for m in ("sources", "export", "trust")],
+        code=package_code("source_export"),
     output:
         artifact="results/export/{model}/aoti/model.pt2",
         io="results/export/{model}/aoti/io.json",
@@ -166,7 +166,7 @@ rule torch_export_onnx_program:
     input:
         checkpoint=checkpoint_file,
         recipe=recipe_files,
-        code=[package_file(m) for m in ("sources", "export", "trust")],
+        code=package_code("source_export"),
     output:
         artifact="results/export/{model}/onnx/model.onnx",
         io="results/export/{model}/onnx/io.json",

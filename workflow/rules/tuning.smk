@@ -3,7 +3,7 @@
 checkpoint python_plan_tuning_round:
     input:
         earlier=earlier_trials,
-        code=package_file("tuning"),
+        code=package_code("tuning_plan"),
     output:
         "results/tuning/{model}/{format}/{device}/round{round}.json",
     log:
@@ -23,7 +23,7 @@ rule perf_analyzer_tuning_trial:
         artifact=artifact,
         io="results/export/{model}/{format}/io.json",
         data="results/perf_data/{model}/input.json",
-        code=package_file("tuning"),
+        code=package_code("tuning_trial"),
         runner=runner_files(),
     output:
         "results/tuning/{model}/{format}/{device}/trials/{trial}.csv",
@@ -53,7 +53,7 @@ rule perf_analyzer_tuning_side_by_side:
         artifact=artifact,
         io="results/export/{model}/{format}/io.json",
         data="results/perf_data/{model}/input.json",
-        code=package_file("tuning"),
+        code=package_code("tuning_side_by_side"),
         runner=runner_files(),
     output:
         "results/tuning/{model}/{format}/{device}/side_by_side.csv",
@@ -80,7 +80,7 @@ rule python_choose_tuning:
         unpack(tuning_rounds),
         side=side_by_side_file,
         io="results/export/{model}/{format}/io.json",
-        code=package_file("tuning"),
+        code=package_code("tuning_choose"),
     output:
         chosen="results/tuning/{model}/{format}/{device}/chosen.json",
         trials=report(
