@@ -216,7 +216,7 @@ def request_problems(requests: list[Request], nodes: list[Node]) -> list[str]:
             problems.append(
                 f"rule {req.rule} asks for {req.cpus} CPUs a job, but no node of {label} has more "
                 f"than {most_cpus}; its jobs would stay pending forever. Pass --max-threads "
-                f"{most_cpus} (caps the profile's set-threads), or --set-threads "
+                f"{most_cpus} (the cores of a measuring job), or --set-threads "
                 f"{req.rule}={most_cpus}"
             )
         elif req.gpus and not any(n.gpu_count(req.gpu_model) >= req.gpus for n in where):

@@ -56,15 +56,20 @@ FORMATS, SKIPPED = plan_formats(config)
 DEVICES = config["devices"]
 TORCH_MODELS = [m for m in MODELS if config["models"][m]["framework"] == "torch"]
 KERAS_MODELS = [m for m in MODELS if config["models"][m]["framework"] == "keras"]
+# The measuring jobs (accuracy, perf, capacity, tuning trials, native baseline: a server and its
+# client, or the in-process runtime, timed on the job's cores) are the rules with
+# `threads: MEASURING_THREADS`, and only they ask for more than one thread: the profiles key on that
+# (max-threads, and default-resources expressions of `threads`), never on the rules' names.
 try:
     # Locally a measuring job takes every core of --cores, so Snakemake runs nothing beside it (a cap
     # below --cores would let other jobs in). That count is only a scheduling token: Snakemake also
     # exports it as OMP_NUM_THREADS and siblings, which every measuring job overwrites with the CPUs
     # it may really use (deploysnake.processes.size_thread_pools: affinity, cgroup quota, SLURM).
-    # A cluster run has no --cores: the profile's set-threads decides.
     MEASURING_THREADS = workflow.cores
 except WorkflowError:
-    MEASURING_THREADS = 1
+    # A cluster run has no --cores: a measuring job takes --max-threads cores (the slurm profile's
+    # max-threads, a node's share), one without it.
+    MEASURING_THREADS = workflow.resource_settings.max_threads or 1
 # Which repository flavour the server takes: native backends (deploy configs) or the python backend.
 SERVER_FLAVOUR = locate(
     config["triton"]["server"], config["triton"]["bundled_runner"]
