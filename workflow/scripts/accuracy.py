@@ -1,6 +1,3 @@
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/../../src")  # the package, also under --sdm conda
 from deploysnake import accuracy, job, provenance, server
 from deploysnake.repository import read_config, triton_model_name
 from deploysnake.sources import load_settings

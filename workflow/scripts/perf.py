@@ -1,6 +1,3 @@
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/../../src")  # the package, also under --sdm conda
 from deploysnake import failures, floor, job, perf, provenance, server, tools
 from deploysnake.repository import read_config, served_instances, triton_model_name
 
