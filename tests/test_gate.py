@@ -112,8 +112,8 @@ def test_the_first_run_writes_a_valid_summary_and_plans_its_instances(first: Pat
     pbtxt = next((first / "results" / "deploy" / "cpu").rglob("config.pbtxt")).read_text()
     assert re.search(rf"count: {plan['instances']}\b", pbtxt), pbtxt
     gate_doc = json.loads((first / "results" / "gate.json").read_text())
-    assert gate_doc["status"] == gate.NO_BASELINE
-    assert (first / "results" / "gate" / "passed.txt").read_text().strip() == gate.NO_BASELINE
+    assert gate_doc["status"] == Status.NO_BASELINE
+    assert (first / "results" / "gate" / "passed.txt").read_text().strip() == Status.NO_BASELINE
     assert 'id="plan"' in (first / "results" / "report.html").read_text()
 
 
@@ -322,7 +322,7 @@ def test_the_gate_judges_each_figure_against_its_threshold_and_the_spread() -> N
     gone = _doc()
     gone["entries"] = []
     assert gate.evaluate(gone, base, {}, "b")["failures"][0]["figure"] == "served"
-    assert gate.evaluate(_doc(), None, {})["status"] == gate.NO_BASELINE
+    assert gate.evaluate(_doc(), None, {})["status"] == Status.NO_BASELINE
 
 
 def test_the_plan_takes_the_spread_as_headroom() -> None:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from deploysnake import native, perf, perfdata
+from deploysnake.contracts import Status
 from deploysnake.plugins import Recipe
 
 from .conftest import PARAMS
@@ -181,7 +182,7 @@ def test_perf_job_probes_plans_and_leaves_out_points_past_max_job_s(
     assert "2 point(s)" in plan and "batch 1: " in plan and "batch 8: " in plan, plan
     assert [r["batch"] for r in rows] == [1, 8]
     assert rows[0]["status"] in {"ok", "unstable", "disturbed"}, rows[0]
-    assert rows[1]["status"] == perf.LEFT_OUT and "perf.max_job_s" in rows[1]["reason"], rows[1]
+    assert rows[1]["status"] == Status.LEFT_OUT and "perf.max_job_s" in rows[1]["reason"], rows[1]
     assert rows[1]["input_shapes"] == rows[0]["input_shapes"]
     text = (tmp_path / "offline.csv").read_text()
     assert "left out" in text

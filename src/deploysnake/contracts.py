@@ -21,6 +21,10 @@ class Status(StrEnum):
     BOUNDED = "bounded"  # a capacity search that reached max_measurements first
     AT_MAX_RATE = "at_max_rate"  # a capacity search that reached max_rate within the budget
     PASSED = "passed"  # the regression gate's verdict (deploysnake.gate)
+    NO_BASELINE = "no baseline"  # the gate without a baseline summary to compare with
+    BASELINE_SUSPECT = "baseline suspect"  # served above in-process by more than the spread, twice
+    LEFT_OUT = "left out"  # not measured: the job's perf.max_job_s would have been passed (perf)
+    NOT_RUN = "not_run"  # a served stage with no result for a format (summary.json)
 
 
 class Header(StrEnum):

@@ -17,7 +17,6 @@ from typing import Any
 from .contracts import Status
 from .errors import UserError
 
-NO_BASELINE = "no baseline"
 # a comparison's verdicts
 OK = Status.OK
 FAIL = "fail"
@@ -203,7 +202,7 @@ def evaluate(
     comparisons, the failed ones, and a note where the two runs' hardware differs."""
     if baseline is None:
         return {
-            "status": NO_BASELINE,
+            "status": Status.NO_BASELINE,
             "baseline": "",
             "settings": dict(settings),
             "comparisons": [],

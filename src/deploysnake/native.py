@@ -29,7 +29,6 @@ from .runtime import ArtifactRuntime
 from .shapes import from_served, served_dims
 from .usage import Window, per_thousand_ms
 
-BASELINE_SUSPECT = "baseline suspect"
 # perf.sizing probe: a batch size's window holds at least this many calls (perf.MIN_WINDOW_REQUESTS,
 # Model Navigator's window of 25 requests; not imported: perf needs tritonclient, this runtime's
 # environment may not have it).
@@ -306,7 +305,7 @@ def measure(
             if again["throughput_infer_per_s"] > result["throughput_infer_per_s"]:
                 result = again
             if top > result["throughput_infer_per_s"] * (1 + spread):
-                result["status"] = BASELINE_SUSPECT
+                result["status"] = Status.BASELINE_SUSPECT
                 log.warning(
                     "batch %d: still %.0f in-process against %.0f served: baseline suspect",
                     batch,

@@ -615,8 +615,6 @@ def plan_load(
 MIN_WINDOW_REQUESTS = 25
 # A probe request that takes longer than this is given up (the sweep's own timeouts then apply).
 PROBE_TIMEOUT_S = 300.0
-# A point left out because the job's measuring time (perf.max_job_s) would be passed: no figures.
-LEFT_OUT = "left out"
 
 
 def probe_latency(
@@ -778,7 +776,7 @@ def measure(
     Before the sweep, probe_latency at its smallest and largest batch sizes (perf.sizing probe, with
     input data) sizes each point's window (sized); the job then logs its plan (points, windows, about
     how long). perf.max_job_s (0: no bound) bounds the measuring: a point that would end past it is
-    not measured, its row's status LEFT_OUT with the reason."""
+    not measured, its row's status "left out" (Status.LEFT_OUT) with the reason."""
     io = json.loads(Path(io_json).read_text())
     load = replace(plan_load(io, settings, input_data, max_batch_size), verbose=True)
     if (
@@ -849,7 +847,7 @@ def measure(
                         "mode": mode,
                         "batch": point.batch,
                         "concurrency": point.concurrency,
-                        "status": LEFT_OUT,
+                        "status": Status.LEFT_OUT,
                         **described,
                         **(provenance or {}),
                         "reason": reason,

@@ -33,16 +33,14 @@ from .contracts import BREAKDOWN, PERCENTILES, Header, Status
 log = logging.getLogger(__name__)
 
 MISSING = "—"
-SUSPECT = "baseline suspect"  # served above in-process by more than the spread, twice (native.py)
 WITHIN_SPREAD = "≈ 1, within the spread"  # served/native above 1 by less than the spread
-LEFT_OUT = "left out"  # not measured: the job's perf.max_job_s would have been passed (perf.py)
 # A row with one of these statuses shows the status instead of its figures (CSS class beside it).
 MARKED = {
     Status.UNSTABLE: "unstable",
     Status.DISTURBED: "disturbed",
-    SUSPECT: "suspect",
+    Status.BASELINE_SUSPECT: "suspect",
     WITHIN_SPREAD: "spread",
-    LEFT_OUT: "unstable",
+    Status.LEFT_OUT: "unstable",
 }
 # What a measured window used (deploysnake.usage): shown for every point, disturbed ones included.
 USAGE = [
@@ -636,7 +634,9 @@ def _served_vs_native(offline: pl.DataFrame, native: pl.DataFrame) -> pl.DataFra
     status = (
         pl.when(pl.col("served status") != Status.OK)
         .then(pl.col("served status"))
-        .when(pl.col("native status").is_in([Status.DISTURBED.value, SUSPECT]))
+        .when(
+            pl.col("native status").is_in([Status.DISTURBED.value, Status.BASELINE_SUSPECT.value])
+        )
         .then(pl.col("native status"))
         .when(ratio > 1)
         .then(pl.lit(WITHIN_SPREAD))

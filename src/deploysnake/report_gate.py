@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .gate import FAIL, NO_BASELINE, NOISE
+from .contracts import Status
+from .gate import FAIL, NOISE
 
 
 def _n(value: Any) -> str:
@@ -29,7 +30,7 @@ def gate_section(doc: Mapping[str, Any] | None, esc: Callable[[Any], str]) -> st
     if not doc:
         return ""
     status = doc["status"]
-    if status == NO_BASELINE:
+    if status == Status.NO_BASELINE:
         return (
             '<section id="gate"><h2>Gate</h2><p class="note">no baseline given '
             "(config key baseline): nothing compared</p></section>"

@@ -296,7 +296,7 @@ def build(
         for stage, frame in frames.items():
             found = rows(frame, key)
             stages[stage] = (
-                "not_run"
+                Status.NOT_RUN
                 if not found
                 else Status.FAILED
                 if any(r.get("status") == Status.FAILED for r in found)
@@ -306,7 +306,7 @@ def build(
             (r for r, _ in caps if (r["model"], r["format"], r["device"]) == key), None
         )
         stages["capacity"] = (
-            "not_run"
+            Status.NOT_RUN
             if cap_result is None
             else Status.FAILED
             if cap_result["status"] == Status.FAILED
@@ -408,7 +408,7 @@ def build(
                     "format": fmt,
                     "device": None,
                     "correctness": {"passed": False, "reason": str(verdict["reason"] or "")},
-                    "served_stages": dict.fromkeys(STAGES, "not_run"),
+                    "served_stages": dict.fromkeys(STAGES, Status.NOT_RUN),
                     "failures": [],
                     "accuracy": [],
                     "offline_best": None,
