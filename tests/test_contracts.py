@@ -1,0 +1,81 @@
+"""The shared words and tables: statuses and perf_analyzer's headers (contracts), the formats
+registry (formats), and the code inputs the workflow derives from the package's imports. No server,
+no training: a dry run of the real workflow at most."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+from deploysnake import correctness, repository, sources
+from deploysnake.contracts import FIELDS, PERF_ANALYZER_COLUMNS, Header, Status
+from deploysnake.formats import ARTIFACTS, FAMILIES, FORMATS, FRAMEWORK_FORMATS
+
+from .conftest import ROOT, snakemake
+
+# perf_analyzer's -f CSV header line (2.51), as it writes it.
+PERF_ANALYZER_HEADER = (
+    "Concurrency,Inferences/Second,Client Send,Network+Server Send/Recv,Server Queue,"
+    "Server Compute Input,Server Compute Infer,Server Compute Output,Client Recv,p50 latency,"
+    "p90 latency,p95 latency,p99 latency"
+)
+
+
+def test_statuses_are_written_as_the_same_strings_in_csv_and_json() -> None:
+    row = {"status": Status.OK, Header.P99: 1.5}
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(row))
+    writer.writeheader()
+    writer.writerow(row)
+    assert text.getvalue() == "status,p99 latency\r\nok,1.5\r\n"
+    assert json.dumps(row) == '{"status": "ok", "p99 latency": 1.5}'
+    assert {"status": "failed"}["status"] == Status.FAILED and f"{Status.LEFT_OUT}" == "left out"
+
+
+def test_the_header_map_covers_perf_analyzers_columns_in_its_order() -> None:
+    assert ",".join(PERF_ANALYZER_COLUMNS) == PERF_ANALYZER_HEADER
+    assert set(PERF_ANALYZER_COLUMNS) <= set(FIELDS) and len(set(FIELDS.values())) == len(FIELDS)
+
+
+def test_every_format_has_a_triton_platform_a_runtime_and_an_artifact() -> None:
+    # Triton's platform names (model_configuration.md of the server's docs).
+    platforms = {"onnxruntime_onnx", "pytorch_libtorch", "tensorflow_savedmodel", "tensorrt_plan"}
+    for name, fmt in FORMATS.items():
+        assert repository.native_platform(name) in platforms
+        assert correctness.runtime_name(name) == fmt.family.runtime
+        assert ARTIFACTS[name] == fmt.artifact
+        assert all(name in FRAMEWORK_FORMATS[framework] for framework in fmt.frameworks)
+    # An exported source's kind is a family's, found by the model directory's platform or backend.
+    for family in FAMILIES.values():
+        if family.source:
+            assert sources.SOURCE_PLATFORMS[family.platform] == family.name
+            assert sources.DEFAULT_FILES[family.name] == family.artifact
+
+
+def test_a_rules_code_inputs_are_the_modules_its_script_runs(tmp_path: Path) -> None:
+    """torch_export_onnx's code inputs: export.py and what it imports from the package, transitively
+    (contracts through failures, the job runner), and nothing its script never imports."""
+    (tmp_path / "c.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "models": {"digits": {"recipe": str(ROOT / "recipes" / "digits")}},
+                "formats": ["onnx"],
+                "devices": ["cpu"],
+            }
+        )
+    )
+    # the target first: --configfile would take it as a second config file
+    done = snakemake(
+        "results/export/digits/onnx/io.json", "-n", "--configfile", "c.yaml", cwd=tmp_path
+    )
+    block = done.stdout.split("rule torch_export_onnx:", 1)[1]
+    inputs = re.search(r"input: (.*)", block)
+    assert inputs is not None, done.stdout[-3000:]
+    code = {Path(p).name for p in inputs[1].split(", ") if "/src/deploysnake/" in p}
+    assert {"export.py", "job.py", "failures.py", "contracts.py", "formats.py"} <= code
+    assert not code & {"report.py", "perf.py", "capacity.py", "tuning.py"}
