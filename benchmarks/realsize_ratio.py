@@ -29,6 +29,8 @@ from typing import Any
 
 import yaml
 
+from deploysnake.contracts import Header, Status
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -42,19 +44,19 @@ def best_ratio(workdir: Path, model: str) -> dict[str, Any]:
     served = [
         r
         for r in rows(workdir / f"results/perf_offline/{model}/onnx/cpu.csv")
-        if r["status"] == "ok" and r.get("Inferences/Second")
+        if r["status"] == Status.OK and r.get(Header.THROUGHPUT)
     ]
     native = {int(r["batch"]): r for r in rows(workdir / f"results/native/{model}/onnx/cpu.csv")}
     if not served:
         return {"model": model, "ratio": float("nan"), "batch": 0, "note": "no ok served point"}
-    best = max(served, key=lambda r: float(r["Inferences/Second"]))
+    best = max(served, key=lambda r: float(r[Header.THROUGHPUT]))
     batch = int(best["batch"])
     base = native.get(batch, {})
-    value = float(best["Inferences/Second"]) / float(base.get("throughput_infer_per_s") or "nan")
+    value = float(best[Header.THROUGHPUT]) / float(base.get("throughput_infer_per_s") or "nan")
     return {
         "model": model,
         "batch": batch,
-        "served": float(best["Inferences/Second"]),
+        "served": float(best[Header.THROUGHPUT]),
         "native": float(base.get("throughput_infer_per_s") or "nan"),
         "ratio": value,
         "native_status": base.get("status", "missing"),
