@@ -48,8 +48,9 @@ class Header(StrEnum):
 
 # perf_analyzer's first column in request-rate mode, where closed loop has "Concurrency".
 REQUEST_RATE = "Request Rate"
-# perf_analyzer's header -> the field name the package's JSON files and records use (as Model
-# Analyzer's perf_metric_table names each perf_analyzer column once).
+# perf_analyzer's header -> its field name in the package's JSON files (summary.json's online points
+# carry infer_per_s, p50_us and p99_us), as Model Analyzer's perf_metric_table names each
+# perf_analyzer column once. Latencies in µs, throughput in inferences/s.
 FIELDS: dict[str, str] = {
     Header.CONCURRENCY: "concurrency",
     REQUEST_RATE: "request_rate",

@@ -20,7 +20,7 @@ from jsonschema import Draft202012Validator
 
 from . import report_capacity
 from .capacity import cost_per_million
-from .contracts import Header, Status
+from .contracts import FIELDS, Header, Status
 from .errors import UserError
 from .report import (
     ACCURACY_NUMBERS,
@@ -124,9 +124,8 @@ def _point(row: Mapping[str, Any], percentage: float) -> dict[str, Any]:
     return {
         "batch": _i(row.get("batch")) or 0,
         "concurrency": _i(row.get("concurrency")) or 0,
-        "infer_per_s": infer,
-        "p50_us": _f(row.get(Header.P50)),
-        "p99_us": _f(row.get(Header.P99)),
+        # perf_analyzer's columns by their field names: infer_per_s, p50_us, p99_us
+        **{FIELDS[h]: _f(row.get(h)) for h in (Header.THROUGHPUT, Header.P50, Header.P99)},
         "status": str(row.get("status") or ""),
         # the interval of repeated runs or windows where measured, else the stability criterion
         "spread": (interval_spread(row, "infer_s") or stability_spread(infer, percentage))
