@@ -48,9 +48,10 @@ def native_platform(fmt: str) -> str:
 def _gpu_settings(cfg: mc.ModelConfig, fmt: str) -> None:
     """The accelerator settings the guides use on GPU: CUDA graphs for TensorRT plans, the TensorRT
     execution accelerator (fp16 for the fp16 variant) for ONNX Runtime."""
-    if fmt.startswith("tensorrt"):
+    family = FORMATS[fmt].family.name
+    if family == "tensorrt":
         cfg.optimization.cuda.graphs = True
-    elif fmt.startswith("onnx") and fmt != "onnx_int8":
+    elif family == "onnx" and fmt != "onnx_int8":
         accelerator = cfg.optimization.execution_accelerators.gpu_execution_accelerator.add()
         accelerator.name = "tensorrt"
         accelerator.parameters["precision_mode"] = "FP16" if fmt == "onnx_fp16" else "FP32"
