@@ -337,7 +337,7 @@ def measure_rate(
         )
         fields["kept_up"] = ok
         if not ok:
-            status = "client_behind"
+            status = Status.CLIENT_BEHIND
     if status != Status.OK:
         log.warning("rate %d req/s: %s; perf_analyzer said:\n%s", rate, status, _client_part(text))
     return status, fields

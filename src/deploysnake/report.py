@@ -1413,7 +1413,7 @@ def _native_throughput(native: pl.DataFrame | None) -> dict[tuple[Any, ...], flo
     """(model, format, device, batch) -> the in-process infer/s where its status is ok."""
     if native is None or "throughput_infer_per_s" not in native.columns or native.height == 0:
         return {}
-    ok = native.filter(pl.col("status").fill_null("ok") == "ok").drop_nulls(
+    ok = native.filter(pl.col("status").fill_null(Status.OK) == Status.OK).drop_nulls(
         "throughput_infer_per_s"
     )
     return {
@@ -1429,7 +1429,7 @@ def _floor_latencies(perf_csvs: list[Path]) -> dict[tuple[Any, ...], float]:
     if not floor.height:
         return {}
     found = {}
-    for r in floor.filter(pl.col("status") == "ok").iter_rows(named=True):
+    for r in floor.filter(pl.col("status") == Status.OK).iter_rows(named=True):
         parts = [v for v in (_num(r.get(c)) for c in BREAKDOWN) if v is not None]
         if len(parts) == len(BREAKDOWN):
             found[(r["model"], r["format"], r["device"], int(r["concurrency"]))] = sum(parts)
