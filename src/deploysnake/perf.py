@@ -12,6 +12,7 @@ recorded as "disturbed", its numbers kept but never taken as a result.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from . import shm
 from .errors import UserError
 from .perfdata import batches, describe_shapes, encode, read_samples, sample_shapes, served_shapes
 from .plugins import Recipe, validation_batches
@@ -432,6 +434,21 @@ def run_point(
     return "ok", {**rows[0], **console_figures(output)}, output
 
 
+def _remove_leftovers(tensors: tuple[str, ...]) -> None:
+    """Unlink region files of these tensors under /dev/shm, inside their shm.turn: a perf_analyzer
+    that was killed leaves them, and one outside deploysnake that uses them keeps its own mapping,
+    while the call that follows makes fresh files instead of resizing theirs."""
+    for path in shm.leftovers(tensors):
+        log.warning(
+            "shared-memory region %s exists outside a perf_analyzer call of this job (left by a "
+            "killed perf_analyzer, or one outside deploysnake uses the same tensor name); unlinked, "
+            "so the next call makes its own",
+            path,
+        )
+        with contextlib.suppress(OSError):  # another user's: their perf_analyzer's to remove
+            path.unlink()
+
+
 def measure_point(
     executable: str,
     model_name: str,
@@ -476,12 +493,21 @@ def measure_point(
             "" if attempt == 1 else again.get(status, " (again)"),
             " ".join(args),
         )
-        with Window(
-            server.process.pid if server.process else None,
-            device,
-            f"{server.host}:{server.metrics_port}",
-        ) as window:
-            status, measured, text = run_point(args, load.timeout_s * attempt, server)
+        # system shared memory: perf_analyzer's regions are named host-wide (deploysnake.shm)
+        system_shm = (
+            "--shared-memory" in args and args[args.index("--shared-memory") + 1] == "system"
+        )
+        with shm.turn(load.tensors if system_shm else ()):
+            if system_shm:
+                _remove_leftovers(load.tensors)
+            with Window(
+                server.process.pid if server.process else None,
+                device,
+                f"{server.host}:{server.metrics_port}",
+            ) as window:
+                status, measured, text = run_point(args, load.timeout_s * attempt, server)
+            if system_shm:
+                _remove_leftovers(load.tensors)  # a perf_analyzer killed at its timeout leaves them
         measured = {**measured, **window.columns()}
         if status == "ok" and window.disturbed(limit):
             status = DISTURBED
@@ -599,6 +625,7 @@ class Load:
     timeout_s: float
     batched: bool = True  # False: max_batch_size 0, no -b
     verbose: bool = False  # perf_analyzer -v: each window's figures (the sweeps' spread)
+    tensors: tuple[str, ...] = ()  # the model's input and output names (shm.turn's region names)
 
 
 def plan_load(
@@ -615,8 +642,14 @@ def plan_load(
     timeout_s = 60.0 + 3 * settings["measurement_interval_ms"] / 1000.0 * int(
         settings["max_trials"]
     )
+    tensors = tuple(t["name"] for t in io["inputs"] + io["outputs"])
     return Load(
-        data, shapes, output_bytes(io, longest, max_batch_size), timeout_s, max_batch_size > 0
+        data,
+        shapes,
+        output_bytes(io, longest, max_batch_size),
+        timeout_s,
+        max_batch_size > 0,
+        tensors=tensors,
     )
 
 
