@@ -733,6 +733,68 @@ def sized(settings: dict[str, Any], latency_s: float | None) -> dict[str, Any]:
     }
 
 
+# perf.capacity.start_rate 0 (the default): the search starts at this share of the throughput one
+# request at a time gives at the probed latency (1 / latency requests/s): below what the server holds
+# with one instance and no batching, so the first step is usually within and the bracket grows by
+# doubling; without a probe it starts at DEFAULT_START_RATE.
+START_SHARE = 0.5
+DEFAULT_START_RATE = 100
+
+
+def start_rate(configured: int, latency_s: float | None, max_rate: int) -> int:
+    """Requests/s of the capacity search's first step: `configured` (perf.capacity.start_rate) as it
+    is where it is set (> 0); else START_SHARE / latency_s (the probed seconds of one request at the
+    search's batch size), rounded down, at least 1 and at most max_rate; DEFAULT_START_RATE (at most
+    max_rate) without a probe (latency_s None: perf.sizing fixed, no input data, the probe failed)."""
+    if configured > 0:
+        return int(configured)
+    if latency_s is None or latency_s <= 0:
+        return min(DEFAULT_START_RATE, int(max_rate))
+    return max(1, min(int(max_rate), int(START_SHARE / latency_s)))
+
+
+def open_loop_window_ms(
+    settings: dict[str, Any], configured_ms: int, rate: float, latency_s: float | None
+) -> int:
+    """perf_analyzer's time window (ms) for an open-loop point at `rate` requests/s: with perf.sizing
+    probe (settings["sizing"], the default) long enough for MIN_WINDOW_REQUESTS arrivals
+    (MIN_WINDOW_REQUESTS / rate s) and, with a probed latency (s per request), for
+    MIN_WINDOW_REQUESTS request latencies, never shorter than `configured_ms`
+    (perf.capacity.measurement_interval_ms); perf.sizing fixed: configured_ms as it is."""
+    if settings.get("sizing", "probe") != "probe" or rate <= 0:
+        return int(configured_ms)
+    need_s = MIN_WINDOW_REQUESTS / rate
+    if latency_s is not None:
+        need_s = max(need_s, MIN_WINDOW_REQUESTS * latency_s)
+    return max(int(configured_ms), int(np.ceil(need_s * 1000.0)))
+
+
+def probe_one(
+    server: TritonServer,
+    model_name: str,
+    io: dict[str, Any],
+    input_data: str | Path | None,
+    settings: dict[str, Any],
+    batch: int,
+    batched: bool = True,
+) -> float | None:
+    """probe_latency at one batch size where perf.sizing is probe and the perf input data exists
+    (seconds of one request), else None; a probe the server refuses is logged and gives None (the
+    measurement's own requests then say why they fail)."""
+    if (
+        settings.get("sizing", "probe") != "probe"
+        or not input_data
+        or not Path(input_data).is_file()
+    ):
+        return None
+    try:
+        return probe_latency(server, model_name, io, input_data, [batch], batched)[batch]
+    except Exception as exc:
+        server.check_alive()
+        log.warning("latency probe failed, sizing as configured: %s", str(exc)[:500])
+        return None
+
+
 class SweepStop:
     """Where a sweep stops before its listed end (Model Navigator's rule: throughput that grows less
     than perf.stop_gain over the best so far, perf.stop_after more steps without it, then give up;
