@@ -17,6 +17,7 @@ import csv
 import json
 import logging
 import re
+import signal
 import subprocess
 import tempfile
 import time
@@ -30,10 +31,11 @@ from numpy.typing import NDArray
 
 from . import shm
 from .errors import UserError
+from .failures import FormatFailure
 from .perfdata import batches, describe_shapes, encode, read_samples, sample_shapes, served_shapes
 from .plugins import Recipe, validation_batches
 from .processes import die_with_parent
-from .server import TritonServer
+from .server import ServerDied, TritonServer
 from .shapes import served_dims
 from .spread import percentile_support, spread
 from .usage import COLUMNS as USAGE_COLUMNS
@@ -505,7 +507,19 @@ def measure_point(
                 device,
                 f"{server.host}:{server.metrics_port}",
             ) as window:
-                status, measured, text = run_point(args, load.timeout_s * attempt, server)
+                try:
+                    status, measured, text = run_point(args, load.timeout_s * attempt, server)
+                except ServerDied as exc:
+                    if system_shm and exc.returncode == -signal.SIGBUS:
+                        raise FormatFailure(
+                            "tritonserver crashed (SIGBUS) while it read the model's requests from "
+                            "system shared memory: another perf_analyzer on this host that takes "
+                            "no turn (outside deploysnake) may have resized the regions named "
+                            f"after the tensors {', '.join(load.tensors)} (deploysnake.shm); "
+                            "measure again alone, or set perf.offline.shared_memory: none",
+                            exc.log_tail,
+                        ) from exc
+                    raise
             if system_shm:
                 _remove_leftovers(load.tensors)  # a perf_analyzer killed at its timeout leaves them
         measured = {**measured, **window.columns()}
