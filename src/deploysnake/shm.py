@@ -10,7 +10,8 @@ second one's ftruncate cuts the first one's regions to its own size, and the fir
 which has them mapped, dies of SIGBUS when it reads an input past the new end (a larger size
 instead makes it read the other one's data, silently). Each call that sends through system shared
 memory takes its turn (`turn`): an exclusive lock per region name, in a lock file beside the
-regions, held for the whole perf_analyzer call.
+regions, held for the whole perf_analyzer call. The lock files (empty) stay: one removed while
+another call waits on it would let a third call lock a new file of the same name beside it.
 """
 
 from __future__ import annotations
