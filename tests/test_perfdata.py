@@ -178,6 +178,13 @@ def test_perf_job_probes_plans_and_leaves_out_points_past_max_job_s(
             tmp_path / "offline.csv",
             input_data=data,
         )
+        # The same probe sizes the capacity search's start and a tuning trial's window (issue 29).
+        io = json.loads(Path(exported["onnx/io"]).read_text())
+        latency = perf.probe_one(running, model_dir.name, io, data, settings, 4)
+        assert latency is not None and 0 < latency < 5, latency
+        assert perf.start_rate(0, latency, 100_000) == max(1, min(100_000, int(0.5 / latency)))
+        assert perf.probe_one(running, model_dir.name, io, data, {"sizing": "fixed"}, 4) is None
+        assert perf.probe_one(running, model_dir.name, io, None, settings, 4) is None
     plan = next(r.message for r in caplog.records if r.message.startswith("plan (offline)"))
     assert "2 point(s)" in plan and "batch 1: " in plan and "batch 8: " in plan, plan
     assert [r["batch"] for r in rows] == [1, 8]

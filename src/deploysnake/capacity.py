@@ -11,13 +11,13 @@ send rate fell short of the schedule by more than `client_rate_tolerance` is rec
 `client_behind`, never as a result.
 
 The capacity search (the question of Model Analyzer's request-rate search and MLPerf's Server
-scenario): bracketing from `start_rate`, doubling while p99 holds (halving when the start already
-fails), then bisection until the bracket is narrower than `resolution` x its lower rate, at most
-`max_measurements` rates. A rate is "within" when its point is stable, the client kept up and
-p99 <= the budget; an unstable point (latency still growing: the queue does not drain) or a client
-that fell behind bounds the search from above. Each rate is a file of its own
-(`<output>/rates/r<rate>.csv`, keyed by the measurement settings and the served repository), so a
-stopped search resumes and no rate is measured twice.
+scenario): bracketing from `start_rate` (0: from the latency probe, perf.start_rate), doubling while
+p99 holds (halving when the start already fails), then bisection until the bracket is narrower than
+`resolution` x its lower rate, at most `max_measurements` rates. A rate is "within" when its point
+is stable, the client kept up and p99 <= the budget; an unstable point (latency still growing: the
+queue does not drain) or a client that fell behind bounds the search from above. Each rate is a file
+of its own (`<output>/rates/r<rate>.csv`, keyed by the measurement settings and the served
+repository), so a stopped search resumes and no rate is measured twice.
 
 A model x format that cannot go through the search (the server cannot load it, crashes while it
 serves it, perf_analyzer fails on it: deploysnake.failures.classify) is recorded, as in the other
@@ -35,13 +35,22 @@ import re
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from .contracts import BREAKDOWN, PERF_ANALYZER_COLUMNS, REQUEST_RATE, Header, Status
 from .failures import FormatFailure, write_failure_csv
-from .perf import COLUMNS, Point, input_shapes, measure_point, plan_load
+from .perf import (
+    COLUMNS,
+    Point,
+    input_shapes,
+    measure_point,
+    open_loop_window_ms,
+    plan_load,
+    probe_one,
+    start_rate,
+)
 from .server import TritonServer
 
 log = logging.getLogger(__name__)
@@ -379,6 +388,16 @@ def run_search(
     budget_us = budget_ms * 1000.0
     batch = int(settings["batch_size"])
     counter = {"measured": 0, "cached": 0}
+    # perf.sizing probe: one request's latency at the search's batch size sizes its start rate
+    # (start_rate 0) and its windows (perf.open_loop_window_ms).
+    latency_s = probe_one(server, model_name, io, input_data, perf_settings, batch)
+    first = start_rate(int(settings["start_rate"]), latency_s, int(settings["max_rate"]))
+    log.info(
+        "capacity search: probe %s; start rate %d req/s (%s)",
+        "none" if latency_s is None else f"batch {batch}: {1000 * latency_s:.1f} ms",
+        first,
+        "perf.capacity.start_rate" if int(settings["start_rate"]) else "from the probe",
+    )
 
     with tempfile.TemporaryDirectory(prefix="deploysnake-capacity-") as tmp:
 
@@ -409,14 +428,22 @@ def run_search(
                 )
                 started = time.monotonic()
                 server.check_alive()
+                window_ms = open_loop_window_ms(
+                    perf_settings, int(settings["measurement_interval_ms"]), rate, latency_s
+                )
+                # Bound the call as plan_load does, from the rate's own window.
+                rate_load = replace(
+                    load,
+                    timeout_s=60.0 + 3 * window_ms / 1000.0 * int(perf_settings["max_trials"]),
+                )
                 status, fields = measure_rate(
                     executable,
                     server,
                     model_name,
                     rate,
                     settings,
-                    perf_settings,
-                    load,
+                    {**perf_settings, "measurement_interval_ms": window_ms},
+                    rate_load,
                     Path(tmp),
                     device,
                 )
@@ -462,7 +489,7 @@ def run_search(
         outcome = search(
             measure,
             budget_us,
-            int(settings["start_rate"]),
+            first,
             int(settings["max_rate"]),
             float(settings["resolution"]),
             int(settings["max_measurements"]),
@@ -692,7 +719,7 @@ def config_problems(config: dict[str, Any]) -> list[str]:
             f"triton.max_batch_size ({max_batch}); "
             "lower it or raise triton.max_batch_size"
         )
-    if settings["start_rate"] > settings["max_rate"]:
+    if settings["start_rate"] and settings["start_rate"] > settings["max_rate"]:
         problems.append(
             f"config.perf.capacity.start_rate: {settings['start_rate']} above max_rate "
             f"({settings['max_rate']}); lower start_rate or raise max_rate"

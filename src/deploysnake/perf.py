@@ -12,10 +12,12 @@ recorded as "disturbed", its numbers kept but never taken as a result.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
 import re
+import signal
 import subprocess
 import tempfile
 import time
@@ -27,12 +29,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from . import shm
 from .contracts import PERF_ANALYZER_COLUMNS, Header, Status
 from .errors import UserError
+from .failures import FormatFailure
 from .perfdata import batches, describe_shapes, encode, read_samples, sample_shapes, served_shapes
 from .plugins import Recipe, validation_batches
 from .processes import die_with_parent
-from .server import TritonServer
+from .server import ServerDied, TritonServer
 from .shapes import served_dims
 from .spread import percentile_support, spread
 from .usage import COLUMNS as USAGE_COLUMNS
@@ -415,6 +419,21 @@ def run_point(
     return Status.OK, {**rows[0], **console_figures(output)}, output
 
 
+def _remove_leftovers(tensors: tuple[str, ...]) -> None:
+    """Unlink region files of these tensors under /dev/shm, inside their shm.turn: a perf_analyzer
+    that was killed leaves them, and one outside deploysnake that uses them keeps its own mapping,
+    while the call that follows makes fresh files instead of resizing theirs."""
+    for path in shm.leftovers(tensors):
+        log.warning(
+            "shared-memory region %s exists outside a perf_analyzer call of this job (left by a "
+            "killed perf_analyzer, or one outside deploysnake uses the same tensor name); unlinked, "
+            "so the next call makes its own",
+            path,
+        )
+        with contextlib.suppress(OSError):  # another user's: their perf_analyzer's to remove
+            path.unlink()
+
+
 def measure_point(
     executable: str,
     model_name: str,
@@ -460,12 +479,33 @@ def measure_point(
             "" if attempt == 1 else again.get(status, " (again)"),
             " ".join(args),
         )
-        with Window(
-            server.process.pid if server.process else None,
-            device,
-            f"{server.host}:{server.metrics_port}",
-        ) as window:
-            status, measured, text = run_point(args, load.timeout_s * attempt, server)
+        # system shared memory: perf_analyzer's regions are named host-wide (deploysnake.shm)
+        system_shm = (
+            "--shared-memory" in args and args[args.index("--shared-memory") + 1] == "system"
+        )
+        with shm.turn(load.tensors if system_shm else ()):
+            if system_shm:
+                _remove_leftovers(load.tensors)
+            with Window(
+                server.process.pid if server.process else None,
+                device,
+                f"{server.host}:{server.metrics_port}",
+            ) as window:
+                try:
+                    status, measured, text = run_point(args, load.timeout_s * attempt, server)
+                except ServerDied as exc:
+                    if system_shm and exc.returncode == -signal.SIGBUS:
+                        raise FormatFailure(
+                            "tritonserver crashed (SIGBUS) while it read the model's requests from "
+                            "system shared memory: another perf_analyzer on this host that takes "
+                            "no turn (outside deploysnake) may have resized the regions named "
+                            f"after the tensors {', '.join(load.tensors)} (deploysnake.shm); "
+                            "measure again alone, or set perf.offline.shared_memory: none",
+                            exc.log_tail,
+                        ) from exc
+                    raise
+            if system_shm:
+                _remove_leftovers(load.tensors)  # a perf_analyzer killed at its timeout leaves them
         measured = {**measured, **window.columns()}
         if status == Status.OK and window.disturbed(limit):
             status = Status.DISTURBED
@@ -588,6 +628,7 @@ class Load:
     timeout_s: float
     batched: bool = True  # False: max_batch_size 0, no -b
     verbose: bool = False  # perf_analyzer -v: each window's figures (the sweeps' spread)
+    tensors: tuple[str, ...] = ()  # the model's input and output names (shm.turn's region names)
 
 
 def plan_load(
@@ -604,8 +645,14 @@ def plan_load(
     timeout_s = 60.0 + 3 * settings["measurement_interval_ms"] / 1000.0 * int(
         settings["max_trials"]
     )
+    tensors = tuple(t["name"] for t in io["inputs"] + io["outputs"])
     return Load(
-        data, shapes, output_bytes(io, longest, max_batch_size), timeout_s, max_batch_size > 0
+        data,
+        shapes,
+        output_bytes(io, longest, max_batch_size),
+        timeout_s,
+        max_batch_size > 0,
+        tensors=tensors,
     )
 
 
@@ -685,6 +732,68 @@ def sized(settings: dict[str, Any], latency_s: float | None) -> dict[str, Any]:
         **settings,
         "measurement_interval_ms": max(int(settings["measurement_interval_ms"]), need_ms),
     }
+
+
+# perf.capacity.start_rate 0 (the default): the search starts at this share of the throughput one
+# request at a time gives at the probed latency (1 / latency requests/s): below what the server holds
+# with one instance and no batching, so the first step is usually within and the bracket grows by
+# doubling; without a probe it starts at DEFAULT_START_RATE.
+START_SHARE = 0.5
+DEFAULT_START_RATE = 100
+
+
+def start_rate(configured: int, latency_s: float | None, max_rate: int) -> int:
+    """Requests/s of the capacity search's first step: `configured` (perf.capacity.start_rate) as it
+    is where it is set (> 0); else START_SHARE / latency_s (the probed seconds of one request at the
+    search's batch size), rounded down, at least 1 and at most max_rate; DEFAULT_START_RATE (at most
+    max_rate) without a probe (latency_s None: perf.sizing fixed, no input data, the probe failed)."""
+    if configured > 0:
+        return int(configured)
+    if latency_s is None or latency_s <= 0:
+        return min(DEFAULT_START_RATE, int(max_rate))
+    return max(1, min(int(max_rate), int(START_SHARE / latency_s)))
+
+
+def open_loop_window_ms(
+    settings: dict[str, Any], configured_ms: int, rate: float, latency_s: float | None
+) -> int:
+    """perf_analyzer's time window (ms) for an open-loop point at `rate` requests/s: with perf.sizing
+    probe (settings["sizing"], the default) long enough for MIN_WINDOW_REQUESTS arrivals
+    (MIN_WINDOW_REQUESTS / rate s) and, with a probed latency (s per request), for
+    MIN_WINDOW_REQUESTS request latencies, never shorter than `configured_ms`
+    (perf.capacity.measurement_interval_ms); perf.sizing fixed: configured_ms as it is."""
+    if settings.get("sizing", "probe") != "probe" or rate <= 0:
+        return int(configured_ms)
+    need_s = MIN_WINDOW_REQUESTS / rate
+    if latency_s is not None:
+        need_s = max(need_s, MIN_WINDOW_REQUESTS * latency_s)
+    return max(int(configured_ms), int(np.ceil(need_s * 1000.0)))
+
+
+def probe_one(
+    server: TritonServer,
+    model_name: str,
+    io: dict[str, Any],
+    input_data: str | Path | None,
+    settings: dict[str, Any],
+    batch: int,
+    batched: bool = True,
+) -> float | None:
+    """probe_latency at one batch size where perf.sizing is probe and the perf input data exists
+    (seconds of one request), else None; a probe the server refuses is logged and gives None (the
+    measurement's own requests then say why they fail)."""
+    if (
+        settings.get("sizing", "probe") != "probe"
+        or not input_data
+        or not Path(input_data).is_file()
+    ):
+        return None
+    try:
+        return probe_latency(server, model_name, io, input_data, [batch], batched)[batch]
+    except Exception as exc:
+        server.check_alive()
+        log.warning("latency probe failed, sizing as configured: %s", str(exc)[:500])
+        return None
 
 
 class SweepStop:

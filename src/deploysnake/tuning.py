@@ -27,11 +27,12 @@ import logging
 import statistics
 import tempfile
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from .contracts import Header, Status
-from .perf import Point, measure_point, plan_load
+from .perf import Point, measure_point, plan_load, probe_one, sized
 
 log = logging.getLogger(__name__)
 
@@ -402,16 +403,34 @@ def measure_trial(
                 device,
             )
         else:
-            log.info("trial %s: batch %d, concurrency %d", trial_text, batch, concurrency)
+            # perf.sizing probe: the trial's window holds MIN_WINDOW_REQUESTS requests of its batch
+            # at the latency probed on this trial's server (perf.sized), at least the configured one.
+            latency_s = probe_one(server, model_name, io, input_data, perf_settings, batch)
+            trial_settings = sized(perf_settings, latency_s)
+            log.info(
+                "trial %s: batch %d, concurrency %d; probe %s, windows %d ms",
+                trial_text,
+                batch,
+                concurrency,
+                "none" if latency_s is None else f"{1000 * latency_s:.1f} ms",
+                trial_settings["measurement_interval_ms"],
+            )
             status, measured, _ = measure_point(
                 executable,
                 model_name,
                 server,
                 Point(batch, concurrency),
-                perf_settings,
+                trial_settings,
                 "trial",
                 Path(tmp) / "trial.csv",
-                load,
+                replace(
+                    load,
+                    timeout_s=60.0
+                    + 3
+                    * trial_settings["measurement_interval_ms"]
+                    / 1000.0
+                    * int(trial_settings["max_trials"]),
+                ),
                 device,
             )
     row = {
