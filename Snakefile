@@ -55,3 +55,5 @@ rule all:
         "results/report.html",
         # fails the run, after the report, when the gate against config baseline failed
         "results/gate/passed.txt",
+        # each device's deploy archive with the run's summary inside (a later run's baseline)
+        expand("results/release/{device}.tar.gz", device=DEVICES),

@@ -4,14 +4,17 @@ the same batching and instances as the served repository, packed as one archive.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
 import json
 import logging
 import tarfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from .errors import UserError
 from .repository import write_repository
 from .tuning import chosen_triton
 
@@ -61,16 +64,12 @@ def write_deploy(
         json.dumps({"device": device, "models": names}, indent=2) + "\n"
     )
     # A reproducible archive: fixed order, owner and mtime, so the same inputs give the same bytes.
-    with (
-        open(archive, "wb") as raw,
-        gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz,
-        tarfile.open(fileobj=gz, mode="w") as tar,
-    ):
+    with _reproducible_tar(archive) as tar:
         for path in sorted(out_dir.rglob("*")):
             info = tar.gettarinfo(
                 str(path), arcname=str(Path(out_dir.name) / path.relative_to(out_dir))
             )
-            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+            _anonymous(info)
             if path.is_file():
                 with open(path, "rb") as handle:
                     tar.addfile(info, handle)
@@ -78,3 +77,49 @@ def write_deploy(
                 tar.addfile(info)
     log.info("deploy repository %s (%s), archive %s", out_dir, ", ".join(names), archive)
     return names
+
+
+@contextlib.contextmanager
+def _reproducible_tar(archive: str | Path) -> Iterator[tarfile.TarFile]:
+    """A gzip'd tar open for writing, its gzip header without a time stamp."""
+    with (
+        open(archive, "wb") as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w") as tar,
+    ):
+        yield tar
+
+
+def _anonymous(info: tarfile.TarInfo) -> None:
+    info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+
+
+def write_release(
+    deploy_archive: str | Path, summary: Mapping[str, Any], release: str | Path
+) -> None:
+    """The release archive: the deploy archive's members (the repository folder <device>/...) and
+    `summary` as <device>/summary.json (a file at the repository's top, beside MODELS.json: Triton
+    loads the folder as before). What a CI keeps of a deployed version; a later run's `baseline:`
+    may name it (summary.read finds the summary inside). Kept apart from the deploy archive, which is
+    byte-for-byte reproducible from the model and config alone, while a summary holds measurements.
+    Raises UserError when the deploy archive has no single top folder."""
+    with tarfile.open(deploy_archive) as source:
+        members = source.getmembers()
+        tops = {Path(m.name).parts[0] for m in members}
+        if len(tops) != 1:
+            raise UserError(
+                f"the deploy archive {deploy_archive} holds {sorted(tops)} at its top (one "
+                "repository folder expected); rebuild it with rule triton_write_deploy"
+            )
+        (top,) = tops
+        body = (json.dumps(dict(summary), indent=2) + "\n").encode()
+        with _reproducible_tar(release) as tar:
+            for member in members:
+                if member.name == f"{top}/summary.json":
+                    continue
+                tar.addfile(member, source.extractfile(member) if member.isfile() else None)
+            info = tarfile.TarInfo(f"{top}/summary.json")
+            info.size, info.mode = len(body), 0o644
+            _anonymous(info)
+            tar.addfile(info, io.BytesIO(body))
+    log.info("release archive %s: %s with summary.json", release, deploy_archive)

@@ -5,6 +5,19 @@ threshold (config gate:) and against the two runs' own spread (summary.json's sp
 figure fails only when it is worse than its threshold AND the difference is beyond the spread; a
 difference past the threshold but within the spread is reported as "within noise". results/gate.json
 holds every comparison; `failures_text` is what the run prints before it exits non-zero.
+
+The noise of a comparison is the sum of both runs' relative spreads (each run's figure may sit at
+either end of its band):
+- infer/s: perf_analyzer's stability band. A point is "ok" only when its last 3 windows agreed
+  within --stability-percentage (max/min of their throughput and average latency within 1 + s;
+  perf_analyzer's docs, "--stability-percentage" in docs/cli.md), and the figure is their merge;
+  where a point records no spread, its summary's settings.perf_stability_percentage stands for it.
+- p99: its own spread (summary.p99_spread: the stability band plus the run's p95-to-p99 tail term;
+  the stability criterion holds the AVERAGE latency, and a p99 rests on a handful of requests).
+- capacity: the search's bracket plus settings.capacity_stability_percentage (the rate at the
+  boundary is itself a measurement within that band).
+- accuracy: the numeric difference of the same data through two paths (served minus source).
+Repeated measurements (issue 32) will replace the bands by intervals in the same fields.
 """
 
 from __future__ import annotations
@@ -28,8 +41,27 @@ def _key(entry: Mapping[str, Any]) -> tuple[str, str, str]:
     return (entry["model"], entry["format"], entry["device"])
 
 
-def _rel(spread: Mapping[str, Any] | None) -> float:
-    return float((spread or {}).get("relative") or 0.0)
+def _rel(spread: Mapping[str, Any] | None, fallback: float = 0.0) -> float:
+    """A spread's relative half-width; `fallback` where none is recorded (never silently zero for a
+    measured figure: the callers pass the run's stability band)."""
+    value = (spread or {}).get("relative")
+    return fallback if value is None else float(value)
+
+
+def _stability(doc: Mapping[str, Any], key: str) -> float:
+    """A summary's stability percentage setting (perf_ or capacity_) as a fraction."""
+    default = 30.0 if key.startswith("capacity") else 20.0
+    return float((doc.get("settings") or {}).get(key, default)) / 100.0
+
+
+def _p99_noise(point: Mapping[str, Any], stability: float) -> float:
+    """A point's p99 spread: its p99_spread where recorded, else the stability band plus the tail
+    term from its p95 (summary.p99_spread's rule) when the point has one."""
+    if point.get("p99_spread"):
+        return _rel(point["p99_spread"], stability)
+    p95, p99 = point.get("p95_us"), point.get("p99_us")
+    tail = max(0.0, (p99 - p95) / p99) if p95 is not None and p99 else 0.0
+    return stability + tail
 
 
 def _judge(worse_by: float, limit: float, noise: float) -> str:
@@ -90,11 +122,20 @@ def compare(
     Rows: model, format, device, figure (e.g. "accuracy: accuracy", "p99 at concurrency 2", "best
     online infer/s", "capacity req/s"), baseline and current values, change (metric units for
     accuracy, new/baseline ratio otherwise), threshold, noise (same units as change's distance from
-    no change: the sum of both runs' spreads) and verdict (ok, fail, within noise, not comparable)."""
+    no change: the sum of both runs' spreads, see the module's docstring for each figure's spread)
+    and verdict (ok, fail, within noise, not comparable)."""
     max_drop = float(settings.get("max_accuracy_drop", 0.01))
     lower = set(settings.get("lower_is_better") or [])
     max_p99 = float(settings.get("max_p99_increase", 0.25))
     min_ratio = float(settings.get("min_throughput_ratio", 0.8))
+    b_perf, c_perf = (
+        _stability(baseline, "perf_stability_percentage"),
+        _stability(current, "perf_stability_percentage"),
+    )
+    b_cap, c_cap_stab = (
+        _stability(baseline, "capacity_stability_percentage"),
+        _stability(current, "capacity_stability_percentage"),
+    )
     cur_entries = {_key(e): e for e in current["entries"] if e["device"] is not None}
     out: list[dict[str, Any]] = []
     for base in baseline["entries"]:
@@ -140,7 +181,7 @@ def compare(
             )
         for name in ("offline_best", "online_best"):
             b, c = base[name], cur[name]
-            noise = _rel((b or {}).get("spread")) + _rel((c or {}).get("spread"))
+            noise = _rel((b or {}).get("spread"), b_perf) + _rel((c or {}).get("spread"), c_perf)
             label = f"best {name.split('_')[0]} infer/s"
             out.append(
                 _ratio_check(
@@ -162,7 +203,7 @@ def compare(
             if p["status"] != Status.OK or q is None or not p["p99_us"] or q["p99_us"] is None:
                 continue
             ratio = q["p99_us"] / p["p99_us"]
-            noise = _rel(p.get("spread")) + _rel(q.get("spread"))
+            noise = _p99_noise(p, b_perf) + _p99_noise(q, c_perf)
             out.append(
                 _row(
                     key,
@@ -178,7 +219,14 @@ def compare(
             )
         if base.get("capacity") and base["capacity"].get("rps"):
             c_cap = cur.get("capacity") or {}
-            noise = _rel(base["capacity"].get("spread")) + _rel(c_cap.get("spread"))
+            # the bracket (where the boundary lies between two rates) plus each boundary rate's
+            # own stability band
+            noise = (
+                _rel(base["capacity"].get("spread"), 0.0)
+                + b_cap
+                + _rel(c_cap.get("spread"), 0.0)
+                + c_cap_stab
+            )
             out.append(
                 _ratio_check(
                     key,

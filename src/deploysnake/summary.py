@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import tarfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -65,14 +66,47 @@ def validate(doc: Mapping[str, Any], where: str = "summary") -> None:
 
 
 def read(path: str | Path) -> dict[str, Any]:
-    """A summary.json, validated. Raises UserError for a missing, unreadable or invalid file."""
+    """A summary.json, validated; or the summary inside a tar archive (a release archive,
+    results/release/<device>.tar.gz: the member <folder>/summary.json or summary.json). Raises
+    UserError for a missing, unreadable or invalid file, or an archive without exactly one summary."""
     path = Path(path)
+    where = str(path)
     try:
-        doc: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        if path.is_file() and tarfile.is_tarfile(path):
+            with tarfile.open(path) as tar:
+                found = [
+                    m
+                    for m in tar.getmembers()
+                    if m.isfile()
+                    and m.name.lstrip("./").count("/") <= 1
+                    and Path(m.name).name == "summary.json"
+                ]
+                if len(found) != 1:
+                    raise UserError(
+                        f"the archive {path} holds {len(found)} summary.json files at its top "
+                        "(one expected); name a release archive (results/release/<device>.tar.gz) "
+                        "or a run's results/summary.json"
+                    )
+                where = f"{path}:{found[0].name}"
+                handle = tar.extractfile(found[0])
+                assert handle is not None  # a regular file member
+                text = handle.read().decode("utf-8")
+        else:
+            text = path.read_text()
+        doc: dict[str, Any] = json.loads(text)
+    except (OSError, tarfile.TarError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UserError(f"cannot read the summary {path}: {exc}; check the path") from exc
-    validate(doc, str(path))
+    validate(doc, where)
     return doc
+
+
+def for_device(doc: Mapping[str, Any], device: str) -> dict[str, Any]:
+    """The summary reduced to one device's entries (what that device's release archive carries):
+    the entries served on `device`; formats that failed correctness (device null) stay."""
+    return {
+        **doc,
+        "entries": [e for e in doc["entries"] if e["device"] in (device, None)],
+    }
 
 
 def _f(value: Any) -> float | None:
@@ -117,21 +151,53 @@ def interval_spread(row: Mapping[str, Any], prefix: str) -> dict[str, Any] | Non
     }
 
 
+def p99_spread(
+    p95_us: float | None, p99_us: float | None, percentage: float
+) -> dict[str, Any] | None:
+    """The spread of a point's p99 latency: perf_analyzer's stability band (its criterion holds the
+    last 3 windows' throughput and AVERAGE latency within +-percentage %; p99 is not part of it
+    unless --percentile is given, which deploysnake does not) widened by the run's own tail term,
+    (p99 - p95) / p99. Why that term: a p99 rests on the slowest 1 % of the requests, a handful per
+    window; the distribution-free 95 % confidence interval of the 99th percentile of n samples
+    (order statistics, e.g. Conover, Practical Nonparametric Statistics, 3rd ed., section 3.2:
+    ranks n*0.99 -+ 1.96*sqrt(n*0.99*0.01)) reaches down no further than the 95th percentile from
+    n >= 24 requests on, so the p95-to-p99 distance bounds how far below its estimate the p99 may
+    lie, and is taken as the half-width both ways. None without a p99; p95 unknown (older
+    summaries): the stability band alone."""
+    if p99_us is None or p99_us <= 0:
+        return None
+    tail = max(0.0, (p99_us - p95_us) / p99_us) if p95_us is not None else 0.0
+    rel = percentage / 100.0 + tail
+    return {
+        "method": "stability_percentage",
+        "relative": rel,
+        "low": p99_us * max(0.0, 1 - rel),
+        "high": p99_us * (1 + rel),
+    }
+
+
 def _point(row: Mapping[str, Any], percentage: float) -> dict[str, Any]:
     infer = _f(row.get(Header.THROUGHPUT))
     ok = row.get("status") == Status.OK
     enough = row.get("p99_enough")
+    p95, p99 = _f(row.get(Header.P95)), _f(row.get(Header.P99))
     return {
         "batch": _i(row.get("batch")) or 0,
         "concurrency": _i(row.get("concurrency")) or 0,
-        # perf_analyzer's columns by their field names: infer_per_s, p50_us, p99_us
-        **{FIELDS[h]: _f(row.get(h)) for h in (Header.THROUGHPUT, Header.P50, Header.P99)},
+        # perf_analyzer's columns by their field names: infer_per_s, p50_us, p95_us, p99_us
+        **{
+            FIELDS[h]: _f(row.get(h))
+            for h in (Header.THROUGHPUT, Header.P50, Header.P95, Header.P99)
+        },
         "status": str(row.get("status") or ""),
         # the interval of repeated runs or windows where measured, else the stability criterion
         "spread": (interval_spread(row, "infer_s") or stability_spread(infer, percentage))
         if ok
         else None,
-        "p99_spread": interval_spread(row, "p99") if ok else None,
+        # the p99's interval over repeats where measured, else the stability band plus the tail
+        "p99_spread": (interval_spread(row, "p99") or p99_spread(p95, p99, percentage))
+        if ok
+        else None,
         "requests": _i(row.get("requests")),
         "p99_enough": None if enough in (None, "") else str(enough) == "True",
         "p99_margin": _f(row.get("p99_margin")),

@@ -55,3 +55,22 @@ rule python_check_gate:
         "../../envs/report.yaml"
     script:
         "../scripts/gate_check.py"
+
+
+# The release archive: the deploy archive with this device's summary.json inside, what a CI keeps of
+# a deployed version; `baseline:` may name it (the gate reads the summary inside).
+rule tar_pack_release:
+    input:
+        archive="results/deploy/{device}.tar.gz",
+        summary="results/summary.json",
+        # only a run whose gate passed (or had no baseline) is packed for release
+        passed="results/gate/passed.txt",
+        code=package_code("release"),
+    output:
+        "results/release/{device}.tar.gz",
+    log:
+        "logs/release/{device}.log",
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../scripts/release.py"
