@@ -17,6 +17,10 @@ either end of its band):
 - capacity: the search's bracket plus settings.capacity_stability_percentage (the rate at the
   boundary is itself a measurement within that band).
 - accuracy: the numeric difference of the same data through two paths (served minus source).
+A latency or throughput point measured beside foreign CPU load (its foreign_cpu above
+settings["max_foreign_cpu"] cores in either run) is reported "not comparable", not judged: no band
+of the run's own covers another tenant's load (measured on a shared 2-core machine: the same model's
+p99 at concurrency 1 went from 2.4 ms to 16 ms between two runs, 6.7x, its within-run band 1.9).
 Repeated measurements (issue 32) will replace the bands by intervals in the same fields.
 """
 
@@ -81,6 +85,7 @@ def _row(
     noise: float,
     verdict: str,
     unit: str,
+    note: str = "",
 ) -> dict[str, Any]:
     return {
         "model": key[0],
@@ -94,7 +99,19 @@ def _row(
         "noise": noise,
         "unit": unit,
         "verdict": verdict,
+        "note": note,
     }
+
+
+def _foreign(points: list[Mapping[str, Any] | None], limit: float) -> str:
+    """Why points measured beside foreign load are not judged ("" when none was)."""
+    loads = [float(p["foreign_cpu"]) for p in points if p and p.get("foreign_cpu") is not None]
+    if not loads or max(loads) <= limit:
+        return ""
+    return (
+        f"measured beside {max(loads):.2f} cores of foreign CPU load (gate.max_foreign_cpu "
+        f"{limit:g}): the machine's, not the model's"
+    )
 
 
 def _ratio_check(
@@ -104,10 +121,13 @@ def _ratio_check(
     cur: float | None,
     noise: float,
     min_ratio: float,
+    note: str = "",
 ) -> dict[str, Any]:
-    """A throughput-like figure (higher is better): fails below min_ratio x baseline beyond noise."""
-    if not base or cur is None:
-        return _row(key, figure, base, cur, None, 1 - min_ratio, noise, NOT_COMPARABLE, "ratio")
+    """A throughput-like figure (higher is better): fails below min_ratio x baseline beyond noise;
+    not judged where `note` says why (foreign load)."""
+    if not base or cur is None or note:
+        ratio = cur / base if base and cur is not None else None
+        return _row(key, figure, base, cur, ratio, min_ratio, noise, NOT_COMPARABLE, "ratio", note)
     ratio = cur / base
     verdict = _judge(1.0 - ratio, 1.0 - min_ratio, noise)
     return _row(key, figure, base, cur, ratio, min_ratio, noise, verdict, "ratio")
@@ -128,6 +148,7 @@ def compare(
     lower = set(settings.get("lower_is_better") or [])
     max_p99 = float(settings.get("max_p99_increase", 0.25))
     min_ratio = float(settings.get("min_throughput_ratio", 0.8))
+    max_foreign = float(settings.get("max_foreign_cpu", 0.25))
     b_perf, c_perf = (
         _stability(baseline, "perf_stability_percentage"),
         _stability(current, "perf_stability_percentage"),
@@ -191,6 +212,7 @@ def compare(
                     (c or {}).get("infer_per_s"),
                     noise,
                     min_ratio,
+                    _foreign([b, c], max_foreign),
                 )
             )
         now_points = {
@@ -204,6 +226,7 @@ def compare(
                 continue
             ratio = q["p99_us"] / p["p99_us"]
             noise = _p99_noise(p, b_perf) + _p99_noise(q, c_perf)
+            note = _foreign([p, q], max_foreign)
             out.append(
                 _row(
                     key,
@@ -213,8 +236,9 @@ def compare(
                     ratio,
                     1 + max_p99,
                     noise,
-                    _judge(ratio - 1.0, max_p99, noise),
+                    NOT_COMPARABLE if note else _judge(ratio - 1.0, max_p99, noise),
                     "ratio",
+                    note,
                 )
             )
         if base.get("capacity") and base["capacity"].get("rps"):
@@ -289,9 +313,10 @@ def describe(row: Mapping[str, Any]) -> str:
         return "—" if v is None else f"{v:.4g}"
 
     change = "" if row["change"] is None else f"change {n(row['change'])}, "
+    note = f"; {row['note']}" if row.get("note") else ""
     return (
         f"{where}: {row['figure']} {n(row['baseline'])} -> {n(row['current'])} "
-        f"({change}threshold {n(row['threshold'])}, noise {n(row['noise'])})"
+        f"({change}threshold {n(row['threshold'])}, noise {n(row['noise'])}{note})"
     )
 
 

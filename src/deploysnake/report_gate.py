@@ -55,7 +55,8 @@ def gate_section(doc: Mapping[str, Any] | None, esc: Callable[[Any], str]) -> st
             _n(r["change"]),
             _n(r["threshold"]),
             _n(r["noise"]),
-            ("FAIL" if r["verdict"] == FAIL else r["verdict"]),
+            ("FAIL" if r["verdict"] == FAIL else r["verdict"])
+            + (f" ({r['note']})" if r.get("note") else ""),
         ]
         for r in doc["comparisons"]
     ]

@@ -94,7 +94,7 @@ def read(path: str | Path) -> dict[str, Any]:
         else:
             text = path.read_text()
         doc: dict[str, Any] = json.loads(text)
-    except (OSError, tarfile.TarError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, EOFError, tarfile.TarError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UserError(f"cannot read the summary {path}: {exc}; check the path") from exc
     validate(doc, where)
     return doc
@@ -190,6 +190,8 @@ def _point(row: Mapping[str, Any], percentage: float) -> dict[str, Any]:
             for h in (Header.THROUGHPUT, Header.P50, Header.P95, Header.P99)
         },
         "status": str(row.get("status") or ""),
+        # cores of other processes' CPU load during the point's window (deploysnake.usage)
+        "foreign_cpu": _f(row.get("foreign_cpu")),
         # the interval of repeated runs or windows where measured, else the stability criterion
         "spread": (interval_spread(row, "infer_s") or stability_spread(infer, percentage))
         if ok
