@@ -259,6 +259,7 @@ def compare(
                     c_cap.get("rps") if cur.get("capacity") else None,
                     noise,
                     min_ratio,
+                    _foreign([base["capacity"], c_cap], max_foreign),
                 )
             )
     return out

@@ -369,8 +369,9 @@ def build(
                 if any(r.get("status") == Status.FAILED for r in found)
                 else Status.OK
             )
-        cap_result = next(
-            (r for r, _ in caps if (r["model"], r["format"], r["device"]) == key), None
+        cap_result, cap_rows = next(
+            ((r, f) for r, f in caps if (r["model"], r["format"], r["device"]) == key),
+            (None, pl.DataFrame()),
         )
         stages["capacity"] = (
             Status.NOT_RUN
@@ -419,6 +420,12 @@ def build(
                 "upper_rps": _f(cap_result.get("upper_rate")),
                 "instances": _instances(config, device, pick),
                 "spread": capacity_spread(cap_result, float(cap_result.get("resolution") or 0.1)),
+                # the most foreign CPU load (cores) any rate of the search saw
+                "foreign_cpu": (
+                    _f(cap_rows["foreign_cpu"].cast(pl.Float64, strict=False).max())
+                    if "foreign_cpu" in cap_rows.columns and cap_rows.height
+                    else None
+                ),
             }
         price = per_hour.get(device)
         side = None
