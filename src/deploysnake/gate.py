@@ -19,8 +19,8 @@ either end of its band):
 - accuracy: the numeric difference of the same data through two paths (served minus source).
 A latency or throughput point measured beside foreign CPU load (its foreign_cpu above
 settings["max_foreign_cpu"] cores in either run) is reported "not comparable", not judged: no band
-of the run's own covers another tenant's load (measured on a shared 2-core machine: the same model's
-p99 at concurrency 1 went from 2.4 ms to 16 ms between two runs, 6.7x, its within-run band 1.9).
+of the run's own covers another tenant's load (on a loaded shared 2-core machine, the same model's
+p99 at concurrency 1 came out several times apart in two runs, far past both runs' bands added).
 Repeated measurements (issue 32) will replace the bands by intervals in the same fields.
 """
 
