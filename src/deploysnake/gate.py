@@ -8,12 +8,14 @@ holds every comparison; `failures_text` is what the run prints before it exits n
 
 The noise of a comparison is the sum of both runs' relative spreads (each run's figure may sit at
 either end of its band):
-- infer/s: perf_analyzer's stability band. A point is "ok" only when its last 3 windows agreed
-  within --stability-percentage (max/min of their throughput and average latency within 1 + s;
+- infer/s: the wider of its recorded spread (an interval over repeats or windows) and
+  perf_analyzer's stability band. A point is "ok" only when its last 3 windows agreed within
+  --stability-percentage (max/min of their throughput and average latency within 1 + s;
   perf_analyzer's docs, "--stability-percentage" in docs/cli.md), and the figure is their merge;
-  where a point records no spread, its summary's settings.perf_stability_percentage stands for it.
-- p99: its own spread (summary.p99_spread: the stability band plus the run's p95-to-p99 tail term;
-  the stability criterion holds the AVERAGE latency, and a p99 rests on a handful of requests).
+  the summary's settings.perf_stability_percentage gives s.
+- p99: the wider of its interval over repeats and the stability band plus the run's p95-to-p99 tail
+  term (summary.p99_spread; the stability criterion holds the AVERAGE latency, and a p99 rests on a
+  handful of requests).
 - capacity: the search's bracket plus settings.capacity_stability_percentage (the rate at the
   boundary is itself a measurement within that band).
 - accuracy: the numeric difference of the same data through two paths (served minus source).
@@ -21,7 +23,6 @@ A latency or throughput point measured beside foreign CPU load (its foreign_cpu 
 settings["max_foreign_cpu"] cores in either run) is reported "not comparable", not judged: no band
 of the run's own covers another tenant's load (on a loaded shared 2-core machine, the same model's
 p99 at concurrency 1 came out several times apart in two runs, far past both runs' bands added).
-Repeated measurements (issue 32) will replace the bands by intervals in the same fields.
 """
 
 from __future__ import annotations
@@ -58,14 +59,19 @@ def _stability(doc: Mapping[str, Any], key: str) -> float:
     return float((doc.get("settings") or {}).get(key, default)) / 100.0
 
 
+def _perf_noise(point: Mapping[str, Any] | None, stability: float) -> float:
+    """A point's infer/s spread, never narrower than the stability band its "ok" guarantees: an
+    interval from perf_analyzer's own three windows (perf.repeats 0) is narrower than the spread
+    between runs (issue 32), so the wider of the recorded spread and the band."""
+    return max(_rel((point or {}).get("spread"), stability), stability)
+
+
 def _p99_noise(point: Mapping[str, Any], stability: float) -> float:
-    """A point's p99 spread: its p99_spread where recorded, else the stability band plus the tail
-    term from its p95 (summary.p99_spread's rule) when the point has one."""
-    if point.get("p99_spread"):
-        return _rel(point["p99_spread"], stability)
+    """A point's p99 spread: the wider of its recorded p99_spread (an interval over repeats) and the
+    stability band plus the tail term from its p95 (summary.p99_spread's rule)."""
     p95, p99 = point.get("p95_us"), point.get("p99_us")
     tail = max(0.0, (p99 - p95) / p99) if p95 is not None and p99 else 0.0
-    return stability + tail
+    return max(_rel(point.get("p99_spread"), 0.0), stability + tail)
 
 
 def _judge(worse_by: float, limit: float, noise: float) -> str:
@@ -202,7 +208,7 @@ def compare(
             )
         for name in ("offline_best", "online_best"):
             b, c = base[name], cur[name]
-            noise = _rel((b or {}).get("spread"), b_perf) + _rel((c or {}).get("spread"), c_perf)
+            noise = _perf_noise(b, b_perf) + _perf_noise(c, c_perf)
             label = f"best {name.split('_')[0]} infer/s"
             out.append(
                 _ratio_check(
