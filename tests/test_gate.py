@@ -210,7 +210,7 @@ def test_the_same_model_measured_again_passes_the_gate_within_noise(
     assert set(PERF_RULES) <= ran, ran
     doc = json.loads((workdir / "results" / "gate.json").read_text())
     assert doc["baseline"].endswith("release/cpu.tar.gz")
-    assert doc["status"] == gate.PASSED and not doc["failures"], gate.failures_text(doc)
+    assert doc["status"] == Status.PASSED and not doc["failures"], gate.failures_text(doc)
     rows = doc["comparisons"]
     assert {r["verdict"] for r in rows} <= {gate.OK, gate.NOISE, gate.NOT_COMPARABLE}, rows
     by_figure = {r["figure"]: r for r in rows}
