@@ -32,10 +32,12 @@ KERAS = {
     "triton": {"max_batch_size": 32},
     "accuracy": {"batch_size": 32},
     "perf": {
+        "max_foreign_cpu": 64,  # the export path is tested here, not the machine's quiet
         "measurement_interval_ms": 300,
         "stability_percentage": 50,
-        "offline": {"batch_sizes": [1, 16]},
-        "online": {"concurrency": [1, 2]},
+        # two offline points (one must be stable), one online: the test reads the path, not speed
+        "offline": {"batch_sizes": [1, 16], "concurrency": [1]},
+        "online": {"concurrency": [2]},
     },
     "native": {"window_s": 0.2},
 }
