@@ -122,8 +122,18 @@ def exporters(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 @pytest.fixture(scope="module")
 def perf_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The files 07 and 08 read, no report (its jobs, summary and deploy archive, read by none)."""
     workdir = tmp_path_factory.mktemp("perf_data")
-    workflow(workdir, PERF_DATA)
+    workflow(
+        workdir,
+        PERF_DATA,
+        *(
+            f"results/{stage}/{model}/{fmt}/cpu.csv"
+            for model in PERF_DATA["models"]
+            for fmt in PERF_DATA["formats"]
+            for stage in ("accuracy", "perf_offline", "perf_online", "native")
+        ),
+    )
     return workdir
 
 
