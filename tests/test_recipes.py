@@ -35,7 +35,7 @@ CONFIG = {
     },
     "accuracy": {"batch_size": 64},
     "perf": {
-        "max_foreign_cpu": 64,  # the best table needs a stable point; the machine's quiet is not tested here
+        "max_foreign_cpu": 64,  # the best table needs a stable point; not a test of the quiet
         "measurement_interval_ms": 500,
         "stability_percentage": 50,
         "max_trials": 5,
