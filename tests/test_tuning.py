@@ -322,9 +322,8 @@ TINY = {
         "stability_percentage": 50,
         "max_trials": 4,
         "input_samples": 32,
-        # one point per sweep: the tests read the tuning's own measurements
-        "offline": {"batch_sizes": [16], "concurrency": [1]},
-        "online": {"concurrency": [4]},
+        "offline": {"batch_sizes": [1, 16]},
+        "online": {"concurrency": [1, 4]},
     },
     "native": {"window_s": 0.2},
     "tuning": {
