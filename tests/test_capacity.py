@@ -41,10 +41,11 @@ CONFIG["perf"]["offline"] = {"batch_sizes": [1], "concurrency": [1]}
 CONFIG["perf"]["online"] = {"concurrency": [1]}
 CONFIG["perf"]["capacity"] = {
     "formats": ["onnx"],
-    # Where p99 crosses it: on a quiet 2-core machine between 800 and 3,200 req/s (p99 about 6 ms up
-    # to 1,600, 66 ms at 3,200), so the bracket closes and bisection runs; a generous budget (100 ms)
-    # let bracketing reach 6,400 req/s, a rate perf_analyzer cannot issue, and end unbisected.
-    "p99_budget_ms": 20,
+    # Where p99 crosses it: on a quiet 2-core machine p99 stayed within 2-7 ms up to 3,200 req/s and
+    # read 19.7 ms at 6,400 (CI, 2026-12-07), so the bracket closes at 6,400 at the latest and
+    # bisection runs; with 20 ms bracketing went on to 12,800 req/s, a rate perf_analyzer cannot
+    # issue (it grew to 23.5 GB before the kernel killed it; perf.client_memory_limit_mb stops it now).
+    "p99_budget_ms": 10,
     "start_rate": 100,
     "max_rate": 100000,
     "resolution": 0.5,  # coarse: one or two bisection steps
@@ -252,7 +253,7 @@ def test_the_search_brackets_then_bisects_and_the_capacity_reaches_csv_and_repor
     assert result["status"] in ("within_budget", "bounded") and within
     best = max(within, key=lambda s: int(s["request_rate"]))
     assert result["capacity_rps"] == int(best["request_rate"])
-    assert result["p99_us"] == float(best["p99 latency"]) <= 20_000
+    assert result["p99_us"] == float(best["p99 latency"]) <= 10_000
     assert best["status"] == "ok" and best["kept_up"] == "True"
     # every rate above it in the search is beyond the budget, unstable or client-behind
     assert all(
@@ -384,3 +385,41 @@ def test_a_model_the_server_cannot_load_is_a_failed_search_in_the_report(copy: P
     assert "capacity failed: the server cannot load the model:" in listed
     assert 'data-capacity="">the search failed: the server cannot load the model:' in html
     no_processes_left(copy)
+
+
+def test_a_client_past_its_memory_bound_or_time_is_stopped_with_its_output() -> None:
+    import subprocess
+
+    from deploysnake import perf
+
+    # a real process that holds 400 MB (every page written) and would then sleep a minute
+    hog = (
+        "import time; b = bytearray(400 * 2**20); b[::4096] = b'x' * len(b[::4096]); "
+        "print('held', flush=True); time.sleep(60)"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", hog], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    started = time.monotonic()
+    why, out, _ = perf.wait_bounded(process, 50.0, 200.0)
+    assert why is not None and why.startswith("memory: perf_analyzer held"), why
+    assert "limit 200 MB" in why and "held" in out
+    assert process.returncode == -signal.SIGKILL and time.monotonic() - started < 30
+    # within its memory, past its time
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    why, out, _ = perf.wait_bounded(process, 1.0, 200.0)
+    assert why == "time: perf_analyzer did not finish within 1 s" and "up" in out
+    # a process that ends on its own: its whole output, nothing stopped
+    process = subprocess.Popen(
+        [sys.executable, "-c", "print('done')"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert perf.wait_bounded(process, 30.0, 200.0) == (None, "done\n", "")
+    assert 0 < perf.client_memory_limit_mb() <= perf.CLIENT_MEMORY_MB

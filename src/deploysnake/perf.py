@@ -358,6 +358,9 @@ _SUMMARY = re.compile(r"^Request (concurrency|Rate):", re.M)
 _PASS = re.compile(r"Pass \[(\d+)\] throughput:\s*([0-9.eE+-]+) infer/sec")
 # perf_analyzer declares a point stable over its last three windows and reports them merged.
 STABLE_WINDOWS = 3
+# perf_analyzer's memory bound (client_memory_limit_mb) and how often it is read.
+CLIENT_MEMORY_MB = 4096.0
+POLL_S = 0.5
 
 
 def console_figures(output: str) -> dict[str, Any]:
@@ -383,30 +386,82 @@ def console_figures(output: str) -> dict[str, Any]:
     return found
 
 
+def client_memory_limit_mb() -> float:
+    """The most resident memory (MB) a perf_analyzer call may hold: half of the memory available
+    now, at most CLIENT_MEMORY_MB (perf_analyzer needs some hundred MB; its request-rate mode keeps
+    every request the server has not answered, and at a rate far beyond the server's it grew to
+    23.5 GB in about a minute on a 24 GB machine before the kernel killed it and the server)."""
+    import psutil
+
+    return min(CLIENT_MEMORY_MB, psutil.virtual_memory().available / 2**20 / 2)
+
+
+def wait_bounded(
+    process: subprocess.Popen[str], timeout_s: float, limit_mb: float
+) -> tuple[str | None, str, str]:
+    """Wait for perf_analyzer, reading its output, polling its memory every POLL_S; stop it (its
+    process group: SIGKILL) past timeout_s or past limit_mb. Returns (why it was stopped or None,
+    stdout, stderr)."""
+    import psutil
+
+    started, chunks_out, chunks_err = time.monotonic(), "", ""
+    while True:
+        try:
+            out, err = process.communicate(timeout=POLL_S)
+            return None, chunks_out + (out or ""), chunks_err + (err or "")
+        except subprocess.TimeoutExpired:
+            pass  # communicate keeps what it read; the next call goes on from there
+        why = None
+        try:
+            rss_mb = psutil.Process(process.pid).memory_info().rss / 2**20
+        except psutil.Error:
+            rss_mb = 0.0
+        if rss_mb > limit_mb:
+            why = f"memory: perf_analyzer held {rss_mb:,.0f} MB (limit {limit_mb:,.0f} MB)"
+        elif time.monotonic() - started > timeout_s:
+            why = f"time: perf_analyzer did not finish within {timeout_s:.0f} s"
+        if why:
+            process.kill()
+            out, err = process.communicate()
+            return why, out or "", err or ""
+
+
 def run_point(
     args: list[str], timeout_s: float, server: TritonServer
 ) -> tuple[str, dict[str, str], str]:
-    """Run perf_analyzer once; return (status, its CSV row, its output)."""
+    """Run perf_analyzer once; return (status, its CSV row, its output). A call past timeout_s is
+    unstable; one whose memory passes client_memory_limit_mb is stopped and client_behind (the
+    client cannot issue that load: unanswered requests pile up in it)."""
     csv_path = Path(args[args.index("-f") + 1])
+    limit_mb = client_memory_limit_mb()
+    process = subprocess.Popen(
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=die_with_parent,
+    )
     try:
-        done = subprocess.run(
-            args,
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=die_with_parent,
-        )
-    except subprocess.TimeoutExpired as exc:
-        return Status.UNSTABLE, {}, f"perf_analyzer did not finish within {timeout_s:.0f} s: {exc}"
-    output = done.stdout + done.stderr
-    if done.returncode != 0:
+        stopped, stdout, stderr = wait_bounded(process, timeout_s, limit_mb)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    output = stdout + stderr
+    if stopped is not None:
+        server.check_alive()
+        if stopped.startswith("memory"):
+            log.warning("perf_analyzer stopped: %s; the client cannot issue this load", stopped)
+            return Status.CLIENT_BEHIND, {}, f"{output}\nperf_analyzer stopped: {stopped}"
+        return Status.UNSTABLE, {}, stopped
+    if process.returncode != 0:
         server.check_alive()  # a dead server is the cause to report, not perf_analyzer's symptom
         if any(marker in output for marker in UNSTABLE_MARKERS):
             return Status.UNSTABLE, {}, output
-        if done.returncode == 127 or "error while loading shared libraries" in output:
+        if process.returncode == 127 or "error while loading shared libraries" in output:
             raise RuntimeError(  # perf_analyzer itself cannot run: no format can fix that
-                f"perf_analyzer cannot run (exit {done.returncode}): {' '.join(args)}\n{output[-3000:]}"
+                f"perf_analyzer cannot run (exit {process.returncode}): {' '.join(args)}\n{output[-3000:]}"
             )
         # The server is up and answered: the model cannot take these requests (the point's failure).
         return Status.FAILED, {}, output
@@ -520,7 +575,8 @@ def measure_point(
         if status in (
             Status.OK,
             Status.FAILED,
-        ):  # measured, or failed: measuring again gives nothing new
+            Status.CLIENT_BEHIND,
+        ):  # measured, failed or beyond the client: measuring again gives nothing new
             break
         settings = {
             **settings,
