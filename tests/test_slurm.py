@@ -65,7 +65,7 @@ def slurm_run(*args: str, cwd: Path, timeout: float = 2400) -> subprocess.Comple
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(PLUGIN), os.environ.get("PYTHONPATH")])),
     }
-    # --max-threads caps the profile's set-threads to what the node can grant; one thread a job lets
+    # --max-threads caps the measuring rules' threads to what the node can grant; one thread a job lets
     # the node's cores run jobs of several models at once, and keeps this test short.
     cmd = [
         exe,

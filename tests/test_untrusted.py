@@ -416,14 +416,14 @@ def test_a_request_no_node_meets_names_the_rule_the_figure_and_the_fix() -> None
     )
     assert problems == [
         "rule perf_analyzer_offline asks for 8 CPUs a job, but no node of the default partition "
-        "has more than 2; its jobs would stay pending forever. Pass --max-threads 2 (caps the "
-        "profile's set-threads), or --set-threads perf_analyzer_offline=2",
+        "has more than 2; its jobs would stay pending forever. Pass --max-threads 2 (the cores "
+        "of a measuring job), or --set-threads perf_analyzer_offline=2",
         "rule perf_analyzer_online goes to partition gpu, which has no nodes (sinfo); set "
         "slurm_partition in the profile's default-resources to a partition of this cluster",
         "rule tritonclient_accuracy asks for 9000 MB of memory a job (mem_mb), but no node of the "
         "default partition has more than 7800 MB; its jobs would stay pending forever. Pass "
-        "--set-resources tritonclient_accuracy:mem_mb=7800 (or lower it in the profile's "
-        "set-resources)",
+        "--set-resources tritonclient_accuracy:mem_mb=7800 (or lower mem_mb in the profile's "
+        "default-resources)",
         "rule tritonclient_accuracy_gpu asks for 1 x gpu:h100 a job, but no node of partition big "
         "has that (their GPUs: a100:4); its jobs would stay pending forever. Measure on a device "
         "this partition has (config devices), or send the rule elsewhere: --set-resources "

@@ -232,8 +232,8 @@ def request_problems(requests: list[Request], nodes: list[Node]) -> list[str]:
             problems.append(
                 f"rule {req.rule} asks for {req.memory_mb} MB of memory a job (mem_mb), but no "
                 f"node of {label} has more than {most_memory} MB; its jobs would stay pending "
-                f"forever. Pass --set-resources {req.rule}:mem_mb={most_memory} (or lower it in "
-                "the profile's set-resources)"
+                f"forever. Pass --set-resources {req.rule}:mem_mb={most_memory} (or lower mem_mb "
+                "in the profile's default-resources)"
             )
     return problems
 
