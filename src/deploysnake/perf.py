@@ -626,6 +626,19 @@ def _samples(text: Any) -> list[float]:
     return [float(v) for v in str(text or "").split(";") if v.strip()]
 
 
+def _interval_columns(prefix: str, samples: list[float], digits: int) -> dict[str, Any]:
+    """<prefix>_n, _mean, _cv, _low, _high of samples (deploysnake.spread), rounded to digits; the
+    low end cut at 0."""
+    s = spread(samples)
+    return {
+        f"{prefix}_n": s.n,
+        f"{prefix}_mean": round(s.mean, digits),
+        f"{prefix}_cv": round(s.cv, 4) if s.cv is not None else "",
+        f"{prefix}_low": round(max(0.0, s.low), digits),
+        f"{prefix}_high": round(s.high, digits),
+    }
+
+
 def spread_columns(row: dict[str, Any]) -> dict[str, Any]:
     """The spread of a measured row (deploysnake.spread), as CSV columns:
 
@@ -645,25 +658,10 @@ def spread_columns(row: dict[str, Any]) -> dict[str, Any]:
     runs, windows = _samples(row.get("run_infer_s")), _samples(row.get("window_infer_s"))
     samples, source = (runs, "runs") if len(runs) >= 2 else (windows, "windows")
     if samples and row.get("status") in (Status.OK, Status.DISTURBED):
-        s = spread(samples)
-        out.update(
-            infer_s_n=s.n,
-            infer_s_mean=round(s.mean, 3),
-            infer_s_cv=round(s.cv, 4) if s.cv is not None else "",
-            infer_s_low=round(max(0.0, s.low), 3),
-            infer_s_high=round(s.high, 3),
-            infer_s_from=source,
-        )
+        out.update(_interval_columns("infer_s", samples, 3), infer_s_from=source)
     p99s = _samples(row.get("run_p99_us"))
     if len(p99s) >= 2:
-        s = spread(p99s)
-        out.update(
-            p99_n=s.n,
-            p99_mean=round(s.mean, 1),
-            p99_cv=round(s.cv, 4) if s.cv is not None else "",
-            p99_low=round(max(0.0, s.low), 1),
-            p99_high=round(s.high, 1),
-        )
+        out.update(_interval_columns("p99", p99s, 1))
     if row.get("requests") not in (None, ""):
         support = percentile_support(int(row["requests"]), 99.0)
         out.update(
