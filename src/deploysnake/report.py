@@ -1361,17 +1361,20 @@ def _provenance(frames: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
     )
 
 
-def _native_cpu(native: pl.DataFrame | None) -> dict[tuple[Any, ...], float]:
-    """(model, format, device, batch) -> the runtime's in-process CPU ms per 1,000 inferences."""
-    if native is None or "native_cpu_ms_per_1k" not in native.columns or native.height == 0:
+def _native_by_point(native: pl.DataFrame | None, column: str) -> dict[tuple[Any, ...], float]:
+    """(model, format, device, batch) -> the native rows' `column` where their status is ok."""
+    if native is None or column not in native.columns or native.height == 0:
         return {}
-    ok = native.filter(pl.col("status").fill_null(Status.OK) == Status.OK).drop_nulls(
-        "native_cpu_ms_per_1k"
-    )
+    ok = native.filter(pl.col("status").fill_null(Status.OK) == Status.OK).drop_nulls(column)
     return {
-        (r["model"], r["format"], r["device"], int(r["batch"])): r["native_cpu_ms_per_1k"]
+        (r["model"], r["format"], r["device"], int(r["batch"])): r[column]
         for r in ok.iter_rows(named=True)
     }
+
+
+def _native_cpu(native: pl.DataFrame | None) -> dict[tuple[Any, ...], float]:
+    """(model, format, device, batch) -> the runtime's in-process CPU ms per 1,000 inferences."""
+    return _native_by_point(native, "native_cpu_ms_per_1k")
 
 
 SPREAD_CELLS = ("infer/s 95 %", "p99 95 % µs", "p99 requests", "served/native 95 %")
@@ -1411,15 +1414,7 @@ def _spread_cells(r: dict[str, Any], native_infer_s: float | None) -> dict[str, 
 
 def _native_throughput(native: pl.DataFrame | None) -> dict[tuple[Any, ...], float]:
     """(model, format, device, batch) -> the in-process infer/s where its status is ok."""
-    if native is None or "throughput_infer_per_s" not in native.columns or native.height == 0:
-        return {}
-    ok = native.filter(pl.col("status").fill_null(Status.OK) == Status.OK).drop_nulls(
-        "throughput_infer_per_s"
-    )
-    return {
-        (r["model"], r["format"], r["device"], int(r["batch"])): r["throughput_infer_per_s"]
-        for r in ok.iter_rows(named=True)
-    }
+    return _native_by_point(native, "throughput_infer_per_s")
 
 
 def _floor_latencies(perf_csvs: list[Path]) -> dict[tuple[Any, ...], float]:
