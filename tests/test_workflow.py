@@ -188,8 +188,23 @@ def test_every_stage_wrote_real_results(workdir: Path) -> None:
             results / "repository" / "digits" / fmt / "cpu" / f"digits_{fmt}" / "config.pbtxt"
         ).read_text()
         assert "max_batch_size: 64" in config and "preferred_batch_size: 32" in config
+        # triton.warmup (on by default): the served config carries model_warmup, which Triton ran
+        assert "model_warmup" in config and "zero_data: true" in config
+        cold = json.loads(
+            (results / "accuracy" / "digits" / fmt / "cpu.coldstart.json").read_text()
+        )
+        assert cold["status"] == "ok" and cold["warmup_in_repository"] is True, cold
+        assert all(
+            cold[k] > 0
+            for k in ("load_ms", "first_request_ms", "load_warmup_ms", "first_request_warmup_ms")
+        )
+        assert cold["memory_net_mb"] > 0 and cold["memory_empty_mb"] > 10, cold
     with tarfile.open(results / "deploy" / "cpu.tar.gz") as tar:
         assert {f"cpu/digits_{fmt}/config.pbtxt" for fmt in FORMATS} <= set(tar.getnames())
+        deployed = tar.extractfile("cpu/digits_onnx/config.pbtxt")
+        assert deployed is not None and b"model_warmup" in deployed.read()
+    summary = json.loads((results / "summary.json").read_text())
+    assert all(e["cold_start"]["load_ms"] > 0 for e in summary["entries"] if e["device"] == "cpu")
     perf_log = (workdir / "logs" / "perf_offline" / "digits" / "onnx" / "cpu.log").read_text()
     assert (
         "point 1 of 4" in perf_log
@@ -215,6 +230,9 @@ def test_report_renders_offline_with_data_in_every_chart(workdir: Path) -> None:
         "no stable point" in best  # every point disturbed on a busy machine
     )
     assert "tensorrt_fp16</b>: skipped:" in html
+    cold = html[html.index('id="coldstart"') : html.index('id="summary"')]
+    assert "Cold start and memory" in cold and "first request with warmup ms" in cold
+    assert all(f"<td>{fmt}</td>" in cold for fmt in FORMATS)
     assert 'id="provenance"' in html and "torch=2.13.0" in html
     assert not re.search(r"""<script[^>]+src=["']https?:""", html), (
         "the report must not load scripts from the network"

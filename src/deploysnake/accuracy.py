@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import tritonclient.grpc as grpcclient
 from numpy.typing import NDArray
-from tritonclient.utils import np_to_triton_dtype
 
 from . import dtypes, shapes
+from .coldstart import request_inputs
 from .contracts import Status
 from .frameworks import source_model
 from .plugins import Recipe, pad_concat, validation_batches
@@ -52,16 +52,7 @@ def infer_served(
     with its [1] axis and read back without it (shapes.to_served / from_served)."""
     client = grpcclient.InferenceServerClient(server.grpc_url)
     try:
-        requests = []
-        for tensor in io["inputs"]:
-            array = np.ascontiguousarray(
-                shapes.to_served(np.asarray(inputs[tensor["name"]]), tensor, max_batch_size)
-            )
-            item = grpcclient.InferInput(
-                tensor["name"], list(array.shape), np_to_triton_dtype(array.dtype)
-            )
-            item.set_data_from_numpy(array)
-            requests.append(item)
+        requests = request_inputs(io, inputs, max_batch_size)
         result = client.infer(model_name, requests, client_timeout=timeout_s)
         return {
             t["name"]: shapes.from_served(_as_str(result.as_numpy(t["name"])), t, max_batch_size)
@@ -121,6 +112,7 @@ def evaluate(
     provenance: dict[str, str] | None = None,
     max_batch_size: int = 1,
     tolerances: dict[str, Any] | None = None,
+    batches: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """The validation split through the server, batch_size samples per request (max_batch_size 0:
     each dataloader batch is one whole request); writes the dump (.npz: ids, labels and
@@ -132,12 +124,14 @@ def evaluate(
     "failed", stage "accuracy" and the reason (the server computes something else than the artifact
     that passed correctness), and the format is not chosen as the best. Errors through the server
     (tritonclient's InferenceServerException, a response that cannot be read) propagate: the job
-    records them as the format's failure (deploysnake.failures)."""
+    records them as the format's failure (deploysnake.failures). batches: the validation batches
+    where the caller has them already (plugins.validation_batches at batch_size)."""
     io = json.loads(Path(io_json).read_text())
     names_in, names_out = [t["name"] for t in io["inputs"]], [t["name"] for t in io["outputs"]]
     source = source_model(framework, recipe, params, checkpoint)
     runtime = ArtifactRuntime(artifact, fmt, names_in, names_out)
-    batches = validation_batches(recipe, params, batch_size)
+    if batches is None:
+        batches = validation_batches(recipe, params, batch_size)
     served, exported, reference, ids, labels = [], [], [], [], []
     for k, batch in enumerate(batches, start=1):
         server.check_alive()

@@ -27,7 +27,7 @@ import polars as pl
 import yaml
 from markupsafe import Markup
 
-from . import report_capacity, report_gate
+from . import report_capacity, report_coldstart, report_gate
 from .contracts import BREAKDOWN, PERCENTILES, Header, Status
 
 log = logging.getLogger(__name__)
@@ -1463,6 +1463,7 @@ def _best_section(
     excluded: set[tuple[str, str, str]] | None = None,
     expected: set[tuple[str, str]] | None = None,
     measured: set[tuple[str, str]] | None = None,
+    over_limit: Mapping[tuple[str, str, str], str] | None = None,
 ) -> str:
     """First thing in the report: per model and device, the fastest format within the p99 budget,
     among formats with no failure in a served stage (`excluded`: (model, format, device)), with
@@ -1472,10 +1473,12 @@ def _best_section(
     device) of `expected` (those with no format left) has a row that says so, and so has each
     of `measured` (those with perf rows) where no point is stable (all unstable, disturbed or left
     out): a model never drops out of the table without a word."""
-    from .selection import best
+    from .selection import best, memory_left_out
 
     budget = 10.0 if p99_budget_ms is None else float(p99_budget_ms)
-    rows = best([Path(p) for p in perf_csvs if Path(p).exists()], budget * 1000.0, excluded)
+    rows = best(
+        [Path(p) for p in perf_csvs if Path(p).exists()], budget * 1000.0, excluded, over_limit
+    )
     in_process = _native_cpu(native)
     native_rate = _native_throughput(native)
     floors = _floor_latencies(perf_csvs)
@@ -1516,7 +1519,7 @@ def _best_section(
                 **_spread_cells(r, native_of(r)),
                 "server batch": _num(r.get("server_batch")),
                 "limited by": _diagnosis(r, floors),
-                "choice": r.get("noise") or "",
+                "choice": "; ".join(c for c in (r.get("noise"), r.get("memory")) if c),
             }
             for r in rows
         ],
@@ -1560,8 +1563,10 @@ def _best_section(
     unstable = (
         "no stable point (every point unstable, disturbed or left out; see the model's section)"
     )
+    memory = memory_left_out(over_limit or {}, rows)
     notes = [(m, d, nothing) for m, d in left] + [
-        (m, d, unstable) for m, d in sorted((measured or set()) - chosen - set(left))
+        (m, d, memory.get((m, d)) or unstable)
+        for m, d in sorted((measured or set()) - chosen - set(left))
     ]
     if notes:
         table = pl.concat(
@@ -1767,6 +1772,7 @@ def build_report(
             maintain_order="left",
         )
     gate_html = report_gate.gate_section(_json_or_none(gate_json), _e)
+    cold, max_memory_mb, over_limit = report_coldstart.figures(accuracy, config)
     plan_html = report_gate.plan_section(_json_or_none(summary_json), _e)
     vl_version, bundle = _vega_bundle()
     page = _page_template().render(
@@ -1803,7 +1809,9 @@ def build_report(
                     if frame.height
                     for r in frame.select("model", "device").drop_nulls().iter_rows()
                 },
+                over_limit,
             )
+            + report_coldstart.section(cold, over_limit, max_memory_mb, _e)
         ),
         summary=Markup(_table(summary, "summary")),
         skipped=Markup(_skipped_list(skipped or [])),

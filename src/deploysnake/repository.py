@@ -120,7 +120,51 @@ def build_config(
     group.kind = (
         mc.ModelInstanceGroup.KIND_CPU if device == "cpu" else mc.ModelInstanceGroup.KIND_GPU
     )
+    warmup = triton.get("warmup") or {}
+    if warmup.get("enabled", False):
+        cfg.model_warmup.append(warmup_sample(io, cfg.max_batch_size, warmup))
     return cfg
+
+
+# Size given to an input axis that varies besides the batch (a dynamic sequence) in a warmup sample.
+WARMUP_DYNAMIC_SIZE = 1
+
+
+def warmup_sample(
+    io: dict[str, Any], max_batch_size: int, warmup: dict[str, Any]
+) -> mc.ModelWarmup:
+    """Triton's ModelWarmup (model_config.proto) for `io`'s inputs: every input at its served dims
+    (shapes.served_dims; an axis that varies besides the batch, -1 in io.json, gets
+    WARMUP_DYNAMIC_SIZE), with zero_data or random_data as `warmup["data"]` says (a string input always
+    zero_data: Triton makes no random strings), `warmup["batch_size"]` samples per request (1 for an
+    unbatched model, max_batch_size 0, and never above max_batch_size) sent `warmup["count"]` times.
+    Triton runs it on every instance before the model is ready, so the first real request finds the
+    runtime's lazy initialisation done (model configuration guide, "Model Warmup")."""
+    sample = mc.ModelWarmup(
+        name="deploysnake_warmup",
+        batch_size=1
+        if max_batch_size <= 0
+        else max(1, min(int(warmup.get("batch_size", 1)), max_batch_size)),
+        count=max(1, int(warmup.get("count", 1))),
+    )
+    for tensor in io["inputs"]:
+        entry = sample.inputs[tensor["name"]]
+        entry.data_type = dtypes.config_type(tensor["dtype"], f"input {tensor['name']!r}")
+        dims, _ = served_dims(tensor, max_batch_size)
+        entry.dims.extend(d if d > 0 else WARMUP_DYNAMIC_SIZE for d in dims)
+        if warmup.get("data", "zero") == "random" and not dtypes.is_string(tensor["dtype"]):
+            entry.random_data = True
+        else:
+            entry.zero_data = True
+    return sample
+
+
+def without_warmup(cfg: mc.ModelConfig) -> mc.ModelConfig:
+    """A copy of `cfg` with no model_warmup (what the cold-start measurement loads first)."""
+    bare = mc.ModelConfig()
+    bare.CopyFrom(cfg)
+    del bare.model_warmup[:]
+    return bare
 
 
 def write_repository(

@@ -1,9 +1,10 @@
 """Selection: per model and device, the fastest format under the p99 latency budget, among formats
-that passed correctness, from the offline and online perf results."""
+that passed correctness and fit the memory limit, from the offline and online perf results."""
 
 from __future__ import annotations
 
 import csv
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +19,41 @@ def _number(value: str | None) -> float | None:
         return None
 
 
+def over_memory(
+    coldstart: Sequence[Mapping[str, Any]], max_memory_mb: float
+) -> dict[tuple[str, str, str], str]:
+    """(model, format, device) -> why it is not chosen, for each target whose server needs more than
+    max_memory_mb MiB of resident memory net of an empty server's (the cold-start measurement's
+    memory_net_mb, deploysnake.coldstart; selection.max_memory_mb). {} with max_memory_mb 0 (no
+    limit); a target without the figure (not measured, failed) is never over."""
+    if not max_memory_mb or max_memory_mb <= 0:
+        return {}
+    over = {}
+    for row in coldstart:
+        net = _number(None if row.get("memory_net_mb") is None else str(row["memory_net_mb"]))
+        if net is not None and net > max_memory_mb:
+            over[(str(row["model"]), str(row["format"]), str(row["device"]))] = (
+                f"{row['format']} not chosen: its server needs {net:,.0f} MiB net of an empty "
+                f"server's, over selection.max_memory_mb {max_memory_mb:g}"
+            )
+    return over
+
+
 def best(
     perf_csvs: list[Path],
     p99_budget_us: float,
     excluded: set[tuple[str, str, str]] | None = None,
+    over_limit: Mapping[tuple[str, str, str], str] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per (model, device): the winning format and the point it was measured at, or the
     closest point (lowest p99) with within_budget False when no stable point meets the budget.
     excluded: (model, format, device) that failed a served stage (deploysnake.failures): never
-    chosen."""
+    chosen. over_limit: (model, format, device) over selection.max_memory_mb -> why (over_memory()):
+    never chosen, and the row's `memory` names them ("" when none); a (model, device) whose every
+    measured format is over the limit has no row (memory_left_out() says why)."""
     points: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    memory_notes: dict[tuple[str, str], list[str]] = {}
+    limits = over_limit or {}
     for path in perf_csvs:
         with open(path, newline="") as handle:
             for row in csv.DictReader(handle):
@@ -37,7 +63,13 @@ def best(
                 )
                 if row.get("status") != Status.OK or throughput is None or p99 is None:
                     continue
-                if (row["model"], row["format"], row["device"]) in (excluded or set()):
+                key3 = (row["model"], row["format"], row["device"])
+                if key3 in (excluded or set()):
+                    continue
+                if key3 in limits:
+                    notes = memory_notes.setdefault((row["model"], row["device"]), [])
+                    if limits[key3] not in notes:
+                        notes.append(limits[key3])
                     continue
                 points.setdefault((row["model"], row["device"]), []).append(
                     {
@@ -61,6 +93,7 @@ def best(
                 )
     chosen = []
     for key in sorted(points):
+        memory = "; ".join(memory_notes.get(key, []))
         within = [p for p in points[key] if p["p99_us"] <= p99_budget_us]
         if within:
             chosen.append(
@@ -68,6 +101,7 @@ def best(
                     **_not_ranked_within_noise(within),
                     "within_budget": True,
                     "budget_us": p99_budget_us,
+                    "memory": memory,
                 }
             )
         else:
@@ -78,9 +112,23 @@ def best(
                     "fastest": "",
                     "noise": "",
                     "budget_us": p99_budget_us,
+                    "memory": memory,
                 }
             )
     return chosen
+
+
+def memory_left_out(
+    over_limit: Mapping[tuple[str, str, str], str], chosen: list[dict[str, Any]]
+) -> dict[tuple[str, str], str]:
+    """(model, device) with no row in `chosen` (best()'s) and a format over the memory limit -> the
+    reasons: every format it measured is over selection.max_memory_mb."""
+    have = {(r["model"], r["device"]) for r in chosen}
+    left: dict[tuple[str, str], list[str]] = {}
+    for (model, _fmt, device), why in sorted(over_limit.items()):
+        if (model, device) not in have:
+            left.setdefault((model, device), []).append(why)
+    return {key: "; ".join(whys) for key, whys in left.items()}
 
 
 def _spread_of(point: dict[str, Any]) -> Spread:

@@ -423,9 +423,13 @@ class TritonServer:
 
 
 def from_settings(
-    repository: str | Path, triton: dict[str, Any], log_path: str | Path
+    repository: str | Path,
+    triton: dict[str, Any],
+    log_path: str | Path,
+    extra_args: list[str] | None = None,
 ) -> TritonServer:
-    """The server a measuring job runs, from the config's triton section."""
+    """The server a measuring job runs, from the config's triton section; extra_args: more
+    tritonserver options (e.g. EXPLICIT, which starts it with no model loaded)."""
     ports = {name: int(triton.get(name, 0)) for name in PORT_NAMES}
     return TritonServer(
         repository,
@@ -434,4 +438,10 @@ def from_settings(
         triton["host"],
         triton["readiness_timeout_s"],
         ports,
+        extra_args,
     )
+
+
+# Model control mode "explicit": the server starts with no model and loads one on a repository load
+# call (the cold-start measurement times that call and reads the empty server's memory first).
+EXPLICIT = ["--model-control-mode", "explicit"]

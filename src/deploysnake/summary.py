@@ -19,7 +19,7 @@ from typing import Any
 import polars as pl
 from jsonschema import Draft202012Validator
 
-from . import report_capacity
+from . import report_capacity, report_coldstart
 from .capacity import cost_per_million
 from .contracts import FIELDS, Header, Status
 from .errors import UserError
@@ -281,6 +281,14 @@ def plan(
     }
 
 
+def _cold_start(row: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The entry's cold-start figures (report_coldstart; ms, MiB), null where not measured or
+    failed."""
+    if not row or row.get("status") != Status.OK:
+        return None
+    return {k: row.get(k) for k in report_coldstart.SUMMARY_FIELDS}
+
+
 def _instances(config: Mapping[str, Any], device: str, chosen: Mapping[str, Any] | None) -> int:
     triton = (chosen or {}).get("triton") or config.get("triton") or {}
     counts = triton.get("instances") or {}
@@ -308,7 +316,9 @@ def build(
     plan_settings = config.get("plan") or {}
 
     _, corr = _load_correctness(correctness)
+    accuracy = list(accuracy)
     acc = _read_csvs(accuracy, ACCURACY_TEXT, ACCURACY_NUMBERS)
+    cold = {(r["model"], r["format"], r["device"]): r for r in report_coldstart.load(accuracy)}
     off = _read_csvs(offline, PERF_TEXT, PERF_NUMBERS)
     on = _read_csvs(online, PERF_TEXT, PERF_NUMBERS)
     caps = report_capacity.load(list(capacity))
@@ -471,6 +481,7 @@ def build(
                     ),
                 },
                 "plan": plan(cap, plan_settings, price),
+                "cold_start": _cold_start(cold.get(key)),
             }
         )
     # formats that failed correctness were never served: one entry each, no device
@@ -492,6 +503,7 @@ def build(
                     "capacity": None,
                     "cost": {"per_hour": None, "per_million_inferences": None},
                     "plan": None,
+                    "cold_start": None,
                 }
             )
 

@@ -77,6 +77,17 @@ def _rss_bytes(procs: list[psutil.Process]) -> int:
     return total
 
 
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory (MiB, 2**20 bytes) of process `pid` and all its descendants (a server's
+    backend stubs), summed from psutil; 0.0 when the process is gone. Pages the processes share
+    count once per process, as RSS does."""
+    try:
+        root = psutil.Process(pid)
+    except psutil.Error:
+        return 0.0
+    return _rss_bytes(_tree(root)) / 2**20
+
+
 def gpu_processes() -> list[tuple[int, float]]:
     """(pid, used MiB) of every compute process on the machine's GPUs (nvidia-smi); [] without."""
     try:

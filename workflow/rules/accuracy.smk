@@ -1,5 +1,6 @@
 # Measuring jobs take every core (MEASURING_THREADS) so no other job skews their numbers;
-# each starts its own tritonserver on loopback and stops it when done (see its log).
+# each starts its own tritonserver on loopback and stops it when done (see its log). This one starts
+# it with no model loaded and measures the model's cold start in it first (deploysnake.coldstart).
 rule tritonclient_accuracy:
     input:
         repository="results/repository/{model}/{format}/{device}",
@@ -17,6 +18,8 @@ rule tritonclient_accuracy:
             labels={"model": "{model}", "format": "{format}", "device": "{device}"},
         ),
         dump="results/accuracy/{model}/{format}/{device}.npz",
+        # load time, first request without and with model_warmup, memory net of an empty server's
+        coldstart="results/accuracy/{model}/{format}/{device}.coldstart.json",
     log:
         "logs/accuracy/{model}/{format}/{device}.log",
         server="logs/accuracy/{model}/{format}/{device}.server.log",

@@ -1,4 +1,8 @@
-from deploysnake import accuracy, job, provenance, server
+import json
+from pathlib import Path
+
+from deploysnake import accuracy, coldstart, job, provenance, server
+from deploysnake.plugins import validation_batches
 from deploysnake.repository import read_config, triton_model_name
 from deploysnake.sources import load_settings
 
@@ -9,7 +13,22 @@ def main(sm):
     name = triton_model_name(w.model, w.format)
     # The served configuration's (a tuned one's too): 0 sends each dataloader batch whole.
     max_batch_size = read_config(f"{sm.input.repository}/{name}/config.pbtxt").max_batch_size
-    with server.from_settings(sm.input.repository, triton, sm.log.server) as running:
+    batches = validation_batches(recipe, settings["params"], sm.params.batch_size)
+    # Started with no model: the cold start is measured first, then the model stays loaded.
+    with server.from_settings(
+        sm.input.repository, triton, sm.log.server, server.EXPLICIT
+    ) as running:
+        figures = coldstart.measure(
+            running,
+            w.model,
+            w.format,
+            w.device,
+            Path(sm.input.repository) / name,
+            json.loads(Path(sm.input.io).read_text()),
+            batches[0]["inputs"],
+            triton.get("warmup"),
+        )
+        coldstart.write(figures, sm.output.coldstart)
         accuracy.evaluate(
             recipe,
             settings["params"],
@@ -28,11 +47,17 @@ def main(sm):
             provenance.of_job(sm),
             max_batch_size,
             tolerances=sm.params.tolerances,
+            batches=batches,
         )
 
 
 def failed(sm, failure):
     accuracy.write_failure(sm.wildcards, failure, sm.output.csv, sm.output.dump)
+    if not Path(sm.output.coldstart).exists():  # figures measured before the failure are kept
+        keys = {"model": sm.wildcards.model, "format": sm.wildcards.format}
+        coldstart.write_failure(
+            {**keys, "device": sm.wildcards.device}, failure, sm.output.coldstart
+        )
 
 
 job.run(snakemake, main, failed)
