@@ -106,7 +106,16 @@ TUNING_SIDE_BY_SIDE = TUNING_TRIAL | {
 TRIAL_TRITON = {
     k: v
     for k, v in config["triton"].items()
-    if k not in ("max_batch_size", "runtime_threads", "instances", "dynamic_batching")
+    if k
+    not in (
+        "max_batch_size",
+        "runtime_threads",
+        "instances",
+        "dynamic_batching",
+        "execution_mode",
+        "inter_op_threads",
+        "graph_optimization_level",
+    )
 }
 TRIAL_TRITON["dynamic_batching"] = {
     "preferred_batch_sizes": config["triton"]["dynamic_batching"][
@@ -180,8 +189,10 @@ PACKAGE = Path(workflow.basedir) / "src" / "deploysnake"
 def package_imports(path):
     """The deploysnake modules one Python file imports, read with ast (imports inside functions
     included): `from deploysnake import a`, `from deploysnake.a import x`, and in the package
-    `from . import a`, `from .a import x`."""
-    inside = path.parent == PACKAGE
+    `from . import a`, `from .a import x` (in a subpackage, `from ..a import x`). A subpackage
+    (a folder with __init__.py, e.g. tuning/) counts as one module: all its files."""
+    # how many dots a relative import of a package module has in this file (none outside)
+    top = 1 if path.parent == PACKAGE else 2 if path.parent.parent == PACKAGE else None
     found = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
@@ -193,12 +204,21 @@ def package_imports(path):
         elif isinstance(node, ast.ImportFrom):
             if node.level == 0 and (node.module or "").split(".")[0] == "deploysnake":
                 parts = node.module.split(".")[1:]
-            elif node.level == 1 and inside:
+            elif node.level and node.level == top:
                 parts = node.module.split(".") if node.module else []
             else:
                 continue
             found.update(parts[:1] or [a.name for a in node.names])
-    return frozenset(m for m in found if (PACKAGE / f"{m}.py").is_file())
+    return frozenset(m for m in found if module_files(m))
+
+
+def module_files(name):
+    """The files of one package module: <name>.py, or every file of the subpackage <name>/."""
+    if (PACKAGE / f"{name}.py").is_file():
+        return (PACKAGE / f"{name}.py",)
+    if (PACKAGE / name / "__init__.py").is_file():
+        return tuple(sorted((PACKAGE / name).glob("*.py")))
+    return ()
 
 
 def package_code(script):
@@ -219,10 +239,11 @@ def _package_closure(script):
         name = todo.pop()
         if name not in seen:
             seen.add(name)
-            todo.extend(package_imports(PACKAGE / f"{name}.py"))
+            for path in module_files(name):
+                todo.extend(package_imports(path))
     return (
         str(PACKAGE / "__init__.py"),
-        *sorted(str(PACKAGE / f"{m}.py") for m in seen),
+        *sorted(str(p) for m in seen for p in module_files(m)),
     )
 
 

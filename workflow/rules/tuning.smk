@@ -1,4 +1,4 @@
-# The search of Triton's configuration space (see src/deploysnake/tuning.py): each round is a
+# The search of Triton's configuration space (see src/deploysnake/tuning/): each round is a
 # checkpoint that plans its trials from every trial measured before it; each trial is a cached job.
 checkpoint python_plan_tuning_round:
     input:

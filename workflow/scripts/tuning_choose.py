@@ -14,6 +14,7 @@ def main(sm):
         sm.output.trials,
         sm.input.io,
         side[0] if side else None,
+        sm.wildcards.format,
     )
 
 

@@ -10,6 +10,7 @@ def main(sm):
         int(w.round),
         list(sm.input.earlier),
         sm.output[0],
+        w.format,
     )
 
 

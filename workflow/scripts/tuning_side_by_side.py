@@ -3,7 +3,7 @@ from deploysnake import job, tuning
 
 def main(sm):
     w, i, p = sm.wildcards, sm.input, sm.params
-    trials = tuning.shortlist(p.settings, p.triton, w.device, list(i.trials))
+    trials = tuning.shortlist(p.settings, p.triton, w.device, list(i.trials), w.format)
     rounds = p.settings["side_by_side_rounds"]
     tuning.side_by_side(
         w.model,
