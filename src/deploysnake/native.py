@@ -224,6 +224,7 @@ def measure(
     input_data: str | Path | None = None,
     perf_input: str = "dataloader",
     sizing: str = "fixed",
+    runtime_options: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Rows per batch size: throughput_infer_per_s, p50/p99_latency_us, status, foreign_cpu, job_cpu
     (cores), native_cpu_ms_per_1k, instances, runtime_threads (explicit: 0 becomes the job's CPUs
@@ -241,7 +242,8 @@ def measure(
     perf_analyzer gets). Every row records input_shapes (per-sample served shapes, the perf rows'
     format) and input_data ("dataloader" or "random"). sizing "probe" (perf.sizing): each batch
     size's window holds at least perf.MIN_WINDOW_REQUESTS calls at its warmed-up latency, as perf
-    sizes its windows; "fixed": window_s as given."""
+    sizes its windows; "fixed": window_s as given. runtime_options: the served runtime's other
+    knobs (ArtifactRuntime's inter_op_threads, execution_mode, graph_optimization_level), as served."""
     io = json.loads(Path(io_json).read_text())
     unbatched = max_batch_size == 0
     if unbatched:
@@ -252,7 +254,13 @@ def measure(
     isolated.phase(f"loading {artifact} ({fmt})")
     runtimes = [
         ArtifactRuntime(
-            artifact, fmt, names_in, names_out, threads, "cpu" if device == "cpu" else "cuda"
+            artifact,
+            fmt,
+            names_in,
+            names_out,
+            threads,
+            "cpu" if device == "cpu" else "cuda",
+            **(runtime_options or {}),
         )
         for _ in range(max(1, instances))
     ]

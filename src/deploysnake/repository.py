@@ -66,6 +66,30 @@ RUNNERS = {
 BACKENDS = {"python": "python", "inprocess": inprocess.BACKEND}
 
 
+def runtime_parameters(fmt: str, triton: dict[str, Any]) -> dict[str, str]:
+    """The runtime's knobs (triton runtime_threads, inter_op_threads, execution_mode) as the config
+    parameters the format's Triton backend reads: the onnxruntime backend's intra_op_thread_count,
+    inter_op_thread_count and execution_mode ("1": parallel); the PyTorch backend's
+    INTRA_OP_THREAD_COUNT and INTER_OP_THREAD_COUNT (torch formats, AOTInductor's bundled runner
+    included); deploysnake's own `threads` for the others. A count of 0 (the runtime's default) and
+    sequential execution are left out, as the backends' defaults. Sources: the onnxruntime_backend
+    and pytorch_backend READMEs (Triton 2.51). The bundled runner reads the same names
+    (runtime.options_from_config)."""
+    family = FORMATS[fmt].family.name
+    threads = int(triton.get("runtime_threads", 0))
+    inter = int(triton.get("inter_op_threads", 0))
+    if family == "onnx":
+        names = ("intra_op_thread_count", "inter_op_thread_count")
+    elif family in ("torchscript", "aoti"):
+        names = ("INTRA_OP_THREAD_COUNT", "INTER_OP_THREAD_COUNT")
+    else:
+        return {"threads": str(threads)}
+    params = {name: str(n) for name, n in zip(names, (threads, inter), strict=True) if n > 0}
+    if family == "onnx" and triton.get("execution_mode", "sequential") == "parallel":
+        params["execution_mode"] = "1"
+    return params
+
+
 def triton_model_name(model: str, fmt: str) -> str:
     return f"{model}_{fmt}"
 
@@ -73,7 +97,9 @@ def triton_model_name(model: str, fmt: str) -> str:
 def build_config(
     name: str, io: dict[str, Any], triton: dict[str, Any], device: str, flavour: str
 ) -> mc.ModelConfig:
-    """The model's config: max_batch_size > 0 declares each tensor's dims after its batch axis (a
+    """The model's config: the runtime's knobs as the format's backend reads them
+    (runtime_parameters; ONNX Runtime's graph optimization level as optimization.graph.level);
+    max_batch_size > 0 declares each tensor's dims after its batch axis (a
     [batch] tensor as dims [1] with reshape []), with the dynamic batcher where enabled;
     max_batch_size 0 declares full shapes and no dynamic batcher. Strings (io.json dtype object)
     are TYPE_STRING. Raises UserError for a dtype Triton cannot express, or a tensor a batched
@@ -87,12 +113,15 @@ def build_config(
             _gpu_settings(cfg, fmt)
     else:
         cfg.backend = BACKENDS[flavour]
-        for key, value in {
-            "artifact": io["artifact"],
-            "format": fmt,
-            "threads": str(triton.get("runtime_threads", 0)),
-        }.items():
+        for key, value in {"artifact": io["artifact"], "format": fmt}.items():
             cfg.parameters[key].string_value = value
+    # The runtime's knobs where the backend takes them (the bundled runner reads the same names).
+    for key, value in runtime_parameters(fmt, triton).items():
+        if flavour != "native" or key != "threads":
+            cfg.parameters[key].string_value = value
+    level = runtime_module.GRAPH_LEVELS[triton.get("graph_optimization_level", "all")]
+    if level and FORMATS[fmt].family.name == "onnx":
+        cfg.optimization.graph.level = level
     # Batched, every tensor must carry the batch on axis 0 (export refuses others; a tuned
     # configuration is checked again here). Unbatched, dims are the full shape.
     check_batchable(io, cfg.max_batch_size)

@@ -32,6 +32,35 @@ def runtime_threads(setting: int, instances: int = 1) -> int:
     return int(setting) if int(setting) > 0 else max(1, job_cpus() // max(1, int(instances)))
 
 
+# ONNX Runtime's graph optimization levels by name -> Triton's `optimization { graph { level } }`,
+# as Triton's onnxruntime backend maps them (onnxruntime_backend src/onnxruntime.cc: -1 basic,
+# 1 extended, 2 disabled; absent or 0 all).
+GRAPH_LEVELS = {"all": 0, "extended": 1, "basic": -1, "disabled": 2}
+EXECUTION_MODES = ("sequential", "parallel")
+
+
+def options_from_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The runtime options a model's config asks for (Triton's JSON form of config.pbtxt, as a
+    backend receives it), read as Triton's own backends read them, so a setting measured through the
+    bundled runner means what it means to them: threads from the onnxruntime backend's
+    `intra_op_thread_count` or the PyTorch backend's `INTRA_OP_THREAD_COUNT` (or deploysnake's own
+    `threads`), inter-op threads from `inter_op_thread_count` / `INTER_OP_THREAD_COUNT`,
+    `execution_mode` "1" parallel (else sequential), `optimization.graph.level` (GRAPH_LEVELS).
+    Counts are ints (0: the runtime's default); raises ValueError for a count that is no integer."""
+    params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+
+    def count(*keys: str) -> int:
+        return next((int(params[k]) for k in keys if params.get(k, "") != ""), 0)
+
+    level = int(config.get("optimization", {}).get("graph", {}).get("level", 0))
+    return {
+        "threads": count("intra_op_thread_count", "INTRA_OP_THREAD_COUNT", "threads"),
+        "inter_op_threads": count("inter_op_thread_count", "INTER_OP_THREAD_COUNT"),
+        "execution_mode": "parallel" if params.get("execution_mode") == "1" else "sequential",
+        "graph_optimization_level": {v: k for k, v in GRAPH_LEVELS.items()}.get(level, "all"),
+    }
+
+
 def _text(array: NDArray[Any]) -> NDArray[Any]:
     """A string tensor as ONNX Runtime reads it: an object array of str. Triton's BYTES arrive as
     bytes, which ONNX Runtime would turn into their repr ("b'text'"); they are decoded as UTF-8
@@ -47,6 +76,14 @@ def _text(array: NDArray[Any]) -> NDArray[Any]:
     return out.reshape(array.shape)
 
 
+def _interop_threads(torch: Any, count: int) -> None:
+    """torch's inter-op threads, where count > 0: settable once per process, before any inter-op
+    work (RuntimeError after); as Triton's PyTorch backend, the first value set wins."""
+    if count > 0:
+        with contextlib.suppress(RuntimeError):
+            torch.set_num_interop_threads(count)
+
+
 class ArtifactRuntime:
     """Load an artifact once; run batches of named numpy inputs -> named numpy outputs."""
 
@@ -59,10 +96,18 @@ class ArtifactRuntime:
         threads: int = 0,
         device: str = "cpu",
         instances: int = 1,
+        inter_op_threads: int = 0,
+        execution_mode: str = "sequential",
+        graph_optimization_level: str = "all",
     ) -> None:
         """device: "cpu", or "cuda"/"cuda:N" for the GPU path (ONNX Runtime's TensorRT and CUDA
         providers, TorchScript on CUDA). Unverified here: the project's machines have no GPU.
         threads: this runtime's threads; 0: the job's CPUs over `instances` (runtime_threads).
+        inter_op_threads (0: one for ONNX Runtime in sequential execution, where it has no use,
+        else the runtime's default), execution_mode ("sequential" or "parallel") and
+        graph_optimization_level (GRAPH_LEVELS' names) as Triton's backends apply them: ONNX
+        Runtime takes all three; torch the inter-op threads (once per process, the first value
+        wins, as in Triton's PyTorch backend); the other runtimes none.
         `settings` holds what the runtime was given, read back from it where it can say."""
         threads = runtime_threads(threads, instances)
         self.threads = threads
@@ -77,7 +122,17 @@ class ArtifactRuntime:
 
             options = ort.SessionOptions()
             options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
+            parallel = execution_mode == "parallel"
+            options.inter_op_num_threads = inter_op_threads or (0 if parallel else 1)
+            options.execution_mode = (
+                ort.ExecutionMode.ORT_PARALLEL if parallel else ort.ExecutionMode.ORT_SEQUENTIAL
+            )
+            options.graph_optimization_level = {
+                "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+                "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            }[graph_optimization_level]
             self._session = ort.InferenceSession(
                 artifact, options, providers=self._onnx_providers(ort, fmt, device)
             )
@@ -90,12 +145,15 @@ class ArtifactRuntime:
                 "runtime": f"onnxruntime {ort.__version__}",
                 "intra_op_num_threads": given.intra_op_num_threads,
                 "inter_op_num_threads": given.inter_op_num_threads,
+                "execution_mode": given.execution_mode.name,
+                "graph_optimization_level": given.graph_optimization_level.name,
             }
             self._run = self._run_onnx
         elif fmt.startswith("torchscript"):
             import torch
 
             torch.set_num_threads(threads)
+            _interop_threads(torch, inter_op_threads)
             self.settings = {
                 "runtime": f"torch {torch.__version__}",
                 "num_threads": torch.get_num_threads(),
@@ -113,9 +171,11 @@ class ArtifactRuntime:
             import torch._inductor
 
             torch.set_num_threads(threads)
+            _interop_threads(torch, inter_op_threads)
             self.settings = {
                 "runtime": f"torch {torch.__version__} (AOTInductor)",
                 "num_threads": torch.get_num_threads(),
+                "num_interop_threads": torch.get_num_interop_threads(),
             }
             self._torch = torch
             # The compiled model's own runner: no Python model code, no graph interpretation.

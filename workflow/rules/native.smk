@@ -27,7 +27,16 @@ rule runtime_native_baseline:
         gpu_model=device_resource("gpu_model"),
     params:
         batch_sizes=config["perf"]["offline"]["batch_sizes"],
-        triton={k: config["triton"][k] for k in ("instances", "runtime_threads")},
+        triton={
+            k: config["triton"][k]
+            for k in (
+                "instances",
+                "runtime_threads",
+                "inter_op_threads",
+                "execution_mode",
+                "graph_optimization_level",
+            )
+        },
         native=config["native"],
         sanity={
             "spread": config["perf"]["stability_percentage"] / 100.0,

@@ -4,6 +4,8 @@ from pathlib import Path
 from deploysnake import failures, job, native, provenance
 from deploysnake.devices import instance_count
 
+KNOBS = ("inter_op_threads", "execution_mode", "graph_optimization_level")
+
 
 def main(sm):
     w, settings = sm.wildcards, sm.params.native
@@ -35,6 +37,8 @@ def main(sm):
         input_data=sm.input.data,
         perf_input=sm.params.perf_input,  # perf.input_data: the samples, or random of their shapes
         sizing=sm.params.sizing,  # perf.sizing: probe lengthens a slow model's windows
+        # the runtime's other knobs as served (the tuned ones where the format was tuned)
+        runtime_options={k: triton[k] for k in KNOBS if k in triton},
     )
 
 

@@ -18,9 +18,9 @@ from tritonclient.utils import deserialize_bytes_tensor, triton_to_np_dtype
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 if TYPE_CHECKING:  # the type checker reads the package's runtime.py; Triton loads the copy beside
-    from deploysnake.runtime import ArtifactRuntime
+    from deploysnake.runtime import ArtifactRuntime, options_from_config
 else:
-    from runtime import ArtifactRuntime
+    from runtime import ArtifactRuntime, options_from_config
 
 
 def config_dtype(type_name: str) -> Any:
@@ -46,14 +46,17 @@ class TritonModel:
         # model's shape has no [1] axis; the client's has.
         self.batched = int(config.get("max_batch_size", 0)) > 0
         self.reshaped = {t["name"] for t in config["input"] + config["output"] if "reshape" in t}
+        # The runtime's knobs under the names Triton's onnxruntime and PyTorch backends read.
+        options = options_from_config(config)
         self.runtime = ArtifactRuntime(
             os.path.join(version_dir, params["artifact"]),
             params["format"],
             [n for n, _ in self.inputs],
             [n for n, _ in self.outputs],
-            int(params.get("threads", "0")),
+            options.pop("threads"),
             device,
             sum(int(g.get("count", 1)) for g in config.get("instance_group", [])) or 1,
+            **options,
         )
         # The server log states what each instance's runtime got (read back from the runtime).
         print(

@@ -14,9 +14,9 @@ import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 if TYPE_CHECKING:  # the type checker reads the package's runtime.py; Triton loads the copy beside
-    from deploysnake.runtime import ArtifactRuntime
+    from deploysnake.runtime import ArtifactRuntime, options_from_config
 else:
-    from runtime import ArtifactRuntime
+    from runtime import ArtifactRuntime, options_from_config
 
 
 def _as_numpy(tensor: Any, bfloat16: bool) -> Any:
@@ -61,14 +61,17 @@ class TritonPythonModel:
             if args.get("model_instance_kind") == "GPU"
             else "cpu"
         )
+        # The runtime's knobs under the names Triton's onnxruntime and PyTorch backends read.
+        options = options_from_config(config)
         self.runtime = ArtifactRuntime(
             os.path.join(here, params["artifact"]),
             params["format"],
             self.inputs,
             self.outputs,
-            int(params.get("threads", "0")),
+            options.pop("threads"),
             device,
             sum(int(g.get("count", 1)) for g in config.get("instance_group", [])) or 1,
+            **options,
         )
         # The server log states what each instance's runtime got (read back from the runtime).
         print(
