@@ -1,15 +1,23 @@
 """Benchmark of issue #7 on the default model (digits, ONNX, CPU): served vs native throughput, the
-brute-force, hill-climbing and coordinate searches, and the tuned against the untuned configuration.
+brute-force, hill-climbing, coordinate, restarts and joint (default) searches, and the tuned against
+the untuned configuration.
 
-    make bench            (or: python benchmarks/tuning_bench.py [--workdir DIR] [--interval-ms N] [--rounds N])
+    make bench            (or: python benchmarks/tuning_bench.py [--workdir DIR] [--interval-ms N] [--rounds N]
+                           [--runs 5] [--aoti]; make bench BENCH_ARGS="--runs 5 --aoti")
+
+--runs N searches N times in all with the default strategy, each search on fresh trial measurements
+(the tuning folder of the run before moved aside), each choice measured side by side against brute
+force's choice: search quality and the fraction of brute force's trials per run (issue 34: >= 0.95
+in each of five runs at <= 10 % of the trials). --aoti adds the AOTInductor format to the workflow
+run (compiled on this machine, 100-250 s) and prints its throughput against ONNX Runtime's.
 
 Everything is measured in one run, on this machine, by the workflow itself: one brute-force search of
-the whole tuning space, then the hill-climbing and the coordinate (default) searches over the same
-trial results (a trial is a cached job, so the strategies read the same measurement of each
+the whole tuning space, then the hill-climbing, coordinate, restarts and joint (default) searches over
+the same trial results (a trial is a cached job, so the strategies read the same measurement of each
 configuration and differ only in which ones they ask for). Each search then chooses as the workflow
 does: its two best trials and the untuned configuration measured again side by side (3 rounds),
 the best median wins; search_cost counts those measurements too. The choices themselves (the brute
-force's, the coordinate search's and the untuned configuration) are then measured once more side by
+force's, the default search's and the untuned configuration) are then measured once more side by
 side by the same code, 5 rounds with windows four times as long; search_quality and tuned_over_naive
 come from those medians. Likewise the served repository and the runtime in-process are measured in
 alternation for the two ratios (the workflow's native and perf jobs run minutes apart), and in the
@@ -18,9 +26,11 @@ number is the most any model can be served at here (deploysnake.floor, as in the
 jobs). The workflow jobs' and the trials' own numbers are printed too, then the native baseline job
 of the same artifact run again under `--cores 2` and `--cores 8` with their ratio (threads come from
 the CPUs a job may use, so it must be 1 within the spread) and online served/floor. The last line is
-machine-readable; its search figures are the coordinate search's:
+machine-readable; its search figures are the default (joint) search's, search_runs its quality
+in each of the --runs runs:
 
     bench: offline_ratio=R1 online_ratio=R2 search_quality=Q search_cost=C tuned_over_naive=T
+    search_runs=Q1,Q2,... search_trials=F1,F2,...
 """
 
 from __future__ import annotations
@@ -44,6 +54,7 @@ PERF_DATA = Path("results/perf_data/digits/input.json")
 EXPORT = Path("results/export/digits/onnx")
 FLOOR = "floor"  # served beside the model: what the serving path alone can do (deploysnake.floor)
 FLOOR_LABEL = "served b1 c16, floor model"
+DEFAULT = "joint"  # the default strategy (config tuning.strategy)
 sys.path.insert(0, str(ROOT / "src"))  # the package, for the side-by-side measurements
 
 
@@ -257,6 +268,72 @@ def native_by_cores(workdir: Path, config: dict, native: Path, rounds: int) -> N
         )
 
 
+def fresh_search(
+    workdir: Path, config: dict, validated: dict, brute: dict, run: int, args: argparse.Namespace
+) -> tuple[float, float]:
+    """One more search with the default strategy on fresh trial measurements (the tuning folder
+    before it moved to runs/<run-1>/), its choice then measured side by side against brute force's
+    choice (`--rounds` rounds, long windows): (search quality, fraction of brute force's trials)."""
+    kept = workdir / "runs" / str(run - 1)
+    kept.parent.mkdir(exist_ok=True)
+    shutil.move(str(workdir / TUNED), str(kept))
+    config["tuning"]["strategy"] = DEFAULT
+    seconds = snakemake(workdir, config, str(TUNED / "chosen.json"))
+    chosen = json.loads((workdir / TUNED / "chosen.json").read_text())
+    pair = {"brute force's choice": brute["trial"], f"run {run}'s choice": chosen["trial"]}
+    again = side_by_side(workdir, validated, pair, args.rounds, 4 * args.interval_ms)
+    mine, reference = again[f"run {run}'s choice"], again["brute force's choice"]
+    quality = ratio(median(list(mine.values())), median(list(reference.values())))
+    fraction = chosen["measurements"] / brute["measurements"]
+    print(
+        f"run {run}: {DEFAULT} chose {chosen['trial']} after {chosen['measurements']} trials "
+        f"({fraction:.3f} of brute force's {brute['measurements']}) + "
+        f"{chosen['side_by_side_measurements']} side by side in {seconds:.0f} s; against brute "
+        f"force's {brute['trial']}: round by round "
+        f"{', '.join(f'{v:.3f}' for v in per_round(mine, reference)) or 'none'}, "
+        f"search_quality {quality:.3f}",
+        flush=True,
+    )
+    return quality, fraction
+
+
+def aoti_against_onnx(workdir: Path) -> None:
+    """The workflow's own perf jobs of the AOTInductor package and the ONNX file (same model, same
+    server, untuned aoti against tuned onnx where onnx is tuned): best offline and online infer/s,
+    and each format's build seconds (export and compile, io.json)."""
+    line = []
+    for fmt in ("onnx", "aoti"):
+        offline = workdir / f"results/perf_offline/digits/{fmt}/cpu.csv"
+        online = workdir / f"results/perf_online/digits/{fmt}/cpu.csv"
+        io = workdir / f"results/export/digits/{fmt}/io.json"
+        best = {
+            mode: max(
+                (float(r["Inferences/Second"]) for r in rows(path) if r.get("Inferences/Second")),
+                default=0.0,
+            )
+            if path.is_file()
+            else 0.0
+            for mode, path in (("offline", offline), ("online", online))
+        }
+        build = json.loads(io.read_text()).get("build_seconds") if io.is_file() else None
+        line.append((fmt, best, build))
+    (_, onnx, _), (_, aoti, _) = line
+    print(
+        "AOTInductor against ONNX Runtime (workflow jobs, best point): "
+        + "; ".join(
+            f"{fmt} offline {b['offline']:.0f}, online {b['online']:.0f} infer/s, build {s} s"
+            for fmt, b, s in line
+        )
+        + f"; aoti/onnx offline {ratio(aoti['offline'], onnx['offline']):.3f}, online "
+        f"{ratio(aoti['online'], onnx['online']):.3f}",
+        flush=True,
+    )
+
+
+def ratio(a: float | None, b: float | None) -> float:
+    return (a / b) if a and b else 0.0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -282,6 +359,19 @@ def main() -> None:
         help="rounds of the side-by-side measurements (served vs native; chosen and untuned configurations)",
     )
     parser.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        help="searches with the default strategy, each on fresh trial measurements, each choice "
+        "measured side by side against brute force's (5: issue 34's five runs)",
+    )
+    parser.add_argument(
+        "--aoti",
+        action="store_true",
+        help="serve and measure the AOTInductor format too (compiled here, 100-250 s) and print "
+        "it against ONNX Runtime",
+    )
+    parser.add_argument(
         "--cores-only",
         action="store_true",
         help="only the native baseline under --cores 2 and --cores 8, in the --workdir of a "
@@ -292,7 +382,7 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     config["models"]["digits"]["recipe"] = str(ROOT / "recipes" / "digits")
-    config["formats"] = ["onnx"]
+    config["formats"] = ["onnx", "aoti"] if args.aoti else ["onnx"]
     config["perf"].update(
         measurement_interval_ms=args.interval_ms,
         offline={"batch_sizes": [1, 256], "concurrency": [1, 2], "shared_memory": "system"},
@@ -303,7 +393,7 @@ def main() -> None:
         config["perf"]["max_foreign_cpu"] = args.max_foreign_cpu
     if args.cores_only:
         # The finished run's last search, so that nothing is planned again.
-        config["tuning"]["strategy"] = "coordinate"
+        config["tuning"]["strategy"] = DEFAULT
         native_by_cores(
             workdir, config, workdir / "results/native/digits/onnx/cpu.csv", args.rounds
         )
@@ -328,18 +418,16 @@ def main() -> None:
             flush=True,
         )
         for name in ("chosen.json", "side_by_side.csv"):
-            if strategy != "coordinate":
+            if strategy != DEFAULT:
                 (workdir / TUNED / name).rename(workdir / f"{strategy}_{name}")
         return chosen
 
     # The other strategies plan from the brute force's trial files: they measure no trial again.
     brute = search("brute_force", str(TUNED / "chosen.json"))
-    search("hill_climb", str(TUNED / "chosen.json"))
-    smart = search("coordinate", "results/report.html")  # the default: the bench line reports it
+    for other in ("hill_climb", "coordinate", "restarts"):
+        search(other, str(TUNED / "chosen.json"))
+    smart = search(DEFAULT, "results/report.html")  # the default: the bench line reports it
     print(f"untuned ({smart['naive']}): trial {smart['naive_throughput']} infer/s", flush=True)
-
-    def ratio(a: float | None, b: float | None) -> float:
-        return (a / b) if a and b else 0.0
 
     # What the workflow's own jobs measured (the report's numbers), minutes apart...
     native = workdir / "results/native/digits/onnx/cpu.csv"
@@ -399,7 +487,7 @@ def main() -> None:
     # The chosen and the untuned configurations again, side by side, with windows four times as long.
     trials = {
         "brute force's choice": brute["trial"],
-        "coordinate's choice": smart["trial"],
+        "default search's choice": smart["trial"],
         "untuned": smart["naive"],
     }
     again = side_by_side(workdir, validated, trials, args.rounds, 4 * args.interval_ms)
@@ -411,7 +499,7 @@ def main() -> None:
             flush=True,
         )
     smart_, brute_, naive_ = (
-        again[k] for k in ("coordinate's choice", "brute force's choice", "untuned")
+        again[k] for k in ("default search's choice", "brute force's choice", "untuned")
     )
     quality = ratio(
         median(list(smart_.values())), median(list(brute_.values()))
@@ -433,6 +521,18 @@ def main() -> None:
         f"search_cost in trials alone {ratio(smart['measurements'], brute['measurements']):.3f}"
     )
     print(f"results in {workdir}")
+    runs = [(quality, smart["measurements"] / brute["measurements"])]
+    for k in range(2, args.runs + 1):
+        runs.append(fresh_search(workdir, config, validated, brute, k, args))
+    print(
+        f"search quality of {len(runs)} run(s) ({DEFAULT}, fresh trials each, side by side against "
+        f"brute force's choice): "
+        + ", ".join(f"{q:.3f} at {f:.3f} of the trials" for q, f in runs)
+        + f"; worst {min(q for q, _ in runs):.3f}",
+        flush=True,
+    )
+    if args.aoti:
+        aoti_against_onnx(workdir)
     native_by_cores(workdir, config, native, args.rounds)
     print(
         f"online served/floor: {online_over_floor:.3f} side by side (b1 c16: served "
@@ -447,7 +547,9 @@ def main() -> None:
     )
     print(
         f"bench: offline_ratio={offline_ratio:.3f} online_ratio={online_ratio:.3f} "
-        f"search_quality={quality:.3f} search_cost={cost:.3f} tuned_over_naive={tuned:.3f}"
+        f"search_quality={quality:.3f} search_cost={cost:.3f} tuned_over_naive={tuned:.3f} "
+        f"search_runs={','.join(f'{q:.3f}' for q, _ in runs)} "
+        f"search_trials={','.join(f'{f:.3f}' for _, f in runs)}"
     )
 
 

@@ -121,7 +121,7 @@ def separable(t: dict[str, Any]) -> float:
 
 
 def test_coordinate_search_finds_the_best_of_a_separable_space_in_one_pass_of_sweeps() -> None:
-    rows = search("coordinate", separable, max_rounds=len(tuning.SWEEP_ORDER))
+    rows = search("coordinate", separable, max_rounds=len(SPACE))  # one pass: a round a dimension
     ids = [r["trial"] for r in rows]
     assert len(ids) == len(set(ids))  # never a trial twice
     best = max(tuning.grid(SPACE), key=separable)
@@ -142,7 +142,7 @@ def test_coordinate_search_skips_the_sweeps_that_mean_nothing_without_dynamic_ba
     rows = search(
         "coordinate",
         lambda t: separable(t) - 2000.0 * t["dynamic_batching"],
-        max_rounds=len(tuning.SWEEP_ORDER),
+        max_rounds=len(SPACE),
     )
     trials = [tuning.parse_trial(r["trial"]) for r in rows]
     assert {(t["max_queue_delay_us"], t["preferred_batch_sizes"]) for t in trials} == {(0, "none")}
@@ -332,13 +332,14 @@ TINY = {
         "concurrency": 4,
         "p99_budget_ms": 200,
         "side_by_side_rounds": 2,
-        "space": {
-            "max_batch_size": [16, 32],
+        "space": {  # a runtime knob beside the batcher: ONNX Runtime's execution mode
+            "max_batch_size": [32],
             "dynamic_batching": [True],
             "max_queue_delay_us": [0, 200],
             "preferred_batch_sizes": ["none"],
             "instances": [1],
             "runtime_threads": [1],
+            "execution_mode": ["sequential", "parallel"],
         },
     },
 }
@@ -404,6 +405,10 @@ def test_a_brute_force_search_end_to_end(tmp_path: Path) -> None:
     ).read_text()
     assert f"max_batch_size: {mbs}\n" in served and f"max_batch_size: {mbs}\n" in deployed
     assert chosen["config_pbtxt"] == deployed
+    # the chosen execution mode, as Triton's onnxruntime backend reads it, in both configs
+    parallel = tuning.parse_trial(chosen["trial"])["execution_mode"] == "parallel"
+    for text in (served, deployed):
+        assert ('key: "execution_mode"' in text) == parallel, text
     html = (tmp_path / "results" / "report.html").read_text()
     assert (
         "Tuning: the Triton configuration searched" in html
