@@ -22,9 +22,22 @@ STARTS = 3
 def spread_starts(
     space: dict[str, list[Any]], start: dict[str, Any], count: int, fmt: str | None = None
 ) -> list[dict[str, Any]]:
-    """`start` and count - 1 grid points, each the farthest from those chosen before it."""
+    """`start` and count - 1 grid points, each the farthest from those chosen before it (the same
+    for the same arguments: kept, since every round of every search asks again)."""
     if count <= 1:
         return [start]
+    key = (repr(sorted(space.items())), trial_id(start), count, fmt)
+    if key not in _STARTS:
+        _STARTS[key] = _spread(space, start, count, fmt)
+    return [dict(t) for t in _STARTS[key]]
+
+
+_STARTS: dict[tuple[str, str, int, str | None], list[dict[str, Any]]] = {}
+
+
+def _spread(
+    space: dict[str, list[Any]], start: dict[str, Any], count: int, fmt: str | None
+) -> list[dict[str, Any]]:
     points = grid(space, fmt)
 
     def position(trial: dict[str, Any]) -> list[float]:
