@@ -340,6 +340,7 @@ TINY = {
             "instances": [1],
             "runtime_threads": [1],
             "execution_mode": ["sequential", "parallel"],
+            "inter_op_threads": [1],  # in parallel execution (sequential ignores it): one
         },
     },
 }
