@@ -428,11 +428,15 @@ def wait_bounded(
 
 
 def run_point(
-    args: list[str], timeout_s: float, server: TritonServer
+    args: list[str],
+    timeout_s: float,
+    server: TritonServer,
+    started: Callable[[], None] | None = None,
 ) -> tuple[str, dict[str, str], str]:
     """Run perf_analyzer once; return (status, its CSV row, its output). A call past timeout_s is
     unstable; one whose memory passes client_memory_limit_mb is stopped and client_behind (the
-    client cannot issue that load: unanswered requests pile up in it)."""
+    client cannot issue that load: unanswered requests pile up in it). started: called once
+    perf_analyzer runs (the side check's threads start after the fork, never during it)."""
     csv_path = Path(args[args.index("-f") + 1])
     limit_mb = client_memory_limit_mb()
     process = subprocess.Popen(
@@ -444,6 +448,8 @@ def run_point(
         preexec_fn=die_with_parent,
     )
     try:
+        if started is not None:
+            started()
         stopped, stdout, stderr = wait_bounded(process, timeout_s, limit_mb)
     finally:
         if process.poll() is None:
@@ -465,7 +471,7 @@ def run_point(
                 f"perf_analyzer cannot run (exit {process.returncode}): {' '.join(args)}\n{output[-3000:]}"
             )
         # The server is up and answered: the model cannot take these requests (the point's failure).
-        return Status.FAILED, {}, output
+        return Status.FAILED, {}, output or f"perf_analyzer exited {process.returncode}, silent"
     if any(marker in output for marker in UNSTABLE_EXIT_0):
         return Status.UNSTABLE, {}, output
     with open(csv_path, newline="") as handle:
@@ -553,7 +559,12 @@ def measure_point(
             ) as window:
                 try:
                     with _side_check(load, server, model_name, point) as side:
-                        status, measured, text = run_point(args, load.timeout_s * attempt, server)
+                        status, measured, text = run_point(
+                            args,
+                            load.timeout_s * attempt,
+                            server,
+                            side.start if side is not None else None,
+                        )
                 except ServerDied as exc:
                     if system_shm and exc.returncode == -signal.SIGBUS:
                         raise FormatFailure(

@@ -248,7 +248,8 @@ class Outcome:
 
 
 class SideCheck:
-    """Context manager around one perf_analyzer call: a thread waits until the server has answered
+    """Context manager around one perf_analyzer call, started (start) once perf_analyzer runs: a
+    thread waits until the server has answered
     a request beyond those it had answered when the call began (perf_analyzer's load has started),
     then sends expected.requests requests of `batch` samples, in bursts of `concurrency`, and
     compares each answer (check_response). Stops sending when the call ends (__exit__); `outcome`
@@ -267,12 +268,17 @@ class SideCheck:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> SideCheck:
-        self._thread.start()
         return self
+
+    def start(self) -> None:
+        """Start checking: call once perf_analyzer runs (after its fork: a process that forks
+        while gRPC's threads run may lose the child)."""
+        self._thread.start()
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join(REQUEST_TIMEOUT_S + 5.0)
+        if self._thread.is_alive():
+            self._thread.join(REQUEST_TIMEOUT_S + 5.0)
 
     def _run(self) -> None:
         try:
