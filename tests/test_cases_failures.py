@@ -5,7 +5,8 @@ Two runs hold them all (to keep the suite's time small): one of models that defe
 a precision (04: a traced loop over the sequence length; 10: a source that is not deterministic; a
 bidirectional GRU whose onnx_fp16 variant crashes ONNX Runtime with SIGSEGV: the crash test), and
 one of perf data (07: int64 ids into an embedding table; 08: responses above gRPC's 4 MiB limit,
-with and without shared memory)."""
+with and without shared memory; a model that is wrong once requests are batched together: its
+answers under load fail its perf points, issue 32 item 3)."""
 
 from __future__ import annotations
 
@@ -83,6 +84,13 @@ PERF_DATA = {
             "recipe": case("08_large_output_over_grpc_limit"),
             "params": {"channels": 8, "epochs": 2, "batch_size": 64, "lr": 0.02, "seed": 0},
         },
+        # right at batch 1, rows mixed in a merged batch: only its perf points are targeted
+        "row_mixer": {
+            "recipe": str(ROOT / "tests" / "recipes" / "row_mixer"),
+            "dataloader": str(ROOT / "recipes" / "digits" / "dataloader.py"),
+            "metrics": str(ROOT / "recipes" / "digits" / "metrics.py"),
+            "params": {"channels": 4, "epochs": 1, "seed": 0},
+        },
     },
     "formats": ["torchscript_trace", "onnx"],
     # 08: batch 64 is 5.2 MB of mask_logits per response, above gRPC's default 4 MiB.
@@ -129,10 +137,12 @@ def perf_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
         PERF_DATA,
         *(
             f"results/{stage}/{model}/{fmt}/cpu.csv"
-            for model in PERF_DATA["models"]
+            for model in ("bag_model", "segmenter")
             for fmt in PERF_DATA["formats"]
             for stage in ("accuracy", "perf_offline", "perf_online", "native")
         ),
+        *(f"results/{stage}/row_mixer/onnx/cpu.csv" for stage in ("perf_offline", "perf_online")),
+        "results/correctness/row_mixer/onnx.json",
     )
     return workdir
 
@@ -250,3 +260,38 @@ def test_08_responses_above_grpc_limit_are_measured_with_and_without_shared_memo
     assert {r["status"] for r in offline} <= MEASURED, offline
     log = (workdir / "logs" / "perf_offline" / "segmenter" / "onnx" / "cpu.log").read_text()
     assert "--shared-memory" not in log.split("point 1 of 1")[-1]
+
+
+def test_answers_wrong_under_batching_fail_the_point_with_the_output_and_the_difference(
+    perf_data: Path,
+) -> None:
+    """row_mixer passes correctness (source and artifact mix the same rows) and is right at batch
+    1; under load, the side client's requests merge with perf_analyzer's (online) or carry 8
+    samples (offline), and their answers differ from the in-process ones: each point is failed,
+    with the output named and no throughput, and the report lists it with its reason."""
+    import polars as pl
+
+    from deploysnake.report import served_failures
+
+    workdir = perf_data
+    assert verdict(workdir, "row_mixer", "onnx")["passed"]
+    for mode in ("offline", "online"):
+        path = workdir / "results" / f"perf_{mode}" / "row_mixer" / "onnx" / "cpu.csv"
+        measured = rows(path)
+        assert [r["status"] for r in measured] == ["failed"], measured
+        row = measured[0]
+        assert row["reason"].startswith("outputs differ under load"), row["reason"]
+        assert "logits: " in row["reason"] and "max abs err" in row["reason"]
+        assert "onnxruntime in-process, each sample alone" in row["reason"]
+        assert row["load_check"] == "failed" and int(row["load_check_requests"]) >= 1
+        assert row.get("Inferences/Second", "") == "" and row.get("p99 latency", "") == ""
+        listed = served_failures({f"perf_{mode}": pl.read_csv(path, infer_schema=False)})
+        assert listed.height == 1 and listed["reason"][0] == row["reason"]
+        assert listed["where"][0] == f"batch {row['batch']}, concurrency {row['concurrency']}"
+    # the models without the fault: every measured point's answers were checked and agreed
+    for model in ("bag_model", "segmenter"):
+        for mode in ("offline", "online"):
+            for fmt in PERF_DATA["formats"]:
+                for row in rows(workdir / "results" / f"perf_{mode}" / model / fmt / "cpu.csv"):
+                    assert row["status"] in MEASURED, row
+                    assert row["load_check"] == "passed", row

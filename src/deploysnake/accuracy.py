@@ -209,7 +209,7 @@ def _served_differs(
     in-process output (the same artifact, so only serving can make them differ); else the reason."""
     if tolerances is None:
         return ""
-    from .correctness import compare, tolerance
+    from .tolerance import compare, tolerance
 
     problems = []
     for name in names:

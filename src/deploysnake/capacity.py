@@ -52,6 +52,7 @@ from .perf import (
     start_rate,
 )
 from .server import TritonServer
+from .underload import Expected
 
 log = logging.getLogger(__name__)
 
@@ -373,12 +374,15 @@ def run_search(
     rates_dir: str | Path,
     input_data: str | Path | None = None,
     provenance: dict[str, str] | None = None,
+    expected: Expected | None = None,
 ) -> dict[str, Any]:
     """The capacity search against a running server; each rate cached in rates_dir. Returns the
-    search's outcome (see search) with every step's CSV row in "rows" (search order)."""
+    search's outcome (see search) with every step's CSV row in "rows" (search order). expected
+    (deploysnake.underload.prepare): each rate's answers are checked under load; a rate whose
+    answers differ is "failed", beyond the budget for the search."""
     io = json.loads(Path(io_json).read_text())
     perf_settings = point_settings(settings, perf_settings)
-    load = plan_load(io, perf_settings, input_data)
+    load = replace(plan_load(io, perf_settings, input_data), expected=expected)
     described = {
         "input_data": "dataloader" if load.data else "random",
         "input_shapes": input_shapes(input_data if load.shapes else load.data, io),
@@ -628,9 +632,11 @@ def measure(
     json_path: str | Path,
     input_data: str | Path | None = None,
     provenance: dict[str, str] | None = None,
+    expected: Expected | None = None,
 ) -> dict[str, Any]:
     """The workflow's capacity job: the search with perf.capacity's budget; the rate files sit in
-    `<csv_path without .csv>/rates/`. Returns the result JSON's content."""
+    `<csv_path without .csv>/rates/`. Returns the result JSON's content. expected: see
+    run_search."""
     budget_ms = float(settings["p99_budget_ms"])
     rates_dir = Path(csv_path).with_suffix("") / "rates"
     outcome = run_search(
@@ -648,6 +654,7 @@ def measure(
         rates_dir,
         input_data,
         provenance,
+        expected,
     )
     result = summary(outcome, model, fmt, device, settings, budget_ms)
     write(outcome, result, csv_path, json_path)

@@ -21,7 +21,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from .processes import die_with_parent
 from .server import ServerDied, TritonServer
 from .shapes import served_dims
 from .spread import percentile_support, spread
+from .underload import Expected, SideCheck
 from .usage import COLUMNS as USAGE_COLUMNS
 from .usage import Window
 
@@ -427,11 +428,15 @@ def wait_bounded(
 
 
 def run_point(
-    args: list[str], timeout_s: float, server: TritonServer
+    args: list[str],
+    timeout_s: float,
+    server: TritonServer,
+    started: Callable[[], None] | None = None,
 ) -> tuple[str, dict[str, str], str]:
     """Run perf_analyzer once; return (status, its CSV row, its output). A call past timeout_s is
     unstable; one whose memory passes client_memory_limit_mb is stopped and client_behind (the
-    client cannot issue that load: unanswered requests pile up in it)."""
+    client cannot issue that load: unanswered requests pile up in it). started: called once
+    perf_analyzer runs (the side check's threads start after the fork, never during it)."""
     csv_path = Path(args[args.index("-f") + 1])
     limit_mb = client_memory_limit_mb()
     process = subprocess.Popen(
@@ -443,6 +448,8 @@ def run_point(
         preexec_fn=die_with_parent,
     )
     try:
+        if started is not None:
+            started()
         stopped, stdout, stderr = wait_bounded(process, timeout_s, limit_mb)
     finally:
         if process.poll() is None:
@@ -464,7 +471,7 @@ def run_point(
                 f"perf_analyzer cannot run (exit {process.returncode}): {' '.join(args)}\n{output[-3000:]}"
             )
         # The server is up and answered: the model cannot take these requests (the point's failure).
-        return Status.FAILED, {}, output
+        return Status.FAILED, {}, output or f"perf_analyzer exited {process.returncode}, silent"
     if any(marker in output for marker in UNSTABLE_EXIT_0):
         return Status.UNSTABLE, {}, output
     with open(csv_path, newline="") as handle:
@@ -505,7 +512,11 @@ def measure_point(
 
     Measured once more when it is unstable (windows twice as long, what perf_analyzer advises) or
     disturbed (foreign load above settings["max_foreign_cpu"] cores, or another process on the GPU);
-    then recorded as "unstable" (no numbers) or "disturbed" (numbers and load kept, never charted)."""
+    then recorded as "unstable" (no numbers) or "disturbed" (numbers and load kept, never charted).
+
+    With load.expected, a side client checks answers under load (deploysnake.underload.SideCheck:
+    columns load_check, load_check_requests); answers that differ make the point "failed", its
+    numbers dropped, the output and the difference in `reason` (and the returned text)."""
     limit = float(settings.get("max_foreign_cpu", MAX_FOREIGN_CPU))
     measured: dict[str, Any] = {}
     status: str = Status.UNSTABLE
@@ -547,7 +558,13 @@ def measure_point(
                 f"{server.host}:{server.metrics_port}",
             ) as window:
                 try:
-                    status, measured, text = run_point(args, load.timeout_s * attempt, server)
+                    with _side_check(load, server, model_name, point) as side:
+                        status, measured, text = run_point(
+                            args,
+                            load.timeout_s * attempt,
+                            server,
+                            side.start if side is not None else None,
+                        )
                 except ServerDied as exc:
                     if system_shm and exc.returncode == -signal.SIGBUS:
                         raise FormatFailure(
@@ -562,6 +579,20 @@ def measure_point(
             if system_shm:
                 _remove_leftovers(load.tensors)  # a perf_analyzer killed at its timeout leaves them
         measured = {**measured, **window.columns()}
+        if side is not None:
+            outcome = side.outcome
+            measured.update(outcome.columns())
+            if outcome.differed:  # wrong answers: no throughput, whatever perf_analyzer measured
+                at = (
+                    f"at {point.request_rate:g} requests/s"
+                    if point.request_rate is not None
+                    else f"concurrency {point.concurrency}"
+                )
+                text = outcome.reason(f"batch {point.batch}, {at}", side.expected.runtime)
+                log.warning("%s", text)
+                return Status.FAILED, {**outcome.columns(), "reason": text}, text
+            if outcome.not_checked:
+                log.warning("outputs under load %s", outcome.columns()["load_check"])
         if status == Status.OK and window.disturbed(limit):
             status = Status.DISTURBED
             log.warning(
@@ -584,6 +615,20 @@ def measure_point(
             "measurement_request_count": 2 * settings["measurement_request_count"],
         }
     return status, measured, text
+
+
+@contextlib.contextmanager
+def _side_check(
+    load: Load, server: TritonServer, model_name: str, point: Point
+) -> Iterator[SideCheck | None]:
+    """A SideCheck around one perf_analyzer call where load.expected is set, else None."""
+    if load.expected is None:
+        yield None
+        return
+    with SideCheck(
+        load.expected, server.grpc_url, model_name, point.batch, max(1, point.concurrency)
+    ) as side:
+        yield side
 
 
 def repeat_best(
@@ -683,6 +728,9 @@ class Load:
     batched: bool = True  # False: max_batch_size 0, no -b
     verbose: bool = False  # perf_analyzer -v: each window's figures (the sweeps' spread)
     tensors: tuple[str, ...] = ()  # the model's input and output names (shm.turn's region names)
+    # the in-process outputs of the perf samples: each point's answers under load are checked
+    # against them (deploysnake.underload); None: not checked
+    expected: Expected | None = None
 
 
 def plan_load(
@@ -932,16 +980,20 @@ def measure(
     input_data: str | Path | None = None,
     instances: int = 1,
     max_batch_size: int = 1,
+    expected: Expected | None = None,
 ) -> list[dict[str, Any]]:
     """One sweep against the running server; max_batch_size: the served config's (0: every request
     one whole sample, no -b, batch 1 in the rows). Writes the CSV whole at the end; returns its rows.
+    expected (deploysnake.underload.prepare): every point's answers are checked under load.
 
     Before the sweep, probe_latency at its smallest and largest batch sizes (perf.sizing probe, with
     input data) sizes each point's window (sized); the job then logs its plan (points, windows, about
     how long). perf.max_job_s (0: no bound) bounds the measuring: a point that would end past it is
     not measured, its row's status "left out" (Status.LEFT_OUT) with the reason."""
     io = json.loads(Path(io_json).read_text())
-    load = replace(plan_load(io, settings, input_data, max_batch_size), verbose=True)
+    load = replace(
+        plan_load(io, settings, input_data, max_batch_size), verbose=True, expected=expected
+    )
     if (
         mode == "offline"
         and settings["offline"].get("shared_memory", "none") != "none"

@@ -7,6 +7,7 @@ rule perf_analyzer_capacity:
         repository="results/repository/{model}/{format}/{device}",
         io="results/export/{model}/{format}/io.json",
         data="results/perf_data/{model}/input.json",
+        artifact=artifact,
         code=package_code("capacity_search"),
     output:
         csv="results/capacity/{model}/{format}/{device}.csv",
@@ -23,6 +24,7 @@ rule perf_analyzer_capacity:
     params:
         server=config["triton"],
         capacity=CAPACITY_SETTINGS,
+        tolerance=CHECK_TOLERANCE,
         perf=perf_shared(),
     script:
         "../scripts/capacity_search.py"

@@ -449,6 +449,12 @@ def correctness_files():
     ]
 
 
+# The correctness stage's tolerances: perf and capacity check answers under load within them.
+CHECK_TOLERANCE = {
+    k: config["correctness"][k] for k in ("default", "outputs", "formats")
+}
+
+
 def perf_shared():
     """The perf settings of a single point (tuning trials): neither sweep."""
     return {

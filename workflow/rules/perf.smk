@@ -25,6 +25,8 @@ rule perf_analyzer_offline:
         repository="results/repository/{model}/{format}/{device}",
         io="results/export/{model}/{format}/io.json",
         data="results/perf_data/{model}/input.json",
+        # the in-process outputs the answers under load are checked against (deploysnake.underload)
+        artifact=artifact,
         code=package_code("perf"),
     output:
         report(
@@ -46,6 +48,7 @@ rule perf_analyzer_offline:
     params:
         mode="offline",
         server=config["triton"],
+        tolerance=CHECK_TOLERANCE,
         perf=perf_settings("offline"),
     script:
         "../scripts/perf.py"
@@ -56,6 +59,8 @@ rule perf_analyzer_online:
         repository="results/repository/{model}/{format}/{device}",
         io="results/export/{model}/{format}/io.json",
         data="results/perf_data/{model}/input.json",
+        # the in-process outputs the answers under load are checked against (deploysnake.underload)
+        artifact=artifact,
         code=package_code("perf"),
     output:
         report(
@@ -80,6 +85,7 @@ rule perf_analyzer_online:
     params:
         mode="online",
         server=config["triton"],
+        tolerance=CHECK_TOLERANCE,
         perf=perf_settings("online"),
     script:
         "../scripts/perf.py"

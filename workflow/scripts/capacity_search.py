@@ -1,10 +1,20 @@
-from deploysnake import capacity, job, provenance, server, tools
-from deploysnake.repository import triton_model_name
+from deploysnake import capacity, job, provenance, server, tools, underload
+from deploysnake.repository import read_config, triton_model_name
 
 
 def main(sm):
     w, p = sm.wildcards, sm.params
     executable = tools.perf_analyzer(p.perf["perf_analyzer"])
+    name = triton_model_name(w.model, w.format)
+    expected = underload.prepare(
+        sm.input.artifact,
+        w.format,
+        sm.input.io,
+        sm.input.data,
+        read_config(f"{sm.input.repository}/{name}/config.pbtxt").max_batch_size,
+        p.tolerance,
+        int(p.perf["check_requests"]),
+    )
     with server.from_settings(sm.input.repository, p.server, sm.log.server) as running:
         capacity.measure(
             executable,
@@ -12,7 +22,7 @@ def main(sm):
             w.model,
             w.format,
             w.device,
-            triton_model_name(w.model, w.format),
+            name,
             sm.input.io,
             sm.input.repository,
             p.capacity,
@@ -21,6 +31,7 @@ def main(sm):
             sm.output.json,
             sm.input.data,
             provenance.of_job(sm),
+            expected,
         )
 
 

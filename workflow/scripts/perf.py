@@ -1,4 +1,4 @@
-from deploysnake import failures, floor, job, perf, provenance, server, tools
+from deploysnake import failures, floor, job, perf, provenance, server, tools, underload
 from deploysnake.repository import read_config, served_instances, triton_model_name
 
 
@@ -8,6 +8,15 @@ def main(sm):
     name = triton_model_name(w.model, w.format)
     instances = served_instances(f"{sm.input.repository}/{name}")
     max_batch_size = read_config(f"{sm.input.repository}/{name}/config.pbtxt").max_batch_size
+    expected = underload.prepare(
+        sm.input.artifact,
+        w.format,
+        sm.input.io,
+        sm.input.data,
+        max_batch_size,
+        sm.params.tolerance,
+        int(settings["check_requests"]),
+    )
     with server.from_settings(sm.input.repository, triton, sm.log.server) as running:
         perf.measure(
             executable,
@@ -24,6 +33,7 @@ def main(sm):
             sm.input.data,
             instances,
             max_batch_size,
+            expected,
         )
     if sm.params.mode == "online":  # beside the sweep, the same sweep of the serving floor
         floor.measure_floor(
