@@ -14,10 +14,11 @@ import pytest
 import torch
 from google.protobuf import text_format
 
-from deploysnake import checkpoint, correctness, export, report, sources
+from deploysnake import checkpoint, correctness, export, sources
 from deploysnake.errors import UserError
 from deploysnake.frameworks import source_model
 from deploysnake.plugins import load_recipe, validation_batches
+from deploysnake.report import load as report_load
 from deploysnake.repository import read_config, write_repository
 from deploysnake.runtime import ArtifactRuntime
 
@@ -94,7 +95,7 @@ def test_aoti_correctness_verdict_carries_the_build_time(compiled: Path, tmp_pat
     assert verdict["passed"], verdict
     io = json.loads((compiled / "aoti/io.json").read_text())
     assert verdict["build_seconds"] == io["build_seconds"]
-    _, per_format = report._load_correctness([tmp_path / "masked_encoder/aoti.json"])
+    _, per_format = report_load.correctness([tmp_path / "masked_encoder/aoti.json"])
     assert per_format.row(0, named=True)["build s"] == pytest.approx(io["build_seconds"])
 
 

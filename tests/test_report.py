@@ -28,9 +28,9 @@ from browser import chart_summary, chromium_available, render_in_chromium
 from deploysnake.report import (
     OPEN_MODELS,
     PACK_ABOVE_BYTES,
-    _anchor,
-    _script_json,
+    anchor,
     build_report,
+    script_json,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -377,7 +377,7 @@ def test_untrusted_strings_are_escaped(html: str) -> None:
 
 
 def test_script_json_cannot_close_script() -> None:
-    text = _script_json({"a": PWN, "b": "<!-- -->", "c": "x & y"})
+    text = script_json({"a": PWN, "b": "<!-- -->", "c": "x & y"})
     assert "</" not in text and "<!--" not in text and "-->" not in text and "<" not in text
     assert json.loads(text) == {"a": PWN, "b": "<!-- -->", "c": "x & y"}
 
@@ -668,7 +668,7 @@ def test_a_model_with_no_stable_point_has_a_best_row_saying_so(tmp_path: Path) -
 
 
 def test_tuning_gain_is_the_side_by_side_medians_and_says_so() -> None:
-    from deploysnake.report import _side_by_side_gain
+    from deploysnake.report import side_by_side_gain
 
     def median(t: float, lo: float, hi: float) -> dict[str, float]:
         return {"throughput": t, "p99_us": 900.0, "min": lo, "max": hi, "stable_rounds": 3}
@@ -682,7 +682,7 @@ def test_tuning_gain_is_the_side_by_side_medians_and_says_so() -> None:
         "measured_by": "side_by_side",
     }
     side = {"A": median(1300.0, 1250.0, 1400.0), "U": median(1000.0, 900.0, 1100.0)}
-    text = _side_by_side_gain({**base, "side_by_side": side})
+    text = side_by_side_gain({**base, "side_by_side": side})
     assert (
         "(medians of 3 round(s) side by side, 2 configuration(s) alternated); untuned (U) 1,000.0 "
         "infer/s: <b>×1.30</b> (the trials" in text
@@ -692,9 +692,8 @@ def test_tuning_gain_is_the_side_by_side_medians_and_says_so() -> None:
         **side,
         "U": median(1000.0, 800.0, 1260.0),
     }  # the untuned's best round beats the chosen's worst
-    assert (
-        "within the rounds' spread (chosen 1,250–1,400, untuned 800–1,260)"
-        in _side_by_side_gain({**base, "side_by_side": overlapping})
+    assert "within the rounds' spread (chosen 1,250–1,400, untuned 800–1,260)" in side_by_side_gain(
+        {**base, "side_by_side": overlapping}
     )
     # the search's best trial lost the side by side to another candidate: said, with both numbers
     lost = {
@@ -704,14 +703,14 @@ def test_tuning_gain_is_the_side_by_side_medians_and_says_so() -> None:
     }
     assert (
         "the search's best trial, B (3,000.0 infer/s in its trial), measured 1,100.0 infer/s side by side"
-        in _side_by_side_gain(lost)
+        in side_by_side_gain(lost)
     )
-    assert "the untuned configuration is the best measured" in _side_by_side_gain(
+    assert "the untuned configuration is the best measured" in side_by_side_gain(
         {**base, "trial": "U", "side_by_side": side}
     )
     assert (
         "×3.00 over the untuned configuration (U, 1,000.0 infer/s), one trial measurement each"
-        in _side_by_side_gain(
+        in side_by_side_gain(
             {**base, "measured_by": "trial", "throughput": 3000.0, "side_by_side": {}}
         )
     )
@@ -860,7 +859,7 @@ def test_many_models_charts_are_drawn_when_their_section_opens(
     assert len(closed) == 6 * len(models) and not [c for c in closed if c["has_svg"]], closed[:2]
     # a link to a model's offline section (as the contents give) opens that model, and only it
     target = models[1]
-    opened = chart_summary(render_in_chromium(report, fragment=_anchor(target, "offline")))
+    opened = chart_summary(render_in_chromium(report, fragment=anchor(target, "offline")))
     drawn = [c for c in opened if c["has_svg"]]
     assert len(drawn) == 6 and all(c["title"].startswith(f"{target} · ") for c in drawn), drawn
     assert all(c["marks"] > 0 and c["error"] is None for c in drawn), drawn
@@ -915,13 +914,13 @@ def test_a_packed_section_is_unpacked_and_drawn_when_a_link_opens_it(
     report, models = packed
     assert chart_summary(render_in_chromium(report)) == []  # nothing unpacked at load
     target = models[1]
-    dom = render_in_chromium(report, fragment=_anchor(target, "offline"))
+    dom = render_in_chromium(report, fragment=anchor(target, "offline"))
     drawn = chart_summary(dom)
     assert len(drawn) == 6 and all(c["title"].startswith(f"{target} · ") for c in drawn), drawn
     assert all(c["has_svg"] and c["marks"] > 0 and c["error"] is None for c in drawn), drawn
     assert dom.count('class="packed-section"') == len(models) - 1
     # the unpacked section's tables are in the page, with the target the link named
-    assert f'id="{_anchor(target, "offline")}"' in dom
+    assert f'id="{anchor(target, "offline")}"' in dom
     assert {r["model"] for r in rows(dom, "offline")} == {target}
 
 

@@ -77,9 +77,9 @@ def test_formats_within_the_noise_are_not_ranked_and_the_simpler_wins(tmp_path: 
     assert row["format"] == "onnx" and row["fastest"] == "onnx_fp16"
     assert "within the noise" in row["noise"] and "full precision" in row["noise"]
     # The report's best table says so and shows the intervals.
-    from deploysnake.report import _best_section
+    from deploysnake.report import best_html
 
-    html = _best_section(paths, 10.0, [])
+    html = best_html(paths, 10.0, [])
     assert "within the noise" in html and "full precision preferred" in html
     assert "925.8-1,174 (n 3)" in html  # onnx's interval: mean 1,050, sd 50, t(0.975, 2)
     # Far apart: the faster format is chosen, nothing said about noise.

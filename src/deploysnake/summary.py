@@ -19,22 +19,16 @@ from typing import Any
 import polars as pl
 from jsonschema import Draft202012Validator
 
-from . import report_capacity, report_coldstart
+from . import report_coldstart
 from .capacity import cost_per_million
 from .contracts import FIELDS, Header, Status
 from .errors import UserError
-from .report import (
-    ACCURACY_NUMBERS,
-    ACCURACY_TEXT,
-    NATIVE_NUMBERS,
-    NATIVE_TEXT,
-    PERF_NUMBERS,
-    PERF_TEXT,
-    _load_correctness,
-    _read_csvs,
-    served_failures,
-    without_failure_records,
-)
+from .report.frames import capacity_failures, served_failures, without_failure_records
+from .report.load import accuracy as load_accuracy
+from .report.load import capacity as load_capacity
+from .report.load import correctness as load_correctness
+from .report.load import native as load_native
+from .report.load import perf as load_perf
 from .spread import CONFIDENCE
 
 # 2: points carry p99_spread, requests, p99_enough, p99_margin and server_batch, and their spread
@@ -315,14 +309,12 @@ def build(
     per_hour = {k: float(v) for k, v in ((config.get("cost") or {}).get("per_hour") or {}).items()}
     plan_settings = config.get("plan") or {}
 
-    _, corr = _load_correctness(correctness)
+    _, corr = load_correctness(correctness)
     accuracy = list(accuracy)
-    acc = _read_csvs(accuracy, ACCURACY_TEXT, ACCURACY_NUMBERS)
+    acc, off, on = load_accuracy(accuracy), load_perf(offline), load_perf(online)
+    caps = load_capacity(list(capacity))
     cold = {(r["model"], r["format"], r["device"]): r for r in report_coldstart.load(accuracy)}
-    off = _read_csvs(offline, PERF_TEXT, PERF_NUMBERS)
-    on = _read_csvs(online, PERF_TEXT, PERF_NUMBERS)
-    caps = report_capacity.load(list(capacity))
-    nat = _read_csvs(native, NATIVE_TEXT, NATIVE_NUMBERS)
+    nat = load_native(native)
     native_rate = {
         (r["model"], r["format"], r["device"], int(r["batch"])): r["throughput_infer_per_s"]
         for r in (
@@ -337,7 +329,7 @@ def build(
             "accuracy": acc,
             "perf_offline": off,
             "perf_online": on,
-            "capacity": report_capacity.failures(caps),
+            "capacity": capacity_failures(caps),
         }
     )
     frames = {"accuracy": acc, "perf_offline": off, "perf_online": on}

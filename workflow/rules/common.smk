@@ -213,11 +213,18 @@ def package_imports(path):
 
 
 def module_files(name):
-    """The files of one package module: <name>.py, or every file of the subpackage <name>/."""
+    """The files of one package module: <name>.py, or every file of the subpackage <name>/
+    (its templates too: the report's sections are Jinja2 templates)."""
     if (PACKAGE / f"{name}.py").is_file():
         return (PACKAGE / f"{name}.py",)
     if (PACKAGE / name / "__init__.py").is_file():
-        return tuple(sorted((PACKAGE / name).glob("*.py")))
+        return tuple(
+            sorted(
+                p
+                for p in (PACKAGE / name).rglob("*")
+                if p.is_file() and "__pycache__" not in p.parts
+            )
+        )
     return ()
 
 
@@ -240,7 +247,8 @@ def _package_closure(script):
         if name not in seen:
             seen.add(name)
             for path in module_files(name):
-                todo.extend(package_imports(path))
+                if path.suffix == ".py":
+                    todo.extend(package_imports(path))
     return (
         str(PACKAGE / "__init__.py"),
         *sorted(str(p) for m in seen for p in module_files(m)),
