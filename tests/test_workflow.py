@@ -21,6 +21,7 @@ from deploysnake import perf
 
 from .browser import chart_summary, chromium_available, render_in_chromium
 from .conftest import MEASURED, ROOT, processes_named, snakemake
+from .test_report_structure import default_run_problems
 
 pytestmark = pytest.mark.e2e
 
@@ -244,6 +245,13 @@ def test_report_renders_offline_with_data_in_every_chart(workdir: Path) -> None:
     charts = chart_summary(render_in_chromium(workdir / "results" / "report.html"))
     assert len(charts) >= 5, charts
     assert all(c["has_svg"] and c["marks"] > 0 for c in charts), charts
+
+
+def test_report_keeps_the_recorded_structure(workdir: Path) -> None:
+    """The default run's page has every section, table and chart title the report showed before
+    it became a package (tests/test_report_structure.py recorded them)."""
+    problems = default_run_problems((workdir / "results" / "report.html").read_text())
+    assert not any(problems.values()), problems
 
 
 def test_second_run_does_nothing(workdir: Path) -> None:
