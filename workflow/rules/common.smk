@@ -449,6 +449,12 @@ def report_inputs_of(wildcards, model):
     ]
 
 
+def floor_inputs_of(wildcards, model):
+    """One model's serving-floor sweeps (perf_analyzer_online writes one beside each online CSV),
+    which the report shows beside the online sweep."""
+    return measurement_paths(model, "perf_online", "floor.csv")
+
+
 def correctness_files():
     return [
         f"results/correctness/{model}/{fmt}.json"

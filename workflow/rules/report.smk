@@ -17,6 +17,7 @@ rule altair_report:
     input:
         # each model's measurements, planned as soon as that model's verdicts exist
         *per_model(report_inputs_of),
+        *per_model(floor_inputs_of),
         verdicts=ALL_VERDICTS,
         correctness=correctness_files(),
         deploy=expand("results/deploy/{device}.tar.gz", device=DEVICES),

@@ -15,8 +15,12 @@ STAGES = {
 
 def main(sm):
     paths = job.results_by_stage(sm.input, STAGES)
+    # perf_online/ holds the online sweeps and, beside each, the serving floor's (.floor.csv)
+    online = paths.pop("online")
     report.build_report(
         sm.params.config,
+        online=[p for p in online if not p.name.endswith(".floor.csv")],
+        floor=[p for p in online if p.name.endswith(".floor.csv")],
         environment=[Path(p) for p in sm.input.environment],
         output=Path(sm.output[0]),
         skipped=sm.params.skipped,

@@ -10,7 +10,7 @@ from typing import Any
 import polars as pl
 
 from ..contracts import BREAKDOWN, Status
-from .load import ID, floor_paths, perf
+from .load import ID
 from .text import fmt, num
 
 SPREAD_CELLS = ("infer/s 95 %", "p99 95 % µs", "p99 requests", "served/native 95 %")
@@ -59,11 +59,10 @@ def spread_cells(r: dict[str, Any], native_infer_s: float | None) -> dict[str, s
     return cells
 
 
-def floor_latencies(perf_csvs: list[Path]) -> dict[tuple[Any, ...], float]:
+def floor_latencies(floor: pl.DataFrame | None) -> dict[tuple[Any, ...], float]:
     """(model, format, device, concurrency) -> the serving floor's latency (µs, the sum of its
-    split) at that online point, from the .floor.csv beside each online CSV."""
-    floor = perf([p for p in floor_paths(perf_csvs) if p.exists()])
-    if not floor.height:
+    split) at that online point, from the floor's sweeps (load.floor)."""
+    if floor is None or not floor.height:
         return {}
     found = {}
     for r in floor.filter(pl.col("status") == Status.OK).iter_rows(named=True):
@@ -104,6 +103,7 @@ def best_table(
     excluded: set[tuple[str, str, str]] | None = None,
     expected: set[tuple[str, str]] | None = None,
     measured: set[tuple[str, str]] | None = None,
+    floor: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Per model and device, the fastest format within the p99 budget (ms), among formats with no
     failure in a served stage (`excluded`: (model, format, device)), with infer/s per server core,
@@ -112,13 +112,14 @@ def best_table(
     at the SLA where searched (`capacity`: frames.capacity_figures' CAPACITY and COST); each
     (model, device) of `expected` (those with no format left) has a row that says so, and so has
     each of `measured` (those with perf rows) where no point is stable: a model never drops out of
-    the table without a word."""
+    the table without a word. `floor`: the serving floor's sweeps (load.floor), for the limit of
+    an online point."""
     from ..selection import best
 
     rows = best([Path(p) for p in perf_csvs if Path(p).exists()], budget_ms * 1000.0, excluded)
     in_process = native_by_point(native, "native_cpu_ms_per_1k")
     native_rate = native_by_point(native, "throughput_infer_per_s")
-    floors = floor_latencies(perf_csvs)
+    floors = floor_latencies(floor)
 
     def native_of(r: dict[str, Any]) -> float | None:
         if r["mode"] != "offline":

@@ -117,13 +117,15 @@ def native(paths: Iterable[Path | str]) -> pl.DataFrame:
 
 
 def floor_paths(online: Iterable[Path | str]) -> list[Path]:
-    """The serving floor's CSV beside each online CSV (the online job writes both)."""
-    return [Path(p).with_name(Path(p).stem + ".floor.csv") for p in online]
+    """The serving floor's CSV beside each online CSV that has one (the online job writes both:
+    results/perf_online/<model>/<format>/<device>.floor.csv)."""
+    beside = (Path(p).with_name(Path(p).stem + ".floor.csv") for p in online)
+    return [p for p in beside if p.is_file()]
 
 
-def floor(online: Iterable[Path | str]) -> pl.DataFrame:
-    """The serving floor's sweeps beside the online CSVs, without provenance columns."""
-    frame = perf([p for p in floor_paths(online) if p.is_file()], "served_model")
+def floor(paths: Iterable[Path | str]) -> pl.DataFrame:
+    """The serving floor's sweeps (its .floor.csv files), without provenance columns."""
+    frame = perf(paths, "served_model")
     return frame.drop([c for c in PROVENANCE if c in frame.columns])
 
 

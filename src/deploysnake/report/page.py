@@ -33,7 +33,7 @@ from .frames import (
     without_failure_records,
 )
 from .gate import gate_section, plan_section
-from .load import ID, PROVENANCE, environments, json_or_none
+from .load import ID, PROVENANCE, environments, floor_paths, json_or_none
 from .load import accuracy as load_accuracy
 from .load import capacity as load_capacity
 from .load import correctness as load_correctness
@@ -88,16 +88,19 @@ def build_report(
     pack_above: int = PACK_ABOVE_BYTES,
     summary_json: Path | None = None,
     gate_json: Path | None = None,
+    floor: list[Path] | None = None,
 ) -> None:
     """Write one self-contained HTML report (no network needed to view it) to `output`.
 
     The inputs are the results' paths by stage (workflow/scripts/report.py); a missing or empty
-    one is logged and left out. With more than OPEN_MODELS models each model's section is closed
+    one is logged and left out; `floor`: the serving floor's CSVs (None: those beside the online
+    CSVs). With more than OPEN_MODELS models each model's section is closed
     until opened; when the closed sections' HTML is above `pack_above` bytes (UTF-8) they are
     stored packed (PACK_ABOVE_BYTES)."""
     corr_out, corr_fmt = load_correctness(correctness)
     acc, off, on = load_accuracy(accuracy), load_perf(offline), load_perf(online)
-    nat, floor = load_native(native), load_floor(online)
+    nat = load_native(native)
+    floor_frame = load_floor(floor_paths(online) if floor is None else floor)
     envs = environments(environment)
     env = envs[0] if envs else {}
     prov = provenance({"accuracy": acc, "perf offline": off, "perf online": on, "native": nat})
@@ -145,7 +148,7 @@ def build_report(
             on,
             sv,
             tuned,
-            floor,
+            floor_frame,
             failures,
             functools.partial(capacity_section, charts, model, capacities, per_hour),
         )
@@ -167,7 +170,7 @@ def build_report(
         for section, body_bytes in zip(sections, encoded, strict=True):
             section["packed"] = packed(body_bytes)
 
-    summary_frame = summary(corr_fmt, acc, off, on, sv, floor, failures)
+    summary_frame = summary(corr_fmt, acc, off, on, sv, floor_frame, failures)
     if cap_figures.height:
         summary_frame = summary_frame.join(
             cap_figures.select(*ID, CAPACITY, COST),
@@ -193,6 +196,7 @@ def build_report(
         failed_keys(failures),
         no_format_left(corr_fmt, failures, models, config.get("devices", [])),
         measured,
+        floor_frame,
     )
     vl_version, bundle = vega_bundle()
     page = render(
@@ -235,4 +239,5 @@ def best_html(
 ) -> Markup:
     """The best-format section alone, from perf CSVs (and native rows): as on the page."""
     budget = 10.0 if p99_budget_ms is None else float(p99_budget_ms)
-    return best_section(best_table(perf_csvs, budget, native), budget, None, deploy)
+    floor = load_floor(floor_paths(perf_csvs))
+    return best_section(best_table(perf_csvs, budget, native, floor=floor), budget, None, deploy)
