@@ -150,3 +150,13 @@ def test_readme_is_short() -> None:
     """The README says what the workflow does and where to read next; the rest is in docs/."""
     lines = (ROOT / "README.md").read_text().count("\n")
     assert lines <= 150, f"README.md has {lines} lines; move reference material to docs/"
+
+
+def test_the_report_package_has_no_file_over_500_lines() -> None:
+    """The report package's modules and templates stay short (issue 31: load, frames, charts,
+    sections, page; each section its own template)."""
+    report = ROOT / "src" / "deploysnake" / "report"
+    files = [*report.glob("*.py"), *report.glob("templates/*")]
+    assert len(files) > 10
+    long = {f.name: n for f in files if (n := len(f.read_text().splitlines())) > 500}
+    assert not long, long
