@@ -196,13 +196,13 @@ def correctness(paths: Iterable[Path | str]) -> tuple[pl.DataFrame, pl.DataFrame
 
 def tuning(paths: Iterable[Path | str]) -> list[Tuned]:
     """(chosen.json, trials.csv) pairs, the side_by_side.csv beside them as the choice's
-    "side_by_side_table" (None without one); model, format and device from the folder
-    results/tuning/<model>/<format>/<device>/ (chosen.json does not hold them)."""
+    "side_by_side_table" (None without one); model, format and device from chosen.json, else
+    (the tuning job does not write them today) from its folder results/tuning/<model>/<format>/<device>/."""
     pairs = []
     for chosen_path in sorted(Path(p) for p in paths if Path(p).name == "chosen.json"):
         chosen = json.loads(chosen_path.read_text())
-        model, fmt, device = chosen_path.parts[-4:-1]
-        chosen.update(model=model, format=fmt, device=device)
+        folder = dict(zip(ID, chosen_path.parts[-4:-1], strict=True))
+        chosen.update({k: chosen.get(k) or folder[k] for k in ID})
         trials = pl.read_csv(chosen_path.with_name("trials.csv"), infer_schema_length=None)
         trials = trials.with_columns(pl.col("chosen").cast(pl.String).str.to_lowercase() == "true")
         side = chosen_path.with_name("side_by_side.csv")
