@@ -16,8 +16,8 @@ import pytest
 from deploysnake import coldstart, repository, selection, server
 from deploysnake.accuracy import infer_served
 from deploysnake.failures import FormatFailure, classify
-from deploysnake.report import _best_section
-from deploysnake.report_coldstart import load, path_of, section
+from deploysnake.report import best_html
+from deploysnake.report.coldstart import load, path_of, section
 from deploysnake.runtime import ArtifactRuntime
 
 from .conftest import processes_named
@@ -163,14 +163,14 @@ def test_max_memory_mb_below_a_formats_memory_leaves_it_out_with_the_reason(
     assert row["format"] == light["format"]
     assert row["memory"].startswith(f"{heavy['format']} not chosen: its server needs ")
     assert f"over selection.max_memory_mb {limit:g}" in row["memory"]
-    html = _best_section(perf, 10.0, [], over_limit=over)
+    html = best_html(perf, 10.0, [], over_limit=over)
     assert f"{heavy['format']} not chosen" in html
-    table = section(figures, over, limit, str)
+    table = section(figures, over, limit)
     assert "Cold start and memory" in table and "not chosen" in table
     # below both: no format is chosen, and the best table says it is the memory limit
     both = selection.over_memory(figures, light["memory_net_mb"] - 0.5)
     assert selection.best(perf, 10_000.0, over_limit=both) == []
-    html = _best_section(perf, 10.0, [], measured={("digits", "cpu")}, over_limit=both)
+    html = best_html(perf, 10.0, [], measured={("digits", "cpu")}, over_limit=both)
     assert f"{light['format']} not chosen" in html and "no stable point" not in html
 
 

@@ -19,10 +19,11 @@ from typing import Any
 import polars as pl
 from jsonschema import Draft202012Validator
 
-from . import report_coldstart
 from .capacity import cost_per_million
 from .contracts import FIELDS, Header, Status
 from .errors import UserError
+from .report.coldstart import SUMMARY_FIELDS as COLD_START_FIELDS
+from .report.coldstart import load as load_coldstart
 from .report.frames import capacity_failures, served_failures, without_failure_records
 from .report.load import accuracy as load_accuracy
 from .report.load import capacity as load_capacity
@@ -276,11 +277,11 @@ def plan(
 
 
 def _cold_start(row: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """The entry's cold-start figures (report_coldstart; ms, MiB), null where not measured or
+    """The entry's cold-start figures (report.coldstart; ms, MiB), null where not measured or
     failed."""
     if not row or row.get("status") != Status.OK:
         return None
-    return {k: row.get(k) for k in report_coldstart.SUMMARY_FIELDS}
+    return {k: row.get(k) for k in COLD_START_FIELDS}
 
 
 def _instances(config: Mapping[str, Any], device: str, chosen: Mapping[str, Any] | None) -> int:
@@ -313,7 +314,7 @@ def build(
     accuracy = list(accuracy)
     acc, off, on = load_accuracy(accuracy), load_perf(offline), load_perf(online)
     caps = load_capacity(list(capacity))
-    cold = {(r["model"], r["format"], r["device"]): r for r in report_coldstart.load(accuracy)}
+    cold = {(r["model"], r["format"], r["device"]): r for r in load_coldstart(accuracy)}
     nat = load_native(native)
     native_rate = {
         (r["model"], r["format"], r["device"], int(r["batch"])): r["throughput_infer_per_s"]

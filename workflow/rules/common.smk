@@ -190,7 +190,8 @@ def package_imports(path):
     """The deploysnake modules one Python file imports, read with ast (imports inside functions
     included): `from deploysnake import a`, `from deploysnake.a import x`, and in the package
     `from . import a`, `from .a import x` (in a subpackage, `from ..a import x`). A subpackage
-    (a folder with __init__.py, e.g. tuning/, report/) counts as one module: all its files."""
+    (a folder with __init__.py, e.g. tuning/, report/) counts as one module: all its files.
+    """
     # how many dots a relative import of a package module has in this file (none outside)
     top = 1 if path.parent == PACKAGE else 2 if path.parent.parent == PACKAGE else None
     found = set()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,7 @@ def best_table(
     expected: set[tuple[str, str]] | None = None,
     measured: set[tuple[str, str]] | None = None,
     floor: pl.DataFrame | None = None,
+    over_limit: Mapping[tuple[str, str, str], str] | None = None,
 ) -> pl.DataFrame:
     """Per model and device, the fastest format within the p99 budget (ms), among formats with no
     failure in a served stage (`excluded`: (model, format, device)), with infer/s per server core,
@@ -113,10 +115,13 @@ def best_table(
     (model, device) of `expected` (those with no format left) has a row that says so, and so has
     each of `measured` (those with perf rows) where no point is stable: a model never drops out of
     the table without a word. `floor`: the serving floor's sweeps (load.floor), for the limit of
-    an online point."""
-    from ..selection import best
+    an online point; `over_limit`: (model, format, device) over selection.max_memory_mb -> why
+    (never chosen; a model left with none says so)."""
+    from ..selection import best, memory_left_out
 
-    rows = best([Path(p) for p in perf_csvs if Path(p).exists()], budget_ms * 1000.0, excluded)
+    rows = best(
+        [Path(p) for p in perf_csvs if Path(p).exists()], budget_ms * 1000.0, excluded, over_limit
+    )
     in_process = native_by_point(native, "native_cpu_ms_per_1k")
     native_rate = native_by_point(native, "throughput_infer_per_s")
     floors = floor_latencies(floor)
@@ -157,7 +162,7 @@ def best_table(
                 **spread_cells(r, native_of(r)),
                 "server batch": num(r.get("server_batch")),
                 "limited by": diagnosis(r, floors),
-                "choice": r.get("noise") or "",
+                "choice": "; ".join(c for c in (r.get("noise"), r.get("memory")) if c),
             }
             for r in rows
         ],
@@ -192,8 +197,10 @@ def best_table(
     unstable = (
         "no stable point (every point unstable, disturbed or left out; see the model's section)"
     )
+    memory = memory_left_out(over_limit or {}, rows)
     notes = [(m, d, nothing) for m, d in left] + [
-        (m, d, unstable) for m, d in sorted((measured or set()) - chosen - set(left))
+        (m, d, memory.get((m, d)) or unstable)
+        for m, d in sorted((measured or set()) - chosen - set(left))
     ]
     if notes:
         table = pl.concat(

@@ -10,6 +10,7 @@ import base64
 import functools
 import gzip
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from markupsafe import Markup
 
 from .best import best_table
 from .charts import EMBED_OPTIONS, Charts, vega_bundle
+from .coldstart import figures as coldstart_figures
+from .coldstart import section as coldstart_section
 from .frames import (
     CAPACITY,
     COST,
@@ -180,6 +183,7 @@ def build_report(
             maintain_order="left",
         )
     gate_html = gate_section(json_or_none(gate_json))
+    cold, max_memory_mb, over_limit = coldstart_figures(accuracy, config)
     plan_html = plan_section(json_or_none(summary_json))
     budget = 10.0 if p99_budget_ms is None else float(p99_budget_ms)
     measured = {
@@ -197,6 +201,7 @@ def build_report(
         no_format_left(corr_fmt, failures, models, config.get("devices", [])),
         measured,
         floor_frame,
+        over_limit,
     )
     vl_version, bundle = vega_bundle()
     page = render(
@@ -219,7 +224,8 @@ def build_report(
             )
             if html_part
         ],
-        best=best_section(best, budget, cap_figures, deploy or []),
+        best=best_section(best, budget, cap_figures, deploy or [])
+        + coldstart_section(cold, over_limit, max_memory_mb),
         summary=table(summary_frame, "summary"),
         skipped=skipped_section(skipped or []),
         environment=environment_section(envs, config),
@@ -236,8 +242,14 @@ def best_html(
     p99_budget_ms: float | None,
     deploy: list[Path],
     native: pl.DataFrame | None = None,
+    measured: set[tuple[str, str]] | None = None,
+    over_limit: Mapping[tuple[str, str, str], str] | None = None,
 ) -> Markup:
-    """The best-format section alone, from perf CSVs (and native rows): as on the page."""
+    """The best-format section alone, from perf CSVs (and native rows; `measured` and
+    `over_limit` as best.best_table's): as on the page."""
     budget = 10.0 if p99_budget_ms is None else float(p99_budget_ms)
     floor = load_floor(floor_paths(perf_csvs))
-    return best_section(best_table(perf_csvs, budget, native, floor=floor), budget, None, deploy)
+    table = best_table(
+        perf_csvs, budget, native, measured=measured, floor=floor, over_limit=over_limit
+    )
+    return best_section(table, budget, None, deploy)

@@ -1,16 +1,20 @@
-"""The report's "Cold start and memory" section and the figures behind it: per model x format x
-device, the model's load time and first-request latency without and with Triton's model_warmup, and
-the server's memory net of an empty server's, from the files the accuracy jobs write beside their
-CSVs (deploysnake.coldstart; read here without tritonclient, which the report's environment lacks)."""
+"""The report's "Cold start and memory" section (templates/coldstart.html.j2) and the figures
+behind it: per model x format x device, the model's load time and first-request latency without
+and with Triton's model_warmup, and the server's memory net of an empty server's, from the files
+the accuracy jobs write beside their CSVs (deploysnake.coldstart; read here without tritonclient,
+which the report's environment lacks)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .selection import over_memory
+from markupsafe import Markup
+
+from ..selection import over_memory
+from .sections import render
 
 # (heading, field) of the table's figures, in order.
 COLUMNS = [
@@ -77,12 +81,11 @@ def section(
     rows: Sequence[Mapping[str, Any]],
     over_limit: Mapping[tuple[str, str, str], str],
     max_memory_mb: float,
-    esc: Callable[[Any], str],
-) -> str:
-    """The section's HTML (id "coldstart"); "" without figures. over_limit: (model, format, device)
+) -> Markup:
+    """The section (id "coldstart"); empty without figures. over_limit: (model, format, device)
     over selection.max_memory_mb -> why (selection.over_memory), shown in the row's note."""
     if not rows:
-        return ""
+        return Markup()
     gpu = any(r.get("gpu_memory_net_mb") is not None for r in rows)
     columns = [(h, f) for h, f in COLUMNS if gpu or f != "gpu_memory_net_mb"]
     head = ["model", "format", "device", "request batch", *(h for h, _ in columns), "note"]
@@ -95,30 +98,17 @@ def section(
             over_limit.get(key, ""),
             "the deploy config carries model_warmup" if r.get("warmup_in_repository") else "",
         ]
-        cells = [
-            *key,
-            _n(r.get("request_batch")),
-            *(_n(r.get(f)) for _, f in columns),
-            "; ".join(n for n in notes if n),
-        ]
-        body.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
-    th = "".join(f"<th>{esc(h)}</th>" for h in head)
+        body.append(
+            [
+                *key,
+                _n(r.get("request_batch")),
+                *(_n(r.get(f)) for _, f in columns),
+                "; ".join(n for n in notes if n),
+            ]
+        )
     limit = (
         f"formats above selection.max_memory_mb ({max_memory_mb:g} MiB) are not chosen"
         if max_memory_mb and max_memory_mb > 0
         else "no memory limit (selection.max_memory_mb 0)"
     )
-    note = (
-        '<p class="note">measured in each accuracy job\'s server: load: the repository load '
-        "call until the model is ready (a server started with no model: the backend's own start "
-        "included); first request: the first inference after the load, one validation sample "
-        "(request batch); steady: the median of the next five; with warmup: unloaded and loaded "
-        "again with Triton's model_warmup (triton.warmup: the second load in that server, its "
-        "files cached); memory net: the server process tree's resident memory with the model "
-        f"loaded and used, minus the same server's before any model was loaded; {esc(limit)}</p>"
-    )
-    table = (
-        f'<table class="coldstart"><thead><tr>{th}</tr></thead><tbody>{"".join(body)}</tbody>'
-        "</table>"
-    )
-    return f'<section id="coldstart"><h2>Cold start and memory</h2>{note}{table}</section>'
+    return render("coldstart.html.j2", head=head, rows=body, limit=limit)
