@@ -101,13 +101,16 @@ def exported(recipe: Recipe, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     return paths
 
 
-def processes_named(name: str) -> list[psutil.Process]:
+def processes_named(name: str, under: Path | None = None) -> list[psutil.Process]:
+    """The running processes called `name`; with `under`, only those whose command line names a
+    path inside that folder (a test's own servers, not other work's on the same machine)."""
     found = []
     for proc in psutil.process_iter(["name", "cmdline"]):
         try:
-            if proc.info["name"] == name or any(
-                Path(a).name == name for a in (proc.info["cmdline"] or [])[:1]
-            ):
+            cmdline = proc.info["cmdline"] or []
+            if not (proc.info["name"] == name or any(Path(a).name == name for a in cmdline[:1])):
+                continue
+            if under is None or any(str(under) in a for a in cmdline):
                 found.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue

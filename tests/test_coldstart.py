@@ -61,7 +61,7 @@ def measured(exported: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
         np.testing.assert_allclose(served["logits"], local["logits"], rtol=1e-6, atol=1e-6)
         assert f"successfully loaded '{model_dir.name}'" in log.read_text()
         coldstart.write(figures, path_of(root / "accuracy" / "digits" / fmt / "cpu.csv"))
-    assert not processes_named("tritonserver")
+    assert not processes_named("tritonserver", under=root)
     return root
 
 
@@ -203,4 +203,4 @@ def test_a_model_the_server_cannot_load_is_the_formats_failure(
     [row] = load([tmp_path / "accuracy" / "cpu.csv"])
     assert row["status"] == "failed" and row["load_ms"] is None
     assert row["reason"] == failure.value.reason
-    assert not processes_named("tritonserver")
+    assert not processes_named("tritonserver", under=tmp_path)
