@@ -197,3 +197,8 @@ def test_native_windows_follow_the_perf_rule(
     assert native.WINDOW_CAP_S == perf.WINDOW_CAP_S
     assert native.SLOW_WINDOW_CALLS == perf.SLOW_WINDOW_REQUESTS
     assert native.MIN_WINDOW_CALLS == perf.MIN_WINDOW_REQUESTS
+
+
+def test_open_loop_window_of_slow_requests_follows_the_sweeps_cap() -> None:
+    # 1 req/s of 4.3 s requests: 25 arrivals (25 s) beside 10 latencies (43 s), not 25 (107.5 s)
+    assert perf.open_loop_window_ms(TIME, 2000, 1, 4.3) == 43_000

@@ -866,12 +866,13 @@ def open_loop_window_ms(
     probe (settings["sizing"], the default) long enough for MIN_WINDOW_REQUESTS arrivals
     (MIN_WINDOW_REQUESTS / rate s) and, with a probed latency (s per request), for
     MIN_WINDOW_REQUESTS request latencies, never shorter than `configured_ms`
-    (perf.capacity.measurement_interval_ms); perf.sizing fixed: configured_ms as it is."""
+    (perf.capacity.measurement_interval_ms); perf.sizing fixed: configured_ms as it is. The
+    latencies' part follows window_requests_s: past WINDOW_CAP_S, at least SLOW_WINDOW_REQUESTS."""
     if settings.get("sizing", "probe") != "probe" or rate <= 0:
         return int(configured_ms)
     need_s = MIN_WINDOW_REQUESTS / rate
     if latency_s is not None:
-        need_s = max(need_s, MIN_WINDOW_REQUESTS * latency_s)
+        need_s = max(need_s, window_requests_s(latency_s))
     return max(int(configured_ms), int(np.ceil(need_s * 1000.0)))
 
 
