@@ -202,3 +202,19 @@ def test_native_windows_follow_the_perf_rule(
 def test_open_loop_window_of_slow_requests_follows_the_sweeps_cap() -> None:
     # 1 req/s of 4.3 s requests: 25 arrivals (25 s) beside 10 latencies (43 s), not 25 (107.5 s)
     assert perf.open_loop_window_ms(TIME, 2000, 1, 4.3) == 43_000
+
+
+def test_a_disturbed_point_names_the_batch_the_prediction_compares_with() -> None:
+    """On a loaded machine every point may come out disturbed: its figures never count towards the
+    stop rule, but the best of them names the batch whose prediction the next ones must beat by
+    5 %, so the probe's prediction still bounds a disturbed run."""
+    timing = perf.through_shared_memory(RESNET_GRPC, RESNET_SERVER)
+    stops = perf.SweepStop(OFFLINE, lambda b: perf.predicted_throughput(timing, b))
+    for batch, throughput in ((1, 30.0), (16, 40.0)):
+        point = perf.Point(batch, 1)
+        assert stops.reason(point, "offline") == ""
+        stops.update(
+            point, "offline", "disturbed", {"Inferences/Second": throughput, "p99 latency": 1}
+        )
+    assert "against 58.98 at batch 16" in stops.reason(perf.Point(64, 1), "offline")
+    assert stops.stalls == {} and stops.best == {}  # the rule itself counts ok points only

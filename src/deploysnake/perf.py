@@ -725,6 +725,10 @@ WINDOW_CAP_S = 10.0
 SLOW_WINDOW_REQUESTS = 10
 # A probe request that takes longer than this is given up (the sweep's own timeouts then apply).
 PROBE_TIMEOUT_S = 300.0
+# Requests slower than this (warm-up and first timed) are timed once, not twice: a ResNet-18 batch
+# of 256 costs the probe 10 s instead of 15 on 2 cores, and a second request of seconds differs
+# from the first by less than the windows' own spread.
+PROBE_ONCE_S = 1.0
 
 
 def probe_latency(
@@ -738,7 +742,8 @@ def probe_latency(
 ) -> dict[int, float]:
     """Seconds one request takes at each batch size, measured before a sweep: the perf input data's
     first request at that batch (perfdata.batches; unbatched: one whole sample) sent three times over
-    gRPC, the first a warm-up, the faster of the other two kept. server_s, where given, is filled
+    gRPC, the first a warm-up, the faster of the other two kept (twice where both took more than
+    PROBE_ONCE_S: one timed). server_s, where given, is filled
     with the server's own seconds of the same requests (server_seconds: Triton's statistics, the
     gRPC transfer left out), where the server reports them. Raises what tritonclient raises where
     the server refuses the request."""
@@ -758,8 +763,11 @@ def probe_latency(
                 )
                 tensor.set_data_from_numpy(array)
                 inputs.append(tensor)
-            times, on_server = [], []
+            times: list[float] = []
+            on_server: list[float] = []
             for k in range(3):
+                if k == 2 and min(times) > PROBE_ONCE_S:
+                    break  # seconds a request: one timed after the warm-up is enough
                 before = server_seconds(client, model_name) if k and server_s is not None else None
                 started = time.perf_counter()
                 client.infer(model_name, inputs, client_timeout=PROBE_TIMEOUT_S)
@@ -909,13 +917,13 @@ class SweepStop:
     offline, along the batch sizes at each concurrency; online, along the concurrencies. A point
     whose p99 passes perf.max_p99_ms ends its sweep too (larger batches or more requests in flight
     only wait longer). stop_gain 0 and max_p99_ms 0 measure every listed point. Only "ok" points
-    count.
+    count towards the rule.
 
     predicted (offline, perf.sizing probe): batch size -> the infer/s the probe predicts there
     (predicted_throughput); a batch size whose prediction is less than stop_gain over the
-    prediction at the batch of the sweep's best measured point cannot gain what the rule asks, and
-    is left out without being measured (the ratio of two predictions, so a probe that is off by the
-    same factor everywhere decides alike)."""
+    prediction at the batch of the sweep's best measured point (ok or disturbed: only its batch is
+    used) cannot gain what the rule asks, and is left out without being measured (the ratio of two
+    predictions, so a probe that is off by the same factor everywhere decides alike)."""
 
     def __init__(
         self, settings: dict[str, Any], predicted: Callable[[int], float | None] | None = None
@@ -925,7 +933,8 @@ class SweepStop:
         self.max_p99_ms = float(settings.get("max_p99_ms", 0) or 0.0)
         self.predicted = predicted
         self.best: dict[int, float] = {}
-        self.best_batch: dict[int, int] = {}
+        self.best_batch: dict[int, int] = {}  # batch of the highest infer/s, ok or disturbed
+        self.seen: dict[int, float] = {}  # that infer/s
         self.stalls: dict[int, int] = {}
         self.stopped: dict[int, str] = {}
 
@@ -949,13 +958,14 @@ class SweepStop:
         return (
             f"left out: the probe predicts {here:.4g} infer/s at batch {point.batch} against "
             f"{there:.4g} at batch {best_batch}, the best measured so far at concurrency "
-            f"{point.concurrency} ({self.best[key]:.4g} infer/s): less than perf.stop_gain "
+            f"{point.concurrency} ({self.seen[key]:.4g} infer/s): less than perf.stop_gain "
             f"{100 * self.gain:g} % more"
         )
 
     def update(self, point: Point, mode: str, status: str, measured: dict[str, Any]) -> None:
-        """Count a measured point towards its sweep's stop."""
-        if status != Status.OK:
+        """Count a measured point towards its sweep's stop. A disturbed point's figures only name the
+        batch the prediction compares with (its best measured), as the probe's ratio decides."""
+        if status not in (Status.OK, Status.DISTURBED):
             return
         key, step = self._key(point, mode), f"batch {point.batch}, concurrency {point.concurrency}"
         try:
@@ -963,8 +973,11 @@ class SweepStop:
             p99_ms = float(measured[Header.P99]) / 1000.0
         except (KeyError, TypeError, ValueError):
             return
-        if throughput > self.best.get(key, 0.0):
+        if throughput > self.seen.get(key, 0.0):
+            self.seen[key] = throughput
             self.best_batch[key] = point.batch
+        if status != Status.OK:
+            return
         if self.max_p99_ms and p99_ms > self.max_p99_ms:
             self.stopped[key] = (
                 f"left out: p99 {p99_ms:.1f} ms at {step} passed perf.max_p99_ms "
