@@ -218,3 +218,24 @@ def test_a_disturbed_point_names_the_batch_the_prediction_compares_with() -> Non
         )
     assert "against 58.98 at batch 16" in stops.reason(perf.Point(64, 1), "offline")
     assert stops.stalls == {} and stops.best == {}  # the rule itself counts ok points only
+
+
+def test_a_slow_points_trials_and_second_measurement_are_bounded() -> None:
+    """A lengthened window's point gets 4 trials (3 stable windows and one spare), not 6; a
+    configured window keeps its settings whole. The second measurement of an unstable point
+    (windows twice as long) or a disturbed one happens only where perf.max_job_s leaves room."""
+    slow = perf.sized({**TIME, "max_trials": 6}, 0.3)
+    assert slow["measurement_interval_ms"] == 7500 and slow["max_trials"] == 4
+    fast = {**TIME, "max_trials": 6}
+    assert perf.sized(fast, 0.001) == fast
+    assert perf.sized({**TIME, "max_trials": 3}, 0.3)["max_trials"] == 3  # fewer: as set
+    # 70 s spent on an unstable point: twice as long again needs 140 s more
+    assert not perf.again_fits("unstable", 70.0, 150.0)
+    assert perf.again_fits("unstable", 40.0, 150.0)
+    assert perf.again_fits("disturbed", 70.0, 150.0) and not perf.again_fits(
+        "disturbed", 80.0, 150.0
+    )
+    assert perf.again_fits("unstable", 1e6, None)  # no bound
+    budget = perf.job_budget("auto", [perf.Point(1, 1)], [6.0], "offline")
+    assert budget.left_s(100.0) == 50.0 and budget.left_s(400.0) == 0.0
+    assert perf.job_budget(0, [perf.Point(1, 1)], [6.0], "offline").left_s(100.0) is None

@@ -499,17 +499,21 @@ def measure_point(
     csv_path: Path,
     load: Load,
     device: str = "cpu",
+    within_s: float | None = None,
 ) -> tuple[str, dict[str, Any], str]:
     """One perf_analyzer point, inside a usage Window (deploysnake.usage): the row holds perf_analyzer's
     columns and the window's (foreign_cpu, server_cpu, client_cpu in cores, server_peak_rss_mb).
 
     Measured once more when it is unstable (windows twice as long, what perf_analyzer advises) or
     disturbed (foreign load above settings["max_foreign_cpu"] cores, or another process on the GPU);
-    then recorded as "unstable" (no numbers) or "disturbed" (numbers and load kept, never charted)."""
+    then recorded as "unstable" (no numbers) or "disturbed" (numbers and load kept, never charted).
+    within_s (perf.max_job_s's seconds left for this point; None: no bound): the second measurement
+    only where it fits (again_fits), else the first's status is recorded."""
     limit = float(settings.get("max_foreign_cpu", MAX_FOREIGN_CPU))
     measured: dict[str, Any] = {}
     status: str = Status.UNSTABLE
     text = ""
+    started = time.monotonic()
     for attempt in (1, 2):
         args = command(
             executable,
@@ -562,15 +566,22 @@ def measure_point(
             if system_shm:
                 _remove_leftovers(load.tensors)  # a perf_analyzer killed at its timeout leaves them
         measured = {**measured, **window.columns()}
+        spent = time.monotonic() - started
         if status == Status.OK and window.disturbed(limit):
             status = Status.DISTURBED
+            fits = attempt == 1 and again_fits(status, spent, within_s)
             log.warning(
                 "point disturbed: %.2f core(s) of foreign CPU load (limit perf.max_foreign_cpu %.2f)%s",
                 window.result["foreign_cpu"],
                 limit,
-                "; measuring again" if attempt == 1 else "; recorded as disturbed",
+                "; measuring again"
+                if fits
+                else "; recorded as disturbed"
+                + ("" if attempt == 2 else " (measuring again would pass perf.max_job_s)"),
             )
             text = f"foreign CPU load {window.result['foreign_cpu']:.2f} cores"
+            if not fits:
+                break
             continue
         if status in (
             Status.OK,
@@ -578,12 +589,30 @@ def measure_point(
             Status.CLIENT_BEHIND,
         ):  # measured, failed or beyond the client: measuring again gives nothing new
             break
+        if attempt == 1 and not again_fits(status, spent, within_s):
+            log.warning(
+                "point unstable; not measured again: windows twice as long would pass "
+                "perf.max_job_s (%.0f s spent on it, %.0f s left)",
+                spent,
+                within_s or 0.0,
+            )
+            break
         settings = {
             **settings,
             "measurement_interval_ms": 2 * settings["measurement_interval_ms"],
             "measurement_request_count": 2 * settings["measurement_request_count"],
         }
     return status, measured, text
+
+
+def again_fits(status: str, spent_s: float, within_s: float | None) -> bool:
+    """Whether a point's second measurement fits in within_s seconds (None: always), its first
+    having taken spent_s: a disturbed point's again takes as long, an unstable one's (windows twice
+    as long) twice as long."""
+    if within_s is None:
+        return True
+    again_s = (2.0 if status == Status.UNSTABLE else 1.0) * spent_s
+    return spent_s + again_s <= within_s
 
 
 def repeat_best(
@@ -723,6 +752,9 @@ MIN_WINDOW_REQUESTS = 25
 # the 5 % the sweep's stop rule (perf.stop_gain) tells apart.
 WINDOW_CAP_S = 10.0
 SLOW_WINDOW_REQUESTS = 10
+# A lengthened window's point gets at most this many of them (perf_analyzer's stable measurement is
+# 3 windows in a row; one spare): 4 windows, not perf.max_trials' 6, of 10 request latencies or more.
+SIZED_MAX_TRIALS = 4
 # A probe request that takes longer than this is given up (the sweep's own timeouts then apply).
 PROBE_TIMEOUT_S = 300.0
 # Requests slower than this (warm-up and first timed) are timed once, not twice: a ResNet-18 batch
@@ -835,15 +867,20 @@ def window_requests_s(latency_s: float) -> float:
 def sized(settings: dict[str, Any], latency_s: float | None) -> dict[str, Any]:
     """The settings of one point: with perf.sizing "probe" (the default) and a probed latency, a time
     window of window_requests_s(latency_s) (never shorter than the configured
-    measurement_interval_ms, which small models keep as it is); "fixed" keeps the settings as given."""
+    measurement_interval_ms, which small models keep as it is, max_trials too); a lengthened window
+    gets at most SIZED_MAX_TRIALS trials. "fixed" keeps the settings as given."""
     if settings.get("sizing", "probe") != "probe" or latency_s is None:
         return settings
     if settings["measurement_mode"] != "time_windows":
         return settings  # count windows hold measurement_request_count requests whatever they cost
     need_ms = int(np.ceil(window_requests_s(latency_s) * 1000.0))
+    if need_ms <= int(settings["measurement_interval_ms"]):
+        return settings
+    trials = int(settings.get("max_trials", SIZED_MAX_TRIALS))
     return {
         **settings,
-        "measurement_interval_ms": max(int(settings["measurement_interval_ms"]), need_ms),
+        "measurement_interval_ms": need_ms,
+        "max_trials": min(trials, SIZED_MAX_TRIALS),
     }
 
 
@@ -1042,6 +1079,11 @@ class JobBudget:
     about_s: tuple[float, ...]
     always: frozenset[int] = frozenset()
 
+    def left_s(self, spent_s: float) -> float | None:
+        """Seconds of the bound left after spent_s (None: no bound): what a point started now may
+        spend measuring again (measure_point's within_s)."""
+        return max(0.0, self.seconds - spent_s) if self.seconds else None
+
     def reason(self, index: int, spent_s: float) -> str:
         """Why point `index` (0-based, planned order) is left out after spent_s seconds of measuring
         ("" where it is measured): it would end past the bound."""
@@ -1233,6 +1275,7 @@ def measure(
                 Path(tmp) / f"point{k}.csv",
                 point_load,
                 device,
+                budget.left_s(spent),
             )
             server.check_alive()
             stops.update(point, mode, status, measured)
