@@ -10,6 +10,7 @@ import yaml
 
 from deploysnake.configuration import validate
 from deploysnake.errors import UserError
+from deploysnake.formats import cpu_has_float16_arithmetic
 
 from .conftest import ROOT, snakemake
 
@@ -118,27 +119,46 @@ def test_snakemake_rejects_bad_config_before_any_job(tmp_path: Path) -> None:
 
 def test_formats_auto_skips_what_this_machine_cannot_build() -> None:
     from deploysnake.configuration import plan_formats
-    from deploysnake.formats import NOT_AUTO, tensorrt_unavailable
+    from deploysnake.formats import CPU_FP16_NOT_AUTO, NOT_AUTO, tensorrt_unavailable
 
     planned, skipped = plan_formats(validate(changed(formats="auto")))
     reason = tensorrt_unavailable()
     if reason is None:
         pytest.skip("this machine can build TensorRT plans")
+    fp16 = cpu_has_float16_arithmetic()
     assert planned["digits"] == [
         "torchscript_trace",
         "torchscript_script",
         "onnx",
         "onnx_optimized",
-        "onnx_fp16",
+        *(["onnx_fp16"] if fp16 else []),
         "onnx_int8",
     ]
     assert [(s["format"], s["reason"]) for s in skipped] == [
         ("aoti", NOT_AUTO["aoti"]),  # built only where named: minutes of C++ compile
+        *([] if fp16 else [("onnx_fp16", CPU_FP16_NOT_AUTO)]),  # onnx's compute, rounded weights
         ("tensorrt_fp32", f"skipped: {reason}"),
         ("tensorrt_fp16", f"skipped: {reason}"),
     ]
+    # named, it is built on any CPU
+    assert (
+        "onnx_fp16" in plan_formats(validate(changed(formats=["onnx", "onnx_fp16"])))[0]["digits"]
+    )
     with pytest.raises(
         UserError,
         match=r"config.formats: \['tensorrt_fp16'\] cannot be built on this machine: .*formats: auto",
     ):
         validate(changed(formats=["onnx", "tensorrt_fp16"]))
+
+
+@pytest.mark.parametrize(
+    ("cpuinfo", "expected"),
+    [
+        ("flags\t\t: fpu sse2 avx2 f16c avx512f avx512_bf16 avx512_vnni\n", False),  # this AMD EPYC
+        ("flags\t\t: fpu avx512f avx512_fp16 amx_bf16\n", True),  # Sapphire Rapids
+        ("Features\t: fp asimd evtstrm asimdhp cpuid\n", True),  # ARMv8.2
+        ("", False),
+    ],
+)
+def test_float16_arithmetic_is_read_from_the_cpu_flags(cpuinfo: str, expected: bool) -> None:
+    assert cpu_has_float16_arithmetic(cpuinfo) is expected

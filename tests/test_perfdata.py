@@ -15,7 +15,7 @@ from deploysnake import native, perf, perfdata
 from deploysnake.contracts import Status
 from deploysnake.plugins import Recipe
 
-from .conftest import PARAMS
+from .conftest import MEASURED, PARAMS
 
 
 @pytest.mark.parametrize(
@@ -116,14 +116,16 @@ def test_native_baseline_runs_the_perf_samples_and_shapes(
 def test_sizing_lengthens_only_windows_shorter_than_25_requests() -> None:
     settings = {"measurement_mode": "time_windows", "measurement_interval_ms": 300, "max_trials": 4}
     assert perf.sized(settings, 0.000014) == settings  # digits: 25 requests fit easily
-    assert perf.sized(settings, 2.0)["measurement_interval_ms"] == 50_000  # 25 requests of 2 s
+    # 25 requests of 2 s pass 10 s: 10 requests (perf.WINDOW_CAP_S, perf.SLOW_WINDOW_REQUESTS)
+    assert perf.sized(settings, 2.0)["measurement_interval_ms"] == 20_000
+    assert perf.sized(settings, 0.2)["measurement_interval_ms"] == 5_000  # 25 requests of 0.2 s
     assert perf.sized({**settings, "sizing": "fixed"}, 2.0) == {**settings, "sizing": "fixed"}
     assert perf.sized(settings, None) == settings  # no probe: as configured
     probed = {1: 0.002, 65: 0.130}
     assert perf.latency_at(probed, 33) == pytest.approx(0.066)
     assert perf.latency_at(probed, 130) == pytest.approx(0.260)  # past the largest: per sample
     about, most = perf.estimate_s(perf.sized(settings, 2.0), 2.0)
-    assert 200 <= about < most
+    assert 80 <= about < most
 
 
 def test_perf_job_probes_plans_and_leaves_out_points_past_max_job_s(
@@ -243,3 +245,52 @@ def test_native_window_sized_to_hold_25_calls_of_a_slow_model() -> None:
     assert 0.5 <= sized["window_s_planned"] < 1.0 and sized["iterations"] >= 20, sized
     fixed = native.time_batch([slow], inputs, 0.05, 10_000)  # type: ignore[list-item]
     assert fixed["window_s_planned"] == 0.05 and fixed["iterations"] <= 4, fixed
+
+
+def test_native_leaves_out_the_batch_sizes_the_served_sweep_left_out(
+    recipe: Recipe, exported: dict[str, Path], tmp_path: Path
+) -> None:
+    """A batch size with no served point (every concurrency "left out" by the offline job) is not
+    run in-process: nothing to set it beside; its row says why. One measured at another
+    concurrency still is."""
+    import csv
+
+    data = tmp_path / "input.json"
+    perf.prepare_input_data(recipe, PARAMS, 16, data)
+    served = tmp_path / "served.csv"
+    why = "left out: the probe predicts 59.53 infer/s at batch 8"
+    with open(served, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, ["batch", "concurrency", "status", "reason"])
+        writer.writeheader()
+        writer.writerows(
+            [
+                {"batch": 1, "concurrency": 1, "status": "ok", "reason": ""},
+                {"batch": 4, "concurrency": 1, "status": Status.LEFT_OUT, "reason": why},
+                {"batch": 4, "concurrency": 2, "status": "unstable", "reason": ""},
+                {"batch": 8, "concurrency": 1, "status": Status.LEFT_OUT, "reason": why},
+                {"batch": 8, "concurrency": 2, "status": Status.LEFT_OUT, "reason": why},
+            ]
+        )
+    assert native.served_left_out([served]) == {8: why}
+    rows = native.measure(
+        "digits",
+        "onnx",
+        "cpu",
+        exported["onnx"],
+        exported["onnx/io"],
+        [1, 4, 8],
+        1,
+        5.0,
+        4,
+        tmp_path / "n.csv",
+        served=[served],
+        input_data=data,
+    )
+    assert [r["status"] in MEASURED for r in rows] == [True, True, False], rows
+    assert rows[2]["status"] == Status.LEFT_OUT and why in rows[2]["reason"], rows[2]
+    assert "throughput_infer_per_s" not in rows[2]
+    with open(tmp_path / "n.csv", newline="") as handle:
+        written = list(csv.DictReader(handle))
+    assert [r["batch"] for r in written] == ["1", "4", "8"]
+    assert written[2]["status"] == "left out" and written[2]["throughput_infer_per_s"] == ""
+    assert written[0]["reason"] == "" and float(written[0]["throughput_infer_per_s"]) > 0

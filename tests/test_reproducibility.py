@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from deploysnake.formats import cpu_has_float16_arithmetic
+
 from .conftest import ROOT
 
 pytestmark = pytest.mark.e2e
@@ -34,7 +36,7 @@ FORMATS = (
     "torchscript_script",
     "onnx",
     "onnx_optimized",
-    "onnx_fp16",
+    *(["onnx_fp16"] if cpu_has_float16_arithmetic() else []),  # formats.CPU_FP16_NOT_AUTO
     "onnx_int8",
 )
 

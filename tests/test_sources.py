@@ -30,6 +30,7 @@ import yaml
 
 from deploysnake import checkpoint, export, repository
 from deploysnake.configuration import plan_formats, validate
+from deploysnake.formats import cpu_has_float16_arithmetic
 from deploysnake.plugins import load_recipe
 from deploysnake.runtime import ArtifactRuntime
 from deploysnake.sources import load_settings
@@ -222,7 +223,8 @@ def test_each_source_kind_plans_its_own_format_and_onnx(given: dict[str, Path]) 
     config = validate({**sources_config(given), "formats": "auto"})
     assert config["models"]["digits_dir"]["framework"] == "onnx"  # its config.pbtxt's platform
     planned, _ = plan_formats(config)
-    assert planned["bag"][:4] == ["onnx", "onnx_optimized", "onnx_fp16", "onnx_int8"]
+    fp16 = ["onnx_fp16"] if cpu_has_float16_arithmetic() else []  # formats.CPU_FP16_NOT_AUTO
+    assert planned["bag"][: 3 + len(fp16)] == ["onnx", "onnx_optimized", *fp16, "onnx_int8"]
     assert planned["scripted"][:2] == ["torchscript", "onnx"]
 
 

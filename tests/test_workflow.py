@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from deploysnake import perf
+from deploysnake.formats import cpu_has_float16_arithmetic
 
 from .browser import chart_summary, chromium_available, render_in_chromium
 from .conftest import MEASURED, ROOT, processes_named, snakemake
@@ -40,13 +41,15 @@ PERF_COLUMNS = [
     "p95 latency",
     "p99 latency",
 ]
-# formats: auto -> every format this CPU machine can build goes through the whole DAG.
+# formats: auto -> every format this CPU machine can build goes through the whole DAG (onnx_fp16
+# only on a CPU with float16 arithmetic: deploysnake.formats.CPU_FP16_NOT_AUTO).
+FP16_ON_CPU = cpu_has_float16_arithmetic()
 FORMATS = [
     "torchscript_trace",
     "torchscript_script",
     "onnx",
     "onnx_optimized",
-    "onnx_fp16",
+    *(["onnx_fp16"] if FP16_ON_CPU else []),
     "onnx_int8",
 ]
 TINY = {
@@ -234,6 +237,8 @@ def test_report_renders_offline_with_data_in_every_chart(workdir: Path) -> None:
     cold = html[html.index('id="coldstart"') : html.index('id="summary"')]
     assert "Cold start and memory" in cold and "first request with warmup ms" in cold
     assert all(f"<td>{fmt}</td>" in cold for fmt in FORMATS)
+    if not FP16_ON_CPU:
+        assert "onnx_fp16</b>: not in formats: auto on this CPU (no float16 arithmetic" in html
     assert 'id="provenance"' in html and "torch=2.13.0" in html
     assert not re.search(r"""<script[^>]+src=["']https?:""", html), (
         "the report must not load scripts from the network"

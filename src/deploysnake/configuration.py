@@ -17,7 +17,15 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 
 from .errors import UserError
-from .formats import ARTIFACTS, FRAMEWORK_FORMATS, NOT_AUTO, TENSORRT, tensorrt_unavailable
+from .formats import (
+    ARTIFACTS,
+    CPU_FP16_NOT_AUTO,
+    FRAMEWORK_FORMATS,
+    NOT_AUTO,
+    TENSORRT,
+    cpu_has_float16_arithmetic,
+    tensorrt_unavailable,
+)
 from .plugins import plugin_paths
 from .sources import OWN_FORMAT, SOURCE_KEYS, SOURCE_ONLY, config_problems, is_source
 
@@ -227,6 +235,8 @@ def plan_formats(config: dict[str, Any]) -> tuple[dict[str, list[str]], list[dic
     `formats: auto` takes every format of the model's framework that this machine can build; a format
     listed by name that the machine cannot build is a config error (raised by validate)."""
     trt_reason = tensorrt_unavailable()
+    # CPU devices only, a CPU without float16 arithmetic: onnx_fp16 is onnx with rounded weights
+    no_fp16 = set(config.get("devices") or ["cpu"]) == {"cpu"} and not cpu_has_float16_arithmetic()
     planned: dict[str, list[str]] = {}
     skipped: list[dict[str, str]] = []
     for name, model in sorted(config["models"].items()):
@@ -245,6 +255,8 @@ def plan_formats(config: dict[str, Any]) -> tuple[dict[str, list[str]], list[dic
                 )
             elif config["formats"] == "auto" and fmt in NOT_AUTO:
                 skipped.append({"model": name, "format": fmt, "reason": NOT_AUTO[fmt]})
+            elif config["formats"] == "auto" and fmt == "onnx_fp16" and no_fp16:
+                skipped.append({"model": name, "format": fmt, "reason": CPU_FP16_NOT_AUTO})
             elif fmt in TENSORRT and trt_reason:
                 skipped.append({"model": name, "format": fmt, "reason": f"skipped: {trt_reason}"})
             else:

@@ -23,7 +23,8 @@ class Status(StrEnum):
     PASSED = "passed"  # the regression gate's verdict (deploysnake.gate)
     NO_BASELINE = "no baseline"  # the gate without a baseline summary to compare with
     BASELINE_SUSPECT = "baseline suspect"  # served above in-process by more than the spread, twice
-    LEFT_OUT = "left out"  # not measured: the job's perf.max_job_s would have been passed (perf)
+    # not measured: perf.max_job_s, the sweep's stop or the probe's prediction (perf, native)
+    LEFT_OUT = "left out"
     NOT_RUN = "not_run"  # a served stage with no result for a format (summary.json)
 
 

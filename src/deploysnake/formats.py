@@ -155,6 +155,39 @@ SOURCE_PLATFORMS = {
 }
 
 
+# x86 CPU flags of float16 arithmetic (not F16C's conversions alone), as /proc/cpuinfo names them.
+FP16_FLAGS = ("avx512_fp16", "amx_fp16")
+# `formats: auto` with CPU devices only, on a CPU without FP16_FLAGS, leaves out onnx_fp16: why.
+CPU_FP16_NOT_AUTO = (
+    "not in formats: auto on this CPU (no float16 arithmetic: ONNX Runtime's CPU provider turns the "
+    "variant's float16 weights back into float32 when it loads it and computes as onnx does, so it "
+    "is onnx with rounded weights, served at onnx's throughput); name it in formats to build it"
+)
+
+
+def cpu_has_float16_arithmetic(cpuinfo: str | None = None) -> bool:
+    """Whether this machine's CPU computes in float16: an ARM CPU (ARMv8.2's half-precision
+    arithmetic, which ONNX Runtime's MLAS kernels use on arm64), or an x86 CPU whose /proc/cpuinfo
+    flags (`cpuinfo`: that text, for tests) hold one of FP16_FLAGS. False where the flags cannot be
+    read on x86."""
+    import platform
+
+    if cpuinfo is None:
+        if platform.machine().lower() in ("arm64", "aarch64"):
+            return True
+        try:
+            with open("/proc/cpuinfo") as handle:
+                cpuinfo = handle.read()
+        except OSError:
+            return False
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    return bool(flags & {*FP16_FLAGS, "asimdhp"})
+
+
 def tensorrt_unavailable() -> str | None:
     """Why TensorRT plans cannot be built here, or None when they can."""
     if importlib.util.find_spec("tensorrt") is None:

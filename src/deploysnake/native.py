@@ -31,8 +31,13 @@ from .usage import Window, per_thousand_ms
 
 # perf.sizing probe: a batch size's window holds at least this many calls (perf.MIN_WINDOW_REQUESTS,
 # Model Navigator's window of 25 requests; not imported: perf needs tritonclient, this runtime's
-# environment may not have it).
+# environment may not have it) ...
 MIN_WINDOW_CALLS = 25
+# ... but where that passes WINDOW_CAP_S, WINDOW_CAP_S and at least SLOW_WINDOW_CALLS calls
+# (perf.WINDOW_CAP_S and perf.SLOW_WINDOW_REQUESTS: a batch size costs a bounded multiple of its
+# call; one window of calls timed back to back has no quantisation to average out).
+WINDOW_CAP_S = 10.0
+SLOW_WINDOW_CALLS = 10
 # A sized window is at most this long (a model of seconds per call gets fewer calls, at least one):
 # the isolated child's time bound (measure_isolated) allows for it.
 MAX_SIZED_WINDOW_S = 60.0
@@ -87,6 +92,17 @@ def perf_batches(
     ]
 
 
+def sized_window_s(min_calls: int, call_s: float) -> float:
+    """Seconds of a window sized for calls of call_s seconds: min_calls of them, or where that
+    passes WINDOW_CAP_S, WINDOW_CAP_S but at least SLOW_WINDOW_CALLS of them (min_calls scaled
+    alike: a window measured again twice as long asks twice the calls)."""
+    scale = min_calls / MIN_WINDOW_CALLS
+    need_s = min_calls * call_s
+    if need_s > WINDOW_CAP_S * scale:
+        need_s = max(WINDOW_CAP_S * scale, SLOW_WINDOW_CALLS * scale * call_s)
+    return need_s
+
+
 def time_batch(
     runtimes: list[ArtifactRuntime],
     inputs: dict[str, NDArray[Any]] | list[dict[str, NDArray[Any]]],
@@ -113,7 +129,7 @@ def time_batch(
             runtime(calls[k % len(calls)])
             warm = min(warm, time.perf_counter() - t0) if k else warm
     if min_calls:  # sized: the window holds min_calls calls at the warmed-up latency
-        window_s = max(window_s, min(min_calls * warm, MAX_SIZED_WINDOW_S))
+        window_s = max(window_s, min(sized_window_s(min_calls, warm), MAX_SIZED_WINDOW_S))
     batch = samples if samples is not None else next(iter(calls[0].values())).shape[0]
     latencies: list[list[float]] = [[] for _ in runtimes]
     start_line = threading.Barrier(len(runtimes) + 1)
@@ -204,6 +220,25 @@ def served_best(served_csvs: list[str | Path]) -> dict[int, float]:
     return best
 
 
+def served_left_out(served_csvs: list[str | Path]) -> dict[int, str]:
+    """Batch sizes whose every served offline point was left out (status "left out": the perf job's
+    probe predicted no gain there, or perf.max_job_s), each with the first such row's reason."""
+    reasons: dict[int, str] = {}
+    measured: set[int] = set()
+    for path in served_csvs:
+        with open(path, newline="") as handle:
+            for row in csv.DictReader(handle):
+                try:
+                    batch = int(row["batch"])
+                except (KeyError, ValueError):
+                    continue
+                if row.get("status") == Status.LEFT_OUT:
+                    reasons.setdefault(batch, row.get("reason") or "")
+                else:
+                    measured.add(batch)
+    return {b: r for b, r in reasons.items() if b not in measured}
+
+
 def measure(
     model: str,
     fmt: str,
@@ -233,8 +268,10 @@ def measure(
     served: the perf offline CSVs of the same artifact; where one served throughput beats the
     in-process one by more than `spread` (a fraction: perf.stability_percentage / 100), the batch
     size is measured again with windows twice as long, and if it persists the row's status is
-    "baseline suspect". max_batch_size 0 (unbatched, as served): one row at batch 1, each call one
-    whole sample of the perf input data as perf_analyzer sends it.
+    "baseline suspect". A batch size the served sweep left out at every concurrency
+    (served_left_out) is not run in-process either: its row reads "left out", with the reason,
+    as there is no served figure to set it beside. max_batch_size 0 (unbatched, as served): one
+    row at batch 1, each call one whole sample of the perf input data as perf_analyzer sends it.
 
     The work is perf_analyzer's: with perf_input "dataloader" (perf.input_data) the samples of
     input_data (results/perf_data/<model>/input.json), batch consecutive samples per call
@@ -277,8 +314,27 @@ def measure(
         "input_shapes": describe_shapes(shapes, io),
     }
     log.info("in-process: the perf input data's work: %s", described)
-    rows = []
+    rows: list[dict[str, Any]] = []
+    left_out = served_left_out(served or [])
     for k, batch in enumerate(batch_sizes, start=1):
+        if int(batch) in left_out and not unbatched:
+            reason = f"left out: no served point at this batch size ({left_out[int(batch)]})"
+            log.info("point %d of %d: batch %d %s", k, len(batch_sizes), batch, reason)
+            rows.append(
+                {
+                    "model": model,
+                    "format": fmt,
+                    "device": device,
+                    "batch": int(batch),
+                    "status": Status.LEFT_OUT,
+                    **described,
+                    "instances": len(runtimes),
+                    "runtime_threads": threads,
+                    **(provenance or {}),
+                    "reason": reason,
+                }
+            )
+            continue
         isolated.phase(f"timing batch {batch} in-process ({fmt})")
         calls: dict[str, NDArray[Any]] | list[dict[str, NDArray[Any]]]
         if data:
@@ -348,7 +404,8 @@ def measure(
         )
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     with open(output, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        columns = list(dict.fromkeys(k for r in rows for k in r))
+        writer = csv.DictWriter(handle, fieldnames=columns, restval="")
         writer.writeheader()
         writer.writerows(rows)
     return rows

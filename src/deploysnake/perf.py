@@ -506,6 +506,7 @@ def measure_point(
     csv_path: Path,
     load: Load,
     device: str = "cpu",
+    within_s: float | None = None,
 ) -> tuple[str, dict[str, Any], str]:
     """One perf_analyzer point, inside a usage Window (deploysnake.usage): the row holds perf_analyzer's
     columns and the window's (foreign_cpu, server_cpu, client_cpu in cores, server_peak_rss_mb).
@@ -513,7 +514,8 @@ def measure_point(
     Measured once more when it is unstable (windows twice as long, what perf_analyzer advises) or
     disturbed (foreign load above settings["max_foreign_cpu"] cores, or another process on the GPU);
     then recorded as "unstable" (no numbers) or "disturbed" (numbers and load kept, never charted).
-
+    within_s (perf.max_job_s's seconds left for this point; None: no bound): the second measurement
+    only where it fits (again_fits), else the first's status is recorded.
     With load.expected, a side client checks answers under load (deploysnake.underload.SideCheck:
     columns load_check, load_check_requests); answers that differ make the point "failed", its
     numbers dropped, the output and the difference in `reason` (and the returned text)."""
@@ -521,6 +523,7 @@ def measure_point(
     measured: dict[str, Any] = {}
     status: str = Status.UNSTABLE
     text = ""
+    started = time.monotonic()
     for attempt in (1, 2):
         args = command(
             executable,
@@ -593,21 +596,36 @@ def measure_point(
                 return Status.FAILED, {**outcome.columns(), "reason": text}, text
             if outcome.not_checked:
                 log.warning("outputs under load %s", outcome.columns()["load_check"])
+        spent = time.monotonic() - started
         if status == Status.OK and window.disturbed(limit):
             status = Status.DISTURBED
+            fits = attempt == 1 and again_fits(status, spent, within_s)
             log.warning(
                 "point disturbed: %.2f core(s) of foreign CPU load (limit perf.max_foreign_cpu %.2f)%s",
                 window.result["foreign_cpu"],
                 limit,
-                "; measuring again" if attempt == 1 else "; recorded as disturbed",
+                "; measuring again"
+                if fits
+                else "; recorded as disturbed"
+                + ("" if attempt == 2 else " (measuring again would pass perf.max_job_s)"),
             )
             text = f"foreign CPU load {window.result['foreign_cpu']:.2f} cores"
+            if not fits:
+                break
             continue
         if status in (
             Status.OK,
             Status.FAILED,
             Status.CLIENT_BEHIND,
         ):  # measured, failed or beyond the client: measuring again gives nothing new
+            break
+        if attempt == 1 and not again_fits(status, spent, within_s):
+            log.warning(
+                "point unstable; not measured again: windows twice as long would pass "
+                "perf.max_job_s (%.0f s spent on it, %.0f s left)",
+                spent,
+                within_s or 0.0,
+            )
             break
         settings = {
             **settings,
@@ -629,6 +647,16 @@ def _side_check(
         load.expected, server.grpc_url, model_name, point.batch, max(1, point.concurrency)
     ) as side:
         yield side
+
+
+def again_fits(status: str, spent_s: float, within_s: float | None) -> bool:
+    """Whether a point's second measurement fits in within_s seconds (None: always), its first
+    having taken spent_s: a disturbed point's again takes as long, an unstable one's (windows twice
+    as long) twice as long."""
+    if within_s is None:
+        return True
+    again_s = (2.0 if status == Status.UNSTABLE else 1.0) * spent_s
+    return spent_s + again_s <= within_s
 
 
 def repeat_best(
@@ -762,8 +790,24 @@ def plan_load(
 # gets a longer window (perf.sizing probe): Model Navigator profiles in windows of 25 requests
 # (triton-inference-server/model_navigator, its performance profiling's default window).
 MIN_WINDOW_REQUESTS = 25
+# ... but a window of 25 requests longer than WINDOW_CAP_S is cut to WINDOW_CAP_S, and never below
+# SLOW_WINDOW_REQUESTS requests, so a point costs a bounded multiple of its request latency (about
+# 4 windows: 40 latencies) instead of 100 (a ResNet-18 batch of 256, 4.3 s a request on 2 cores,
+# took 440 s a point with windows of 25). A time window of N requests one after another counts N or
+# N + 1 of them: at 10 that is at most 10 % apart between windows, inside perf.stability_percentage
+# (20), and the figure perf_analyzer merges from its 3 stable windows is within 1 / 30 (3.3 %), under
+# the 5 % the sweep's stop rule (perf.stop_gain) tells apart.
+WINDOW_CAP_S = 10.0
+SLOW_WINDOW_REQUESTS = 10
+# A lengthened window's point gets at most this many of them (perf_analyzer's stable measurement is
+# 3 windows in a row; one spare): 4 windows, not perf.max_trials' 6, of 10 request latencies or more.
+SIZED_MAX_TRIALS = 4
 # A probe request that takes longer than this is given up (the sweep's own timeouts then apply).
 PROBE_TIMEOUT_S = 300.0
+# Requests slower than this (warm-up and first timed) are timed once, not twice: a ResNet-18 batch
+# of 256 costs the probe 10 s instead of 15 on 2 cores, and a second request of seconds differs
+# from the first by less than the windows' own spread.
+PROBE_ONCE_S = 1.0
 
 
 def probe_latency(
@@ -773,11 +817,15 @@ def probe_latency(
     input_data: str | Path,
     batch_sizes: list[int],
     batched: bool = True,
+    server_s: dict[int, float] | None = None,
 ) -> dict[int, float]:
     """Seconds one request takes at each batch size, measured before a sweep: the perf input data's
     first request at that batch (perfdata.batches; unbatched: one whole sample) sent three times over
-    gRPC, the first a warm-up, the faster of the other two kept. Raises what tritonclient raises
-    where the server refuses the request."""
+    gRPC, the first a warm-up, the faster of the other two kept (twice where both took more than
+    PROBE_ONCE_S: one timed). server_s, where given, is filled
+    with the server's own seconds of the same requests (server_seconds: Triton's statistics, the
+    gRPC transfer left out), where the server reports them. Raises what tritonclient raises where
+    the server refuses the request."""
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import np_to_triton_dtype
 
@@ -794,15 +842,47 @@ def probe_latency(
                 )
                 tensor.set_data_from_numpy(array)
                 inputs.append(tensor)
-            times = []
-            for _ in range(3):
+            times: list[float] = []
+            on_server: list[float] = []
+            for k in range(3):
+                if k == 2 and min(times) > PROBE_ONCE_S:
+                    break  # seconds a request: one timed after the warm-up is enough
+                before = server_seconds(client, model_name) if k and server_s is not None else None
                 started = time.perf_counter()
                 client.infer(model_name, inputs, client_timeout=PROBE_TIMEOUT_S)
                 times.append(time.perf_counter() - started)
+                if before is not None and (after := server_seconds(client, model_name)):
+                    requests, seconds = after[0] - before[0], after[1] - before[1]
+                    if requests > 0:
+                        on_server.append(seconds / requests)
             latencies[batch] = min(times[1:])
+            if server_s is not None and on_server:
+                server_s[batch] = min(on_server)
     finally:
         client.close()
     return latencies
+
+
+# Triton's inference statistics whose sum is a request's time inside the server (its queue, the
+# copies into and out of the backend, the model's compute): perf_analyzer's server-side columns.
+SERVER_PHASES = ("queue", "compute_input", "compute_infer", "compute_output")
+
+
+def server_seconds(client: Any, model_name: str) -> tuple[int, float] | None:
+    """(successful requests, seconds spent in SERVER_PHASES) of the model so far, from Triton's
+    statistics extension (tritonclient.grpc get_inference_statistics, summed over the model's
+    versions); None where the server gives none (the probe then sizes from the client's times)."""
+    try:
+        stats = client.get_inference_statistics(model_name, as_json=True)
+    except Exception as exc:  # tritonclient raises its own and gRPC errors alike
+        log.debug("no inference statistics for %s: %s", model_name, exc)
+        return None
+    requests, nanoseconds = 0, 0
+    for version in stats.get("model_stats", []):
+        inference = version.get("inference_stats", {})
+        requests += int(inference.get("success", {}).get("count", 0))
+        nanoseconds += sum(int(inference.get(k, {}).get("ns", 0)) for k in SERVER_PHASES)
+    return requests, nanoseconds / 1e9
 
 
 def latency_at(probed: dict[int, float], batch: int) -> float | None:
@@ -821,18 +901,33 @@ def latency_at(probed: dict[int, float], batch: int) -> float | None:
     return probed[low] + share * (probed[high] - probed[low])
 
 
+def window_requests_s(latency_s: float) -> float:
+    """Seconds of a time window sized for requests of latency_s seconds one after another:
+    MIN_WINDOW_REQUESTS of them, or where that passes WINDOW_CAP_S, WINDOW_CAP_S but at least
+    SLOW_WINDOW_REQUESTS of them (0.1 s -> 2.5 s; 1.1 s -> 11 s; 4.3 s -> 43 s)."""
+    need_s = MIN_WINDOW_REQUESTS * latency_s
+    if need_s > WINDOW_CAP_S:
+        need_s = max(WINDOW_CAP_S, SLOW_WINDOW_REQUESTS * latency_s)
+    return need_s
+
+
 def sized(settings: dict[str, Any], latency_s: float | None) -> dict[str, Any]:
     """The settings of one point: with perf.sizing "probe" (the default) and a probed latency, a time
-    window at least MIN_WINDOW_REQUESTS request latencies long (never shorter than the configured
-    measurement_interval_ms, which small models keep as it is); "fixed" keeps the settings as given."""
+    window of window_requests_s(latency_s) (never shorter than the configured
+    measurement_interval_ms, which small models keep as it is, max_trials too); a lengthened window
+    gets at most SIZED_MAX_TRIALS trials. "fixed" keeps the settings as given."""
     if settings.get("sizing", "probe") != "probe" or latency_s is None:
         return settings
     if settings["measurement_mode"] != "time_windows":
         return settings  # count windows hold measurement_request_count requests whatever they cost
-    need_ms = int(np.ceil(MIN_WINDOW_REQUESTS * latency_s * 1000.0))
+    need_ms = int(np.ceil(window_requests_s(latency_s) * 1000.0))
+    if need_ms <= int(settings["measurement_interval_ms"]):
+        return settings
+    trials = int(settings.get("max_trials", SIZED_MAX_TRIALS))
     return {
         **settings,
-        "measurement_interval_ms": max(int(settings["measurement_interval_ms"]), need_ms),
+        "measurement_interval_ms": need_ms,
+        "max_trials": min(trials, SIZED_MAX_TRIALS),
     }
 
 
@@ -863,12 +958,13 @@ def open_loop_window_ms(
     probe (settings["sizing"], the default) long enough for MIN_WINDOW_REQUESTS arrivals
     (MIN_WINDOW_REQUESTS / rate s) and, with a probed latency (s per request), for
     MIN_WINDOW_REQUESTS request latencies, never shorter than `configured_ms`
-    (perf.capacity.measurement_interval_ms); perf.sizing fixed: configured_ms as it is."""
+    (perf.capacity.measurement_interval_ms); perf.sizing fixed: configured_ms as it is. The
+    latencies' part follows window_requests_s: past WINDOW_CAP_S, at least SLOW_WINDOW_REQUESTS."""
     if settings.get("sizing", "probe") != "probe" or rate <= 0:
         return int(configured_ms)
     need_s = MIN_WINDOW_REQUESTS / rate
     if latency_s is not None:
-        need_s = max(need_s, MIN_WINDOW_REQUESTS * latency_s)
+        need_s = max(need_s, window_requests_s(latency_s))
     return max(int(configured_ms), int(np.ceil(need_s * 1000.0)))
 
 
@@ -905,13 +1001,24 @@ class SweepStop:
     offline, along the batch sizes at each concurrency; online, along the concurrencies. A point
     whose p99 passes perf.max_p99_ms ends its sweep too (larger batches or more requests in flight
     only wait longer). stop_gain 0 and max_p99_ms 0 measure every listed point. Only "ok" points
-    count."""
+    count towards the rule.
 
-    def __init__(self, settings: dict[str, Any]) -> None:
+    predicted (offline, perf.sizing probe): batch size -> the infer/s the probe predicts there
+    (predicted_throughput); a batch size whose prediction is less than stop_gain over the
+    prediction at the batch of the sweep's best measured point (ok or disturbed: only its batch is
+    used) cannot gain what the rule asks, and is left out without being measured (the ratio of two
+    predictions, so a probe that is off by the same factor everywhere decides alike)."""
+
+    def __init__(
+        self, settings: dict[str, Any], predicted: Callable[[int], float | None] | None = None
+    ) -> None:
         self.gain = float(settings.get("stop_gain", 0.05) or 0.0)
         self.after = int(settings.get("stop_after", 2))
         self.max_p99_ms = float(settings.get("max_p99_ms", 0) or 0.0)
+        self.predicted = predicted
         self.best: dict[int, float] = {}
+        self.best_batch: dict[int, int] = {}  # batch of the highest infer/s, ok or disturbed
+        self.seen: dict[int, float] = {}  # that infer/s
         self.stalls: dict[int, int] = {}
         self.stopped: dict[int, str] = {}
 
@@ -921,17 +1028,39 @@ class SweepStop:
 
     def reason(self, point: Point, mode: str) -> str:
         """Why this point is left out ("" where it is measured)."""
-        return self.stopped.get(self._key(point, mode), "")
+        key = self._key(point, mode)
+        if key in self.stopped:
+            return self.stopped[key]
+        if mode != "offline" or not self.gain or self.predicted is None:
+            return ""
+        if key not in self.best_batch or point.batch == self.best_batch[key]:
+            return ""
+        best_batch = self.best_batch[key]
+        here, there = self.predicted(point.batch), self.predicted(best_batch)
+        if here is None or there is None or here >= there * (1.0 + self.gain):
+            return ""
+        return (
+            f"left out: the probe predicts {here:.4g} infer/s at batch {point.batch} against "
+            f"{there:.4g} at batch {best_batch}, the best measured so far at concurrency "
+            f"{point.concurrency} ({self.seen[key]:.4g} infer/s): less than perf.stop_gain "
+            f"{100 * self.gain:g} % more"
+        )
 
     def update(self, point: Point, mode: str, status: str, measured: dict[str, Any]) -> None:
-        """Count a measured point towards its sweep's stop."""
-        if status != Status.OK:
+        """Count a measured point towards its sweep's stop. A disturbed point's figures only name the
+        batch the prediction compares with (its best measured), as the probe's ratio decides."""
+        if status not in (Status.OK, Status.DISTURBED):
             return
         key, step = self._key(point, mode), f"batch {point.batch}, concurrency {point.concurrency}"
         try:
             throughput = float(measured[Header.THROUGHPUT])
             p99_ms = float(measured[Header.P99]) / 1000.0
         except (KeyError, TypeError, ValueError):
+            return
+        if throughput > self.seen.get(key, 0.0):
+            self.seen[key] = throughput
+            self.best_batch[key] = point.batch
+        if status != Status.OK:
             return
         if self.max_p99_ms and p99_ms > self.max_p99_ms:
             self.stopped[key] = (
@@ -940,6 +1069,7 @@ class SweepStop:
             )
             return
         if not self.gain:
+            self.best[key] = max(self.best.get(key, 0.0), throughput)
             return
         best = self.best.get(key, 0.0)
         if throughput >= best * (1.0 + self.gain):
@@ -952,6 +1082,83 @@ class SweepStop:
                 f"left out: throughput stopped growing (less than {100 * self.gain:g} % over "
                 f"{self.best[key]:.0f} infer/s in {self.stalls[key]} steps up to {step})"
             )
+
+
+def through_shared_memory(
+    client_s: dict[int, float], server_s: dict[int, float]
+) -> dict[int, float]:
+    """Seconds a request takes through system shared memory, from the probe's gRPC requests: the
+    server's own seconds (server_seconds) plus what the smallest batch's request took outside the
+    server (the client's and the transport's fixed part, with one small request's copy). A large
+    request's tensors are not copied through gRPC there: 0.5 s of the 4.8 s a ResNet-18 batch of
+    256 took over gRPC on 2 cores, where perf_analyzer's points through shared memory took 4.3 s as
+    the server's statistics did. Empty where either is."""
+    if not client_s or not server_s:
+        return {}
+    low = min(client_s)
+    outside = max(0.0, client_s[low] - server_s.get(low, client_s[low]))
+    return {b: t + outside for b, t in server_s.items()}
+
+
+def _per_batch(values: dict[int, float], scale: float, unit: str) -> str:
+    """ "batch 1: 19.5 ms, batch 256: 4809.7 ms" of {batch: value} (value x scale, 4 digits)."""
+    return ", ".join(f"batch {b}: {scale * v:.5g} {unit}" for b, v in values.items())
+
+
+def predicted_throughput(probed: dict[int, float], batch: int) -> float | None:
+    """Inferences/s one request at a time gives at `batch`, from the probe: batch over latency_at
+    (a request costs a fixed part plus a part per sample, linear between the probed batch sizes,
+    so the prediction grows with the batch towards 1 / the per-sample part). None without a probe."""
+    latency = latency_at(probed, batch)
+    return batch / latency if latency else None
+
+
+# perf.max_job_s auto: seconds of measuring one perf job may spend (after its probe).
+AUTO_JOB_S = 150.0
+
+
+@dataclass(frozen=True)
+class JobBudget:
+    """perf.max_job_s of one job: seconds (0: no bound), each planned point's estimate (estimate_s's
+    about, s) and the points measured whatever the bound (auto: each sweep's first)."""
+
+    seconds: float
+    about_s: tuple[float, ...]
+    always: frozenset[int] = frozenset()
+
+    def left_s(self, spent_s: float) -> float | None:
+        """Seconds of the bound left after spent_s (None: no bound): what a point started now may
+        spend measuring again (measure_point's within_s)."""
+        return max(0.0, self.seconds - spent_s) if self.seconds else None
+
+    def reason(self, index: int, spent_s: float) -> str:
+        """Why point `index` (0-based, planned order) is left out after spent_s seconds of measuring
+        ("" where it is measured): it would end past the bound."""
+        if not self.seconds or index in self.always:
+            return ""
+        if spent_s + self.about_s[index] <= self.seconds:
+            return ""
+        return (
+            f"left out: perf.max_job_s {self.seconds:.0f} s would be passed (spent "
+            f"{spent_s:.0f} s, this point takes about {self.about_s[index]:.0f} s)"
+        )
+
+
+def job_budget(configured: Any, points: list[Point], about_s: list[float], mode: str) -> JobBudget:
+    """perf.max_job_s for a job's planned points (about_s: each one's estimate, s). A number is taken
+    as it is (0: no bound); "auto" is AUTO_JOB_S or, for a model whose first point of each sweep
+    (offline: its smallest batch at each concurrency; online: its first concurrency) alone takes
+    longer, their sum: those are always measured, what does not fit after them is left out.
+    AUTO_JOB_S fits issue 29's 20 minutes for the whole pipeline of a ResNet-18-sized model's four
+    ONNX formats on 2 cores: four offline jobs at most 10 minutes together, beside about 30 s each
+    for the online sweeps, their serving floors and the native baselines (batch-1 requests of
+    about 20 ms keep the configured 1 s windows) and about 2 minutes of jobs that measure
+    nothing."""
+    if configured != "auto":
+        return JobBudget(float(configured or 0), tuple(about_s))
+    firsts = {SweepStop._key(p, mode): k for k, p in reversed(list(enumerate(points)))}
+    first_s = sum(about_s[k] for k in firsts.values())
+    return JobBudget(max(AUTO_JOB_S, first_s), tuple(about_s), frozenset(firsts.values()))
 
 
 def estimate_s(settings: dict[str, Any], latency_s: float | None) -> tuple[float, float]:
@@ -988,8 +1195,12 @@ def measure(
 
     Before the sweep, probe_latency at its smallest and largest batch sizes (perf.sizing probe, with
     input data) sizes each point's window (sized); the job then logs its plan (points, windows, about
-    how long). perf.max_job_s (0: no bound) bounds the measuring: a point that would end past it is
-    not measured, its row's status "left out" (Status.LEFT_OUT) with the reason."""
+    how long). Offline through shared memory the probe's server-side seconds (server_seconds) stand
+    for a request's: the points do not pay the probe's gRPC copies of the tensors. perf.max_job_s
+    (job_budget; 0: no bound, auto: AUTO_JOB_S) bounds the measuring: a point that would end past
+    it is not measured, its row's status "left out" (Status.LEFT_OUT) with the reason; so is one
+    that SweepStop leaves out (offline, with the probe: one whose predicted throughput cannot gain
+    perf.stop_gain). The job logs what it left out at the end."""
     io = json.loads(Path(io_json).read_text())
     load = replace(
         plan_load(io, settings, input_data, max_batch_size), verbose=True, expected=expected
@@ -1012,39 +1223,57 @@ def measure(
     }
     points = sweep(mode, settings, instances, max_batch_size)
     probed: dict[int, float] = {}
+    on_server: dict[int, float] = {}
     if settings.get("sizing", "probe") == "probe" and input_data and Path(input_data).is_file():
         ends = sorted({points[0].batch, max(p.batch for p in points)}) if points else []
         try:
-            probed = probe_latency(server, model_name, io, input_data, ends, load.batched)
+            probed = probe_latency(
+                server, model_name, io, input_data, ends, load.batched, on_server
+            )
         except Exception as exc:  # the sweep's own points say why requests fail; size nothing here
             server.check_alive()
             log.warning("latency probe failed, windows as configured: %s", str(exc)[:500])
-    planned = [(p, sized(settings, latency_at(probed, p.batch))) for p in points]
-    estimates = [estimate_s(s, latency_at(probed, p.batch)) for p, s in planned]
-    max_job_s = float(settings.get("max_job_s", 0) or 0)
-    log.info(
-        "plan (%s): %d point(s); probe %s; windows %s ms; about %.0f s, at most %.0f s%s",
-        mode,
-        len(points),
-        ", ".join(f"batch {b}: {1000 * t:.1f} ms" for b, t in probed.items()) or "none",
-        sorted({s["measurement_interval_ms"] for _, s in planned}),
-        sum(e[0] for e in estimates),
-        sum(e[1] for e in estimates),
-        f"; perf.max_job_s {max_job_s:.0f} s" if max_job_s else "",
+    shared = (
+        mode == "offline"
+        and settings["offline"].get("shared_memory", "none") != "none"
+        and max_batch_size > 0
     )
+    timing = (
+        through_shared_memory(probed, on_server)
+        if shared and load.data and on_server and on_server.keys() == probed.keys()
+        else probed
+    )
+    planned = [(p, sized(settings, latency_at(timing, p.batch))) for p in points]
+    estimates = [estimate_s(s, latency_at(timing, p.batch)) for p, s in planned]
+    budget = job_budget(settings.get("max_job_s", 0), points, [e[0] for e in estimates], mode)
+    plan = [
+        f"plan ({mode}): {len(points)} point(s)",
+        "probe "
+        + (", ".join(f"batch {b}: {1000 * t:.1f} ms" for b, t in probed.items()) or "none"),
+    ]
+    if timing is not probed:
+        plan[-1] += " (through shared memory " + _per_batch(timing, 1000.0, "ms") + ")"
+    if mode == "offline" and timing:
+        predicted = {
+            b: predicted_throughput(timing, b) or 0.0 for b in sorted({p.batch for p in points})
+        }
+        plan.append("predicted " + _per_batch(predicted, 1.0, "infer/s"))
+    plan += [
+        f"windows {sorted({s['measurement_interval_ms'] for _, s in planned})} ms",
+        f"about {sum(e[0] for e in estimates):.0f} s, at most {sum(e[1] for e in estimates):.0f} s "
+        "for every point",
+    ]
+    if budget.seconds:
+        plan.append(f"perf.max_job_s {settings.get('max_job_s')}: {budget.seconds:.0f} s")
+    log.info("; ".join(plan))
     job_started = time.monotonic()
-    stops = SweepStop(settings)
+    stops = SweepStop(settings, (lambda b: predicted_throughput(timing, b)) if timing else None)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="deploysnake-perf-") as tmp:
         for k, (point, point_settings) in enumerate(planned, start=1):
             server.check_alive()
             spent = time.monotonic() - job_started
-            reason = stops.reason(point, mode)
-            if not reason and max_job_s and spent + estimates[k - 1][0] > max_job_s:
-                reason = (
-                    f"left out: perf.max_job_s {max_job_s:.0f} s would be passed (spent "
-                    f"{spent:.0f} s, this point takes about {estimates[k - 1][0]:.0f} s)"
-                )
+            reason = stops.reason(point, mode) or budget.reason(k - 1, spent)
             if reason:
                 log.warning(
                     "point %d of %d (batch %d, concurrency %d) %s",
@@ -1097,6 +1326,7 @@ def measure(
                 Path(tmp) / f"point{k}.csv",
                 point_load,
                 device,
+                budget.left_s(spent),
             )
             server.check_alive()
             stops.update(point, mode, status, measured)
@@ -1170,6 +1400,17 @@ def measure(
             dict(planned),
         )
         server.check_alive()
+    left_out = [r for r in rows if r["status"] == Status.LEFT_OUT]
+    log.info(
+        "measured %d of %d point(s) in %.0f s%s",
+        len(rows) - len(left_out),
+        len(rows),
+        time.monotonic() - job_started,
+        "; left out (not measured, each row's reason says why): "
+        + ", ".join(f"batch {r['batch']} concurrency {r['concurrency']}" for r in left_out)
+        if left_out
+        else "",
+    )
     for row in rows:
         row.update(spread_columns(row))
     known = COLUMNS + PERF_ANALYZER_COLUMNS + USAGE_COLUMNS
