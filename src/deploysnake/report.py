@@ -619,6 +619,8 @@ def _served_vs_native(offline: pl.DataFrame, native: pl.DataFrame) -> pl.DataFra
         col(offline, "server_cpu").alias("server cores"),
         col(offline, "client_cpu").alias("client cores"),
         col(offline, "server_peak_rss_mb").alias("server peak MiB"),
+        col(offline, "infer_s_n").alias("_served n"),
+        col(offline, "infer_s_cv").alias("_served cv"),
     )
     nat = native.select(
         *ID,
@@ -628,6 +630,8 @@ def _served_vs_native(offline: pl.DataFrame, native: pl.DataFrame) -> pl.DataFra
         pl.col("p50_latency_us").alias("native p50 µs"),
         pl.col("p99_latency_us").alias("native p99 µs"),
         col(native, "native_cpu_ms_per_1k").alias("native CPU ms/1k"),
+        col(native, "infer_s_n").alias("_native n"),
+        col(native, "infer_s_cv").alias("_native cv"),
     )
     joined = served.join(nat, on=[*ID, "batch"], how="full", coalesce=True, nulls_equal=True)
     ratio = pl.col("served infer/s") / pl.col("native infer/s")
@@ -662,7 +666,16 @@ def _served_vs_native(offline: pl.DataFrame, native: pl.DataFrame) -> pl.DataFra
             .alias("client CPU ms/1k"),
         )
         .with_columns(
-            (pl.col("server CPU ms/1k") / pl.col("native CPU ms/1k")).alias("serving overhead")
+            (pl.col("server CPU ms/1k") / pl.col("native CPU ms/1k")).alias("serving overhead"),
+            _ratio_interval("served infer/s", "_served", "native infer/s", "_native")
+            .fill_null("")
+            .alias("served/native 95 %"),
+        )
+        .with_columns(  # an interval only beside a ratio that is a figure
+            pl.when(pl.col("ratio status") == Status.OK)
+            .then(pl.col("served/native 95 %"))
+            .otherwise(pl.lit(""))
+            .alias("served/native 95 %")
         )
         .select(
             *ID,
@@ -677,6 +690,7 @@ def _served_vs_native(offline: pl.DataFrame, native: pl.DataFrame) -> pl.DataFra
             "native p50 µs",
             "native p99 µs",
             "served/native",
+            "served/native 95 %",
             "ratio status",
             "server cores",
             "client cores",
@@ -707,6 +721,7 @@ def _served_vs_floor(online: pl.DataFrame, floor: pl.DataFrame) -> pl.DataFrame:
         pl.col("status").alias("floor status"),
         pl.col(Header.THROUGHPUT).alias("floor infer/s"),
         pl.col(Header.P99).alias("floor p99 µs"),
+        *_spread_of(floor, "_floor"),
     )
     served = online.select(
         *ID,
@@ -714,6 +729,7 @@ def _served_vs_floor(online: pl.DataFrame, floor: pl.DataFrame) -> pl.DataFrame:
         pl.col("status").alias("served status"),
         pl.col(Header.THROUGHPUT).alias("served infer/s"),
         pl.col(Header.P99).alias("served p99 µs"),
+        *_spread_of(online, "_served"),
     )
     both_ok = (pl.col("served status") == Status.OK) & (pl.col("floor status") == Status.OK)
     return (
@@ -724,7 +740,36 @@ def _served_vs_floor(online: pl.DataFrame, floor: pl.DataFrame) -> pl.DataFrame:
             .otherwise(None)
             .alias("served/floor")
         )
+        .with_columns(
+            pl.when(both_ok)
+            .then(_ratio_interval("served infer/s", "_served", "floor infer/s", "_floor"))
+            .otherwise(pl.lit(""))
+            .alias("served/floor 95 %")
+        )
+        .drop("_floor n", "_floor cv", "_served n", "_served cv")
         .sort(*ID, "concurrency", nulls_last=True)
+    )
+
+
+def _spread_of(frame: pl.DataFrame, prefix: str) -> list[pl.Expr]:
+    """A perf frame's infer_s_n and infer_s_cv (perf.spread_columns) as <prefix> n / cv; nulls
+    for results without them."""
+    return [
+        (pl.col(f"infer_s_{k}") if f"infer_s_{k}" in frame.columns else pl.lit(None, pl.Float64))
+        .cast(pl.Float64, strict=False)
+        .alias(f"{prefix} {k}")
+        for k in ("n", "cv")
+    ]
+
+
+def _ratio_interval(num: str, num_spread: str, den: str, den_spread: str) -> pl.Expr:
+    """The 95 % interval of num / den as a text cell (deploysnake.spread.ratio_text), from the two
+    figures' columns and their repeats and CVs (<spread> n, <spread> cv)."""
+    from .spread import ratio_text
+
+    names = [num, f"{num_spread} n", f"{num_spread} cv", den, f"{den_spread} n", f"{den_spread} cv"]
+    return pl.struct(names).map_elements(
+        lambda r: ratio_text(*(r[n] for n in names)), return_dtype=pl.String
     )
 
 
@@ -776,7 +821,7 @@ def _summary(
         },
     )
 
-    def best(df: pl.DataFrame, at: str, name: str) -> pl.DataFrame:
+    def best(df: pl.DataFrame, at: str, name: str, *extra: pl.Expr) -> pl.DataFrame:
         return (
             df.filter(pl.col("status") == Status.OK)
             .drop_nulls(Header.THROUGHPUT)
@@ -787,6 +832,7 @@ def _summary(
                 *ID,
                 pl.col(Header.THROUGHPUT).alias(f"best {name} infer/s"),
                 pl.col(at).alias(f"{name} {at}"),
+                *extra,
             )
         )
 
@@ -804,6 +850,7 @@ def _summary(
             .then(pl.col("served/native").map_elements(_fmt, return_dtype=pl.String))
             .otherwise(pl.col("ratio status"))
             .alias("served/native"),
+            pl.col("served/native 95 %"),
             pl.col("batch").alias("at batch"),
             pl.col("concurrency").alias("at concurrency"),
         )
@@ -833,11 +880,12 @@ def _summary(
     parts.append(common)
     if floor is not None and floor.height:
         # The best online point over the floor at its concurrency: near 1, the serving path limits.
-        at_best = best(online, "concurrency", "online").join(
+        at_best = best(online, "concurrency", "online", *_spread_of(online, "_served")).join(
             floor.filter(pl.col("status") == Status.OK).select(
                 *ID,
                 pl.col("concurrency").alias("online concurrency"),
                 pl.col(Header.THROUGHPUT).alias("floor"),
+                *_spread_of(floor, "_floor"),
             ),
             on=[*ID, "online concurrency"],
             how="inner",
@@ -845,7 +893,11 @@ def _summary(
         )
         parts.append(
             at_best.select(
-                *ID, (pl.col("best online infer/s") / pl.col("floor")).alias("online served/floor")
+                *ID,
+                (pl.col("best online infer/s") / pl.col("floor")).alias("online served/floor"),
+                _ratio_interval("best online infer/s", "_served", "floor", "_floor").alias(
+                    "online served/floor 95 %"
+                ),
             )
         )
     for part in parts:
@@ -1162,6 +1214,10 @@ def _side_by_side_gain(chosen: dict[str, Any]) -> str:
     elif untuned.get("throughput"):
         a, b = mine["throughput"], untuned["throughput"]
         text += f"; untuned ({_e(chosen['naive'])}) {b:,.1f} infer/s: <b>×{a / b:.2f}</b>"
+        if chosen.get("over_untuned"):  # its interval over the rounds (tuning.gain)
+            from .spread import describe_ratio
+
+            text += f" ({_e(describe_ratio(chosen['over_untuned'], 2, 'rounds'))})"
         if (
             mine["min"] <= untuned["max"]
         ):  # the rounds overlap: the gain is within the machine's run-to-run spread
@@ -1380,11 +1436,19 @@ def _native_cpu(native: pl.DataFrame | None) -> dict[tuple[Any, ...], float]:
 SPREAD_CELLS = ("infer/s 95 %", "p99 95 % µs", "p99 requests", "served/native 95 %")
 
 
-def _spread_cells(r: dict[str, Any], native_infer_s: float | None) -> dict[str, str]:
+def _spread_cells(
+    r: dict[str, Any],
+    native_infer_s: float | None,
+    native_n: float | None = None,
+    native_cv: float | None = None,
+) -> dict[str, str]:
     """The best point's spread as the best table's text cells (deploysnake.spread; perf.py's
     columns): infer/s's interval with n, CV and its source, p99's interval (repeated runs only),
-    the requests behind the p99 against MLPerf's minimum, served/native's interval (the served
-    interval over the single in-process reading at that batch)."""
+    the requests behind the p99 against MLPerf's minimum, served/native's 95 % interval
+    (deploysnake.spread.ratio: the served windows or runs against the in-process run's
+    sub-windows, native_n and native_cv; a single in-process reading counts as exact)."""
+    from .spread import percentile_support, ratio_text
+
     n, low, high, cv = (_num(r.get(f"infer_s_{k}")) for k in ("n", "low", "high", "cv"))
     cells = dict.fromkeys(SPREAD_CELLS, "")
     if n and low is not None and high is not None:
@@ -1392,22 +1456,23 @@ def _spread_cells(r: dict[str, Any], native_infer_s: float | None) -> dict[str, 
         if cv is not None:
             about.append(f"CV {100 * cv:.1f} %")
         cells["infer/s 95 %"] = f"{_fmt(low)}-{_fmt(high)} ({', '.join(a for a in about if a)})"
-        if native_infer_s:
-            cells["served/native 95 %"] = f"{low / native_infer_s:.3f}-{high / native_infer_s:.3f}"
+    if native_infer_s and r.get("throughput") and r["throughput"] <= native_infer_s:
+        cells["served/native 95 %"] = ratio_text(
+            r["throughput"], n, cv, native_infer_s, native_n, native_cv
+        )
     p_n, p_low, p_high = (_num(r.get(f"p99_{k}")) for k in ("n", "low", "high"))
     if p_n and p_low is not None and p_high is not None:
         cells["p99 95 % µs"] = f"{_fmt(p_low)}-{_fmt(p_high)} (n {int(p_n)} runs)"
     requests = _num(r.get("requests"))
     if requests:
-        from .spread import percentile_support
-
         s = percentile_support(int(requests), 99.0)
+        # n: the requests behind it; needs: MLPerf's minimum for a p99; supports: the highest
+        # percentile whose minimum n meets; pA-pB: where the stated p99 lies at 99 % confidence
         cells["p99 requests"] = (
-            f"{int(requests):,}: enough (MLPerf {s.minimum:,})"
+            f"n={int(requests):,} (p99 needs {s.minimum:,}: enough)"
             if s.enough
-            else f"{int(requests):,}: fewer than MLPerf's {s.minimum:,}; the p99 is somewhere "
-            f"in p{99 - s.margin:.2f}-p{min(100.0, 99 + s.margin):.2f} at 99 % confidence; "
-            f"MLPerf's rule supports up to p{s.supported:.0f}"
+            else f"n={int(requests):,} (p99 needs {s.minimum:,}; supports p{s.supported:.0f}; "
+            f"p99 is p{99 - s.margin:.2f}-p{min(100.0, 99 + s.margin):.2f})"
         )
     return cells
 
@@ -1481,12 +1546,14 @@ def _best_section(
     )
     in_process = _native_cpu(native)
     native_rate = _native_throughput(native)
+    native_n, native_cv = (_native_by_point(native, f"infer_s_{k}") for k in ("n", "cv"))
     floors = _floor_latencies(perf_csvs)
 
-    def native_of(r: dict[str, Any]) -> float | None:
+    def native_of(r: dict[str, Any]) -> tuple[float | None, float | None, float | None]:
         if r["mode"] != "offline":
-            return None
-        return native_rate.get((r["model"], r["format"], r["device"], int(r["batch"])))
+            return None, None, None
+        key = (r["model"], r["format"], r["device"], int(r["batch"]))
+        return native_rate.get(key), native_n.get(key), native_cv.get(key)
 
     def per_core(r: dict[str, Any]) -> float | None:
         cores = _num(r.get("server_cpu"))
@@ -1516,7 +1583,7 @@ def _best_section(
                 "serving overhead": overhead(r),
                 "server peak MiB": _num(r.get("server_peak_rss_mb")),
                 "input per sample": r.get("input_shapes") or "",
-                **_spread_cells(r, native_of(r)),
+                **_spread_cells(r, *native_of(r)),
                 "server batch": _num(r.get("server_batch")),
                 "limited by": _diagnosis(r, floors),
                 "choice": "; ".join(c for c in (r.get("noise"), r.get("memory")) if c),
@@ -1594,7 +1661,10 @@ def _best_section(
         "overlap are within the noise: the simpler is chosen (full precision over reduced, then "
         "fewer instances; 'choice' says so); p99 requests: the requests behind the p99 against "
         "MLPerf Inference's 262,742 (p99 at 99 % confidence, margin 0.05 %), with the range of "
-        "percentiles the figure may be at that confidence; server batch: inferences per execution "
+        "percentiles the figure may be at that confidence (n: requests, needs: MLPerf's minimum, "
+        "supports: the highest percentile n meets); served/native 95 %: the ratio's interval "
+        "(delta method on the log ratio, Welch-Satterthwaite degrees of freedom) from the served "
+        "windows or runs and the in-process run's five sub-windows; server batch: inferences per execution "
         "the server ran (Triton's statistics); limited by: the measured latency split"
         f"</p>{_table(table, 'best', links={'model': lambda m: '#' + _anchor(m, 'model')})}"
         + capacity_html
