@@ -11,7 +11,11 @@ computes milliseconds per batch the serving path's overhead should all but vanis
 anchor: fastDeploy's published 0.85 for a BiLSTM tagger at batch 32). The last line is
 machine-readable:
 
-    bench: resnet_ratio=R resnet_batch=B digits_ratio=D digits_batch=E
+    bench: resnet_ratio=R resnet_batch=B digits_ratio=D digits_batch=E resnet_ratio_lo=L
+    resnet_ratio_hi=H digits_ratio_lo=L digits_ratio_hi=H
+
+with each ratio's 95 % interval (deploysnake.spread.ratio) from the served point's perf_analyzer
+windows and the in-process run's sub-windows (nan where neither has a spread).
 
 Figures from a machine where other work runs are not results: the perf and native rows say
 `disturbed` where foreign load was seen, and a ratio from such rows is printed as such.
@@ -30,6 +34,7 @@ from typing import Any
 import yaml
 
 from deploysnake.contracts import Header, Status
+from deploysnake.spread import Ratio, at_figure, describe_ratio, of_columns, ratio
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,6 +42,20 @@ ROOT = Path(__file__).resolve().parents[1]
 def rows(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def interval(served: dict[str, str], native: dict[str, str]) -> Ratio | None:
+    """served / native infer/s with its 95 % interval (deploysnake.spread.ratio: delta method on
+    the log ratio, Welch-Satterthwaite degrees of freedom) from each row's infer_s_n and
+    infer_s_cv (perf's windows or runs, the native run's sub-windows; a row without them counts as
+    one exact reading). None where a figure is missing."""
+    try:
+        num, den = float(served[Header.THROUGHPUT]), float(native["throughput_infer_per_s"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if num <= 0 or den <= 0:
+        return None
+    return ratio(at_figure(num, of_columns(served)), at_figure(den, of_columns(native)))
 
 
 def best_ratio(workdir: Path, model: str) -> dict[str, Any]:
@@ -53,12 +72,17 @@ def best_ratio(workdir: Path, model: str) -> dict[str, Any]:
     batch = int(best["batch"])
     base = native.get(batch, {})
     value = float(best[Header.THROUGHPUT]) / float(base.get("throughput_infer_per_s") or "nan")
+    r = interval(best, base)
     return {
         "model": model,
         "batch": batch,
         "served": float(best[Header.THROUGHPUT]),
         "native": float(base.get("throughput_infer_per_s") or "nan"),
         "ratio": value,
+        # the 95 % interval: served windows (or runs) against the in-process sub-windows
+        "low": r.low if r is not None and r.df is not None else float("nan"),
+        "high": r.high if r is not None and r.df is not None else float("nan"),
+        "interval": describe_ratio(r, 3, "windows") if r is not None else "no interval",
         "native_status": base.get("status", "missing"),
         "input_shapes": best.get("input_shapes"),
     }
@@ -125,15 +149,25 @@ def main() -> None:
     results = [best_ratio(workdir, m) for m in ("resnet", "digits")]
     for r in results:
         print(
-            f"{r['model']}: served/native {r['ratio']:.3f} at batch {r['batch']} "
+            f"{r['model']}: served/native {r['ratio']:.3f} ({r.get('interval', 'no interval')}) "
+            f"at batch {r['batch']} "
             f"({r.get('served', float('nan')):.0f} / {r.get('native', float('nan')):.0f} infer/s, "
             f"native {r.get('native_status', '-')}, shapes {r.get('input_shapes')}) "
             f"{r.get('note', '')}".rstrip()
         )
     resnet, digits = results
-    print(
+    print(bench_line(resnet, digits))
+
+
+def bench_line(resnet: dict[str, Any], digits: dict[str, Any]) -> str:
+    """The machine-readable last line, each ratio with its interval's ends (_lo, _hi; nan: none)."""
+    return (
         f"bench: resnet_ratio={resnet['ratio']:.3f} resnet_batch={resnet['batch']} "
-        f"digits_ratio={digits['ratio']:.3f} digits_batch={digits['batch']}"
+        f"digits_ratio={digits['ratio']:.3f} digits_batch={digits['batch']} "
+        f"resnet_ratio_lo={resnet.get('low', float('nan')):.3f} "
+        f"resnet_ratio_hi={resnet.get('high', float('nan')):.3f} "
+        f"digits_ratio_lo={digits.get('low', float('nan')):.3f} "
+        f"digits_ratio_hi={digits.get('high', float('nan')):.3f}"
     )
 
 

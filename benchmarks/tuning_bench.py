@@ -29,8 +29,13 @@ the CPUs a job may use, so it must be 1 within the spread) and online served/flo
 machine-readable; its search figures are the default (joint) search's, search_runs its quality
 in each of the --runs runs:
 
-    bench: offline_ratio=R1 online_ratio=R2 search_quality=Q search_cost=C tuned_over_naive=T
-    search_runs=Q1,Q2,... search_trials=F1,F2,...
+    bench: offline_ratio=R1 offline_ratio_lo=L offline_ratio_hi=H online_ratio=R2 ... search_quality=Q
+    search_quality_lo=L search_quality_hi=H search_cost=C tuned_over_naive=T tuned_over_naive_lo=L
+    tuned_over_naive_hi=H search_runs=Q1,Q2,... search_trials=F1,F2,...
+
+Each headline ratio is the ratio of the side by side's medians; <key>_lo and <key>_hi are its 95 %
+interval from the rounds' spread (deploysnake.spread.ratio: delta method on the log ratio,
+Welch-Satterthwaite degrees of freedom; nan with fewer than two rounds on both sides).
 """
 
 from __future__ import annotations
@@ -45,8 +50,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
+
+if TYPE_CHECKING:
+    from deploysnake.spread import Ratio, Spread
 
 ROOT = Path(__file__).resolve().parents[1]
 TUNED = Path("results/tuning/digits/onnx/cpu")
@@ -216,6 +225,49 @@ def per_round(a: dict[int, float], b: dict[int, float]) -> list[float]:
 
 def median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
+
+
+def measured(samples: list[float]) -> Spread | None:
+    """The spread of repeated measurements (deploysnake.spread.spread); None for fewer than two."""
+    from deploysnake.spread import spread
+
+    return spread(samples) if len(samples) >= 2 else None
+
+
+def interval(
+    num: float | None, num_spread: Spread | None, den: float | None, den_spread: Spread | None
+) -> Ratio | None:
+    """num / den (the headline's figures, e.g. two medians) with its 95 % interval from each
+    figure's repeats and CV (deploysnake.spread.ratio: delta method on the log ratio,
+    Welch-Satterthwaite degrees of freedom); None where either figure is missing."""
+    from deploysnake.spread import at_figure, ratio
+
+    if not num or not den:
+        return None
+    return ratio(at_figure(num, num_spread), at_figure(den, den_spread))
+
+
+def of_rounds(num: list[float], den: list[float]) -> Ratio | None:
+    """interval of the two sets' medians from the sets' own spreads."""
+    return interval(median(num), measured(num), median(den), measured(den))
+
+
+def shown(r: Ratio | None, what: str = "rounds") -> str:
+    """The ratio with its interval for a line of output: "0.912 (95 % 0.871-0.955 (n 5/5 rounds,
+    CV 2.1 %))"; "0.000 (not measured)" for None."""
+    from deploysnake.spread import describe_ratio
+
+    if r is None:
+        return "0.000 (not measured)"
+    return f"{r.value:.3f} ({describe_ratio(r, 3, what)})"
+
+
+def keys(name: str, r: Ratio | None) -> str:
+    """name=V name_lo=L name_hi=H for the machine-readable line (nan: no interval or no figure;
+    V 0.000 without a figure, as before)."""
+    value = r.value if r is not None else 0.0
+    lo, hi = (r.low, r.high) if r is not None and r.df is not None else (float("nan"),) * 2
+    return f"{name}={value:.3f} {name}_lo={lo:.3f} {name}_hi={hi:.3f}"
 
 
 def rows(path: Path) -> list[dict[str, str]]:
@@ -461,28 +513,34 @@ def main() -> None:
         )
     # The offline ratio is the server's batch capacity: the best of one request at a time and two in
     # flight per instance, where a request's transfer overlaps the previous one's compute.
-    offline_ratio = ratio(
-        max(median(v) or 0.0 for k, v in paired.items() if k.startswith("served b256")),
-        median(paired["native b256"]),
+    best_offline = max(
+        (v for k, v in paired.items() if k.startswith("served b256")),
+        key=lambda v: median(v) or 0.0,
     )
-    online_ratio = ratio(median(paired["served b1 c16"]), median(paired["native b1"]))
+    offline = of_rounds(best_offline, paired["native b256"])
+    online_r = of_rounds(paired["served b1 c16"], paired["native b1"])
     floor = median(paired[FLOOR_LABEL])
     print(
-        "serving floor: a model that computes almost nothing, same configuration and runner, b1 "
-        f"c16: {floor or 0:.0f} infer/s, "
-        f"{ratio(floor, median(paired['native b1'])):.3f} of native b1: the served model cannot "
-        "do better here (up to noise)",
+        f"offline served/native {shown(offline)}; online served/native {shown(online_r)} "
+        "(medians of the side by side; 95 % interval from the rounds' spread)",
         flush=True,
     )
     print(
-        "workflow jobs' numbers: "
+        "serving floor: a model that computes almost nothing, same configuration and runner, b1 "
+        f"c16: {floor or 0:.0f} infer/s, "
+        f"{shown(of_rounds(paired[FLOOR_LABEL], paired['native b1']))} of native b1: the served "
+        "model cannot do better here (up to noise)",
+        flush=True,
+    )
+    print(
+        "workflow jobs' numbers (single run, no interval): "
         f"offline_ratio={ratio(max(s256.values(), default=0.0), n256):.3f} "
         f"online_ratio={ratio(s16, n1):.3f}",
         flush=True,
     )
     floor_csv = online.with_name("cpu.floor.csv")
     workflow_floor = throughput(floor_csv, "Inferences/Second", concurrency=16)
-    online_over_floor = ratio(median(paired["served b1 c16"]), floor)
+    online_over_floor = of_rounds(paired["served b1 c16"], paired[FLOOR_LABEL])
 
     # The chosen and the untuned configurations again, side by side, with windows four times as long.
     trials = {
@@ -501,10 +559,19 @@ def main() -> None:
     smart_, brute_, naive_ = (
         again[k] for k in ("default search's choice", "brute force's choice", "untuned")
     )
-    quality = ratio(
-        median(list(smart_.values())), median(list(brute_.values()))
-    )  # 1 where both chose the same
-    tuned = ratio(median(list(smart_.values())), median(list(naive_.values())))
+    # 1 where both chose the same (one set of rounds: exactly 1, no interval)
+    quality = (
+        interval(1.0, None, 1.0, None)
+        if smart["trial"] == brute["trial"]
+        else of_rounds(list(smart_.values()), list(brute_.values()))
+    )
+    tuned = of_rounds(list(smart_.values()), list(naive_.values()))
+    same = f"1.000 (both chose {smart['trial']}: exactly 1)"
+    print(
+        f"search_quality {same if smart['trial'] == brute['trial'] else shown(quality)}; "
+        f"tuned_over_naive {shown(tuned)}",
+        flush=True,
+    )
     for name, pairs in (
         ("search_quality", per_round(smart_, brute_)),
         ("tuned_over_naive", per_round(smart_, naive_)),
@@ -515,13 +582,13 @@ def main() -> None:
             flush=True,
         )
     print(
-        "trial numbers (one short measurement each): "
+        "trial numbers (one short measurement each; single run, no interval): "
         f"search_quality={ratio(smart['search_best_throughput'], brute['search_best_throughput']):.3f} "
         f"tuned_over_naive={ratio(smart['search_best_throughput'], smart['naive_throughput']):.3f}; "
         f"search_cost in trials alone {ratio(smart['measurements'], brute['measurements']):.3f}"
     )
     print(f"results in {workdir}")
-    runs = [(quality, smart["measurements"] / brute["measurements"])]
+    runs = [(quality.value if quality else 0.0, smart["measurements"] / brute["measurements"])]
     for k in range(2, args.runs + 1):
         runs.append(fresh_search(workdir, config, validated, brute, k, args))
     print(
@@ -535,7 +602,7 @@ def main() -> None:
         aoti_against_onnx(workdir)
     native_by_cores(workdir, config, native, args.rounds)
     print(
-        f"online served/floor: {online_over_floor:.3f} side by side (b1 c16: served "
+        f"online served/floor: {shown(online_over_floor)} side by side (b1 c16: served "
         f"{median(paired['served b1 c16']) or 0:.0f}, floor {floor or 0:.0f} infer/s); workflow jobs "
         f"{ratio(s16, workflow_floor):.3f} (served {s16}, floor {workflow_floor})",
         flush=True,
@@ -545,11 +612,25 @@ def main() -> None:
         smart["measurements"] + smart["side_by_side_measurements"],
         brute["measurements"] + brute["side_by_side_measurements"],
     )
-    print(
-        f"bench: offline_ratio={offline_ratio:.3f} online_ratio={online_ratio:.3f} "
-        f"search_quality={quality:.3f} search_cost={cost:.3f} tuned_over_naive={tuned:.3f} "
-        f"search_runs={','.join(f'{q:.3f}' for q, _ in runs)} "
-        f"search_trials={','.join(f'{f:.3f}' for _, f in runs)}"
+    print(bench_line(offline, online_r, quality, cost, tuned, runs))
+
+
+def bench_line(
+    offline: Ratio | None,
+    online: Ratio | None,
+    quality: Ratio | None,
+    cost: float,
+    tuned: Ratio | None,
+    runs: list[tuple[float, float]] | None = None,
+) -> str:
+    """The machine-readable last line: each headline ratio with its 95 % interval's ends
+    (<key>_lo, <key>_hi; nan where it has none); search_cost is a count ratio, exact; search_runs
+    and search_trials: each --runs run's quality and share of the trials."""
+    return (
+        f"bench: {keys('offline_ratio', offline)} {keys('online_ratio', online)} "
+        f"{keys('search_quality', quality)} search_cost={cost:.3f} {keys('tuned_over_naive', tuned)} "
+        f"search_runs={','.join(f'{q:.3f}' for q, _ in runs or [])} "
+        f"search_trials={','.join(f'{f:.3f}' for _, f in runs or [])}"
     )
 
 

@@ -263,7 +263,16 @@ def test_the_search_brackets_then_bisects_and_the_capacity_reaches_csv_and_repor
     )
     # open-loop columns: offered and achieved rates, what the client sent
     assert float(best["achieved_rate"]) > 0 and best["distribution"] == "poisson"
+    # perf_analyzer -v: the rate found keeps its windows, and the result the achieved rate's
+    # 95 % interval over them (capacity.achieved_spread)
+    assert len(best["window_infer_s"].split(";")) >= 2 and result["achieved_infer_s_n"] >= 2
+    assert (
+        result["achieved_infer_s_low"]
+        <= result["achieved_infer_s_mean"]
+        <= result["achieved_infer_s_high"]
+    )
     html = (searched / "results" / "report.html").read_text()
+    assert f"n {result['achieved_infer_s_n']} windows" in html
     assert f'data-capacity="{result["capacity_rps"]}"' in html
     assert (
         html.count('data-table="best_capacity"') == 1 and html.count('data-table="capacity"') == 1

@@ -188,6 +188,11 @@ def test_every_stage_wrote_real_results(workdir: Path) -> None:
         assert [r["batch"] for r in native] == ["1", "32"] and all(
             float(r["throughput_infer_per_s"]) > 0 for r in native
         )
+        # the in-process run cut into five sub-windows: the baseline's spread, served/native's interval
+        for r in native:
+            if int(r["iterations"]) >= 25:
+                assert r["infer_s_n"] == "5" and r["infer_s_from"] == "windows"
+                assert 0 <= float(r["infer_s_low"]) <= float(r["infer_s_high"])
         config = (
             results / "repository" / "digits" / fmt / "cpu" / f"digits_{fmt}" / "config.pbtxt"
         ).read_text()
@@ -233,6 +238,11 @@ def test_report_renders_offline_with_data_in_every_chart(workdir: Path) -> None:
     assert re.search(r"(client|queue|compute|serving-path)[- ]bound", best) or (
         "no stable point" in best  # every point disturbed on a busy machine
     )
+    # the p99 cell, compact: "n=1,234 (p99 needs 262,742; supports p..; p99 is p..-p..)"
+    assert re.search(r"n=[0-9,]+ \(p99 needs 262,742", best) or "no stable point" in best
+    # served/native and served/floor with their 95 % intervals beside them
+    for column in ("served/native 95 %", "served/floor 95 %"):
+        assert column in html, column
     assert "tensorrt_fp16</b>: skipped:" in html
     cold = html[html.index('id="coldstart"') : html.index('id="summary"')]
     assert "Cold start and memory" in cold and "first request with warmup ms" in cold

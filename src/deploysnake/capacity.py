@@ -52,6 +52,7 @@ from .perf import (
     start_rate,
 )
 from .server import TritonServer
+from .spread import interval_columns
 from .underload import Expected
 
 log = logging.getLogger(__name__)
@@ -382,7 +383,8 @@ def run_search(
     answers differ is "failed", beyond the budget for the search."""
     io = json.loads(Path(io_json).read_text())
     perf_settings = point_settings(settings, perf_settings)
-    load = replace(plan_load(io, perf_settings, input_data), expected=expected)
+    # verbose: each window's infer/s (window_infer_s), the spread of the rate found (summary)
+    load = replace(plan_load(io, perf_settings, input_data), expected=expected, verbose=True)
     described = {
         "input_data": "dataloader" if load.data else "random",
         "input_shapes": input_shapes(input_data if load.shapes else load.data, io),
@@ -541,6 +543,8 @@ def summary(
         "p50_us": cap.p50_us if cap else None,
         "p99_us": cap.p99_us if cap else None,
         "breakdown_us": breakdown,
+        # the achieved infer/s at the rate found, over perf_analyzer's windows there
+        **(achieved_spread(cap.row) if cap is not None else {}),
         "upper_rate": upper.rate if upper else None,
         "upper_reason": (
             None
@@ -565,9 +569,20 @@ def summary(
     }
 
 
+def achieved_spread(row: dict[str, Any]) -> dict[str, Any]:
+    """achieved_infer_s_n, _mean, _cv, _low, _high (deploysnake.spread.interval_columns): the
+    95 % interval of the infer/s achieved at a rate, over perf_analyzer's windows there
+    (window_infer_s, its last STABLE_WINDOWS); empty with fewer than two windows (a rate measured
+    before the search recorded them)."""
+    windows = [float(v) for v in str(row.get("window_infer_s") or "").split(";") if v.strip()]
+    return interval_columns("achieved_infer_s", windows, 3) if len(windows) >= 2 else {}
+
+
 def describe(result: dict[str, Any]) -> str:
-    """One line: the capacity and where it stops, that no rate meets the budget, or why the search
-    failed."""
+    """One line: the capacity and where it stops (the search's bracket: the capacity lies between
+    the rate found and the first beyond it), the infer/s achieved there with its 95 % interval over
+    perf_analyzer's windows (achieved_spread; "single run, no interval" for a result without
+    them), that no rate meets the budget, or why the search failed."""
     if result["status"] == Status.FAILED:
         return f"the search failed: {result['reason']}"
     budget = f"p99 ≤ {result['p99_budget_ms']:g} ms"
@@ -592,6 +607,19 @@ def describe(result: dict[str, Any]) -> str:
         text += f"; {result['upper_rate']:,} req/s: {result['upper_reason'].replace('_', ' ')}"
         if result["status"] == Status.BOUNDED:
             text += " (max_measurements reached before the resolution)"
+        text += f"; the capacity lies in {result['capacity_rps']:,}-{result['upper_rate']:,} req/s"
+    n = result.get("achieved_infer_s_n")
+    if n and int(n) >= 2:
+        cv = result.get("achieved_infer_s_cv")
+        text += (
+            f"; achieved {result['achieved_infer_s_mean']:,.0f} infer/s there, 95 % "
+            f"{result['achieved_infer_s_low']:,.0f}-{result['achieved_infer_s_high']:,.0f} "
+            f"(n {int(n)} windows"
+            + (f", CV {100 * float(cv):.1f} %" if cv not in (None, "") else "")
+            + ")"
+        )
+    else:
+        text += "; achieved rate: single run, no interval"
     return text
 
 

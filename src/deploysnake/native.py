@@ -27,6 +27,7 @@ from .perfdata import describe_shapes, read_samples, served_shapes
 from .processes import job_cpus, resolve_runtime_threads
 from .runtime import ArtifactRuntime
 from .shapes import from_served, served_dims
+from .spread import interval_columns
 from .usage import Window, per_thousand_ms
 
 # perf.sizing probe: a batch size's window holds at least this many calls (perf.MIN_WINDOW_REQUESTS,
@@ -41,6 +42,10 @@ SLOW_WINDOW_CALLS = 10
 # A sized window is at most this long (a model of seconds per call gets fewer calls, at least one):
 # the isolated child's time bound (measure_isolated) allows for it.
 MAX_SIZED_WINDOW_S = 60.0
+# The window is cut into this many equal sub-windows whose throughputs give the figure's spread
+# (window_infer_s, infer_s_* columns), where each holds at least MIN_SUBWINDOW_CALLS calls on average.
+SUBWINDOWS = 5
+MIN_SUBWINDOW_CALLS = 5
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +115,7 @@ def time_batch(
     max_iterations: int,
     samples: int | None = None,
     min_calls: int = 0,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Run repeatedly for window_s (bounded by max_iterations too); throughput and latency percentiles.
 
     One runtime per served instance, each looping in its own thread as Triton's instances do (the
@@ -132,6 +137,7 @@ def time_batch(
         window_s = max(window_s, min(sized_window_s(min_calls, warm), MAX_SIZED_WINDOW_S))
     batch = samples if samples is not None else next(iter(calls[0].values())).shape[0]
     latencies: list[list[float]] = [[] for _ in runtimes]
+    finished: list[list[float]] = [[] for _ in runtimes]  # each call's end (perf_counter)
     start_line = threading.Barrier(len(runtimes) + 1)
     ends = [0.0] * len(runtimes)
     errors: list[BaseException] = []
@@ -144,7 +150,9 @@ def time_batch(
                 call = calls[(k + len(latencies[k])) % len(calls)]
                 t0 = time.perf_counter()
                 runtimes[k](call)
-                latencies[k].append(time.perf_counter() - t0)
+                t1 = time.perf_counter()
+                latencies[k].append(t1 - t0)
+                finished[k].append(t1)
         except (
             BaseException
         ) as exc:  # re-raised below: a failing runtime must not pass for a slow one
@@ -162,13 +170,37 @@ def time_batch(
         raise errors[0]
     elapsed = max(ends) - start
     lat_us = np.concatenate([np.asarray(x) for x in latencies]) * 1e6
-    return {
+    result: dict[str, Any] = {
         "throughput_infer_per_s": batch * len(lat_us) / elapsed,
         "p50_latency_us": float(np.percentile(lat_us, 50)),
         "p99_latency_us": float(np.percentile(lat_us, 99)),
         "iterations": len(lat_us),
         "window_s_planned": window_s,
     }
+    windows = subwindow_throughputs(
+        np.concatenate([np.asarray(x) for x in finished]) - start, elapsed, batch
+    )
+    if windows:
+        result["window_infer_s"] = ";".join(f"{w:.3f}" for w in windows)
+        result.update(interval_columns("infer_s", windows, 3), infer_s_from="windows")
+    return result
+
+
+def subwindow_throughputs(
+    ends_s: NDArray[Any], elapsed_s: float, batch: int, count: int = SUBWINDOWS
+) -> list[float]:
+    """The throughputs (infer/s) of `count` equal consecutive sub-windows of a window elapsed_s
+    long, from each call's end (seconds from the window's start; batch inferences per call): the
+    in-process figure's spread, as perf_analyzer's stable windows are the served figure's. Empty
+    where the window holds fewer than count x MIN_SUBWINDOW_CALLS calls (too few to split) or no
+    time. Sub-windows of one run are not independent runs: their interval understates the spread
+    between runs, as the served windows' does."""
+    if elapsed_s <= 0 or len(ends_s) < count * MIN_SUBWINDOW_CALLS:
+        return []
+    width = elapsed_s / count
+    slots = np.minimum((np.asarray(ends_s) / width).astype(int), count - 1)
+    calls = np.bincount(np.maximum(slots, 0), minlength=count)
+    return [float(batch * c / width) for c in calls]
 
 
 def measure_batch(
@@ -404,6 +436,7 @@ def measure(
         )
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     with open(output, "w", newline="") as handle:
+        # every row's columns: a batch size too short to split into sub-windows has no infer_s_*
         columns = list(dict.fromkeys(k for r in rows for k in r))
         writer = csv.DictWriter(handle, fieldnames=columns, restval="")
         writer.writeheader()

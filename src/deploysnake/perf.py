@@ -38,7 +38,7 @@ from .plugins import Recipe, validation_batches
 from .processes import die_with_parent
 from .server import ServerDied, TritonServer
 from .shapes import served_dims
-from .spread import percentile_support, spread
+from .spread import interval_columns, percentile_support
 from .underload import Expected, SideCheck
 from .usage import COLUMNS as USAGE_COLUMNS
 from .usage import Window
@@ -699,19 +699,6 @@ def _samples(text: Any) -> list[float]:
     return [float(v) for v in str(text or "").split(";") if v.strip()]
 
 
-def _interval_columns(prefix: str, samples: list[float], digits: int) -> dict[str, Any]:
-    """<prefix>_n, _mean, _cv, _low, _high of samples (deploysnake.spread), rounded to digits; the
-    low end cut at 0."""
-    s = spread(samples)
-    return {
-        f"{prefix}_n": s.n,
-        f"{prefix}_mean": round(s.mean, digits),
-        f"{prefix}_cv": round(s.cv, 4) if s.cv is not None else "",
-        f"{prefix}_low": round(max(0.0, s.low), digits),
-        f"{prefix}_high": round(s.high, digits),
-    }
-
-
 def spread_columns(row: dict[str, Any]) -> dict[str, Any]:
     """The spread of a measured row (deploysnake.spread), as CSV columns:
 
@@ -731,10 +718,10 @@ def spread_columns(row: dict[str, Any]) -> dict[str, Any]:
     runs, windows = _samples(row.get("run_infer_s")), _samples(row.get("window_infer_s"))
     samples, source = (runs, "runs") if len(runs) >= 2 else (windows, "windows")
     if samples and row.get("status") in (Status.OK, Status.DISTURBED):
-        out.update(_interval_columns("infer_s", samples, 3), infer_s_from=source)
+        out.update(interval_columns("infer_s", samples, 3), infer_s_from=source)
     p99s = _samples(row.get("run_p99_us"))
     if len(p99s) >= 2:
-        out.update(_interval_columns("p99", p99s, 1))
+        out.update(interval_columns("p99", p99s, 1))
     if row.get("requests") not in (None, ""):
         support = percentile_support(int(row["requests"]), 99.0)
         out.update(

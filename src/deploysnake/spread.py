@@ -7,6 +7,9 @@ summary read those columns.
   (AIPerf reports each metric of repeated profiles this way: mean, CV, confidence interval).
 - percentile_support: whether a latency percentile rests on enough requests by MLPerf Inference's
   rule, and the percentile range it does support.
+- ratio: a ratio of two independently measured figures (served/native, served/floor,
+  tuned/untuned, search quality) with its 95 % interval (delta method on the log ratio,
+  Welch-Satterthwaite degrees of freedom).
 - overlap / within_noise: two figures whose intervals overlap are not ranked.
 - diagnose: one line on what limits a point, from perf_analyzer's latency split.
 """
@@ -14,9 +17,10 @@ summary read those columns.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
+from typing import Any
 
 from scipy import stats  # type: ignore[import-untyped]
 
@@ -58,6 +62,160 @@ def spread(samples: Sequence[float], confidence: float = CONFIDENCE) -> Spread:
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
     half = float(stats.t.ppf(1 - (1 - confidence) / 2, n - 1)) * sd / math.sqrt(n)
     return Spread(n, mean, sd / mean if mean else None, mean - half, mean + half)
+
+
+def of_columns(row: Mapping[str, Any], prefix: str = "infer_s") -> Spread | None:
+    """The Spread written as `<prefix>_n/_mean/_cv/_low/_high` columns (interval_columns; perf.py's
+    and native.py's CSVs), or None where the row has no such columns (an older result, a point
+    without numbers). An empty CV (one sample, or a zero mean) reads as None."""
+
+    def number(key: str) -> float | None:
+        value = row.get(f"{prefix}_{key}")
+        try:
+            out = float(value) if value not in (None, "") else None
+        except (TypeError, ValueError):
+            return None
+        return None if out is None or math.isnan(out) else out
+
+    n, mean, cv, low, high = (number(k) for k in ("n", "mean", "cv", "low", "high"))
+    if not n or mean is None or low is None or high is None:
+        return None
+    return Spread(int(n), mean, cv, low, high)
+
+
+def at_figure(value: float, measured: Spread | None) -> Spread:
+    """The figure as reported (perf_analyzer's merged windows, the in-process run's whole window)
+    with the repeats and CV of its measured spread, for ratio: the ratio is then the reported
+    figures' ratio and its interval their spreads'. measured None: one sample, no spread."""
+    if measured is None or measured.n < 2:
+        return Spread(1, value, None, value, value)
+    return Spread(measured.n, value, measured.cv, measured.low, measured.high)
+
+
+def interval_columns(prefix: str, samples: Sequence[float], digits: int) -> dict[str, Any]:
+    """<prefix>_n, _mean, _cv, _low, _high of samples (spread), rounded to `digits` decimals (CV to
+    4); the low end cut at 0 (throughputs and latencies are never negative, and two samples far
+    apart give a t-interval wider than the mean). Raises as spread does."""
+    s = spread(samples)
+    return {
+        f"{prefix}_n": s.n,
+        f"{prefix}_mean": round(s.mean, digits),
+        f"{prefix}_cv": round(s.cv, 4) if s.cv is not None else "",
+        f"{prefix}_low": round(max(0.0, s.low), digits),
+        f"{prefix}_high": round(s.high, digits),
+    }
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """A ratio of two measured figures, numerator over denominator: value, the ratio of their means;
+    n and n_den, the repeats behind each; cv, the coefficient of variation of one measured ratio
+    (sqrt(cv_num² + cv_den²), a fraction; None where neither figure has a spread); low, high, the
+    95 % interval (both the value where neither has a spread); df, the interval's
+    Welch-Satterthwaite degrees of freedom (None without an interval)."""
+
+    value: float
+    n: int
+    n_den: int
+    cv: float | None
+    low: float
+    high: float
+    df: float | None
+
+
+def ratio(num: Spread, den: Spread, confidence: float = CONFIDENCE) -> Ratio:
+    """The ratio num.mean / den.mean of two independently measured figures and its confidence
+    interval, by the delta method on the log ratio: var(ln(mean_a / mean_b)) ~ cv_a² / n_a +
+    cv_b² / n_b (the delta method, e.g. Casella & Berger, Statistical Inference, 2nd ed., 5.5.4,
+    applied to each log mean), with the Welch-Satterthwaite degrees of freedom of that sum
+    (Satterthwaite 1946, Welch 1947: df = (Σ v_i)² / Σ v_i² / (n_i - 1)), and the interval
+    exp(ln value ± t(1 - (1 - confidence) / 2, df) · se): never below 0, asymmetric about the value
+    as a ratio's spread is. A figure of one sample (n 1, no CV) counts as exact: the interval is the
+    other's alone; both of one sample: no interval (low = high = value, cv None). Each figure's CV
+    is its sample standard deviation over its mean (Spread.cv). Paired rounds (a side by side) are
+    treated as independent, which is conservative: the pairing's cancelling of drift is not
+    credited. Raises ValueError for a mean that is not positive."""
+    if num.mean <= 0 or den.mean <= 0:
+        raise ValueError(f"a ratio needs positive means, not {num.mean} / {den.mean}")
+    value = num.mean / den.mean
+    parts = [
+        (s.cv * s.cv / s.n, s.n) for s in (num, den) if s.n >= 2 and s.cv is not None and s.cv > 0
+    ]
+    cvs = [s.cv for s in (num, den) if s.n >= 2 and s.cv is not None]
+    cv = math.sqrt(sum(c * c for c in cvs)) if cvs else None
+    if not parts:
+        return Ratio(value, num.n, den.n, cv, value, value, None)
+    var = sum(v for v, _ in parts)
+    df = var * var / sum(v * v / (n - 1) for v, n in parts)
+    half = float(stats.t.ppf(1 - (1 - confidence) / 2, df)) * math.sqrt(var)
+    return Ratio(value, num.n, den.n, cv, value * math.exp(-half), value * math.exp(half), df)
+
+
+def ratio_of_samples(num: Sequence[float], den: Sequence[float]) -> Ratio:
+    """ratio(spread(num), spread(den)): the ratio of two sets of repeated measurements."""
+    return ratio(spread(num), spread(den))
+
+
+def describe_ratio(r: Ratio | Mapping[str, Any] | None, digits: int = 3, what: str = "") -> str:
+    """A ratio's interval as a report cell: "95 % 0.871-0.955 (n 3/5 runs, CV 2.1 %)" (n: the
+    numerator's and the denominator's repeats; what: what a repeat is, e.g. "rounds"), from a
+    Ratio or a mapping with its low, high, n, n_den and cv (ratio_fields, tuning.gain); "single
+    run, no interval" where neither figure has a spread (df or low missing); "" for None."""
+    if r is None:
+        return ""
+    low: Any
+    high: Any
+    n: Any
+    n_den: Any
+    cv: Any
+    if isinstance(r, Ratio):
+        low, high = (r.low, r.high) if r.df is not None else (None, None)
+        n, n_den, cv = r.n, r.n_den, r.cv
+    else:
+        low, high, n, n_den, cv = (r.get(k) for k in ("low", "high", "n", "n_den", "cv"))
+    if low is None or high is None:
+        return "single run, no interval"
+    about = f"n {n}/{n_den}" + (f" {what}" if what else "")
+    if cv is not None:
+        about += f", CV {100 * float(cv):.1f} %"
+    return f"95 % {float(low):.{digits}f}-{float(high):.{digits}f} ({about})"
+
+
+def ratio_text(
+    num: float | None,
+    num_n: float | None,
+    num_cv: float | None,
+    den: float | None,
+    den_n: float | None,
+    den_cv: float | None,
+    digits: int = 3,
+) -> str:
+    """describe_ratio of num / den, two reported figures each with the repeats (n) and CV of its
+    measured spread (a table's columns: infer_s_n, infer_s_cv; None or n < 2: one sample, exact).
+    "" where either figure is missing or not positive."""
+    if not num or not den or num <= 0 or den <= 0:
+        return ""
+
+    def side(value: float, n: float | None, cv: float | None) -> Spread:
+        return at_figure(
+            value, Spread(int(n), value, cv, value, value) if n and n >= 2 and cv else None
+        )
+
+    return describe_ratio(ratio(side(num, num_n, num_cv), side(den, den_n, den_cv)), digits)
+
+
+def ratio_fields(r: Ratio) -> dict[str, Any]:
+    """The ratio's spread as summary.json's spread object (method ratio, summary.schema.json)."""
+    return {
+        "method": "ratio",
+        "relative": (r.high - r.low) / 2 / r.value if r.value else None,
+        "low": r.low,
+        "high": r.high,
+        "n": r.n,
+        "n_den": r.n_den,
+        "cv": r.cv,
+        "level": CONFIDENCE,
+    }
 
 
 def overlap(a: Spread, b: Spread) -> bool:

@@ -30,7 +30,7 @@ from .report.load import capacity as load_capacity
 from .report.load import correctness as load_correctness
 from .report.load import native as load_native
 from .report.load import perf as load_perf
-from .spread import CONFIDENCE
+from .spread import CONFIDENCE, Spread, at_figure, of_columns, ratio, ratio_fields
 
 # 2: points carry p99_spread, requests, p99_enough, p99_margin and server_batch, and their spread
 # may be an interval (method interval); a version-1 file still validates (the gate reads either).
@@ -143,6 +143,8 @@ def interval_spread(row: Mapping[str, Any], prefix: str) -> dict[str, Any] | Non
         "high": high,
         "n": int(n),
         "level": CONFIDENCE,
+        "mean": mean,
+        "cv": _f(row.get(f"{prefix}_cv")),
     }
 
 
@@ -208,42 +210,57 @@ def _best(points: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def _with_native(
-    point: dict[str, Any] | None, native_rate: Mapping[tuple[Any, ...], float], key: Key
+    point: dict[str, Any] | None,
+    native_rate: Mapping[tuple[Any, ...], float],
+    key: Key,
+    native_spread: Mapping[tuple[Any, ...], Spread] | None = None,
 ) -> dict[str, Any] | None:
     """The best offline point with served_over_native (its infer/s over the in-process infer/s at
     its batch, where both are measured; never above 1 as a figure: the report's rule, "baseline
-    suspect" or within the spread there) and that ratio's spread (the served interval over the
-    single in-process reading)."""
+    suspect" or within the spread there) and that ratio's 95 % interval (deploysnake.spread.ratio:
+    the served figure's windows or runs against the in-process run's sub-windows, native_spread;
+    a side without a spread counts as exact, and with neither the spread is null)."""
     if point is None:
         return None
     base = native_rate.get((*key, point["batch"]))
     if not base or point["infer_per_s"] is None or point["infer_per_s"] > base:
         return {**point, "served_over_native": None, "served_over_native_spread": None}
-    spread = point.get("spread")
-    ratio_spread = None
-    if spread and spread.get("method") == "interval":
-        ratio_spread = {
-            **spread,
-            "low": spread["low"] / base,
-            "high": spread["high"] / base,
-        }
+    measured = point.get("spread") or {}
+    served = (
+        Spread(int(measured["n"]), 0.0, measured.get("cv"), 0.0, 0.0)
+        if measured.get("method") == "interval" and measured.get("n")
+        else None
+    )
+    r = ratio(
+        at_figure(point["infer_per_s"], served),
+        at_figure(base, (native_spread or {}).get((*key, point["batch"]))),
+    )
     return {
         **point,
         "served_over_native": point["infer_per_s"] / base,
-        "served_over_native_spread": ratio_spread,
+        "served_over_native_spread": ratio_fields(r) if r.df is not None else None,
     }
 
 
 def capacity_spread(result: Mapping[str, Any], resolution: float) -> dict[str, Any] | None:
     """The capacity's spread: the true capacity lies between the rate found within the SLA and the
     first rate found beyond it (the search's bracket); without a rate beyond it, the search's
-    resolution stands for the bracket. relative: the bracket's width over the capacity."""
+    resolution stands for the bracket. relative: the bracket's width over the capacity. achieved:
+    the infer/s achieved at the rate found, n windows' mean, CV and 95 % interval
+    (capacity.achieved_spread; None where not recorded)."""
     rps = _f(result.get("capacity_rps"))
     if not rps:
         return None
     upper = _f(result.get("upper_rate"))
     rel = (upper - rps) / rps if upper else resolution
-    return {"method": "bracket", "relative": rel, "low": rps, "high": upper or rps * (1 + rel)}
+    return {
+        "method": "bracket",
+        "relative": rel,
+        "low": rps,
+        "high": upper or rps * (1 + rel),
+        # the infer/s achieved at that rate: its interval over perf_analyzer's windows there
+        "achieved": interval_spread(result, "achieved_infer_s"),
+    }
 
 
 def plan(
@@ -325,6 +342,14 @@ def build(
         )
         if r["throughput_infer_per_s"] and r["batch"] is not None
     }
+    # the in-process run's sub-windows (native.subwindow_throughputs): served/native's interval
+    native_spread: dict[tuple[Any, ...], Spread] = {}
+    for row in nat.to_dicts() if nat.height and "infer_s_n" in nat.columns else []:
+        measured = of_columns(row)
+        if measured is not None and row["batch"] is not None:
+            native_spread[(row["model"], row["format"], row["device"], int(row["batch"]))] = (
+                measured
+            )
     failures = served_failures(
         {
             "accuracy": acc,
@@ -449,6 +474,8 @@ def build(
                     "high": m.get("max"),
                     "n": m.get("stable_rounds"),
                 },
+                # tuned over untuned, its 95 % interval over the rounds (tuning.gain)
+                "over_untuned": pick.get("over_untuned"),
             }
         entries.append(
             {
@@ -462,7 +489,7 @@ def build(
                 "served_stages": stages,
                 "failures": key_failures,
                 "accuracy": metrics,
-                "offline_best": _with_native(_best(off_points), native_rate, key),
+                "offline_best": _with_native(_best(off_points), native_rate, key, native_spread),
                 "online_best": _best(on_points),
                 "online_points": on_points,
                 "side_by_side": side,

@@ -28,11 +28,19 @@ def native_by_point(native: pl.DataFrame | None, column: str) -> dict[tuple[Any,
     }
 
 
-def spread_cells(r: dict[str, Any], native_infer_s: float | None) -> dict[str, str]:
+def spread_cells(
+    r: dict[str, Any],
+    native_infer_s: float | None,
+    native_n: float | None = None,
+    native_cv: float | None = None,
+) -> dict[str, str]:
     """The best point's spread as the best table's text cells (deploysnake.spread; perf.py's
     columns): infer/s's interval with n, CV and its source, p99's interval (repeated runs only),
-    the requests behind the p99 against MLPerf's minimum, served/native's interval (the served
-    interval over the single in-process reading at that batch)."""
+    the requests behind the p99 against MLPerf's minimum, served/native's 95 % interval
+    (deploysnake.spread.ratio: the served windows or runs against the in-process run's
+    sub-windows, native_n and native_cv; a single in-process reading counts as exact)."""
+    from ..spread import percentile_support, ratio_text
+
     n, low, high, cv = (num(r.get(f"infer_s_{k}")) for k in ("n", "low", "high", "cv"))
     cells = dict.fromkeys(SPREAD_CELLS, "")
     if n and low is not None and high is not None:
@@ -40,22 +48,23 @@ def spread_cells(r: dict[str, Any], native_infer_s: float | None) -> dict[str, s
         if cv is not None:
             about.append(f"CV {100 * cv:.1f} %")
         cells["infer/s 95 %"] = f"{fmt(low)}-{fmt(high)} ({', '.join(a for a in about if a)})"
-        if native_infer_s:
-            cells["served/native 95 %"] = f"{low / native_infer_s:.3f}-{high / native_infer_s:.3f}"
+    if native_infer_s and r.get("throughput") and r["throughput"] <= native_infer_s:
+        cells["served/native 95 %"] = ratio_text(
+            r["throughput"], n, cv, native_infer_s, native_n, native_cv
+        )
     p_n, p_low, p_high = (num(r.get(f"p99_{k}")) for k in ("n", "low", "high"))
     if p_n and p_low is not None and p_high is not None:
         cells["p99 95 % µs"] = f"{fmt(p_low)}-{fmt(p_high)} (n {int(p_n)} runs)"
     requests = num(r.get("requests"))
     if requests:
-        from ..spread import percentile_support
-
         s = percentile_support(int(requests), 99.0)
+        # n: the requests behind it; needs: MLPerf's minimum for a p99; supports: the highest
+        # percentile whose minimum n meets; pA-pB: where the stated p99 lies at 99 % confidence
         cells["p99 requests"] = (
-            f"{int(requests):,}: enough (MLPerf {s.minimum:,})"
+            f"n={int(requests):,} (p99 needs {s.minimum:,}: enough)"
             if s.enough
-            else f"{int(requests):,}: fewer than MLPerf's {s.minimum:,}; the p99 is somewhere "
-            f"in p{99 - s.margin:.2f}-p{min(100.0, 99 + s.margin):.2f} at 99 % confidence; "
-            f"MLPerf's rule supports up to p{s.supported:.0f}"
+            else f"n={int(requests):,} (p99 needs {s.minimum:,}; supports p{s.supported:.0f}; "
+            f"p99 is p{99 - s.margin:.2f}-p{min(100.0, 99 + s.margin):.2f})"
         )
     return cells
 
@@ -124,12 +133,14 @@ def best_table(
     )
     in_process = native_by_point(native, "native_cpu_ms_per_1k")
     native_rate = native_by_point(native, "throughput_infer_per_s")
+    native_n, native_cv = (native_by_point(native, f"infer_s_{k}") for k in ("n", "cv"))
     floors = floor_latencies(floor)
 
-    def native_of(r: dict[str, Any]) -> float | None:
+    def native_of(r: dict[str, Any]) -> tuple[float | None, float | None, float | None]:
         if r["mode"] != "offline":
-            return None
-        return native_rate.get((r["model"], r["format"], r["device"], int(r["batch"])))
+            return None, None, None
+        key = (r["model"], r["format"], r["device"], int(r["batch"]))
+        return native_rate.get(key), native_n.get(key), native_cv.get(key)
 
     def per_core(r: dict[str, Any]) -> float | None:
         cores = num(r.get("server_cpu"))
@@ -159,7 +170,7 @@ def best_table(
                 "serving overhead": overhead(r),
                 "server peak MiB": num(r.get("server_peak_rss_mb")),
                 "input per sample": r.get("input_shapes") or "",
-                **spread_cells(r, native_of(r)),
+                **spread_cells(r, *native_of(r)),
                 "server batch": num(r.get("server_batch")),
                 "limited by": diagnosis(r, floors),
                 "choice": "; ".join(c for c in (r.get("noise"), r.get("memory")) if c),

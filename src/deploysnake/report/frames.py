@@ -12,6 +12,7 @@ import polars as pl
 
 from ..capacity import cost_per_million, describe
 from ..contracts import Header, Status
+from ..spread import ratio_text
 from .load import ID, PROVENANCE, Searched
 from .text import MISSING, WITHIN_SPREAD, fmt, fmt_any
 
@@ -40,6 +41,7 @@ def served_vs_native(offline: pl.DataFrame, native: pl.DataFrame) -> pl.DataFram
         col(offline, "server_cpu").alias("server cores"),
         col(offline, "client_cpu").alias("client cores"),
         col(offline, "server_peak_rss_mb").alias("server peak MiB"),
+        *spread_of(offline, "_served"),
     )
     nat = native.select(
         *ID,
@@ -49,6 +51,7 @@ def served_vs_native(offline: pl.DataFrame, native: pl.DataFrame) -> pl.DataFram
         pl.col("p50_latency_us").alias("native p50 µs"),
         pl.col("p99_latency_us").alias("native p99 µs"),
         col(native, "native_cpu_ms_per_1k").alias("native CPU ms/1k"),
+        *spread_of(native, "_native"),
     )
     joined = served.join(nat, on=[*ID, "batch"], how="full", coalesce=True, nulls_equal=True)
     ratio = pl.col("served infer/s") / pl.col("native infer/s")
@@ -83,7 +86,16 @@ def served_vs_native(offline: pl.DataFrame, native: pl.DataFrame) -> pl.DataFram
             .alias("client CPU ms/1k"),
         )
         .with_columns(
-            (pl.col("server CPU ms/1k") / pl.col("native CPU ms/1k")).alias("serving overhead")
+            (pl.col("server CPU ms/1k") / pl.col("native CPU ms/1k")).alias("serving overhead"),
+            ratio_interval("served infer/s", "_served", "native infer/s", "_native")
+            .fill_null("")
+            .alias("served/native 95 %"),
+        )
+        .with_columns(  # an interval only beside a ratio that is a figure
+            pl.when(pl.col("ratio status") == Status.OK)
+            .then(pl.col("served/native 95 %"))
+            .otherwise(pl.lit(""))
+            .alias("served/native 95 %")
         )
         .select(
             *ID,
@@ -98,6 +110,7 @@ def served_vs_native(offline: pl.DataFrame, native: pl.DataFrame) -> pl.DataFram
             "native p50 µs",
             "native p99 µs",
             "served/native",
+            "served/native 95 %",
             "ratio status",
             "server cores",
             "client cores",
@@ -123,6 +136,7 @@ def served_vs_floor(online: pl.DataFrame, floor: pl.DataFrame) -> pl.DataFrame:
         pl.col("status").alias("floor status"),
         pl.col(Header.THROUGHPUT).alias("floor infer/s"),
         pl.col(Header.P99).alias("floor p99 µs"),
+        *spread_of(floor, "_floor"),
     )
     served = online.select(
         *ID,
@@ -130,6 +144,7 @@ def served_vs_floor(online: pl.DataFrame, floor: pl.DataFrame) -> pl.DataFrame:
         pl.col("status").alias("served status"),
         pl.col(Header.THROUGHPUT).alias("served infer/s"),
         pl.col(Header.P99).alias("served p99 µs"),
+        *spread_of(online, "_served"),
     )
     both_ok = (pl.col("served status") == Status.OK) & (pl.col("floor status") == Status.OK)
     return (
@@ -140,13 +155,40 @@ def served_vs_floor(online: pl.DataFrame, floor: pl.DataFrame) -> pl.DataFrame:
             .otherwise(None)
             .alias("served/floor")
         )
+        .with_columns(
+            pl.when(both_ok)
+            .then(ratio_interval("served infer/s", "_served", "floor infer/s", "_floor"))
+            .otherwise(pl.lit(""))
+            .alias("served/floor 95 %")
+        )
+        .drop("_floor n", "_floor cv", "_served n", "_served cv")
         .sort(*ID, "concurrency", nulls_last=True)
     )
 
 
-def best_by(df: pl.DataFrame, at: str, name: str) -> pl.DataFrame:
+def spread_of(frame: pl.DataFrame, prefix: str) -> list[pl.Expr]:
+    """A perf or native frame's infer_s_n and infer_s_cv (perf.spread_columns, native's
+    sub-windows) as "<prefix> n" / "<prefix> cv" (Float64); nulls for results without them."""
+    return [
+        (pl.col(f"infer_s_{k}") if f"infer_s_{k}" in frame.columns else pl.lit(None, pl.Float64))
+        .cast(pl.Float64, strict=False)
+        .alias(f"{prefix} {k}")
+        for k in ("n", "cv")
+    ]
+
+
+def ratio_interval(num: str, num_spread: str, den: str, den_spread: str) -> pl.Expr:
+    """The 95 % interval of num / den as a text cell (deploysnake.spread.ratio_text), from the two
+    figures' columns and their repeats and CVs ("<spread> n", "<spread> cv")."""
+    names = [num, f"{num_spread} n", f"{num_spread} cv", den, f"{den_spread} n", f"{den_spread} cv"]
+    return pl.struct(names).map_elements(
+        lambda r: ratio_text(*(r[n] for n in names)), return_dtype=pl.String
+    )
+
+
+def best_by(df: pl.DataFrame, at: str, name: str, *extra: pl.Expr) -> pl.DataFrame:
     """Per (model, format, device) the stable point of highest throughput: "best <name> infer/s"
-    and "<name> <at>" (the batch or concurrency it was measured at)."""
+    and "<name> <at>" (the batch or concurrency it was measured at), and the `extra` columns."""
     return (
         df.filter(pl.col("status") == Status.OK)
         .drop_nulls(Header.THROUGHPUT)
@@ -157,6 +199,7 @@ def best_by(df: pl.DataFrame, at: str, name: str) -> pl.DataFrame:
             *ID,
             pl.col(Header.THROUGHPUT).alias(f"best {name} infer/s"),
             pl.col(at).alias(f"{name} {at}"),
+            *extra,
         )
     )
 
@@ -225,6 +268,7 @@ def summary(
             .then(pl.col("served/native").map_elements(fmt, return_dtype=pl.String))
             .otherwise(pl.col("ratio status"))
             .alias("served/native"),
+            pl.col("served/native 95 %"),
             pl.col("batch").alias("at batch"),
             pl.col("concurrency").alias("at concurrency"),
         )
@@ -247,14 +291,16 @@ def summary(
     )
     best_online = best_by(online, "concurrency", "online")
     parts = [served_metric, served_failed, best_by(offline, "batch", "offline"), best_online]
+    best_online_spread = best_by(online, "concurrency", "online", *spread_of(online, "_served"))
     parts.append(common)
     if floor is not None and floor.height:
         # The best online point over the floor at its concurrency: near 1, the serving path limits.
-        at_best = best_online.join(
+        at_best = best_online_spread.join(
             floor.filter(pl.col("status") == Status.OK).select(
                 *ID,
                 pl.col("concurrency").alias("online concurrency"),
                 pl.col(Header.THROUGHPUT).alias("floor"),
+                *spread_of(floor, "_floor"),
             ),
             on=[*ID, "online concurrency"],
             how="inner",
@@ -262,7 +308,11 @@ def summary(
         )
         parts.append(
             at_best.select(
-                *ID, (pl.col("best online infer/s") / pl.col("floor")).alias("online served/floor")
+                *ID,
+                (pl.col("best online infer/s") / pl.col("floor")).alias("online served/floor"),
+                ratio_interval("best online infer/s", "_served", "floor", "_floor").alias(
+                    "online served/floor 95 %"
+                ),
             )
         )
     for part in parts:

@@ -16,6 +16,7 @@ from markupsafe import Markup
 
 from ..capacity import cost_per_million, describe
 from ..contracts import BREAKDOWN, Header, Status
+from ..spread import describe_ratio
 from .charts import Charts
 from .charts import capacity as capacity_charts
 from .charts import native as native_charts
@@ -287,6 +288,8 @@ def side_by_side_gain(chosen: Mapping[str, Any]) -> Markup:
         text += Markup("; untuned ({}) {:,.1f} infer/s: <b>×{:.2f}</b>").format(
             chosen["naive"], b, a / b
         )
+        if chosen.get("over_untuned"):  # its interval over the rounds (tuning.gain)
+            text += Markup(" ({})").format(describe_ratio(chosen["over_untuned"], 2, "rounds"))
         if mine["min"] <= untuned["max"]:  # the rounds overlap: within run-to-run spread
             text += Markup(
                 ", within the rounds' spread (chosen {:,.0f}–{:,.0f}, untuned {:,.0f}–{:,.0f})"

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..contracts import Status
+from ..spread import Spread, at_figure, ratio, spread
 from .brute_force import propose as brute_force
 from .coordinate import propose as coordinate
 from .hill_climb import propose as hill_climb
@@ -150,8 +151,43 @@ def summarize_side_by_side(path: str | Path) -> dict[str, dict[str, Any]]:
             "max": max((t for t, _ in v), default=None),
             "stable_rounds": len(v),
             "rounds": rounds[trial],
+            # each stable round's throughput, for the tuned/untuned ratio's interval
+            "samples": [t for t, _ in v],
         }
         for trial, v in seen.items()
+    }
+
+
+def gain(side: dict[str, dict[str, Any]], trial: str, untuned: str) -> dict[str, Any] | None:
+    """Tuned over untuned from the side by side (summarize_side_by_side): value, the ratio of the
+    two medians (the report's figure), and its 95 % interval from the rounds' repeats and CVs
+    (deploysnake.spread.ratio: delta method on the log ratio, Welch-Satterthwaite degrees of
+    freedom) with each side's rounds (n, n_den) and the CV of one measured ratio; low and high
+    None where neither side has two stable rounds. None where either has no stable round, or the
+    side by side predates its samples."""
+    a, b = side.get(trial, {}), side.get(untuned, {})
+    if (
+        not a.get("throughput")
+        or not b.get("throughput")
+        or "samples" not in a
+        or "samples" not in b
+    ):
+        return None
+
+    def measured(samples: list[float]) -> Spread | None:
+        return spread(samples) if len(samples) >= 2 else None
+
+    r = ratio(
+        at_figure(a["throughput"], measured(a["samples"])),
+        at_figure(b["throughput"], measured(b["samples"])),
+    )
+    return {
+        "value": r.value,
+        "low": r.low if r.df is not None else None,
+        "high": r.high if r.df is not None else None,
+        "n": r.n,
+        "n_den": r.n_den,
+        "cv": r.cv,
     }
 
 
@@ -215,6 +251,8 @@ def choose(
         "strategy": settings["strategy"],
         "naive": start,
         "naive_throughput": naive_row["throughput"] if naive_row else None,
+        # tuned over untuned with its 95 % interval over the side by side's rounds
+        "over_untuned": gain(side, best["trial"], start) if side and best else None,
         "newcomer": newcomer(),
         "newcomer_throughput": side.get(newcomer(), {}).get("throughput"),
         # Nothing meets the constraints: serve the closest trial, and say so everywhere.
