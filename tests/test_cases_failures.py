@@ -271,7 +271,7 @@ def test_answers_wrong_under_batching_fail_the_point_with_the_output_and_the_dif
     with the output named and no throughput, and the report lists it with its reason."""
     import polars as pl
 
-    from deploysnake.report import served_failures
+    from deploysnake.report.frames import served_failures
 
     workdir = perf_data
     assert verdict(workdir, "row_mixer", "onnx")["passed"]
