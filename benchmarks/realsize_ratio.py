@@ -121,6 +121,8 @@ def main() -> None:
         "formats": ["onnx"],
         "devices": ["cpu"],
         "triton": {"max_batch_size": max(opts.batch_sizes)},
+        # the accuracy job's batches fit the served model's largest batch (the config refuses more)
+        "accuracy": {"batch_size": min(64, max(opts.batch_sizes))},
         "perf": {
             "input_samples": 16,
             "offline": {"batch_sizes": opts.batch_sizes, "concurrency": [1, 2]},
