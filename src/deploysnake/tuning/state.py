@@ -13,9 +13,8 @@ from typing import Any
 from ..contracts import Status
 from .space import DIMENSIONS, parse_trial
 
-TRIAL_COLUMNS = [
-    "trial",
-    *DIMENSIONS,
+# One measured point of a configuration (a trial's CSV and the side by side's rows alike).
+POINT_COLUMNS = [
     "mode",
     "batch",
     "concurrency",
@@ -25,8 +24,8 @@ TRIAL_COLUMNS = [
     "foreign_cpu",
     "server_cpu",
     "client_cpu",
-    "round",
 ]
+TRIAL_COLUMNS = ["trial", *DIMENSIONS, *POINT_COLUMNS, "round"]
 
 
 def read_trials(paths: Sequence[str | Path]) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from ..contracts import Header
 from ..perf import Point, measure_point, plan_load, probe_one, sized
 from .plan import summarize_side_by_side
 from .space import parse_trial, triton_settings
-from .state import TRIAL_COLUMNS
+from .state import POINT_COLUMNS, TRIAL_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -162,19 +162,7 @@ def run_trial(
             )
 
 
-SIDE_BY_SIDE_COLUMNS = [
-    "trial",
-    "round",
-    "mode",
-    "batch",
-    "concurrency",
-    "status",
-    "throughput",
-    "p99_us",
-    "foreign_cpu",
-    "server_cpu",
-    "client_cpu",
-]
+SIDE_BY_SIDE_COLUMNS = ["trial", "round", *POINT_COLUMNS]
 
 
 def rotated(items: list[Any], r: int) -> list[Any]:
