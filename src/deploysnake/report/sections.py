@@ -14,6 +14,7 @@ import polars as pl
 import yaml
 from markupsafe import Markup
 
+from .. import usage
 from ..capacity import cost_per_million, describe
 from ..contracts import BREAKDOWN, Header, Status
 from ..spread import describe_ratio
@@ -33,17 +34,7 @@ from .load import ID, PERF_TEXT, Searched, Tuned
 from .text import MARKED, MISSING, anchor, fmt, plain
 
 # What a measured window used (deploysnake.usage): shown for every point, disturbed ones included.
-USAGE = [
-    "foreign_cpu",
-    "server_cpu",
-    "client_cpu",
-    "job_cpu",
-    "server_peak_rss_mb",
-    "window_s",
-    "gpu_utilization",
-    "gpu_memory_used_mb",
-    "foreign_gpu_processes",
-]
+USAGE = [*usage.COLUMNS, *usage.GPU_COLUMNS]
 CAPACITY_COLUMNS = [
     "step",
     "request_rate",
