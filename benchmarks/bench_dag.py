@@ -65,6 +65,7 @@ from deploysnake.configuration import plan_formats, validate  # noqa: E402
 from deploysnake.contracts import PERF_ANALYZER_COLUMNS  # noqa: E402
 from deploysnake.formats import ARTIFACTS, ONNX_VARIANTS, TENSORRT  # noqa: E402
 from deploysnake.frameworks import CHECKPOINT_NAMES  # noqa: E402
+from deploysnake.report.load import ACCURACY_NUMBERS  # noqa: E402
 
 TARGET_RATIO = 1.2
 # The report's budgets for 1,000 variants (README, "Many models"). Size: the page is one file that
@@ -237,19 +238,7 @@ def synthetic_results(
             files["accuracy"].append(
                 _write(
                     root / "accuracy" / name,
-                    [
-                        "model",
-                        "format",
-                        "device",
-                        "metric",
-                        "source",
-                        "exported",
-                        "served",
-                        "served_minus_source",
-                        "samples",
-                        "max_abs_diff_served_vs_exported",
-                        *PROVENANCE,
-                    ],
+                    ["model", "format", "device", "metric", *ACCURACY_NUMBERS, *PROVENANCE],
                     accuracy,
                 )  # fmt: skip
             )

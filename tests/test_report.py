@@ -32,6 +32,7 @@ from deploysnake.report import (
     build_report,
     script_json,
 )
+from deploysnake.report.load import ACCURACY_NUMBERS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from bench_dag import load_time, synthetic_results
@@ -70,18 +71,7 @@ PERF_HEADER = [
     "status",
     *PERF_ANALYZER,
 ]
-ACC_HEADER = [
-    "model",
-    "format",
-    "device",
-    "metric",
-    "source",
-    "exported",
-    "served",
-    "served_minus_source",
-    "samples",
-    "max_abs_diff_served_vs_exported",
-]
+ACC_HEADER = ["model", "format", "device", "metric", *ACCURACY_NUMBERS]
 NATIVE_HEADER = [
     "model",
     "format",

@@ -246,6 +246,8 @@ def test_report_renders_offline_with_data_in_every_chart(workdir: Path) -> None:
     assert "tensorrt_fp16</b>: skipped:" in html
     cold = html[html.index('id="coldstart"') : html.index('id="summary"')]
     assert "Cold start and memory" in cold and "first request with warmup ms" in cold
+    contents = html[html.index('<nav id="index">') : html.index("</nav>")]
+    assert '<a href="#coldstart">Cold start and memory</a>' in contents
     assert all(f"<td>{fmt}</td>" in cold for fmt in FORMATS)
     if not FP16_ON_CPU:
         assert "onnx_fp16</b>: not in formats: auto on this CPU (no float16 arithmetic" in html

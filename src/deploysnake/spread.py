@@ -24,6 +24,8 @@ from typing import Any
 
 from scipy import stats  # type: ignore[import-untyped]
 
+from .contracts import Header
+
 # Confidence of the interval on repeated measurements.
 CONFIDENCE = 0.95
 # MLPerf Inference's confidence for a tail-latency percentile and its margin rule: margin =
@@ -311,9 +313,9 @@ def diagnose(
     total = sum(part.values())
     if total <= 0:
         return ""
-    client = part.get("Client Send", 0.0) + part.get("Client Recv", 0.0)
-    queue = part.get("Server Queue", 0.0)
-    infer = part.get("Server Compute Infer", 0.0)
+    client = part.get(Header.CLIENT_SEND, 0.0) + part.get(Header.CLIENT_RECV, 0.0)
+    queue = part.get(Header.SERVER_QUEUE, 0.0)
+    infer = part.get(Header.COMPUTE_INFER, 0.0)
 
     def pct(x: float) -> str:
         return f"{100 * x / total:.0f} %"

@@ -184,6 +184,7 @@ def build_report(
         )
     gate_html = gate_section(json_or_none(gate_json))
     cold, max_memory_mb, over_limit = coldstart_figures(accuracy, config)
+    cold_html = coldstart_section(cold, over_limit, max_memory_mb)
     plan_html = plan_section(json_or_none(summary_json))
     budget = 10.0 if p99_budget_ms is None else float(p99_budget_ms)
     measured = {
@@ -224,8 +225,8 @@ def build_report(
             )
             if html_part
         ],
-        best=best_section(best, budget, cap_figures, deploy or [])
-        + coldstart_section(cold, over_limit, max_memory_mb),
+        best=best_section(best, budget, cap_figures, deploy or []) + cold_html,
+        cold_start=bool(cold_html),
         summary=table(summary_frame, "summary"),
         skipped=skipped_section(skipped or []),
         environment=environment_section(envs, config),
