@@ -5,7 +5,7 @@
 The workflow builds the default model's served repository (digits, ONNX, CPU). One tritonserver is
 started on it, and on that same server, one after the other:
 1. deploysnake's capacity search: perf_analyzer's request-rate mode, Poisson arrivals, batch-1
-   requests (capacity.run_search, as the workflow's perf_analyzer_capacity job runs it);
+   requests (open_loop.run_search, as the workflow's perf_analyzer_capacity job runs it);
 2. MLPerf Inference's own load generator (mlcommons-loadgen, the `bench` extra) in its Server
    scenario (Poisson arrivals at server_target_qps, the run VALID when its p99 is within
    server_target_latency_ns), driving the server through tritonclient's asynchronous gRPC client
@@ -41,7 +41,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from deploysnake import capacity, server, tools  # noqa: E402
+from deploysnake import server, tools  # noqa: E402
+from deploysnake.measuring import capacity, open_loop  # noqa: E402
 from deploysnake.repository import triton_model_name  # noqa: E402
 
 REPOSITORY = Path("results/repository/digits/onnx/cpu")
@@ -227,7 +228,7 @@ def main() -> None:
         workdir / REPOSITORY, config["triton"], workdir / "bench.server.log"
     ) as running:
         started = time.monotonic()
-        outcome = capacity.run_search(
+        outcome = open_loop.run_search(
             executable,
             running,
             "digits",

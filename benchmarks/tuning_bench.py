@@ -22,7 +22,7 @@ side by the same code, 5 rounds with windows four times as long; search_quality 
 come from those medians. Likewise the served repository and the runtime in-process are measured in
 alternation for the two ratios (the workflow's native and perf jobs run minutes apart), and in the
 same rotation a floor model beside it (same configuration and runner, almost no compute), whose online
-number is the most any model can be served at here (deploysnake.floor, as in the workflow's online
+number is the most any model can be served at here (deploysnake.measuring.floor, as in the workflow's online
 jobs). The workflow jobs' and the trials' own numbers are printed too, then the native baseline job
 of the same artifact run again under `--cores 2` and `--cores 8` with their ratio (threads come from
 the CPUs a job may use, so it must be 1 within the spread) and online served/floor. The last line is
@@ -61,7 +61,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TUNED = Path("results/tuning/digits/onnx/cpu")
 PERF_DATA = Path("results/perf_data/digits/input.json")
 EXPORT = Path("results/export/digits/onnx")
-FLOOR = "floor"  # served beside the model: what the serving path alone can do (deploysnake.floor)
+FLOOR = "floor"  # served beside the model: what the serving path alone can do (deploysnake.measuring.floor)
 FLOOR_LABEL = "served b1 c16, floor model"
 DEFAULT = "joint"  # the default strategy (config tuning.strategy)
 sys.path.insert(0, str(ROOT / "src"))  # the package, for the side-by-side measurements
@@ -103,8 +103,8 @@ def long_windows(perf: dict, interval_ms: int) -> dict:
 
 def floor_repository(served: Path, name: str, io: dict, into: Path) -> Path:
     """The served repository (model `name`) plus FLOOR: the same configuration and runner with a model
-    that computes nothing (deploysnake.floor, which the workflow's online jobs use too)."""
-    from deploysnake import floor
+    that computes nothing (deploysnake.measuring.floor, which the workflow's online jobs use too)."""
+    from deploysnake.measuring import floor
 
     shutil.rmtree(into, ignore_errors=True)
     shutil.copytree(served, into)
@@ -120,8 +120,9 @@ def served_vs_native(
     and threads, measured in alternation on one server: the workflow's native and perf jobs run
     minutes apart, and this machine's speed moves by 10 % in that time. The floor model (same
     configuration, almost no compute) is measured in the same rotation. config: validated."""
-    from deploysnake import native, perf, server, tools, tuning
+    from deploysnake import server, tools, tuning
     from deploysnake.devices import instance_count
+    from deploysnake.measuring import native, perf, workload
     from deploysnake.repository import triton_model_name
     from deploysnake.runtime import ArtifactRuntime
 
@@ -141,14 +142,14 @@ def served_vs_native(
         )
         for _ in range(instances)
     ]
-    load = perf.plan_load(io, settings, workdir / PERF_DATA)
+    load = workload.plan_load(io, settings, workdir / PERF_DATA)
     natives = {"native b256": 256, "native b1": 1}
     # The workflow's offline concurrencies for these instances (two per instance keep every one busy).
-    offline = [p for p in perf.sweep("offline", settings, len(runtimes)) if p.batch == 256]
+    offline = [p for p in workload.sweep("offline", settings, len(runtimes)) if p.batch == 256]
     name = triton_model_name("digits", "onnx")
     served = {f"served b256 c{p.concurrency}": ("offline", p, name) for p in offline} | {
-        "served b1 c16": ("online", perf.Point(1, 16), name),
-        FLOOR_LABEL: ("online", perf.Point(1, 16), FLOOR),
+        "served b1 c16": ("online", workload.Point(1, 16), name),
+        FLOOR_LABEL: ("online", workload.Point(1, 16), FLOOR),
     }
     measured: dict[str, list[float]] = {label: [] for label in [*natives, *served]}
     executable = tools.perf_analyzer(settings["perf_analyzer"])

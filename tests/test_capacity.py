@@ -21,7 +21,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/browser.py
 from browser import chart_summary, chromium_available, render_in_chromium
 
-from deploysnake import capacity
+from deploysnake.measuring import capacity
 
 from .conftest import ROOT, snakemake
 from .faults.conftest import TINY, no_processes_left, processes_in, start
@@ -399,7 +399,7 @@ def test_a_model_the_server_cannot_load_is_a_failed_search_in_the_report(copy: P
 def test_a_client_past_its_memory_bound_or_time_is_stopped_with_its_output() -> None:
     import subprocess
 
-    from deploysnake import perf
+    from deploysnake.measuring import perf_analyzer
 
     # a real process that holds 400 MB (every page written) and would then sleep a minute
     hog = (
@@ -410,7 +410,7 @@ def test_a_client_past_its_memory_bound_or_time_is_stopped_with_its_output() -> 
         [sys.executable, "-c", hog], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     started = time.monotonic()
-    why, out, _ = perf.wait_bounded(process, 50.0, 200.0)
+    why, out, _ = perf_analyzer.wait_bounded(process, 50.0, 200.0)
     assert why is not None and why.startswith("memory: perf_analyzer held"), why
     assert "limit 200 MB" in why and "held" in out
     assert process.returncode == -signal.SIGKILL and time.monotonic() - started < 30
@@ -421,7 +421,7 @@ def test_a_client_past_its_memory_bound_or_time_is_stopped_with_its_output() -> 
         stderr=subprocess.PIPE,
         text=True,
     )
-    why, out, _ = perf.wait_bounded(process, 1.0, 200.0)
+    why, out, _ = perf_analyzer.wait_bounded(process, 1.0, 200.0)
     assert why == "time: perf_analyzer did not finish within 1 s" and "up" in out
     # a process that ends on its own: its whole output, nothing stopped
     process = subprocess.Popen(
@@ -430,5 +430,5 @@ def test_a_client_past_its_memory_bound_or_time_is_stopped_with_its_output() -> 
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert perf.wait_bounded(process, 30.0, 200.0) == (None, "done\n", "")
-    assert 0 < perf.client_memory_limit_mb() <= perf.CLIENT_MEMORY_MB
+    assert perf_analyzer.wait_bounded(process, 30.0, 200.0) == (None, "done\n", "")
+    assert 0 < perf_analyzer.client_memory_limit_mb() <= perf_analyzer.CLIENT_MEMORY_MB

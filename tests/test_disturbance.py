@@ -15,8 +15,9 @@ from pathlib import Path
 import psutil
 import yaml
 
-from deploysnake import native, perf, repository, server, tools
+from deploysnake import repository, server, tools
 from deploysnake.configuration import validate
+from deploysnake.measuring import native, perf
 
 ROOT = Path(__file__).resolve().parents[1]
 TRITON = {

@@ -14,9 +14,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from deploysnake import dtypes, floor, perf, repository, server
+from deploysnake import dtypes, repository, server
 from deploysnake.accuracy import infer_served
 from deploysnake.errors import UserError
+from deploysnake.measuring import floor, workload
 from deploysnake.runtime import ArtifactRuntime
 
 TRITON = {
@@ -198,7 +199,9 @@ def test_every_dtype_round_trips_through_the_server(
         data = {"data": [{"text": {"content": [t], "shape": [1]}} for t in texts]}
         (tmp_path / "input.json").write_text(json.dumps(data, ensure_ascii=False))
         io = models["strings_out"][1]
-        got = perf.measured_output_bytes(running, "strings_out_onnx", io, tmp_path / "input.json")
+        got = workload.measured_output_bytes(
+            running, "strings_out_onnx", io, tmp_path / "input.json"
+        )
         assert got == max(4 + len(t.encode()) for t in texts)
     log = (tmp_path / "server.log").read_text()
     assert ("deploysnake backend: Python runner in the server process" in log) == (

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deploysnake import native, perf, perfdata
+from deploysnake import perfdata
 from deploysnake.contracts import Status
+from deploysnake.measuring import native, perf, sizing, workload
 from deploysnake.plugins import Recipe
 
 from .conftest import MEASURED, PARAMS
@@ -67,7 +68,7 @@ def test_native_baseline_runs_the_perf_samples_and_shapes(
     """The in-process baseline's calls are perf_analyzer's: input.json's samples, batch consecutive
     ones per call, and its rows record the same input_shapes as the perf rows."""
     data = tmp_path / "input.json"
-    perf.prepare_input_data(recipe, PARAMS, 16, data)
+    workload.prepare_input_data(recipe, PARAMS, 16, data)
     io = json.loads(exported["onnx/io"].read_text())
     samples = perfdata.read_samples(data, {t["name"]: t["dtype"] for t in io["inputs"]})
     assert len(samples) == 16
@@ -93,7 +94,7 @@ def test_native_baseline_runs_the_perf_samples_and_shapes(
         tmp_path / "n.csv",
         input_data=data,
     )
-    expected = perf.input_shapes(data, io)
+    expected = workload.input_shapes(data, io)
     assert expected == f"{name}:{'x'.join(map(str, samples[0][name].shape))}"
     assert [(r["input_shapes"], r["input_data"]) for r in rows] == [(expected, "dataloader")] * 2
     random_rows = native.measure(
@@ -115,16 +116,16 @@ def test_native_baseline_runs_the_perf_samples_and_shapes(
 
 def test_sizing_lengthens_only_windows_shorter_than_25_requests() -> None:
     settings = {"measurement_mode": "time_windows", "measurement_interval_ms": 300, "max_trials": 4}
-    assert perf.sized(settings, 0.000014) == settings  # digits: 25 requests fit easily
+    assert sizing.sized(settings, 0.000014) == settings  # digits: 25 requests fit easily
     # 25 requests of 2 s pass 10 s: 10 requests (perf.WINDOW_CAP_S, perf.SLOW_WINDOW_REQUESTS)
-    assert perf.sized(settings, 2.0)["measurement_interval_ms"] == 20_000
-    assert perf.sized(settings, 0.2)["measurement_interval_ms"] == 5_000  # 25 requests of 0.2 s
-    assert perf.sized({**settings, "sizing": "fixed"}, 2.0) == {**settings, "sizing": "fixed"}
-    assert perf.sized(settings, None) == settings  # no probe: as configured
+    assert sizing.sized(settings, 2.0)["measurement_interval_ms"] == 20_000
+    assert sizing.sized(settings, 0.2)["measurement_interval_ms"] == 5_000  # 25 requests of 0.2 s
+    assert sizing.sized({**settings, "sizing": "fixed"}, 2.0) == {**settings, "sizing": "fixed"}
+    assert sizing.sized(settings, None) == settings  # no probe: as configured
     probed = {1: 0.002, 65: 0.130}
-    assert perf.latency_at(probed, 33) == pytest.approx(0.066)
-    assert perf.latency_at(probed, 130) == pytest.approx(0.260)  # past the largest: per sample
-    about, most = perf.estimate_s(perf.sized(settings, 2.0), 2.0)
+    assert sizing.latency_at(probed, 33) == pytest.approx(0.066)
+    assert sizing.latency_at(probed, 130) == pytest.approx(0.260)  # past the largest: per sample
+    about, most = sizing.estimate_s(sizing.sized(settings, 2.0), 2.0)
     assert 80 <= about < most
 
 
@@ -153,7 +154,7 @@ def test_perf_job_probes_plans_and_leaves_out_points_past_max_job_s(
         "offline": {"batch_sizes": [1, 8], "concurrency": [1], "shared_memory": "none"},
     }
     data = tmp_path / "input.json"
-    perf.prepare_input_data(recipe, PARAMS, 16, data)
+    workload.prepare_input_data(recipe, PARAMS, 16, data)
     triton = {
         "max_batch_size": 16,
         "dynamic_batching": {"preferred_batch_sizes": [8]},
@@ -163,7 +164,7 @@ def test_perf_job_probes_plans_and_leaves_out_points_past_max_job_s(
     model_dir = repository.write_repository(
         "digits", exported["onnx"], exported["onnx/io"], triton, "cpu", "inprocess", tmp_path / "r"
     )
-    caplog.set_level(logging.INFO, logger="deploysnake.perf")
+    caplog.set_level(logging.INFO, logger="deploysnake.measuring.perf")
     with server.TritonServer(
         tmp_path / "r", server.locate("bundled"), tmp_path / "server.log"
     ) as running:
@@ -182,11 +183,11 @@ def test_perf_job_probes_plans_and_leaves_out_points_past_max_job_s(
         )
         # The same probe sizes the capacity search's start and a tuning trial's window (issue 29).
         io = json.loads(Path(exported["onnx/io"]).read_text())
-        latency = perf.probe_one(running, model_dir.name, io, data, settings, 4)
+        latency = sizing.probe_one(running, model_dir.name, io, data, settings, 4)
         assert latency is not None and 0 < latency < 5, latency
-        assert perf.start_rate(0, latency, 100_000) == max(1, min(100_000, int(0.5 / latency)))
-        assert perf.probe_one(running, model_dir.name, io, data, {"sizing": "fixed"}, 4) is None
-        assert perf.probe_one(running, model_dir.name, io, None, settings, 4) is None
+        assert sizing.start_rate(0, latency, 100_000) == max(1, min(100_000, int(0.5 / latency)))
+        assert sizing.probe_one(running, model_dir.name, io, data, {"sizing": "fixed"}, 4) is None
+        assert sizing.probe_one(running, model_dir.name, io, None, settings, 4) is None
     plan = next(r.message for r in caplog.records if r.message.startswith("plan (offline)"))
     assert "2 point(s)" in plan and "batch 1: " in plan and "batch 8: " in plan, plan
     assert [r["batch"] for r in rows] == [1, 8]
@@ -198,38 +199,41 @@ def test_perf_job_probes_plans_and_leaves_out_points_past_max_job_s(
 
 
 def test_a_sweep_stops_where_throughput_stops_growing_or_p99_passes_its_cap() -> None:
-    stops = perf.SweepStop({"stop_gain": 0.05, "stop_after": 2, "max_p99_ms": 0})
+    stops = sizing.SweepStop({"stop_gain": 0.05, "stop_after": 2, "max_p99_ms": 0})
     sweep = [(1, 100.0), (2, 200.0), (4, 204.0), (8, 206.0), (16, 300.0), (32, 301.0)]
     measured = []
     for batch, throughput in sweep:
-        point = perf.Point(batch, 1)
+        point = workload.Point(batch, 1)
         if stops.reason(point, "offline"):
             break
         measured.append(batch)
         stops.update(point, "offline", "ok", {"Inferences/Second": throughput, "p99 latency": 1e3})
     # 16 (two steps after the first stall at 4) regained more than 5 %, so the sweep went on
     assert measured == [1, 2, 4, 8, 16, 32]
-    flat = perf.SweepStop({"stop_gain": 0.05, "stop_after": 2})
+    flat = sizing.SweepStop({"stop_gain": 0.05, "stop_after": 2})
     for batch in (1, 2, 4, 8):
         flat.update(
-            perf.Point(batch, 1),
+            workload.Point(batch, 1),
             "offline",
             "ok",
             {"Inferences/Second": 100.0 + batch, "p99 latency": 1e3},
         )
-    assert "stopped growing" in flat.reason(perf.Point(16, 1), "offline")
-    assert flat.reason(perf.Point(16, 2), "offline") == ""  # another concurrency: its own sweep
-    capped = perf.SweepStop({"stop_gain": 0, "max_p99_ms": 50})
+    assert "stopped growing" in flat.reason(workload.Point(16, 1), "offline")
+    assert flat.reason(workload.Point(16, 2), "offline") == ""  # another concurrency: its own sweep
+    capped = sizing.SweepStop({"stop_gain": 0, "max_p99_ms": 50})
     capped.update(
-        perf.Point(1, 4), "online", "ok", {"Inferences/Second": 10.0, "p99 latency": 80e3}
+        workload.Point(1, 4), "online", "ok", {"Inferences/Second": 10.0, "p99 latency": 80e3}
     )
-    assert "perf.max_p99_ms 50" in capped.reason(perf.Point(1, 8), "online")
-    everything = perf.SweepStop({"stop_gain": 0})
+    assert "perf.max_p99_ms 50" in capped.reason(workload.Point(1, 8), "online")
+    everything = sizing.SweepStop({"stop_gain": 0})
     for batch in (1, 2, 4, 8):
         everything.update(
-            perf.Point(batch, 1), "offline", "ok", {"Inferences/Second": 1.0, "p99 latency": 1.0}
+            workload.Point(batch, 1),
+            "offline",
+            "ok",
+            {"Inferences/Second": 1.0, "p99 latency": 1.0},
         )
-    assert everything.reason(perf.Point(16, 1), "offline") == ""
+    assert everything.reason(workload.Point(16, 1), "offline") == ""
 
 
 def test_native_window_sized_to_hold_25_calls_of_a_slow_model() -> None:
@@ -256,7 +260,7 @@ def test_native_leaves_out_the_batch_sizes_the_served_sweep_left_out(
     import csv
 
     data = tmp_path / "input.json"
-    perf.prepare_input_data(recipe, PARAMS, 16, data)
+    workload.prepare_input_data(recipe, PARAMS, 16, data)
     served = tmp_path / "served.csv"
     why = "left out: the probe predicts 59.53 infer/s at batch 8"
     with open(served, "w", newline="") as handle:

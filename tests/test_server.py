@@ -307,8 +307,9 @@ def test_offline_sweep_fills_every_instance(exported: dict[str, Path], tmp_path:
 
     import yaml
 
-    from deploysnake import perf, tools
+    from deploysnake import tools
     from deploysnake.configuration import validate
+    from deploysnake.measuring import perf
 
     config = validate(
         yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())

@@ -17,8 +17,9 @@ import onnx
 import yaml
 from onnx import TensorProto, helper
 
-from deploysnake import perf, repository, server, shm, tools
+from deploysnake import repository, server, shm, tools
 from deploysnake.configuration import validate
+from deploysnake.measuring import perf, workload
 
 ROOT = Path(__file__).resolve().parents[1]
 TRITON = {"max_batch_size": 8, "instances": {"cpu": 1}, "runtime_threads": 1}
@@ -115,13 +116,13 @@ def test_two_points_at_once_with_one_tensor_name_both_measure(tmp_path: Path) ->
             io = json.loads((folder / "io.json").read_text())
             # the large one's windows longer: the small one starts while its requests run
             point_settings = {**settings, "measurement_interval_ms": 1500 if name == "big" else 400}
-            load = perf.plan_load(io, point_settings, None, TRITON["max_batch_size"])
+            load = workload.plan_load(io, point_settings, None, TRITON["max_batch_size"])
             assert load.tensors == (IMAGE, LOGITS)
             results[name] = perf.measure_point(
                 executable,
                 f"{name}_onnx",
                 running,
-                perf.Point(batch, 1),
+                workload.Point(batch, 1),
                 point_settings,
                 "offline",
                 tmp_path / f"{name}.csv",

@@ -224,7 +224,7 @@ def test_ratio_interval_covers_the_true_ratio_95_times_in_100() -> None:
 def test_native_sub_windows_give_the_in_process_spread() -> None:
     import numpy as np
 
-    from deploysnake import native
+    from deploysnake.measuring import native
 
     # 100 calls of batch 4 ending evenly over 1 s: five windows of 20 calls, 80 infer/s each
     ends = np.linspace(0.005, 0.995, 100)
@@ -295,7 +295,8 @@ def test_report_cells_show_the_ratio_intervals_and_a_compact_p99_cell() -> None:
 
 
 def test_tuned_over_untuned_and_capacity_carry_their_intervals(tmp_path: Path) -> None:
-    from deploysnake import capacity, tuning
+    from deploysnake import tuning
+    from deploysnake.measuring import capacity
     from deploysnake.report import side_by_side_gain as _side_by_side_gain
 
     side = tmp_path / "side_by_side.csv"

@@ -214,7 +214,7 @@ def test_config_pbtxt_parses_back_with_what_was_asked(
 def test_native_baseline_runs_every_served_instance(
     fmt: str, exported: dict[str, Path], tmp_path: Path
 ) -> None:
-    from deploysnake import native
+    from deploysnake.measuring import native
 
     # Each instance loops until its own bound: 2 instances x 5 iterations, so both ran.
     rows = native.measure(

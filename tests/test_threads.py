@@ -10,7 +10,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from deploysnake import native, processes, repository, server
+from deploysnake import processes, repository, server
+from deploysnake.measuring import native
 
 from .conftest import ROOT, snakemake
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deploysnake import perf
 from deploysnake.formats import cpu_has_float16_arithmetic
+from deploysnake.measuring import perf
 
 from .browser import chart_summary, chromium_available, render_in_chromium
 from .conftest import MEASURED, ROOT, processes_named, snakemake

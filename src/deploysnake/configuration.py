@@ -416,7 +416,7 @@ def semantic_problems(config: dict[str, Any]) -> list[str]:
         problems.append(
             f"config.tuning.batch_range: [{low}, {high}] is empty; give [low, high] with low <= high"
         )
-    from .capacity import config_problems as capacity_problems
+    from .measuring.open_loop import config_problems as capacity_problems
 
     problems += capacity_problems(config)
     # Whether the machine or cluster has each GPU device is checked when the run starts (devices.check_available):

@@ -74,7 +74,7 @@ def best(
                 points.setdefault((row["model"], row["device"]), []).append(
                     {
                         # every column as written (the latency split, the spread, the counts:
-                        # deploysnake.perf), then the typed figures
+                        # deploysnake.measuring.perf), then the typed figures
                         **row,
                         "model": row["model"],
                         "device": row["device"],

@@ -304,7 +304,7 @@ def diagnose(
     """One line on what limits a point, with the setting to change. split: perf_analyzer's latency
     columns in µs ("Client Send", "Network+Server Send/Recv", "Server Queue", "Server Compute Input",
     "Server Compute Infer", "Server Compute Output", "Client Recv"); floor_latency_us: the serving
-    floor's latency at the same point (deploysnake.floor; None: not measured); client_cpu: cores
+    floor's latency at the same point (deploysnake.measuring.floor; None: not measured); client_cpu: cores
     perf_analyzer used, of client_cores it could have. In order: client-bound (perf_analyzer's own
     CPU busy, or client send and receive over CLIENT_SHARE of the latency), queue-bound (the batcher
     waits: Server Queue over QUEUE_SHARE), serving-path bound (the latency within FLOOR_FACTOR of a

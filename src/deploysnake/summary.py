@@ -19,9 +19,9 @@ from typing import Any
 import polars as pl
 from jsonschema import Draft202012Validator
 
-from .capacity import cost_per_million
 from .contracts import FIELDS, Header, Status
 from .errors import UserError
+from .measuring.capacity import cost_per_million
 from .report.coldstart import SUMMARY_FIELDS as COLD_START_FIELDS
 from .report.coldstart import load as load_coldstart
 from .report.frames import capacity_failures, served_failures, without_failure_records

@@ -1,4 +1,4 @@
-# Open-loop load and the capacity search (see src/deploysnake/capacity.py): per model, format and
+# Open-loop load and the capacity search (see src/deploysnake/measuring/capacity.py): per model, format and
 # device, the highest request rate whose p99 stays within perf.capacity.p99_budget_ms. The search runs
 # in one job; each rate it measures is a file of its own (results/capacity/.../{device}/rates/), kept
 # when the job stops, so a resumed search measures no rate twice.

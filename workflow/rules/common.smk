@@ -86,7 +86,7 @@ TUNED_FORMATS = config["tuning"]["formats"]
 # What a tuning trial's measurement reads: changing the budget or strategy re-plans, never re-measures.
 TUNING_TRIAL = {k: config["tuning"][k] for k in ("mode", "concurrency", "batch_range")}
 if config["tuning"]["objective"] == "capacity":
-    # Each trial a capacity search (src/deploysnake/capacity.py) with perf.capacity's settings.
+    # Each trial a capacity search (src/deploysnake/measuring/capacity.py) with perf.capacity's settings.
     TUNING_TRIAL["objective"] = "capacity"
     TUNING_TRIAL["capacity"] = {
         k: v for k, v in config["perf"]["capacity"].items() if k != "formats"
@@ -185,46 +185,71 @@ def framework(wildcards):
 PACKAGE = Path(workflow.basedir) / "src" / "deploysnake"
 
 
+def _module_path(name):
+    """The file or folder of a package module given as dotted parts under deploysnake
+    ("measuring.perf" -> measuring/perf.py; "report" -> report/)."""
+    return PACKAGE.joinpath(*name.split("."))
+
+
 @functools.cache
 def package_imports(path):
     """The deploysnake modules one Python file imports, read with ast (imports inside functions
-    included): `from deploysnake import a`, `from deploysnake.a import x`, and in the package
-    `from . import a`, `from .a import x` (in a subpackage, `from ..a import x`). A subpackage
-    (a folder with __init__.py, e.g. tuning/, report/) counts as one module: all its files.
-    """
-    # how many dots a relative import of a package module has in this file (none outside)
-    top = 1 if path.parent == PACKAGE else 2 if path.parent.parent == PACKAGE else None
+    included), as dotted names under the package ("perf" is deploysnake/perf.py, "measuring.perf"
+    deploysnake/measuring/perf.py, "report" the package report/): `from deploysnake import a`,
+    `from deploysnake.a import x`, `import deploysnake.a`, and in the package relative imports of
+    any depth (`from . import a`, `from ..measuring.perf import x`). A name imported from a
+    package is its module where one has that name (`from deploysnake.measuring import perf`)."""
+    here = path.parent
+    inside = PACKAGE in here.parents or here == PACKAGE
+    base = here.relative_to(PACKAGE).parts if inside else None
     found = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             found.update(
-                a.name.split(".")[1]
+                a.name.split(".", 1)[1]
                 for a in node.names
                 if a.name.startswith("deploysnake.")
             )
         elif isinstance(node, ast.ImportFrom):
             if node.level == 0 and (node.module or "").split(".")[0] == "deploysnake":
                 parts = node.module.split(".")[1:]
-            elif node.level and node.level == top:
-                parts = node.module.split(".") if node.module else []
+            elif node.level and base is not None and node.level - 1 <= len(base):
+                parts = [*base[: len(base) - (node.level - 1)]]
+                parts += node.module.split(".") if node.module else []
             else:
                 continue
-            found.update(parts[:1] or [a.name for a in node.names])
+            for alias in node.names:
+                named = ".".join([*parts, alias.name])
+                if module_files(named):
+                    found.add(named)
+                elif parts:
+                    found.add(".".join(parts))
     return frozenset(m for m in found if module_files(m))
 
 
 def module_files(name):
-    """The files of one package module: <name>.py, or every file of the subpackage <name>/
-    (its templates too: the report's sections are Jinja2 templates)."""
-    if (PACKAGE / f"{name}.py").is_file():
-        return (PACKAGE / f"{name}.py",)
-    if (PACKAGE / name / "__init__.py").is_file():
-        return tuple(
-            sorted(
+    """The files of one package module (dotted under deploysnake): <name>.py with the __init__.py
+    of each package above it; a package: its __init__.py and the files that are not Python under it
+    (the report's Jinja2 templates, the backend's C source); its modules come through imports."""
+    if not name:
+        return ()
+    path = _module_path(name)
+    parents = tuple(
+        PACKAGE.joinpath(*name.split(".")[:k], "__init__.py")
+        for k in range(1, name.count(".") + 1)
+    )
+    if path.with_suffix(".py").is_file():
+        return (*parents, path.with_suffix(".py"))
+    if (path / "__init__.py").is_file():
+        return (
+            *parents,
+            path / "__init__.py",
+            *sorted(
                 p
-                for p in (PACKAGE / name).rglob("*")
-                if p.is_file() and "__pycache__" not in p.parts
-            )
+                for p in path.rglob("*")
+                if p.is_file() and p.suffix not in (".py", ".pyc")
+                and "__pycache__" not in p.parts
+            ),
         )
     return ()
 
@@ -250,9 +275,13 @@ def _package_closure(script):
             for path in module_files(name):
                 if path.suffix == ".py":
                     todo.extend(package_imports(path))
-    return (
-        str(PACKAGE / "__init__.py"),
-        *sorted(str(p) for m in seen for p in module_files(m)),
+    return tuple(
+        dict.fromkeys(
+            [
+                str(PACKAGE / "__init__.py"),
+                *sorted(str(p) for m in seen for p in module_files(m)),
+            ]
+        )
     )
 
 

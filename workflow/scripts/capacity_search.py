@@ -1,4 +1,5 @@
-from deploysnake import capacity, job, provenance, server, tools, underload
+from deploysnake import job, provenance, server, tools, underload
+from deploysnake.measuring import open_loop
 from deploysnake.repository import read_config, triton_model_name
 
 
@@ -16,7 +17,7 @@ def main(sm):
         int(p.perf["check_requests"]),
     )
     with server.from_settings(sm.input.repository, p.server, sm.log.server) as running:
-        capacity.measure(
+        open_loop.measure(
             executable,
             running,
             w.model,
@@ -37,7 +38,7 @@ def main(sm):
 
 def failed(sm, failure):
     w = sm.wildcards
-    capacity.write_failure(
+    open_loop.write_failure(
         failure, w.model, w.format, w.device, sm.params.capacity, sm.output.csv, sm.output.json
     )
 

@@ -1,8 +1,9 @@
 import json
 from pathlib import Path
 
-from deploysnake import failures, job, native, provenance
+from deploysnake import failures, job, provenance
 from deploysnake.devices import instance_count
+from deploysnake.measuring import native
 
 KNOBS = ("inter_op_threads", "execution_mode", "graph_optimization_level")
 

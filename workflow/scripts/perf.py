@@ -1,4 +1,5 @@
-from deploysnake import failures, floor, job, perf, provenance, server, tools, underload
+from deploysnake import failures, job, provenance, server, tools, underload
+from deploysnake.measuring import floor, perf
 from deploysnake.repository import read_config, served_instances, triton_model_name
 
 

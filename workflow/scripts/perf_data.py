@@ -1,10 +1,11 @@
-from deploysnake import job, perf
+from deploysnake import job
+from deploysnake.measuring import workload
 from deploysnake.sources import load_settings
 
 
 def main(sm):
     settings = sm.params.settings
-    perf.prepare_input_data(
+    workload.prepare_input_data(
         load_settings(settings),
         settings["params"],
         sm.params.samples,

@@ -10,8 +10,8 @@ from typing import Any
 
 import polars as pl
 
-from ..capacity import cost_per_million, describe
 from ..contracts import Header, Status
+from ..measuring.capacity import cost_per_million, describe
 from ..spread import ratio_text
 from .load import ID, PROVENANCE, Searched
 from .text import MISSING, WITHIN_SPREAD, fmt, fmt_any

@@ -15,8 +15,8 @@ import yaml
 from markupsafe import Markup
 
 from .. import usage
-from ..capacity import cost_per_million, describe
 from ..contracts import BREAKDOWN, Header, Status
+from ..measuring.capacity import cost_per_million, describe
 from ..spread import describe_ratio
 from .charts import Charts
 from .charts import capacity as capacity_charts

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from ..contracts import Header
-from ..perf import Point, measure_point, plan_load, probe_one, sized
+from ..measuring.perf import measure_point
+from ..measuring.sizing import probe_one, sized
+from ..measuring.workload import Point, plan_load
 from .plan import summarize_side_by_side
 from .space import parse_trial, triton_settings
 from .state import POINT_COLUMNS, TRIAL_COLUMNS
@@ -47,14 +49,14 @@ def measure_trial(
     with foreign load above perf.max_foreign_cpu twice is "disturbed" and never ranked. With
     `objective: capacity` (settings["capacity"] then holds perf.capacity), the trial's capacity
     search instead: throughput is the capacity (infer/s) at perf.capacity.p99_budget_ms and p99
-    the p99 there (capacity.trial_capacity)."""
+    the p99 there (open_loop.trial_capacity)."""
     trial = parse_trial(trial_text)
     io = json.loads(Path(io_json).read_text())
     batch, concurrency = load_point(settings, trial)
     load = plan_load(io, perf_settings, input_data)
     with tempfile.TemporaryDirectory(prefix="deploysnake-trial-") as tmp:
         if settings.get("objective") == "capacity":
-            from ..capacity import trial_capacity
+            from ..measuring.open_loop import trial_capacity
 
             batch, concurrency = int(settings["capacity"]["batch_size"]), 0
             log.info("trial %s: capacity search, batch %d", trial_text, batch)

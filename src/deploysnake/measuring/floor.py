@@ -13,7 +13,7 @@ from typing import Any
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from .dtypes import is_string, onnx_type
+from ..dtypes import is_string, onnx_type
 
 FLOOR = "floor"  # the floor model's name in its repository
 
@@ -127,7 +127,8 @@ def measure_floor(
     import json
     import tempfile
 
-    from . import perf, server
+    from .. import server
+    from . import perf
 
     io = json.loads(Path(io_json).read_text())
     # The served model's batching: an unbatched one (max_batch_size 0) is sent whole samples, no -b.

@@ -21,16 +21,16 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from . import isolated, perfdata
-from .contracts import Header, Status
-from .perfdata import describe_shapes, read_samples, served_shapes
-from .processes import job_cpus, resolve_runtime_threads
-from .runtime import ArtifactRuntime
-from .shapes import from_served, served_dims
-from .spread import interval_columns
-from .usage import Window, per_thousand_ms
+from .. import isolated, perfdata
+from ..contracts import Header, Status
+from ..perfdata import describe_shapes, read_samples, served_shapes
+from ..processes import job_cpus, resolve_runtime_threads
+from ..runtime import ArtifactRuntime
+from ..shapes import from_served, served_dims
+from ..spread import interval_columns
+from ..usage import Window, per_thousand_ms
 
-# perf.sizing probe: a batch size's window holds at least this many calls (perf.MIN_WINDOW_REQUESTS,
+# perf.sizing probe: a batch size's window holds at least this many calls (sizing.MIN_WINDOW_REQUESTS,
 # Model Navigator's window of 25 requests; not imported: perf needs tritonclient, this runtime's
 # environment may not have it) ...
 MIN_WINDOW_CALLS = 25
@@ -448,7 +448,7 @@ def measure_isolated(**kwargs: Any) -> None:
     """measure(**kwargs) in a child process (deploysnake.isolated), bounded in time: a runtime that
     raises, crashes the process (SIGSEGV) or hangs raises FormatFailure with the reason and the
     child's log excerpt (the job writes it as the format's failure record)."""
-    from .failures import FormatFailure
+    from ..failures import FormatFailure
 
     batches = len(kwargs["batch_sizes"])
     window_s = float(kwargs["window_s"])
@@ -456,6 +456,6 @@ def measure_isolated(**kwargs: Any) -> None:
         window_s = max(window_s, MAX_SIZED_WINDOW_S)
     timeout_s = 300.0 + batches * (3 * window_s + 60.0)
     kwargs = {k: str(v) if isinstance(v, Path) else v for k, v in kwargs.items()}
-    outcome = isolated.call("deploysnake.native:measure", kwargs, timeout_s)
+    outcome = isolated.call("deploysnake.measuring.native:measure", kwargs, timeout_s)
     if outcome.failure is not None:
         raise FormatFailure(outcome.failure, outcome.log_excerpt)
