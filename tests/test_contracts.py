@@ -14,7 +14,7 @@ import yaml
 
 from deploysnake import correctness, repository, sources
 from deploysnake.contracts import FIELDS, PERF_ANALYZER_COLUMNS, Header, Status
-from deploysnake.formats import ARTIFACTS, FAMILIES, FORMATS, FRAMEWORK_FORMATS
+from deploysnake.formats import ARTIFACTS, FAMILIES, FORMATS, FRAMEWORK_FORMATS, SOURCE_PLATFORMS
 
 from .conftest import ROOT, snakemake
 
@@ -56,7 +56,7 @@ def test_every_format_has_a_triton_platform_a_runtime_and_an_artifact() -> None:
     # An exported source's kind is a family's, found by the model directory's platform or backend.
     for family in FAMILIES.values():
         if family.source:
-            assert sources.SOURCE_PLATFORMS[family.platform] == family.name
+            assert SOURCE_PLATFORMS[family.platform] == family.name
             assert sources.DEFAULT_FILES[family.name] == family.artifact
 
 

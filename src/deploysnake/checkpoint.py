@@ -42,7 +42,7 @@ def _make_from_settings(settings: dict[str, Any], output: str) -> None:
     """In the child of make_checkpoint_isolated: load the recipe and make the checkpoint."""
     from .isolated import phase
     from .plugins import plugin_paths
-    from .sources import load_settings
+    from .sources.description import load_settings
 
     phase(f"training with {plugin_paths(settings)['model']}")
     recipe = load_settings(settings)

@@ -27,7 +27,7 @@ from .formats import (
     tensorrt_unavailable,
 )
 from .plugins import plugin_paths
-from .sources import OWN_FORMAT, SOURCE_KEYS, SOURCE_ONLY, config_problems, is_source
+from .sources.kinds import OWN_FORMAT, SOURCE_KEYS, SOURCE_ONLY, config_problems, is_source
 
 PROJECT = Path(__file__).resolve().parents[2]
 SCHEMA = PROJECT / "config" / "config.schema.yaml"

@@ -19,8 +19,8 @@ from numpy.typing import NDArray
 
 from .errors import UserError
 from .plugins import Recipe
-from .sources import KINDS as SOURCE_KINDS
-from .sources import source_runner
+from .sources.description import source_runner
+from .sources.kinds import KINDS as SOURCE_KINDS
 
 if TYPE_CHECKING:
     import torch

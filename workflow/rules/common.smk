@@ -24,8 +24,8 @@ from deploysnake.plugins import plugin_paths
 from deploysnake.processes import claim_workdir
 from deploysnake.server import locate
 from deploysnake.trust import TIMEOUTS_ENV
-from deploysnake.sources import is_source
-from deploysnake.sources import rule_inputs as source_inputs
+from deploysnake.sources.kinds import is_source
+from deploysnake.sources.kinds import rule_inputs as source_inputs
 
 try:
     config = validate(config)

@@ -4,7 +4,7 @@ from pathlib import Path
 from deploysnake import accuracy, coldstart, job, provenance, server
 from deploysnake.plugins import validation_batches
 from deploysnake.repository import read_config, triton_model_name
-from deploysnake.sources import load_settings
+from deploysnake.sources.description import load_settings
 
 
 def main(sm):

@@ -1,5 +1,5 @@
 from deploysnake import export, job
-from deploysnake.sources import load_settings
+from deploysnake.sources.description import load_settings
 
 
 def main(sm):

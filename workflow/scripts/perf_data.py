@@ -1,6 +1,6 @@
 from deploysnake import job
 from deploysnake.measuring import workload
-from deploysnake.sources import load_settings
+from deploysnake.sources.description import load_settings
 
 
 def main(sm):
