@@ -139,7 +139,7 @@ def _location_free(fmt: str, target: Path) -> None:
     """The ONNX Runtime variants keep the source's node metadata (the quantizer adds its own): the
     export's cleaning again, so a variant names no path of the machine that built it either."""
     if fmt in ONNX_VARIANTS:
-        from .export import location_free_onnx
+        from .export.to_onnx import location_free_onnx
 
         location_free_onnx(target)
 
@@ -204,7 +204,7 @@ def convert(
         except UserError:
             raise
         except Exception as exc:
-            from .export import failure
+            from .export.stage import failure
 
             log.exception("%s conversion failed", fmt)
             target.write_bytes(b"")

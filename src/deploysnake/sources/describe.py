@@ -359,7 +359,7 @@ def describe(settings: dict[str, Any], name: str = "<name>") -> dict[str, Any]:
         "outputs": described_out,
     }
     if kind == "torchscript":
-        # A nested tuple is served flat: its own format is a wrapper (export.flat_torchscript).
+        # A nested tuple is served flat: its own format is a wrapper (export.torchscript.flat_torchscript).
         doc["flatten"] = torchscript_signature(path)["nested"]
     if kind == "torchscript" and not doc["outputs"]:  # else config.pbtxt named them
         doc["outputs"] = torchscript_outputs(path, doc, settings, where)
