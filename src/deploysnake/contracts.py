@@ -1,13 +1,18 @@
-"""The words the jobs' files share: the statuses written in the CSVs and JSON files, and
-perf_analyzer's CSV headers with the field names the package gives them.
+"""The words the jobs' files share: the statuses written in the CSVs and JSON files,
+perf_analyzer's CSV headers with the field names the package gives them, a served stage's target
+(model, format, device) and the Triton settings it is served with (ServedSettings).
 
-Both are StrEnums: a member is its value as a str (`Status.OK == "ok"`, `f"{Status.OK}"` is "ok",
+Statuses and headers are StrEnums: a member is its value as a str (`Status.OK == "ok"`, `f"{Status.OK}"` is "ok",
 json and csv write "ok"), so the files keep the same strings.
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from pathlib import Path
+from typing import Any
 
 
 class Status(StrEnum):
@@ -81,3 +86,52 @@ BREAKDOWN: list[str] = [
     Header.COMPUTE_OUTPUT,
     Header.CLIENT_RECV,
 ]
+
+
+# The runtime's knobs beside its threads, as the triton section and a tuned configuration name them
+# (config.pbtxt parameters of Triton's onnxruntime and PyTorch backends; deploysnake.runtime).
+RUNTIME_KNOBS = ("inter_op_threads", "execution_mode", "graph_optimization_level")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One model x format x device: what a served stage's job measures (its wildcards)."""
+
+    model: str
+    format: str
+    device: str
+
+
+@dataclass(frozen=True)
+class ServedSettings:
+    """The Triton settings one model x format x device is served with, resolved once by the
+    repository job (the triton section, or the configuration its tuning search chose) and written
+    beside the repository (results/repository/<model>/<format>/<device>.json); every later job
+    (accuracy, perf, capacity, native baseline) reads them here, never the config, chosen.json or
+    config.pbtxt again.
+
+    model_name: the model's name in the repository; max_batch_size: Triton's (0: unbatched, each
+    request one whole sample); instances: model instances on this device; runtime_threads: threads
+    per instance of the runtime (0: the runtime's default, or the job's CPUs over the instances in
+    the bundled runner); runtime_options: RUNTIME_KNOBS' values; trial: the tuning trial id of a
+    tuned format (None: the triton section as configured); triton: the whole resolved triton
+    section (dynamic batching, warmup, the server's settings), for what takes it as it is."""
+
+    model_name: str
+    device: str
+    max_batch_size: int
+    instances: int
+    runtime_threads: int
+    runtime_options: dict[str, Any] = field(default_factory=dict)
+    trial: str | None = None
+    triton: dict[str, Any] = field(default_factory=dict)
+
+    def write(self, path: str | Path) -> None:
+        """Write as JSON (keys sorted, so the same settings give the same bytes)."""
+        Path(path).write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def read(cls, path: str | Path) -> ServedSettings:
+        """Read what write wrote. Raises OSError, json.JSONDecodeError, or TypeError for a file
+        whose keys are not these (an older run's: run the repository job again)."""
+        return cls(**json.loads(Path(path).read_text()))

@@ -23,6 +23,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from . import dtypes, inprocess, modelfiles
 from . import runtime as runtime_module
+from .contracts import RUNTIME_KNOBS, ServedSettings
 from .devices import instance_count
 from .formats import FORMATS
 from .shapes import check_batchable, served_dims
@@ -92,6 +93,24 @@ def runtime_parameters(fmt: str, triton: dict[str, Any]) -> dict[str, str]:
 
 def triton_model_name(model: str, fmt: str) -> str:
     return f"{model}_{fmt}"
+
+
+def served_settings(
+    model: str, fmt: str, triton: dict[str, Any], device: str, trial: str | None = None
+) -> ServedSettings:
+    """The settings the repository of model x fmt on device is written with (triton: the triton
+    section, or a tuned configuration's, trial its id), as every later job reads them
+    (contracts.ServedSettings)."""
+    return ServedSettings(
+        model_name=triton_model_name(model, fmt),
+        device=device,
+        max_batch_size=int(triton["max_batch_size"]),
+        instances=instance_count(triton, device),
+        runtime_threads=int(triton.get("runtime_threads", 0)),
+        runtime_options={k: triton[k] for k in RUNTIME_KNOBS if k in triton},
+        trial=trial,
+        triton=dict(triton),
+    )
 
 
 def build_config(
@@ -245,12 +264,3 @@ def write_repository(
 
 def read_config(path: str | Path) -> mc.ModelConfig:
     return text_format.Parse(Path(path).read_text(), mc.ModelConfig())
-
-
-def served_instances(model_dir: str | Path) -> int:
-    """Instances the model's config.pbtxt asks for, over all its instance groups (a tuned repository's
-    count is its trial's, not the triton section's)."""
-    return (
-        sum(group.count for group in read_config(Path(model_dir) / "config.pbtxt").instance_group)
-        or 1
-    )

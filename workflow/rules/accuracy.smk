@@ -4,6 +4,7 @@
 rule tritonclient_accuracy:
     input:
         repository="results/repository/{model}/{format}/{device}",
+        served_settings="results/repository/{model}/{format}/{device}.json",
         artifact=artifact,
         io="results/export/{model}/{format}/io.json",
         checkpoint=checkpoint_file,

@@ -5,6 +5,7 @@
 rule perf_analyzer_capacity:
     input:
         repository="results/repository/{model}/{format}/{device}",
+        served_settings="results/repository/{model}/{format}/{device}.json",
         io="results/export/{model}/{format}/io.json",
         data="results/perf_data/{model}/input.json",
         artifact=artifact,

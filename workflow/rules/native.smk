@@ -6,7 +6,8 @@ rule runtime_native_baseline:
         artifact=artifact,
         io="results/export/{model}/{format}/io.json",
         data="results/perf_data/{model}/input.json",
-        tuned=tuned_config,
+        # the served instances, runtime threads and knobs (the tuned ones where the format was tuned)
+        served_settings="results/repository/{model}/{format}/{device}.json",
         served="results/perf_offline/{model}/{format}/{device}.csv",
         code=package_code("native"),
     output:
@@ -27,22 +28,11 @@ rule runtime_native_baseline:
         gpu_model=device_resource("gpu_model"),
     params:
         batch_sizes=config["perf"]["offline"]["batch_sizes"],
-        triton={
-            k: config["triton"][k]
-            for k in (
-                "instances",
-                "runtime_threads",
-                "inter_op_threads",
-                "execution_mode",
-                "graph_optimization_level",
-            )
-        },
         native=config["native"],
         sanity={
             "spread": config["perf"]["stability_percentage"] / 100.0,
             "max_foreign_cpu": config["perf"]["max_foreign_cpu"],
         },
-        unbatched=config["triton"]["max_batch_size"] == 0,
         perf_input=config["perf"]["input_data"],
         sizing=config["perf"]["sizing"],
     script:

@@ -23,6 +23,7 @@ rule python_prepare_perf_data:
 rule perf_analyzer_offline:
     input:
         repository="results/repository/{model}/{format}/{device}",
+        served_settings="results/repository/{model}/{format}/{device}.json",
         io="results/export/{model}/{format}/io.json",
         data="results/perf_data/{model}/input.json",
         # the in-process outputs the answers under load are checked against (deploysnake.underload)
@@ -57,6 +58,7 @@ rule perf_analyzer_offline:
 rule perf_analyzer_online:
     input:
         repository="results/repository/{model}/{format}/{device}",
+        served_settings="results/repository/{model}/{format}/{device}.json",
         io="results/export/{model}/{format}/io.json",
         data="results/perf_data/{model}/input.json",
         # the in-process outputs the answers under load are checked against (deploysnake.underload)

@@ -6,7 +6,9 @@ rule triton_write_repository:
         code=package_code("repository"),
         runner=runner_files(),
     output:
-        directory("results/repository/{model}/{format}/{device}"),
+        repository=directory("results/repository/{model}/{format}/{device}"),
+        # the settings it was written with, resolved here once (contracts.ServedSettings)
+        settings="results/repository/{model}/{format}/{device}.json",
     log:
         "logs/repository/{model}/{format}/{device}.log",
     conda:

@@ -2,17 +2,17 @@ import json
 from pathlib import Path
 
 from deploysnake import accuracy, coldstart, job, provenance, server
+from deploysnake.contracts import ServedSettings
 from deploysnake.plugins import validation_batches
-from deploysnake.repository import read_config, triton_model_name
 from deploysnake.sources.description import load_settings
 
 
 def main(sm):
     w, settings, triton = sm.wildcards, sm.params.settings, sm.params.server
     recipe = load_settings(settings)
-    name = triton_model_name(w.model, w.format)
-    # The served configuration's (a tuned one's too): 0 sends each dataloader batch whole.
-    max_batch_size = read_config(f"{sm.input.repository}/{name}/config.pbtxt").max_batch_size
+    # The served configuration's (a tuned one's too): max_batch_size 0 sends each batch whole.
+    served = ServedSettings.read(sm.input.served_settings)
+    name, max_batch_size = served.model_name, served.max_batch_size
     batches = validation_batches(recipe, settings["params"], sm.params.batch_size)
     # Started with no model: the cold start is measured first, then the model stays loaded.
     with server.from_settings(

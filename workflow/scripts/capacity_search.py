@@ -1,18 +1,19 @@
 from deploysnake import job, provenance, server, tools, underload
+from deploysnake.contracts import ServedSettings
 from deploysnake.measuring import open_loop
-from deploysnake.repository import read_config, triton_model_name
 
 
 def main(sm):
     w, p = sm.wildcards, sm.params
     executable = tools.perf_analyzer(p.perf["perf_analyzer"])
-    name = triton_model_name(w.model, w.format)
+    served = ServedSettings.read(sm.input.served_settings)
+    name = served.model_name
     expected = underload.prepare(
         sm.input.artifact,
         w.format,
         sm.input.io,
         sm.input.data,
-        read_config(f"{sm.input.repository}/{name}/config.pbtxt").max_batch_size,
+        served.max_batch_size,
         p.tolerance,
         int(p.perf["check_requests"]),
     )

@@ -1,14 +1,13 @@
 from deploysnake import failures, job, provenance, server, tools, underload
+from deploysnake.contracts import ServedSettings
 from deploysnake.measuring import floor, perf
-from deploysnake.repository import read_config, served_instances, triton_model_name
 
 
 def main(sm):
     w, triton, settings = sm.wildcards, sm.params.server, sm.params.perf
     executable = tools.perf_analyzer(settings["perf_analyzer"])
-    name = triton_model_name(w.model, w.format)
-    instances = served_instances(f"{sm.input.repository}/{name}")
-    max_batch_size = read_config(f"{sm.input.repository}/{name}/config.pbtxt").max_batch_size
+    served = ServedSettings.read(sm.input.served_settings)
+    name, instances, max_batch_size = served.model_name, served.instances, served.max_batch_size
     expected = underload.prepare(
         sm.input.artifact,
         w.format,
