@@ -52,8 +52,8 @@ include: "workflow/rules/gate.smk"
 rule all:
     default_target: True
     input:
-        "results/report.html",
+        paths.REPORT,
         # fails the run, after the report, when the gate against config baseline failed
-        "results/gate/passed.txt",
+        paths.GATE_PASSED,
         # each device's deploy archive with the run's summary inside (a later run's baseline)
-        expand("results/release/{device}.tar.gz", device=DEVICES),
+        expand(paths.release_archive(), device=DEVICES),

@@ -22,6 +22,7 @@ from jsonschema import Draft202012Validator
 from .contracts import FIELDS, Header, Status
 from .errors import UserError
 from .measuring.capacity import cost_per_million
+from .paths import target_of
 from .report.coldstart import SUMMARY_FIELDS as COLD_START_FIELDS
 from .report.coldstart import load as load_coldstart
 from .report.frames import capacity_failures, served_failures, without_failure_records
@@ -362,8 +363,8 @@ def build(
     chosen: dict[Key, dict[str, Any]] = {}
     for p in map(Path, tuning):
         if p.name == "chosen.json" and p.is_file():
-            # results/tuning/<model>/<format>/<device>/chosen.json
-            chosen[(p.parts[-4], p.parts[-3], p.parts[-2])] = json.loads(p.read_text())
+            target = target_of(p)  # results/tuning/<model>/<format>/<device>/chosen.json
+            chosen[(target.model, target.format, target.device)] = json.loads(p.read_text())
 
     keys: set[Key] = set()
     for frame in frames.values():

@@ -3,24 +3,24 @@
 # it with no model loaded and measures the model's cold start in it first (deploysnake.coldstart).
 rule tritonclient_accuracy:
     input:
-        repository="results/repository/{model}/{format}/{device}",
-        served_settings="results/repository/{model}/{format}/{device}.json",
+        repository=paths.repository(),
+        served_settings=paths.served_settings(),
         artifact=artifact,
-        io="results/export/{model}/{format}/io.json",
+        io=paths.io_json(),
         checkpoint=checkpoint_file,
         recipe=recipe_files,
         code=package_code("accuracy"),
     output:
         csv=report(
-            "results/accuracy/{model}/{format}/{device}.csv",
+            paths.served("accuracy"),
             caption="../report/accuracy.rst",
             category="Accuracy",
             subcategory="{model}",
             labels={"model": "{model}", "format": "{format}", "device": "{device}"},
         ),
-        dump="results/accuracy/{model}/{format}/{device}.npz",
+        dump=paths.served("accuracy", suffix="npz"),
         # load time, first request without and with model_warmup, memory net of an empty server's
-        coldstart="results/accuracy/{model}/{format}/{device}.coldstart.json",
+        coldstart=paths.served("accuracy", suffix="coldstart.json"),
     log:
         "logs/accuracy/{model}/{format}/{device}.log",
         server="logs/accuracy/{model}/{format}/{device}.server.log",

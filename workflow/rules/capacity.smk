@@ -4,15 +4,15 @@
 # when the job stops, so a resumed search measures no rate twice.
 rule perf_analyzer_capacity:
     input:
-        repository="results/repository/{model}/{format}/{device}",
-        served_settings="results/repository/{model}/{format}/{device}.json",
-        io="results/export/{model}/{format}/io.json",
-        data="results/perf_data/{model}/input.json",
+        repository=paths.repository(),
+        served_settings=paths.served_settings(),
+        io=paths.io_json(),
+        data=paths.perf_data(),
         artifact=artifact,
         code=package_code("capacity_search"),
     output:
-        csv="results/capacity/{model}/{format}/{device}.csv",
-        json="results/capacity/{model}/{format}/{device}.json",
+        csv=paths.served("capacity"),
+        json=paths.served("capacity", suffix="json"),
     log:
         "logs/capacity/{model}/{format}/{device}.log",
         server="logs/capacity/{model}/{format}/{device}.server.log",

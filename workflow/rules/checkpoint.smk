@@ -4,7 +4,7 @@ rule torch_train:
         given=given_checkpoint,
         code=package_code("checkpoint"),
     output:
-        "results/checkpoint/{model}/model.pt",
+        paths.checkpoint("model.pt"),
     log:
         "logs/checkpoint/{model}.log",
     wildcard_constraints:
@@ -23,7 +23,7 @@ rule keras_train:
         given=given_checkpoint,
         code=package_code("checkpoint"),
     output:
-        "results/checkpoint/{model}/model.weights.h5",
+        paths.checkpoint("model.weights.h5"),
     log:
         "logs/checkpoint/{model}.log",
     wildcard_constraints:

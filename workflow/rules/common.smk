@@ -15,7 +15,7 @@ os.environ.setdefault("PYTHONHASHSEED", "0")
 
 # The package holding the logic: importable from the venv, or from src/ (e.g. under --sdm conda).
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-from deploysnake import devices
+from deploysnake import devices, paths
 from deploysnake.configuration import network_problems, plan_formats, validate
 from deploysnake.errors import UserError
 from deploysnake.formats import ARTIFACTS, ONNX_VARIANTS, TENSORRT
@@ -175,7 +175,7 @@ def models_of(names):
 
 def checkpoint_file(wildcards):
     model = wildcards.model
-    return f"results/checkpoint/{model}/{CHECKPOINT_NAMES[config['models'][model]['framework']]}"
+    return paths.checkpoint(CHECKPOINT_NAMES[config["models"][model]["framework"]], model)
 
 
 def framework(wildcards):
@@ -318,7 +318,7 @@ def given_checkpoint(wildcards):
 
 
 def artifact_path(model, fmt):
-    return f"results/export/{model}/{fmt}/{ARTIFACTS[fmt]}"
+    return paths.artifact(ARTIFACTS[fmt], model, fmt)
 
 
 def artifact(wildcards):
@@ -327,7 +327,7 @@ def artifact(wildcards):
 
 def verdicts_file(model):
     """A model's verdicts (the output of its python_collect_verdicts checkpoint)."""
-    return f"results/correctness/{model}/verdicts.json"
+    return paths.verdicts(model)
 
 
 # Every model's verdicts, listed as plain inputs of the rules that gather across models: each
@@ -363,21 +363,17 @@ def per_model(function):
 
 def measurement_paths(model, stage, suffix):
     return [
-        f"results/{stage}/{m}/{fmt}/{device}.{suffix}"
+        paths.served(stage, m, fmt, device, suffix)
         for m, fmt in passed_formats_of(model)
         for device in DEVICES
     ]
-
-
-def tuning_dir(model, fmt, device):
-    return f"results/tuning/{model}/{fmt}/{device}"
 
 
 def tuned_config(wildcards):
     """The chosen configuration of a tuned format (served, measured and deployed); none otherwise."""
     if wildcards.format in TUNED_FORMATS:
         return [
-            f"{tuning_dir(wildcards.model, wildcards.format, wildcards.device)}/chosen.json"
+            paths.chosen(wildcards.model, wildcards.format, wildcards.device)
         ]
     return []
 
@@ -391,7 +387,7 @@ def planned_trials(wildcards, round_no):
         round=round_no,
     ).output[0]
     trials = json.loads(Path(plan).read_text())["trials"]
-    folder = tuning_dir(wildcards.model, wildcards.format, wildcards.device)
+    folder = paths.tuning_dir(wildcards.model, wildcards.format, wildcards.device)
     return plan, [f"{folder}/trials/{t}.csv" for t in trials]
 
 
@@ -417,7 +413,7 @@ def tuning_rounds(wildcards):
 def side_by_side_file(wildcards):
     """The side by side the choice is made from; none where tuning.side_by_side_rounds is 0."""
     if config["tuning"]["side_by_side_rounds"]:
-        folder = tuning_dir(wildcards.model, wildcards.format, wildcards.device)
+        folder = paths.tuning_dir(wildcards.model, wildcards.format, wildcards.device)
         return [f"{folder}/side_by_side.csv"]
     return []
 
@@ -430,9 +426,9 @@ def deploy_entries(wildcards):
             "model": model,
             "format": fmt,
             "artifact": artifact_path(model, fmt),
-            "io": f"results/export/{model}/{fmt}/io.json",
+            "io": paths.io_json(model, fmt),
             "tuned": (
-                f"{tuning_dir(model, fmt, wildcards.device)}/chosen.json"
+                paths.chosen(model, fmt, wildcards.device)
                 if fmt in TUNED_FORMATS
                 else None
             ),
@@ -448,9 +444,9 @@ def deploy_inputs_of(wildcards, model):
         for _, fmt in passed_formats_of(model)
         for path in (
             artifact_path(model, fmt),
-            f"results/export/{model}/{fmt}/io.json",
+            paths.io_json(model, fmt),
             *(
-                [f"{tuning_dir(model, fmt, wildcards.device)}/chosen.json"]
+                [paths.chosen(model, fmt, wildcards.device)]
                 if fmt in TUNED_FORMATS
                 else []
             ),
@@ -462,7 +458,7 @@ def report_inputs_of(wildcards, model):
     """One model's results the report reads, once its verdicts are in (the report script sorts
     them by stage from their results/<stage>/ folder)."""
     tuning = [
-        f"{tuning_dir(model, fmt, device)}/{name}"
+        f"{paths.tuning_dir(model, fmt, device)}/{name}"
         for _, fmt in passed_formats_of(model)
         if fmt in TUNED_FORMATS
         for device in DEVICES
@@ -487,7 +483,7 @@ def floor_inputs_of(wildcards, model):
 
 def correctness_files():
     return [
-        f"results/correctness/{model}/{fmt}.json"
+        paths.correctness(model, fmt)
         for model in MODELS
         for fmt in FORMATS[model]
     ]
@@ -524,7 +520,7 @@ CAPACITY_SETTINGS = {
 def capacity_paths(model):
     """One model's capacity results the report reads: its passed formats in perf.capacity.formats."""
     return [
-        f"results/capacity/{m}/{fmt}/{device}.{suffix}"
+        paths.served("capacity", m, fmt, device, suffix)
         for m, fmt in passed_formats_of(model)
         if fmt in CAPACITY_FORMATS
         for device in DEVICES

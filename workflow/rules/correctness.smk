@@ -2,11 +2,11 @@ rule runtime_check_correctness:
     input:
         checkpoint=checkpoint_file,
         artifact=artifact,
-        io="results/export/{model}/{format}/io.json",
+        io=paths.io_json(),
         recipe=recipe_files,
         code=package_code("correctness"),
     output:
-        "results/correctness/{model}/{format}.json",
+        paths.correctness(),
     log:
         "logs/correctness/{model}/{format}.log",
     conda:
@@ -21,11 +21,9 @@ rule runtime_check_correctness:
 # A checkpoint: once every format's verdict is in, only the formats that passed are served and measured.
 checkpoint python_collect_verdicts:
     input:
-        verdicts=lambda w: expand(
-            "results/correctness/{{model}}/{format}.json", format=FORMATS[w.model]
-        ),
+        verdicts=lambda w: [paths.correctness(w.model, fmt) for fmt in FORMATS[w.model]],
     output:
-        "results/correctness/{model}/verdicts.json",
+        paths.verdicts(),
     log:
         "logs/correctness/{model}/verdicts.log",
     conda:

@@ -4,8 +4,8 @@ rule torch_export_torchscript:
         recipe=recipe_files,
         code=package_code("export"),
     output:
-        artifact="results/export/{model}/torchscript_trace/model.pt",
-        io="results/export/{model}/torchscript_trace/io.json",
+        artifact=paths.artifact("model.pt", fmt="torchscript_trace"),
+        io=paths.io_json(fmt="torchscript_trace"),
     log:
         "logs/export/{model}/torchscript_trace.log",
     conda:
@@ -24,8 +24,8 @@ rule torch_export_torchscript_script:
         recipe=recipe_files,
         code=package_code("export"),
     output:
-        artifact="results/export/{model}/torchscript_script/model.pt",
-        io="results/export/{model}/torchscript_script/io.json",
+        artifact=paths.artifact("model.pt", fmt="torchscript_script"),
+        io=paths.io_json(fmt="torchscript_script"),
     log:
         "logs/export/{model}/torchscript_script.log",
     conda:
@@ -44,8 +44,8 @@ rule torch_export_onnx:
         recipe=recipe_files,
         code=package_code("export"),
     output:
-        artifact="results/export/{model}/onnx/model.onnx",
-        io="results/export/{model}/onnx/io.json",
+        artifact=paths.artifact("model.onnx", fmt="onnx"),
+        io=paths.io_json(fmt="onnx"),
     log:
         "logs/export/{model}/onnx.log",
     wildcard_constraints:
@@ -68,8 +68,8 @@ rule torch_compile_aoti:
         recipe=recipe_files,
         code=package_code("export"),
     output:
-        artifact="results/export/{model}/aoti/model.pt2",
-        io="results/export/{model}/aoti/io.json",
+        artifact=paths.artifact("model.pt2", fmt="aoti"),
+        io=paths.io_json(fmt="aoti"),
     log:
         "logs/export/{model}/aoti.log",
     wildcard_constraints:
@@ -87,13 +87,13 @@ rule torch_compile_aoti:
 # Precision variants of the ONNX export: graph-optimized, fp16 (fp32 IO), int8 static QDQ.
 rule onnxruntime_convert_variant:
     input:
-        onnx="results/export/{model}/onnx/model.onnx",
-        io="results/export/{model}/onnx/io.json",
+        onnx=paths.artifact("model.onnx", fmt="onnx"),
+        io=paths.io_json(fmt="onnx"),
         recipe=recipe_files,
         code=package_code("onnx_variant"),
     output:
-        artifact="results/export/{model}/{format}/model.onnx",
-        io="results/export/{model}/{format}/io.json",
+        artifact=paths.artifact("model.onnx"),
+        io=paths.io_json(),
     log:
         "logs/export/{model}/{format}.log",
     wildcard_constraints:
@@ -110,13 +110,13 @@ rule onnxruntime_convert_variant:
 # TensorRT plans from the ONNX export: planned only where a GPU and tensorrt exist (formats: auto).
 rule tensorrt_build_plan:
     input:
-        onnx="results/export/{model}/onnx/model.onnx",
-        io="results/export/{model}/onnx/io.json",
+        onnx=paths.artifact("model.onnx", fmt="onnx"),
+        io=paths.io_json(fmt="onnx"),
         recipe=recipe_files,
         code=package_code("onnx_variant"),
     output:
-        artifact="results/export/{model}/{format}/model.plan",
-        io="results/export/{model}/{format}/io.json",
+        artifact=paths.artifact("model.plan"),
+        io=paths.io_json(),
     log:
         "logs/export/{model}/{format}.log",
     wildcard_constraints:
@@ -139,8 +139,8 @@ rule tensorflow_export_savedmodel:
         recipe=recipe_files,
         code=package_code("export"),
     output:
-        artifact=directory("results/export/{model}/savedmodel/model.savedmodel"),
-        io="results/export/{model}/savedmodel/io.json",
+        artifact=directory(paths.artifact("model.savedmodel", fmt="savedmodel")),
+        io=paths.io_json(fmt="savedmodel"),
     log:
         "logs/export/{model}/savedmodel.log",
     wildcard_constraints:
@@ -159,12 +159,12 @@ rule tensorflow_export_savedmodel:
 rule tf2onnx_convert:
     input:
         checkpoint=checkpoint_file,
-        savedmodel="results/export/{model}/savedmodel/model.savedmodel",
+        savedmodel=paths.artifact("model.savedmodel", fmt="savedmodel"),
         recipe=recipe_files,
         code=package_code("export"),
     output:
-        artifact="results/export/{model}/onnx/model.onnx",
-        io="results/export/{model}/onnx/io.json",
+        artifact=paths.artifact("model.onnx", fmt="onnx"),
+        io=paths.io_json(fmt="onnx"),
     log:
         "logs/export/{model}/onnx.log",
     wildcard_constraints:

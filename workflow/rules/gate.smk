@@ -5,13 +5,13 @@ rule python_write_summary:
         *per_model(report_inputs_of),
         verdicts=ALL_VERDICTS,
         correctness=correctness_files(),
-        environment=expand("results/environment/{device}.json", device=DEVICES),
+        environment=expand(paths.environment(), device=DEVICES),
         code=package_code("summary"),
         schema=str(
             Path(workflow.basedir) / "src" / "deploysnake" / "summary.schema.json"
         ),
     output:
-        "results/summary.json",
+        paths.SUMMARY,
     log:
         "logs/summary/summary.log",
     conda:
@@ -25,11 +25,11 @@ rule python_write_summary:
 
 rule python_compare_baseline:
     input:
-        summary="results/summary.json",
+        summary=paths.SUMMARY,
         baseline=[config["baseline"]] if config["baseline"] else [],
         code=package_code("gate"),
     output:
-        "results/gate.json",
+        paths.GATE,
     log:
         "logs/gate/gate.log",
     conda:
@@ -45,10 +45,10 @@ rule python_compare_baseline:
 # names each model and figure that failed on the console.
 rule python_check_gate:
     input:
-        gate="results/gate.json",
-        report="results/report.html",
+        gate=paths.GATE,
+        report=paths.REPORT,
     output:
-        "results/gate/passed.txt",
+        paths.GATE_PASSED,
     log:
         "logs/gate/check.log",
     conda:
@@ -61,13 +61,13 @@ rule python_check_gate:
 # a deployed version; `baseline:` may name it (the gate reads the summary inside).
 rule tar_pack_release:
     input:
-        archive="results/deploy/{device}.tar.gz",
-        summary="results/summary.json",
+        archive=paths.deploy_archive(),
+        summary=paths.SUMMARY,
         # only a run whose gate passed (or had no baseline) is packed for release
-        passed="results/gate/passed.txt",
+        passed=paths.GATE_PASSED,
         code=package_code("release"),
     output:
-        "results/release/{device}.tar.gz",
+        paths.release_archive(),
     log:
         "logs/release/{device}.log",
     conda:

@@ -4,15 +4,15 @@
 rule runtime_native_baseline:
     input:
         artifact=artifact,
-        io="results/export/{model}/{format}/io.json",
-        data="results/perf_data/{model}/input.json",
+        io=paths.io_json(),
+        data=paths.perf_data(),
         # the served instances, runtime threads and knobs (the tuned ones where the format was tuned)
-        served_settings="results/repository/{model}/{format}/{device}.json",
-        served="results/perf_offline/{model}/{format}/{device}.csv",
+        served_settings=paths.served_settings(),
+        served=paths.perf_csv("offline"),
         code=package_code("native"),
     output:
         report(
-            "results/native/{model}/{format}/{device}.csv",
+            paths.served("native"),
             caption="../report/native.rst",
             category="Native baseline",
             subcategory="{model}",

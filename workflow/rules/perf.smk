@@ -4,7 +4,7 @@ rule python_prepare_perf_data:
         recipe=recipe_files,
         code=package_code("perf_data"),
     output:
-        "results/perf_data/{model}/input.json",
+        paths.perf_data(),
     log:
         "logs/perf_data/{model}.log",
     conda:
@@ -22,16 +22,16 @@ rule python_prepare_perf_data:
 # Offline and online read only their own sweep settings, so changing one re-runs only its jobs.
 rule perf_analyzer_offline:
     input:
-        repository="results/repository/{model}/{format}/{device}",
-        served_settings="results/repository/{model}/{format}/{device}.json",
-        io="results/export/{model}/{format}/io.json",
-        data="results/perf_data/{model}/input.json",
+        repository=paths.repository(),
+        served_settings=paths.served_settings(),
+        io=paths.io_json(),
+        data=paths.perf_data(),
         # the in-process outputs the answers under load are checked against (deploysnake.underload)
         artifact=artifact,
         code=package_code("perf"),
     output:
         report(
-            "results/perf_offline/{model}/{format}/{device}.csv",
+            paths.perf_csv("offline"),
             caption="../report/perf_offline.rst",
             category="Performance offline",
             subcategory="{model}",
@@ -57,23 +57,23 @@ rule perf_analyzer_offline:
 
 rule perf_analyzer_online:
     input:
-        repository="results/repository/{model}/{format}/{device}",
-        served_settings="results/repository/{model}/{format}/{device}.json",
-        io="results/export/{model}/{format}/io.json",
-        data="results/perf_data/{model}/input.json",
+        repository=paths.repository(),
+        served_settings=paths.served_settings(),
+        io=paths.io_json(),
+        data=paths.perf_data(),
         # the in-process outputs the answers under load are checked against (deploysnake.underload)
         artifact=artifact,
         code=package_code("perf"),
     output:
         report(
-            "results/perf_online/{model}/{format}/{device}.csv",
+            paths.perf_csv("online"),
             caption="../report/perf_online.rst",
             category="Performance online",
             subcategory="{model}",
             labels={"model": "{model}", "format": "{format}", "device": "{device}"},
         ),
         # the serving floor: a model that computes nothing, same configuration and runner
-        floor="results/perf_online/{model}/{format}/{device}.floor.csv",
+        floor=paths.floor_csv(),
     log:
         "logs/perf_online/{model}/{format}/{device}.log",
         server="logs/perf_online/{model}/{format}/{device}.server.log",

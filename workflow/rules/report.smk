@@ -1,7 +1,7 @@
 # Runs on a node of each device (same resources as that device's measuring jobs).
 rule python_describe_environment:
     output:
-        "results/environment/{device}.json",
+        paths.environment(),
     log:
         "logs/environment/{device}.log",
     conda:
@@ -20,14 +20,14 @@ rule altair_report:
         *per_model(floor_inputs_of),
         verdicts=ALL_VERDICTS,
         correctness=correctness_files(),
-        deploy=expand("results/deploy/{device}.tar.gz", device=DEVICES),
-        environment=expand("results/environment/{device}.json", device=DEVICES),
-        summary="results/summary.json",
-        gate="results/gate.json",
+        deploy=expand(paths.deploy_archive(), device=DEVICES),
+        environment=expand(paths.environment(), device=DEVICES),
+        summary=paths.SUMMARY,
+        gate=paths.GATE,
         code=package_code("report"),
     output:
         report(
-            "results/report.html",
+            paths.REPORT,
             caption="../report/report.rst",
             category="Report",
             labels={"page": "deploysnake report"},

@@ -1,14 +1,14 @@
 rule triton_write_repository:
     input:
         artifact=artifact,
-        io="results/export/{model}/{format}/io.json",
+        io=paths.io_json(),
         tuned=tuned_config,
         code=package_code("repository"),
         runner=runner_files(),
     output:
-        repository=directory("results/repository/{model}/{format}/{device}"),
+        repository=directory(paths.repository()),
         # the settings it was written with, resolved here once (contracts.ServedSettings)
-        settings="results/repository/{model}/{format}/{device}.json",
+        settings=paths.served_settings(),
     log:
         "logs/repository/{model}/{format}/{device}.log",
     conda:
@@ -28,18 +28,18 @@ rule triton_write_deploy:
         code=package_code("deploy"),
         # plan.scale instances: config.pbtxt gets the capacity plan's instance count
         summary=(
-            ["results/summary.json"]
+            [paths.SUMMARY]
             if config["plan"]["target_rps"] and config["plan"]["scale"] == "instances"
             else []
         ),
         accuracy=lambda w: [
-            f"results/accuracy/{model}/{fmt}/{w.device}.csv"
+            paths.served("accuracy", model, fmt, w.device)
             for model, fmt in passed_formats()
         ],
     output:
-        repository=directory("results/deploy/{device}"),
+        repository=directory(paths.deploy_dir()),
         archive=report(
-            "results/deploy/{device}.tar.gz",
+            paths.deploy_archive(),
             caption="../report/deploy.rst",
             category="Deploy",
             labels={"device": "{device}"},

@@ -15,7 +15,7 @@ rule python_describe_source:
         given=lambda w: source_inputs(config["models"][w.model]),
         code=package_code("source_describe"),
     output:
-        "results/checkpoint/{model}/source.json",
+        paths.source_description(),
     log:
         "logs/checkpoint/{model}.log",
     wildcard_constraints:
@@ -34,8 +34,8 @@ rule onnx_copy_source:
         recipe=recipe_files,
         code=package_code("source_export"),
     output:
-        artifact="results/export/{model}/onnx/model.onnx",
-        io="results/export/{model}/onnx/io.json",
+        artifact=paths.artifact("model.onnx", fmt="onnx"),
+        io=paths.io_json(fmt="onnx"),
     log:
         "logs/export/{model}/onnx.log",
     wildcard_constraints:
@@ -56,8 +56,8 @@ rule torch_copy_source:
         recipe=recipe_files,
         code=package_code("source_export"),
     output:
-        artifact="results/export/{model}/torchscript/model.pt",
-        io="results/export/{model}/torchscript/io.json",
+        artifact=paths.artifact("model.pt", fmt="torchscript"),
+        io=paths.io_json(fmt="torchscript"),
     log:
         "logs/export/{model}/torchscript.log",
     wildcard_constraints:
@@ -78,8 +78,8 @@ rule torch_export_onnx_torchscript:
         recipe=recipe_files,
         code=package_code("source_export"),
     output:
-        artifact="results/export/{model}/onnx/model.onnx",
-        io="results/export/{model}/onnx/io.json",
+        artifact=paths.artifact("model.onnx", fmt="onnx"),
+        io=paths.io_json(fmt="onnx"),
     log:
         "logs/export/{model}/onnx.log",
     wildcard_constraints:
@@ -100,8 +100,8 @@ rule tensorflow_copy_source:
         recipe=recipe_files,
         code=package_code("source_export"),
     output:
-        artifact=directory("results/export/{model}/savedmodel/model.savedmodel"),
-        io="results/export/{model}/savedmodel/io.json",
+        artifact=directory(paths.artifact("model.savedmodel", fmt="savedmodel")),
+        io=paths.io_json(fmt="savedmodel"),
     log:
         "logs/export/{model}/savedmodel.log",
     wildcard_constraints:
@@ -122,8 +122,8 @@ rule tf2onnx_convert_source:
         recipe=recipe_files,
         code=package_code("source_export"),
     output:
-        artifact="results/export/{model}/onnx/model.onnx",
-        io="results/export/{model}/onnx/io.json",
+        artifact=paths.artifact("model.onnx", fmt="onnx"),
+        io=paths.io_json(fmt="onnx"),
     log:
         "logs/export/{model}/onnx.log",
     wildcard_constraints:
@@ -146,8 +146,8 @@ rule torch_compile_aoti_program:
         recipe=recipe_files,
         code=package_code("source_export"),
     output:
-        artifact="results/export/{model}/aoti/model.pt2",
-        io="results/export/{model}/aoti/io.json",
+        artifact=paths.artifact("model.pt2", fmt="aoti"),
+        io=paths.io_json(fmt="aoti"),
     log:
         "logs/export/{model}/aoti.log",
     wildcard_constraints:
@@ -168,8 +168,8 @@ rule torch_export_onnx_program:
         recipe=recipe_files,
         code=package_code("source_export"),
     output:
-        artifact="results/export/{model}/onnx/model.onnx",
-        io="results/export/{model}/onnx/io.json",
+        artifact=paths.artifact("model.onnx", fmt="onnx"),
+        io=paths.io_json(fmt="onnx"),
     log:
         "logs/export/{model}/onnx.log",
     wildcard_constraints:

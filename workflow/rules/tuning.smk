@@ -5,7 +5,7 @@ checkpoint python_plan_tuning_round:
         earlier=earlier_trials,
         code=package_code("tuning_plan"),
     output:
-        "results/tuning/{model}/{format}/{device}/round{round}.json",
+        paths.tuning_dir() + "/round{round}.json",
     log:
         "logs/tuning/{model}/{format}/{device}/round{round}.log",
     conda:
@@ -21,12 +21,12 @@ checkpoint python_plan_tuning_round:
 rule perf_analyzer_tuning_trial:
     input:
         artifact=artifact,
-        io="results/export/{model}/{format}/io.json",
-        data="results/perf_data/{model}/input.json",
+        io=paths.io_json(),
+        data=paths.perf_data(),
         code=package_code("tuning_trial"),
         runner=runner_files(),
     output:
-        "results/tuning/{model}/{format}/{device}/trials/{trial}.csv",
+        paths.tuning_dir() + "/trials/{trial}.csv",
     log:
         "logs/tuning/{model}/{format}/{device}/trials/{trial}.log",
         server="logs/tuning/{model}/{format}/{device}/trials/{trial}.server.log",
@@ -51,12 +51,12 @@ rule perf_analyzer_tuning_side_by_side:
     input:
         unpack(tuning_rounds),
         artifact=artifact,
-        io="results/export/{model}/{format}/io.json",
-        data="results/perf_data/{model}/input.json",
+        io=paths.io_json(),
+        data=paths.perf_data(),
         code=package_code("tuning_side_by_side"),
         runner=runner_files(),
     output:
-        "results/tuning/{model}/{format}/{device}/side_by_side.csv",
+        paths.tuning_dir() + "/side_by_side.csv",
     log:
         "logs/tuning/{model}/{format}/{device}/side_by_side.log",
         server="logs/tuning/{model}/{format}/{device}/side_by_side.server.log",
@@ -79,12 +79,12 @@ rule python_choose_tuning:
     input:
         unpack(tuning_rounds),
         side=side_by_side_file,
-        io="results/export/{model}/{format}/io.json",
+        io=paths.io_json(),
         code=package_code("tuning_choose"),
     output:
-        chosen="results/tuning/{model}/{format}/{device}/chosen.json",
+        chosen=paths.chosen(),
         trials=report(
-            "results/tuning/{model}/{format}/{device}/trials.csv",
+            paths.tuning_dir() + "/trials.csv",
             caption="../report/tuning.rst",
             category="Tuning",
             subcategory="{model}",

@@ -17,6 +17,7 @@ from typing import Any
 import polars as pl
 
 from ..contracts import BREAKDOWN, PERCENTILES, Header
+from ..paths import target_of
 from .text import MISSING, num
 
 log = logging.getLogger(__name__)
@@ -201,7 +202,8 @@ def tuning(paths: Iterable[Path | str]) -> list[Tuned]:
     pairs = []
     for chosen_path in sorted(Path(p) for p in paths if Path(p).name == "chosen.json"):
         chosen = json.loads(chosen_path.read_text())
-        folder = dict(zip(ID, chosen_path.parts[-4:-1], strict=True))
+        target = target_of(chosen_path)
+        folder = {"model": target.model, "format": target.format, "device": target.device}
         chosen.update({k: chosen.get(k) or folder[k] for k in ID})
         trials = pl.read_csv(chosen_path.with_name("trials.csv"), infer_schema_length=None)
         trials = trials.with_columns(pl.col("chosen").cast(pl.String).str.to_lowercase() == "true")
