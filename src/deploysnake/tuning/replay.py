@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..contracts import Status
 from .coordinate import SWEEP_ORDER, climb
 from .joint import propose as joint
 from .plan import STRATEGIES, Strategy, propose
@@ -232,7 +233,7 @@ def search(
         factor = rng.lognormvariate(0.0, noise)
         return {
             "trial": trial,
-            "status": "ok" if throughput > 0 else "failed",
+            "status": Status.OK if throughput > 0 else Status.FAILED,
             "throughput": throughput * factor if throughput > 0 else None,
             "p99_us": p99 / factor if throughput > 0 else None,
         }
@@ -264,7 +265,7 @@ def search(
         medians = [
             {
                 "trial": t,
-                "status": "ok",
+                "status": Status.OK,
                 "throughput": statistics.median(m["throughput"] for m in ms),
                 "p99_us": statistics.median(m["p99_us"] for m in ms),
             }
