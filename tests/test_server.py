@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -116,6 +117,28 @@ def test_serves_both_formats_on_loopback_and_stops(
     assert ("deploysnake backend: Python runner in the server process" in log) == (
         runner == "deploysnake"
     )
+
+
+def test_stop_unloads_the_models_first_and_the_server_exits_at_its_first_check(
+    repo: Path, tmp_path: Path
+) -> None:
+    """stop() unloads both models through the repository API before SIGTERM: tritonserver finds no
+    live model at its first shutdown check and exits cleanly at once, instead of finding one and
+    waiting out its one-second poll (what every stop cost before)."""
+    log_path = tmp_path / "server.log"
+    with server.TritonServer(repo, server.locate("bundled"), log_path) as running:
+        process = running.process
+        assert process is not None
+        started = time.monotonic()
+        running.stop()
+        took = time.monotonic() - started
+    assert process.returncode == 0
+    log = log_path.read_text()
+    assert "successfully unloaded 'digits_onnx'" in log, log[-3000:]
+    assert "Found 0 live models" in log and not re.search(r"Found [1-9]\d* live models", log), log[
+        -3000:
+    ]
+    assert took < 5.0, took  # the unload's own bound (server.UNLOAD_WITHIN_S) and SIGTERM's exit
 
 
 def test_model_that_cannot_load_fails_with_server_error(repo: Path, tmp_path: Path) -> None:

@@ -8,7 +8,10 @@ unchanged on a cluster node; the server's start, ports and its own log appear in
 from __future__ import annotations
 
 import contextlib
+import http.client
 import importlib.util
+import ipaddress
+import json
 import logging
 import os
 import shutil
@@ -18,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,6 +114,22 @@ def locate(setting: str, bundled_runner: str = "deploysnake") -> ServerBinary:
 
 
 PORT_NAMES = ("http_port", "grpc_port", "metrics_port")
+# Seconds between readiness checks while the server starts (it is ready 0.3 s after its start
+# for a small model: a coarser poll added 0.1 s to every start on average).
+READY_POLL_S = 0.05
+# Seconds stop() waits for the models to unload before it sends SIGTERM anyway.
+UNLOAD_WITHIN_S = 3.0
+
+
+def loopback(host: str) -> bool:
+    """Whether every address host resolves to is a loopback one (127.0.0.1, ::1, localhost)."""
+    try:
+        found = socket.getaddrinfo(host, None)
+        return bool(found) and all(
+            ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in found
+        )
+    except (OSError, ValueError):  # a name that does not resolve, an address of another family
+        return False
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -184,6 +204,7 @@ class TritonServer:
         self.process: subprocess.Popen[bytes] | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._old_handlers: dict[int, Any] = {}
+        self._ready = False  # became ready: stop() unloads its models first (_unload_all)
         self.http_port = self.grpc_port = self.metrics_port = 0
 
     @property
@@ -242,6 +263,11 @@ class TritonServer:
             "true",
             "--exit-timeout-secs",
             "10",
+            *(
+                LOAD_ALL
+                if "--model-control-mode" not in self.extra_args and loopback(self.host)
+                else []
+            ),
             *self.extra_args,
         ]
 
@@ -328,6 +354,7 @@ class TritonServer:
                     tail,
                 )
             if self.is_ready():
+                self._ready = True
                 log.info(
                     "tritonserver ready (pid %d, http %s, grpc %s) after %.1f s",
                     self.process.pid,
@@ -337,7 +364,7 @@ class TritonServer:
                 )
                 self._log_threads()
                 return
-            time.sleep(0.25)
+            time.sleep(READY_POLL_S)
         tail = self.tail()
         raise ServerNotReady(
             f"tritonserver was not ready within {self.readiness_timeout_s:.0f} s "
@@ -364,9 +391,43 @@ class TritonServer:
             if line.startswith("deploysnake runner "):
                 log.info("tritonserver: %s", line)
 
+    def _unload_all(self, within_s: float = UNLOAD_WITHIN_S) -> None:
+        """Unload every model through the repository API and wait until none is loaded, loading
+        or unloading (Triton's unload call returns before the model is gone). tritonserver unloads
+        its models itself on SIGTERM, but then checks for live models once a second
+        (InferenceServer::Stop in triton-inference-server/core, server.cc): the first check
+        always found the model still there, so every stop cost a second (CI's server logs: "Timeout
+        10: Found 1 live models", "Timeout 9: Found 0 live models" a second later). With the models
+        gone first, the first check finds none and the server exits at once. Raises OSError,
+        ValueError or http.client.HTTPException where the server does not answer as expected."""
+        base = f"http://{self.http_url}/v2/repository"
+        deadline = time.monotonic() + within_s
+
+        def post(url: str) -> bytes:
+            request = urllib.request.Request(url, data=b"{}", method="POST")
+            timeout = max(0.1, deadline - time.monotonic())
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return bytes(response.read())
+
+        def index() -> list[dict[str, Any]]:
+            return list(json.loads(post(f"{base}/index") or b"[]"))
+
+        for model in index():
+            if model.get("state") == "READY":
+                post(f"{base}/models/{urllib.parse.quote(str(model['name']), safe='')}/unload")
+        while time.monotonic() < deadline:
+            if not any(m.get("state") in ("READY", "LOADING", "UNLOADING") for m in index()):
+                return
+            time.sleep(0.02)
+
     def stop(self, keep_backends: bool = False) -> None:
         process, self.process = self.process, None
+        ready, self._ready = self._ready, False
         if process is not None and process.poll() is None:
+            if ready:
+                # best effort: a server that does not answer is stopped by SIGTERM as before
+                with contextlib.suppress(OSError, ValueError, http.client.HTTPException):
+                    self._unload_all()
             try:
                 os.killpg(process.pid, signal.SIGTERM)
                 process.wait(timeout=15)
@@ -445,3 +506,8 @@ def from_settings(
 # Model control mode "explicit": the server starts with no model and loads one on a repository load
 # call (the cold-start measurement times that call and reads the empty server's memory first).
 EXPLICIT = ["--model-control-mode", "explicit"]
+# Every other server on loopback: mode "explicit" with every model of its repository loaded at start
+# (the models mode "none" would load), so that the repository's unload call, which stop() makes
+# before SIGTERM, is allowed (mode "none" refuses it). On a host that is not loopback the servers keep
+# mode "none": load and unload calls from the network stay refused.
+LOAD_ALL = ["--model-control-mode", "explicit", "--load-model", "*"]
