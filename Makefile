@@ -25,7 +25,7 @@ run: setup
 	snakemake --cores $(CORES) results/report.html
 
 test: setup-test
-	python -m pytest -v --durations=25 $(PYTEST_ARGS) tests
+	python -m pytest -v --durations=60 $(PYTEST_ARGS) tests
 
 lint: setup-test
 	ruff format --check .

@@ -5,6 +5,7 @@ measuring a trial twice, and a budget that no configuration meets."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -345,6 +346,24 @@ TINY = {
     },
 }
 TUNED = Path("results") / "tuning" / "digits" / "onnx" / "cpu"
+# What every search below needs before its first trial (training, export, correctness, perf data):
+# the same jobs with the same settings in each test (they differ in the tuning section only, which
+# none of these jobs reads), so made once and copied into each test's folder.
+UPSTREAM = ["results/correctness/digits/verdicts.json", "results/perf_data/digits/input.json"]
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    workdir = tmp_path_factory.mktemp("tuning_upstream")
+    (workdir / "t.yaml").write_text(yaml.safe_dump(TINY))
+    snakemake(*UPSTREAM, "--cores", "2", "--configfile", "t.yaml", cwd=workdir, timeout=1200)
+    return workdir
+
+
+def copy_upstream(upstream: Path, workdir: Path) -> None:
+    """The shared upstream results into workdir, mtimes and Snakemake's records kept (copy2): the
+    workflow there sees those jobs done and starts at the search."""
+    shutil.copytree(upstream, workdir, symlinks=True, dirs_exist_ok=True)
 
 
 def run(workdir: Path, config: dict, *args: str) -> None:
@@ -362,7 +381,8 @@ def run(workdir: Path, config: dict, *args: str) -> None:
 
 
 @pytest.mark.e2e
-def test_a_brute_force_search_end_to_end(tmp_path: Path) -> None:
+def test_a_brute_force_search_end_to_end(upstream: Path, tmp_path: Path) -> None:
+    copy_upstream(upstream, tmp_path)
     run(tmp_path, TINY)
     chosen = json.loads((tmp_path / TUNED / "chosen.json").read_text())
     trials = sorted(p.stem for p in (tmp_path / TUNED / "trials").glob("*.csv"))
@@ -432,7 +452,10 @@ def test_a_brute_force_search_end_to_end(tmp_path: Path) -> None:
 
 
 @pytest.mark.e2e
-def test_an_interrupted_search_resumes_without_measuring_a_trial_twice(tmp_path: Path) -> None:
+def test_an_interrupted_search_resumes_without_measuring_a_trial_twice(
+    upstream: Path, tmp_path: Path
+) -> None:
+    copy_upstream(upstream, tmp_path)
     config = json.loads(json.dumps(TINY))
     config["tuning"].update(strategy="coordinate", max_rounds=1)
     (tmp_path / "t.yaml").write_text(yaml.safe_dump(config))
@@ -485,7 +508,10 @@ def test_an_interrupted_search_resumes_without_measuring_a_trial_twice(tmp_path:
 
 
 @pytest.mark.e2e
-def test_a_budget_no_configuration_meets_is_reported_with_the_closest_trial(tmp_path: Path) -> None:
+def test_a_budget_no_configuration_meets_is_reported_with_the_closest_trial(
+    upstream: Path, tmp_path: Path
+) -> None:
+    copy_upstream(upstream, tmp_path)
     config = json.loads(json.dumps(TINY))
     config["tuning"]["p99_budget_ms"] = 0.001  # one microsecond: no real server answers that fast
     config["tuning"]["space"]["max_queue_delay_us"] = [0]
