@@ -175,7 +175,9 @@ def models_of(names):
 
 def checkpoint_file(wildcards):
     model = wildcards.model
-    return paths.checkpoint(CHECKPOINT_NAMES[config["models"][model]["framework"]], model)
+    return paths.checkpoint(
+        CHECKPOINT_NAMES[config["models"][model]["framework"]], model
+    )
 
 
 def framework(wildcards):
@@ -198,7 +200,8 @@ def package_imports(path):
     deploysnake/measuring/perf.py, "report" the package report/): `from deploysnake import a`,
     `from deploysnake.a import x`, `import deploysnake.a`, and in the package relative imports of
     any depth (`from . import a`, `from ..measuring.perf import x`). A name imported from a
-    package is its module where one has that name (`from deploysnake.measuring import perf`)."""
+    package is its module where one has that name (`from deploysnake.measuring import perf`).
+    """
     here = path.parent
     inside = PACKAGE in here.parents or here == PACKAGE
     base = here.relative_to(PACKAGE).parts if inside else None
@@ -230,7 +233,8 @@ def package_imports(path):
 def module_files(name):
     """The files of one package module (dotted under deploysnake): <name>.py with the __init__.py
     of each package above it; a package: its __init__.py and the files that are not Python under it
-    (the report's Jinja2 templates, the backend's C source); its modules come through imports."""
+    (the report's Jinja2 templates, the backend's C source); its modules come through imports.
+    """
     if not name:
         return ()
     path = _module_path(name)
@@ -247,7 +251,8 @@ def module_files(name):
             *sorted(
                 p
                 for p in path.rglob("*")
-                if p.is_file() and p.suffix not in (".py", ".pyc")
+                if p.is_file()
+                and p.suffix not in (".py", ".pyc")
                 and "__pycache__" not in p.parts
             ),
         )
@@ -372,9 +377,7 @@ def measurement_paths(model, stage, suffix):
 def tuned_config(wildcards):
     """The chosen configuration of a tuned format (served, measured and deployed); none otherwise."""
     if wildcards.format in TUNED_FORMATS:
-        return [
-            paths.chosen(wildcards.model, wildcards.format, wildcards.device)
-        ]
+        return [paths.chosen(wildcards.model, wildcards.format, wildcards.device)]
     return []
 
 
@@ -482,11 +485,7 @@ def floor_inputs_of(wildcards, model):
 
 
 def correctness_files():
-    return [
-        paths.correctness(model, fmt)
-        for model in MODELS
-        for fmt in FORMATS[model]
-    ]
+    return [paths.correctness(model, fmt) for model in MODELS for fmt in FORMATS[model]]
 
 
 # The correctness stage's tolerances: perf and capacity check answers under load within them.
