@@ -350,7 +350,9 @@ def test_offline_sweep_fills_every_instance(exported: dict[str, Path], tmp_path:
     model_dir = repository.write_repository(
         "digits", exported["onnx"], exported["onnx/io"], two, "cpu", "inprocess", tmp_path / "repo"
     )
-    assert repository.served_instances(model_dir) == 2
+    written = repository.read_config(model_dir / "config.pbtxt").instance_group
+    served = repository.served_settings("digits", "onnx", two, "cpu")
+    assert sum(group.count for group in written) == served.instances == 2
     with server.TritonServer(
         tmp_path / "repo",
         server.locate("bundled"),
@@ -368,7 +370,7 @@ def test_offline_sweep_fills_every_instance(exported: dict[str, Path], tmp_path:
             settings,
             "offline",
             tmp_path / "offline.csv",
-            instances=repository.served_instances(model_dir),
+            instances=served.instances,
         )
     assert [(r["batch"], r["concurrency"], r["status"]) for r in rows] == [
         (8, 1, "ok"),

@@ -105,9 +105,14 @@ def tuning_dir(model: str = MODEL, fmt: str = FORMAT, device: str = DEVICE) -> s
     return f"{RESULTS}/tuning/{model}/{fmt}/{device}"
 
 
+def tuning_file(name: str, model: str = MODEL, fmt: str = FORMAT, device: str = DEVICE) -> str:
+    """A file of a tuned format's search folder (name: "trials.csv", "round{round}.json", ...)."""
+    return f"{tuning_dir(model, fmt, device)}/{name}"
+
+
 def chosen(model: str = MODEL, fmt: str = FORMAT, device: str = DEVICE) -> str:
     """The configuration a tuning search chose."""
-    return f"{tuning_dir(model, fmt, device)}/chosen.json"
+    return tuning_file("chosen.json", model, fmt, device)
 
 
 def environment(device: str = DEVICE) -> str:
@@ -132,12 +137,12 @@ def release_archive(device: str = DEVICE) -> str:
 
 def target_of(path: str | PurePath) -> Target:
     """The target of a served stage's file: <stage>/<model>/<format>/<device>.<suffix>, or a file
-    in (or the folder) tuning/<model>/<format>/<device>/, under results/ or any folder laid out
+    under (or the folder) tuning/<model>/<format>/<device>/, under results/ or any folder laid out
     alike. Raises ValueError for a path of no served stage."""
     parts = PurePath(path).parts
     for k in range(len(parts) - 1, -1, -1):
         rest = parts[k + 1 :]
-        if parts[k] == "tuning" and len(rest) in (3, 4):
+        if parts[k] == "tuning" and len(rest) >= 3:
             return Target(rest[0], rest[1], rest[2])
         if parts[k] in SERVED_STAGES and len(rest) == 3:
             return Target(rest[0], rest[1], rest[2].split(".", 1)[0])

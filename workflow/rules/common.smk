@@ -461,7 +461,7 @@ def report_inputs_of(wildcards, model):
     """One model's results the report reads, once its verdicts are in (the report script sorts
     them by stage from their results/<stage>/ folder)."""
     tuning = [
-        f"{paths.tuning_dir(model, fmt, device)}/{name}"
+        paths.tuning_file(name, model, fmt, device)
         for _, fmt in passed_formats_of(model)
         if fmt in TUNED_FORMATS
         for device in DEVICES

@@ -5,7 +5,7 @@ checkpoint python_plan_tuning_round:
         earlier=earlier_trials,
         code=package_code("tuning_plan"),
     output:
-        paths.tuning_dir() + "/round{round}.json",
+        paths.tuning_file("round{round}.json"),
     log:
         "logs/tuning/{model}/{format}/{device}/round{round}.log",
     conda:
@@ -26,7 +26,7 @@ rule perf_analyzer_tuning_trial:
         code=package_code("tuning_trial"),
         runner=runner_files(),
     output:
-        paths.tuning_dir() + "/trials/{trial}.csv",
+        paths.tuning_file("trials/{trial}.csv"),
     log:
         "logs/tuning/{model}/{format}/{device}/trials/{trial}.log",
         server="logs/tuning/{model}/{format}/{device}/trials/{trial}.server.log",
@@ -56,7 +56,7 @@ rule perf_analyzer_tuning_side_by_side:
         code=package_code("tuning_side_by_side"),
         runner=runner_files(),
     output:
-        paths.tuning_dir() + "/side_by_side.csv",
+        paths.tuning_file("side_by_side.csv"),
     log:
         "logs/tuning/{model}/{format}/{device}/side_by_side.log",
         server="logs/tuning/{model}/{format}/{device}/side_by_side.server.log",
@@ -84,7 +84,7 @@ rule python_choose_tuning:
     output:
         chosen=paths.chosen(),
         trials=report(
-            paths.tuning_dir() + "/trials.csv",
+            paths.tuning_file("trials.csv"),
             caption="../report/tuning.rst",
             category="Tuning",
             subcategory="{model}",
