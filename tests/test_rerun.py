@@ -89,7 +89,7 @@ def test_a_perf_setting_reruns_only_perf_and_report(project: Path) -> None:
 
 
 def test_editing_the_exporter_reruns_the_exports_and_what_depends_on_them(project: Path) -> None:
-    exporter = project / "src" / "deploysnake" / "export.py"
+    exporter = project / "src" / "deploysnake" / "export" / "to_onnx.py"
     exporter.write_text(exporter.read_text() + "\n# a change to the exporter\n")
     planned = planned_jobs(snakemake(project, "--dry-run"))
     assert "torch_train" not in planned
