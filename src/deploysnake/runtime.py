@@ -132,6 +132,7 @@ class ArtifactRuntime:
         self.device = device
         self.input_names = list(input_names)
         self.output_names = list(output_names)
+        self._compiled = False  # AOTInductor code: inputs with C-order strides
         artifact = str(artifact)
         if fmt.startswith("onnx"):
             import onnxruntime as ort
@@ -197,6 +198,7 @@ class ArtifactRuntime:
             # The compiled model's own runner: no Python model code, no graph interpretation.
             self._module = torch._inductor.aoti_load_package(artifact)
             self._dict_input = False
+            self._compiled = True
             self._run = self._run_torchscript
         elif fmt == "exported_program":
             # A torch.export program given as the source: the reference, run by torch's graph
@@ -298,9 +300,12 @@ class ArtifactRuntime:
 
     def _call_torchscript(self, inputs: dict[str, NDArray[Any]]) -> Any:
         torch = self._torch
-        # from_numpy shares memory: no copy on the way in (but for an array of odd strides).
+        # from_numpy shares memory: no copy on the way in (AOTInductor: but for odd strides;
+        # TorchScript takes them as eager torch does, so its outputs stay bit-identical).
         tensors = {
-            n: torch.from_numpy(canonical_strides(inputs[n])).to(self.device)
+            n: torch.from_numpy(canonical_strides(inputs[n]) if self._compiled else inputs[n]).to(
+                self.device
+            )
             for n in self.input_names
         }
         with torch.inference_mode():
