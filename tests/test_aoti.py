@@ -8,6 +8,7 @@ import json
 import shutil
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from google.protobuf import text_format
 from deploysnake import checkpoint, correctness, export, sources
 from deploysnake.errors import UserError
 from deploysnake.frameworks import source_model
-from deploysnake.plugins import load_recipe, validation_batches
+from deploysnake.plugins import Recipe, load_recipe, validation_batches
 from deploysnake.report import load as report_load
 from deploysnake.repository import read_config, write_repository
 from deploysnake.runtime import ArtifactRuntime, canonical_strides
@@ -76,6 +77,14 @@ def test_aoti_package_keeps_dynamic_batch_and_sequence(compiled: Path) -> None:
     assert len({shape[0] for shape in seen}) == 2 and len({shape[1] for shape in seen}) == 2, seen
 
 
+def export_aoti(recipe: Recipe, params: dict[str, Any], folder: Path) -> None:
+    """The recipe's checkpoint (folder/model.pt) and its aoti export (folder/model.pt2, io.json)."""
+    checkpoint.make_checkpoint(recipe, params, None, folder / "model.pt")
+    export.export(
+        recipe, params, folder / "model.pt", "aoti", folder / "model.pt2", folder / "io.json", {}
+    )
+
+
 def test_aoti_answers_a_batch_whose_size_1_axis_has_an_odd_stride(tmp_path: Path) -> None:
     """The digits recipe's batches are `images[:, None]` of a slice: shape (n, 1, 8, 8), strides
     (256, 4, 32, 4), which numpy and torch call contiguous. AOTInductor's code read the channel
@@ -83,16 +92,7 @@ def test_aoti_answers_a_batch_whose_size_1_axis_has_an_odd_stride(tmp_path: Path
     failed correctness); the runtime hands it C-order strides."""
     recipe = load_recipe(ROOT / "recipes" / "digits")
     params = {"channels": 4, "epochs": 1, "seed": 0}
-    checkpoint.make_checkpoint(recipe, params, None, tmp_path / "model.pt")
-    export.export(
-        recipe,
-        params,
-        tmp_path / "model.pt",
-        "aoti",
-        tmp_path / "model.pt2",
-        tmp_path / "io.json",
-        {},
-    )
+    export_aoti(recipe, params, tmp_path)
     inputs = validation_batches(recipe, params, 16, limit=1)[0]["inputs"]
     image = inputs["image"]
     assert image.strides != np.ascontiguousarray(image).copy().strides  # the odd stride is there
@@ -176,16 +176,7 @@ def test_aoti_export_of_an_lstm_records_why_it_failed(tmp_path: Path) -> None:
     cannot be kept, so its aoti export is a failed format with that reason (the others go on)."""
     recipe = load_recipe(ROOT / "recipes" / "tagger")
     params = {"epochs": 0, "seed": 0}
-    checkpoint.make_checkpoint(recipe, params, None, tmp_path / "model.pt")
-    export.export(
-        recipe,
-        params,
-        tmp_path / "model.pt",
-        "aoti",
-        tmp_path / "model.pt2",
-        tmp_path / "io.json",
-        {},
-    )
+    export_aoti(recipe, params, tmp_path)
     io = json.loads((tmp_path / "io.json").read_text())
     assert io["status"] == "failed" and io["format"] == "aoti"
     assert "sequence" in io["error"] and "specialized" in io["error"], io["error"]

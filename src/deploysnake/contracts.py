@@ -114,8 +114,7 @@ class ServedSettings:
     request one whole sample); instances: model instances on this device; runtime_threads: threads
     per instance of the runtime (0: the runtime's default, or the job's CPUs over the instances in
     the bundled runner); runtime_options: RUNTIME_KNOBS' values; trial: the tuning trial id of a
-    tuned format (None: the triton section as configured); triton: the whole resolved triton
-    section (dynamic batching, warmup, the server's settings), for what takes it as it is."""
+    tuned format (None: the triton section as configured)."""
 
     model_name: str
     device: str
@@ -124,7 +123,6 @@ class ServedSettings:
     runtime_threads: int
     runtime_options: dict[str, Any] = field(default_factory=dict)
     trial: str | None = None
-    triton: dict[str, Any] = field(default_factory=dict)
 
     def write(self, path: str | Path) -> None:
         """Write as JSON (keys sorted, so the same settings give the same bytes)."""

@@ -109,7 +109,6 @@ def served_settings(
         runtime_threads=int(triton.get("runtime_threads", 0)),
         runtime_options={k: triton[k] for k in RUNTIME_KNOBS if k in triton},
         trial=trial,
-        triton=dict(triton),
     )
 
 
