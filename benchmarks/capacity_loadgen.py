@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from deploysnake import server, tools  # noqa: E402
+from deploysnake.contracts import Target  # noqa: E402
 from deploysnake.measuring import capacity, open_loop  # noqa: E402
 from deploysnake.repository import triton_model_name  # noqa: E402
 
@@ -231,9 +232,7 @@ def main() -> None:
         outcome = open_loop.run_search(
             executable,
             running,
-            "digits",
-            "onnx",
-            "cpu",
+            Target("digits", "onnx", "cpu"),
             name,
             workdir / IO,
             workdir / REPOSITORY,
@@ -243,7 +242,7 @@ def main() -> None:
             workdir / "bench_rates" / time.strftime("%Y%m%dT%H%M%S"),
             workdir / PERF_DATA,
         )
-        pa = capacity.summary(outcome, "digits", "onnx", "cpu", settings, args.budget_ms)
+        pa = capacity.summary(outcome, Target("digits", "onnx", "cpu"), settings, args.budget_ms)
         pa_s = time.monotonic() - started
         print(f"perf_analyzer: {capacity.describe(pa)} ({pa_s:.0f} s)", flush=True)
         # perf_analyzer's own split at its capacity (µs, averages): client send/receive and the

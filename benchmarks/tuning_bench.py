@@ -186,6 +186,7 @@ def side_by_side(
     config: validated. Labels naming the same trial share its numbers; each label's stable throughputs
     by round."""
     from deploysnake import server, tuning
+    from deploysnake.contracts import Target
 
     perf = long_windows(
         {k: v for k, v in config["perf"].items() if k not in ("offline", "online")}, interval_ms
@@ -193,9 +194,7 @@ def side_by_side(
     flavour = server.locate(config["triton"]["server"], config["triton"]["bundled_runner"]).flavour
     out = workdir / "side_by_side"
     rows = tuning.side_by_side(
-        "digits",
-        "onnx",
-        "cpu",
+        Target("digits", "onnx", "cpu"),
         workdir / EXPORT / "model.onnx",
         workdir / EXPORT / "io.json",
         config["triton"],

@@ -21,6 +21,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/browser.py
 from browser import chart_summary, chromium_available, render_in_chromium
 
+from deploysnake.contracts import Target
 from deploysnake.measuring import capacity
 
 from .conftest import ROOT, snakemake
@@ -141,9 +142,7 @@ def test_the_search_doubles_then_bisects_to_the_resolution_and_never_repeats_a_r
     assert (found["lowest"].rate, found["lowest_stable"].rate) == (1, 4)
     result = capacity.summary(
         found,
-        "m",
-        "f",
-        "cpu",
+        Target("m", "f", "cpu"),
         {"batch_size": 1, "distribution": "poisson", "resolution": 0.1},
         10.0,
     )

@@ -15,12 +15,15 @@ import pytest
 
 from deploysnake import coldstart, repository, selection, server
 from deploysnake.accuracy import infer_served
+from deploysnake.contracts import Target
 from deploysnake.failures import FormatFailure, classify
 from deploysnake.report import best_html
 from deploysnake.report.coldstart import load, path_of, section
 from deploysnake.runtime import ArtifactRuntime
 
 from .conftest import processes_named
+
+DIGITS_ONNX = Target("digits", "onnx", "cpu")
 
 WARMUP = {"enabled": True, "data": "zero", "batch_size": 2, "count": 1}
 TRITON = {
@@ -54,7 +57,7 @@ def measured(exported: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
             base, server.locate("bundled"), log, extra_args=server.EXPLICIT
         ) as running:
             figures = coldstart.measure(
-                running, "digits", fmt, "cpu", base / model_dir.name, io, inputs, WARMUP
+                running, Target("digits", fmt, "cpu"), base / model_dir.name, io, inputs, WARMUP
             )
             served = infer_served(running, model_dir.name, io, inputs, 30.0, 64)
         local = ArtifactRuntime(exported[fmt], fmt, ["image"], ["logits"])(inputs)
@@ -192,14 +195,12 @@ def test_a_model_the_server_cannot_load_is_the_formats_failure(
         ) as running,
         pytest.raises(FormatFailure) as failure,
     ):
-        coldstart.measure(running, "digits", "onnx", "cpu", broken / "digits_onnx", io, inputs)
+        coldstart.measure(running, DIGITS_ONNX, broken / "digits_onnx", io, inputs)
     assert classify(failure.value) is failure.value
     assert failure.value.reason.startswith("the server cannot load the model: ")
     assert "digits_onnx" in failure.value.reason and failure.value.log_excerpt
     out = path_of(tmp_path / "accuracy" / "cpu.csv")
-    coldstart.write_failure(
-        {"model": "digits", "format": "onnx", "device": "cpu"}, failure.value, out
-    )
+    coldstart.write_failure(DIGITS_ONNX, failure.value, out)
     [row] = load([tmp_path / "accuracy" / "cpu.csv"])
     assert row["status"] == "failed" and row["load_ms"] is None
     assert row["reason"] == failure.value.reason

@@ -17,9 +17,11 @@ import yaml
 
 from deploysnake import repository, server, tools
 from deploysnake.configuration import validate
+from deploysnake.contracts import ServedSettings, Target
 from deploysnake.measuring import native, perf
 
 ROOT = Path(__file__).resolve().parents[1]
+DIGITS_ONNX = Target("digits", "onnx", "cpu")
 TRITON = {
     "max_batch_size": 16,
     "dynamic_batching": {"preferred_batch_sizes": [8]},
@@ -63,7 +65,7 @@ def test_busy_loop_beside_a_perf_job_is_recorded_disturbed(
         "offline": {"batch_sizes": [8], "concurrency": [1], "shared_memory": "system"},
     }
     assert settings["max_foreign_cpu"] == 0.25  # the schema's default
-    model_dir = repository.write_repository(
+    repository.write_repository(
         "digits", exported["onnx"], exported["onnx/io"], TRITON, "cpu", "inprocess", tmp_path / "r"
     )
     with (
@@ -75,23 +77,19 @@ def test_busy_loop_beside_a_perf_job_is_recorded_disturbed(
         rows = perf.measure(
             tools.perf_analyzer(settings["perf_analyzer"]),
             running,
-            "digits",
-            "onnx",
-            "cpu",
-            model_dir.name,
+            DIGITS_ONNX,
+            repository.served_settings("digits", "onnx", TRITON, "cpu"),
             exported["onnx/io"],
             settings,
             "offline",
             tmp_path / "offline.csv",
         )
         nat = native.measure(
-            "digits",
-            "onnx",
-            "cpu",
+            DIGITS_ONNX,
+            ServedSettings("digits_onnx", "cpu", max_batch_size=1, instances=1, runtime_threads=1),
             exported["onnx"],
             exported["onnx/io"],
             [8],
-            1,
             0.5,
             100_000,
             tmp_path / "native.csv",

@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 
 from deploysnake import perfdata
-from deploysnake.contracts import Status
+from deploysnake.contracts import ServedSettings, Status, Target
 from deploysnake.measuring import native, perf, sizing, workload
 from deploysnake.plugins import Recipe
 
 from .conftest import MEASURED, PARAMS
+
+DIGITS_ONNX = Target("digits", "onnx", "cpu")
 
 
 @pytest.mark.parametrize(
@@ -82,13 +84,11 @@ def test_native_baseline_runs_the_perf_samples_and_shapes(
         wrapped[1][name], np.stack([s[name] for s in samples[12:16] + samples[0:8]])
     )
     rows = native.measure(
-        "digits",
-        "onnx",
-        "cpu",
+        DIGITS_ONNX,
+        ServedSettings("digits_onnx", "cpu", max_batch_size=1, instances=1, runtime_threads=1),
         exported["onnx"],
         exported["onnx/io"],
         [1, 8],
-        1,
         5.0,
         4,
         tmp_path / "n.csv",
@@ -98,13 +98,11 @@ def test_native_baseline_runs_the_perf_samples_and_shapes(
     assert expected == f"{name}:{'x'.join(map(str, samples[0][name].shape))}"
     assert [(r["input_shapes"], r["input_data"]) for r in rows] == [(expected, "dataloader")] * 2
     random_rows = native.measure(
-        "digits",
-        "onnx",
-        "cpu",
+        DIGITS_ONNX,
+        ServedSettings("digits_onnx", "cpu", max_batch_size=1, instances=1, runtime_threads=1),
         exported["onnx"],
         exported["onnx/io"],
         [4],
-        1,
         5.0,
         4,
         tmp_path / "r.csv",
@@ -171,10 +169,8 @@ def test_perf_job_probes_plans_and_leaves_out_points_past_max_job_s(
         rows = perf.measure(
             tools.perf_analyzer(settings["perf_analyzer"]),
             running,
-            "digits",
-            "onnx",
-            "cpu",
-            model_dir.name,
+            DIGITS_ONNX,
+            repository.served_settings("digits", "onnx", triton, "cpu"),
             exported["onnx/io"],
             settings,
             "offline",
@@ -277,17 +273,15 @@ def test_native_leaves_out_the_batch_sizes_the_served_sweep_left_out(
         )
     assert native.served_left_out([served]) == {8: why}
     rows = native.measure(
-        "digits",
-        "onnx",
-        "cpu",
+        DIGITS_ONNX,
+        ServedSettings("digits_onnx", "cpu", max_batch_size=1, instances=1, runtime_threads=1),
         exported["onnx"],
         exported["onnx/io"],
         [1, 4, 8],
-        1,
         5.0,
         4,
         tmp_path / "n.csv",
-        served=[served],
+        served_csvs=[served],
         input_data=data,
     )
     assert [r["status"] in MEASURED for r in rows] == [True, True, False], rows

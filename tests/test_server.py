@@ -19,6 +19,7 @@ import pytest
 
 from deploysnake import repository, server
 from deploysnake.accuracy import infer_served
+from deploysnake.contracts import Target
 from deploysnake.runtime import ArtifactRuntime
 
 TRITON = {
@@ -362,15 +363,12 @@ def test_offline_sweep_fills_every_instance(exported: dict[str, Path], tmp_path:
         rows = perf.measure(
             tools.perf_analyzer(settings["perf_analyzer"]),
             running,
-            "digits",
-            "onnx",
-            "cpu",
-            model_dir.name,
+            Target("digits", "onnx", "cpu"),
+            served,
             exported["onnx/io"],
             settings,
             "offline",
             tmp_path / "offline.csv",
-            instances=served.instances,
         )
     assert [(r["batch"], r["concurrency"], r["status"]) for r in rows] == [
         (8, 1, "ok"),

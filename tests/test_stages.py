@@ -214,21 +214,19 @@ def test_config_pbtxt_parses_back_with_what_was_asked(
 def test_native_baseline_runs_every_served_instance(
     fmt: str, exported: dict[str, Path], tmp_path: Path
 ) -> None:
+    from deploysnake.contracts import ServedSettings, Target
     from deploysnake.measuring import native
 
     # Each instance loops until its own bound: 2 instances x 5 iterations, so both ran.
     rows = native.measure(
-        "digits",
-        fmt,
-        "cpu",
+        Target("digits", fmt, "cpu"),
+        ServedSettings(f"digits_{fmt}", "cpu", max_batch_size=1, instances=2, runtime_threads=1),
         exported[fmt],
         exported[f"{fmt}/io"],
         [1, 8],
-        1,
         30.0,
         5,
         tmp_path / "n.csv",
-        instances=2,
     )
     assert [(r["batch"], r["instances"], r["runtime_threads"], r["iterations"]) for r in rows] == [
         (1, 2, 1, 10),

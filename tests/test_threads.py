@@ -11,6 +11,7 @@ import psutil
 import pytest
 
 from deploysnake import processes, repository, server
+from deploysnake.contracts import ServedSettings, Target
 from deploysnake.measuring import native
 
 from .conftest import ROOT, snakemake
@@ -93,17 +94,15 @@ def test_native_baseline_uses_the_served_threads(
     monkeypatch.setenv("OMP_NUM_THREADS", "8")
     monkeypatch.delenv(processes.CPUS_VARIABLE, raising=False)
     rows = native.measure(
-        "digits",
-        "onnx",
-        "cpu",
+        Target("digits", "onnx", "cpu"),
+        # runtime_threads 0: the job's CPUs over the instances, as the served runner resolves it
+        ServedSettings("digits_onnx", "cpu", max_batch_size=1, instances=2, runtime_threads=0),
         exported["onnx"],
         exported["onnx/io"],
         [4],
-        0,
         5.0,
         3,
         tmp_path / "n.csv",
-        instances=2,
     )
     assert rows[0]["runtime_threads"] == max(1, CPUS // 2)
 

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from deploysnake import tuning
+from deploysnake.contracts import Target
 
 from .browser import chart_summary, chromium_available, render_in_chromium
 from .conftest import ROOT, snakemake
@@ -287,9 +288,7 @@ def test_an_offline_trial_keeps_every_instance_busy(
     )
     flavour = server.locate("bundled", "deploysnake").flavour
     row = tuning.run_trial(
-        "digits",
-        "onnx",
-        "cpu",
+        Target("digits", "onnx", "cpu"),
         exported["onnx"],
         exported["onnx/io"],
         config["triton"],

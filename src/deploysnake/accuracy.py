@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 
 from . import dtypes, shapes
 from .coldstart import request_inputs
-from .contracts import Status
+from .contracts import ServedSettings, Status, Target
 from .frameworks import source_model
 from .plugins import Recipe, pad_concat, validation_batches
 from .runtime import ArtifactRuntime
@@ -99,10 +99,8 @@ def evaluate(
     params: dict[str, Any],
     checkpoint: str | Path,
     server: TritonServer,
-    model: str,
-    fmt: str,
-    device: str,
-    model_name: str,
+    target: Target,
+    served_settings: ServedSettings,
     artifact: str | Path,
     io_json: str | Path,
     batch_size: int,
@@ -110,12 +108,12 @@ def evaluate(
     output: str | Path,
     framework: str = "torch",
     provenance: dict[str, str] | None = None,
-    max_batch_size: int = 1,
     tolerances: dict[str, Any] | None = None,
     batches: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """The validation split through the server, batch_size samples per request (max_batch_size 0:
-    each dataloader batch is one whole request); writes the dump (.npz: ids, labels and
+    """`target`'s validation split through the server, sent to served_settings.model_name,
+    batch_size samples per request (served_settings.max_batch_size 0: each dataloader batch is one
+    whole request); writes the dump (.npz: ids, labels and
     <source|exported|served>/<output>) and the metrics CSV (one row per metric: source,
     exported, served); returns its rows.
 
@@ -126,6 +124,7 @@ def evaluate(
     (tritonclient's InferenceServerException, a response that cannot be read) propagate: the job
     records them as the format's failure (deploysnake.failures). batches: the validation batches
     where the caller has them already (plugins.validation_batches at batch_size)."""
+    fmt, model_name = target.format, served_settings.model_name
     io = json.loads(Path(io_json).read_text())
     names_in, names_out = [t["name"] for t in io["inputs"]], [t["name"] for t in io["outputs"]]
     source = source_model(framework, recipe, params, checkpoint)
@@ -135,7 +134,11 @@ def evaluate(
     served, exported, reference, ids, labels = [], [], [], [], []
     for k, batch in enumerate(batches, start=1):
         server.check_alive()
-        served.append(infer_served(server, model_name, io, batch["inputs"], 60.0, max_batch_size))
+        served.append(
+            infer_served(
+                server, model_name, io, batch["inputs"], 60.0, served_settings.max_batch_size
+            )
+        )
         exported.append(runtime(batch["inputs"]))
         reference.append(source(batch["inputs"]))
         ids.append(np.asarray(batch["ids"]))
@@ -166,9 +169,7 @@ def evaluate(
     differing = _served_differs(outputs, names_out, fmt, tolerances)
     rows = [
         {
-            "model": model,
-            "format": fmt,
-            "device": device,
+            **target.columns(),
             "status": Status.FAILED if differing else Status.OK,
             "metric": name,
             "source": metrics["source"][name],
@@ -187,7 +188,7 @@ def evaluate(
         writer.writeheader()
         writer.writerows(rows)
     if differing:
-        log.warning("%s/%s on %s: %s", model, fmt, device, differing)
+        log.warning("%s/%s on %s: %s", target.model, fmt, target.device, differing)
     for row in rows:
         log.info(
             "%s: source %.6g, exported %.6g, served %.6g",
@@ -223,12 +224,11 @@ def _served_differs(
     return "served outputs differ from the artifact run in-process: " + "; ".join(problems)
 
 
-def write_failure(wildcards: Any, failure: Any, csv_path: str | Path, dump: str | Path) -> None:
-    """The accuracy outputs as a failure record: the CSV's one row (status "failed", stage, reason,
-    log excerpt) and a dump that holds only the reason."""
+def write_failure(target: Target, failure: Any, csv_path: str | Path, dump: str | Path) -> None:
+    """`target`'s accuracy outputs as a failure record: the CSV's one row (status "failed", stage,
+    reason, log excerpt) and a dump that holds only the reason."""
     from .failures import write_failure_csv
 
-    keys = {"model": wildcards.model, "format": wildcards.format, "device": wildcards.device}
-    write_failure_csv(csv_path, keys, "accuracy", failure)
+    write_failure_csv(csv_path, target.columns(), "accuracy", failure)
     Path(dump).parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(dump, failure=np.asarray(failure.reason))

@@ -38,7 +38,7 @@ from numpy.typing import NDArray
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from . import shapes
-from .contracts import Status
+from .contracts import Status, Target
 from .failures import FormatFailure
 from .repository import read_config, warmup_sample, without_warmup
 from .server import TritonServer
@@ -169,15 +169,13 @@ def _load_failure(server: TritonServer, exc: InferenceServerException, what: str
 
 def measure(
     server: TritonServer,
-    model: str,
-    fmt: str,
-    device: str,
+    target: Target,
     model_dir: str | Path,
     io: dict[str, Any],
     inputs: Mapping[str, NDArray[Any]],
     warmup: Mapping[str, Any] | None = None,
 ) -> ColdStart:
-    """The cold-start figures of the model in `model_dir` (its Triton model folder) on `server`,
+    """The cold-start figures of `target`, the model in `model_dir` (its Triton model folder) on `server`,
     started with server.EXPLICIT and nothing loaded yet (module docstring); leaves the model loaded
     with its repository config. inputs: one request's named inputs in the model's shapes (a batched
     model sends its first sample). warmup: triton.warmup, the sample added for the warmup load where
@@ -191,16 +189,16 @@ def measure(
     cfg = read_config(model_dir / "config.pbtxt")
     sample = first_sample(inputs, cfg.max_batch_size)
     result = ColdStart(
-        model,
-        fmt,
-        device,
+        target.model,
+        target.format,
+        target.device,
         request_batch=int(next(iter(sample.values())).shape[0]) if cfg.max_batch_size > 0 else 1,
         warmup_in_repository=bool(cfg.model_warmup),
     )
     assert server.process is not None
     pid = server.process.pid
     result.memory_empty_mb = tree_rss_mb(pid)
-    gpu_empty = _gpu_mb(pid) if device != "cpu" else None
+    gpu_empty = _gpu_mb(pid) if target.device != "cpu" else None
     session = _Session(server, name, request_inputs(io, sample, cfg.max_batch_size))
     try:
         try:
@@ -275,11 +273,9 @@ def write(result: ColdStart, path: str | Path) -> None:
     Path(path).write_text(json.dumps(_rounded(result), indent=2) + "\n")
 
 
-def write_failure(keys: Mapping[str, str], failure: FormatFailure, path: str | Path) -> None:
+def write_failure(target: Target, failure: FormatFailure, path: str | Path) -> None:
     """The figures' file of a target whose accuracy job failed: status failed and the reason."""
     write(
-        ColdStart(
-            keys["model"], keys["format"], keys["device"], Status.FAILED, failure.reason[:2000]
-        ),
+        ColdStart(target.model, target.format, target.device, Status.FAILED, failure.reason[:2000]),
         path,
     )

@@ -101,6 +101,15 @@ class Target:
     format: str
     device: str
 
+    @classmethod
+    def of(cls, wildcards: Any) -> Target:
+        """The target a job's wildcards name (Snakemake's `model`, `format` and `device`)."""
+        return cls(str(wildcards.model), str(wildcards.format), str(wildcards.device))
+
+    def columns(self) -> dict[str, str]:
+        """The key columns every served stage's rows start with: model, format, device."""
+        return {"model": self.model, "format": self.format, "device": self.device}
+
 
 @dataclass(frozen=True)
 class ServedSettings:
@@ -133,3 +142,21 @@ class ServedSettings:
         """Read what write wrote. Raises OSError, json.JSONDecodeError, or TypeError for a file
         whose keys are not these (an older run's: run the repository job again)."""
         return cls(**json.loads(Path(path).read_text()))
+
+
+@dataclass(frozen=True)
+class TunedConfiguration:
+    """What a tuning search chose for one model x format x device, as the repository job (the
+    served repository, ServedSettings) and the deploy job (the native repository) take it from
+    results/tuning/<model>/<format>/<device>/chosen.json (written by tuning.plan.choose, beside the
+    measurements the report shows). trial: the chosen trial's id (None where no trial was stable);
+    triton: the triton section with the trial's settings in it."""
+
+    trial: str | None
+    triton: dict[str, Any]
+
+    @classmethod
+    def read(cls, path: str | Path) -> TunedConfiguration:
+        """Raises OSError, json.JSONDecodeError, or KeyError for a file without "triton"."""
+        doc = json.loads(Path(path).read_text())
+        return cls(doc.get("trial"), dict(doc["triton"]))

@@ -14,9 +14,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from .contracts import TunedConfiguration
 from .errors import UserError
 from .repository import write_repository
-from .tuning import chosen_triton
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def write_deploy(
     names = []
     for entry in models:
         # A tuned format is deployed with the configuration its search chose.
-        settings = chosen_triton(entry["tuned"]) if entry.get("tuned") else triton
+        settings = TunedConfiguration.read(entry["tuned"]).triton if entry.get("tuned") else triton
         planned = (instances or {}).get((entry["model"], entry["format"]))
         if planned:
             settings = {**settings, "instances": {**settings["instances"], device: planned}}

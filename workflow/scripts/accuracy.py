@@ -2,7 +2,7 @@ import json
 from pathlib import Path
 
 from deploysnake import accuracy, coldstart, job, provenance, server
-from deploysnake.contracts import ServedSettings
+from deploysnake.contracts import ServedSettings, Target
 from deploysnake.plugins import validation_batches
 from deploysnake.sources.description import load_settings
 
@@ -11,8 +11,7 @@ def main(sm):
     w, settings, triton = sm.wildcards, sm.params.settings, sm.params.server
     recipe = load_settings(settings)
     # The served configuration's (a tuned one's too): max_batch_size 0 sends each batch whole.
-    served = ServedSettings.read(sm.input.served_settings)
-    name, max_batch_size = served.model_name, served.max_batch_size
+    target, served = Target.of(w), ServedSettings.read(sm.input.served_settings)
     batches = validation_batches(recipe, settings["params"], sm.params.batch_size)
     # Started with no model: the cold start is measured first, then the model stays loaded.
     with server.from_settings(
@@ -20,10 +19,8 @@ def main(sm):
     ) as running:
         figures = coldstart.measure(
             running,
-            w.model,
-            w.format,
-            w.device,
-            Path(sm.input.repository) / name,
+            target,
+            Path(sm.input.repository) / served.model_name,
             json.loads(Path(sm.input.io).read_text()),
             batches[0]["inputs"],
             triton.get("warmup"),
@@ -34,10 +31,8 @@ def main(sm):
             settings["params"],
             sm.input.checkpoint,
             running,
-            w.model,
-            w.format,
-            w.device,
-            name,
+            target,
+            served,
             sm.input.artifact,
             sm.input.io,
             sm.params.batch_size,
@@ -45,19 +40,16 @@ def main(sm):
             sm.output.csv,
             settings["framework"],
             provenance.of_job(sm),
-            max_batch_size,
             tolerances=sm.params.tolerances,
             batches=batches,
         )
 
 
 def failed(sm, failure):
-    accuracy.write_failure(sm.wildcards, failure, sm.output.csv, sm.output.dump)
+    target = Target.of(sm.wildcards)
+    accuracy.write_failure(target, failure, sm.output.csv, sm.output.dump)
     if not Path(sm.output.coldstart).exists():  # figures measured before the failure are kept
-        keys = {"model": sm.wildcards.model, "format": sm.wildcards.format}
-        coldstart.write_failure(
-            {**keys, "device": sm.wildcards.device}, failure, sm.output.coldstart
-        )
+        coldstart.write_failure(target, failure, sm.output.coldstart)
 
 
 job.run(snakemake, main, failed)

@@ -1,5 +1,5 @@
 from deploysnake import job, provenance, server, tools, underload
-from deploysnake.contracts import ServedSettings
+from deploysnake.contracts import ServedSettings, Target
 from deploysnake.measuring import open_loop
 
 
@@ -7,7 +7,6 @@ def main(sm):
     w, p = sm.wildcards, sm.params
     executable = tools.perf_analyzer(p.perf["perf_analyzer"])
     served = ServedSettings.read(sm.input.served_settings)
-    name = served.model_name
     expected = underload.prepare(
         sm.input.artifact,
         w.format,
@@ -21,10 +20,8 @@ def main(sm):
         open_loop.measure(
             executable,
             running,
-            w.model,
-            w.format,
-            w.device,
-            name,
+            Target.of(w),
+            served,
             sm.input.io,
             sm.input.repository,
             p.capacity,
@@ -38,9 +35,8 @@ def main(sm):
 
 
 def failed(sm, failure):
-    w = sm.wildcards
     open_loop.write_failure(
-        failure, w.model, w.format, w.device, sm.params.capacity, sm.output.csv, sm.output.json
+        failure, Target.of(sm.wildcards), sm.params.capacity, sm.output.csv, sm.output.json
     )
 
 

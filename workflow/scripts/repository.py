@@ -1,14 +1,12 @@
-import json
-from pathlib import Path
-
 from deploysnake import job, repository
+from deploysnake.contracts import TunedConfiguration
 
 
 def main(sm):
     w = sm.wildcards
     # A tuned format is served with the configuration its search chose.
-    chosen = json.loads(Path(sm.input.tuned[0]).read_text()) if sm.input.tuned else None
-    triton = dict(chosen["triton"]) if chosen else sm.params.triton
+    tuned = TunedConfiguration.read(sm.input.tuned[0]) if sm.input.tuned else None
+    triton = tuned.triton if tuned else sm.params.triton
     repository.write_repository(
         w.model,
         sm.input.artifact,
@@ -19,7 +17,7 @@ def main(sm):
         sm.output.repository,
     )
     # Resolved once, here: the served stages read these, not the config or chosen.json.
-    trial = chosen.get("trial") if chosen else None
+    trial = tuned.trial if tuned else None
     served = repository.served_settings(w.model, w.format, triton, w.device, trial)
     served.write(sm.output.settings)
 

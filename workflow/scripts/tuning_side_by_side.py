@@ -1,4 +1,5 @@
 from deploysnake import job, tuning
+from deploysnake.contracts import Target
 
 
 def main(sm):
@@ -6,9 +7,7 @@ def main(sm):
     trials = tuning.shortlist(p.settings, p.triton, w.device, list(i.trials), w.format)
     rounds = p.settings["side_by_side_rounds"]
     tuning.side_by_side(
-        w.model,
-        w.format,
-        w.device,
+        Target.of(w),
         i.artifact,
         i.io,
         p.triton,

@@ -1,12 +1,11 @@
 from deploysnake import job, tuning
+from deploysnake.contracts import Target
 
 
 def main(sm):
     w, i = sm.wildcards, sm.input
     tuning.run_trial(
-        w.model,
-        w.format,
-        w.device,
+        Target.of(w),
         i.artifact,
         i.io,
         sm.params.triton,

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..contracts import BREAKDOWN, PERF_ANALYZER_COLUMNS, REQUEST_RATE, Status
+from ..contracts import BREAKDOWN, PERF_ANALYZER_COLUMNS, REQUEST_RATE, Status, Target
 from ..spread import interval_columns
 from .perf import COLUMNS
 
@@ -191,9 +191,7 @@ def search(
 
 def summary(
     outcome: dict[str, Any],
-    model: str,
-    fmt: str,
-    device: str,
+    target: Target,
     settings: dict[str, Any],
     budget_ms: float,
 ) -> dict[str, Any]:
@@ -207,9 +205,7 @@ def summary(
     batch = int(settings["batch_size"])
     breakdown = {c: number(cap.row.get(c)) for c in BREAKDOWN} if cap is not None else {}
     return {
-        "model": model,
-        "format": fmt,
-        "device": device,
+        **target.columns(),
         "status": outcome["status"],
         "p99_budget_ms": budget_ms,
         "batch": batch,

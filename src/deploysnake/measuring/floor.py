@@ -7,12 +7,14 @@ the model or the path limits single-sample traffic.
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from ..contracts import ServedSettings, Target
 from ..dtypes import is_string, onnx_type
 
 FLOOR = "floor"  # the floor model's name in its repository
@@ -113,17 +115,17 @@ def measure_floor(
     io_json: str | Path,
     triton: dict[str, Any],
     settings: dict[str, Any],
-    model: str,
-    fmt: str,
-    device: str,
+    target: Target,
+    served: ServedSettings,
     output: str | Path,
     server_log: str | Path,
     provenance: dict[str, str] | None = None,
     input_data: str | Path | None = None,
 ) -> list[dict[str, Any]]:
-    """The online sweep of `settings` against the floor of the served model folder `model_dir`, on a
-    server of its own (the `triton` section's binary and runner); rows as perf.measure's, with
-    served_model "floor", written to `output`."""
+    """The online sweep of `settings` (the perf section) against the floor of the served model
+    folder `model_dir`, served as `served` (its batching: an unbatched model is sent whole
+    samples), on a server of its own (the `triton` section's binary and runner); rows as
+    perf.measure's, with served_model "floor", written to `output`."""
     import json
     import tempfile
 
@@ -131,23 +133,18 @@ def measure_floor(
     from . import perf
 
     io = json.loads(Path(io_json).read_text())
-    # The served model's batching: an unbatched one (max_batch_size 0) is sent whole samples, no -b.
-    served = text_format.Parse((Path(model_dir) / "config.pbtxt").read_text(), mc.ModelConfig())
     with tempfile.TemporaryDirectory(prefix="deploysnake-floor-") as tmp:
         repository = floor_repository(model_dir, io, Path(tmp) / "repository")
         with server.from_settings(repository, triton, server_log) as running:
             return perf.measure(
                 executable,
                 running,
-                model,
-                fmt,
-                device,
-                FLOOR,
+                target,
+                replace(served, model_name=FLOOR),
                 io_json,
                 {**settings, "repeats": 0},  # the floor is a reference, not a headline figure
                 "online",
                 output,
                 {**(provenance or {}), "served_model": FLOOR},
                 input_data,
-                max_batch_size=served.max_batch_size,
             )

@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .. import isolated, perfdata
-from ..contracts import Header, Status
+from ..contracts import Header, ServedSettings, Status, Target
 from ..perfdata import describe_shapes, read_samples, served_shapes
 from ..processes import job_cpus, resolve_runtime_threads
 from ..runtime import ArtifactRuntime
@@ -272,37 +272,36 @@ def served_left_out(served_csvs: list[str | Path]) -> dict[int, str]:
 
 
 def measure(
-    model: str,
-    fmt: str,
-    device: str,
+    target: Target,
+    served: ServedSettings,
     artifact: str | Path,
     io_json: str | Path,
     batch_sizes: list[int],
-    threads: int,
     window_s: float,
     max_iterations: int,
     output: str | Path,
     provenance: dict[str, str] | None = None,
-    instances: int = 1,
-    served: list[str | Path] | None = None,
+    served_csvs: list[str | Path] | None = None,
     spread: float = 0.2,
     max_foreign_cpu: float = 0.25,
-    max_batch_size: int = 1,
     input_data: str | Path | None = None,
     perf_input: str = "dataloader",
     sizing: str = "fixed",
-    runtime_options: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows per batch size: throughput_infer_per_s, p50/p99_latency_us, status, foreign_cpu, job_cpu
-    (cores), native_cpu_ms_per_1k, instances, runtime_threads (explicit: 0 becomes the job's CPUs
-    over the instances, as in the served runner).
+    """The in-process baseline of `target`'s artifact, run as `served` is served: one runtime per
+    instance, served.runtime_threads each (explicit: 0 becomes the job's CPUs over the instances,
+    as in the served runner), the runtime's other knobs (served.runtime_options: ArtifactRuntime's
+    inter_op_threads, execution_mode, graph_optimization_level). Each batch size's window is
+    window_s seconds (at most max_iterations calls per instance). Rows per batch size:
+    throughput_infer_per_s, p50/p99_latency_us, status, foreign_cpu, job_cpu (cores),
+    native_cpu_ms_per_1k, instances, runtime_threads.
 
-    served: the perf offline CSVs of the same artifact; where one served throughput beats the
+    served_csvs: the perf offline CSVs of the same artifact; where one served throughput beats the
     in-process one by more than `spread` (a fraction: perf.stability_percentage / 100), the batch
     size is measured again with windows twice as long, and if it persists the row's status is
     "baseline suspect". A batch size the served sweep left out at every concurrency
     (served_left_out) is not run in-process either: its row reads "left out", with the reason,
-    as there is no served figure to set it beside. max_batch_size 0 (unbatched, as served): one
+    as there is no served figure to set it beside. served.max_batch_size 0 (unbatched): one
     row at batch 1, each call one whole sample of the perf input data as perf_analyzer sends it.
 
     The work is perf_analyzer's: with perf_input "dataloader" (perf.input_data) the samples of
@@ -311,15 +310,15 @@ def measure(
     perf_analyzer gets). Every row records input_shapes (per-sample served shapes, the perf rows'
     format) and input_data ("dataloader" or "random"). sizing "probe" (perf.sizing): each batch
     size's window holds at least perf.MIN_WINDOW_REQUESTS calls at its warmed-up latency, as perf
-    sizes its windows; "fixed": window_s as given. runtime_options: the served runtime's other
-    knobs (ArtifactRuntime's inter_op_threads, execution_mode, graph_optimization_level), as served."""
+    sizes its windows; "fixed": window_s as given."""
+    fmt, device, instances = target.format, target.device, served.instances
     io = json.loads(Path(io_json).read_text())
-    unbatched = max_batch_size == 0
+    unbatched = served.max_batch_size == 0
     if unbatched:
         batch_sizes = [1]
     names_in, names_out = [t["name"] for t in io["inputs"]], [t["name"] for t in io["outputs"]]
     # The served runner's rule: 0 becomes the job's CPUs over the instances, explicit both ways.
-    threads = resolve_runtime_threads(threads, instances, job_cpus())
+    threads = resolve_runtime_threads(served.runtime_threads, instances, job_cpus())
     isolated.phase(f"loading {artifact} ({fmt})")
     runtimes = [
         ArtifactRuntime(
@@ -329,12 +328,12 @@ def measure(
             names_out,
             threads,
             "cpu" if device == "cpu" else "cuda",
-            **(runtime_options or {}),
+            **served.runtime_options,
         )
         for _ in range(max(1, instances))
     ]
     log.info("in-process: %d instance(s), each %s", len(runtimes), runtimes[0].describe())
-    ceiling = served_best(served or [])
+    ceiling = served_best(served_csvs or [])
     shapes = served_shapes(io, input_data, 0 if unbatched else 1)
     data = (
         read_samples(input_data, {t["name"]: t["dtype"] for t in io["inputs"]})
@@ -347,16 +346,14 @@ def measure(
     }
     log.info("in-process: the perf input data's work: %s", described)
     rows: list[dict[str, Any]] = []
-    left_out = served_left_out(served or [])
+    left_out = served_left_out(served_csvs or [])
     for k, batch in enumerate(batch_sizes, start=1):
         if int(batch) in left_out and not unbatched:
             reason = f"left out: no served point at this batch size ({left_out[int(batch)]})"
             log.info("point %d of %d: batch %d %s", k, len(batch_sizes), batch, reason)
             rows.append(
                 {
-                    "model": model,
-                    "format": fmt,
-                    "device": device,
+                    **target.columns(),
                     "batch": int(batch),
                     "status": Status.LEFT_OUT,
                     **described,
@@ -410,9 +407,7 @@ def measure(
                 )
         rows.append(
             {
-                "model": model,
-                "format": fmt,
-                "device": device,
+                **target.columns(),
                 "batch": int(batch),
                 **result,
                 **described,

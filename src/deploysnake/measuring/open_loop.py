@@ -30,7 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..contracts import Header, Status
+from ..contracts import Header, ServedSettings, Status, Target
 from ..failures import FormatFailure, write_failure_csv
 from ..server import TritonServer
 from ..underload import Expected
@@ -189,9 +189,7 @@ def _client_part(output: str) -> str:
 def run_search(
     executable: str,
     server: TritonServer,
-    model: str,
-    fmt: str,
-    device: str,
+    target: Target,
     model_name: str,
     io_json: str | Path,
     repository: str | Path,
@@ -203,7 +201,8 @@ def run_search(
     provenance: dict[str, str] | None = None,
     expected: Expected | None = None,
 ) -> dict[str, Any]:
-    """The capacity search against a running server; each rate cached in rates_dir. Returns the
+    """The capacity search of `target` (served as model_name) against a running server; each rate
+    cached in rates_dir. Returns the
     search's outcome (see search) with every step's CSV row in "rows" (search order). expected
     (deploysnake.underload.prepare): each rate's answers are checked under load; a rate whose
     answers differ is "failed", beyond the budget for the search."""
@@ -277,14 +276,12 @@ def run_search(
                     {**perf_settings, "measurement_interval_ms": window_ms},
                     rate_load,
                     Path(tmp),
-                    device,
+                    target.device,
                 )
                 server.check_alive()
                 counter["measured"] += 1
                 row = {
-                    "model": model,
-                    "format": fmt,
-                    "device": device,
+                    **target.columns(),
                     "mode": "capacity",
                     "batch": batch,
                     "concurrency": "",
@@ -350,10 +347,8 @@ def write(
 def measure(
     executable: str,
     server: TritonServer,
-    model: str,
-    fmt: str,
-    device: str,
-    model_name: str,
+    target: Target,
+    served: ServedSettings,
     io_json: str | Path,
     repository: str | Path,
     settings: dict[str, Any],
@@ -364,7 +359,8 @@ def measure(
     provenance: dict[str, str] | None = None,
     expected: Expected | None = None,
 ) -> dict[str, Any]:
-    """The workflow's capacity job: the search with perf.capacity's budget; the rate files sit in
+    """The workflow's capacity job: the search of `target`, served as `served`, with perf.capacity's
+    (settings') budget; the rate files sit in
     `<csv_path without .csv>/rates/`. Returns the result JSON's content. expected: see
     run_search."""
     budget_ms = float(settings["p99_budget_ms"])
@@ -372,10 +368,8 @@ def measure(
     outcome = run_search(
         executable,
         server,
-        model,
-        fmt,
-        device,
-        model_name,
+        target,
+        served.model_name,
         io_json,
         repository,
         settings,
@@ -386,16 +380,14 @@ def measure(
         provenance,
         expected,
     )
-    result = summary(outcome, model, fmt, device, settings, budget_ms)
+    result = summary(outcome, target, settings, budget_ms)
     write(outcome, result, csv_path, json_path)
     return result
 
 
 def write_failure(
     failure: FormatFailure,
-    model: str,
-    fmt: str,
-    device: str,
+    target: Target,
     settings: dict[str, Any],
     csv_path: str | Path,
     json_path: str | Path,
@@ -404,12 +396,10 @@ def write_failure(
     record (deploysnake.failures.write_failure_csv, stage "capacity") and the result JSON with
     status "failed", the reason and the log excerpt, no capacity. The rate files measured before
     the failure stay where they are. Returns the JSON's content."""
-    keys = {"model": model, "format": fmt, "device": device, "mode": "capacity"}
+    keys = {**target.columns(), "mode": "capacity"}
     write_failure_csv(csv_path, keys, "capacity", failure, RATE_COLUMNS)
     result = {
-        "model": model,
-        "format": fmt,
-        "device": device,
+        **target.columns(),
         "status": Status.FAILED,
         "stage": "capacity",
         "reason": failure.reason,
@@ -485,9 +475,7 @@ def trial_capacity(
     outcome = run_search(
         executable,
         server,
-        "",
-        "",
-        device,
+        Target("", "", device),
         model_name,
         io_json,
         repository,

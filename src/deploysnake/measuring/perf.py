@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import shm
-from ..contracts import PERF_ANALYZER_COLUMNS, Header, Status
+from ..contracts import PERF_ANALYZER_COLUMNS, Header, ServedSettings, Status, Target
 from ..failures import FormatFailure
 from ..server import ServerDied, TritonServer
 from ..spread import interval_columns, percentile_support
@@ -301,23 +301,21 @@ def _per_batch(values: dict[int, float], scale: float, unit: str) -> str:
 def measure(
     executable: str,
     server: TritonServer,
-    model: str,
-    fmt: str,
-    device: str,
-    model_name: str,
+    target: Target,
+    served: ServedSettings,
     io_json: str | Path,
     settings: dict[str, Any],
     mode: str,
     output: str | Path,
     provenance: dict[str, str] | None = None,
     input_data: str | Path | None = None,
-    instances: int = 1,
-    max_batch_size: int = 1,
     expected: Expected | None = None,
 ) -> list[dict[str, Any]]:
-    """One sweep against the running server; max_batch_size: the served config's (0: every request
-    one whole sample, no -b, batch 1 in the rows). Writes the CSV whole at the end; returns its rows.
-    expected (deploysnake.underload.prepare): every point's answers are checked under load.
+    """One sweep (mode "offline" or "online"; settings: the perf section) of `target` against the
+    running server, sent to served.model_name as served (its max_batch_size, 0: every request one
+    whole sample, no -b, batch 1 in the rows; its instances shape the offline sweep). Writes the
+    CSV whole at the end (COLUMNS, perf_analyzer's, deploysnake.usage's, then the rest); returns
+    its rows. expected (deploysnake.underload.prepare): every point's answers are checked under load.
 
     Before the sweep, probe_latency at its smallest and largest batch sizes (perf.sizing probe, with
     input data) sizes each point's window (sized); the job then logs its plan (points, windows, about
@@ -327,6 +325,7 @@ def measure(
     it is not measured, its row's status "left out" (Status.LEFT_OUT) with the reason; so is one
     that SweepStop leaves out (offline, with the probe: one whose predicted throughput cannot gain
     perf.stop_gain). The job logs what it left out at the end."""
+    model_name, max_batch_size = served.model_name, served.max_batch_size
     io = json.loads(Path(io_json).read_text())
     load = replace(
         plan_load(io, settings, input_data, max_batch_size), verbose=True, expected=expected
@@ -343,11 +342,11 @@ def measure(
             log.info("outputs: at most %d bytes per sample (measured)", per_sample)
             load = replace(load, output_size=per_sample)
     described = {
-        "instances": instances,
+        "instances": served.instances,
         "input_data": "dataloader" if load.data else "random",
         "input_shapes": input_shapes(input_data if load.shapes else load.data, io, max_batch_size),
     }
-    points = sweep(mode, settings, instances, max_batch_size)
+    points = sweep(mode, settings, served.instances, max_batch_size)
     probed: dict[int, float] = {}
     on_server: dict[int, float] = {}
     if settings.get("sizing", "probe") == "probe" and input_data and Path(input_data).is_file():
@@ -411,9 +410,7 @@ def measure(
                 )
                 rows.append(
                     {
-                        "model": model,
-                        "format": fmt,
-                        "device": device,
+                        **target.columns(),
                         "mode": mode,
                         "batch": point.batch,
                         "concurrency": point.concurrency,
@@ -451,15 +448,13 @@ def measure(
                 mode,
                 Path(tmp) / f"point{k}.csv",
                 point_load,
-                device,
+                target.device,
                 budget.left_s(spent),
             )
             server.check_alive()
             stops.update(point, mode, status, measured)
             row = {
-                "model": model,
-                "format": fmt,
-                "device": device,
+                **target.columns(),
                 "mode": mode,
                 "batch": point.batch,
                 "concurrency": point.concurrency,
@@ -490,8 +485,8 @@ def measure(
                 log.warning(
                     "%s/%s point %d of %d (batch %d, concurrency %d) cannot be measured, recorded as "
                     "failed: %s",
-                    model,
-                    fmt,
+                    target.model,
+                    target.format,
                     k,
                     len(points),
                     point.batch,
@@ -521,7 +516,7 @@ def measure(
                     timeout_s=60.0
                     + 3 * s["measurement_interval_ms"] / 1000.0 * int(s["max_trials"]),
                 ),
-                device,
+                target.device,
             ),
             dict(planned),
         )

@@ -27,7 +27,6 @@ from .coordinate import SWEEP_ORDER
 from .plan import (
     STRATEGIES,
     choose,
-    chosen_triton,
     gain,
     plan_round,
     propose,
@@ -78,7 +77,6 @@ __all__ = [
     "SearchState",
     "canonical",
     "choose",
-    "chosen_triton",
     "full_space",
     "grid",
     "incumbent",

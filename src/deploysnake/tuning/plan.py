@@ -103,11 +103,6 @@ def plan_round(
     return plan
 
 
-def chosen_triton(chosen_json: str | Path) -> dict[str, Any]:
-    """The triton settings a search chose: what the served, measured and deployed repositories use."""
-    return dict(json.loads(Path(chosen_json).read_text())["triton"])
-
-
 def shortlist(
     settings: dict[str, Any],
     triton: dict[str, Any],

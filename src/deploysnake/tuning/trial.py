@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..contracts import Header
+from ..contracts import Header, ServedSettings, Target
 from ..measuring.perf import measure_point
 from ..measuring.sizing import probe_one, sized
 from ..measuring.workload import Point, plan_load
@@ -35,21 +35,21 @@ def load_point(settings: dict[str, Any], trial: dict[str, Any]) -> tuple[int, in
 def measure_trial(
     executable: str,
     server: Any,
-    model_name: str,
+    served: ServedSettings,
     io_json: str | Path,
     perf_settings: dict[str, Any],
     settings: dict[str, Any],
-    trial_text: str,
     output: str | Path,
     input_data: str | Path | None,
-    device: str = "cpu",
     repository: str | Path | None = None,
 ) -> dict[str, Any]:
-    """One perf_analyzer point against a server already running this trial's repository; a point
+    """One perf_analyzer point against a server already running trial served.trial's repository,
+    sent to served.model_name (settings: the tuning section, perf_settings the perf section); a point
     with foreign load above perf.max_foreign_cpu twice is "disturbed" and never ranked. With
     `objective: capacity` (settings["capacity"] then holds perf.capacity), the trial's capacity
     search instead: throughput is the capacity (infer/s) at perf.capacity.p99_budget_ms and p99
     the p99 there (open_loop.trial_capacity)."""
+    model_name, device, trial_text = served.model_name, served.device, str(served.trial)
     trial = parse_trial(trial_text)
     io = json.loads(Path(io_json).read_text())
     batch, concurrency = load_point(settings, trial)
@@ -126,9 +126,7 @@ def measure_trial(
 
 
 def run_trial(
-    model: str,
-    fmt: str,
-    device: str,
+    target: Target,
     artifact: str | Path,
     io_json: str | Path,
     base_triton: dict[str, Any],
@@ -140,26 +138,27 @@ def run_trial(
     input_data: str | Path | None,
     server_log: str | Path,
 ) -> dict[str, Any]:
-    """One trial from scratch: its repository in a temporary folder, a server on it, one measurement."""
+    """One trial of `target` from scratch: its repository in a temporary folder (base_triton with
+    the trial's settings, written and resolved as the repository job does), a server on it, one
+    measurement (measure_trial)."""
     from .. import server, tools
-    from ..repository import triton_model_name, write_repository
+    from ..repository import served_settings, write_repository
 
-    triton = triton_settings(base_triton, parse_trial(trial_text), device)
+    triton = triton_settings(base_triton, parse_trial(trial_text), target.device)
+    served = served_settings(target.model, target.format, triton, target.device, trial_text)
     with tempfile.TemporaryDirectory(prefix="deploysnake-trial-repo-") as repo:
-        write_repository(model, artifact, io_json, triton, device, flavour, repo)
+        write_repository(target.model, artifact, io_json, triton, target.device, flavour, repo)
         with server.from_settings(repo, triton, server_log) as running:
             executable = tools.perf_analyzer(perf_settings["perf_analyzer"])
             return measure_trial(
                 executable,
                 running,
-                triton_model_name(model, fmt),
+                served,
                 io_json,
                 perf_settings,
                 settings,
-                trial_text,
                 output,
                 input_data,
-                device,
                 repo,
             )
 
@@ -173,9 +172,7 @@ def rotated(items: list[Any], r: int) -> list[Any]:
 
 
 def side_by_side(
-    model: str,
-    fmt: str,
-    device: str,
+    target: Target,
     artifact: str | Path,
     io_json: str | Path,
     base_triton: dict[str, Any],
@@ -198,9 +195,7 @@ def side_by_side(
         for r in range(rounds):
             for trial in rotated(distinct, r):
                 row = run_trial(
-                    model,
-                    fmt,
-                    device,
+                    target,
                     artifact,
                     io_json,
                     base_triton,
