@@ -29,6 +29,7 @@ import yaml
 from deploysnake import gate, summary
 from deploysnake.contracts import Status
 from deploysnake.errors import UserError
+from deploysnake.spread import capacity_spread, p99_spread, stability_spread
 
 from .conftest import ROOT, snakemake
 from .faults.conftest import TINY, no_processes_left
@@ -319,7 +320,7 @@ def test_the_ci_examples_run_the_same_commands_and_a_run_against_its_own_summary
 
 
 def _doc(accuracy: float = 0.9, p99: float = 1000.0, infer: float = 500.0) -> dict[str, Any]:
-    spread = summary.stability_spread(infer, 20)
+    spread = stability_spread(infer, 20)
     point = {
         "batch": 1,
         "concurrency": 2,
@@ -339,7 +340,7 @@ def _doc(accuracy: float = 0.9, p99: float = 1000.0, infer: float = 500.0) -> di
         "p99_budget_ms": 10.0,
         "upper_rps": 440.0,
         "instances": 1,
-        "spread": summary.capacity_spread({"capacity_rps": 400, "upper_rate": 440}, 0.1),
+        "spread": capacity_spread({"capacity_rps": 400, "upper_rate": 440}, 0.1),
     }
     return {
         "schema_version": summary.SCHEMA_VERSION,
@@ -429,10 +430,10 @@ def test_the_gate_judges_each_figure_against_its_threshold_and_the_spread() -> N
     def tailed(doc: dict[str, Any], p99: float) -> dict[str, Any]:
         (point,) = doc["entries"][0]["online_points"]
         point["p95_us"] = 0.6 * p99
-        point["p99_spread"] = summary.p99_spread(0.6 * p99, p99, 20)
+        point["p99_spread"] = p99_spread(0.6 * p99, p99, 20)
         return doc
 
-    assert summary.p99_spread(600.0, 1000.0, 20)["relative"] == pytest.approx(0.6)  # type: ignore[index]
+    assert p99_spread(600.0, 1000.0, 20)["relative"] == pytest.approx(0.6)  # type: ignore[index]
     tail_base = tailed(_doc(), 1000.0)
     summary.validate(tail_base)
     for p99, verdict in ((2000.0, gate.NOISE), (3000.0, gate.FAIL)):

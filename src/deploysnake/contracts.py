@@ -9,6 +9,7 @@ json and csv write "ok"), so the files keep the same strings.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -160,3 +161,13 @@ class TunedConfiguration:
         """Raises OSError, json.JSONDecodeError, or KeyError for a file without "triton"."""
         doc = json.loads(Path(path).read_text())
         return cls(doc.get("trial"), dict(doc["triton"]))
+
+
+def number(value: Any) -> float | None:
+    """A CSV cell or JSON value as a float: None for an empty cell, None, a non-number or NaN
+    (a figure that was not measured)."""
+    try:
+        out = float(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+    return None if out is None or math.isnan(out) else out

@@ -8,15 +8,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .contracts import Header, Status
+from .contracts import Header, Status, number
 from .spread import Spread, simplicity, within_noise
-
-
-def _number(value: str | None) -> float | None:
-    try:
-        return float(value) if value not in (None, "") else None
-    except ValueError:
-        return None
 
 
 def over_memory(
@@ -30,7 +23,7 @@ def over_memory(
         return {}
     over = {}
     for row in coldstart:
-        net = _number(None if row.get("memory_net_mb") is None else str(row["memory_net_mb"]))
+        net = number(None if row.get("memory_net_mb") is None else str(row["memory_net_mb"]))
         if net is not None and net > max_memory_mb:
             over[(str(row["model"]), str(row["format"]), str(row["device"]))] = (
                 f"{row['format']} not chosen: its server needs {net:,.0f} MiB net of an empty "
@@ -58,8 +51,8 @@ def best(
         with open(path, newline="") as handle:
             for row in csv.DictReader(handle):
                 throughput, p99 = (
-                    _number(row.get(Header.THROUGHPUT)),
-                    _number(row.get(Header.P99)),
+                    number(row.get(Header.THROUGHPUT)),
+                    number(row.get(Header.P99)),
                 )
                 if row.get("status") != Status.OK or throughput is None or p99 is None:
                     continue
@@ -86,9 +79,9 @@ def best(
                         "p99_us": p99,
                         "input_shapes": row.get("input_shapes", ""),
                         # what the server used at that point (deploysnake.usage), when measured
-                        "server_cpu": _number(row.get("server_cpu")),
-                        "server_peak_rss_mb": _number(row.get("server_peak_rss_mb")),
-                        "instances": int(_number(row.get("instances")) or 1),
+                        "server_cpu": number(row.get("server_cpu")),
+                        "server_peak_rss_mb": number(row.get("server_peak_rss_mb")),
+                        "instances": int(number(row.get("instances")) or 1),
                     }
                 )
     chosen = []
@@ -134,7 +127,7 @@ def memory_left_out(
 def _spread_of(point: dict[str, Any]) -> Spread:
     """The point's throughput interval from its CSV columns (infer_s_n, _low, _high); one sample
     (no interval) where the CSV has none."""
-    n, low, high = (_number(point.get(f"infer_s_{k}")) for k in ("n", "low", "high"))
+    n, low, high = (number(point.get(f"infer_s_{k}")) for k in ("n", "low", "high"))
     if n is None or low is None or high is None:
         t = point["throughput"]
         return Spread(1, t, None, t, t)

@@ -24,7 +24,7 @@ from typing import Any
 
 from scipy import stats  # type: ignore[import-untyped]
 
-from .contracts import Header
+from .contracts import Header, number
 
 # Confidence of the interval on repeated measurements.
 CONFIDENCE = 0.95
@@ -71,15 +71,9 @@ def of_columns(row: Mapping[str, Any], prefix: str = "infer_s") -> Spread | None
     and native.py's CSVs), or None where the row has no such columns (an older result, a point
     without numbers). An empty CV (one sample, or a zero mean) reads as None."""
 
-    def number(key: str) -> float | None:
-        value = row.get(f"{prefix}_{key}")
-        try:
-            out = float(value) if value not in (None, "") else None
-        except (TypeError, ValueError):
-            return None
-        return None if out is None or math.isnan(out) else out
-
-    n, mean, cv, low, high = (number(k) for k in ("n", "mean", "cv", "low", "high"))
+    n, mean, cv, low, high = (
+        number(row.get(f"{prefix}_{k}")) for k in ("n", "mean", "cv", "low", "high")
+    )
     if not n or mean is None or low is None or high is None:
         return None
     return Spread(int(n), mean, cv, low, high)
@@ -347,3 +341,82 @@ def diagnose(
         "(reduced precision, an optimised graph), more instances where cores are free "
         "(triton.instances), or a larger batch"
     )
+
+
+# summary.json's spread objects (summary.schema.json's spread): which method, the relative
+# half-width, the bounds.
+def stability_spread(value: float | None, percentage: float) -> dict[str, Any] | None:
+    """perf_analyzer's criterion as a spread: its windows agreed within +-percentage % of value."""
+    if value is None:
+        return None
+    rel = percentage / 100.0
+    return {
+        "method": "stability_percentage",
+        "relative": rel,
+        "low": value * (1 - rel),
+        "high": value * (1 + rel),
+    }
+
+
+def interval_spread(row: Mapping[str, Any], prefix: str) -> dict[str, Any] | None:
+    """A 95 % Student-t interval from perf.py's `<prefix>_n/_mean/_low/_high` columns (method
+    interval); None without one (fewer than two samples)."""
+    n, mean, low, high = (number(row.get(f"{prefix}_{k}")) for k in ("n", "mean", "low", "high"))
+    if not n or n < 2 or mean is None or low is None or high is None:
+        return None
+    return {
+        "method": "interval",
+        "relative": (high - low) / 2 / mean if mean else None,
+        "low": low,
+        "high": high,
+        "n": int(n),
+        "level": CONFIDENCE,
+        "mean": mean,
+        "cv": number(row.get(f"{prefix}_cv")),
+    }
+
+
+def p99_spread(
+    p95_us: float | None, p99_us: float | None, percentage: float
+) -> dict[str, Any] | None:
+    """The spread of a point's p99 latency: perf_analyzer's stability band (its criterion holds the
+    last 3 windows' throughput and AVERAGE latency within +-percentage %; p99 is not part of it
+    unless --percentile is given, which deploysnake does not) widened by the run's own tail term,
+    (p99 - p95) / p99. Why that term: a p99 rests on the slowest 1 % of the requests, a handful per
+    window; the distribution-free 95 % confidence interval of the 99th percentile of n samples
+    (order statistics, e.g. Conover, Practical Nonparametric Statistics, 3rd ed., section 3.2:
+    ranks n*0.99 -+ 1.96*sqrt(n*0.99*0.01)) reaches down no further than the 95th percentile from
+    n >= 24 requests on, so the p95-to-p99 distance bounds how far below its estimate the p99 may
+    lie, and is taken as the half-width both ways. None without a p99; p95 unknown (older
+    summaries): the stability band alone."""
+    if p99_us is None or p99_us <= 0:
+        return None
+    tail = max(0.0, (p99_us - p95_us) / p99_us) if p95_us is not None else 0.0
+    rel = percentage / 100.0 + tail
+    return {
+        "method": "stability_percentage",
+        "relative": rel,
+        "low": p99_us * max(0.0, 1 - rel),
+        "high": p99_us * (1 + rel),
+    }
+
+
+def capacity_spread(result: Mapping[str, Any], resolution: float) -> dict[str, Any] | None:
+    """The capacity's spread: the true capacity lies between the rate found within the SLA and the
+    first rate found beyond it (the search's bracket); without a rate beyond it, the search's
+    resolution stands for the bracket. relative: the bracket's width over the capacity. achieved:
+    the infer/s achieved at the rate found, n windows' mean, CV and 95 % interval
+    (capacity.achieved_spread; None where not recorded)."""
+    rps = number(result.get("capacity_rps"))
+    if not rps:
+        return None
+    upper = number(result.get("upper_rate"))
+    rel = (upper - rps) / rps if upper else resolution
+    return {
+        "method": "bracket",
+        "relative": rel,
+        "low": rps,
+        "high": upper or rps * (1 + rel),
+        # the infer/s achieved at that rate: its interval over perf_analyzer's windows there
+        "achieved": interval_spread(result, "achieved_infer_s"),
+    }

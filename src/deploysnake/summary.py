@@ -19,7 +19,7 @@ from typing import Any
 import polars as pl
 from jsonschema import Draft202012Validator
 
-from .contracts import FIELDS, Header, Status
+from .contracts import FIELDS, Header, Status, number
 from .errors import UserError
 from .measuring.capacity import cost_per_million
 from .paths import target_of
@@ -31,7 +31,17 @@ from .report.load import capacity as load_capacity
 from .report.load import correctness as load_correctness
 from .report.load import native as load_native
 from .report.load import perf as load_perf
-from .spread import CONFIDENCE, Spread, at_figure, of_columns, ratio, ratio_fields
+from .spread import (
+    Spread,
+    at_figure,
+    capacity_spread,
+    interval_spread,
+    of_columns,
+    p99_spread,
+    ratio,
+    ratio_fields,
+    stability_spread,
+)
 
 # 2: points carry p99_spread, requests, p99_enough, p99_margin and server_batch, and their spread
 # may be an interval (method interval); a version-1 file still validates (the gate reads either).
@@ -105,91 +115,27 @@ def for_device(doc: Mapping[str, Any], device: str) -> dict[str, Any]:
     }
 
 
-def _f(value: Any) -> float | None:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(out) else out
-
-
 def _i(value: Any) -> int | None:
-    out = _f(value)
+    out = number(value)
     return None if out is None else int(out)
 
 
-def stability_spread(value: float | None, percentage: float) -> dict[str, Any] | None:
-    """perf_analyzer's criterion as a spread: its windows agreed within +-percentage % of value."""
-    if value is None:
-        return None
-    rel = percentage / 100.0
-    return {
-        "method": "stability_percentage",
-        "relative": rel,
-        "low": value * (1 - rel),
-        "high": value * (1 + rel),
-    }
-
-
-def interval_spread(row: Mapping[str, Any], prefix: str) -> dict[str, Any] | None:
-    """A 95 % Student-t interval from perf.py's `<prefix>_n/_mean/_low/_high` columns (method
-    interval, deploysnake.spread); None without one (fewer than two samples)."""
-    n, mean, low, high = (_f(row.get(f"{prefix}_{k}")) for k in ("n", "mean", "low", "high"))
-    if not n or n < 2 or mean is None or low is None or high is None:
-        return None
-    return {
-        "method": "interval",
-        "relative": (high - low) / 2 / mean if mean else None,
-        "low": low,
-        "high": high,
-        "n": int(n),
-        "level": CONFIDENCE,
-        "mean": mean,
-        "cv": _f(row.get(f"{prefix}_cv")),
-    }
-
-
-def p99_spread(
-    p95_us: float | None, p99_us: float | None, percentage: float
-) -> dict[str, Any] | None:
-    """The spread of a point's p99 latency: perf_analyzer's stability band (its criterion holds the
-    last 3 windows' throughput and AVERAGE latency within +-percentage %; p99 is not part of it
-    unless --percentile is given, which deploysnake does not) widened by the run's own tail term,
-    (p99 - p95) / p99. Why that term: a p99 rests on the slowest 1 % of the requests, a handful per
-    window; the distribution-free 95 % confidence interval of the 99th percentile of n samples
-    (order statistics, e.g. Conover, Practical Nonparametric Statistics, 3rd ed., section 3.2:
-    ranks n*0.99 -+ 1.96*sqrt(n*0.99*0.01)) reaches down no further than the 95th percentile from
-    n >= 24 requests on, so the p95-to-p99 distance bounds how far below its estimate the p99 may
-    lie, and is taken as the half-width both ways. None without a p99; p95 unknown (older
-    summaries): the stability band alone."""
-    if p99_us is None or p99_us <= 0:
-        return None
-    tail = max(0.0, (p99_us - p95_us) / p99_us) if p95_us is not None else 0.0
-    rel = percentage / 100.0 + tail
-    return {
-        "method": "stability_percentage",
-        "relative": rel,
-        "low": p99_us * max(0.0, 1 - rel),
-        "high": p99_us * (1 + rel),
-    }
-
-
 def _point(row: Mapping[str, Any], percentage: float) -> dict[str, Any]:
-    infer = _f(row.get(Header.THROUGHPUT))
+    infer = number(row.get(Header.THROUGHPUT))
     ok = row.get("status") == Status.OK
     enough = row.get("p99_enough")
-    p95, p99 = _f(row.get(Header.P95)), _f(row.get(Header.P99))
+    p95, p99 = number(row.get(Header.P95)), number(row.get(Header.P99))
     return {
         "batch": _i(row.get("batch")) or 0,
         "concurrency": _i(row.get("concurrency")) or 0,
         # perf_analyzer's columns by their field names: infer_per_s, p50_us, p95_us, p99_us
         **{
-            FIELDS[h]: _f(row.get(h))
+            FIELDS[h]: number(row.get(h))
             for h in (Header.THROUGHPUT, Header.P50, Header.P95, Header.P99)
         },
         "status": str(row.get("status") or ""),
         # cores of other processes' CPU load during the point's window (deploysnake.usage)
-        "foreign_cpu": _f(row.get("foreign_cpu")),
+        "foreign_cpu": number(row.get("foreign_cpu")),
         # the interval of repeated runs or windows where measured, else the stability criterion
         "spread": (interval_spread(row, "infer_s") or stability_spread(infer, percentage))
         if ok
@@ -200,8 +146,8 @@ def _point(row: Mapping[str, Any], percentage: float) -> dict[str, Any]:
         else None,
         "requests": _i(row.get("requests")),
         "p99_enough": None if enough in (None, "") else str(enough) == "True",
-        "p99_margin": _f(row.get("p99_margin")),
-        "server_batch": _f(row.get("server_batch")),
+        "p99_margin": number(row.get("p99_margin")),
+        "server_batch": number(row.get("server_batch")),
     }
 
 
@@ -240,27 +186,6 @@ def _with_native(
         **point,
         "served_over_native": point["infer_per_s"] / base,
         "served_over_native_spread": ratio_fields(r) if r.df is not None else None,
-    }
-
-
-def capacity_spread(result: Mapping[str, Any], resolution: float) -> dict[str, Any] | None:
-    """The capacity's spread: the true capacity lies between the rate found within the SLA and the
-    first rate found beyond it (the search's bracket); without a rate beyond it, the search's
-    resolution stands for the bracket. relative: the bracket's width over the capacity. achieved:
-    the infer/s achieved at the rate found, n windows' mean, CV and 95 % interval
-    (capacity.achieved_spread; None where not recorded)."""
-    rps = _f(result.get("capacity_rps"))
-    if not rps:
-        return None
-    upper = _f(result.get("upper_rate"))
-    rel = (upper - rps) / rps if upper else resolution
-    return {
-        "method": "bracket",
-        "relative": rel,
-        "low": rps,
-        "high": upper or rps * (1 + rel),
-        # the infer/s achieved at that rate: its interval over perf_analyzer's windows there
-        "achieved": interval_spread(result, "achieved_infer_s"),
     }
 
 
@@ -417,14 +342,14 @@ def build(
         metrics = [
             {
                 "metric": str(r["metric"]),
-                "source": _f(r.get("source")),
-                "exported": _f(r.get("exported")),
-                "served": _f(r.get("served")),
-                "samples": _f(r.get("samples")),
+                "source": number(r.get("source")),
+                "exported": number(r.get("exported")),
+                "served": number(r.get("served")),
+                "samples": number(r.get("samples")),
                 # the same data through two paths: their difference is the figure's numeric noise
                 "spread": {
                     "method": "numeric",
-                    "relative": abs(_f(r.get("served_minus_source")) or 0.0),
+                    "relative": abs(number(r.get("served_minus_source")) or 0.0),
                 },
             }
             for r in rows(without_failure_records(acc, "metric"), key)
@@ -440,18 +365,18 @@ def build(
         if cap_result is not None:
             cap = {
                 "status": str(cap_result["status"]),
-                "rps": _f(cap_result.get("capacity_rps")),
-                "infer_per_s": _f(cap_result.get("capacity_infer_per_s")),
+                "rps": number(cap_result.get("capacity_rps")),
+                "infer_per_s": number(cap_result.get("capacity_infer_per_s")),
                 "batch": _i(cap_result.get("batch")),
-                "p50_us": _f(cap_result.get("p50_us")),
-                "p99_us": _f(cap_result.get("p99_us")),
+                "p50_us": number(cap_result.get("p50_us")),
+                "p99_us": number(cap_result.get("p99_us")),
                 "p99_budget_ms": float(cap_result.get("p99_budget_ms") or 0),
-                "upper_rps": _f(cap_result.get("upper_rate")),
+                "upper_rps": number(cap_result.get("upper_rate")),
                 "instances": _instances(config, device, pick),
                 "spread": capacity_spread(cap_result, float(cap_result.get("resolution") or 0.1)),
                 # the most foreign CPU load (cores) any rate of the search saw
                 "foreign_cpu": (
-                    _f(cap_rows["foreign_cpu"].cast(pl.Float64, strict=False).max())
+                    number(cap_rows["foreign_cpu"].cast(pl.Float64, strict=False).max())
                     if "foreign_cpu" in cap_rows.columns and cap_rows.height
                     else None
                 ),
@@ -498,7 +423,7 @@ def build(
                 "cost": {
                     "per_hour": price,
                     "per_million_inferences": cost_per_million(
-                        _f(cap["infer_per_s"]) if cap else None, per_hour, device
+                        number(cap["infer_per_s"]) if cap else None, per_hour, device
                     ),
                 },
                 "plan": plan(cap, plan_settings, price),

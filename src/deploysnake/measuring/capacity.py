@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..contracts import BREAKDOWN, PERF_ANALYZER_COLUMNS, REQUEST_RATE, Status, Target
+from ..contracts import BREAKDOWN, PERF_ANALYZER_COLUMNS, REQUEST_RATE, Status, Target, number
 from ..spread import interval_columns
 from .perf import COLUMNS
 
@@ -62,13 +62,6 @@ class Rate:
 
     def within(self, budget_us: float) -> bool:
         return self.status == Status.OK and self.p99_us is not None and self.p99_us <= budget_us
-
-
-def number(value: Any) -> float | None:
-    try:
-        return float(value) if value not in (None, "") else None
-    except (TypeError, ValueError):
-        return None
 
 
 def client_figures(output: str) -> tuple[float | None, float | None, int | None]:

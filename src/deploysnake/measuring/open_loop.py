@@ -30,7 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..contracts import Header, ServedSettings, Status, Target
+from ..contracts import Header, ServedSettings, Status, Target, number
 from ..failures import FormatFailure, write_failure_csv
 from ..server import TritonServer
 from ..underload import Expected
@@ -40,7 +40,6 @@ from .capacity import (
     client_figures,
     describe,
     kept_up,
-    number,
     search,
     summary,
 )
