@@ -54,8 +54,8 @@ PAIRS_FIRST = [
     ("max_queue_delay_us", "max_batch_size"),
     ("max_queue_delay_us", "preferred_batch_sizes"),
 ]
-# What the search measures at most, the start's pass aside: this share of the grid (every trial
-# measured counts, whichever strategy measured it).
+# What the search measures at most, the start's pass aside: this share of the grid (every trial of
+# the search's rounds counts, measured now or cached from an earlier search).
 TRIAL_SHARE = 0.10
 # Climbers: the untuned start and STARTS - 1 spread starting points.
 STARTS = 3
