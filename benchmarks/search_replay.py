@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--max-rounds", type=int, default=6, help="tuning.max_rounds")
     parser.add_argument(
         "--strategies",
-        default="joint,restarts,coordinate,hill_climb,restarts2,joint_restarts2,joint_pair",
+        default="joint,joint_1start,joint_2starts,joint_4starts,joint_triple,joint_single,restarts,coordinate,hill_climb,restarts2,joint_pair",
         help="comma-separated names of deploysnake.tuning.replay.VARIANTS",
     )
     parser.add_argument("--trials-csv", type=Path, help="a recorded brute-force trials.csv")

@@ -7,7 +7,8 @@ optimization level), named by a Paramspace-style id and measured by its own cach
 A strategy proposes trials in rounds, each round a Snakemake checkpoint planned from every trial
 measured before it (tuning.plan); one module per strategy, as Model Analyzer's config generators:
 - brute_force: the whole grid in round 0 (the reference);
-- joint (default): block coordinate search, batching x instances x threads swept jointly;
+- joint (default): block coordinate climbers from three starts, settings swept in pairs, held to a
+  tenth of the grid;
 - restarts: coordinate climbers from several spread starting points;
 - coordinate: one dimension a round around the best (stops at coordinate-wise optima);
 - hill_climb: the neighbours of the best, one step along any dimension.

@@ -77,6 +77,19 @@ def climb(
     first block's sweep around it; step S sweeps block S around the best of the climber's own
     trials: `blocks` once, then `then` cyclically (default: `blocks` again); a block with nothing new
     passes the step to the next."""
+    return climb_step(state, start, blocks, then, max_steps)[1]
+
+
+def climb_step(
+    state: SearchState,
+    start: dict[str, Any],
+    blocks: Sequence[tuple[str, ...]],
+    then: Sequence[tuple[str, ...]] | None = None,
+    max_steps: int = 200,
+) -> tuple[int, list[dict[str, Any]]]:
+    """climb's next step as (its place in the schedule, its trials not yet measured): the place
+    counts the blocks the climber has swept or passed, so one below len(blocks) is the first
+    pass's."""
     schedule = then if then is not None else blocks
 
     def block_at(step: int) -> tuple[str, ...]:
@@ -86,6 +99,7 @@ def climb(
 
     own: set[str] = set()
     for step in range(max_steps):
+        at = step
         if step == 0:
             proposals = [start, *sweep(start, blocks[0], state.space, state.fmt)]
         else:
@@ -98,11 +112,12 @@ def climb(
                     if trial_id(t) not in own
                 ]
                 if proposals:
+                    at = step + k
                     break
         if not proposals:
-            return []
+            return at, []
         ids = {trial_id(t) for t in proposals}
         if ids - state.done:
-            return [t for t in proposals if trial_id(t) not in state.done]
+            return at, [t for t in proposals if trial_id(t) not in state.done]
         own |= ids
-    return []
+    return max_steps, []
