@@ -101,6 +101,15 @@ def exported(recipe: Recipe, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     return paths
 
 
+@pytest.fixture(scope="session")
+def capacity_and_gate_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The finished run test_capacity and test_gate share (tests/served_run.py: its config, and why
+    one serves both). Neither changes it: each copies it before running anything in it."""
+    from . import served_run
+
+    return served_run.finished(tmp_path_factory.mktemp("capacity_and_gate"))
+
+
 def processes_named(name: str, under: Path | None = None) -> list[psutil.Process]:
     """The running processes called `name`; with `under`, only those whose command line names a
     path inside that folder (a test's own servers, not other work's on the same machine)."""
