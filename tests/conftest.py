@@ -59,6 +59,22 @@ def one_inductor_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
 
 
 @pytest.fixture(scope="session", autouse=True)
+def one_vega_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """One cache of the report's vega-embed bundle for the session's workflow runs (each runs in
+    its own folder, whose .cache/vega would have every report job build the bundle again, about
+    1.8 s each: deploysnake.report.charts.vega_bundle)."""
+    from deploysnake.report.charts import VEGA_CACHE_ENV
+
+    before = os.environ.get(VEGA_CACHE_ENV)
+    os.environ[VEGA_CACHE_ENV] = str(tmp_path_factory.mktemp("vega"))
+    yield
+    if before is None:
+        os.environ.pop(VEGA_CACHE_ENV, None)
+    else:
+        os.environ[VEGA_CACHE_ENV] = before
+
+
+@pytest.fixture(scope="session", autouse=True)
 def summaries_follow_their_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Every results/summary.json a test's workflow run wrote is checked against the summary's
     schema (src/deploysnake/summary.schema.json) once the session ends."""
