@@ -59,6 +59,22 @@ def one_inductor_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
 
 
 @pytest.fixture(scope="session", autouse=True)
+def one_vega_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """One cache of the report's vega-embed bundle for the session's workflow runs (each runs in
+    its own folder, whose .cache/vega would have every report job build the bundle again, about
+    1.8 s each: deploysnake.report.charts.vega_bundle)."""
+    from deploysnake.report.charts import VEGA_CACHE_ENV
+
+    before = os.environ.get(VEGA_CACHE_ENV)
+    os.environ[VEGA_CACHE_ENV] = str(tmp_path_factory.mktemp("vega"))
+    yield
+    if before is None:
+        os.environ.pop(VEGA_CACHE_ENV, None)
+    else:
+        os.environ[VEGA_CACHE_ENV] = before
+
+
+@pytest.fixture(scope="session", autouse=True)
 def summaries_follow_their_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Every results/summary.json a test's workflow run wrote is checked against the summary's
     schema (src/deploysnake/summary.schema.json) once the session ends."""
@@ -99,6 +115,15 @@ def exported(recipe: Recipe, tmp_path_factory: pytest.TempPathFactory) -> dict[s
                 recipe, PARAMS, paths["checkpoint"], fmt, paths[fmt], paths[f"{fmt}/io"], {}
             )
     return paths
+
+
+@pytest.fixture(scope="session")
+def capacity_and_gate_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The finished run test_capacity and test_gate share (tests/served_run.py: its config, and why
+    one serves both). Neither changes it: each copies it before running anything in it."""
+    from . import served_run
+
+    return served_run.finished(tmp_path_factory.mktemp("capacity_and_gate"))
 
 
 def processes_named(name: str, under: Path | None = None) -> list[psutil.Process]:

@@ -1,5 +1,6 @@
 """The capacity search end to end: the real workflow, tritonserver and perf_analyzer on the tiny
-digits model (onnx only), short windows, a coarse resolution and few rates."""
+digits model (onnx only), short windows, a coarse resolution and few rates (the finished run
+test_gate shares, tests/served_run.py)."""
 
 from __future__ import annotations
 
@@ -24,36 +25,15 @@ from browser import chart_summary, chromium_available, render_in_chromium
 from deploysnake.contracts import Target
 from deploysnake.measuring import capacity
 
+from . import served_run
 from .conftest import ROOT, snakemake
-from .faults.conftest import TINY, no_processes_left, processes_in, start
+from .faults.conftest import no_processes_left, processes_in, start
 
 RESULT = Path("results") / "capacity" / "digits" / "onnx" / "cpu"
 LOG = Path("logs") / "capacity" / "digits" / "onnx" / "cpu.log"
-CONFIG: dict[str, Any] = {
-    **json.loads(json.dumps(TINY)),
-    "formats": ["onnx"],
-    "cost": {"per_hour": {"cpu": 0.10}},
-}
-# the other perf sweeps cut to one point each: this module measures the capacity search
-# this module checks the search's mechanics, not figures: a shared machine's foreign load must not
-# turn every rate into "disturbed" (perf.max_foreign_cpu, a measurement's guard)
-CONFIG["perf"]["max_foreign_cpu"] = 64
-CONFIG["perf"]["offline"] = {"batch_sizes": [1], "concurrency": [1]}
-CONFIG["perf"]["online"] = {"concurrency": [1]}
-CONFIG["perf"]["capacity"] = {
-    "formats": ["onnx"],
-    # Where p99 crosses it: on a quiet 2-core machine p99 stayed within 2-7 ms up to 3,200 req/s and
-    # read 19.7 ms at 6,400 (CI, 2026-12-07), so the bracket closes at 6,400 at the latest and
-    # bisection runs; with 20 ms bracketing went on to 12,800 req/s, a rate perf_analyzer cannot
-    # issue (it grew to 23.5 GB before the kernel killed it; perf.client_memory_limit_mb stops it now).
-    "p99_budget_ms": 10,
-    "start_rate": 100,
-    "max_rate": 100000,
-    "resolution": 0.5,  # coarse: one or two bisection steps
-    "max_measurements": 8,
-    "measurement_interval_ms": 500,
-    "stability_percentage": 100,  # loose: on a loaded machine 60 % left every rate unstable once
-}
+# the shared run's config (test_gate's too): digits, onnx only, one offline and one online point,
+# and a capacity search with a p99 budget of 10 ms from 100 req/s, at most 8 rates, 500 ms windows
+CONFIG: dict[str, Any] = served_run.CONFIG
 
 
 def write(workdir: Path, config: dict[str, Any]) -> None:
@@ -82,11 +62,9 @@ def rate_files(workdir: Path) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def searched(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    workdir = tmp_path_factory.mktemp("capacity")
-    write(workdir, CONFIG)
-    run(workdir)
-    return workdir
+def searched(capacity_and_gate_run: Path) -> Path:
+    """The finished run, shared with test_gate: the tests here read it, or copy it (`copy`)."""
+    return capacity_and_gate_run
 
 
 @pytest.fixture

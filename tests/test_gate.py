@@ -3,7 +3,8 @@ baseline run's summary (results/gate.json, a failing run's non-zero exit after i
 capacity plan, and the CI examples' command lines.
 
 End to end, small workflow runs of the digits model (onnx only, one perf point each, a short
-capacity search): the first is the baseline; the second serves a checkpoint with perturbed weights
+capacity search): the first is the baseline (the run test_capacity shares, tests/served_run.py);
+the second serves a checkpoint with perturbed weights
 and must fail the gate on accuracy; a third measures the same model again (a copy of the first run
 whose perf and capacity jobs re-run) against the first run's release archive and must pass, every
 difference within its threshold or its noise. The CI examples' commands then run the first run's
@@ -31,38 +32,17 @@ from deploysnake.contracts import Status
 from deploysnake.errors import UserError
 from deploysnake.spread import capacity_spread, p99_spread, stability_spread
 
+from . import served_run
 from .conftest import ROOT, snakemake
-from .faults.conftest import TINY, no_processes_left
+from .faults.conftest import no_processes_left
 
-CONFIG: dict[str, Any] = {
-    **copy.deepcopy(TINY),
-    "formats": ["onnx"],
-    "cost": {"per_hour": {"cpu": 0.10}},
-    "plan": {"target_rps": 300, "scale": "instances"},
-}
-CONFIG["perf"]["max_foreign_cpu"] = 64  # the gate is tested here, not the machine's quiet
-CONFIG["perf"]["offline"] = {"batch_sizes": [16], "concurrency": [1]}
-CONFIG["perf"]["online"] = {"concurrency": [1]}
-CONFIG["perf"]["capacity"] = {
-    "formats": ["onnx"],
-    "p99_budget_ms": 50,  # generous: the first rates hold on a loaded 2-core machine
-    "start_rate": 50,
-    "resolution": 0.5,
-    "max_measurements": 3,
-    "measurement_interval_ms": 300,
-    "stability_percentage": 100,
-}
+# the first run's config (test_capacity's too): digits, onnx only, one offline and one online point,
+# a capacity search, a cost and a plan for 300 req/s as instances on one server
+CONFIG: dict[str, Any] = served_run.CONFIG
 CI_FILES = {
     "github": ROOT / "examples" / "ci" / "github-actions.yml",
     "gitlab": ROOT / "examples" / "ci" / "gitlab-ci.yml",
 }
-
-
-def _run(workdir: Path, config: dict[str, Any], check: bool = True) -> Any:
-    (workdir / "c.yaml").write_text(yaml.safe_dump(config))
-    return snakemake(
-        "--cores", "2", "--configfile", "c.yaml", cwd=workdir, check=check, timeout=1200
-    )
 
 
 def _summaries(*workdirs: Path) -> list[Path]:
@@ -70,12 +50,10 @@ def _summaries(*workdirs: Path) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def first(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The baseline run (default target: report, summary, gate without baseline, gate check)."""
-    workdir = tmp_path_factory.mktemp("gate_first")
-    _run(workdir, CONFIG)
-    no_processes_left(workdir)
-    return workdir
+def first(capacity_and_gate_run: Path) -> Path:
+    """The baseline run (default target: report, summary, gate without baseline, gate check,
+    release), shared with test_capacity: the tests here copy it before running anything in it."""
+    return capacity_and_gate_run
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +70,7 @@ def degraded(first: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pat
     config = copy.deepcopy(CONFIG)
     config["models"]["digits"]["checkpoint"] = str(workdir / "degraded.pt")
     config["baseline"] = str(first / "results" / "summary.json")
-    done = _run(workdir, config, check=False)
+    done = served_run.run(workdir, config, check=False)
     no_processes_left(workdir)
     return workdir, done
 

@@ -10,9 +10,33 @@ formatting and escaping every step shares.
 
 from __future__ import annotations
 
-from .page import OPEN_MODELS, PACK_ABOVE_BYTES, best_html, build_report
-from .sections import side_by_side_gain
-from .text import anchor, script_json
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .page import OPEN_MODELS, PACK_ABOVE_BYTES, best_html, build_report
+    from .sections import side_by_side_gain
+    from .text import anchor, script_json
+
+# Each name from the module that defines it, imported when first asked for: the summary, deploy,
+# release and gate jobs read report.load and report.frames (polars) and would otherwise import the
+# page and its charts (altair), a fresh Python process per job.
+_WHERE = {
+    "OPEN_MODELS": "page",
+    "PACK_ABOVE_BYTES": "page",
+    "best_html": "page",
+    "build_report": "page",
+    "side_by_side_gain": "sections",
+    "anchor": "text",
+    "script_json": "text",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+
 
 __all__ = [
     "OPEN_MODELS",

@@ -6,8 +6,13 @@ with the vega-embed bundle inlined once (vega_bundle).
 
 from __future__ import annotations
 
+import contextlib
+import importlib.metadata
+import os
 import re
+import tempfile
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, cast
 
 import altair as alt
@@ -24,6 +29,14 @@ CONCURRENCY_DASH = alt.StrokeDash("concurrency:N", title="concurrency")
 EMBED_OPTIONS = {"renderer": "svg", "actions": False}  # svg so a DOM dump shows the marks
 
 Figure = dict[str, Any]  # title, and id plus spec (inert JSON), or note: what charts.html.j2 shows
+
+# The vega-embed bundle, kept between report jobs (each a fresh process): vl_convert builds it in
+# about 1.8 s, the most of a small report's build (cProfile), and always the same for one vl_convert
+# and Vega-Lite version, which name the file. DEPLOYSNAKE_VEGA_CACHE where set (the test suite shares
+# one for its session), else under the working directory (the project's folder, ignored by git), as
+# export.aoti keeps Inductor's cache.
+VEGA_CACHE_ENV = "DEPLOYSNAKE_VEGA_CACHE"
+VEGA_CACHE = Path(".cache") / "vega"
 
 
 class Charts:
@@ -58,11 +71,38 @@ def vega_bundle() -> tuple[str, str]:
     import vl_convert as vlc
     from altair.utils._importers import vl_version_for_vl_convert
 
-    # vl_convert's stub marks snippet required; at run time it defaults to the global-window snippet.
-    javascript_bundle = cast(Callable[..., str], vlc.javascript_bundle)
-    bundle = javascript_bundle(vl_version=vl_version_for_vl_convert())
+    vl_version = vl_version_for_vl_convert()
+    cached = Path(os.environ.get(VEGA_CACHE_ENV) or VEGA_CACHE) / (
+        f"vl-convert-{importlib.metadata.version('vl-convert-python')}-vega-lite-{vl_version}.js"
+    )
+    try:
+        bundle = cached.read_text(encoding="utf-8")
+    except OSError:  # none yet (or not readable): built, and kept for the next report job
+        # vl_convert's stub marks snippet required; at run time it defaults to the global-window
+        # snippet.
+        javascript_bundle = cast(Callable[..., str], vlc.javascript_bundle)
+        bundle = javascript_bundle(vl_version=vl_version)
+        _keep(cached, bundle)
     # The bundle holds no '</script' today; make sure a future one cannot end our <script> early.
     return alt.SCHEMA_VERSION, re.sub(r"</(script)", r"<\\/\1", bundle, flags=re.IGNORECASE)
+
+
+def _keep(path: Path, text: str) -> None:
+    """text written to path whole or not at all (a temporary file renamed over it: a job beside
+    this one reads either no file or the whole bundle); a cache that cannot be written is skipped."""
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # as open() would create it (mkstemp's is 0600)
+            os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
 
 
 def records(df: pl.DataFrame) -> alt.Data:

@@ -14,7 +14,6 @@ from typing import Any
 from markupsafe import Markup
 
 from ..selection import over_memory
-from .sections import render
 
 # (heading, field) of the table's figures, in order.
 COLUMNS = [
@@ -111,4 +110,6 @@ def section(
         if max_memory_mb and max_memory_mb > 0
         else "no memory limit (selection.max_memory_mb 0)"
     )
+    from .sections import render  # here: the summary job reads this module, not the charts
+
     return render("coldstart.html.j2", head=head, rows=body, limit=limit)
