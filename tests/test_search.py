@@ -290,3 +290,17 @@ def test_chosen_knobs_reach_config_pbtxt_and_the_bundled_runner_reads_them(tmp_p
     assert not plain.parameters and not plain.HasField("optimization")
     torch = runtime_parameters("torchscript_trace", triton)
     assert torch == {"INTRA_OP_THREAD_COUNT": "1", "INTER_OP_THREAD_COUNT": "2"}
+
+
+def test_joint_plans_a_space_that_omits_the_runtime_knobs() -> None:
+    """A space without the knobs (each then has its default as its one option, space.full_space)
+    plans the start's pass as a full space would."""
+    from deploysnake.tuning import joint
+    from deploysnake.tuning.space import full_space
+    from deploysnake.tuning.state import SearchState
+
+    space = {"dynamic_batching": [False, True], "instances": [1, 2], "runtime_threads": [0, 1]}
+    start = {d: options[0] for d, options in full_space(space).items()}
+    partial = joint.propose(SearchState(space, start, [], 0, 1e9))
+    full = joint.propose(SearchState(full_space(space), start, [], 0, 1e9))
+    assert partial and sorted(map(str, partial)) == sorted(map(str, full))

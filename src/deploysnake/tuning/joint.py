@@ -35,7 +35,7 @@ from typing import Any
 from ..contracts import Status
 from .coordinate import SWEEP_ORDER, climb_step
 from .restarts import spread_starts
-from .space import grid, parse_trial, trial_id
+from .space import full_space, grid, parse_trial, trial_id
 from .state import SearchState
 
 BLOCKS = [
@@ -115,13 +115,14 @@ def propose(
     climbers' order, each step's most promising trials first."""
     blocks = blocks if blocks is not None else BLOCKS
     schedule = pairs(state.space)
+    space = full_space(state.space)  # the pass sweeps a dimension the space omits at its default
     budget = int(share * grid_size(state.space, state.fmt)) - len(state.done)
     found: dict[str, dict[str, Any]] = {}
     for k, origin in enumerate(spread_starts(state.space, state.start, starts, state.fmt)):
         at, trials = climb_step(state, origin, blocks, schedule)
         if k == 0 and at < len(blocks):  # the start's pass: whole, the rest of it held back
             found.update((trial_id(t), t) for t in trials)
-            budget -= sum(math.prod(len(state.space[d]) for d in b) for b in blocks[at + 1 :])
+            budget -= sum(math.prod(len(space[d]) for d in b) for b in blocks[at + 1 :])
             continue
         block = blocks[at] if at < len(blocks) else schedule[(at - len(blocks)) % len(schedule)]
         trials = sorted(trials, key=lambda t: -promise(state, t, block))
