@@ -60,6 +60,11 @@ def measured(exported: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
                 running, Target("digits", fmt, "cpu"), base / model_dir.name, io, inputs, WARMUP
             )
             served = infer_served(running, model_dir.name, io, inputs, 30.0, 64)
+            # A deadline no answer can meet: the job's failure says so and names the key to raise.
+            with pytest.raises(
+                FormatFailure, match=r"within 1e-06 s \(triton\.request_timeout_s\)"
+            ):
+                infer_served(running, model_dir.name, io, inputs, 1e-6, 64)
         local = ArtifactRuntime(exported[fmt], fmt, ["image"], ["logits"])(inputs)
         np.testing.assert_allclose(served["logits"], local["logits"], rtol=1e-6, atol=1e-6)
         assert f"successfully loaded '{model_dir.name}'" in log.read_text()

@@ -14,7 +14,7 @@ import tritonclient.grpc as grpcclient
 from numpy.typing import NDArray
 
 from . import dtypes, shapes
-from .coldstart import request_inputs
+from .coldstart import answer_deadline, request_inputs
 from .contracts import ServedSettings, Status, Target
 from .frameworks import source_model
 from .plugins import Recipe, pad_concat, validation_batches
@@ -49,11 +49,15 @@ def infer_served(
 ) -> dict[str, NDArray[Any]]:
     """One request of named inputs (the model's shapes); the outputs in the model's shapes, matched
     by name. max_batch_size: the served config's; a tensor declared dims [1] with reshape [] is sent
-    with its [1] axis and read back without it (shapes.to_served / from_served)."""
+    with its [1] axis and read back without it (shapes.to_served / from_served).
+
+    Raises FormatFailure (naming triton.request_timeout_s) where no answer came within timeout_s
+    seconds; tritonclient's InferenceServerException for any other refusal."""
     client = grpcclient.InferenceServerClient(server.grpc_url)
     try:
         requests = request_inputs(io, inputs, max_batch_size)
-        result = client.infer(model_name, requests, client_timeout=timeout_s)
+        with answer_deadline(server, model_name, timeout_s):
+            result = client.infer(model_name, requests, client_timeout=timeout_s)
         return {
             t["name"]: shapes.from_served(_as_str(result.as_numpy(t["name"])), t, max_batch_size)
             for t in io["outputs"]
@@ -136,7 +140,12 @@ def evaluate(
         server.check_alive()
         served.append(
             infer_served(
-                server, model_name, io, batch["inputs"], 60.0, served_settings.max_batch_size
+                server,
+                model_name,
+                io,
+                batch["inputs"],
+                server.request_timeout_s,
+                served_settings.max_batch_size,
             )
         )
         exported.append(runtime(batch["inputs"]))

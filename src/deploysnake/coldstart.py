@@ -21,11 +21,12 @@ The request is the first validation sample (the whole first batch for an unbatch
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import statistics
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,25 @@ def _gpu_mb(pid: int) -> float | None:
     return sum(mb for p, mb in found if p in pids)
 
 
+@contextlib.contextmanager
+def answer_deadline(server: TritonServer, model_name: str, timeout_s: float) -> Iterator[None]:
+    """Around one request to `model_name` sent with client_timeout=timeout_s (s): gRPC's
+    DEADLINE_EXCEEDED becomes the format's FormatFailure, naming the limit and its key
+    (triton.request_timeout_s), with the server log's end; any other InferenceServerException
+    passes."""
+    try:
+        yield
+    except InferenceServerException as exc:
+        if exc.status() != "StatusCode.DEADLINE_EXCEEDED":
+            raise
+        raise FormatFailure(
+            f"the server did not answer a request to {model_name} within {timeout_s:g} s "
+            f"(triton.request_timeout_s): raise it for a model this slow on this machine, or see "
+            f"why in the server log {server.log_path}",
+            server.tail(),
+        ) from exc
+
+
 class _Session:
     """One gRPC client on the running server: timed loads and requests of one model."""
 
@@ -136,7 +156,8 @@ class _Session:
 
     def infer(self) -> float:
         started = time.perf_counter()
-        self.client.infer(self.name, self.request, client_timeout=60.0)
+        with answer_deadline(self.server, self.name, self.server.request_timeout_s):
+            self.client.infer(self.name, self.request, client_timeout=self.server.request_timeout_s)
         return (time.perf_counter() - started) * 1e3
 
     def unload(self) -> None:

@@ -193,12 +193,15 @@ class TritonServer:
         readiness_timeout_s: float = 120.0,
         ports: dict[str, int] | None = None,
         extra_args: list[str] | None = None,
+        request_timeout_s: float = 300.0,
     ) -> None:
         self.repository = Path(repository).resolve()
         self.binary = binary
         self.log_path = Path(log_path)
         self.host = host
         self.readiness_timeout_s = readiness_timeout_s
+        # s one request of a job that sends its own (accuracy, cold start) may wait for its answer
+        self.request_timeout_s = request_timeout_s
         self.ports = ports or {}  # http_port/grpc_port/metrics_port; 0 or absent: a free port
         self.extra_args = extra_args or []
         self.process: subprocess.Popen[bytes] | None = None
@@ -500,6 +503,7 @@ def from_settings(
         triton["readiness_timeout_s"],
         ports,
         extra_args,
+        triton["request_timeout_s"],
     )
 
 
