@@ -15,6 +15,7 @@ import pytest
 
 from deploysnake import checkpoint, export, onnx_variants
 from deploysnake.formats import ARTIFACTS, ONNX_VARIANTS
+from deploysnake.frameworks import ModelSource
 from deploysnake.plugins import Recipe, load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,7 +113,11 @@ def exported(recipe: Recipe, tmp_path_factory: pytest.TempPathFactory) -> dict[s
             )
         else:
             export.export(
-                recipe, PARAMS, paths["checkpoint"], fmt, paths[fmt], paths[f"{fmt}/io"], {}
+                ModelSource(recipe, PARAMS, paths["checkpoint"]),
+                fmt,
+                paths[fmt],
+                paths[f"{fmt}/io"],
+                {},
             )
     return paths
 

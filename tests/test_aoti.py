@@ -17,7 +17,7 @@ from google.protobuf import text_format
 
 from deploysnake import checkpoint, correctness, export, sources
 from deploysnake.errors import UserError
-from deploysnake.frameworks import source_model
+from deploysnake.frameworks import ModelSource, source_model
 from deploysnake.plugins import Recipe, load_recipe, validation_batches
 from deploysnake.report import load as report_load
 from deploysnake.repository import read_config, write_repository
@@ -40,7 +40,11 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
     checkpoint.make_checkpoint(recipe, PARAMS, None, out / "model.pt")
     (out / "aoti").mkdir()
     export.export(
-        recipe, PARAMS, out / "model.pt", "aoti", out / "aoti/model.pt2", out / "aoti/io.json", {}
+        ModelSource(recipe, PARAMS, out / "model.pt"),
+        "aoti",
+        out / "aoti/model.pt2",
+        out / "aoti/io.json",
+        {},
     )
     return out
 
@@ -81,7 +85,11 @@ def export_aoti(recipe: Recipe, params: dict[str, Any], folder: Path) -> None:
     """The recipe's checkpoint (folder/model.pt) and its aoti export (folder/model.pt2, io.json)."""
     checkpoint.make_checkpoint(recipe, params, None, folder / "model.pt")
     export.export(
-        recipe, params, folder / "model.pt", "aoti", folder / "model.pt2", folder / "io.json", {}
+        ModelSource(recipe, params, folder / "model.pt"),
+        "aoti",
+        folder / "model.pt2",
+        folder / "io.json",
+        {},
     )
 
 
@@ -116,9 +124,7 @@ def test_aoti_correctness_verdict_carries_the_build_time(compiled: Path, tmp_pat
     export's build time, which the report's per-format table shows as `build s`."""
     recipe = load_recipe(compiled / "recipe")
     verdict = correctness.check(
-        recipe,
-        PARAMS,
-        compiled / "model.pt",
+        ModelSource(recipe, PARAMS, compiled / "model.pt"),
         "masked_encoder",
         "aoti",
         compiled / "aoti/model.pt2",

@@ -11,6 +11,7 @@ import pytest
 
 from deploysnake import checkpoint, export
 from deploysnake.errors import UserError
+from deploysnake.frameworks import ModelSource
 from deploysnake.plugins import check_contract, load_recipe
 
 from .conftest import ROOT, snakemake
@@ -35,9 +36,7 @@ def test_the_test_model_goes_through_the_contract(tmp_path: Path) -> None:
     check_contract(recipe, PARAMS)
     checkpoint.make_checkpoint(recipe, PARAMS, None, tmp_path / "model.pt")
     export.export(
-        recipe,
-        PARAMS,
-        tmp_path / "model.pt",
+        ModelSource(recipe, PARAMS, tmp_path / "model.pt"),
         "onnx",
         tmp_path / "model.onnx",
         tmp_path / "io.json",

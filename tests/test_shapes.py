@@ -12,6 +12,7 @@ from google.protobuf import text_format
 
 from deploysnake import checkpoint, export, shapes
 from deploysnake.errors import UserError
+from deploysnake.frameworks import ModelSource
 from deploysnake.plugins import load_recipe
 from deploysnake.repository import build_config
 from deploysnake.runtime import ArtifactRuntime
@@ -125,9 +126,7 @@ def names_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ("onnx", "model.onnx"),
     ):
         export.export(
-            recipe,
-            params,
-            out / "model.pt",
+            ModelSource(recipe, params, out / "model.pt"),
             fmt,
             out / name,
             out / f"{fmt}.json",

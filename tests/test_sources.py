@@ -31,6 +31,7 @@ import yaml
 from deploysnake import checkpoint, export, repository
 from deploysnake.configuration import plan_formats, validate
 from deploysnake.formats import cpu_has_float16_arithmetic
+from deploysnake.frameworks import ModelSource
 from deploysnake.plugins import load_recipe
 from deploysnake.runtime import ArtifactRuntime
 from deploysnake.sources import load_settings
@@ -124,7 +125,11 @@ def digits_model_directory(folder: Path) -> Path:
     work.mkdir(parents=True)
     checkpoint.make_checkpoint(recipe, params, None, work / "model.pt")
     export.export(
-        recipe, params, work / "model.pt", "onnx", work / "model.onnx", work / "io.json", {}
+        ModelSource(recipe, params, work / "model.pt"),
+        "onnx",
+        work / "model.onnx",
+        work / "io.json",
+        {},
     )
     triton = {"max_batch_size": 32, "dynamic_batching": {"enabled": True}, "instances": {"cpu": 1}}
     return repository.write_repository(

@@ -11,6 +11,7 @@ import torch
 
 from deploysnake import checkpoint, correctness, frameworks, repository
 from deploysnake.errors import UserError
+from deploysnake.frameworks import ModelSource
 from deploysnake.plugins import Recipe
 from deploysnake.runtime import ArtifactRuntime
 
@@ -76,9 +77,7 @@ def test_export_describes_io_and_passes_correctness(
     ]
     tolerances = {**TOLERANCE, "formats": FORMAT_TOLERANCE}
     verdict = correctness.check(
-        recipe,
-        PARAMS,
-        exported["checkpoint"],
+        ModelSource(recipe, PARAMS, exported["checkpoint"]),
         "digits",
         fmt,
         exported[fmt],
@@ -112,9 +111,7 @@ def test_too_tight_tolerance_fails_with_the_error(
 ) -> None:
     tight = {**TOLERANCE, "default": {"atol": 0.0, "rtol": 0.0}}
     verdict = correctness.check(
-        recipe,
-        PARAMS,
-        exported["checkpoint"],
+        ModelSource(recipe, PARAMS, exported["checkpoint"]),
         "digits",
         "onnx",
         exported["onnx"],
@@ -251,18 +248,14 @@ def test_legacy_onnx_exporter_is_selectable(
 
     artifact, io_json = tmp_path / "model.onnx", tmp_path / "io.json"
     export.export(
-        recipe,
-        PARAMS,
-        exported["checkpoint"],
+        ModelSource(recipe, PARAMS, exported["checkpoint"]),
         "onnx",
         artifact,
         io_json,
         {"onnx_exporter": "legacy", "onnx_opset": 17},
     )
     verdict = correctness.check(
-        recipe,
-        PARAMS,
-        exported["checkpoint"],
+        ModelSource(recipe, PARAMS, exported["checkpoint"]),
         "digits",
         "onnx",
         artifact,

@@ -16,8 +16,8 @@ from numpy.typing import NDArray
 from . import dtypes, shapes
 from .coldstart import answer_deadline, request_inputs
 from .contracts import ServedSettings, Status, Target
-from .frameworks import source_model
-from .plugins import Recipe, pad_concat, validation_batches
+from .frameworks import ModelSource
+from .plugins import pad_concat, validation_batches
 from .runtime import ArtifactRuntime
 from .server import TritonServer
 
@@ -99,9 +99,7 @@ def _concat(parts: list[dict[str, NDArray[Any]]], io: dict[str, Any]) -> dict[st
 
 
 def evaluate(
-    recipe: Recipe,
-    params: dict[str, Any],
-    checkpoint: str | Path,
+    source: ModelSource,
     server: TritonServer,
     target: Target,
     served_settings: ServedSettings,
@@ -110,16 +108,16 @@ def evaluate(
     batch_size: int,
     dump: str | Path,
     output: str | Path,
-    framework: str = "torch",
     provenance: dict[str, str] | None = None,
     tolerances: dict[str, Any] | None = None,
     batches: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """`target`'s validation split through the server, sent to served_settings.model_name,
+    """`source`'s validation split (its recipe's dataloader) through the server, sent to
+    served_settings.model_name as `target`,
     batch_size samples per request (served_settings.max_batch_size 0: each dataloader batch is one
     whole request); writes the dump (.npz: ids, labels and
-    <source|exported|served>/<output>) and the metrics CSV (one row per metric: source,
-    exported, served); returns its rows.
+    <source|exported|served>/<output>) and the metrics CSV (one row per metric: the source
+    model's, the exported artifact's in process and the served one's); returns its rows.
 
     tolerances: the correctness section (atol/rtol per output and format); where the served outputs
     differ from the exported artifact's in-process outputs beyond them, the rows have status
@@ -131,10 +129,11 @@ def evaluate(
     fmt, model_name = target.format, served_settings.model_name
     io = json.loads(Path(io_json).read_text())
     names_in, names_out = [t["name"] for t in io["inputs"]], [t["name"] for t in io["outputs"]]
-    source = source_model(framework, recipe, params, checkpoint)
+    recipe = source.recipe
+    run_source = source.runner()
     runtime = ArtifactRuntime(artifact, fmt, names_in, names_out)
     if batches is None:
-        batches = validation_batches(recipe, params, batch_size)
+        batches = validation_batches(recipe, source.params, batch_size)
     served, exported, reference, ids, labels = [], [], [], [], []
     for k, batch in enumerate(batches, start=1):
         server.check_alive()
@@ -149,7 +148,7 @@ def evaluate(
             )
         )
         exported.append(runtime(batch["inputs"]))
-        reference.append(source(batch["inputs"]))
+        reference.append(run_source(batch["inputs"]))
         ids.append(np.asarray(batch["ids"]))
         labels.append(np.asarray(batch["labels"]))
         if k % 10 == 0 or k == len(batches):

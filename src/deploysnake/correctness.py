@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 from . import isolated, shapes, sources
 from .contracts import Status
 from .formats import FORMATS
-from .frameworks import source_model
+from .frameworks import ModelSource, source_model
 from .plugins import Recipe, load_recipe, pad_concat, validation_batches
 from .runtime import ArtifactRuntime
 from .tolerance import compare, tolerance
@@ -29,22 +29,19 @@ def runtime_name(fmt: str) -> str:
 
 
 def check(
-    recipe: Recipe,
-    params: dict[str, Any],
-    checkpoint: str | Path,
+    source: ModelSource,
     model_name: str,
     fmt: str,
     artifact: str | Path,
     io_json: str | Path,
     settings: dict[str, Any],
     output: str | Path,
-    framework: str = "torch",
-    model_settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The verdict of one model x format, written to `output` (JSON) and returned.
+    """The verdict of one model x format, written to `output` (JSON) and returned. settings: the
+    correctness section (tolerances, batches, timeout_s).
 
-    model_settings: the model's config entry (models.<name>); the child process rebuilds the recipe
-    from it (an exported source's recipe has no files to load), else from the recipe's files.
+    The child process rebuilds the recipe from source.settings (the model's config entry: an
+    exported source's recipe has no files to load), else from the recipe's files.
 
     The artifact runs in a child process (deploysnake.isolated) bounded by `settings["timeout_s"]`
     (default 600 s): an exception, a crash of the runtime (SIGSEGV) or a timeout is a failed verdict
@@ -54,6 +51,7 @@ def check(
     build_seconds (the export's wall time from io.json; None where it was not recorded), and where
     found source_nondeterministic {output: max abs diff of two source runs}, warnings [str],
     log_excerpt."""
+    recipe, model_settings = source.recipe, source.settings
     io = json.loads(Path(io_json).read_text())
     base = {"model": model_name, "format": fmt, "passed": False, "samples": 0, "outputs": {}}
     if io.get("status") == Status.FAILED:
@@ -79,14 +77,14 @@ def check(
             "recipe_folder": str(recipe.folder),
             "recipe_files": files,
             "model_settings": model_settings,
-            "params": params,
-            "checkpoint": str(checkpoint),
+            "params": source.params,
+            "checkpoint": str(source.checkpoint),
             "model_name": model_name,
             "fmt": fmt,
             "artifact": str(artifact),
             "io": io,
             "settings": settings,
-            "framework": framework,
+            "framework": source.framework,
         },
         float(settings.get("timeout_s", 600)),
     )

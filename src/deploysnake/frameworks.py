@@ -11,6 +11,7 @@ import pickle
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,7 @@ from numpy.typing import NDArray
 
 from .errors import UserError
 from .plugins import Recipe
-from .sources.description import source_runner
+from .sources.description import load_settings, source_runner
 from .sources.kinds import KINDS as SOURCE_KINDS
 
 if TYPE_CHECKING:
@@ -32,6 +33,39 @@ CHECKPOINT_NAMES = {
     **dict.fromkeys(SOURCE_KINDS, "source.json"),
 }
 SourceModel = Callable[[dict[str, NDArray[Any]]], dict[str, NDArray[Any]]]
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """What one model is built from, for the stages that run it beside its artifact (export,
+    correctness, accuracy): its recipe (an exported file's: the recipe sources.description makes of
+    it), the recipe's params, the checkpoint (a recipe's weights file; a given file's source.json,
+    CHECKPOINT_NAMES), the framework (torch, keras or a source kind, sources.kinds) and, where it
+    comes from the config, the model's entry (models.<name>), from which a child process rebuilds the
+    recipe (an exported source's recipe has no files of its own)."""
+
+    recipe: Recipe
+    params: dict[str, Any]
+    checkpoint: Path
+    framework: str = "torch"
+    settings: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, settings: dict[str, Any], checkpoint: str | Path) -> ModelSource:
+        """The source of a model's validated config entry (models.<name>: params and framework
+        filled by configuration.validate) and its checkpoint. Raises UserError for a recipe
+        or exported file that cannot be loaded (sources.description.load_settings)."""
+        return cls(
+            load_settings(settings),
+            settings["params"],
+            Path(checkpoint),
+            settings["framework"],
+            settings,
+        )
+
+    def runner(self) -> SourceModel:
+        """The source model as a callable on named numpy inputs (source_model)."""
+        return source_model(self.framework, self.recipe, self.params, self.checkpoint)
 
 
 # Where training code puts the model's state_dict in the dict it saves (PyTorch's "Saving and loading

@@ -3,16 +3,16 @@ from pathlib import Path
 
 from deploysnake import accuracy, coldstart, job, provenance, server
 from deploysnake.contracts import ServedSettings, Target
+from deploysnake.frameworks import ModelSource
 from deploysnake.plugins import validation_batches
-from deploysnake.sources.description import load_settings
 
 
 def main(sm):
     w, settings, triton = sm.wildcards, sm.params.settings, sm.params.server
-    recipe = load_settings(settings)
+    source = ModelSource.of(settings, sm.input.checkpoint)
     # The served configuration's (a tuned one's too): max_batch_size 0 sends each batch whole.
     target, served = Target.of(w), ServedSettings.read(sm.input.served_settings)
-    batches = validation_batches(recipe, settings["params"], sm.params.batch_size)
+    batches = validation_batches(source.recipe, source.params, sm.params.batch_size)
     # Started with no model: the cold start is measured first, then the model stays loaded.
     with server.from_settings(
         sm.input.repository, triton, sm.log.server, server.EXPLICIT
@@ -27,9 +27,7 @@ def main(sm):
         )
         coldstart.write(figures, sm.output.coldstart)
         accuracy.evaluate(
-            recipe,
-            settings["params"],
-            sm.input.checkpoint,
+            source,
             running,
             target,
             served,
@@ -38,7 +36,6 @@ def main(sm):
             sm.params.batch_size,
             sm.output.dump,
             sm.output.csv,
-            settings["framework"],
             provenance.of_job(sm),
             tolerances=sm.params.tolerances,
             batches=batches,

@@ -1,23 +1,16 @@
 from deploysnake import correctness, job
-from deploysnake.sources.description import load_settings
+from deploysnake.frameworks import ModelSource
 
 
 def main(sm):
-    settings = sm.params.settings
-    recipe = load_settings(settings)
-    fmt = sm.wildcards.format
     correctness.check(
-        recipe,
-        settings["params"],
-        sm.input.checkpoint,
+        ModelSource.of(sm.params.settings, sm.input.checkpoint),
         sm.wildcards.model,
-        fmt,
+        sm.wildcards.format,
         sm.input.artifact,
         sm.input.io,
         sm.params.tolerances,
         sm.output[0],
-        settings["framework"],
-        model_settings=settings,
     )
 
 

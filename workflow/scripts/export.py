@@ -1,19 +1,14 @@
 from deploysnake import export, job
-from deploysnake.sources.description import load_settings
+from deploysnake.frameworks import ModelSource
 
 
 def main(sm):
-    settings = sm.params.settings
-    recipe = load_settings(settings)
     export.export(
-        recipe,
-        settings["params"],
-        sm.input.checkpoint,
+        ModelSource.of(sm.params.settings, sm.input.checkpoint),
         sm.params.fmt,
         sm.output.artifact,
         sm.output.io,
         sm.params.options,
-        framework=settings["framework"],
         savedmodel=sm.input.get("savedmodel"),
     )
 

@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 from .. import dtypes, modelfiles, shapes, sources
 from ..contracts import Status
 from ..errors import UserError
-from ..frameworks import load_state
+from ..frameworks import ModelSource, load_state
 from ..plugins import Recipe
 from .aoti import compile_aoti, export_aoti
 from .to_onnx import (
@@ -110,17 +110,25 @@ def _probe(
 
 
 def export(
-    recipe: Recipe,
-    params: dict[str, Any],
-    checkpoint: str | Path,
+    source: ModelSource,
     fmt: str,
     artifact: str | Path,
     io_json: str | Path,
     options: dict[str, Any],
-    framework: str = "torch",
     savedmodel: str | Path | None = None,
 ) -> None:
-    """Export one format; keras models export a SavedModel, and ONNX from that SavedModel."""
+    """Export one format of `source` to `artifact`, its IO description (dims, dtypes, batch axes,
+    build_seconds: the export's wall time in s) to `io_json`; keras models export a SavedModel, and
+    ONNX from that SavedModel (`savedmodel`). options: the export section (onnx_opset,
+    onnx_exporter, batched). An exporter's exception is recorded in io_json as a failed export, not
+    raised; UserError for a format the framework has no exporter for, or a model a batched Triton
+    cannot serve (shapes.check_batchable)."""
+    recipe, params, checkpoint, framework = (
+        source.recipe,
+        source.params,
+        source.checkpoint,
+        source.framework,
+    )
     if fmt not in ("torchscript_trace", "torchscript_script", "onnx", "aoti", "savedmodel"):
         raise UserError(
             f"format {fmt!r} is not exported from the checkpoint: choose torchscript_trace, "

@@ -48,8 +48,14 @@ def measure_trial(
     with foreign load above perf.max_foreign_cpu twice is "disturbed" and never ranked. With
     `objective: capacity` (settings["capacity"] then holds perf.capacity), the trial's capacity
     search instead: throughput is the capacity (infer/s) at perf.capacity.p99_budget_ms and p99
-    the p99 there (open_loop.trial_capacity)."""
-    model_name, device, trial_text = served.model_name, served.device, str(served.trial)
+    the p99 there (open_loop.trial_capacity). Raises ValueError where `served` is no trial's
+    (served.trial None: an untuned format's settings)."""
+    if served.trial is None:
+        raise ValueError(
+            f"{served.model_name} is served untuned (served.trial is None): a trial measures "
+            "the settings repository.served_settings resolved for its trial id"
+        )
+    model_name, device, trial_text = served.model_name, served.device, served.trial
     trial = parse_trial(trial_text)
     io = json.loads(Path(io_json).read_text())
     batch, concurrency = load_point(settings, trial)
