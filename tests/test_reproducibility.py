@@ -64,8 +64,8 @@ def build(*projects: Path) -> None:
     """The workflow of each project (its own Snakefile and package) from scratch, side by side:
     checkpoint, every export, correctness, the served repositories and the deploy archive. Side by
     side also shows that two builds on one machine do not leak into each other. One core each:
-    the two builds then run two jobs at once on a 2-core machine, not four (with four, a served
-    request of an accuracy job once waited more than a minute for its answer)."""
+    the two builds then run two jobs at once, as one build with `--cores 2` would on a 2-core
+    machine, and no served request waits behind four jobs on two cores."""
     targets = [f"results/repository/digits/{fmt}/cpu" for fmt in FORMATS]
     exe = shutil.which("snakemake") or str(Path(sys.executable).parent / "snakemake")
     command = [exe, *targets, "results/deploy/cpu.tar.gz", "--cores", "1", "--configfile", "c.yaml"]

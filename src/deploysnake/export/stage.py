@@ -80,15 +80,12 @@ def in_recipe_order(io: dict[str, Any], recipe: Recipe, fmt: str) -> dict[str, A
     return io
 
 
-def _probe(
-    recipe: Recipe,
-    params: dict[str, Any],
-    checkpoint: str | Path,
-    framework: str,
-    model: torch.nn.Module | None,
-) -> dict[str, list[list[int]]]:
-    from ..frameworks import source_model, source_outputs
+def _probe(source: ModelSource, model: torch.nn.Module | None) -> dict[str, list[list[int]]]:
+    """Each tensor's shapes at shapes.PROBE_BATCHES, from `model` (the torch model already
+    loaded) or else the source's own runner. Raises UserError naming the recipe's model.py."""
+    from ..frameworks import source_outputs
 
+    recipe = source.recipe
     run: Callable[[dict[str, NDArray[Any]]], dict[str, NDArray[Any]]]
     if model is not None:
         torch_model = model
@@ -96,7 +93,7 @@ def _probe(
         def run(inputs: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
             return source_outputs(torch_model, recipe, inputs)
     else:
-        run = source_model(framework, recipe, params, checkpoint)
+        run = source.runner()
     try:
         return probe_batch_axes(recipe, run)
     except UserError:
@@ -137,7 +134,7 @@ def export(
     artifact = Path(artifact)
     artifact.parent.mkdir(parents=True, exist_ok=True)
     model = load_state(recipe, params, checkpoint) if framework == "torch" else None
-    probed = _probe(recipe, params, checkpoint, framework, model)
+    probed = _probe(source, model)
     axes = {name: shapes.find_batch_axis(seen) for name, seen in probed.items()}
     log.info("batch axes from the source model at batches %s: %s", shapes.PROBE_BATCHES, axes)
     # A model that a batched Triton cannot serve stops here, before any file is written.
