@@ -78,6 +78,11 @@ def slurm_run(*args: str, cwd: Path, timeout: float = 2400) -> subprocess.Comple
         str(ROOT / "profiles" / "slurm"),
         "--max-threads",
         "1",
+        # The plugin checks job states init seconds after a check that saw a job finish, and 10 s
+        # later after each that saw none; every job here runs a few seconds, so the profile's 5 s
+        # made each step of the DAG wait about 25 s. One node on loopback answers squeue at once.
+        "--slurm-init-seconds-before-status-checks",
+        "1",
         *args,
     ]
     with open(cwd / "snakemake.out", "w") as out:  # a file, never an unread pipe
