@@ -34,6 +34,6 @@ rule tritonclient_accuracy:
         settings=model_settings,
         server=config["triton"],
         batch_size=config["accuracy"]["batch_size"],
-        tolerances=config["correctness"],
+        tolerances=format_tolerances,
     script:
         "../scripts/accuracy.py"

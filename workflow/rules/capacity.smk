@@ -25,7 +25,7 @@ rule perf_analyzer_capacity:
     params:
         server=config["triton"],
         capacity=CAPACITY_SETTINGS,
-        tolerance=CHECK_TOLERANCE,
+        tolerance=check_tolerance,
         perf=perf_shared(),
     script:
         "../scripts/capacity_search.py"

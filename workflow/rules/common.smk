@@ -488,10 +488,23 @@ def correctness_files():
     return [paths.correctness(model, fmt) for model in MODELS for fmt in FORMATS[model]]
 
 
-# The correctness stage's tolerances: perf and capacity check answers under load within them.
-CHECK_TOLERANCE = {
-    k: config["correctness"][k] for k in ("default", "outputs", "formats")
-}
+def format_tolerances(wildcards):
+    """The correctness section as one format's jobs see it: `formats` holds only this format's
+    entry, so a change to another format's tolerance re-runs none of this format's jobs.
+    """
+    section = config["correctness"]
+    own = section["formats"].get(wildcards.format)
+    return {
+        **{k: v for k, v in section.items() if k != "formats"},
+        "formats": {} if own is None else {wildcards.format: own},
+    }
+
+
+def check_tolerance(wildcards):
+    """The tolerances perf and capacity check answers under load within (this format's)."""
+    return {
+        k: format_tolerances(wildcards)[k] for k in ("default", "outputs", "formats")
+    }
 
 
 def perf_shared():

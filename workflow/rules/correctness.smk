@@ -13,7 +13,7 @@ rule runtime_check_correctness:
         "../../envs/torch.yaml"
     params:
         settings=model_settings,
-        tolerances=config["correctness"],
+        tolerances=format_tolerances,
     script:
         "../scripts/correctness.py"
 

@@ -49,7 +49,7 @@ rule perf_analyzer_offline:
     params:
         mode="offline",
         server=config["triton"],
-        tolerance=CHECK_TOLERANCE,
+        tolerance=check_tolerance,
         perf=perf_settings("offline"),
     script:
         "../scripts/perf.py"
@@ -87,7 +87,7 @@ rule perf_analyzer_online:
     params:
         mode="online",
         server=config["triton"],
-        tolerance=CHECK_TOLERANCE,
+        tolerance=check_tolerance,
         perf=perf_settings("online"),
     script:
         "../scripts/perf.py"
