@@ -15,7 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from deploysnake import perfdata, underload
 from deploysnake.contracts import Status
-from deploysnake.tolerance import tolerance
+from deploysnake.tolerance import for_format, tolerance
 
 TOLERANCE: dict[str, Any] = {
     "default": {"atol": 1.0e-4, "rtol": 1.0e-3},
@@ -114,6 +114,25 @@ def test_a_correct_batch_passes_and_mixed_rows_fail_naming_output_and_rows(
     shifted = {**answer, "score": answer["score"] + 1.0}
     assert underload.check_response(expected, indices, shifted)[0].startswith(
         "score: rows [0, 1, 2, 3] (4 of 4)"
+    )
+
+
+def test_a_formats_narrowed_section_gives_its_bounds_and_holds_no_other_format() -> None:
+    """What a job's params carry (tolerance.for_format): the same bounds for its own format, and
+    nothing of another format's entry, so changing that entry leaves the job's params as they were."""
+    settings = {**TOLERANCE, "outputs": {"score": {"atol": 0.5, "rtol": 0.0}}, "batches": 2}
+    for fmt in ("onnx_fp16", "onnx"):
+        narrowed = for_format(settings, fmt)
+        assert narrowed["batches"] == 2 and set(narrowed["formats"]) <= {fmt}
+        for name in ("logits", "score"):
+            assert tolerance(narrowed, fmt, name) == tolerance(settings, fmt, name)
+    other = {
+        **settings,
+        "formats": {**settings["formats"], "onnx_int8": {"atol": 2.0, "rtol": 0.5}},
+    }
+    assert for_format(other, "onnx_fp16") == for_format(settings, "onnx_fp16")
+    assert (
+        for_format(other, "onnx") == for_format(settings, "onnx") != for_format(other, "onnx_int8")
     )
 
 

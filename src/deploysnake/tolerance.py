@@ -21,6 +21,18 @@ def tolerance(settings: dict[str, Any], fmt: str, output: str) -> tuple[float, f
     return float(tol["atol"]), float(tol["rtol"])
 
 
+def for_format(settings: dict[str, Any], fmt: str) -> dict[str, Any]:
+    """The correctness section (config key correctness) as one format's jobs need it: every key as
+    given, `formats` narrowed to this format's own entry ({} where it has none). tolerance() gives
+    the same bounds for `fmt` from either; the workflow passes this as a job's params, so a change to
+    another format's entry re-runs none of this format's jobs."""
+    own = settings.get("formats", {}).get(fmt)
+    return {
+        **{k: v for k, v in settings.items() if k != "formats"},
+        "formats": {} if own is None else {fmt: own},
+    }
+
+
 def compare(
     reference: NDArray[Any], candidate: NDArray[Any], atol: float, rtol: float
 ) -> dict[str, Any]:

@@ -15,7 +15,7 @@ os.environ.setdefault("PYTHONHASHSEED", "0")
 
 # The package holding the logic: importable from the venv, or from src/ (e.g. under --sdm conda).
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-from deploysnake import devices, paths
+from deploysnake import devices, paths, tolerance
 from deploysnake.configuration import network_problems, plan_formats, validate
 from deploysnake.errors import UserError
 from deploysnake.formats import ARTIFACTS, ONNX_VARIANTS, TENSORRT
@@ -489,22 +489,14 @@ def correctness_files():
 
 
 def format_tolerances(wildcards):
-    """The correctness section as one format's jobs see it: `formats` holds only this format's
-    entry, so a change to another format's tolerance re-runs none of this format's jobs.
-    """
-    section = config["correctness"]
-    own = section["formats"].get(wildcards.format)
-    return {
-        **{k: v for k, v in section.items() if k != "formats"},
-        "formats": {} if own is None else {wildcards.format: own},
-    }
+    """The correctness section as this format's jobs see it (tolerance.for_format)."""
+    return tolerance.for_format(config["correctness"], wildcards.format)
 
 
 def check_tolerance(wildcards):
     """The tolerances perf and capacity check answers under load within (this format's)."""
-    return {
-        k: format_tolerances(wildcards)[k] for k in ("default", "outputs", "formats")
-    }
+    own = format_tolerances(wildcards)
+    return {k: own[k] for k in ("default", "outputs", "formats")}
 
 
 def perf_shared():
