@@ -49,6 +49,23 @@ include: "workflow/rules/report.smk"
 include: "workflow/rules/gate.smk"
 
 
+# Jobs that read a few small files and write a few (verdicts, a repository's config.pbtxt, the
+# summary, the report, the search's plans): under a cluster executor they run on the submitting
+# host instead of through the queue, where each would wait for a submission and a status check
+# (seconds to minutes) for a second of work. Jobs that load a model, train, or measure, and the one
+# that describes the machine, always go to a node.
+localrules:
+    all,
+    python_collect_verdicts,
+    triton_write_repository,
+    python_plan_tuning_round,
+    python_choose_tuning,
+    python_write_summary,
+    python_compare_baseline,
+    python_check_gate,
+    altair_report,
+
+
 rule all:
     default_target: True
     input:
