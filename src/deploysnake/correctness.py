@@ -51,7 +51,7 @@ def check(
     build_seconds (the export's wall time from io.json; None where it was not recorded), and where
     found source_nondeterministic {output: max abs diff of two source runs}, warnings [str],
     log_excerpt."""
-    recipe, model_settings = source.recipe, source.settings
+    model_settings = source.settings
     io = json.loads(Path(io_json).read_text())
     base = {"model": model_name, "format": fmt, "passed": False, "samples": 0, "outputs": {}}
     if io.get("status") == Status.FAILED:
@@ -64,17 +64,21 @@ def check(
                 "log_excerpt": io.get("log_excerpt", ""),
             },
         )
-    files = (
-        {}
-        if model_settings
-        else {
-            kind: str(getattr(recipe, kind).__file__) for kind in ("model", "dataloader", "metrics")
+    # With the model's settings the child rebuilds the recipe from them, so this process never
+    # imports the model's code (nor torch: seconds per job); a recipe given as such is passed by
+    # its files.
+    if model_settings:
+        folder, files = "", {}
+    else:
+        folder = str(source.recipe.folder)
+        files = {
+            kind: str(getattr(source.recipe, kind).__file__)
+            for kind in ("model", "dataloader", "metrics")
         }
-    )
     outcome = isolated.call(
         "deploysnake.correctness:compare_artifact",
         {
-            "recipe_folder": str(recipe.folder),
+            "recipe_folder": folder,
             "recipe_files": files,
             "model_settings": model_settings,
             "params": source.params,

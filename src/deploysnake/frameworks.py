@@ -44,7 +44,8 @@ class ModelSource:
     comes from the config, the model's entry (models.<name>), from which a child process rebuilds the
     recipe (an exported source's recipe has no files of its own)."""
 
-    recipe: Recipe
+    # The recipe given, or None: loaded from `settings` on first use (the `recipe` property).
+    loaded_recipe: Recipe | None
     params: dict[str, Any]
     checkpoint: Path
     framework: str = "torch"
@@ -53,15 +54,23 @@ class ModelSource:
     @classmethod
     def of(cls, settings: dict[str, Any], checkpoint: str | Path) -> ModelSource:
         """The source of a model's validated config entry (models.<name>: params and framework
-        filled by configuration.validate) and its checkpoint. Raises UserError for a recipe
-        or exported file that cannot be loaded (sources.description.load_settings)."""
-        return cls(
-            load_settings(settings),
-            settings["params"],
-            Path(checkpoint),
-            settings["framework"],
-            settings,
-        )
+        filled by configuration.validate) and its checkpoint. The recipe is loaded on first use
+        of `recipe`: a stage that hands the settings to a child process (correctness) does not
+        import the model's code and its framework in the job's own process too."""
+        return cls(None, settings["params"], Path(checkpoint), settings["framework"], settings)
+
+    @property
+    def recipe(self) -> Recipe:
+        """The recipe (an exported file's: the one sources.description makes of it), loaded from
+        `settings` the first time. Raises UserError for a recipe or exported file that cannot be
+        loaded (sources.description.load_settings), ValueError where neither was given."""
+        if self.loaded_recipe is None:
+            if self.settings is None:
+                raise ValueError("a ModelSource needs a recipe or the model's settings")
+            # frozen: the loaded recipe is a cache, not a change of what the source is
+            object.__setattr__(self, "loaded_recipe", load_settings(self.settings))
+        assert self.loaded_recipe is not None
+        return self.loaded_recipe
 
     def runner(self) -> SourceModel:
         """The source model as a callable on named numpy inputs (source_model)."""
