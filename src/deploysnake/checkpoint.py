@@ -6,8 +6,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from .errors import UserError
 from .frameworks import load_state, make_keras_checkpoint, train
 from .plugins import Recipe, check_contract
@@ -33,6 +31,9 @@ def make_checkpoint(
     else:
         log.info("training %s with params %s", recipe.folder, params)
         model = train(recipe, params)
+    import torch  # here, not at the top: the job's own process (make_checkpoint_isolated) runs
+    # no model code and needs no torch
+
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), output)
     log.info("wrote %s", output)

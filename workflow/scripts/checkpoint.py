@@ -1,12 +1,10 @@
 from deploysnake import checkpoint, job
-from deploysnake.sources.description import load_settings
 
 
 def main(sm):
-    settings = sm.params.settings
-    load_settings(settings)  # the plugins import here first: an error names its file at once
-    # Training runs in a child process, at most the config's timeouts.train_s.
-    checkpoint.make_checkpoint_isolated(settings, sm.output[0])
+    # Training runs in a child process, at most the config's timeouts.train_s; the plugins are
+    # imported there (under timeouts.import_s), and an error in them names its file from there.
+    checkpoint.make_checkpoint_isolated(sm.params.settings, sm.output[0])
 
 
 job.run(snakemake, main)
