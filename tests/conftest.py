@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -23,6 +24,22 @@ PARAMS = {"channels": 8, "epochs": 2, "batch_size": 64, "seed": 0}
 # What a perf point that went through may read (the format was measured): ok, unstable (no stable
 # window, no number), or disturbed (foreign load above perf.max_foreign_cpu; deploysnake.usage).
 MEASURED = {"ok", "unstable", "disturbed"}
+# Two measuring jobs at a time, for runs whose tests read what each point records, not its figures:
+# a measuring job takes every core of --cores unless capped, so snakemake gets these arguments (one
+# thread each) and the config comes from measured_two_at_a_time.
+TWO_AT_A_TIME_ARGS = ("--max-threads", "1")
+
+
+def measured_two_at_a_time(config: dict[str, Any]) -> dict[str, Any]:
+    """The config for two measuring jobs at a time (snakemake with TWO_AT_A_TIME_ARGS): each sees
+    the other's load, which is not a disturbance here (perf.max_foreign_cpu 64), and each server's
+    runtime takes one thread, so two on two cores do not oversubscribe them (torch's spinning
+    intra-op threads slowed a probe a hundredfold)."""
+    return {
+        **config,
+        "perf": {**config["perf"], "max_foreign_cpu": 64},
+        "triton": {**config["triton"], "runtime_threads": 1, "inter_op_threads": 1},
+    }
 
 
 def _cases_folder() -> Path:

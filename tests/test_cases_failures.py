@@ -19,7 +19,15 @@ import numpy as np
 import pytest
 import yaml
 
-from .conftest import CASES, MEASURED, ROOT, needs_cases, snakemake
+from .conftest import (
+    CASES,
+    MEASURED,
+    ROOT,
+    TWO_AT_A_TIME_ARGS,
+    measured_two_at_a_time,
+    needs_cases,
+    snakemake,
+)
 
 pytestmark = [pytest.mark.e2e, needs_cases]
 
@@ -74,19 +82,7 @@ EXPORTERS = {
 }
 
 
-def measured_side_by_side(config: dict[str, Any]) -> dict[str, Any]:
-    """The config for two measuring jobs at a time (workflow's side_by_side): each sees the
-    other's load, which is not a disturbance here (these tests read what each point records, not
-    its figures), and each server's runtime takes one thread, so two on two cores do not
-    oversubscribe them (torch's spinning intra-op threads slowed a probe a hundredfold)."""
-    return {
-        **config,
-        "perf": {**config["perf"], "max_foreign_cpu": 64},
-        "triton": {**config["triton"], "runtime_threads": 1, "inter_op_threads": 1},
-    }
-
-
-PERF_DATA = measured_side_by_side(
+PERF_DATA = measured_two_at_a_time(
     {
         **COMMON,
         "models": {
@@ -132,17 +128,16 @@ def workflow(
     config: dict[str, Any],
     *targets: str,
     check: bool = True,
-    side_by_side: bool = False,
+    two_at_a_time: bool = False,
 ) -> Any:
-    """snakemake on these targets (the report by default) with this config; side_by_side: two
-    measuring jobs at a time (a config made by measured_side_by_side)."""
+    """snakemake on these targets (the report by default) with this config; two_at_a_time: two
+    measuring jobs at a time (a config made by measured_two_at_a_time)."""
     (workdir / "c.yaml").write_text(yaml.safe_dump(config))
     return snakemake(
         *(targets or ("results/report.html",)),
         "--cores",
         "2",
-        # a measuring job takes every core of --cores unless capped: one each, two at a time
-        *(("--max-threads", "1") if side_by_side else ()),
+        *(TWO_AT_A_TIME_ARGS if two_at_a_time else ()),
         "--configfile",
         "c.yaml",
         cwd=workdir,
@@ -177,7 +172,7 @@ def perf_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ),
         *(f"results/{stage}/row_mixer/onnx/cpu.csv" for stage in ("perf_offline", "perf_online")),
         "results/correctness/row_mixer/onnx.json",
-        side_by_side=True,
+        two_at_a_time=True,
     )
     return workdir
 

@@ -22,7 +22,15 @@ import yaml
 
 from deploysnake.plugins import load_recipe, validation_batches
 
-from .conftest import CASES, MEASURED, ROOT, needs_cases, snakemake
+from .conftest import (
+    CASES,
+    MEASURED,
+    ROOT,
+    TWO_AT_A_TIME_ARGS,
+    measured_two_at_a_time,
+    needs_cases,
+    snakemake,
+)
 from .test_aoti import PROGRAM_SETTINGS, save_program
 
 pytestmark = needs_cases
@@ -35,9 +43,6 @@ PERF = {
     "stability_percentage": 50,
     "max_trials": 4,
     "input_samples": 16,
-    # two measuring jobs at a time (run's --max-threads 1): each sees the other's load, and these
-    # tests read what each point records, not its figures
-    "max_foreign_cpu": 64,
     "offline": {"batch_sizes": [4], "concurrency": [1]},
     "online": {"concurrency": [2]},
 }
@@ -57,10 +62,9 @@ def run(workdir: Path, config: dict[str, Any], targets: list[str]) -> str:
         *targets,
         "--cores",
         "2",
-        # a measuring job takes every core of --cores unless capped: one each, two at a time (the
-        # perf windows are time, not work: the module's measuring jobs took 140 s one at a time)
-        "--max-threads",
-        "1",
+        # two measuring jobs at a time (perf windows are time, not work: the module's measuring
+        # jobs took 140 s one at a time); the fixtures' configs are measured_two_at_a_time
+        *TWO_AT_A_TIME_ARGS,
         "--keep-going",
         "--configfile",
         "case.yaml",
@@ -140,14 +144,7 @@ def batched(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
         # Batches of 16: case 06's two validation batches are padded to two lengths (29, 27).
         "correctness": {"batches": 2, "batch_size": 16},
         "accuracy": {"batch_size": 64},
-        # one runtime thread a server: two measuring jobs at a time on two cores do not
-        # oversubscribe them (torch's spinning intra-op threads)
-        "triton": {
-            "max_batch_size": 64,
-            "readiness_timeout_s": 60,
-            "runtime_threads": 1,
-            "inter_op_threads": 1,
-        },
+        "triton": {"max_batch_size": 64, "readiness_timeout_s": 60},
         "perf": PERF,
         "native": {"window_s": 0.1},
     }
@@ -170,7 +167,7 @@ def batched(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
         *(f"results/export/{m}/{fmt}/io.json" for m in refused for fmt in FORMATS),
         f"results/checkpoint/{BATCHED['05'][0]}/model.pt",
     ]
-    return workdir, run(workdir, config, targets)
+    return workdir, run(workdir, measured_two_at_a_time(config), targets)
 
 
 def export_log(workdir: Path, model: str, fmt: str) -> str:
@@ -423,12 +420,7 @@ def unbatched(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
         "formats": FORMATS,
         "devices": ["cpu"],
         "correctness": {"batches": 2},
-        "triton": {
-            **doc["triton"],
-            "readiness_timeout_s": 60,
-            "runtime_threads": 1,  # two measuring jobs at a time, as in batched
-            "inter_op_threads": 1,
-        },
+        "triton": {**doc["triton"], "readiness_timeout_s": 60},
         "perf": {**PERF, "offline": {"batch_sizes": [1], "concurrency": [1]}},
         "native": {"window_s": 0.1},
     }
@@ -438,7 +430,7 @@ def unbatched(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
         f"results/perf_online/{sets}/torchscript_trace/cpu.csv",
         *(f"results/export/{wine}/{fmt}/io.json" for fmt in FORMATS),
     ]
-    return workdir, run(workdir, config, targets)
+    return workdir, run(workdir, measured_two_at_a_time(config), targets)
 
 
 def test_case14_unbatched_model_served_whole_sets(unbatched: tuple[Path, str]) -> None:
